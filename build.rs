@@ -1,0 +1,28 @@
+//! Compiles `proto/` without a system `protoc`: protox parses the files, the
+//! descriptor set (with comments, so reflection shows them) is written to
+//! OUT_DIR for the reflection service, and tonic-prost-build generates the
+//! messages, clients and servers from it.
+
+use std::{env, fs, path::PathBuf};
+
+const PROTOS: &[&str] = &["aliasd/v1/keys.proto", "aliasd/v1/aliases.proto"];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+
+    let mut compiler = protox::Compiler::new(["proto"])?;
+    compiler.include_source_info(true).include_imports(true);
+    compiler.open_files(PROTOS)?;
+
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    fs::write(
+        out_dir.join("aliasd_descriptor.bin"),
+        compiler.encode_file_descriptor_set(),
+    )?;
+
+    tonic_prost_build::configure()
+        .codec_path("crate::codec::StrictProstCodec")
+        .emit_rerun_if_changed(false)
+        .compile_fds(compiler.file_descriptor_set())?;
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! The server's settings: every flag also reads an `ALIASD_*` environment
+//! variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::domain::ops::Limits;
+use crate::domain::{Error, Reason, Scope};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address to listen on for gRPC.
+    #[arg(long, env = "ALIASD_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    /// Directory of the sled database (created if missing).
+    #[arg(long, env = "ALIASD_DATA_DIR", default_value = "./aliasd-data")]
+    pub data_dir: PathBuf,
+
+    /// Account every call runs in (until authentication assigns one).
+    #[arg(long, env = "ALIASD_ACCOUNT", default_value = "000000000000")]
+    pub account: String,
+
+    /// Region, used in ARNs.
+    #[arg(long, env = "ALIASD_REGION", default_value = "us-east-1")]
+    pub region: String,
+
+    /// ARN partition ("aws" so that existing KMS tooling parses the ARNs).
+    #[arg(long, env = "ALIASD_PARTITION", default_value = "aws")]
+    pub partition: String,
+
+    /// Most aliases one key may have.
+    #[arg(long, env = "ALIASD_MAX_ALIASES_PER_KEY", default_value_t = 50)]
+    pub max_aliases_per_key: u64,
+
+    /// Most keys one account may have.
+    #[arg(long, env = "ALIASD_MAX_KEYS_PER_ACCOUNT", default_value_t = 100_000)]
+    pub max_keys_per_account: u64,
+
+    /// Seed file (JSON or TOML) applied idempotently at start-up.
+    #[arg(long, env = "ALIASD_SEED")]
+    pub seed: Option<PathBuf>,
+
+    /// Log format; the level comes from RUST_LOG (default "info").
+    #[arg(long, env = "ALIASD_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Seconds in-flight calls get to finish after SIGTERM/SIGINT.
+    #[arg(long, env = "ALIASD_DRAIN_TIMEOUT_SECS", default_value_t = 10)]
+    pub drain_timeout_secs: u64,
+
+    /// Change-log entries kept per account (WatchAliases can resume from
+    /// any of them).
+    #[arg(long, env = "ALIASD_CHANGE_LOG_RETENTION", default_value_t = 100_000)]
+    pub change_log_retention: u64,
+
+    /// Hours a request_id is remembered (at least 24).
+    #[arg(long, env = "ALIASD_REQUEST_ID_TTL_HOURS", default_value_t = 24)]
+    pub request_id_ttl_hours: u64,
+
+    /// Seconds between sweeps that remove keys whose deletion time passed.
+    #[arg(long, env = "ALIASD_REAP_INTERVAL_SECS", default_value_t = 5)]
+    pub reap_interval_secs: u64,
+}
+
+impl ServeConfig {
+    /// Defaults as if no flag were given, for tests and embedding.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> ServeConfig {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: ServeConfig,
+        }
+        let mut config = <Wrapper as clap::Parser>::parse_from(["aliasd"]).config;
+        config.data_dir = data_dir.into();
+        config
+    }
+
+    pub fn scope(&self) -> Scope {
+        Scope {
+            partition: self.partition.clone(),
+            region: self.region.clone(),
+            account: self.account.clone(),
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_aliases_per_key: self.max_aliases_per_key,
+            max_keys_per_account: self.max_keys_per_account,
+        }
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_secs)
+    }
+
+    /// Refuses settings that would make ARNs unparsable or break a guarantee.
+    pub fn validate(&self) -> Result<(), Error> {
+        let segment_ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        };
+        for (flag, value) in [
+            ("--account", &self.account),
+            ("--region", &self.region),
+            ("--partition", &self.partition),
+        ] {
+            if !segment_ok(value) {
+                return Err(Error::new(
+                    Reason::INTERNAL,
+                    format!("{flag} {value:?}: use 1..64 characters of A-Z a-z 0-9 -"),
+                ));
+            }
+        }
+        if self.request_id_ttl_hours < 24 {
+            return Err(Error::new(
+                Reason::INTERNAL,
+                "--request-id-ttl-hours must be at least 24",
+            ));
+        }
+        if self.max_aliases_per_key == 0
+            || self.max_keys_per_account == 0
+            || self.change_log_retention == 0
+        {
+            return Err(Error::new(
+                Reason::INTERNAL,
+                "--max-aliases-per-key, --max-keys-per-account and --change-log-retention must be positive",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,197 @@
+//! Every error aliasd can return, declared once.
+//!
+//! A [`Reason`] is the stable code clients match on (the ErrorInfo reason);
+//! its row in [`Reason::spec`] fixes the gRPC code and the AWS KMS exception
+//! name. The README's error table is this table.
+
+use std::fmt;
+
+/// gRPC status codes used by aliasd (a subset; kept here so that the domain
+/// does not depend on tonic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    InvalidArgument,
+    NotFound,
+    AlreadyExists,
+    PermissionDenied,
+    FailedPrecondition,
+    Aborted,
+    ResourceExhausted,
+    OutOfRange,
+    Unavailable,
+    DeadlineExceeded,
+    Internal,
+}
+
+/// One row of the error table.
+pub struct ReasonSpec {
+    pub code: Code,
+    pub kms_exception: &'static str,
+    pub description: &'static str,
+}
+
+macro_rules! reasons {
+    ($( $variant:ident => $code:ident, $exception:literal, $description:literal; )*) => {
+        /// The stable error codes of aliasd (ErrorInfo `reason`). Variants are
+        /// spelled as sent on the wire.
+        #[allow(non_camel_case_types)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Reason { $( $variant, )* }
+
+        impl Reason {
+            /// Every reason, in table order.
+            pub const ALL: &'static [Reason] = &[ $( Reason::$variant, )* ];
+
+            /// The UPPER_SNAKE name sent as ErrorInfo.reason.
+            pub fn as_str(self) -> &'static str {
+                match self { $( Reason::$variant => stringify!($variant), )* }
+            }
+
+            /// The gRPC code, KMS exception and description of this reason.
+            pub fn spec(self) -> ReasonSpec {
+                match self {
+                    $( Reason::$variant => ReasonSpec {
+                        code: Code::$code,
+                        kms_exception: $exception,
+                        description: $description,
+                    }, )*
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    INVALID_ALIAS_NAME => InvalidArgument, "ValidationException",
+        "An alias name breaks rule 1, 2 or 3 of the name rules.";
+    INVALID_KEY_ID => InvalidArgument, "ValidationException",
+        "A key id is not a lowercase UUID, or a key reference is malformed.";
+    INVALID_ARN => InvalidArgument, "InvalidArnException",
+        "An ARN does not parse as a KMS key or alias ARN.";
+    TARGET_NOT_A_KEY => InvalidArgument, "ValidationException",
+        "An alias name or alias ARN was given where only a key id or key ARN is accepted (aliases must refer to keys).";
+    INVALID_KEY_SPEC => InvalidArgument, "ValidationException",
+        "An unknown key spec.";
+    INVALID_KEY_USAGE => InvalidArgument, "ValidationException",
+        "An unknown key usage, a missing usage for a non-symmetric spec, or a usage the spec does not support.";
+    INVALID_DESCRIPTION => InvalidArgument, "ValidationException",
+        "A description longer than 8192 characters.";
+    INVALID_PENDING_WINDOW => InvalidArgument, "ValidationException",
+        "pending_window_in_days outside 7..30.";
+    INVALID_PAGE_SIZE => InvalidArgument, "ValidationException",
+        "A negative page_size.";
+    INVALID_PAGE_TOKEN => InvalidArgument, "InvalidMarkerException",
+        "A page token that was forged, corrupted, or issued for another filter or account.";
+    INVALID_REQUEST_ID => InvalidArgument, "ValidationException",
+        "A request_id that is not a UUID.";
+    REQUEST_ID_REUSED => InvalidArgument, "ValidationException",
+        "A request_id already used for a different request.";
+    INVALID_ETAG => InvalidArgument, "ValidationException",
+        "An etag longer than 64 characters.";
+    MALFORMED_REQUEST => InvalidArgument, "ValidationException",
+        "The request message is not valid protobuf (including bad UTF-8) or is larger than the server accepts.";
+    RESERVED_ALIAS => PermissionDenied, "NotAuthorizedException",
+        "The alias name is reserved for PROVIDER keys (begins alias/aws/ or ends /default).";
+    PROVIDER_KEY => PermissionDenied, "NotAuthorizedException",
+        "The key is a PROVIDER key: it cannot be the target of an alias or be changed through the API.";
+    KEY_NOT_FOUND => NotFound, "NotFoundException",
+        "No such key in the caller's account.";
+    ALIAS_NOT_FOUND => NotFound, "NotFoundException",
+        "No such alias in the caller's account.";
+    ALIAS_ALREADY_EXISTS => AlreadyExists, "AlreadyExistsException",
+        "An alias with that name already exists.";
+    KEY_PENDING_DELETION => FailedPrecondition, "KMSInvalidStateException",
+        "The key an alias would point at is pending deletion.";
+    KEY_INVALID_STATE => FailedPrecondition, "KMSInvalidStateException",
+        "The key's state does not allow the operation.";
+    KEY_TYPE_MISMATCH => FailedPrecondition, "ValidationException",
+        "UpdateAlias: the new key differs from the current one in key class or key usage.";
+    ETAG_MISMATCH => Aborted, "ConflictException",
+        "The etag given is not the alias's current etag; nothing changed.";
+    ALIAS_QUOTA_EXCEEDED => ResourceExhausted, "LimitExceededException",
+        "The key already has the maximum number of aliases.";
+    KEY_QUOTA_EXCEEDED => ResourceExhausted, "LimitExceededException",
+        "The account already has the maximum number of keys.";
+    REVISION_COMPACTED => OutOfRange, "InvalidMarkerException",
+        "WatchAliases: start_revision is older than the retained change log (or newer than the store); list again.";
+    WATCH_TOO_SLOW => ResourceExhausted, "LimitExceededException",
+        "WatchAliases: the client fell too far behind and was cut off; list and watch again.";
+    SHUTTING_DOWN => Unavailable, "KMSInternalException",
+        "The server is shutting down; retry on another instance.";
+    DEADLINE_EXCEEDED => DeadlineExceeded, "KMSInternalException",
+        "The call's deadline passed before it finished; a change may still have committed (retry with the same request_id).";
+    INTERNAL => Internal, "KMSInternalException",
+        "A storage or server fault; details are in the server log.";
+}
+
+/// An error with its reason, a KMS-style message, and (for invalid
+/// arguments) the request field at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub reason: Reason,
+    pub message: String,
+    /// The request field that was wrong, for google.rpc.BadRequest.
+    pub field: Option<&'static str>,
+}
+
+impl Error {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Error {
+            reason,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// An INVALID_ARGUMENT-class error naming the field at fault.
+    pub fn invalid(reason: Reason, field: &'static str, message: impl Into<String>) -> Self {
+        Error {
+            reason,
+            message: message.into(),
+            field: Some(field),
+        }
+    }
+
+    /// Re-attributes an invalid-argument error to another request field (the
+    /// same parser serves `key_id` and `target_key_id`).
+    pub fn for_field(mut self, field: &'static str) -> Self {
+        if self.field.is_some() {
+            self.field = Some(field);
+        }
+        self
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::new(Reason::INTERNAL, message)
+    }
+
+    pub fn code(&self) -> Code {
+        self.reason.spec().code
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.reason.as_str())
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_has_an_upper_snake_name_and_a_kms_exception() {
+        for reason in Reason::ALL {
+            let name = reason.as_str();
+            assert!(name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit()));
+            assert!(reason.spec().kms_exception.ends_with("Exception"));
+        }
+    }
+}

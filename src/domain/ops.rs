@@ -1,0 +1,466 @@
+//! The operations: every rule of KeyService and AliasService, written against
+//! [`Txn`], a view of one account inside one transaction. The store runs each
+//! operation in a single transaction (and may run it again on a conflict, so
+//! operations have no side effects beyond the `Txn` calls).
+
+use super::alias::{Alias, AliasEvent, ChangeKind};
+use super::error::{Error, Reason, Result};
+use super::key::{Key, KeyManager, KeySpec, KeyState, KeyUsage};
+use super::names::{AliasName, KeyId, KeyRef, Scope};
+use super::Millis;
+
+/// Reads and writes of one account, inside one transaction. The store keeps
+/// the per-key alias index and the counters consistent with the records.
+pub trait Txn {
+    /// The transaction's failure type: a rule's [`Error`] or a storage fault.
+    type Fail: From<Error>;
+
+    fn key(&self, id: &KeyId) -> Result<Option<Key>, Self::Fail>;
+    /// Writes a key; `is_new` counts it against the account's key quota.
+    fn put_key(&self, key: &Key, is_new: bool) -> Result<(), Self::Fail>;
+    fn remove_key(&self, id: &KeyId) -> Result<(), Self::Fail>;
+    fn key_count(&self) -> Result<u64, Self::Fail>;
+
+    fn alias(&self, name: &AliasName) -> Result<Option<Alias>, Self::Fail>;
+    /// Writes an alias, moving it in the per-key index if its target changed.
+    fn put_alias(&self, alias: &Alias) -> Result<(), Self::Fail>;
+    /// Removes an alias and its index entry.
+    fn remove_alias(&self, alias: &Alias) -> Result<(), Self::Fail>;
+    /// The names of the aliases that target `key` (the per-key index).
+    fn aliases_of(&self, key: &KeyId) -> Result<Vec<AliasName>, Self::Fail>;
+
+    /// Allocates the next revision of the account's change log.
+    fn next_revision(&self) -> Result<u64, Self::Fail>;
+    /// Appends an event (with a revision from `next_revision`) to the log.
+    fn log(&self, event: &AliasEvent) -> Result<(), Self::Fail>;
+}
+
+/// Quotas.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_aliases_per_key: u64,
+    pub max_keys_per_account: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_aliases_per_key: 50,
+            max_keys_per_account: 100_000,
+        }
+    }
+}
+
+/// What every operation needs besides the transaction.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub scope: Scope,
+    pub now: Millis,
+    pub limits: Limits,
+}
+
+fn key_not_found(ctx: &Ctx, id: &KeyId) -> Error {
+    Error::new(
+        Reason::KEY_NOT_FOUND,
+        format!("Key '{}' does not exist.", ctx.scope.key_arn(id)),
+    )
+}
+
+fn alias_not_found(ctx: &Ctx, name: &AliasName) -> Error {
+    Error::new(
+        Reason::ALIAS_NOT_FOUND,
+        format!("Alias {} is not found.", ctx.scope.alias_arn(name)),
+    )
+}
+
+fn alias_exists(ctx: &Ctx, name: &AliasName) -> Error {
+    Error::new(
+        Reason::ALIAS_ALREADY_EXISTS,
+        format!(
+            "An alias with the name {} already exists.",
+            ctx.scope.alias_arn(name)
+        ),
+    )
+}
+
+fn pending_deletion(ctx: &Ctx, key: &Key) -> Error {
+    Error::new(
+        Reason::KEY_PENDING_DELETION,
+        format!(
+            "Key '{}' is pending deletion; an alias cannot be pointed at it.",
+            ctx.scope.key_arn(&key.key_id)
+        ),
+    )
+}
+
+fn existing_key<T: Txn>(txn: &T, ctx: &Ctx, id: &KeyId) -> Result<Key, T::Fail> {
+    txn.key(id)?.ok_or_else(|| key_not_found(ctx, id).into())
+}
+
+fn existing_alias<T: Txn>(txn: &T, ctx: &Ctx, name: &AliasName) -> Result<Alias, T::Fail> {
+    txn.alias(name)?
+        .ok_or_else(|| alias_not_found(ctx, name).into())
+}
+
+/// A key an alias may be pointed at: CUSTOMER and not pending deletion.
+fn alias_target<T: Txn>(txn: &T, ctx: &Ctx, id: &KeyId) -> Result<Key, T::Fail> {
+    let key = existing_key(txn, ctx, id)?;
+    key.ensure_customer(&ctx.scope)?;
+    if key.is_pending_deletion() {
+        return Err(pending_deletion(ctx, &key).into());
+    }
+    Ok(key)
+}
+
+fn ensure_alias_room<T: Txn>(txn: &T, ctx: &Ctx, key: &KeyId) -> Result<(), T::Fail> {
+    let count = txn.aliases_of(key)?.len() as u64;
+    if count >= ctx.limits.max_aliases_per_key {
+        return Err(Error::new(
+            Reason::ALIAS_QUOTA_EXCEEDED,
+            format!(
+                "Key '{}' already has {count} aliases, the most a key may have ({}).",
+                ctx.scope.key_arn(key),
+                ctx.limits.max_aliases_per_key
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn record<T: Txn>(
+    txn: &T,
+    ctx: &Ctx,
+    revision: u64,
+    kind: ChangeKind,
+    alias: &Alias,
+    previous_name: Option<AliasName>,
+    previous_target: Option<KeyId>,
+) -> Result<(), T::Fail> {
+    txn.log(&AliasEvent {
+        revision,
+        kind,
+        alias: alias.clone(),
+        previous_name,
+        previous_target,
+        time: ctx.now,
+    })
+}
+
+// ---------------------------------------------------------------- keys
+
+/// What CreateKey asks for, already parsed.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub description: String,
+    pub key_spec: Option<KeySpec>,
+    pub key_usage: Option<KeyUsage>,
+}
+
+pub fn create_key<T: Txn>(
+    txn: &T,
+    ctx: &Ctx,
+    new: &NewKey,
+    key_id: &KeyId,
+) -> Result<Key, T::Fail> {
+    super::key::check_description(&new.description)?;
+    let (key_spec, key_usage) = KeySpec::resolve_pair(new.key_spec, new.key_usage)?;
+    let count = txn.key_count()?;
+    if count >= ctx.limits.max_keys_per_account {
+        return Err(Error::new(
+            Reason::KEY_QUOTA_EXCEEDED,
+            format!(
+                "Account {} already has {count} keys, the most an account may have ({}).",
+                ctx.scope.account, ctx.limits.max_keys_per_account
+            ),
+        )
+        .into());
+    }
+    let key = Key {
+        key_id: key_id.clone(),
+        description: new.description.clone(),
+        key_spec,
+        key_usage,
+        key_state: KeyState::ENABLED,
+        key_manager: KeyManager::CUSTOMER,
+        creation_time: ctx.now,
+        deletion_time: None,
+        pending_window_in_days: 0,
+    };
+    txn.put_key(&key, true)?;
+    Ok(key)
+}
+
+/// DescribeKey: a key by key id, key ARN, alias name or alias ARN.
+pub fn describe_key<T: Txn>(txn: &T, ctx: &Ctx, key_ref: &KeyRef) -> Result<Key, T::Fail> {
+    let id = match key_ref {
+        KeyRef::Key(id) => id.clone(),
+        KeyRef::Alias(name) => existing_alias(txn, ctx, name)?.target,
+    };
+    existing_key(txn, ctx, &id)
+}
+
+/// Fails with KEY_NOT_FOUND unless the key exists (ListAliases and
+/// WatchAliases filters).
+pub fn ensure_key_exists<T: Txn>(txn: &T, ctx: &Ctx, id: &KeyId) -> Result<(), T::Fail> {
+    existing_key(txn, ctx, id).map(drop)
+}
+
+/// EnableKey (`enabled`) or DisableKey.
+pub fn set_key_enabled<T: Txn>(
+    txn: &T,
+    ctx: &Ctx,
+    id: &KeyId,
+    enabled: bool,
+) -> Result<Key, T::Fail> {
+    let key = existing_key(txn, ctx, id)?.set_enabled(&ctx.scope, enabled)?;
+    txn.put_key(&key, false)?;
+    Ok(key)
+}
+
+/// ScheduleKeyDeletion with a window already resolved to 7..30 days.
+pub fn schedule_key_deletion<T: Txn>(
+    txn: &T,
+    ctx: &Ctx,
+    id: &KeyId,
+    window_days: i32,
+) -> Result<Key, T::Fail> {
+    let key = existing_key(txn, ctx, id)?.schedule_deletion(&ctx.scope, window_days, ctx.now)?;
+    txn.put_key(&key, false)?;
+    Ok(key)
+}
+
+pub fn cancel_key_deletion<T: Txn>(txn: &T, ctx: &Ctx, id: &KeyId) -> Result<Key, T::Fail> {
+    let key = existing_key(txn, ctx, id)?.cancel_deletion(&ctx.scope)?;
+    txn.put_key(&key, false)?;
+    Ok(key)
+}
+
+/// Removes a key whose deletion time has passed, and every alias that
+/// targets it. Returns how many aliases went with it, or None when the key is
+/// gone or not due (a concurrent CancelKeyDeletion won).
+pub fn remove_due_key<T: Txn>(txn: &T, ctx: &Ctx, id: &KeyId) -> Result<Option<usize>, T::Fail> {
+    let Some(key) = txn.key(id)? else {
+        return Ok(None);
+    };
+    if !key.is_due_for_removal(ctx.now) {
+        return Ok(None);
+    }
+    let names = txn.aliases_of(id)?;
+    for name in &names {
+        let alias = existing_alias(txn, ctx, name)?;
+        let revision = txn.next_revision()?;
+        txn.remove_alias(&alias)?;
+        record(txn, ctx, revision, ChangeKind::Deleted, &alias, None, None)?;
+    }
+    txn.remove_key(id)?;
+    Ok(Some(names.len()))
+}
+
+// ---------------------------------------------------------------- aliases
+
+pub fn create_alias<T: Txn>(
+    txn: &T,
+    ctx: &Ctx,
+    name: &AliasName,
+    target: &KeyId,
+) -> Result<Alias, T::Fail> {
+    name.ensure_not_reserved(&ctx.scope)?;
+    alias_target(txn, ctx, target)?;
+    if txn.alias(name)?.is_some() {
+        return Err(alias_exists(ctx, name).into());
+    }
+    ensure_alias_room(txn, ctx, target)?;
+    let revision = txn.next_revision()?;
+    let alias = Alias {
+        name: name.clone(),
+        target: target.clone(),
+        creation_time: ctx.now,
+        last_updated_time: ctx.now,
+        etag: Alias::etag_for(name, revision),
+    };
+    txn.put_alias(&alias)?;
+    record(txn, ctx, revision, ChangeKind::Created, &alias, None, None)?;
+    Ok(alias)
+}
+
+/// UpdateAlias: re-points an alias at a key of the same class and usage.
+pub fn update_alias<T: Txn>(
+    txn: &T,
+    ctx: &Ctx,
+    name: &AliasName,
+    target: &KeyId,
+    etag: Option<&str>,
+) -> Result<Alias, T::Fail> {
+    name.ensure_not_reserved(&ctx.scope)?;
+    let current = existing_alias(txn, ctx, name)?;
+    current.check_etag(&ctx.scope, etag)?;
+    if &current.target == target {
+        return Ok(current);
+    }
+    let new_key = alias_target(txn, ctx, target)?;
+    // The current key exists while an alias points at it (the store's
+    // invariant); its absence is a fault, reported as such.
+    let old_key = txn.key(&current.target)?.ok_or_else(|| {
+        Error::internal(format!(
+            "alias {name} targets missing key {}",
+            current.target
+        ))
+    })?;
+    old_key.ensure_customer(&ctx.scope)?;
+    if old_key.key_spec.class() != new_key.key_spec.class()
+        || old_key.key_usage != new_key.key_usage
+    {
+        return Err(Error::new(
+            Reason::KEY_TYPE_MISMATCH,
+            format!(
+                "Alias {} cannot be moved from key '{}' ({}, {}) to key '{}' ({}, {}): the current \
+                 and new key must be of the same type (symmetric, HMAC or asymmetric) and have the \
+                 same key usage. Delete the alias and create it again instead.",
+                ctx.scope.alias_arn(name),
+                ctx.scope.key_arn(&old_key.key_id),
+                old_key.key_spec.as_str(),
+                old_key.key_usage.as_str(),
+                ctx.scope.key_arn(&new_key.key_id),
+                new_key.key_spec.as_str(),
+                new_key.key_usage.as_str(),
+            ),
+        )
+        .into());
+    }
+    ensure_alias_room(txn, ctx, target)?;
+    let revision = txn.next_revision()?;
+    let alias = Alias {
+        target: target.clone(),
+        last_updated_time: ctx.now,
+        etag: Alias::etag_for(name, revision),
+        ..current.clone()
+    };
+    txn.put_alias(&alias)?;
+    record(
+        txn,
+        ctx,
+        revision,
+        ChangeKind::Updated,
+        &alias,
+        None,
+        Some(current.target),
+    )?;
+    Ok(alias)
+}
+
+/// DeleteAlias: allowed in every key state.
+pub fn delete_alias<T: Txn>(
+    txn: &T,
+    ctx: &Ctx,
+    name: &AliasName,
+    etag: Option<&str>,
+) -> Result<(), T::Fail> {
+    name.ensure_not_reserved(&ctx.scope)?;
+    let alias = existing_alias(txn, ctx, name)?;
+    alias.check_etag(&ctx.scope, etag)?;
+    let revision = txn.next_revision()?;
+    txn.remove_alias(&alias)?;
+    record(txn, ctx, revision, ChangeKind::Deleted, &alias, None, None)
+}
+
+/// RenameAlias: moves the name in one transaction, keeping the target.
+pub fn rename_alias<T: Txn>(
+    txn: &T,
+    ctx: &Ctx,
+    name: &AliasName,
+    new_name: &AliasName,
+    etag: Option<&str>,
+) -> Result<Alias, T::Fail> {
+    name.ensure_not_reserved(&ctx.scope)?;
+    new_name.ensure_not_reserved(&ctx.scope)?;
+    let current = existing_alias(txn, ctx, name)?;
+    current.check_etag(&ctx.scope, etag)?;
+    if txn.alias(new_name)?.is_some() {
+        return Err(alias_exists(ctx, new_name).into());
+    }
+    let key = existing_key(txn, ctx, &current.target)?;
+    key.ensure_customer(&ctx.scope)?;
+    if key.is_pending_deletion() {
+        return Err(pending_deletion(ctx, &key).into());
+    }
+    let revision = txn.next_revision()?;
+    let renamed = Alias {
+        name: new_name.clone(),
+        last_updated_time: ctx.now,
+        etag: Alias::etag_for(new_name, revision),
+        ..current.clone()
+    };
+    txn.remove_alias(&current)?;
+    txn.put_alias(&renamed)?;
+    record(
+        txn,
+        ctx,
+        revision,
+        ChangeKind::Renamed,
+        &renamed,
+        Some(current.name),
+        None,
+    )?;
+    Ok(renamed)
+}
+
+pub fn get_alias<T: Txn>(txn: &T, ctx: &Ctx, name: &AliasName) -> Result<Alias, T::Fail> {
+    existing_alias(txn, ctx, name)
+}
+
+// ---------------------------------------------------------------- seeding
+
+/// Creates a seed key unless a key with its id exists. Returns whether it
+/// was created.
+pub fn seed_key<T: Txn>(txn: &T, key: &Key) -> Result<bool, T::Fail> {
+    if txn.key(&key.key_id)?.is_some() {
+        return Ok(false);
+    }
+    txn.put_key(key, true)?;
+    Ok(true)
+}
+
+/// Creates a seed alias unless one with its name exists. Reserved names must
+/// point at PROVIDER keys, other names follow the API's rules. Returns whether
+/// it was created.
+pub fn seed_alias<T: Txn>(
+    txn: &T,
+    ctx: &Ctx,
+    name: &AliasName,
+    target: &KeyId,
+) -> Result<bool, T::Fail> {
+    if txn.alias(name)?.is_some() {
+        return Ok(false);
+    }
+    let key = existing_key(txn, ctx, target)?;
+    let reserved = name.is_reserved();
+    let provider = key.key_manager == KeyManager::PROVIDER;
+    if reserved != provider {
+        return Err(Error::invalid(
+            Reason::RESERVED_ALIAS,
+            "aliases",
+            format!(
+                "Seed alias {name}: reserved names (alias/aws/..., .../default) must point at \
+                 PROVIDER keys and other names at CUSTOMER keys; key {target} is {}.",
+                key.key_manager.as_str()
+            ),
+        )
+        .into());
+    }
+    if key.is_pending_deletion() {
+        return Err(pending_deletion(ctx, &key).into());
+    }
+    ensure_alias_room(txn, ctx, target)?;
+    let revision = txn.next_revision()?;
+    let alias = Alias {
+        name: name.clone(),
+        target: target.clone(),
+        creation_time: ctx.now,
+        last_updated_time: ctx.now,
+        etag: Alias::etag_for(name, revision),
+    };
+    txn.put_alias(&alias)?;
+    record(txn, ctx, revision, ChangeKind::Created, &alias, None, None)?;
+    Ok(true)
+}

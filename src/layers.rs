@@ -1,0 +1,210 @@
+//! The tower layer around every call: x-request-id in and out, one tracing
+//! span per call (method, x-request-id, peer, status, latency), deadlines
+//! answered as DEADLINE_EXCEEDED, and over-large requests answered as
+//! INVALID_ARGUMENT.
+//!
+//! Deadlines: tonic answers an expired `grpc-timeout` with CANCELLED, which
+//! service meshes retry as if the client had gone away. This layer sits
+//! inside tonic's own timer and fires 1 ms earlier, so callers get
+//! DEADLINE_EXCEEDED. A change whose deadline passes may still commit: retry
+//! it with the same request_id.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http::{HeaderValue, Request, Response};
+use tonic::body::Body;
+use tonic::transport::server::TcpConnectInfo;
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+use crate::domain::{Error, Reason};
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Longest x-request-id taken from a caller; longer ones are replaced.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+#[derive(Debug, Clone, Copy)]
+pub struct RequestContextLayer {
+    pub max_message_bytes: usize,
+}
+
+impl<S> Layer<S> for RequestContextLayer {
+    type Service = RequestContext<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestContext {
+            inner,
+            max_message_bytes: self.max_message_bytes,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestContext<S> {
+    inner: S,
+    max_message_bytes: usize,
+}
+
+/// The caller's x-request-id when it is usable (visible ASCII, at most 128
+/// characters), else a fresh UUID.
+fn request_id(headers: &http::HeaderMap) -> HeaderValue {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .filter(|v| {
+            let bytes = v.as_bytes();
+            !bytes.is_empty()
+                && bytes.len() <= MAX_REQUEST_ID_LEN
+                && bytes.iter().all(|b| b.is_ascii_graphic())
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .expect("a UUID is a valid header value")
+        })
+}
+
+/// Parses `grpc-timeout`: at most 8 digits and a unit (H M S m u n).
+pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+fn error_response(error: Error) -> Response<Body> {
+    crate::service::status(error).into_http()
+}
+
+/// tonic refuses an over-large request before our codec sees it, with
+/// OUT_OF_RANGE; callers get INVALID_ARGUMENT like any other bad input.
+fn rewrite_too_large(response: Response<Body>, limit: usize) -> Response<Body> {
+    let headers = response.headers();
+    let too_large = headers.get("grpc-status").is_some_and(|s| s == "11")
+        && headers.get("grpc-message").is_some_and(|m| {
+            m.as_bytes()
+                .starts_with(b"Error, decoded message length too large")
+        });
+    if !too_large {
+        return response;
+    }
+    error_response(Error::invalid(
+        Reason::MALFORMED_REQUEST,
+        "request",
+        format!("The request message is larger than the {limit} bytes this server accepts."),
+    ))
+}
+
+impl<S> Service<Request<Body>> for RequestContext<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        let id = request_id(request.headers());
+        request.headers_mut().insert(REQUEST_ID_HEADER, id.clone());
+        let deadline = grpc_timeout(request.headers());
+        let peer = request
+            .extensions()
+            .get::<TcpConnectInfo>()
+            .and_then(|info| info.remote_addr())
+            .map(|addr| addr.to_string())
+            .unwrap_or_default();
+        let span = tracing::info_span!(
+            "call",
+            method = %request.uri().path(),
+            x_request_id = %id.to_str().unwrap_or_default(),
+            peer = %peer,
+        );
+        // The clone that was made ready is the one to call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let limit = self.max_message_bytes;
+        Box::pin(
+            async move {
+                let started = Instant::now();
+                let call = inner.call(request);
+                let response = match deadline {
+                    Some(deadline) => {
+                        let ours = deadline.saturating_sub(Duration::from_millis(1));
+                        match tokio::time::timeout(ours, call).await {
+                            Ok(response) => response?,
+                            Err(_) => error_response(Error::new(
+                                Reason::DEADLINE_EXCEEDED,
+                                format!("The call's deadline of {deadline:?} passed before it finished."),
+                            )),
+                        }
+                    }
+                    None => call.await?,
+                };
+                let mut response = rewrite_too_large(response, limit);
+                response.headers_mut().insert(REQUEST_ID_HEADER, id);
+                // Errors before the first message travel in the headers;
+                // otherwise the status follows in the trailers (OK here).
+                let status = response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|s| s.to_str().ok())
+                    .and_then(|s| s.parse::<i32>().ok())
+                    .map(tonic::Code::from_i32)
+                    .unwrap_or(tonic::Code::Ok);
+                let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+                if matches!(status, tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::DataLoss) {
+                    tracing::error!(status = ?status, latency_ms, "call failed");
+                } else {
+                    tracing::info!(status = ?status, latency_ms, "call");
+                }
+                Ok(response)
+            }
+            .instrument(span),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("grpc-timeout", HeaderValue::from_static("250m"));
+        assert_eq!(grpc_timeout(&headers), Some(Duration::from_millis(250)));
+        headers.insert("grpc-timeout", HeaderValue::from_static("3S"));
+        assert_eq!(grpc_timeout(&headers), Some(Duration::from_secs(3)));
+        headers.insert("grpc-timeout", HeaderValue::from_static("123456789S"));
+        assert_eq!(grpc_timeout(&headers), None);
+        headers.insert("grpc-timeout", HeaderValue::from_static("5x"));
+        assert_eq!(grpc_timeout(&headers), None);
+    }
+
+    #[test]
+    fn caller_request_ids_are_kept_when_sane() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&headers), "abc-123");
+        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("has space"));
+        assert_ne!(request_id(&headers), "has space");
+    }
+}

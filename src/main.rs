@@ -1,0 +1,135 @@
+//! The `aliasd` command line: parse flags, call into the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use aliasd::config::{LogFormat, ServeConfig};
+use aliasd::domain::ops::Limits;
+use aliasd::domain::SystemClock;
+use aliasd::store::Store;
+
+#[derive(Parser)]
+#[command(
+    name = "aliasd",
+    version,
+    about = "A key-and-alias registry served over gRPC"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gRPC server.
+    Serve(ServeConfig),
+    /// Verify the store's invariants (the server must not be running on it).
+    Check {
+        /// Directory of the sled database.
+        #[arg(long, env = "ALIASD_DATA_DIR", default_value = "./aliasd-data")]
+        data_dir: PathBuf,
+        /// The quota to check against.
+        #[arg(long, env = "ALIASD_MAX_ALIASES_PER_KEY", default_value_t = 50)]
+        max_aliases_per_key: u64,
+        /// The quota to check against.
+        #[arg(long, env = "ALIASD_MAX_KEYS_PER_ACCOUNT", default_value_t = 100_000)]
+        max_keys_per_account: u64,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+    }
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Serve(config) => serve(config),
+        Command::Check {
+            data_dir,
+            max_aliases_per_key,
+            max_keys_per_account,
+        } => check(
+            data_dir,
+            Limits {
+                max_aliases_per_key,
+                max_keys_per_account,
+            },
+        ),
+    }
+}
+
+fn serve(config: ServeConfig) -> ExitCode {
+    init_logging(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("aliasd: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let shutdown = aliasd::server::termination_signal();
+        match aliasd::server::start(config, Arc::new(SystemClock), shutdown).await {
+            Ok(mut running) => match running.wait().await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    tracing::error!(%error, "server failed");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(error) => {
+                tracing::error!(%error, "cannot start");
+                eprintln!("aliasd: {error}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn check(data_dir: PathBuf, limits: Limits) -> ExitCode {
+    let store = match Store::open(&data_dir) {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!("aliasd check: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = store.check(&limits);
+    println!(
+        "checked {}: {} keys, {} aliases, {} change-log entries, {} request_id records",
+        data_dir.display(),
+        report.keys,
+        report.aliases,
+        report.changes,
+        report.requests
+    );
+    if report.is_clean() {
+        println!("ok: all invariants hold");
+        ExitCode::SUCCESS
+    } else {
+        for problem in &report.problems {
+            println!("PROBLEM: {problem}");
+        }
+        println!("{} problem(s) found", report.problems.len());
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,101 @@
+//! Background work: removing keys whose deletion time has passed (with their
+//! aliases, in one transaction each), and pruning the change log and old
+//! request_id records.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::domain::ops::{self, Ctx, Limits};
+use crate::domain::{Clock, Error, Scope};
+use crate::store::Store;
+
+/// How often the change log and request_id records are pruned.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+pub struct Maintenance {
+    pub store: Arc<Store>,
+    pub scope: Scope,
+    pub clock: Arc<dyn Clock>,
+    pub limits: Limits,
+    pub change_log_retention: u64,
+    pub request_id_ttl: Duration,
+}
+
+impl Maintenance {
+    /// Removes every key due for removal; returns how many keys went.
+    pub async fn reap_due_keys(&self) -> Result<usize, Error> {
+        let now = self.clock.now();
+        let due = self
+            .store
+            .blocking(move |store| store.due_keys(now))
+            .await?;
+        let mut removed = 0;
+        for (account, key_id) in due {
+            let ctx = Ctx {
+                scope: Scope {
+                    account: account.clone(),
+                    ..self.scope.clone()
+                },
+                now,
+                limits: self.limits,
+            };
+            let id = key_id.clone();
+            let outcome = self
+                .store
+                .write(&account, None, now, move |txn| {
+                    ops::remove_due_key(txn, &ctx, &id)
+                })
+                .await?;
+            if let Some(aliases) = outcome {
+                removed += 1;
+                tracing::info!(%account, %key_id, aliases, "removed key whose deletion time passed");
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Prunes the change log and expired request_id records.
+    pub async fn prune(&self) -> Result<(u64, u64), Error> {
+        let retention = self.change_log_retention;
+        let before = self.clock.now() - self.request_id_ttl.as_millis() as i64;
+        self.store
+            .blocking(move |store| {
+                Ok((
+                    store.prune_changes(retention)?,
+                    store.prune_requests(before)?,
+                ))
+            })
+            .await
+    }
+
+    /// Runs both jobs until `shutdown` turns true.
+    pub async fn run(
+        self,
+        reap_interval: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut reap = tokio::time::interval(reap_interval);
+        let mut prune = tokio::time::interval(PRUNE_INTERVAL);
+        reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = reap.tick() => {
+                    if let Err(error) = self.reap_due_keys().await {
+                        tracing::error!(%error, "removing keys due for deletion failed");
+                    }
+                }
+                _ = prune.tick() => {
+                    match self.prune().await {
+                        Ok((changes, requests)) if changes + requests > 0 => {
+                            tracing::debug!(changes, requests, "pruned change log and request_ids");
+                        }
+                        Ok(_) => {}
+                        Err(error) => tracing::error!(%error, "pruning failed"),
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Domain values to proto messages and back.
+
+use prost_types::Timestamp;
+
+use crate::domain::alias::ChangeKind;
+use crate::domain::{Alias, AliasEvent, Error, Key, KeySpec, KeyUsage, Millis, Reason, Scope};
+use crate::pb;
+
+pub fn timestamp(millis: Millis) -> Timestamp {
+    Timestamp {
+        seconds: millis.div_euclid(1000),
+        nanos: (millis.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+/// A proto enum value -> domain enum, through their shared names
+/// (`KEY_SPEC_RSA_2048` <-> `RSA_2048`). Unset is None; unknown is an error.
+fn from_wire<P, D>(
+    value: i32,
+    prefix: &str,
+    proto: impl Fn(i32) -> Option<P>,
+    name: impl Fn(&P) -> &'static str,
+    domain: impl Fn(&str) -> Option<D>,
+) -> Option<Option<D>> {
+    if value == 0 {
+        return Some(None);
+    }
+    let proto = proto(value)?;
+    domain(name(&proto).strip_prefix(prefix)?).map(Some)
+}
+
+pub fn key_spec(value: i32) -> Result<Option<KeySpec>, Error> {
+    from_wire(
+        value,
+        "KEY_SPEC_",
+        |v| pb::KeySpec::try_from(v).ok(),
+        |p| p.as_str_name(),
+        KeySpec::from_name,
+    )
+    .ok_or_else(|| {
+        Error::invalid(
+            Reason::INVALID_KEY_SPEC,
+            "key_spec",
+            format!("Unknown key_spec value {value}."),
+        )
+    })
+}
+
+pub fn key_usage(value: i32) -> Result<Option<KeyUsage>, Error> {
+    from_wire(
+        value,
+        "KEY_USAGE_",
+        |v| pb::KeyUsage::try_from(v).ok(),
+        |p| p.as_str_name(),
+        KeyUsage::from_name,
+    )
+    .ok_or_else(|| {
+        Error::invalid(
+            Reason::INVALID_KEY_USAGE,
+            "key_usage",
+            format!("Unknown key_usage value {value}."),
+        )
+    })
+}
+
+/// Domain enum -> proto enum number, through the shared name.
+fn to_wire(prefix: &str, name: &str, proto: impl Fn(&str) -> Option<i32>) -> i32 {
+    proto(&format!("{prefix}{name}")).unwrap_or(0)
+}
+
+pub fn key(scope: &Scope, key: &Key) -> pb::Key {
+    pb::Key {
+        key_id: key.key_id.to_string(),
+        arn: scope.key_arn(&key.key_id),
+        description: key.description.clone(),
+        key_spec: to_wire("KEY_SPEC_", key.key_spec.as_str(), |n| {
+            pb::KeySpec::from_str_name(n).map(|v| v as i32)
+        }),
+        key_usage: to_wire("KEY_USAGE_", key.key_usage.as_str(), |n| {
+            pb::KeyUsage::from_str_name(n).map(|v| v as i32)
+        }),
+        key_state: to_wire("KEY_STATE_", key.key_state.as_str(), |n| {
+            pb::KeyState::from_str_name(n).map(|v| v as i32)
+        }),
+        key_manager: to_wire("KEY_MANAGER_", key.key_manager.as_str(), |n| {
+            pb::KeyManager::from_str_name(n).map(|v| v as i32)
+        }),
+        creation_time: Some(timestamp(key.creation_time)),
+        deletion_time: key.deletion_time.map(timestamp),
+        pending_window_in_days: key.pending_window_in_days,
+        account: scope.account.clone(),
+    }
+}
+
+pub fn alias(scope: &Scope, alias: &Alias) -> pb::Alias {
+    pb::Alias {
+        alias_name: alias.name.to_string(),
+        alias_arn: scope.alias_arn(&alias.name),
+        target_key_id: alias.target.to_string(),
+        creation_time: Some(timestamp(alias.creation_time)),
+        last_updated_time: Some(timestamp(alias.last_updated_time)),
+        etag: alias.etag.clone(),
+    }
+}
+
+pub fn event(scope: &Scope, event: &AliasEvent) -> pb::AliasEvent {
+    let kind = match event.kind {
+        ChangeKind::Created => pb::AliasEventType::Created,
+        ChangeKind::Updated => pb::AliasEventType::Updated,
+        ChangeKind::Deleted => pb::AliasEventType::Deleted,
+        ChangeKind::Renamed => pb::AliasEventType::Renamed,
+    };
+    pb::AliasEvent {
+        revision: event.revision,
+        r#type: kind as i32,
+        alias: Some(alias(scope, &event.alias)),
+        previous_alias_name: event
+            .previous_name
+            .as_ref()
+            .map(|n| n.to_string())
+            .unwrap_or_default(),
+        previous_target_key_id: event
+            .previous_target
+            .as_ref()
+            .map(|k| k.to_string())
+            .unwrap_or_default(),
+        event_time: Some(timestamp(event.time)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_domain_enum_has_a_proto_twin() {
+        for spec in KeySpec::ALL {
+            let wire = to_wire("KEY_SPEC_", spec.as_str(), |n| {
+                pb::KeySpec::from_str_name(n).map(|v| v as i32)
+            });
+            assert_eq!(key_spec(wire).unwrap(), Some(*spec));
+        }
+        for usage in KeyUsage::ALL {
+            let wire = to_wire("KEY_USAGE_", usage.as_str(), |n| {
+                pb::KeyUsage::from_str_name(n).map(|v| v as i32)
+            });
+            assert_eq!(key_usage(wire).unwrap(), Some(*usage));
+        }
+        assert!(key_spec(999).is_err());
+        assert_eq!(key_spec(0).unwrap(), None);
+    }
+
+    #[test]
+    fn timestamps_split_millis() {
+        let t = timestamp(1_500);
+        assert_eq!((t.seconds, t.nanos), (1, 500_000_000));
+    }
+}

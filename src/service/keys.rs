@@ -1,0 +1,230 @@
+//! KeyService.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::{convert, App};
+use crate::domain::key::resolve_pending_window;
+use crate::domain::names::parse_key_id;
+use crate::domain::ops::{self, NewKey};
+use crate::domain::paging::{page_size, Listing};
+use crate::domain::request::{Idempotency, RequestId};
+use crate::domain::{Key, KeyId, KeyRef};
+use crate::pb::{self, key_service_server::KeyService};
+
+pub struct KeyApi {
+    app: Arc<App>,
+}
+
+impl KeyApi {
+    pub fn new(app: Arc<App>) -> Self {
+        KeyApi { app }
+    }
+
+    /// EnableKey, DisableKey, ScheduleKeyDeletion and CancelKeyDeletion: one
+    /// key id, an optional request_id, one operation on the key.
+    async fn change_key<F>(
+        &self,
+        scope: crate::domain::Scope,
+        operation: &'static str,
+        key_id: &str,
+        request_id: &str,
+        extra: &str,
+        op: F,
+    ) -> Result<pb::Key, Status>
+    where
+        F: Fn(
+                &crate::store::txn::SledTxn,
+                &ops::Ctx,
+                &KeyId,
+            ) -> Result<Key, crate::store::txn::Fail>
+            + Send
+            + 'static,
+    {
+        let id = parse_key_id(&scope, "key_id", key_id)?;
+        let idempotency = Idempotency::new(
+            RequestId::parse(request_id)?,
+            operation,
+            &[id.as_str(), extra],
+        );
+        let ctx = self.app.ctx(scope.clone());
+        let key = self
+            .app
+            .store
+            .write(&scope.account, idempotency, ctx.now, move |txn| {
+                op(txn, &ctx, &id)
+            })
+            .await?;
+        Ok(convert::key(&scope, &key))
+    }
+}
+
+#[tonic::async_trait]
+impl KeyService for KeyApi {
+    async fn create_key(
+        &self,
+        request: Request<pb::CreateKeyRequest>,
+    ) -> Result<Response<pb::CreateKeyResponse>, Status> {
+        let scope = self.app.scope_of(&request);
+        let request = request.into_inner();
+        let new = NewKey {
+            description: request.description,
+            key_spec: convert::key_spec(request.key_spec)?,
+            key_usage: convert::key_usage(request.key_usage)?,
+        };
+        crate::domain::key::check_description(&new.description)?;
+        let spec = new.key_spec.map(|s| s.as_str()).unwrap_or("");
+        let usage = new.key_usage.map(|u| u.as_str()).unwrap_or("");
+        let idempotency = Idempotency::new(
+            RequestId::parse(&request.request_id)?,
+            "CreateKey",
+            &[&new.description, spec, usage],
+        );
+        // Chosen outside the transaction, so a retried transaction keeps it.
+        let key_id = KeyId::generate();
+        let ctx = self.app.ctx(scope.clone());
+        let key = self
+            .app
+            .store
+            .write(&scope.account, idempotency, ctx.now, move |txn| {
+                ops::create_key(txn, &ctx, &new, &key_id)
+            })
+            .await?;
+        Ok(Response::new(pb::CreateKeyResponse {
+            key: Some(convert::key(&scope, &key)),
+        }))
+    }
+
+    async fn describe_key(
+        &self,
+        request: Request<pb::DescribeKeyRequest>,
+    ) -> Result<Response<pb::DescribeKeyResponse>, Status> {
+        let scope = self.app.scope_of(&request);
+        let key_ref = KeyRef::parse(&scope, "key_id", &request.get_ref().key_id)?;
+        let ctx = self.app.ctx(scope.clone());
+        let key = self
+            .app
+            .store
+            .read(&scope.account, move |txn| {
+                ops::describe_key(txn, &ctx, &key_ref)
+            })
+            .await?;
+        Ok(Response::new(pb::DescribeKeyResponse {
+            key: Some(convert::key(&scope, &key)),
+        }))
+    }
+
+    async fn list_keys(
+        &self,
+        request: Request<pb::ListKeysRequest>,
+    ) -> Result<Response<pb::ListKeysResponse>, Status> {
+        let scope = self.app.scope_of(&request);
+        let request = request.into_inner();
+        let limit = page_size(request.page_size)?;
+        let listing = Listing {
+            account: &scope.account,
+            kind: "keys",
+            filter: "",
+        };
+        let after = match request.page_token.as_str() {
+            "" => None,
+            token => Some(self.app.tokens.open(&listing, token)?),
+        };
+        let account = scope.account.clone();
+        let (keys, more) = self
+            .app
+            .store
+            .blocking(move |store| store.list_keys(&account, after.as_deref(), limit))
+            .await?;
+        let next_page_token = match keys.last() {
+            Some(last) if more => self.app.tokens.issue(&listing, last.key_id.as_str()),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListKeysResponse {
+            keys: keys.iter().map(|k| convert::key(&scope, k)).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn enable_key(
+        &self,
+        request: Request<pb::EnableKeyRequest>,
+    ) -> Result<Response<pb::EnableKeyResponse>, Status> {
+        let scope = self.app.scope_of(&request);
+        let r = request.into_inner();
+        let key = self
+            .change_key(
+                scope,
+                "EnableKey",
+                &r.key_id,
+                &r.request_id,
+                "",
+                |txn, ctx, id| ops::set_key_enabled(txn, ctx, id, true),
+            )
+            .await?;
+        Ok(Response::new(pb::EnableKeyResponse { key: Some(key) }))
+    }
+
+    async fn disable_key(
+        &self,
+        request: Request<pb::DisableKeyRequest>,
+    ) -> Result<Response<pb::DisableKeyResponse>, Status> {
+        let scope = self.app.scope_of(&request);
+        let r = request.into_inner();
+        let key = self
+            .change_key(
+                scope,
+                "DisableKey",
+                &r.key_id,
+                &r.request_id,
+                "",
+                |txn, ctx, id| ops::set_key_enabled(txn, ctx, id, false),
+            )
+            .await?;
+        Ok(Response::new(pb::DisableKeyResponse { key: Some(key) }))
+    }
+
+    async fn schedule_key_deletion(
+        &self,
+        request: Request<pb::ScheduleKeyDeletionRequest>,
+    ) -> Result<Response<pb::ScheduleKeyDeletionResponse>, Status> {
+        let scope = self.app.scope_of(&request);
+        let r = request.into_inner();
+        let window = resolve_pending_window(r.pending_window_in_days)?;
+        let key = self
+            .change_key(
+                scope,
+                "ScheduleKeyDeletion",
+                &r.key_id,
+                &r.request_id,
+                &window.to_string(),
+                move |txn, ctx, id| ops::schedule_key_deletion(txn, ctx, id, window),
+            )
+            .await?;
+        Ok(Response::new(pb::ScheduleKeyDeletionResponse {
+            key: Some(key),
+        }))
+    }
+
+    async fn cancel_key_deletion(
+        &self,
+        request: Request<pb::CancelKeyDeletionRequest>,
+    ) -> Result<Response<pb::CancelKeyDeletionResponse>, Status> {
+        let scope = self.app.scope_of(&request);
+        let r = request.into_inner();
+        let key = self
+            .change_key(
+                scope,
+                "CancelKeyDeletion",
+                &r.key_id,
+                &r.request_id,
+                "",
+                |txn, ctx, id| ops::cancel_key_deletion(txn, ctx, id),
+            )
+            .await?;
+        Ok(Response::new(pb::CancelKeyDeletionResponse {
+            key: Some(key),
+        }))
+    }
+}

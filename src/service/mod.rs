@@ -1,0 +1,99 @@
+//! tonic handlers: translate proto <-> domain, run the domain operation
+//! through the store, and nothing else.
+
+mod aliases;
+mod convert;
+mod keys;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tonic::{Code as GrpcCode, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::domain::ops::{Ctx, Limits};
+use crate::domain::paging::PageTokens;
+use crate::domain::{Clock, Code, Error, Scope};
+use crate::store::Store;
+
+pub use aliases::AliasApi;
+pub use keys::KeyApi;
+
+/// The ErrorInfo domain of every aliasd error.
+pub const ERROR_DOMAIN: &str = "aliasd";
+
+/// What the handlers share.
+pub struct App {
+    pub store: Arc<Store>,
+    /// Partition, region and the default account.
+    pub scope: Scope,
+    pub clock: Arc<dyn Clock>,
+    pub limits: Limits,
+    pub tokens: PageTokens,
+    /// Becomes true when shutdown starts (ends watches).
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The account a call runs in, when something (authentication) put one in
+/// the request's extensions; otherwise the server's default account.
+#[derive(Debug, Clone)]
+pub struct CallerAccount(pub String);
+
+impl App {
+    /// The scope of a call.
+    pub fn scope_of<T>(&self, request: &tonic::Request<T>) -> Scope {
+        match request.extensions().get::<CallerAccount>() {
+            Some(CallerAccount(account)) => Scope {
+                account: account.clone(),
+                ..self.scope.clone()
+            },
+            None => self.scope.clone(),
+        }
+    }
+
+    pub fn ctx(&self, scope: Scope) -> Ctx {
+        Ctx {
+            scope,
+            now: self.clock.now(),
+            limits: self.limits,
+        }
+    }
+}
+
+fn grpc_code(code: Code) -> GrpcCode {
+    match code {
+        Code::InvalidArgument => GrpcCode::InvalidArgument,
+        Code::NotFound => GrpcCode::NotFound,
+        Code::AlreadyExists => GrpcCode::AlreadyExists,
+        Code::PermissionDenied => GrpcCode::PermissionDenied,
+        Code::FailedPrecondition => GrpcCode::FailedPrecondition,
+        Code::Aborted => GrpcCode::Aborted,
+        Code::ResourceExhausted => GrpcCode::ResourceExhausted,
+        Code::OutOfRange => GrpcCode::OutOfRange,
+        Code::Unavailable => GrpcCode::Unavailable,
+        Code::DeadlineExceeded => GrpcCode::DeadlineExceeded,
+        Code::Internal => GrpcCode::Internal,
+    }
+}
+
+/// The gRPC status of an error: its code, message, an ErrorInfo (reason,
+/// domain, kms_exception) and, for invalid arguments, a BadRequest.
+pub fn status(error: Error) -> Status {
+    let spec = error.reason.spec();
+    let code = grpc_code(spec.code);
+    if code == GrpcCode::Internal {
+        tracing::error!(message = %error.message, "internal error");
+    }
+    let metadata = HashMap::from([("kms_exception".to_owned(), spec.kms_exception.to_owned())]);
+    let mut details = ErrorDetails::with_error_info(error.reason.as_str(), ERROR_DOMAIN, metadata);
+    if code == GrpcCode::InvalidArgument {
+        details.add_bad_request_violation(error.field.unwrap_or("request"), error.message.clone());
+    }
+    Status::with_error_details(code, error.message, details)
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Status {
+        status(error)
+    }
+}

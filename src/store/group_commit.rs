@@ -1,0 +1,58 @@
+//! Group commit: one flusher thread serves every writer. A writer commits its
+//! transaction, then asks for a flush; the flusher takes every request queued
+//! so far, runs one blocking `flush()`, and answers them all. Writers that
+//! commit while a flush runs share the next one, so under load the cost of an
+//! fsync is spread over many calls.
+//!
+//! sled 0.34's concurrent `flush_async` can deadlock; a single thread calling
+//! the blocking `flush()` avoids that.
+
+use std::sync::mpsc;
+
+use tokio::sync::oneshot;
+
+use crate::domain::Error;
+
+type Waiter = oneshot::Sender<Result<(), String>>;
+
+pub struct GroupCommit {
+    queue: mpsc::Sender<Waiter>,
+}
+
+impl GroupCommit {
+    pub fn start(db: sled::Db) -> GroupCommit {
+        let (queue, requests) = mpsc::channel::<Waiter>();
+        std::thread::Builder::new()
+            .name("aliasd-flusher".into())
+            .spawn(move || {
+                // Ends when the store (the last sender) is dropped.
+                while let Ok(first) = requests.recv() {
+                    let mut waiters = vec![first];
+                    waiters.extend(requests.try_iter());
+                    let result = db.flush().map(drop).map_err(|e| e.to_string());
+                    if let Err(error) = &result {
+                        tracing::error!(%error, "flush failed");
+                    }
+                    for waiter in waiters {
+                        // A writer that gave up waiting is no concern of ours.
+                        let _ = waiter.send(result.clone());
+                    }
+                }
+            })
+            .expect("the flusher thread must start");
+        GroupCommit { queue }
+    }
+
+    /// Returns once everything committed before the call is on disk.
+    pub async fn flush(&self) -> Result<(), Error> {
+        let (waiter, done) = oneshot::channel();
+        self.queue
+            .send(waiter)
+            .map_err(|_| Error::internal("the flusher has stopped"))?;
+        match done.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(Error::internal(format!("flush failed: {error}"))),
+            Err(_) => Err(Error::internal("the flusher has stopped")),
+        }
+    }
+}

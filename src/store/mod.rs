@@ -1,0 +1,550 @@
+//! Storage on sled: one multi-tree transaction per operation, group commit,
+//! the change log and request_id records.
+//!
+//! The interface the service uses is small: [`Store::write`] and
+//! [`Store::read`] run a domain operation in one transaction (a write returns
+//! only once it is on disk), the `list_*` calls page through records, and
+//! [`Store::changes_after`] reads the change log. Another backend would
+//! implement the same calls around its own transaction.
+
+pub mod check;
+mod group_commit;
+pub mod layout;
+pub mod records;
+pub mod txn;
+pub mod watch;
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use sled::transaction::{TransactionError, Transactional};
+use sled::Tree;
+
+use self::group_commit::GroupCommit;
+use self::records::{AliasRecord, ChangeRecord, KeyRecord, Replayable, RequestRecord};
+use self::txn::{Fail, SledTxn, TxTrees};
+use crate::domain::request::Idempotency;
+use crate::domain::{Alias, AliasEvent, Error, Key, KeyId, Millis};
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(
+        "data directory {0} is in use by another aliasd process (its lock is held); stop that \
+         process or choose another --data-dir"
+    )]
+    InUse(PathBuf),
+    #[error("cannot open data directory {path}: {source}")]
+    Sled { path: PathBuf, source: sled::Error },
+}
+
+/// The trees, opened once.
+#[derive(Clone)]
+struct Trees {
+    keys: Tree,
+    aliases: Tree,
+    key_aliases: Tree,
+    changes: Tree,
+    meta: Tree,
+    requests: Tree,
+    requests_by_time: Tree,
+    schedule: Tree,
+}
+
+impl Trees {
+    fn open(db: &sled::Db) -> sled::Result<Trees> {
+        Ok(Trees {
+            keys: db.open_tree("keys")?,
+            aliases: db.open_tree("aliases")?,
+            key_aliases: db.open_tree("key_aliases")?,
+            changes: db.open_tree("changes")?,
+            meta: db.open_tree("meta")?,
+            requests: db.open_tree("requests")?,
+            requests_by_time: db.open_tree("requests_by_time")?,
+            schedule: db.open_tree("schedule")?,
+        })
+    }
+}
+
+/// The highest durable revision of each account, and a signal that wakes
+/// watchers whenever one moves.
+struct Published {
+    revisions: Mutex<HashMap<String, u64>>,
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+pub struct Store {
+    db: sled::Db,
+    trees: Trees,
+    committer: GroupCommit,
+    published: Published,
+    token_secret: [u8; 32],
+}
+
+fn storage_error(error: impl std::fmt::Display) -> Error {
+    Error::internal(format!("storage error: {error}"))
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`. Fails with [`OpenError::InUse`]
+    /// when another process holds it.
+    pub fn open(dir: &Path) -> Result<Arc<Store>, OpenError> {
+        let sled_error = |source: sled::Error| match &source {
+            sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                OpenError::InUse(dir.to_owned())
+            }
+            _ => OpenError::Sled {
+                path: dir.to_owned(),
+                source,
+            },
+        };
+        let db = sled::Config::new().path(dir).open().map_err(sled_error)?;
+        let trees = Trees::open(&db).map_err(sled_error)?;
+        let token_secret = Self::token_secret(&db, &trees).map_err(sled_error)?;
+        let revisions = Self::durable_heads(&trees).map_err(sled_error)?;
+        let committer = GroupCommit::start(db.clone());
+        Ok(Arc::new(Store {
+            db,
+            trees,
+            committer,
+            published: Published {
+                revisions: Mutex::new(revisions),
+                generation: tokio::sync::watch::channel(0).0,
+            },
+            token_secret,
+        }))
+    }
+
+    /// The secret that signs page tokens: made once, kept in the store, so
+    /// tokens survive restarts.
+    fn token_secret(db: &sled::Db, trees: &Trees) -> sled::Result<[u8; 32]> {
+        if let Some(bytes) = trees.meta.get(layout::TOKEN_SECRET)? {
+            if let Ok(secret) = <[u8; 32]>::try_from(bytes.as_ref()) {
+                return Ok(secret);
+            }
+        }
+        let mut secret = [0u8; 32];
+        getrandom::getrandom(&mut secret)
+            .map_err(|e| sled::Error::Io(std::io::Error::other(format!("no randomness: {e}"))))?;
+        trees.meta.insert(layout::TOKEN_SECRET, &secret)?;
+        db.flush()?;
+        Ok(secret)
+    }
+
+    /// Everything on disk at start-up is durable: the heads of every account.
+    fn durable_heads(trees: &Trees) -> sled::Result<HashMap<String, u64>> {
+        let mut heads = HashMap::new();
+        for entry in trees.meta.iter() {
+            let (key, value) = entry?;
+            if let Some((account, layout::REVISION)) = layout::split(&key) {
+                heads.insert(account.to_owned(), txn::read_u64(Some(value)));
+            }
+        }
+        Ok(heads)
+    }
+
+    pub fn token_secret_bytes(&self) -> [u8; 32] {
+        self.token_secret
+    }
+
+    /// Runs `op` in one transaction over every tree, scoped to `account`.
+    /// With `idempotency`, a repeat returns the recorded response, and a
+    /// first call records its response in the same transaction.
+    fn transact<T: Replayable>(
+        &self,
+        account: &str,
+        idempotency: Option<&Idempotency>,
+        now: Millis,
+        op: &dyn Fn(&SledTxn) -> Result<T, Fail>,
+    ) -> Result<(T, Option<u64>), Error> {
+        let t = &self.trees;
+        let result = (
+            &t.keys,
+            &t.aliases,
+            &t.key_aliases,
+            &t.changes,
+            &t.meta,
+            &t.requests,
+            &t.requests_by_time,
+            &t.schedule,
+        )
+            .transaction(
+                |(
+                    keys,
+                    aliases,
+                    key_aliases,
+                    changes,
+                    meta,
+                    requests,
+                    requests_by_time,
+                    schedule,
+                )| {
+                    let txn = SledTxn {
+                        trees: TxTrees {
+                            keys,
+                            aliases,
+                            key_aliases,
+                            changes,
+                            meta,
+                            requests,
+                            requests_by_time,
+                            schedule,
+                        },
+                        account,
+                        last_revision: Cell::new(None),
+                    };
+                    let Some(idempotency) = idempotency else {
+                        let value = op(&txn)?;
+                        return Ok((value, txn.last_revision.get()));
+                    };
+                    let id = idempotency.request_id.as_str();
+                    let record_key = layout::scoped(account, id.as_bytes());
+                    if let Some(bytes) = requests.get(&record_key)? {
+                        let record: RequestRecord =
+                            records::decode("request", &bytes).map_err(Fail::Abort)?;
+                        if record.fingerprint != idempotency.fingerprint.0 {
+                            return Err(Fail::Abort(idempotency.reused_error()));
+                        }
+                        return Ok((T::from_bytes(&record.response).map_err(Fail::Abort)?, None));
+                    }
+                    let value = op(&txn)?;
+                    let record = RequestRecord {
+                        fingerprint: idempotency.fingerprint.0.to_vec(),
+                        response: value.to_bytes(),
+                        created_at: now,
+                    };
+                    requests.insert(record_key, records::encode(&record))?;
+                    requests_by_time.insert(layout::timed_key(now, account, id), &[])?;
+                    Ok((value, txn.last_revision.get()))
+                },
+            );
+        match result {
+            Ok(done) => Ok(done),
+            Err(TransactionError::Abort(error)) => Err(error),
+            Err(TransactionError::Storage(error)) => Err(storage_error(error)),
+        }
+    }
+
+    /// Runs a changing operation: one transaction, then a (shared) flush;
+    /// returns only once the change is on disk.
+    pub async fn write<T, F>(
+        self: &Arc<Self>,
+        account: &str,
+        idempotency: Option<Idempotency>,
+        now: Millis,
+        op: F,
+    ) -> Result<T, Error>
+    where
+        T: Replayable + Send + 'static,
+        F: Fn(&SledTxn) -> Result<T, Fail> + Send + 'static,
+    {
+        let store = self.clone();
+        let owned_account = account.to_owned();
+        let (value, revision) = tokio::task::spawn_blocking(move || {
+            store.transact(&owned_account, idempotency.as_ref(), now, &op)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("transaction task failed: {e}")))??;
+        self.committer.flush().await?;
+        if let Some(revision) = revision {
+            self.publish(account, revision);
+        }
+        Ok(value)
+    }
+
+    /// Runs a reading operation in one transaction (nothing to flush).
+    pub async fn read<T, F>(self: &Arc<Self>, account: &str, op: F) -> Result<T, Error>
+    where
+        T: Replayable + Send + 'static,
+        F: Fn(&SledTxn) -> Result<T, Fail> + Send + 'static,
+    {
+        let store = self.clone();
+        let account = account.to_owned();
+        tokio::task::spawn_blocking(move || {
+            store
+                .transact(&account, None, 0, &op)
+                .map(|(value, _)| value)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("transaction task failed: {e}")))?
+    }
+
+    /// Runs a blocking read off the async threads.
+    pub async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Store) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| Error::internal(format!("read task failed: {e}")))?
+    }
+
+    fn publish(&self, account: &str, revision: u64) {
+        {
+            let mut revisions = self
+                .published
+                .revisions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let durable = revisions.entry(account.to_owned()).or_default();
+            *durable = (*durable).max(revision);
+        }
+        self.published.generation.send_modify(|g| *g += 1);
+    }
+
+    /// The highest revision of `account` known to be on disk.
+    pub fn durable_revision(&self, account: &str) -> u64 {
+        let revisions = self
+            .published
+            .revisions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        revisions.get(account).copied().unwrap_or(0)
+    }
+
+    /// Wakes whenever some account's durable revision moves.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.published.generation.subscribe()
+    }
+
+    fn meta_u64(&self, account: &str, name: &[u8]) -> Result<u64, Error> {
+        let value = self
+            .trees
+            .meta
+            .get(layout::scoped(account, name))
+            .map_err(storage_error)?;
+        Ok(txn::read_u64(value))
+    }
+
+    /// The latest committed revision of `account`.
+    pub fn head_revision(&self, account: &str) -> Result<u64, Error> {
+        self.meta_u64(account, layout::REVISION)
+    }
+
+    /// The highest revision pruned from `account`'s change log.
+    pub fn floor(&self, account: &str) -> Result<u64, Error> {
+        self.meta_u64(account, layout::FLOOR)
+    }
+
+    /// Up to `limit` aliases of `account` after `after`, in name order, and
+    /// whether more follow. With `key`, only that key's aliases (read from
+    /// the per-key index). Reads only what the page needs.
+    pub fn list_aliases(
+        &self,
+        account: &str,
+        key: Option<&KeyId>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Alias>, bool), Error> {
+        let decode_alias =
+            |bytes: &[u8]| records::decode::<AliasRecord>("alias", bytes).map(Alias::from);
+        let mut page = Vec::with_capacity(limit + 1);
+        match key {
+            Some(key) => {
+                let set = self
+                    .trees
+                    .key_aliases
+                    .get(layout::scoped(account, key.as_str().as_bytes()))
+                    .map_err(storage_error)?;
+                let names = match set {
+                    Some(bytes) => {
+                        records::decode::<records::AliasSetRecord>("alias index", &bytes)?.names
+                    }
+                    None => Vec::new(),
+                };
+                for name in names
+                    .iter()
+                    .filter(|n| after.is_none_or(|a| n.as_str() > a))
+                {
+                    if page.len() > limit {
+                        break;
+                    }
+                    let record = self
+                        .trees
+                        .aliases
+                        .get(layout::scoped(account, name.as_bytes()))
+                        .map_err(storage_error)?;
+                    if let Some(bytes) = record {
+                        let alias = decode_alias(&bytes)?;
+                        // Read outside a transaction: skip one re-pointed meanwhile.
+                        if &alias.target == key {
+                            page.push(alias);
+                        }
+                    }
+                }
+            }
+            None => {
+                let prefix = layout::prefix(account);
+                let start = match after {
+                    Some(after) => {
+                        let mut start = layout::scoped(account, after.as_bytes());
+                        start.push(0); // the first key after `after`
+                        start
+                    }
+                    None => prefix.clone(),
+                };
+                for entry in self
+                    .trees
+                    .aliases
+                    .range(start..layout::prefix_end(&prefix))
+                    .take(limit + 1)
+                {
+                    let (_, bytes) = entry.map_err(storage_error)?;
+                    page.push(decode_alias(&bytes)?);
+                }
+            }
+        }
+        let more = page.len() > limit;
+        page.truncate(limit);
+        Ok((page, more))
+    }
+
+    /// Up to `limit` keys of `account` after key id `after`, and whether more
+    /// follow.
+    pub fn list_keys(
+        &self,
+        account: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Key>, bool), Error> {
+        let prefix = layout::prefix(account);
+        let start = match after {
+            Some(after) => {
+                let mut start = layout::scoped(account, after.as_bytes());
+                start.push(0);
+                start
+            }
+            None => prefix.clone(),
+        };
+        let mut page = Vec::with_capacity(limit + 1);
+        for entry in self
+            .trees
+            .keys
+            .range(start..layout::prefix_end(&prefix))
+            .take(limit + 1)
+        {
+            let (_, bytes) = entry.map_err(storage_error)?;
+            page.push(Key::try_from(records::decode::<KeyRecord>("key", &bytes)?)?);
+        }
+        let more = page.len() > limit;
+        page.truncate(limit);
+        Ok((page, more))
+    }
+
+    /// Change-log entries of `account` with revisions in `after+1 ..= up_to`,
+    /// at most `limit`.
+    pub fn changes_after(
+        &self,
+        account: &str,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<AliasEvent>, Error> {
+        if after >= up_to {
+            return Ok(Vec::new());
+        }
+        let start = layout::change_key(account, after + 1);
+        let end = layout::change_key(account, up_to);
+        let mut events = Vec::new();
+        for entry in self.trees.changes.range(start..=end).take(limit) {
+            let (_, bytes) = entry.map_err(storage_error)?;
+            events.push(AliasEvent::try_from(records::decode::<ChangeRecord>(
+                "change", &bytes,
+            )?)?);
+        }
+        Ok(events)
+    }
+
+    /// Keys whose deletion time is at or before `now`: (account, key id).
+    pub fn due_keys(&self, now: Millis) -> Result<Vec<(String, KeyId)>, Error> {
+        let end = layout::timed_key(now.saturating_add(1), "", "");
+        let mut due = Vec::new();
+        for entry in self.trees.schedule.range(..end) {
+            let (key, _) = entry.map_err(storage_error)?;
+            if let Some((_, account, key_id)) = layout::split_timed(&key) {
+                due.push((account.to_owned(), KeyId::from_trusted(key_id.to_owned())));
+            }
+        }
+        Ok(due)
+    }
+
+    /// Drops change-log entries so that each account keeps at most `retain`
+    /// of them; the floor moves first, so a watcher never misses a gap.
+    pub fn prune_changes(&self, retain: u64) -> Result<u64, Error> {
+        let mut pruned = 0;
+        let heads: Vec<(String, u64)> = self
+            .trees
+            .meta
+            .iter()
+            .filter_map(|entry| {
+                let (key, value) = entry.ok()?;
+                let (account, name) = layout::split(&key)?;
+                (name == layout::REVISION).then(|| (account.to_owned(), txn::read_u64(Some(value))))
+            })
+            .collect();
+        for (account, head) in heads {
+            let floor = self.floor(&account)?;
+            let new_floor = head.saturating_sub(retain);
+            if new_floor <= floor {
+                continue;
+            }
+            self.trees
+                .meta
+                .insert(
+                    layout::scoped(&account, layout::FLOOR),
+                    &new_floor.to_be_bytes(),
+                )
+                .map_err(storage_error)?;
+            let range =
+                layout::change_key(&account, floor + 1)..=layout::change_key(&account, new_floor);
+            for entry in self.trees.changes.range(range) {
+                let (key, _) = entry.map_err(storage_error)?;
+                self.trees.changes.remove(key).map_err(storage_error)?;
+                pruned += 1;
+            }
+        }
+        Ok(pruned)
+    }
+
+    /// Forgets request_ids recorded before `before`.
+    pub fn prune_requests(&self, before: Millis) -> Result<u64, Error> {
+        let end = layout::timed_key(before, "", "");
+        let mut pruned = 0;
+        for entry in self.trees.requests_by_time.range(..end) {
+            let (key, _) = entry.map_err(storage_error)?;
+            if let Some((_, account, id)) = layout::split_timed(&key) {
+                self.trees
+                    .requests
+                    .remove(layout::scoped(account, id.as_bytes()))
+                    .map_err(storage_error)?;
+            }
+            self.trees
+                .requests_by_time
+                .remove(&key)
+                .map_err(storage_error)?;
+            pruned += 1;
+        }
+        Ok(pruned)
+    }
+
+    /// Flushes everything to disk (shutdown, maintenance).
+    pub fn flush_blocking(&self) -> Result<(), Error> {
+        self.db.flush().map(drop).map_err(storage_error)
+    }
+
+    /// The number of records per tree, for `check` and diagnostics.
+    pub fn tree_sizes(&self) -> Vec<(&'static str, usize)> {
+        let t = &self.trees;
+        vec![
+            ("keys", t.keys.len()),
+            ("aliases", t.aliases.len()),
+            ("key_aliases", t.key_aliases.len()),
+            ("changes", t.changes.len()),
+            ("requests", t.requests.len()),
+            ("schedule", t.schedule.len()),
+        ]
+    }
+}

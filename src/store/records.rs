@@ -1,0 +1,297 @@
+//! How records are laid out on disk: a format byte, then a protobuf message.
+//! Protobuf lets later versions add fields without rewriting old records;
+//! the format byte leaves room for a change protobuf cannot absorb. Enums are
+//! stored by name, so reordering them in code cannot corrupt data.
+
+use prost::Message;
+
+use crate::domain::{
+    Alias, AliasEvent, AliasName, ChangeKind, Error, Key, KeyId, KeyManager, KeySpec, KeyState,
+    KeyUsage,
+};
+
+/// The format byte of every record written by this version.
+const FORMAT_V1: u8 = 1;
+
+#[derive(Clone, PartialEq, Message)]
+pub struct KeyRecord {
+    #[prost(string, tag = "1")]
+    pub key_id: String,
+    #[prost(string, tag = "2")]
+    pub description: String,
+    #[prost(string, tag = "3")]
+    pub key_spec: String,
+    #[prost(string, tag = "4")]
+    pub key_usage: String,
+    #[prost(string, tag = "5")]
+    pub key_state: String,
+    #[prost(string, tag = "6")]
+    pub key_manager: String,
+    #[prost(int64, tag = "7")]
+    pub creation_time: i64,
+    #[prost(int64, optional, tag = "8")]
+    pub deletion_time: Option<i64>,
+    #[prost(int32, tag = "9")]
+    pub pending_window_in_days: i32,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct AliasRecord {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub target: String,
+    #[prost(int64, tag = "3")]
+    pub creation_time: i64,
+    #[prost(int64, tag = "4")]
+    pub last_updated_time: i64,
+    #[prost(string, tag = "5")]
+    pub etag: String,
+}
+
+/// The per-key alias index: the names of a key's aliases, sorted.
+#[derive(Clone, PartialEq, Message)]
+pub struct AliasSetRecord {
+    #[prost(string, repeated, tag = "1")]
+    pub names: Vec<String>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ChangeRecord {
+    #[prost(uint64, tag = "1")]
+    pub revision: u64,
+    #[prost(string, tag = "2")]
+    pub kind: String,
+    #[prost(message, optional, tag = "3")]
+    pub alias: Option<AliasRecord>,
+    #[prost(string, optional, tag = "4")]
+    pub previous_name: Option<String>,
+    #[prost(string, optional, tag = "5")]
+    pub previous_target: Option<String>,
+    #[prost(int64, tag = "6")]
+    pub time: i64,
+}
+
+/// What a request_id remembers: which request it carried, and the response.
+#[derive(Clone, PartialEq, Message)]
+pub struct RequestRecord {
+    #[prost(bytes = "vec", tag = "1")]
+    pub fingerprint: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub response: Vec<u8>,
+    #[prost(int64, tag = "3")]
+    pub created_at: i64,
+}
+
+pub fn encode<M: Message>(message: &M) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + message.encoded_len());
+    out.push(FORMAT_V1);
+    // Encoding into a Vec only fails for lack of capacity, and a Vec grows.
+    message.encode(&mut out).expect("a Vec grows as needed");
+    out
+}
+
+pub fn decode<M: Message + Default>(what: &str, bytes: &[u8]) -> Result<M, Error> {
+    match bytes.split_first() {
+        Some((&FORMAT_V1, body)) => {
+            M::decode(body).map_err(|e| Error::internal(format!("corrupt {what} record: {e}")))
+        }
+        Some((format, _)) => Err(Error::internal(format!(
+            "{what} record has format {format}, which this version cannot read"
+        ))),
+        None => Err(Error::internal(format!("empty {what} record"))),
+    }
+}
+
+fn enum_field<T>(what: &str, name: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T, Error> {
+    parse(name)
+        .ok_or_else(|| Error::internal(format!("corrupt key record: unknown {what} {name:?}")))
+}
+
+impl From<&Key> for KeyRecord {
+    fn from(key: &Key) -> Self {
+        KeyRecord {
+            key_id: key.key_id.to_string(),
+            description: key.description.clone(),
+            key_spec: key.key_spec.as_str().into(),
+            key_usage: key.key_usage.as_str().into(),
+            key_state: key.key_state.as_str().into(),
+            key_manager: key.key_manager.as_str().into(),
+            creation_time: key.creation_time,
+            deletion_time: key.deletion_time,
+            pending_window_in_days: key.pending_window_in_days,
+        }
+    }
+}
+
+impl TryFrom<KeyRecord> for Key {
+    type Error = Error;
+
+    fn try_from(record: KeyRecord) -> Result<Key, Error> {
+        Ok(Key {
+            key_id: KeyId::from_trusted(record.key_id),
+            description: record.description,
+            key_spec: enum_field("key_spec", &record.key_spec, KeySpec::from_name)?,
+            key_usage: enum_field("key_usage", &record.key_usage, KeyUsage::from_name)?,
+            key_state: enum_field("key_state", &record.key_state, KeyState::from_name)?,
+            key_manager: enum_field("key_manager", &record.key_manager, KeyManager::from_name)?,
+            creation_time: record.creation_time,
+            deletion_time: record.deletion_time,
+            pending_window_in_days: record.pending_window_in_days,
+        })
+    }
+}
+
+impl From<&Alias> for AliasRecord {
+    fn from(alias: &Alias) -> Self {
+        AliasRecord {
+            name: alias.name.to_string(),
+            target: alias.target.to_string(),
+            creation_time: alias.creation_time,
+            last_updated_time: alias.last_updated_time,
+            etag: alias.etag.clone(),
+        }
+    }
+}
+
+impl From<AliasRecord> for Alias {
+    fn from(record: AliasRecord) -> Self {
+        Alias {
+            name: AliasName::from_trusted(record.name),
+            target: KeyId::from_trusted(record.target),
+            creation_time: record.creation_time,
+            last_updated_time: record.last_updated_time,
+            etag: record.etag,
+        }
+    }
+}
+
+fn kind_name(kind: ChangeKind) -> &'static str {
+    match kind {
+        ChangeKind::Created => "CREATED",
+        ChangeKind::Updated => "UPDATED",
+        ChangeKind::Deleted => "DELETED",
+        ChangeKind::Renamed => "RENAMED",
+    }
+}
+
+impl From<&AliasEvent> for ChangeRecord {
+    fn from(event: &AliasEvent) -> Self {
+        ChangeRecord {
+            revision: event.revision,
+            kind: kind_name(event.kind).into(),
+            alias: Some(AliasRecord::from(&event.alias)),
+            previous_name: event.previous_name.as_ref().map(|n| n.to_string()),
+            previous_target: event.previous_target.as_ref().map(|k| k.to_string()),
+            time: event.time,
+        }
+    }
+}
+
+impl TryFrom<ChangeRecord> for AliasEvent {
+    type Error = Error;
+
+    fn try_from(record: ChangeRecord) -> Result<AliasEvent, Error> {
+        let kind = [
+            ChangeKind::Created,
+            ChangeKind::Updated,
+            ChangeKind::Deleted,
+            ChangeKind::Renamed,
+        ]
+        .into_iter()
+        .find(|k| kind_name(*k) == record.kind)
+        .ok_or_else(|| Error::internal(format!("corrupt change record: kind {:?}", record.kind)))?;
+        let alias = record
+            .alias
+            .ok_or_else(|| Error::internal("corrupt change record: no alias"))?;
+        Ok(AliasEvent {
+            revision: record.revision,
+            kind,
+            alias: alias.into(),
+            previous_name: record.previous_name.map(AliasName::from_trusted),
+            previous_target: record.previous_target.map(KeyId::from_trusted),
+            time: record.time,
+        })
+    }
+}
+
+/// A response that a request_id record can store and replay.
+pub trait Replayable: Sized {
+    fn to_bytes(&self) -> Vec<u8>;
+    fn from_bytes(bytes: &[u8]) -> Result<Self, Error>;
+}
+
+impl Replayable for Key {
+    fn to_bytes(&self) -> Vec<u8> {
+        encode(&KeyRecord::from(self))
+    }
+    fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        decode::<KeyRecord>("key", bytes)?.try_into()
+    }
+}
+
+impl Replayable for Alias {
+    fn to_bytes(&self) -> Vec<u8> {
+        encode(&AliasRecord::from(self))
+    }
+    fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        Ok(decode::<AliasRecord>("alias", bytes)?.into())
+    }
+}
+
+impl Replayable for () {
+    fn to_bytes(&self) -> Vec<u8> {
+        Vec::new()
+    }
+    fn from_bytes(_: &[u8]) -> Result<Self, Error> {
+        Ok(())
+    }
+}
+
+impl Replayable for bool {
+    fn to_bytes(&self) -> Vec<u8> {
+        vec![u8::from(*self)]
+    }
+    fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        Ok(bytes.first() == Some(&1))
+    }
+}
+
+impl Replayable for Option<usize> {
+    fn to_bytes(&self) -> Vec<u8> {
+        self.map(|n| (n as u64).to_be_bytes().to_vec())
+            .unwrap_or_default()
+    }
+    fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        Ok(<[u8; 8]>::try_from(bytes)
+            .ok()
+            .map(|b| u64::from_be_bytes(b) as usize))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_records_round_trip() {
+        let key = Key {
+            key_id: KeyId::generate(),
+            description: "d".into(),
+            key_spec: KeySpec::RSA_2048,
+            key_usage: KeyUsage::SIGN_VERIFY,
+            key_state: KeyState::PENDING_DELETION,
+            key_manager: KeyManager::CUSTOMER,
+            creation_time: 1,
+            deletion_time: Some(2),
+            pending_window_in_days: 7,
+        };
+        assert_eq!(Key::from_bytes(&key.to_bytes()).unwrap(), key);
+    }
+
+    #[test]
+    fn unknown_formats_are_refused() {
+        assert!(decode::<KeyRecord>("key", &[9, 1, 2]).is_err());
+        assert!(decode::<KeyRecord>("key", &[]).is_err());
+    }
+}
