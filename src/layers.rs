@@ -89,14 +89,24 @@ fn error_response(error: Error) -> Response<Body> {
     crate::service::status(error).into_http()
 }
 
+/// The status of a response whose status travels in its headers (an error
+/// before the first message); otherwise it follows in the trailers: OK here.
+fn grpc_code(headers: &http::HeaderMap) -> tonic::Code {
+    headers
+        .get("grpc-status")
+        .map(|code| tonic::Code::from_bytes(code.as_bytes()))
+        .unwrap_or(tonic::Code::Ok)
+}
+
 /// tonic refuses an over-large request before our codec sees it, with
 /// OUT_OF_RANGE; callers get INVALID_ARGUMENT like any other bad input.
 fn rewrite_too_large(response: Response<Body>, limit: usize) -> Response<Body> {
+    // grpc-message is percent-encoded on the wire.
     let headers = response.headers();
-    let too_large = headers.get("grpc-status").is_some_and(|s| s == "11")
+    let too_large = grpc_code(headers) == tonic::Code::OutOfRange
         && headers.get("grpc-message").is_some_and(|m| {
             m.as_bytes()
-                .starts_with(b"Error, decoded message length too large")
+                .starts_with(b"Error,%20decoded%20message%20length%20too%20large")
         });
     if !too_large {
         return response;
@@ -144,9 +154,14 @@ where
         Box::pin(
             async move {
                 let started = Instant::now();
-                let call = inner.call(request);
                 let response = match deadline {
+                    // Already expired: nothing can be done in time.
+                    Some(deadline) if deadline.is_zero() => error_response(Error::new(
+                        Reason::DEADLINE_EXCEEDED,
+                        "The call's deadline had passed when it arrived.",
+                    )),
                     Some(deadline) => {
+                        let call = inner.call(request);
                         let ours = deadline.saturating_sub(Duration::from_millis(1));
                         match tokio::time::timeout(ours, call).await {
                             Ok(response) => response?,
@@ -156,19 +171,11 @@ where
                             )),
                         }
                     }
-                    None => call.await?,
+                    None => inner.call(request).await?,
                 };
                 let mut response = rewrite_too_large(response, limit);
                 response.headers_mut().insert(REQUEST_ID_HEADER, id);
-                // Errors before the first message travel in the headers;
-                // otherwise the status follows in the trailers (OK here).
-                let status = response
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|s| s.to_str().ok())
-                    .and_then(|s| s.parse::<i32>().ok())
-                    .map(tonic::Code::from_i32)
-                    .unwrap_or(tonic::Code::Ok);
+                let status = grpc_code(response.headers());
                 let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
                 if matches!(status, tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::DataLoss) {
                     tracing::error!(status = ?status, latency_ms, "call failed");
@@ -197,6 +204,28 @@ mod tests {
         assert_eq!(grpc_timeout(&headers), None);
         headers.insert("grpc-timeout", HeaderValue::from_static("5x"));
         assert_eq!(grpc_timeout(&headers), None);
+    }
+
+    #[tokio::test]
+    async fn a_call_past_its_deadline_is_answered_deadline_exceeded() {
+        let slow = tower::service_fn(|_request: Request<Body>| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok::<_, std::convert::Infallible>(Response::new(Body::default()))
+        });
+        let mut service = RequestContextLayer {
+            max_message_bytes: 1024,
+        }
+        .layer(slow);
+        let request = Request::builder()
+            .uri("/aliasd.v1.KeyService/CreateKey")
+            .header("grpc-timeout", "20m")
+            .body(Body::default())
+            .unwrap();
+        let started = Instant::now();
+        let response = service.call(request).await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(grpc_code(response.headers()), tonic::Code::DeadlineExceeded);
+        assert!(response.headers().contains_key(REQUEST_ID_HEADER));
     }
 
     #[test]

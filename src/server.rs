@@ -229,12 +229,32 @@ async fn serve(
         }
     };
     maintenance.abort();
-    let flushed = tokio::task::spawn_blocking(move || store.flush_blocking())
+    let _ = maintenance.await;
+    let flush_store = store.clone();
+    let flushed = tokio::task::spawn_blocking(move || flush_store.flush_blocking())
         .await
         .map_err(|e| ServeError::Other(format!("final flush task failed: {e}")))?;
     flushed.map_err(|e: Error| ServeError::Other(e.message))?;
+    release(store).await;
     tracing::info!("stopped");
     result
+}
+
+/// Waits (briefly) for finished watches and connections to let go of the
+/// store, then closes it, so the data directory is free when the server
+/// has stopped (a restart in the same process can open it again).
+async fn release(store: Arc<Store>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while Arc::strong_count(&store) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if Arc::strong_count(&store) > 1 {
+        tracing::warn!(
+            "the store is still in use after shutdown; it closes when the process exits"
+        );
+    }
+    // Dropping joins the flusher thread: keep that off the async threads.
+    let _ = tokio::task::spawn_blocking(move || drop(store)).await;
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -16,13 +16,15 @@ use crate::domain::Error;
 type Waiter = oneshot::Sender<Result<(), String>>;
 
 pub struct GroupCommit {
-    queue: mpsc::Sender<Waiter>,
+    /// None once dropping: closing the queue ends the flusher.
+    queue: Option<mpsc::Sender<Waiter>>,
+    flusher: Option<std::thread::JoinHandle<()>>,
 }
 
 impl GroupCommit {
     pub fn start(db: sled::Db) -> GroupCommit {
         let (queue, requests) = mpsc::channel::<Waiter>();
-        std::thread::Builder::new()
+        let flusher = std::thread::Builder::new()
             .name("aliasd-flusher".into())
             .spawn(move || {
                 // Ends when the store (the last sender) is dropped.
@@ -40,19 +42,35 @@ impl GroupCommit {
                 }
             })
             .expect("the flusher thread must start");
-        GroupCommit { queue }
+        GroupCommit {
+            queue: Some(queue),
+            flusher: Some(flusher),
+        }
     }
 
     /// Returns once everything committed before the call is on disk.
     pub async fn flush(&self) -> Result<(), Error> {
         let (waiter, done) = oneshot::channel();
         self.queue
+            .as_ref()
+            .ok_or_else(|| Error::internal("the flusher has stopped"))?
             .send(waiter)
             .map_err(|_| Error::internal("the flusher has stopped"))?;
         match done.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(Error::internal(format!("flush failed: {error}"))),
             Err(_) => Err(Error::internal("the flusher has stopped")),
+        }
+    }
+}
+
+impl Drop for GroupCommit {
+    /// Stops the flusher and waits for it, so that its handle on the
+    /// database (and the data directory's lock) is gone when the store is.
+    fn drop(&mut self) {
+        self.queue.take();
+        if let Some(flusher) = self.flusher.take() {
+            let _ = flusher.join();
         }
     }
 }

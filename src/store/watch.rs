@@ -167,14 +167,16 @@ impl Watcher {
                     match tokio::time::timeout(SEND_TIMEOUT, self.events.send(event)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => return Ok(()), // the client went away
-                        Err(_) => return Err(Error::new(
-                            Reason::WATCH_TOO_SLOW,
-                            format!(
+                        Err(_) => {
+                            return Err(Error::new(
+                                Reason::WATCH_TOO_SLOW,
+                                format!(
                                 "The watch fell behind: {BUFFER} events waited more than {}s for \
                                      the client. List again and watch from the listed revision.",
                                 SEND_TIMEOUT.as_secs()
                             ),
-                        )),
+                            ))
+                        }
                     }
                 }
             }

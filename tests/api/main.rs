@@ -1,1 +1,13 @@
+//! Integration tests: the real server on an ephemeral loopback port, called
+//! through the clients generated from `proto/`. One test binary, so the
+//! crate links once.
 
+mod aliases;
+mod common;
+mod concurrency;
+mod crash;
+mod deletion;
+mod keys;
+mod listing;
+mod seed;
+mod serving;

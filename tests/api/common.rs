@@ -1,0 +1,234 @@
+//! The test harness: the real server on an ephemeral loopback port, in a
+//! fresh data directory, called through the generated clients.
+
+use std::future::pending;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use aliasd::config::ServeConfig;
+use aliasd::domain::{Clock, Millis, SystemClock};
+use aliasd::pb::alias_service_client::AliasServiceClient;
+use aliasd::pb::key_service_client::KeyServiceClient;
+use aliasd::pb::{self, KeySpec, KeyUsage};
+use aliasd::server::Running;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+pub const ACCOUNT: &str = "000000000000";
+
+/// A clock the test moves by hand.
+#[derive(Default)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn at(millis: Millis) -> Arc<ManualClock> {
+        Arc::new(ManualClock(AtomicI64::new(millis)))
+    }
+    pub fn advance_days(&self, days: i64) {
+        self.0.fetch_add(days * 24 * 3600 * 1000, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Millis {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+pub struct TestServer {
+    pub running: Option<Running>,
+    pub dir: tempfile::TempDir,
+    pub keys: KeyServiceClient<Channel>,
+    pub aliases: AliasServiceClient<Channel>,
+    pub channel: Channel,
+}
+
+pub fn config(dir: &tempfile::TempDir) -> ServeConfig {
+    let mut config = ServeConfig::with_data_dir(dir.path());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}, Arc::new(SystemClock)).await
+    }
+
+    /// Starts with a tweaked configuration and a chosen clock.
+    pub async fn start_with(
+        tweak: impl FnOnce(&mut ServeConfig),
+        clock: Arc<dyn Clock>,
+    ) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, tweak, clock).await
+    }
+
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        tweak: impl FnOnce(&mut ServeConfig),
+        clock: Arc<dyn Clock>,
+    ) -> TestServer {
+        let mut config = config(&dir);
+        tweak(&mut config);
+        let running = aliasd::server::start(config, clock, pending())
+            .await
+            .expect("server starts");
+        let channel = Channel::from_shared(format!("http://{}", running.addr))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connects");
+        TestServer {
+            keys: KeyServiceClient::new(channel.clone()),
+            aliases: AliasServiceClient::new(channel.clone()),
+            channel,
+            running: Some(running),
+            dir,
+        }
+    }
+
+    /// Stops the server gracefully and returns its data directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.running
+            .take()
+            .unwrap()
+            .stop()
+            .await
+            .expect("clean stop");
+        self.dir
+    }
+
+    pub async fn create_key(&self) -> pb::Key {
+        self.create_key_of(KeySpec::SymmetricDefault, KeyUsage::Unspecified)
+            .await
+    }
+
+    pub async fn create_key_of(&self, spec: KeySpec, usage: KeyUsage) -> pb::Key {
+        self.keys
+            .clone()
+            .create_key(pb::CreateKeyRequest {
+                key_spec: spec as i32,
+                key_usage: usage as i32,
+                ..Default::default()
+            })
+            .await
+            .expect("CreateKey")
+            .into_inner()
+            .key
+            .unwrap()
+    }
+
+    pub async fn create_alias(&self, name: &str, key_id: &str) -> Result<pb::Alias, Status> {
+        self.aliases
+            .clone()
+            .create_alias(pb::CreateAliasRequest {
+                alias_name: name.into(),
+                target_key_id: key_id.into(),
+                request_id: String::new(),
+            })
+            .await
+            .map(|r| r.into_inner().alias.unwrap())
+    }
+
+    pub async fn get_alias(&self, name: &str) -> Result<pb::Alias, Status> {
+        self.aliases
+            .clone()
+            .get_alias(pb::GetAliasRequest {
+                alias_name: name.into(),
+            })
+            .await
+            .map(|r| r.into_inner().alias.unwrap())
+    }
+
+    pub async fn describe(&self, key_ref: &str) -> Result<pb::Key, Status> {
+        self.keys
+            .clone()
+            .describe_key(pb::DescribeKeyRequest {
+                key_id: key_ref.into(),
+            })
+            .await
+            .map(|r| r.into_inner().key.unwrap())
+    }
+
+    /// Every alias (optionally of one key), walking all pages.
+    pub async fn all_aliases(&self, key_id: &str) -> Vec<pb::Alias> {
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .aliases
+                .clone()
+                .list_aliases(pb::ListAliasesRequest {
+                    key_id: key_id.into(),
+                    page_size: 100,
+                    page_token: token,
+                })
+                .await
+                .expect("ListAliases")
+                .into_inner();
+            out.extend(page.aliases);
+            if page.next_page_token.is_empty() {
+                return out;
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    pub async fn alias_names(&self, key_id: &str) -> Vec<String> {
+        self.all_aliases(key_id)
+            .await
+            .into_iter()
+            .map(|a| a.alias_name)
+            .collect()
+    }
+}
+
+/// Asserts an error's gRPC code, its ErrorInfo (domain, reason, a
+/// kms_exception) and, for INVALID_ARGUMENT, a BadRequest violation.
+#[track_caller]
+pub fn assert_error<T: std::fmt::Debug>(
+    result: Result<T, Status>,
+    code: Code,
+    reason: &str,
+) -> Status {
+    let status = match result {
+        Ok(value) => panic!("expected {code:?} {reason}, got Ok({value:?})"),
+        Err(status) => status,
+    };
+    assert_eq!(status.code(), code, "code of {status:?}");
+    let info = status
+        .get_details_error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    assert_eq!(info.reason, reason, "reason of {status:?}");
+    assert_eq!(info.domain, "aliasd");
+    assert!(
+        info.metadata
+            .get("kms_exception")
+            .is_some_and(|e| e.ends_with("Exception")),
+        "kms_exception of {status:?}"
+    );
+    if code == Code::InvalidArgument {
+        let bad = status
+            .get_details_bad_request()
+            .unwrap_or_else(|| panic!("no BadRequest in {status:?}"));
+        assert!(!bad.field_violations.is_empty());
+    }
+    assert!(!status.message().is_empty());
+    status
+}
+
+/// The field named by an INVALID_ARGUMENT's BadRequest.
+pub fn bad_field(status: &Status) -> String {
+    status.get_details_bad_request().unwrap().field_violations[0]
+        .field
+        .clone()
+}
+
+pub fn kms_exception(status: &Status) -> String {
+    status.get_details_error_info().unwrap().metadata["kms_exception"].clone()
+}
+
+pub fn uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

@@ -1,0 +1,122 @@
+//! Key removal when the deletion time passes, driven by an injected clock.
+
+use std::time::Duration;
+
+use aliasd::domain::ops::Limits;
+use aliasd::pb::{self, AliasEventType};
+use aliasd::store::Store;
+use tokio_stream::StreamExt;
+use tonic::Code;
+
+use crate::common::*;
+
+async fn schedule(server: &TestServer, key_id: &str, days: i32) {
+    server
+        .keys
+        .clone()
+        .schedule_key_deletion(pb::ScheduleKeyDeletionRequest {
+            key_id: key_id.into(),
+            pending_window_in_days: days,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_key_past_its_deletion_time_goes_with_all_its_aliases() {
+    let clock = ManualClock::at(1_800_000_000_000);
+    let server = TestServer::start_with(|c| c.reap_interval_secs = 1, clock.clone()).await;
+    let doomed = server.create_key().await;
+    let kept = server.create_key().await;
+    let cancelled = server.create_key().await;
+    server
+        .create_alias("alias/d1", &doomed.key_id)
+        .await
+        .unwrap();
+    server
+        .create_alias("alias/d2", &doomed.key_id)
+        .await
+        .unwrap();
+    server
+        .create_alias("alias/kept", &kept.key_id)
+        .await
+        .unwrap();
+    schedule(&server, &doomed.key_id, 7).await;
+    schedule(&server, &cancelled.key_id, 7).await;
+    server
+        .keys
+        .clone()
+        .cancel_key_deletion(pb::CancelKeyDeletionRequest {
+            key_id: cancelled.key_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut events = server
+        .aliases
+        .clone()
+        .watch_aliases(pb::WatchAliasesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Six days on, nothing is due.
+    clock.advance_days(6);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(server.describe(&doomed.key_id).await.is_ok());
+
+    clock.advance_days(2);
+    let mut gone = false;
+    for _ in 0..100 {
+        if server.describe(&doomed.key_id).await.is_err() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the key was removed within 10s of its deletion time");
+    assert_error(
+        server.describe(&doomed.key_id).await,
+        Code::NotFound,
+        "KEY_NOT_FOUND",
+    );
+    assert_error(
+        server.get_alias("alias/d1").await,
+        Code::NotFound,
+        "ALIAS_NOT_FOUND",
+    );
+    assert_error(
+        server.get_alias("alias/d2").await,
+        Code::NotFound,
+        "ALIAS_NOT_FOUND",
+    );
+    assert_eq!(server.alias_names("").await, vec!["alias/kept"]);
+    assert!(
+        server.describe(&cancelled.key_id).await.is_ok(),
+        "a cancelled deletion keeps the key"
+    );
+
+    // The watch saw both aliases go.
+    let mut deleted = Vec::new();
+    while deleted.len() < 2 {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .event
+            .unwrap();
+        assert_eq!(event.r#type(), AliasEventType::Deleted);
+        deleted.push(event.alias.unwrap().alias_name);
+    }
+    deleted.sort();
+    assert_eq!(deleted, vec!["alias/d1", "alias/d2"]);
+
+    // The key counter moved too: the store's invariants hold.
+    let dir = server.stop().await;
+    let store = Store::open(dir.path()).unwrap();
+    let report = store.check(&Limits::default());
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!((report.keys, report.aliases), (2, 1));
+}

@@ -1,0 +1,485 @@
+//! ListAliases paging and WatchAliases.
+
+use std::time::Duration;
+
+use aliasd::pb::{self, AliasEventType};
+use tokio_stream::StreamExt;
+use tonic::Code;
+
+use crate::common::*;
+
+fn list(key_id: &str, page_size: i32, page_token: &str) -> pb::ListAliasesRequest {
+    pb::ListAliasesRequest {
+        key_id: key_id.into(),
+        page_size,
+        page_token: page_token.into(),
+    }
+}
+
+#[tokio::test]
+async fn list_aliases_is_ordered_by_name_and_filters_by_key() {
+    let server = TestServer::start().await;
+    let (a, b) = (server.create_key().await, server.create_key().await);
+    for name in ["alias/c", "alias/a", "alias/b"] {
+        server.create_alias(name, &a.key_id).await.unwrap();
+    }
+    server.create_alias("alias/0", &b.key_id).await.unwrap();
+    assert_eq!(
+        server.alias_names("").await,
+        vec!["alias/0", "alias/a", "alias/b", "alias/c"]
+    );
+    assert_eq!(
+        server.alias_names(&a.key_id).await,
+        vec!["alias/a", "alias/b", "alias/c"]
+    );
+    assert_eq!(server.alias_names(&b.arn).await, vec!["alias/0"]);
+}
+
+#[tokio::test]
+async fn list_aliases_key_filter_rules() {
+    let server = TestServer::start().await;
+    let key = server.create_key().await;
+    server.create_alias("alias/a", &key.key_id).await.unwrap();
+    let mut aliases = server.aliases.clone();
+    let status = assert_error(
+        aliases.list_aliases(list("alias/a", 0, "")).await,
+        Code::InvalidArgument,
+        "TARGET_NOT_A_KEY",
+    );
+    assert_eq!(bad_field(&status), "key_id");
+    assert_error(
+        aliases.list_aliases(list(&uuid(), 0, "")).await,
+        Code::NotFound,
+        "KEY_NOT_FOUND",
+    );
+    assert_error(
+        aliases.list_aliases(list("xyz", 0, "")).await,
+        Code::InvalidArgument,
+        "INVALID_KEY_ID",
+    );
+}
+
+#[tokio::test]
+async fn list_aliases_page_sizes() {
+    let server = TestServer::start().await;
+    let key = server
+        .create_key_of(pb::KeySpec::SymmetricDefault, pb::KeyUsage::Unspecified)
+        .await;
+    let other = server.create_key().await;
+    let other2 = server.create_key().await;
+    let other3 = server.create_key().await;
+    // 120 aliases over four keys (quota 50 each).
+    for i in 0..120 {
+        let target = [&key, &other, &other2, &other3][i % 4];
+        server
+            .create_alias(&format!("alias/n{i:03}"), &target.key_id)
+            .await
+            .unwrap();
+    }
+    let mut aliases = server.aliases.clone();
+    let page = aliases
+        .list_aliases(list("", 0, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.aliases.len(), 50, "0 means 50");
+    let page = aliases
+        .list_aliases(list("", 1000, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.aliases.len(), 100, "above 100 is 100");
+    assert!(!page.next_page_token.is_empty());
+    let rest = aliases
+        .list_aliases(list("", 100, &page.next_page_token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.aliases.len(), 20);
+    assert!(
+        rest.next_page_token.is_empty(),
+        "an empty token means the end"
+    );
+    let status = assert_error(
+        aliases.list_aliases(list("", -5, "")).await,
+        Code::InvalidArgument,
+        "INVALID_PAGE_SIZE",
+    );
+    assert_eq!(bad_field(&status), "page_size");
+}
+
+#[tokio::test]
+async fn page_tokens_are_tamper_evident_and_tied_to_the_filter() {
+    let server = TestServer::start().await;
+    let (a, b) = (server.create_key().await, server.create_key().await);
+    for i in 0..4 {
+        server
+            .create_alias(&format!("alias/a{i}"), &a.key_id)
+            .await
+            .unwrap();
+        server
+            .create_alias(&format!("alias/b{i}"), &b.key_id)
+            .await
+            .unwrap();
+    }
+    let mut aliases = server.aliases.clone();
+    let page = aliases
+        .list_aliases(list(&a.key_id, 2, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    let token = page.next_page_token;
+    // Used with another filter.
+    for filter in ["", b.key_id.as_str()] {
+        let status = assert_error(
+            aliases.list_aliases(list(filter, 2, &token)).await,
+            Code::InvalidArgument,
+            "INVALID_PAGE_TOKEN",
+        );
+        assert_eq!(bad_field(&status), "page_token");
+        assert_eq!(kms_exception(&status), "InvalidMarkerException");
+    }
+    // Altered in any character.
+    let mut altered = token.clone().into_bytes();
+    let last = altered.len() - 1;
+    altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
+    let altered = String::from_utf8(altered).unwrap();
+    assert_error(
+        aliases.list_aliases(list(&a.key_id, 2, &altered)).await,
+        Code::InvalidArgument,
+        "INVALID_PAGE_TOKEN",
+    );
+    // Forged.
+    for forged in ["alias/a1", "AAAA", "%%%", &"x".repeat(5000)] {
+        assert_error(
+            aliases.list_aliases(list("", 2, forged)).await,
+            Code::InvalidArgument,
+            "INVALID_PAGE_TOKEN",
+        );
+    }
+    // The genuine token still works.
+    let next = aliases
+        .list_aliases(list(&a.key_id, 2, &token))
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<_> = next.aliases.into_iter().map(|a| a.alias_name).collect();
+    assert_eq!(names, vec!["alias/a2", "alias/a3"]);
+}
+
+#[tokio::test]
+async fn aliases_present_for_the_whole_walk_appear_exactly_once() {
+    let server = TestServer::start().await;
+    let keys = [server.create_key().await, server.create_key().await];
+    let stable: Vec<String> = (0..40).map(|i| format!("alias/s{i:02}")).collect();
+    for (i, name) in stable.iter().enumerate() {
+        server
+            .create_alias(name, &keys[i % 2].key_id)
+            .await
+            .unwrap();
+    }
+    let mut aliases = server.aliases.clone();
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    let mut round = 0;
+    loop {
+        let page = aliases
+            .list_aliases(list("", 7, &token))
+            .await
+            .unwrap()
+            .into_inner();
+        seen.extend(page.aliases.into_iter().map(|a| a.alias_name));
+        // Churn between pages: new names before and after the cursor, deletions of new names.
+        server
+            .create_alias(&format!("alias/a-new{round}"), &keys[0].key_id)
+            .await
+            .unwrap();
+        server
+            .create_alias(&format!("alias/z-new{round}"), &keys[1].key_id)
+            .await
+            .unwrap();
+        if round > 0 {
+            server
+                .aliases
+                .clone()
+                .delete_alias(pb::DeleteAliasRequest {
+                    alias_name: format!("alias/a-new{}", round - 1),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+        round += 1;
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    for name in &stable {
+        assert_eq!(seen.iter().filter(|s| *s == name).count(), 1, "{name}");
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted, "pages are in name order");
+}
+
+async fn next_event(stream: &mut tonic::Streaming<pb::WatchAliasesResponse>) -> pb::AliasEvent {
+    tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("an event within 10s")
+        .expect("the stream is open")
+        .expect("an event, not an error")
+        .event
+        .unwrap()
+}
+
+#[tokio::test]
+async fn list_then_watch_from_the_listed_revision_misses_nothing() {
+    let server = TestServer::start().await;
+    let (a, b) = (server.create_key().await, server.create_key().await);
+    server
+        .create_alias("alias/before", &a.key_id)
+        .await
+        .unwrap();
+    let listed = server
+        .aliases
+        .clone()
+        .list_aliases(list("", 0, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.revision, 1);
+    // Changes between the list and the watch.
+    server.create_alias("alias/x", &a.key_id).await.unwrap();
+    server
+        .aliases
+        .clone()
+        .update_alias(pb::UpdateAliasRequest {
+            alias_name: "alias/x".into(),
+            target_key_id: b.key_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut stream = server
+        .aliases
+        .clone()
+        .watch_aliases(pb::WatchAliasesRequest {
+            key_id: String::new(),
+            start_revision: Some(listed.revision),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // And after the watch started.
+    server
+        .aliases
+        .clone()
+        .rename_alias(pb::RenameAliasRequest {
+            alias_name: "alias/x".into(),
+            new_alias_name: "alias/y".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    server
+        .aliases
+        .clone()
+        .delete_alias(pb::DeleteAliasRequest {
+            alias_name: "alias/y".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let created = next_event(&mut stream).await;
+    assert_eq!(
+        (created.revision, created.r#type()),
+        (2, AliasEventType::Created)
+    );
+    assert_eq!(created.alias.unwrap().alias_name, "alias/x");
+    let updated = next_event(&mut stream).await;
+    assert_eq!(
+        (updated.revision, updated.r#type()),
+        (3, AliasEventType::Updated)
+    );
+    assert_eq!(updated.previous_target_key_id, a.key_id);
+    assert_eq!(updated.alias.unwrap().target_key_id, b.key_id);
+    let renamed = next_event(&mut stream).await;
+    assert_eq!(
+        (renamed.revision, renamed.r#type()),
+        (4, AliasEventType::Renamed)
+    );
+    assert_eq!(renamed.previous_alias_name, "alias/x");
+    assert_eq!(renamed.alias.unwrap().alias_name, "alias/y");
+    let deleted = next_event(&mut stream).await;
+    assert_eq!(
+        (deleted.revision, deleted.r#type()),
+        (5, AliasEventType::Deleted)
+    );
+    assert_eq!(deleted.alias.unwrap().alias_name, "alias/y");
+}
+
+#[tokio::test]
+async fn watch_with_a_key_filter_sees_only_changes_touching_that_key() {
+    let server = TestServer::start().await;
+    let (a, b, c) = (
+        server.create_key().await,
+        server.create_key().await,
+        server.create_key().await,
+    );
+    let mut stream = server
+        .aliases
+        .clone()
+        .watch_aliases(pb::WatchAliasesRequest {
+            key_id: b.key_id.clone(),
+            start_revision: Some(0),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    server.create_alias("alias/on-a", &a.key_id).await.unwrap();
+    server.create_alias("alias/on-c", &c.key_id).await.unwrap();
+    server
+        .aliases
+        .clone()
+        .update_alias(pb::UpdateAliasRequest {
+            alias_name: "alias/on-a".into(),
+            target_key_id: b.key_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    server
+        .aliases
+        .clone()
+        .update_alias(pb::UpdateAliasRequest {
+            alias_name: "alias/on-a".into(),
+            target_key_id: c.key_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let onto_b = next_event(&mut stream).await;
+    assert_eq!(
+        (onto_b.revision, onto_b.r#type()),
+        (3, AliasEventType::Updated)
+    );
+    let away_from_b = next_event(&mut stream).await;
+    assert_eq!(away_from_b.revision, 4);
+    assert_eq!(away_from_b.previous_target_key_id, b.key_id);
+}
+
+#[tokio::test]
+async fn watch_without_start_revision_streams_only_new_changes() {
+    let server = TestServer::start().await;
+    let key = server.create_key().await;
+    server.create_alias("alias/old", &key.key_id).await.unwrap();
+    let mut stream = server
+        .aliases
+        .clone()
+        .watch_aliases(pb::WatchAliasesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    server.create_alias("alias/new", &key.key_id).await.unwrap();
+    let event = next_event(&mut stream).await;
+    assert_eq!(event.alias.unwrap().alias_name, "alias/new");
+    assert_eq!(event.revision, 2);
+}
+
+#[tokio::test]
+async fn watch_from_a_compacted_or_future_revision_is_out_of_range() {
+    let retain = |c: &mut aliasd::config::ServeConfig| c.change_log_retention = 2;
+    let clock = std::sync::Arc::new(aliasd::domain::SystemClock);
+    let server = TestServer::start_with(retain, clock.clone()).await;
+    let key = server.create_key().await;
+    for i in 0..5 {
+        server
+            .create_alias(&format!("alias/{i}"), &key.key_id)
+            .await
+            .unwrap();
+    }
+    let result = server
+        .aliases
+        .clone()
+        .watch_aliases(pb::WatchAliasesRequest {
+            key_id: String::new(),
+            start_revision: Some(99),
+        })
+        .await;
+    assert_error(result, Code::OutOfRange, "REVISION_COMPACTED");
+    let result = server
+        .aliases
+        .clone()
+        .watch_aliases(pb::WatchAliasesRequest {
+            key_id: uuid(),
+            start_revision: Some(0),
+        })
+        .await;
+    assert_error(result, Code::NotFound, "KEY_NOT_FOUND");
+
+    // Pruning runs at start-up (then every minute): after a restart only
+    // revisions 4 and 5 are retained.
+    let dir = server.stop().await;
+    let server = TestServer::start_in(dir, retain, clock).await;
+    let mut watch = server.aliases.clone();
+    let mut compacted = None;
+    for _ in 0..100 {
+        let result = watch
+            .watch_aliases(pb::WatchAliasesRequest {
+                key_id: String::new(),
+                start_revision: Some(0),
+            })
+            .await;
+        if result.is_err() {
+            compacted = Some(result);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = assert_error(
+        compacted.expect("pruned within 5s"),
+        Code::OutOfRange,
+        "REVISION_COMPACTED",
+    );
+    assert!(
+        status.message().contains("revision 4"),
+        "{}",
+        status.message()
+    );
+    let mut stream = watch
+        .watch_aliases(pb::WatchAliasesRequest {
+            key_id: String::new(),
+            start_revision: Some(3),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next_event(&mut stream).await.revision, 4);
+    assert_eq!(next_event(&mut stream).await.revision, 5);
+}
+
+#[tokio::test]
+async fn shutdown_ends_watches_with_unavailable() {
+    let server = TestServer::start().await;
+    let mut stream = server
+        .aliases
+        .clone()
+        .watch_aliases(pb::WatchAliasesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let stop = tokio::spawn(async move { server.stop().await });
+    let end = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("ends promptly");
+    match end {
+        Some(Err(status)) => {
+            assert_eq!(status.code(), Code::Unavailable);
+            assert_error::<()>(Err(status), Code::Unavailable, "SHUTTING_DOWN");
+        }
+        other => panic!("expected UNAVAILABLE, got {other:?}"),
+    }
+    stop.await.unwrap();
+}
