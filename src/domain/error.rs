@@ -185,6 +185,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_readme_lists_every_reason_with_its_code_and_exception() {
+        let readme = include_str!("../../README.md");
+        for reason in Reason::ALL {
+            let spec = reason.spec();
+            let code = format!("{:?}", spec.code);
+            // Code::InvalidArgument -> INVALID_ARGUMENT
+            let code: String = code
+                .chars()
+                .enumerate()
+                .flat_map(|(i, c)| {
+                    let sep = (i > 0 && c.is_ascii_uppercase()).then_some('_');
+                    sep.into_iter()
+                        .chain(std::iter::once(c.to_ascii_uppercase()))
+                })
+                .collect();
+            let row = format!(
+                "| `{}` | {} | {} |",
+                reason.as_str(),
+                code,
+                spec.kms_exception
+            );
+            assert!(readme.contains(&row), "README.md lacks the row {row}");
+        }
+        let rows = readme
+            .lines()
+            .filter(|l| l.starts_with("| `") && l.contains("Exception |"))
+            .count();
+        assert_eq!(
+            rows,
+            Reason::ALL.len(),
+            "README.md lists reasons the code does not have"
+        );
+    }
+
+    #[test]
     fn every_reason_has_an_upper_snake_name_and_a_kms_exception() {
         for reason in Reason::ALL {
             let name = reason.as_str();
