@@ -4,6 +4,7 @@
 //! A request flows one way: [`service`] (proto <-> domain) -> [`domain`]
 //! (the rules) -> [`store`] (one sled transaction, group commit).
 
+pub mod bench;
 pub mod codec;
 pub mod domain;
 pub mod store;

@@ -26,6 +26,8 @@ struct Cli {
 enum Command {
     /// Run the gRPC server.
     Serve(ServeConfig),
+    /// Measure throughput and latency against an in-process server on loopback.
+    Bench(aliasd::bench::BenchArgs),
     /// Verify the store's invariants (the server must not be running on it).
     Check {
         /// Directory of the sled database.
@@ -60,6 +62,7 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(config) => serve(config),
+        Command::Bench(args) => bench(args),
         Command::Check {
             data_dir,
             max_aliases_per_key,
@@ -103,6 +106,26 @@ fn serve(config: ServeConfig) -> ExitCode {
             }
         }
     })
+}
+
+fn bench(args: aliasd::bench::BenchArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("aliasd: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(aliasd::bench::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("aliasd bench: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn check(data_dir: PathBuf, limits: Limits) -> ExitCode {

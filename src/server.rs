@@ -50,6 +50,8 @@ pub enum ServeError {
 pub struct Running {
     /// The address it listens on (useful with port 0).
     pub addr: SocketAddr,
+    /// Flushes run and writers served (for benchmarks).
+    pub flush_stats: Arc<crate::store::group_commit::FlushStats>,
     stop: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<Result<(), ServeError>>,
 }
@@ -115,6 +117,7 @@ pub async fn start(
         config.data_dir.display()
     );
 
+    let flush_stats = store.flush_stats();
     let (stop, stopped) = oneshot::channel::<()>();
     let signal = async move {
         tokio::select! {
@@ -125,6 +128,7 @@ pub async fn start(
     let done = tokio::spawn(serve(config, store, clock, listener, signal));
     Ok(Running {
         addr,
+        flush_stats,
         stop: Some(stop),
         done,
     })

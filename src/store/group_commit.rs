@@ -7,7 +7,8 @@
 //! sled 0.34's concurrent `flush_async` can deadlock; a single thread calling
 //! the blocking `flush()` avoids that.
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 
 use tokio::sync::oneshot;
 
@@ -19,11 +20,31 @@ pub struct GroupCommit {
     /// None once dropping: closing the queue ends the flusher.
     queue: Option<mpsc::Sender<Waiter>>,
     flusher: Option<std::thread::JoinHandle<()>>,
+    stats: Arc<FlushStats>,
+}
+
+/// How many flushes ran and how many writers they served.
+#[derive(Debug, Default)]
+pub struct FlushStats {
+    pub flushes: AtomicU64,
+    pub writers: AtomicU64,
+}
+
+impl FlushStats {
+    /// (flushes, writers served) so far.
+    pub fn snapshot(&self) -> (u64, u64) {
+        (
+            self.flushes.load(Ordering::Relaxed),
+            self.writers.load(Ordering::Relaxed),
+        )
+    }
 }
 
 impl GroupCommit {
     pub fn start(db: sled::Db) -> GroupCommit {
         let (queue, requests) = mpsc::channel::<Waiter>();
+        let stats = Arc::new(FlushStats::default());
+        let counted = stats.clone();
         let flusher = std::thread::Builder::new()
             .name("aliasd-flusher".into())
             .spawn(move || {
@@ -32,6 +53,10 @@ impl GroupCommit {
                     let mut waiters = vec![first];
                     waiters.extend(requests.try_iter());
                     let result = db.flush().map(drop).map_err(|e| e.to_string());
+                    counted.flushes.fetch_add(1, Ordering::Relaxed);
+                    counted
+                        .writers
+                        .fetch_add(waiters.len() as u64, Ordering::Relaxed);
                     if let Err(error) = &result {
                         tracing::error!(%error, "flush failed");
                     }
@@ -45,7 +70,12 @@ impl GroupCommit {
         GroupCommit {
             queue: Some(queue),
             flusher: Some(flusher),
+            stats,
         }
+    }
+
+    pub fn stats(&self) -> Arc<FlushStats> {
+        self.stats.clone()
     }
 
     /// Returns once everything committed before the call is on disk.

@@ -8,7 +8,7 @@
 //! implement the same calls around its own transaction.
 
 pub mod check;
-mod group_commit;
+pub mod group_commit;
 pub mod layout;
 pub mod records;
 pub mod txn;
@@ -533,6 +533,12 @@ impl Store {
     /// Flushes everything to disk (shutdown, maintenance).
     pub fn flush_blocking(&self) -> Result<(), Error> {
         self.db.flush().map(drop).map_err(storage_error)
+    }
+
+    /// Flushes run and writers served since the store was opened: writers
+    /// per flush above 1 is group commit at work.
+    pub fn flush_stats(&self) -> Arc<group_commit::FlushStats> {
+        self.committer.stats()
     }
 
     /// The number of records per tree, for `check` and diagnostics.
