@@ -89,7 +89,7 @@ fn serve(config: ServeConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         let shutdown = aliasd::server::termination_signal();
         match aliasd::server::start(config, Arc::new(SystemClock), shutdown).await {
             Ok(mut running) => match running.wait().await {
@@ -105,7 +105,11 @@ fn serve(config: ServeConfig) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // The store is flushed and closed; anything still running (a connection
+    // past the drain timeout) is abandoned rather than waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    code
 }
 
 fn bench(args: aliasd::bench::BenchArgs) -> ExitCode {

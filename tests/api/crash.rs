@@ -15,9 +15,19 @@ use tonic::transport::Channel;
 
 /// Starts `aliasd serve` on an ephemeral port and reads the address it logs.
 fn spawn_server(data_dir: &Path) -> (Child, SocketAddr) {
+    let (child, addr, _) = spawn_server_with(data_dir, &[]);
+    (child, addr)
+}
+
+/// Like `spawn_server`, with extra flags; also returns every log line.
+fn spawn_server_with(
+    data_dir: &Path,
+    extra: &[&str],
+) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_aliasd"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
+        .args(extra)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -25,22 +35,28 @@ fn spawn_server(data_dir: &Path) -> (Child, SocketAddr) {
         .expect("aliasd starts");
     let stderr = child.stderr.take().unwrap();
     let (found, addr) = std::sync::mpsc::channel();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let log = lines.clone();
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if !sent {
                 if let Some(rest) = line.split("listening on ").nth(1) {
-                    let addr: SocketAddr = rest.split_whitespace().next().unwrap().parse().unwrap();
-                    let _ = found.send(addr);
+                    let addr = rest
+                        .split(|c: char| c.is_whitespace() || c == '"')
+                        .next()
+                        .unwrap();
+                    let _ = found.send(addr.parse::<SocketAddr>().unwrap());
                     sent = true;
                 }
             }
+            log.lock().unwrap().push(line);
         }
     });
     let addr = addr
         .recv_timeout(Duration::from_secs(30))
         .expect("the server logs its address");
-    (child, addr)
+    (child, addr, lines)
 }
 
 async fn connect(addr: SocketAddr) -> Channel {
@@ -160,4 +176,39 @@ async fn sigterm_stops_the_server_cleanly_and_a_second_server_is_refused() {
         "{stderr}"
     );
     stop_with_sigterm(child);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_method_request_id_peer_status_and_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, addr, lines) = spawn_server_with(dir.path(), &["--log-format", "json"]);
+    let mut client = KeyServiceClient::new(connect(addr).await);
+    let mut request = tonic::Request::new(pb::DescribeKeyRequest {
+        key_id: "nope".into(),
+    });
+    request
+        .metadata_mut()
+        .insert("x-request-id", "json-log-test-1".parse().unwrap());
+    assert!(client.describe_key(request).await.is_err());
+    drop(client);
+    stop_with_sigterm(child);
+    let lines = lines.lock().unwrap().clone();
+    let call = lines
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|entry| entry["span"]["x_request_id"] == "json-log-test-1")
+        .unwrap_or_else(|| panic!("no JSON log line for the call in {lines:#?}"));
+    assert_eq!(call["span"]["method"], "/aliasd.v1.KeyService/DescribeKey");
+    assert!(call["span"]["peer"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    assert_eq!(call["status"], "InvalidArgument");
+    assert!(call["latency_ms"].as_f64().is_some());
+    assert!(
+        lines
+            .iter()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "every line is JSON"
+    );
 }
