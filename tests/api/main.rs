@@ -9,5 +9,6 @@ mod crash;
 mod deletion;
 mod keys;
 mod listing;
+mod python;
 mod seed;
 mod serving;

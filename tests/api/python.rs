@@ -1,0 +1,85 @@
+//! A client in another language: Python stubs generated from `proto/` by
+//! grpcio-tools (protoc itself), driving the real server.
+//!
+//! The test installs what it needs: a venv under the target directory with
+//! the pinned packages of `tests/python/requirements.txt` (from PyPI, once;
+//! reinstalled when the file changes).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::TestServer;
+
+fn run(command: &mut Command) {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The venv's python, installing the venv first if needed.
+fn python() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let requirements = manifest.join("tests/python/requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).unwrap();
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-venv");
+    let python = venv.join("bin/python");
+    let marker = venv.join("installed-requirements.txt");
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) && python.exists()
+    {
+        return python;
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+    run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
+        .arg(&requirements));
+    std::fs::write(&marker, wanted).unwrap();
+    python
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_generated_from_the_protos_works() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = tokio::task::spawn_blocking(python).await.unwrap();
+    let stubs = tempfile::tempdir().unwrap();
+    run(Command::new(&python)
+        .args(["-m", "grpc_tools.protoc", "-Iproto"])
+        .arg(format!("--python_out={}", stubs.path().display()))
+        .arg(format!("--grpc_python_out={}", stubs.path().display()))
+        .args(["aliasd/v1/keys.proto", "aliasd/v1/aliases.proto"])
+        .current_dir(manifest));
+
+    let server = TestServer::start().await;
+    let addr = server.running.as_ref().unwrap().addr.to_string();
+    let script = manifest.join("tests/python/generated_client.py");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(&python)
+            .arg(&script)
+            .arg(&addr)
+            .env("PYTHONPATH", stubs.path())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+}

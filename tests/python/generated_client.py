@@ -1,0 +1,116 @@
+"""Drives aliasd through Python stubs generated from proto/ by grpcio-tools.
+
+Usage: generated_client.py HOST:PORT  (the stubs must be on PYTHONPATH).
+Exits non-zero with a message on the first check that fails.
+"""
+
+import sys
+import uuid
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from aliasd.v1 import aliases_pb2, aliases_pb2_grpc, keys_pb2, keys_pb2_grpc
+
+
+def error_info(error):
+    """The google.rpc.ErrorInfo of a failed call."""
+    status = rpc_status.from_call(error)
+    assert status is not None, "the error carries google.rpc.Status details"
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info
+    raise AssertionError("no ErrorInfo in the error details")
+
+
+def expect_error(call, code, reason):
+    try:
+        call()
+    except grpc.RpcError as error:
+        assert error.code() == code, (error.code(), error.details())
+        info = error_info(error)
+        assert info.domain == "aliasd", info
+        assert info.reason == reason, (info.reason, reason)
+        assert info.metadata["kms_exception"].endswith("Exception"), info
+        return error
+    raise AssertionError(f"expected {code} {reason}, the call succeeded")
+
+
+def main(address):
+    channel = grpc.insecure_channel(address)
+    keys = keys_pb2_grpc.KeyServiceStub(channel)
+    aliases = aliases_pb2_grpc.AliasServiceStub(channel)
+
+    first = keys.CreateKey(keys_pb2.CreateKeyRequest(description="python")).key
+    second = keys.CreateKey(
+        keys_pb2.CreateKeyRequest(key_spec=keys_pb2.KEY_SPEC_SYMMETRIC_DEFAULT)
+    ).key
+    assert first.key_state == keys_pb2.KEY_STATE_ENABLED
+    assert first.key_usage == keys_pb2.KEY_USAGE_ENCRYPT_DECRYPT
+
+    request_id = str(uuid.uuid4())
+    created = aliases.CreateAlias(
+        aliases_pb2.CreateAliasRequest(
+            alias_name="alias/py", target_key_id=first.arn, request_id=request_id
+        )
+    ).alias
+    assert created.target_key_id == first.key_id
+    replay = aliases.CreateAlias(
+        aliases_pb2.CreateAliasRequest(
+            alias_name="alias/py", target_key_id=first.arn, request_id=request_id
+        )
+    ).alias
+    assert replay == created
+
+    listed = aliases.ListAliases(aliases_pb2.ListAliasesRequest())
+    updated = aliases.UpdateAlias(
+        aliases_pb2.UpdateAliasRequest(
+            alias_name="alias/py", target_key_id=second.key_id, etag=created.etag
+        )
+    ).alias
+    assert updated.target_key_id == second.key_id and updated.etag != created.etag
+
+    described = keys.DescribeKey(keys_pb2.DescribeKeyRequest(key_id="alias/py")).key
+    assert described.key_id == second.key_id
+
+    expect_error(
+        lambda: aliases.CreateAlias(
+            aliases_pb2.CreateAliasRequest(alias_name="alias/py", target_key_id=first.key_id)
+        ),
+        grpc.StatusCode.ALREADY_EXISTS,
+        "ALIAS_ALREADY_EXISTS",
+    )
+    expect_error(
+        lambda: aliases.DeleteAlias(
+            aliases_pb2.DeleteAliasRequest(alias_name="alias/py", etag=created.etag)
+        ),
+        grpc.StatusCode.ABORTED,
+        "ETAG_MISMATCH",
+    )
+    expect_error(
+        lambda: aliases.CreateAlias(
+            aliases_pb2.CreateAliasRequest(alias_name="alias/aws/x", target_key_id=first.key_id)
+        ),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "RESERVED_ALIAS",
+    )
+
+    # List-then-watch: the update made after the listing arrives first.
+    stream = aliases.WatchAliases(
+        aliases_pb2.WatchAliasesRequest(start_revision=listed.revision), timeout=10
+    )
+    event = next(stream).event
+    assert event.type == aliases_pb2.ALIAS_EVENT_TYPE_UPDATED, event
+    assert event.previous_target_key_id == first.key_id
+    stream.cancel()
+
+    aliases.DeleteAlias(aliases_pb2.DeleteAliasRequest(alias_name="alias/py"))
+    assert not aliases.ListAliases(aliases_pb2.ListAliasesRequest()).aliases
+    print("python generated client: all checks passed")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
