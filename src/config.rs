@@ -58,14 +58,19 @@ pub struct ServeConfig {
     #[arg(long, env = "ALIASD_DRAIN_TIMEOUT_SECS", default_value_t = 10)]
     pub drain_timeout_secs: u64,
 
-    /// Change-log entries kept per account (WatchAliases can resume from
-    /// any of them).
+    /// Change-log entries kept per account: WatchAliases can resume from any
+    /// of them (older ones are pruned every 10 s).
     #[arg(long, env = "ALIASD_CHANGE_LOG_RETENTION", default_value_t = 100_000)]
     pub change_log_retention: u64,
 
     /// Hours a request_id is remembered (at least 24).
     #[arg(long, env = "ALIASD_REQUEST_ID_TTL_HOURS", default_value_t = 24)]
     pub request_id_ttl_hours: u64,
+
+    /// Seconds a WatchAliases client may leave its buffer (256 events) full
+    /// before it is cut off with WATCH_TOO_SLOW.
+    #[arg(long, env = "ALIASD_WATCH_SEND_TIMEOUT_SECS", default_value_t = 10)]
+    pub watch_send_timeout_secs: u64,
 
     /// Seconds between sweeps that remove keys whose deletion time passed.
     #[arg(long, env = "ALIASD_REAP_INTERVAL_SECS", default_value_t = 5)]

@@ -89,6 +89,22 @@ fn error_response(error: Error) -> Response<Body> {
     crate::service::status(error).into_http()
 }
 
+/// tonic answers an unknown method with a bare UNIMPLEMENTED; say which.
+fn explain_unimplemented(response: Response<Body>, method: &str) -> Response<Body> {
+    let headers = response.headers();
+    if grpc_code(headers) != tonic::Code::Unimplemented || headers.contains_key("grpc-message") {
+        return response;
+    }
+    error_response(Error::new(
+        Reason::UNKNOWN_METHOD,
+        format!(
+            "Unknown method {}; `grpcurl -plaintext HOST:PORT list` shows the services and \
+             `describe SERVICE` their methods.",
+            crate::domain::names::quoted(method)
+        ),
+    ))
+}
+
 /// The status of a response whose status travels in its headers (an error
 /// before the first message); otherwise it follows in the trailers: OK here.
 fn grpc_code(headers: &http::HeaderMap) -> tonic::Code {
@@ -112,7 +128,7 @@ fn rewrite_too_large(response: Response<Body>, limit: usize) -> Response<Body> {
         return response;
     }
     error_response(Error::invalid(
-        Reason::MALFORMED_REQUEST,
+        Reason::REQUEST_TOO_LARGE,
         "request",
         format!("The request message is larger than the {limit} bytes this server accepts."),
     ))
@@ -141,9 +157,10 @@ where
             .and_then(|info| info.remote_addr())
             .map(|addr| addr.to_string())
             .unwrap_or_default();
+        let method = request.uri().path().to_owned();
         let span = tracing::info_span!(
             "call",
-            method = %request.uri().path(),
+            method = %method,
             x_request_id = %id.to_str().unwrap_or_default(),
             peer = %peer,
         );
@@ -173,7 +190,8 @@ where
                     }
                     None => inner.call(request).await?,
                 };
-                let mut response = rewrite_too_large(response, limit);
+                let response = rewrite_too_large(response, limit);
+                let mut response = explain_unimplemented(response, &method);
                 response.headers_mut().insert(REQUEST_ID_HEADER, id);
                 let status = grpc_code(response.headers());
                 let latency_ms = started.elapsed().as_secs_f64() * 1000.0;

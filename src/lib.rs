@@ -18,6 +18,7 @@ pub mod pb {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("aliasd_descriptor");
 }
 pub mod config;
+pub mod health;
 pub mod layers;
 pub mod maintenance;
 pub mod seed;

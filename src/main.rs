@@ -101,7 +101,6 @@ fn serve(config: ServeConfig) -> ExitCode {
             },
             Err(error) => {
                 tracing::error!(%error, "cannot start");
-                eprintln!("aliasd: {error}");
                 ExitCode::FAILURE
             }
         }

@@ -10,7 +10,7 @@ use crate::domain::{Clock, Error, Scope};
 use crate::store::Store;
 
 /// How often the change log and request_id records are pruned.
-const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+pub const PRUNE_INTERVAL: Duration = Duration::from_secs(10);
 
 pub struct Maintenance {
     pub store: Arc<Store>,

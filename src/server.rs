@@ -149,9 +149,16 @@ async fn serve(
         limits: config.limits(),
         tokens: PageTokens::new(store.token_secret_bytes()),
         shutdown: shutdown_seen.clone(),
+        watch_send_timeout: Duration::from_secs(config.watch_send_timeout_secs),
     });
 
-    let (health, health_service) = tonic_health::server::health_reporter();
+    let health = tonic_health::server::HealthReporter::new();
+    let health_service = tonic_health::pb::health_server::HealthServer::new(
+        crate::health::ShutdownAwareHealth::new(
+            tonic_health::server::HealthService::from_health_reporter(health.clone()),
+            shutdown_seen.clone(),
+        ),
+    );
     health.set_service_status("", ServingStatus::Serving).await;
     for name in SERVICE_NAMES {
         health

@@ -20,6 +20,7 @@ pub enum Code {
     OutOfRange,
     Unavailable,
     DeadlineExceeded,
+    Unimplemented,
     Internal,
 }
 
@@ -89,7 +90,9 @@ reasons! {
     INVALID_ETAG => InvalidArgument, "ValidationException",
         "An etag longer than 64 characters.";
     MALFORMED_REQUEST => InvalidArgument, "ValidationException",
-        "The request message is not valid protobuf (including bad UTF-8) or is larger than the server accepts.";
+        "The request message is not valid protobuf (including bad UTF-8 in a string).";
+    REQUEST_TOO_LARGE => InvalidArgument, "ValidationException",
+        "The request message is larger than the server accepts (1 MiB).";
     RESERVED_ALIAS => PermissionDenied, "NotAuthorizedException",
         "The alias name is reserved for PROVIDER keys (begins alias/aws/ or ends /default).";
     PROVIDER_KEY => PermissionDenied, "NotAuthorizedException",
@@ -113,11 +116,15 @@ reasons! {
     KEY_QUOTA_EXCEEDED => ResourceExhausted, "LimitExceededException",
         "The account already has the maximum number of keys.";
     REVISION_COMPACTED => OutOfRange, "InvalidMarkerException",
-        "WatchAliases: start_revision is older than the retained change log (or newer than the store); list again.";
+        "WatchAliases: start_revision is older than the retained change log; list again.";
+    FUTURE_REVISION => OutOfRange, "InvalidMarkerException",
+        "WatchAliases: start_revision is newer than the store's latest revision.";
     WATCH_TOO_SLOW => ResourceExhausted, "LimitExceededException",
         "WatchAliases: the client fell too far behind and was cut off; list and watch again.";
     SHUTTING_DOWN => Unavailable, "KMSInternalException",
         "The server is shutting down; retry on another instance.";
+    UNKNOWN_METHOD => Unimplemented, "UnsupportedOperationException",
+        "The method does not exist on this server (check the service and method name; reflection lists them).";
     DEADLINE_EXCEEDED => DeadlineExceeded, "KMSInternalException",
         "The call's deadline passed before it finished; a change may still have committed (retry with the same request_id).";
     INTERNAL => Internal, "KMSInternalException",

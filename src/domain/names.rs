@@ -289,10 +289,18 @@ impl<'a> Arn<'a> {
         {
             return Err(invalid());
         }
+        // A bad id or name inside an ARN: say so, quoting the whole ARN.
+        let in_arn = |error: Error| {
+            Error::invalid(
+                error.reason,
+                field,
+                format!("Invalid ARN {}: {}", quoted(input), error.message),
+            )
+        };
         let resource = if let Some(id) = resource.strip_prefix("key/") {
-            KeyRef::Key(KeyId::parse(field, id)?)
+            KeyRef::Key(KeyId::parse(field, id).map_err(in_arn)?)
         } else if resource.starts_with(ALIAS_PREFIX) {
-            KeyRef::Alias(AliasName::parse(field, resource)?)
+            KeyRef::Alias(AliasName::parse(field, resource).map_err(in_arn)?)
         } else {
             return Err(invalid());
         };

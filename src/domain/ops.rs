@@ -376,6 +376,9 @@ pub fn rename_alias<T: Txn>(
     new_name.ensure_not_reserved(&ctx.scope)?;
     let current = existing_alias(txn, ctx, name)?;
     current.check_etag(&ctx.scope, etag)?;
+    if name == new_name {
+        return Ok(current);
+    }
     if txn.alias(new_name)?.is_some() {
         return Err(alias_exists(ctx, new_name).into());
     }

@@ -228,6 +228,7 @@ impl AliasService for AliasApi {
             scope.account.clone(),
             filter,
             r.start_revision,
+            self.app.watch_send_timeout,
             self.app.shutdown.clone(),
         )?;
         let stream = events.map(move |item| match item {

@@ -10,7 +10,7 @@ use crate::domain::names::parse_key_id;
 use crate::domain::ops::{self, NewKey};
 use crate::domain::paging::{page_size, Listing};
 use crate::domain::request::{Idempotency, RequestId};
-use crate::domain::{Key, KeyId, KeyRef};
+use crate::domain::{Key, KeyId, KeyRef, KeySpec};
 use crate::pb::{self, key_service_server::KeyService};
 
 pub struct KeyApi {
@@ -74,12 +74,13 @@ impl KeyService for KeyApi {
             key_usage: convert::key_usage(request.key_usage)?,
         };
         crate::domain::key::check_description(&new.description)?;
-        let spec = new.key_spec.map(|s| s.as_str()).unwrap_or("");
-        let usage = new.key_usage.map(|u| u.as_str()).unwrap_or("");
+        // Fingerprinted with defaults applied: an unset spec and an explicit
+        // SYMMETRIC_DEFAULT are the same request.
+        let (spec, usage) = KeySpec::resolve_pair(new.key_spec, new.key_usage)?;
         let idempotency = Idempotency::new(
             RequestId::parse(&request.request_id)?,
             "CreateKey",
-            &[&new.description, spec, usage],
+            &[&new.description, spec.as_str(), usage.as_str()],
         );
         // Chosen outside the transaction, so a retried transaction keeps it.
         let key_id = KeyId::generate();

@@ -32,6 +32,8 @@ pub struct App {
     pub tokens: PageTokens,
     /// Becomes true when shutdown starts (ends watches).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// How long a watch may leave its buffer full before it is cut off.
+    pub watch_send_timeout: std::time::Duration,
 }
 
 /// The account a call runs in, when something (authentication) put one in
@@ -72,6 +74,7 @@ fn grpc_code(code: Code) -> GrpcCode {
         Code::OutOfRange => GrpcCode::OutOfRange,
         Code::Unavailable => GrpcCode::Unavailable,
         Code::DeadlineExceeded => GrpcCode::DeadlineExceeded,
+        Code::Unimplemented => GrpcCode::Unimplemented,
         Code::Internal => GrpcCode::Internal,
     }
 }

@@ -2,9 +2,9 @@
 //!
 //! Each watcher reads the log itself, from its own position, whenever a
 //! commit becomes durable. Writers never wait for watchers: they bump a
-//! counter and move on. A watcher whose client does not take events for
-//! [`SEND_TIMEOUT`] with a full buffer is cut off (WATCH_TOO_SLOW); one that
-//! falls behind the retained log is cut off with REVISION_COMPACTED.
+//! counter and move on. A watcher whose client leaves its buffer full for
+//! the send timeout is cut off (WATCH_TOO_SLOW); one that falls behind the
+//! retained log is cut off with REVISION_COMPACTED.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -19,8 +19,6 @@ use crate::domain::{AliasEvent, Error, KeyId, Reason};
 
 /// Events buffered per watcher before it counts as slow.
 pub const BUFFER: usize = 256;
-/// How long a full buffer may stay full before the watcher is cut off.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Log entries read per batch.
 const BATCH: usize = 512;
 
@@ -80,6 +78,7 @@ pub fn open(
     account: String,
     filter: Option<KeyId>,
     start: Option<u64>,
+    send_timeout: Duration,
     shutdown: watch::Receiver<bool>,
 ) -> Result<WatchStream, Error> {
     let head = store.head_revision(&account)?;
@@ -87,10 +86,10 @@ pub fn open(
     let position = start.unwrap_or(head);
     if position > head {
         return Err(Error::new(
-            Reason::REVISION_COMPACTED,
+            Reason::FUTURE_REVISION,
             format!(
-                "start_revision {position} is newer than the store's revision {head}; list the \
-                 aliases again and watch from the listed revision."
+                "start_revision {position} is newer than the store's latest revision {head}; list \
+                 the aliases again and watch from the listed revision."
             ),
         ));
     }
@@ -105,6 +104,7 @@ pub fn open(
         filter,
         position,
         events,
+        send_timeout,
         failure: failure.clone(),
     };
     tokio::spawn(watcher.run(shutdown));
@@ -121,6 +121,7 @@ struct Watcher {
     filter: Option<KeyId>,
     position: u64,
     events: mpsc::Sender<AliasEvent>,
+    send_timeout: Duration,
     failure: Arc<Mutex<Option<Error>>>,
 }
 
@@ -164,16 +165,16 @@ impl Watcher {
                     if self.filter.as_ref().is_some_and(|key| !event.touches(key)) {
                         continue;
                     }
-                    match tokio::time::timeout(SEND_TIMEOUT, self.events.send(event)).await {
+                    match tokio::time::timeout(self.send_timeout, self.events.send(event)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => return Ok(()), // the client went away
                         Err(_) => {
                             return Err(Error::new(
                                 Reason::WATCH_TOO_SLOW,
                                 format!(
-                                "The watch fell behind: {BUFFER} events waited more than {}s for \
-                                     the client. List again and watch from the listed revision.",
-                                SEND_TIMEOUT.as_secs()
+                                    "The watch fell behind: {BUFFER} events waited more than {:?} \
+                                     for the client. List again and watch from the listed revision.",
+                                    self.send_timeout
                             ),
                             ))
                         }

@@ -512,6 +512,30 @@ async fn rename_alias_moves_the_name_and_keeps_the_target() {
 }
 
 #[tokio::test]
+async fn rename_alias_to_its_own_name_is_a_no_op() {
+    let server = TestServer::start().await;
+    let key = server.create_key().await;
+    let alias = server
+        .create_alias("alias/same", &key.key_id)
+        .await
+        .unwrap();
+    let renamed = server
+        .aliases
+        .clone()
+        .rename_alias(pb::RenameAliasRequest {
+            alias_name: "alias/same".into(),
+            new_alias_name: "alias/same".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .alias
+        .unwrap();
+    assert_eq!(renamed, alias, "unchanged, etag included");
+}
+
+#[tokio::test]
 async fn rename_alias_rules() {
     let server = TestServer::start().await;
     let key = server.create_key().await;

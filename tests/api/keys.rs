@@ -198,6 +198,17 @@ async fn describe_key_of_another_scope_is_not_found_and_malformed_is_invalid() {
         Code::InvalidArgument,
         "INVALID_ARN",
     );
+    // A bad id inside an ARN: the message quotes the ARN the caller sent.
+    let bad_arn = format!(
+        "arn:aws:kms:us-east-1:{ACCOUNT}:key/{}",
+        key.key_id.to_uppercase()
+    );
+    let status = assert_error(
+        server.describe(&bad_arn).await,
+        Code::InvalidArgument,
+        "INVALID_KEY_ID",
+    );
+    assert!(status.message().contains(&bad_arn), "{}", status.message());
     assert_error(
         server.describe("alias/bad name").await,
         Code::InvalidArgument,
@@ -384,6 +395,42 @@ async fn key_operations_on_missing_or_malformed_keys() {
         })
         .await;
     assert_error(result, Code::InvalidArgument, "INVALID_KEY_ID");
+}
+
+#[tokio::test]
+async fn create_key_request_ids_compare_requests_with_defaults_applied() {
+    let server = TestServer::start().await;
+    let mut keys = server.keys.clone();
+    let request_id = uuid();
+    let implicit = pb::CreateKeyRequest {
+        request_id: request_id.clone(),
+        ..Default::default()
+    };
+    let explicit = pb::CreateKeyRequest {
+        key_spec: KeySpec::SymmetricDefault as i32,
+        key_usage: KeyUsage::EncryptDecrypt as i32,
+        request_id: request_id.clone(),
+        ..Default::default()
+    };
+    let first = keys.create_key(implicit).await.unwrap().into_inner();
+    let second = keys.create_key(explicit).await.unwrap().into_inner();
+    assert_eq!(first, second, "the same request, spelled two ways");
+    let different = pb::CreateKeyRequest {
+        description: "other".into(),
+        request_id,
+        ..Default::default()
+    };
+    assert_error(
+        keys.create_key(different).await,
+        Code::InvalidArgument,
+        "REQUEST_ID_REUSED",
+    );
+    let listed = keys
+        .list_keys(pb::ListKeysRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.keys.len(), 1);
 }
 
 #[tokio::test]

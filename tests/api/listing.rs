@@ -408,7 +408,7 @@ async fn watch_from_a_compacted_or_future_revision_is_out_of_range() {
             start_revision: Some(99),
         })
         .await;
-    assert_error(result, Code::OutOfRange, "REVISION_COMPACTED");
+    assert_error(result, Code::OutOfRange, "FUTURE_REVISION");
     let result = server
         .aliases
         .clone()
@@ -482,4 +482,74 @@ async fn shutdown_ends_watches_with_unavailable() {
         other => panic!("expected UNAVAILABLE, got {other:?}"),
     }
     stop.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_watcher_that_does_not_read_is_cut_off_and_writers_go_on() {
+    let server = TestServer::start_with(
+        |c| c.watch_send_timeout_secs = 1,
+        std::sync::Arc::new(aliasd::domain::SystemClock),
+    )
+    .await;
+    // A client with small HTTP/2 windows (hyper's default stream window is
+    // 2 MiB, which would absorb this whole test).
+    let addr = server.running.as_ref().unwrap().addr;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .connect()
+        .await
+        .unwrap();
+    let mut stream = aliasd::pb::alias_service_client::AliasServiceClient::new(channel)
+        .watch_aliases(pb::WatchAliasesRequest {
+            key_id: String::new(),
+            start_revision: Some(0),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // 2,000 large events (about 1.2 MB), more than the HTTP/2 windows and the
+    // watcher's buffer hold, while the stream is not read.
+    let mut keys = Vec::new();
+    for _ in 0..40 {
+        keys.push(server.create_key().await.key_id);
+    }
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let mut client = server.aliases.clone();
+            let keys = keys.clone();
+            tokio::spawn(async move {
+                for i in (w..2000).step_by(8) {
+                    let name = format!("alias/{i:05}-{}", "x".repeat(230));
+                    client
+                        .create_alias(pb::CreateAliasRequest {
+                            alias_name: name,
+                            target_key_id: keys[i / 50].clone(),
+                            request_id: String::new(),
+                        })
+                        .await
+                        .expect("writers are neither slowed nor failed by the watcher");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut received = 0;
+    let status = loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), stream.next()).await;
+        match next.unwrap_or_else(|_| panic!("no error after {received} events")) {
+            Some(Ok(_)) => received += 1,
+            Some(Err(status)) => break status,
+            None => panic!("the stream ended without an error after {received} events"),
+        }
+    };
+    assert!(
+        received < 2000,
+        "cut off before the end ({received} events)"
+    );
+    assert_error::<()>(Err(status), Code::ResourceExhausted, "WATCH_TOO_SLOW");
 }

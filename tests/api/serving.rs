@@ -135,7 +135,7 @@ async fn reflection_v1alpha_lists_the_services() {
 
 #[tokio::test]
 async fn health_is_serving_per_service_and_turns_not_serving_at_shutdown() {
-    let server = TestServer::start_with(|c| c.drain_timeout_secs = 1, Arc::new(SystemClock)).await;
+    let server = TestServer::start_with(|c| c.drain_timeout_secs = 60, Arc::new(SystemClock)).await;
     let mut health = HealthClient::new(server.channel.clone());
     for service in ["", "aliasd.v1.KeyService", "aliasd.v1.AliasService"] {
         let status = health
@@ -159,12 +159,22 @@ async fn health_is_serving_per_service_and_turns_not_serving_at_shutdown() {
         watch.next().await.unwrap().unwrap().status(),
         ServingStatus::Serving
     );
+    let started = std::time::Instant::now();
     let stop = tokio::spawn(server.stop());
     let next = tokio::time::timeout(Duration::from_secs(5), watch.next())
         .await
         .expect("an update");
     assert_eq!(next.unwrap().unwrap().status(), ServingStatus::NotServing);
-    stop.await.unwrap();
+    // Then the Watch ends, so the drain does not wait for it.
+    let end = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .expect("the watch ends");
+    assert_error::<()>(end.unwrap().map(drop), Code::Unavailable, "SHUTTING_DOWN");
+    tokio::time::timeout(Duration::from_secs(10), stop)
+        .await
+        .expect("stops well before the 60 s drain timeout")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
 }
 
 #[tokio::test]
@@ -345,7 +355,7 @@ async fn over_large_messages_are_invalid_argument() {
         request.encode_to_vec(),
     )
     .await;
-    let status = assert_error(result, Code::InvalidArgument, "MALFORMED_REQUEST");
+    let status = assert_error(result, Code::InvalidArgument, "REQUEST_TOO_LARGE");
     assert!(
         status.message().contains("larger than"),
         "{}",
@@ -362,6 +372,18 @@ async fn over_large_messages_are_invalid_argument() {
     assert!(keys.is_empty());
     // The server is still fine afterwards.
     server.create_key().await;
+}
+
+#[tokio::test]
+async fn an_unknown_method_is_unimplemented_with_a_message() {
+    let server = TestServer::start().await;
+    let result = send_raw(&server, "/aliasd.v1.AliasService/Nope", Vec::new()).await;
+    let status = assert_error(result, Code::Unimplemented, "UNKNOWN_METHOD");
+    assert!(
+        status.message().contains("/aliasd.v1.AliasService/Nope"),
+        "{}",
+        status.message()
+    );
 }
 
 #[tokio::test]
