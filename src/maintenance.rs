@@ -38,6 +38,7 @@ impl Maintenance {
                 },
                 now,
                 limits: self.limits,
+                caller: crate::domain::policy::Caller::Anonymous,
             };
             let id = key_id.clone();
             let outcome = self

@@ -174,6 +174,7 @@ pub async fn apply(
             scope: scope.clone(),
             now,
             limits,
+            caller: crate::domain::policy::Caller::Anonymous,
         };
         let created = store
             .write(&scope.account, None, now, move |txn| {

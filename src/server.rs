@@ -150,6 +150,7 @@ async fn serve(
         tokens: PageTokens::new(store.token_secret_bytes()),
         shutdown: shutdown_seen.clone(),
         watch_send_timeout: Duration::from_secs(config.watch_send_timeout_secs),
+        auth_required: false,
     });
 
     let health = tonic_health::server::HealthReporter::new();

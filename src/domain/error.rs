@@ -21,6 +21,7 @@ pub enum Code {
     Unavailable,
     DeadlineExceeded,
     Unimplemented,
+    Unauthenticated,
     Internal,
 }
 
@@ -97,6 +98,10 @@ reasons! {
         "The alias name is reserved for PROVIDER keys (begins alias/aws/ or ends /default).";
     PROVIDER_KEY => PermissionDenied, "NotAuthorizedException",
         "The key is a PROVIDER key: it cannot be the target of an alias or be changed through the API.";
+    UNAUTHENTICATED => Unauthenticated, "UnrecognizedClientException",
+        "No credentials, or credentials no principal of the auth file has (bearer token or client certificate).";
+    ACCESS_DENIED => PermissionDenied, "AccessDeniedException",
+        "The principal's policy does not allow the action on the resource.";
     KEY_NOT_FOUND => NotFound, "NotFoundException",
         "No such key in the caller's account.";
     ALIAS_NOT_FOUND => NotFound, "NotFoundException",
@@ -115,6 +120,8 @@ reasons! {
         "The key already has the maximum number of aliases.";
     KEY_QUOTA_EXCEEDED => ResourceExhausted, "LimitExceededException",
         "The account already has the maximum number of keys.";
+    THROTTLED => ResourceExhausted, "ThrottlingException",
+        "The account has used up its request rate for the action; retry after the RetryInfo delay.";
     REVISION_COMPACTED => OutOfRange, "InvalidMarkerException",
         "WatchAliases: start_revision is older than the retained change log; list again.";
     FUTURE_REVISION => OutOfRange, "InvalidMarkerException",

@@ -7,6 +7,7 @@ pub mod key;
 pub mod names;
 pub mod ops;
 pub mod paging;
+pub mod policy;
 pub mod request;
 
 pub use alias::{Alias, AliasEvent, ChangeKind};

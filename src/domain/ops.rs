@@ -7,6 +7,7 @@ use super::alias::{Alias, AliasEvent, ChangeKind};
 use super::error::{Error, Reason, Result};
 use super::key::{Key, KeyManager, KeySpec, KeyState, KeyUsage};
 use super::names::{AliasName, KeyId, KeyRef, Scope};
+use super::policy::{actions, Caller, ANY_RESOURCE};
 use super::Millis;
 
 /// Reads and writes of one account, inside one transaction. The store keeps
@@ -57,6 +58,14 @@ pub struct Ctx {
     pub scope: Scope,
     pub now: Millis,
     pub limits: Limits,
+    /// Who is calling; every operation authorizes its resources with it.
+    pub caller: Caller,
+}
+
+impl Ctx {
+    fn authorize(&self, action: &str, resource: &str) -> Result<()> {
+        self.caller.authorize(action, resource)
+    }
 }
 
 fn key_not_found(ctx: &Ctx, id: &KeyId) -> Error {
@@ -163,6 +172,7 @@ pub fn create_key<T: Txn>(
     new: &NewKey,
     key_id: &KeyId,
 ) -> Result<Key, T::Fail> {
+    ctx.authorize(actions::CREATE_KEY, ANY_RESOURCE)?;
     super::key::check_description(&new.description)?;
     let (key_spec, key_usage) = KeySpec::resolve_pair(new.key_spec, new.key_usage)?;
     let count = txn.key_count()?;
@@ -197,7 +207,18 @@ pub fn describe_key<T: Txn>(txn: &T, ctx: &Ctx, key_ref: &KeyRef) -> Result<Key,
         KeyRef::Key(id) => id.clone(),
         KeyRef::Alias(name) => existing_alias(txn, ctx, name)?.target,
     };
+    ctx.authorize(actions::DESCRIBE_KEY, id.as_str())?;
     existing_key(txn, ctx, &id)
+}
+
+/// ListAliases / WatchAliases: allowed on the filter's key, or account-wide.
+pub fn authorize_listing(ctx: &Ctx, action: &str, filter: Option<&KeyId>) -> Result<()> {
+    ctx.authorize(action, filter.map_or(ANY_RESOURCE, KeyId::as_str))
+}
+
+/// ListKeys and ListAuditEvents act on the whole account.
+pub fn authorize_account_wide(ctx: &Ctx, action: &str) -> Result<()> {
+    ctx.authorize(action, ANY_RESOURCE)
 }
 
 /// Fails with KEY_NOT_FOUND unless the key exists (ListAliases and
@@ -213,6 +234,12 @@ pub fn set_key_enabled<T: Txn>(
     id: &KeyId,
     enabled: bool,
 ) -> Result<Key, T::Fail> {
+    let action = if enabled {
+        actions::ENABLE_KEY
+    } else {
+        actions::DISABLE_KEY
+    };
+    ctx.authorize(action, id.as_str())?;
     let key = existing_key(txn, ctx, id)?.set_enabled(&ctx.scope, enabled)?;
     txn.put_key(&key, false)?;
     Ok(key)
@@ -225,12 +252,14 @@ pub fn schedule_key_deletion<T: Txn>(
     id: &KeyId,
     window_days: i32,
 ) -> Result<Key, T::Fail> {
+    ctx.authorize(actions::SCHEDULE_KEY_DELETION, id.as_str())?;
     let key = existing_key(txn, ctx, id)?.schedule_deletion(&ctx.scope, window_days, ctx.now)?;
     txn.put_key(&key, false)?;
     Ok(key)
 }
 
 pub fn cancel_key_deletion<T: Txn>(txn: &T, ctx: &Ctx, id: &KeyId) -> Result<Key, T::Fail> {
+    ctx.authorize(actions::CANCEL_KEY_DELETION, id.as_str())?;
     let key = existing_key(txn, ctx, id)?.cancel_deletion(&ctx.scope)?;
     txn.put_key(&key, false)?;
     Ok(key)
@@ -266,6 +295,8 @@ pub fn create_alias<T: Txn>(
     target: &KeyId,
 ) -> Result<Alias, T::Fail> {
     name.ensure_not_reserved(&ctx.scope)?;
+    ctx.authorize(actions::CREATE_ALIAS, name.as_str())?;
+    ctx.authorize(actions::CREATE_ALIAS, target.as_str())?;
     alias_target(txn, ctx, target)?;
     if txn.alias(name)?.is_some() {
         return Err(alias_exists(ctx, name).into());
@@ -293,7 +324,10 @@ pub fn update_alias<T: Txn>(
     etag: Option<&str>,
 ) -> Result<Alias, T::Fail> {
     name.ensure_not_reserved(&ctx.scope)?;
+    ctx.authorize(actions::UPDATE_ALIAS, name.as_str())?;
+    ctx.authorize(actions::UPDATE_ALIAS, target.as_str())?;
     let current = existing_alias(txn, ctx, name)?;
+    ctx.authorize(actions::UPDATE_ALIAS, current.target.as_str())?;
     current.check_etag(&ctx.scope, etag)?;
     if &current.target == target {
         return Ok(current);
@@ -357,7 +391,9 @@ pub fn delete_alias<T: Txn>(
     etag: Option<&str>,
 ) -> Result<(), T::Fail> {
     name.ensure_not_reserved(&ctx.scope)?;
+    ctx.authorize(actions::DELETE_ALIAS, name.as_str())?;
     let alias = existing_alias(txn, ctx, name)?;
+    ctx.authorize(actions::DELETE_ALIAS, alias.target.as_str())?;
     alias.check_etag(&ctx.scope, etag)?;
     let revision = txn.next_revision()?;
     txn.remove_alias(&alias)?;
@@ -374,6 +410,8 @@ pub fn rename_alias<T: Txn>(
 ) -> Result<Alias, T::Fail> {
     name.ensure_not_reserved(&ctx.scope)?;
     new_name.ensure_not_reserved(&ctx.scope)?;
+    ctx.authorize(actions::RENAME_ALIAS, name.as_str())?;
+    ctx.authorize(actions::RENAME_ALIAS, new_name.as_str())?;
     let current = existing_alias(txn, ctx, name)?;
     current.check_etag(&ctx.scope, etag)?;
     if name == new_name {
@@ -409,6 +447,7 @@ pub fn rename_alias<T: Txn>(
 }
 
 pub fn get_alias<T: Txn>(txn: &T, ctx: &Ctx, name: &AliasName) -> Result<Alias, T::Fail> {
+    ctx.authorize(actions::GET_ALIAS, name.as_str())?;
     existing_alias(txn, ctx, name)
 }
 

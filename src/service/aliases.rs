@@ -11,8 +11,9 @@ use crate::domain::alias::parse_etag;
 use crate::domain::names::{parse_alias_ref, parse_key_id};
 use crate::domain::ops;
 use crate::domain::paging::{page_size, Listing};
+use crate::domain::policy::actions;
 use crate::domain::request::{Idempotency, RequestId};
-use crate::domain::{AliasName, KeyId, Scope};
+use crate::domain::{AliasName, KeyId};
 use crate::pb::{self, alias_service_server::AliasService};
 use crate::store::watch;
 
@@ -25,19 +26,26 @@ impl AliasApi {
         AliasApi { app }
     }
 
-    /// The optional key filter of ListAliases and WatchAliases: a key id or
-    /// key ARN of an existing key.
-    async fn key_filter(&self, scope: &Scope, key_id: &str) -> Result<Option<KeyId>, Status> {
+    /// The optional key filter of ListAliases and WatchAliases (a key id or
+    /// key ARN of an existing key), once the caller is allowed `action` on it
+    /// (or account-wide, without a filter).
+    async fn key_filter(
+        &self,
+        ctx: &ops::Ctx,
+        action: &str,
+        key_id: &str,
+    ) -> Result<Option<KeyId>, Status> {
         if key_id.is_empty() {
+            ops::authorize_listing(ctx, action, None)?;
             return Ok(None);
         }
-        let id = parse_key_id(scope, "key_id", key_id)?;
-        let ctx = self.app.ctx(scope.clone());
-        let checked = id.clone();
+        let id = parse_key_id(&ctx.scope, "key_id", key_id)?;
+        ops::authorize_listing(ctx, action, Some(&id))?;
+        let (checked, check_ctx) = (id.clone(), ctx.clone());
         self.app
             .store
-            .read(&scope.account, move |txn| {
-                ops::ensure_key_exists(txn, &ctx, &checked)
+            .read(&ctx.scope.account, move |txn| {
+                ops::ensure_key_exists(txn, &check_ctx, &checked)
             })
             .await?;
         Ok(Some(id))
@@ -52,7 +60,8 @@ impl AliasService for AliasApi {
         &self,
         request: Request<pb::CreateAliasRequest>,
     ) -> Result<Response<pb::CreateAliasResponse>, Status> {
-        let scope = self.app.scope_of(&request);
+        let ctx = self.app.ctx_of(&request)?;
+        let scope = ctx.scope.clone();
         let r = request.into_inner();
         let name = AliasName::parse("alias_name", &r.alias_name)?;
         name.ensure_not_reserved(&scope)?;
@@ -62,7 +71,6 @@ impl AliasService for AliasApi {
             "CreateAlias",
             &[name.as_str(), target.as_str()],
         );
-        let ctx = self.app.ctx(scope.clone());
         let alias = self
             .app
             .store
@@ -79,7 +87,8 @@ impl AliasService for AliasApi {
         &self,
         request: Request<pb::UpdateAliasRequest>,
     ) -> Result<Response<pb::UpdateAliasResponse>, Status> {
-        let scope = self.app.scope_of(&request);
+        let ctx = self.app.ctx_of(&request)?;
+        let scope = ctx.scope.clone();
         let r = request.into_inner();
         let name = AliasName::parse("alias_name", &r.alias_name)?;
         name.ensure_not_reserved(&scope)?;
@@ -90,7 +99,6 @@ impl AliasService for AliasApi {
             "UpdateAlias",
             &[name.as_str(), target.as_str(), &r.etag],
         );
-        let ctx = self.app.ctx(scope.clone());
         let alias = self
             .app
             .store
@@ -107,7 +115,8 @@ impl AliasService for AliasApi {
         &self,
         request: Request<pb::DeleteAliasRequest>,
     ) -> Result<Response<pb::DeleteAliasResponse>, Status> {
-        let scope = self.app.scope_of(&request);
+        let ctx = self.app.ctx_of(&request)?;
+        let scope = ctx.scope.clone();
         let r = request.into_inner();
         let name = AliasName::parse("alias_name", &r.alias_name)?;
         name.ensure_not_reserved(&scope)?;
@@ -117,7 +126,6 @@ impl AliasService for AliasApi {
             "DeleteAlias",
             &[name.as_str(), &r.etag],
         );
-        let ctx = self.app.ctx(scope.clone());
         self.app
             .store
             .write(&scope.account, idempotency, ctx.now, move |txn| {
@@ -131,7 +139,8 @@ impl AliasService for AliasApi {
         &self,
         request: Request<pb::RenameAliasRequest>,
     ) -> Result<Response<pb::RenameAliasResponse>, Status> {
-        let scope = self.app.scope_of(&request);
+        let ctx = self.app.ctx_of(&request)?;
+        let scope = ctx.scope.clone();
         let r = request.into_inner();
         let name = AliasName::parse("alias_name", &r.alias_name)?;
         let new_name = AliasName::parse("new_alias_name", &r.new_alias_name)?;
@@ -143,7 +152,6 @@ impl AliasService for AliasApi {
             "RenameAlias",
             &[name.as_str(), new_name.as_str(), &r.etag],
         );
-        let ctx = self.app.ctx(scope.clone());
         let alias = self
             .app
             .store
@@ -160,9 +168,9 @@ impl AliasService for AliasApi {
         &self,
         request: Request<pb::GetAliasRequest>,
     ) -> Result<Response<pb::GetAliasResponse>, Status> {
-        let scope = self.app.scope_of(&request);
+        let ctx = self.app.ctx_of(&request)?;
+        let scope = ctx.scope.clone();
         let name = parse_alias_ref(&scope, "alias_name", &request.get_ref().alias_name)?;
-        let ctx = self.app.ctx(scope.clone());
         let alias = self
             .app
             .store
@@ -177,10 +185,13 @@ impl AliasService for AliasApi {
         &self,
         request: Request<pb::ListAliasesRequest>,
     ) -> Result<Response<pb::ListAliasesResponse>, Status> {
-        let scope = self.app.scope_of(&request);
+        let ctx = self.app.ctx_of(&request)?;
+        let scope = ctx.scope.clone();
         let r = request.into_inner();
         let limit = page_size(r.page_size)?;
-        let filter = self.key_filter(&scope, &r.key_id).await?;
+        let filter = self
+            .key_filter(&ctx, actions::LIST_ALIASES, &r.key_id)
+            .await?;
         let filter_text = filter.as_ref().map(|k| k.to_string()).unwrap_or_default();
         let listing = Listing {
             account: &scope.account,
@@ -220,9 +231,12 @@ impl AliasService for AliasApi {
         &self,
         request: Request<pb::WatchAliasesRequest>,
     ) -> Result<Response<Self::WatchAliasesStream>, Status> {
-        let scope = self.app.scope_of(&request);
+        let ctx = self.app.ctx_of(&request)?;
+        let scope = ctx.scope.clone();
         let r = request.into_inner();
-        let filter = self.key_filter(&scope, &r.key_id).await?;
+        let filter = self
+            .key_filter(&ctx, actions::WATCH_ALIASES, &r.key_id)
+            .await?;
         let events = watch::open(
             self.app.store.clone(),
             scope.account.clone(),

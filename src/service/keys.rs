@@ -26,7 +26,7 @@ impl KeyApi {
     /// key id, an optional request_id, one operation on the key.
     async fn change_key<F>(
         &self,
-        scope: crate::domain::Scope,
+        ctx: ops::Ctx,
         operation: &'static str,
         key_id: &str,
         request_id: &str,
@@ -42,13 +42,13 @@ impl KeyApi {
             + Send
             + 'static,
     {
+        let scope = ctx.scope.clone();
         let id = parse_key_id(&scope, "key_id", key_id)?;
         let idempotency = Idempotency::new(
             RequestId::parse(request_id)?,
             operation,
             &[id.as_str(), extra],
         );
-        let ctx = self.app.ctx(scope.clone());
         let key = self
             .app
             .store
@@ -66,7 +66,8 @@ impl KeyService for KeyApi {
         &self,
         request: Request<pb::CreateKeyRequest>,
     ) -> Result<Response<pb::CreateKeyResponse>, Status> {
-        let scope = self.app.scope_of(&request);
+        let ctx = self.app.ctx_of(&request)?;
+        let scope = ctx.scope.clone();
         let request = request.into_inner();
         let new = NewKey {
             description: request.description,
@@ -84,7 +85,6 @@ impl KeyService for KeyApi {
         );
         // Chosen outside the transaction, so a retried transaction keeps it.
         let key_id = KeyId::generate();
-        let ctx = self.app.ctx(scope.clone());
         let key = self
             .app
             .store
@@ -101,9 +101,9 @@ impl KeyService for KeyApi {
         &self,
         request: Request<pb::DescribeKeyRequest>,
     ) -> Result<Response<pb::DescribeKeyResponse>, Status> {
-        let scope = self.app.scope_of(&request);
+        let ctx = self.app.ctx_of(&request)?;
+        let scope = ctx.scope.clone();
         let key_ref = KeyRef::parse(&scope, "key_id", &request.get_ref().key_id)?;
-        let ctx = self.app.ctx(scope.clone());
         let key = self
             .app
             .store
@@ -120,8 +120,10 @@ impl KeyService for KeyApi {
         &self,
         request: Request<pb::ListKeysRequest>,
     ) -> Result<Response<pb::ListKeysResponse>, Status> {
-        let scope = self.app.scope_of(&request);
+        let ctx = self.app.ctx_of(&request)?;
+        let scope = ctx.scope.clone();
         let request = request.into_inner();
+        ops::authorize_account_wide(&ctx, crate::domain::policy::actions::LIST_KEYS)?;
         let limit = page_size(request.page_size)?;
         let listing = Listing {
             account: &scope.account,
@@ -152,11 +154,11 @@ impl KeyService for KeyApi {
         &self,
         request: Request<pb::EnableKeyRequest>,
     ) -> Result<Response<pb::EnableKeyResponse>, Status> {
-        let scope = self.app.scope_of(&request);
+        let ctx = self.app.ctx_of(&request)?;
         let r = request.into_inner();
         let key = self
             .change_key(
-                scope,
+                ctx,
                 "EnableKey",
                 &r.key_id,
                 &r.request_id,
@@ -171,11 +173,11 @@ impl KeyService for KeyApi {
         &self,
         request: Request<pb::DisableKeyRequest>,
     ) -> Result<Response<pb::DisableKeyResponse>, Status> {
-        let scope = self.app.scope_of(&request);
+        let ctx = self.app.ctx_of(&request)?;
         let r = request.into_inner();
         let key = self
             .change_key(
-                scope,
+                ctx,
                 "DisableKey",
                 &r.key_id,
                 &r.request_id,
@@ -190,12 +192,12 @@ impl KeyService for KeyApi {
         &self,
         request: Request<pb::ScheduleKeyDeletionRequest>,
     ) -> Result<Response<pb::ScheduleKeyDeletionResponse>, Status> {
-        let scope = self.app.scope_of(&request);
+        let ctx = self.app.ctx_of(&request)?;
         let r = request.into_inner();
         let window = resolve_pending_window(r.pending_window_in_days)?;
         let key = self
             .change_key(
-                scope,
+                ctx,
                 "ScheduleKeyDeletion",
                 &r.key_id,
                 &r.request_id,
@@ -212,11 +214,11 @@ impl KeyService for KeyApi {
         &self,
         request: Request<pb::CancelKeyDeletionRequest>,
     ) -> Result<Response<pb::CancelKeyDeletionResponse>, Status> {
-        let scope = self.app.scope_of(&request);
+        let ctx = self.app.ctx_of(&request)?;
         let r = request.into_inner();
         let key = self
             .change_key(
-                scope,
+                ctx,
                 "CancelKeyDeletion",
                 &r.key_id,
                 &r.request_id,

@@ -13,7 +13,8 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::domain::ops::{Ctx, Limits};
 use crate::domain::paging::PageTokens;
-use crate::domain::{Clock, Code, Error, Scope};
+use crate::domain::policy::Caller;
+use crate::domain::{Clock, Code, Error, Reason, Scope};
 use crate::store::Store;
 
 pub use aliases::AliasApi;
@@ -34,31 +35,39 @@ pub struct App {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// How long a watch may leave its buffer full before it is cut off.
     pub watch_send_timeout: std::time::Duration,
+    /// True with an auth file: every call must carry a known principal.
+    pub auth_required: bool,
 }
 
-/// The account a call runs in, when something (authentication) put one in
-/// the request's extensions; otherwise the server's default account.
-#[derive(Debug, Clone)]
-pub struct CallerAccount(pub String);
-
 impl App {
-    /// The scope of a call.
-    pub fn scope_of<T>(&self, request: &tonic::Request<T>) -> Scope {
-        match request.extensions().get::<CallerAccount>() {
-            Some(CallerAccount(account)) => Scope {
-                account: account.clone(),
+    /// The context of a call: who is calling (put in the request by the
+    /// authentication layer) and so which account it runs in.
+    pub fn ctx_of<T>(&self, request: &tonic::Request<T>) -> Result<Ctx, Status> {
+        let caller = match request.extensions().get::<Caller>() {
+            Some(caller) => caller.clone(),
+            // With an auth file, a call that reached here unauthenticated is
+            // refused rather than treated as anonymous.
+            None if self.auth_required => {
+                return Err(status(Error::new(
+                    Reason::UNAUTHENTICATED,
+                    "The call carries no credentials.",
+                )))
+            }
+            None => Caller::Anonymous,
+        };
+        let account = match &caller {
+            Caller::Principal(principal) => principal.account.clone(),
+            Caller::Anonymous => self.scope.account.clone(),
+        };
+        Ok(Ctx {
+            scope: Scope {
+                account,
                 ..self.scope.clone()
             },
-            None => self.scope.clone(),
-        }
-    }
-
-    pub fn ctx(&self, scope: Scope) -> Ctx {
-        Ctx {
-            scope,
             now: self.clock.now(),
             limits: self.limits,
-        }
+            caller,
+        })
     }
 }
 
@@ -75,6 +84,7 @@ fn grpc_code(code: Code) -> GrpcCode {
         Code::Unavailable => GrpcCode::Unavailable,
         Code::DeadlineExceeded => GrpcCode::DeadlineExceeded,
         Code::Unimplemented => GrpcCode::Unimplemented,
+        Code::Unauthenticated => GrpcCode::Unauthenticated,
         Code::Internal => GrpcCode::Internal,
     }
 }
