@@ -6,27 +6,6 @@ use tonic::Code;
 
 use crate::common::*;
 
-async fn schedule_deletion(server: &TestServer, key_id: &str) {
-    server
-        .keys
-        .clone()
-        .schedule_key_deletion(pb::ScheduleKeyDeletionRequest {
-            key_id: key_id.into(),
-            pending_window_in_days: 7,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-}
-
-fn update(name: &str, target: &str) -> pb::UpdateAliasRequest {
-    pb::UpdateAliasRequest {
-        alias_name: name.into(),
-        target_key_id: target.into(),
-        ..Default::default()
-    }
-}
-
 #[tokio::test]
 async fn create_alias_returns_the_alias_with_bare_key_id_and_arn() {
     let server = TestServer::start().await;
@@ -101,23 +80,12 @@ async fn reserved_names_cannot_be_created_updated_renamed_or_deleted() {
         );
         assert_eq!(kms_exception(&status), "NotAuthorizedException");
         assert_error(
-            server
-                .aliases
-                .clone()
-                .update_alias(update(name, &key.key_id))
-                .await,
+            server.update_alias(name, &key.key_id).await,
             Code::PermissionDenied,
             "RESERVED_ALIAS",
         );
         assert_error(
-            server
-                .aliases
-                .clone()
-                .delete_alias(pb::DeleteAliasRequest {
-                    alias_name: name.into(),
-                    ..Default::default()
-                })
-                .await,
+            server.delete_alias(name).await,
             Code::PermissionDenied,
             "RESERVED_ALIAS",
         );
@@ -126,15 +94,7 @@ async fn reserved_names_cannot_be_created_updated_renamed_or_deleted() {
         .create_alias("alias/mine", &key.key_id)
         .await
         .unwrap();
-    let result = server
-        .aliases
-        .clone()
-        .rename_alias(pb::RenameAliasRequest {
-            alias_name: "alias/mine".into(),
-            new_alias_name: "alias/aws/mine".into(),
-            ..Default::default()
-        })
-        .await;
+    let result = server.rename_alias("alias/mine", "alias/aws/mine").await;
     assert_error(result, Code::PermissionDenied, "RESERVED_ALIAS");
     assert_eq!(server.alias_names("").await, vec!["alias/mine"]);
 }
@@ -184,7 +144,7 @@ async fn create_alias_target_must_be_a_key_id_or_key_arn() {
 async fn create_alias_on_pending_deletion_fails_but_disabled_is_allowed() {
     let server = TestServer::start().await;
     let pending = server.create_key().await;
-    schedule_deletion(&server, &pending.key_id).await;
+    server.schedule_deletion(&pending.key_id, 7).await.unwrap();
     let status = assert_error(
         server.create_alias("alias/p", &pending.key_id).await,
         Code::FailedPrecondition,
@@ -193,15 +153,7 @@ async fn create_alias_on_pending_deletion_fails_but_disabled_is_allowed() {
     assert_eq!(kms_exception(&status), "KMSInvalidStateException");
 
     let disabled = server.create_key().await;
-    server
-        .keys
-        .clone()
-        .disable_key(pb::DisableKeyRequest {
-            key_id: disabled.key_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    server.disable_key(&disabled.key_id).await.unwrap();
     server
         .create_alias("alias/d", &disabled.key_id)
         .await
@@ -243,11 +195,7 @@ async fn alias_quota_per_key_is_enforced_on_create_and_update() {
     );
     assert_eq!(kms_exception(&status), "LimitExceededException");
     server.create_alias("alias/c", &other.key_id).await.unwrap();
-    let result = server
-        .aliases
-        .clone()
-        .update_alias(update("alias/c", &full.key_id))
-        .await;
+    let result = server.update_alias("alias/c", &full.key_id).await;
     assert_error(result, Code::ResourceExhausted, "ALIAS_QUOTA_EXCEEDED");
     assert_eq!(
         server.alias_names(&full.key_id).await,
@@ -264,15 +212,7 @@ async fn update_alias_repoints_and_changes_etag_but_not_name() {
     let server = TestServer::start().await;
     let (a, b) = (server.create_key().await, server.create_key().await);
     let before = server.create_alias("alias/x", &a.key_id).await.unwrap();
-    let after = server
-        .aliases
-        .clone()
-        .update_alias(update("alias/x", &b.arn))
-        .await
-        .unwrap()
-        .into_inner()
-        .alias
-        .unwrap();
+    let after = server.update_alias("alias/x", &b.arn).await.unwrap();
     assert_eq!(after.alias_name, "alias/x");
     assert_eq!(after.target_key_id, b.key_id);
     assert_ne!(after.etag, before.etag);
@@ -286,15 +226,7 @@ async fn update_alias_to_its_current_target_is_a_no_op() {
     let server = TestServer::start().await;
     let key = server.create_key().await;
     let before = server.create_alias("alias/x", &key.key_id).await.unwrap();
-    let after = server
-        .aliases
-        .clone()
-        .update_alias(update("alias/x", &key.key_id))
-        .await
-        .unwrap()
-        .into_inner()
-        .alias
-        .unwrap();
+    let after = server.update_alias("alias/x", &key.key_id).await.unwrap();
     assert_eq!(after, before, "nothing changed, not even the etag");
 }
 
@@ -302,11 +234,7 @@ async fn update_alias_to_its_current_target_is_a_no_op() {
 async fn update_alias_of_missing_alias_is_not_found() {
     let server = TestServer::start().await;
     let key = server.create_key().await;
-    let result = server
-        .aliases
-        .clone()
-        .update_alias(update("alias/ghost", &key.key_id))
-        .await;
+    let result = server.update_alias("alias/ghost", &key.key_id).await;
     let status = assert_error(result, Code::NotFound, "ALIAS_NOT_FOUND");
     assert_eq!(
         status.message(),
@@ -341,7 +269,6 @@ async fn update_alias_requires_same_key_class_and_usage() {
         .create_alias("alias/sign", &rsa_sign.key_id)
         .await
         .unwrap();
-    let mut aliases = server.aliases.clone();
     // Class differs.
     for (name, target) in [
         ("alias/sym", &hmac),
@@ -349,7 +276,7 @@ async fn update_alias_requires_same_key_class_and_usage() {
         ("alias/sign", &hmac),
     ] {
         let status = assert_error(
-            aliases.update_alias(update(name, &target.key_id)).await,
+            server.update_alias(name, &target.key_id).await,
             Code::FailedPrecondition,
             "KEY_TYPE_MISMATCH",
         );
@@ -361,9 +288,7 @@ async fn update_alias_requires_same_key_class_and_usage() {
     }
     // Same class, usage differs.
     let status = assert_error(
-        aliases
-            .update_alias(update("alias/sign", &rsa_encrypt.key_id))
-            .await,
+        server.update_alias("alias/sign", &rsa_encrypt.key_id).await,
         Code::FailedPrecondition,
         "KEY_TYPE_MISMATCH",
     );
@@ -376,12 +301,12 @@ async fn update_alias_requires_same_key_class_and_usage() {
         rsa_sign.key_id
     );
     // Same class and usage across specs (RSA -> ECC, both asymmetric SIGN_VERIFY).
-    aliases
-        .update_alias(update("alias/sign", &ecc_sign.key_id))
+    server
+        .update_alias("alias/sign", &ecc_sign.key_id)
         .await
         .unwrap();
-    aliases
-        .update_alias(update("alias/sym", &other_symmetric.key_id))
+    server
+        .update_alias("alias/sym", &other_symmetric.key_id)
         .await
         .unwrap();
     assert_eq!(
@@ -399,25 +324,16 @@ async fn update_alias_new_target_must_not_be_pending_deletion_but_current_may_be
         server.create_key().await,
     );
     server.create_alias("alias/x", &a.key_id).await.unwrap();
-    schedule_deletion(&server, &b.key_id).await;
-    let result = server
-        .aliases
-        .clone()
-        .update_alias(update("alias/x", &b.key_id))
-        .await;
+    server.schedule_deletion(&b.key_id, 7).await.unwrap();
+    let result = server.update_alias("alias/x", &b.key_id).await;
     assert_error(result, Code::FailedPrecondition, "KEY_PENDING_DELETION");
     assert_eq!(
         server.get_alias("alias/x").await.unwrap().target_key_id,
         a.key_id
     );
     // The current target pending deletion: moving away is how you rescue the alias.
-    schedule_deletion(&server, &a.key_id).await;
-    server
-        .aliases
-        .clone()
-        .update_alias(update("alias/x", &c.key_id))
-        .await
-        .unwrap();
+    server.schedule_deletion(&a.key_id, 7).await.unwrap();
+    server.update_alias("alias/x", &c.key_id).await.unwrap();
     assert_eq!(
         server.get_alias("alias/x").await.unwrap().target_key_id,
         c.key_id
@@ -429,14 +345,13 @@ async fn update_alias_target_must_exist_and_be_a_key() {
     let server = TestServer::start().await;
     let key = server.create_key().await;
     server.create_alias("alias/x", &key.key_id).await.unwrap();
-    let mut aliases = server.aliases.clone();
     assert_error(
-        aliases.update_alias(update("alias/x", &uuid())).await,
+        server.update_alias("alias/x", &uuid()).await,
         Code::NotFound,
         "KEY_NOT_FOUND",
     );
     assert_error(
-        aliases.update_alias(update("alias/x", "alias/x")).await,
+        server.update_alias("alias/x", "alias/x").await,
         Code::InvalidArgument,
         "TARGET_NOT_A_KEY",
     );
@@ -451,33 +366,16 @@ async fn delete_alias_works_in_every_key_state_and_missing_is_not_found() {
     let server = TestServer::start().await;
     let key = server.create_key().await;
     server.create_alias("alias/x", &key.key_id).await.unwrap();
-    schedule_deletion(&server, &key.key_id).await;
-    let mut aliases = server.aliases.clone();
-    aliases
-        .delete_alias(pb::DeleteAliasRequest {
-            alias_name: "alias/x".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    server.schedule_deletion(&key.key_id, 7).await.unwrap();
+    server.delete_alias("alias/x").await.unwrap();
     assert_error(
         server.get_alias("alias/x").await,
         Code::NotFound,
         "ALIAS_NOT_FOUND",
     );
-    let again = aliases
-        .delete_alias(pb::DeleteAliasRequest {
-            alias_name: "alias/x".into(),
-            ..Default::default()
-        })
-        .await;
+    let again = server.delete_alias("alias/x").await;
     assert_error(again, Code::NotFound, "ALIAS_NOT_FOUND");
-    let bad = aliases
-        .delete_alias(pb::DeleteAliasRequest {
-            alias_name: "x".into(),
-            ..Default::default()
-        })
-        .await;
+    let bad = server.delete_alias("x").await;
     assert_error(bad, Code::InvalidArgument, "INVALID_ALIAS_NAME");
 }
 
@@ -486,19 +384,7 @@ async fn rename_alias_moves_the_name_and_keeps_the_target() {
     let server = TestServer::start().await;
     let key = server.create_key().await;
     let before = server.create_alias("alias/old", &key.key_id).await.unwrap();
-    let renamed = server
-        .aliases
-        .clone()
-        .rename_alias(pb::RenameAliasRequest {
-            alias_name: "alias/old".into(),
-            new_alias_name: "alias/new".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .alias
-        .unwrap();
+    let renamed = server.rename_alias("alias/old", "alias/new").await.unwrap();
     assert_eq!(renamed.alias_name, "alias/new");
     assert_eq!(renamed.target_key_id, key.key_id);
     assert_eq!(renamed.creation_time, before.creation_time);
@@ -520,17 +406,8 @@ async fn rename_alias_to_its_own_name_is_a_no_op() {
         .await
         .unwrap();
     let renamed = server
-        .aliases
-        .clone()
-        .rename_alias(pb::RenameAliasRequest {
-            alias_name: "alias/same".into(),
-            new_alias_name: "alias/same".into(),
-            ..Default::default()
-        })
+        .rename_alias("alias/same", "alias/same")
         .await
-        .unwrap()
-        .into_inner()
-        .alias
         .unwrap();
     assert_eq!(renamed, alias, "unchanged, etag included");
 }
@@ -541,31 +418,25 @@ async fn rename_alias_rules() {
     let key = server.create_key().await;
     server.create_alias("alias/a", &key.key_id).await.unwrap();
     server.create_alias("alias/b", &key.key_id).await.unwrap();
-    let mut aliases = server.aliases.clone();
-    let rename = |from: &str, to: &str| pb::RenameAliasRequest {
-        alias_name: from.into(),
-        new_alias_name: to.into(),
-        ..Default::default()
-    };
     assert_error(
-        aliases.rename_alias(rename("alias/a", "alias/b")).await,
+        server.rename_alias("alias/a", "alias/b").await,
         Code::AlreadyExists,
         "ALIAS_ALREADY_EXISTS",
     );
     assert_error(
-        aliases.rename_alias(rename("alias/zz", "alias/c")).await,
+        server.rename_alias("alias/zz", "alias/c").await,
         Code::NotFound,
         "ALIAS_NOT_FOUND",
     );
     let status = assert_error(
-        aliases.rename_alias(rename("alias/a", "c")).await,
+        server.rename_alias("alias/a", "c").await,
         Code::InvalidArgument,
         "INVALID_ALIAS_NAME",
     );
     assert_eq!(bad_field(&status), "new_alias_name");
-    schedule_deletion(&server, &key.key_id).await;
+    server.schedule_deletion(&key.key_id, 7).await.unwrap();
     assert_error(
-        aliases.rename_alias(rename("alias/a", "alias/c")).await,
+        server.rename_alias("alias/a", "alias/c").await,
         Code::FailedPrecondition,
         "KEY_PENDING_DELETION",
     );
@@ -581,8 +452,10 @@ async fn etag_mismatch_aborts_and_changes_nothing() {
     let stale = "0000000000000000".to_string();
     let result = aliases
         .update_alias(pb::UpdateAliasRequest {
+            alias_name: "alias/x".into(),
+            target_key_id: b.key_id.clone(),
             etag: stale.clone(),
-            ..update("alias/x", &b.key_id)
+            ..Default::default()
         })
         .await;
     assert_error(result, Code::Aborted, "ETAG_MISMATCH");
@@ -612,8 +485,10 @@ async fn etag_mismatch_aborts_and_changes_nothing() {
     // The current etag lets the change through, and the old one is then stale.
     let updated = aliases
         .update_alias(pb::UpdateAliasRequest {
+            alias_name: "alias/x".into(),
+            target_key_id: b.key_id.clone(),
             etag: alias.etag.clone(),
-            ..update("alias/x", &b.key_id)
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -656,10 +531,7 @@ async fn request_id_repeat_returns_first_response_and_changes_nothing() {
         .unwrap()
         .into_inner();
     // The alias changes in between; the repeat still answers as the first call did.
-    aliases
-        .update_alias(update("alias/x", &b.key_id))
-        .await
-        .unwrap();
+    server.update_alias("alias/x", &b.key_id).await.unwrap();
     let repeat = aliases
         .create_alias(create.clone())
         .await
@@ -705,14 +577,7 @@ async fn request_id_repeat_returns_first_response_and_changes_nothing() {
         .unwrap()
         .into_inner();
     assert_eq!(k1, k2);
-    let keys = server
-        .keys
-        .clone()
-        .list_keys(pb::ListKeysRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .keys;
+    let keys = server.list_keys().await;
     assert_eq!(keys.len(), 3, "the repeated CreateKey made one key");
 
     let bad = aliases

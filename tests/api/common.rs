@@ -141,6 +141,101 @@ impl TestServer {
             .map(|r| r.into_inner().alias.unwrap())
     }
 
+    /// UpdateAlias with no etag or request_id.
+    pub async fn update_alias(&self, name: &str, target: &str) -> Result<pb::Alias, Status> {
+        self.aliases
+            .clone()
+            .update_alias(pb::UpdateAliasRequest {
+                alias_name: name.into(),
+                target_key_id: target.into(),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner().alias.unwrap())
+    }
+
+    /// RenameAlias with no etag or request_id.
+    pub async fn rename_alias(&self, from: &str, to: &str) -> Result<pb::Alias, Status> {
+        self.aliases
+            .clone()
+            .rename_alias(pb::RenameAliasRequest {
+                alias_name: from.into(),
+                new_alias_name: to.into(),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner().alias.unwrap())
+    }
+
+    /// DeleteAlias with no etag or request_id.
+    pub async fn delete_alias(&self, name: &str) -> Result<(), Status> {
+        self.aliases
+            .clone()
+            .delete_alias(pb::DeleteAliasRequest {
+                alias_name: name.into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop)
+    }
+
+    pub async fn enable_key(&self, key_ref: &str) -> Result<pb::Key, Status> {
+        self.keys
+            .clone()
+            .enable_key(pb::EnableKeyRequest {
+                key_id: key_ref.into(),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner().key.unwrap())
+    }
+
+    pub async fn disable_key(&self, key_ref: &str) -> Result<pb::Key, Status> {
+        self.keys
+            .clone()
+            .disable_key(pb::DisableKeyRequest {
+                key_id: key_ref.into(),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner().key.unwrap())
+    }
+
+    /// ScheduleKeyDeletion with an explicit pending window.
+    pub async fn schedule_deletion(&self, key_ref: &str, days: i32) -> Result<pb::Key, Status> {
+        self.keys
+            .clone()
+            .schedule_key_deletion(pb::ScheduleKeyDeletionRequest {
+                key_id: key_ref.into(),
+                pending_window_in_days: days,
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner().key.unwrap())
+    }
+
+    pub async fn cancel_deletion(&self, key_ref: &str) -> Result<pb::Key, Status> {
+        self.keys
+            .clone()
+            .cancel_key_deletion(pb::CancelKeyDeletionRequest {
+                key_id: key_ref.into(),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner().key.unwrap())
+    }
+
+    /// The first page of ListKeys at the default page size.
+    pub async fn list_keys(&self) -> Vec<pb::Key> {
+        self.keys
+            .clone()
+            .list_keys(pb::ListKeysRequest::default())
+            .await
+            .expect("ListKeys")
+            .into_inner()
+            .keys
+    }
+
     pub async fn describe(&self, key_ref: &str) -> Result<pb::Key, Status> {
         self.keys
             .clone()

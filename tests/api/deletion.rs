@@ -10,19 +10,6 @@ use tonic::Code;
 
 use crate::common::*;
 
-async fn schedule(server: &TestServer, key_id: &str, days: i32) {
-    server
-        .keys
-        .clone()
-        .schedule_key_deletion(pb::ScheduleKeyDeletionRequest {
-            key_id: key_id.into(),
-            pending_window_in_days: days,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn a_key_past_its_deletion_time_goes_with_all_its_aliases() {
     let clock = ManualClock::at(1_800_000_000_000);
@@ -42,17 +29,12 @@ async fn a_key_past_its_deletion_time_goes_with_all_its_aliases() {
         .create_alias("alias/kept", &kept.key_id)
         .await
         .unwrap();
-    schedule(&server, &doomed.key_id, 7).await;
-    schedule(&server, &cancelled.key_id, 7).await;
+    server.schedule_deletion(&doomed.key_id, 7).await.unwrap();
     server
-        .keys
-        .clone()
-        .cancel_key_deletion(pb::CancelKeyDeletionRequest {
-            key_id: cancelled.key_id.clone(),
-            ..Default::default()
-        })
+        .schedule_deletion(&cancelled.key_id, 7)
         .await
         .unwrap();
+    server.cancel_deletion(&cancelled.key_id).await.unwrap();
     let mut events = server
         .aliases
         .clone()

@@ -61,14 +61,8 @@ async fn create_key_accepts_valid_spec_usage_pairs_only() {
         let status = assert_error(result, Code::InvalidArgument, "INVALID_KEY_USAGE");
         assert_eq!(bad_field(&status), "key_usage");
     }
-    let listed = server
-        .keys
-        .clone()
-        .list_keys(pb::ListKeysRequest::default())
-        .await
-        .unwrap();
     assert_eq!(
-        listed.into_inner().keys.len(),
+        server.list_keys().await.len(),
         valid.len(),
         "invalid pairs created nothing"
     );
@@ -110,12 +104,7 @@ async fn create_key_rejects_unknown_enums_and_long_descriptions() {
         ok.is_ok(),
         "8192 characters (16 KiB of UTF-8) is within the limit"
     );
-    let listed = keys
-        .list_keys(pb::ListKeysRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(listed.keys.len(), 1);
+    assert_eq!(server.list_keys().await.len(), 1);
 }
 
 #[tokio::test]
@@ -220,39 +209,11 @@ async fn describe_key_of_another_scope_is_not_found_and_malformed_is_invalid() {
 async fn enable_and_disable_switch_states_and_are_idempotent() {
     let server = TestServer::start().await;
     let key = server.create_key().await;
-    let mut keys = server.keys.clone();
-    let disabled = keys
-        .disable_key(pb::DisableKeyRequest {
-            key_id: key.arn.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .key
-        .unwrap();
+    let disabled = server.disable_key(&key.arn).await.unwrap();
     assert_eq!(disabled.key_state(), KeyState::Disabled);
-    let again = keys
-        .disable_key(pb::DisableKeyRequest {
-            key_id: key.key_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .key
-        .unwrap();
+    let again = server.disable_key(&key.key_id).await.unwrap();
     assert_eq!(again.key_state(), KeyState::Disabled);
-    let enabled = keys
-        .enable_key(pb::EnableKeyRequest {
-            key_id: key.key_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .key
-        .unwrap();
+    let enabled = server.enable_key(&key.key_id).await.unwrap();
     assert_eq!(enabled.key_state(), KeyState::Enabled);
     assert_eq!(
         server.describe(&key.key_id).await.unwrap().key_state(),
@@ -266,13 +227,7 @@ async fn schedule_deletion_validates_the_window_and_defaults_to_30_days() {
     let mut keys = server.keys.clone();
     let key = server.create_key().await;
     for window in [6, 31, -1] {
-        let result = keys
-            .schedule_key_deletion(pb::ScheduleKeyDeletionRequest {
-                key_id: key.key_id.clone(),
-                pending_window_in_days: window,
-                ..Default::default()
-            })
-            .await;
+        let result = server.schedule_deletion(&key.key_id, window).await;
         let status = assert_error(result, Code::InvalidArgument, "INVALID_PENDING_WINDOW");
         assert_eq!(bad_field(&status), "pending_window_in_days");
     }
@@ -300,13 +255,7 @@ async fn schedule_deletion_validates_the_window_and_defaults_to_30_days() {
         "deletion 30 days out"
     );
 
-    let again = keys
-        .schedule_key_deletion(pb::ScheduleKeyDeletionRequest {
-            key_id: key.key_id.clone(),
-            pending_window_in_days: 7,
-            ..Default::default()
-        })
-        .await;
+    let again = server.schedule_deletion(&key.key_id, 7).await;
     let status = assert_error(again, Code::FailedPrecondition, "KEY_INVALID_STATE");
     assert_eq!(kms_exception(&status), "KMSInvalidStateException");
     let after = server.describe(&key.key_id).await.unwrap();
@@ -316,18 +265,8 @@ async fn schedule_deletion_validates_the_window_and_defaults_to_30_days() {
     );
 
     for result in [
-        keys.enable_key(pb::EnableKeyRequest {
-            key_id: key.key_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .map(drop),
-        keys.disable_key(pb::DisableKeyRequest {
-            key_id: key.key_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .map(drop),
+        server.enable_key(&key.key_id).await,
+        server.disable_key(&key.key_id).await,
     ] {
         assert_error(result, Code::FailedPrecondition, "KEY_INVALID_STATE");
     }
@@ -336,32 +275,11 @@ async fn schedule_deletion_validates_the_window_and_defaults_to_30_days() {
 #[tokio::test]
 async fn cancel_deletion_only_from_pending_and_ends_disabled() {
     let server = TestServer::start().await;
-    let mut keys = server.keys.clone();
     let key = server.create_key().await;
-    let result = keys
-        .cancel_key_deletion(pb::CancelKeyDeletionRequest {
-            key_id: key.key_id.clone(),
-            ..Default::default()
-        })
-        .await;
+    let result = server.cancel_deletion(&key.key_id).await;
     assert_error(result, Code::FailedPrecondition, "KEY_INVALID_STATE");
-    keys.schedule_key_deletion(pb::ScheduleKeyDeletionRequest {
-        key_id: key.key_id.clone(),
-        pending_window_in_days: 7,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let cancelled = keys
-        .cancel_key_deletion(pb::CancelKeyDeletionRequest {
-            key_id: key.key_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .key
-        .unwrap();
+    server.schedule_deletion(&key.key_id, 7).await.unwrap();
+    let cancelled = server.cancel_deletion(&key.key_id).await.unwrap();
     assert_eq!(cancelled.key_state(), KeyState::Disabled);
     assert!(cancelled.deletion_time.is_none());
     assert_eq!(
@@ -373,22 +291,13 @@ async fn cancel_deletion_only_from_pending_and_ends_disabled() {
 #[tokio::test]
 async fn key_operations_on_missing_or_malformed_keys() {
     let server = TestServer::start().await;
-    let mut keys = server.keys.clone();
-    let result = keys
-        .enable_key(pb::EnableKeyRequest {
-            key_id: uuid(),
-            ..Default::default()
-        })
-        .await;
+    let result = server.enable_key(&uuid()).await;
     assert_error(result, Code::NotFound, "KEY_NOT_FOUND");
-    let result = keys
-        .disable_key(pb::DisableKeyRequest {
-            key_id: "alias/x".into(),
-            ..Default::default()
-        })
-        .await;
+    let result = server.disable_key("alias/x").await;
     assert_error(result, Code::InvalidArgument, "TARGET_NOT_A_KEY");
-    let result = keys
+    let result = server
+        .keys
+        .clone()
         .schedule_key_deletion(pb::ScheduleKeyDeletionRequest {
             key_id: "zzz".into(),
             ..Default::default()
@@ -425,12 +334,7 @@ async fn create_key_request_ids_compare_requests_with_defaults_applied() {
         Code::InvalidArgument,
         "REQUEST_ID_REUSED",
     );
-    let listed = keys
-        .list_keys(pb::ListKeysRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(listed.keys.len(), 1);
+    assert_eq!(server.list_keys().await.len(), 1);
 }
 
 #[tokio::test]
@@ -450,14 +354,7 @@ async fn key_quota_per_account_is_enforced() {
         .await;
     let status = assert_error(result, Code::ResourceExhausted, "KEY_QUOTA_EXCEEDED");
     assert_eq!(kms_exception(&status), "LimitExceededException");
-    let listed = server
-        .keys
-        .clone()
-        .list_keys(pb::ListKeysRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(listed.keys.len(), 3);
+    assert_eq!(server.list_keys().await.len(), 3);
 }
 
 #[tokio::test]

@@ -200,12 +200,7 @@ async fn aliases_present_for_the_whole_walk_appear_exactly_once() {
             .unwrap();
         if round > 0 {
             server
-                .aliases
-                .clone()
-                .delete_alias(pb::DeleteAliasRequest {
-                    alias_name: format!("alias/a-new{}", round - 1),
-                    ..Default::default()
-                })
+                .delete_alias(&format!("alias/a-new{}", round - 1))
                 .await
                 .unwrap();
         }
@@ -251,16 +246,7 @@ async fn list_then_watch_from_the_listed_revision_misses_nothing() {
     assert_eq!(listed.revision, 1);
     // Changes between the list and the watch.
     server.create_alias("alias/x", &a.key_id).await.unwrap();
-    server
-        .aliases
-        .clone()
-        .update_alias(pb::UpdateAliasRequest {
-            alias_name: "alias/x".into(),
-            target_key_id: b.key_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    server.update_alias("alias/x", &b.key_id).await.unwrap();
     let mut stream = server
         .aliases
         .clone()
@@ -272,25 +258,8 @@ async fn list_then_watch_from_the_listed_revision_misses_nothing() {
         .unwrap()
         .into_inner();
     // And after the watch started.
-    server
-        .aliases
-        .clone()
-        .rename_alias(pb::RenameAliasRequest {
-            alias_name: "alias/x".into(),
-            new_alias_name: "alias/y".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    server
-        .aliases
-        .clone()
-        .delete_alias(pb::DeleteAliasRequest {
-            alias_name: "alias/y".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    server.rename_alias("alias/x", "alias/y").await.unwrap();
+    server.delete_alias("alias/y").await.unwrap();
 
     let created = next_event(&mut stream).await;
     assert_eq!(
@@ -340,26 +309,8 @@ async fn watch_with_a_key_filter_sees_only_changes_touching_that_key() {
         .into_inner();
     server.create_alias("alias/on-a", &a.key_id).await.unwrap();
     server.create_alias("alias/on-c", &c.key_id).await.unwrap();
-    server
-        .aliases
-        .clone()
-        .update_alias(pb::UpdateAliasRequest {
-            alias_name: "alias/on-a".into(),
-            target_key_id: b.key_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    server
-        .aliases
-        .clone()
-        .update_alias(pb::UpdateAliasRequest {
-            alias_name: "alias/on-a".into(),
-            target_key_id: c.key_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    server.update_alias("alias/on-a", &b.key_id).await.unwrap();
+    server.update_alias("alias/on-a", &c.key_id).await.unwrap();
     let onto_b = next_event(&mut stream).await;
     assert_eq!(
         (onto_b.revision, onto_b.r#type()),

@@ -79,15 +79,7 @@ async fn seed_file_creates_provider_keys_and_reserved_aliases_idempotently() {
         .into_inner();
     assert_eq!(again.revision, revision);
     assert_eq!(again.aliases.len(), 3);
-    let keys = server
-        .keys
-        .clone()
-        .list_keys(pb::ListKeysRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .keys;
-    assert_eq!(keys.len(), 2);
+    assert_eq!(server.list_keys().await.len(), 2);
 }
 
 #[tokio::test]
@@ -122,52 +114,18 @@ async fn provider_keys_and_their_aliases_cannot_be_changed_through_the_api() {
         "PROVIDER_KEY",
     );
     assert_eq!(kms_exception(&status), "NotAuthorizedException");
-    let mut aliases = server.aliases.clone();
-    let result = aliases
-        .update_alias(pb::UpdateAliasRequest {
-            alias_name: "alias/aws/ebs".into(),
-            target_key_id: CUSTOMER.into(),
-            ..Default::default()
-        })
-        .await;
+    let result = server.update_alias("alias/aws/ebs", CUSTOMER).await;
     assert_error(result, Code::PermissionDenied, "RESERVED_ALIAS");
-    let result = aliases
-        .update_alias(pb::UpdateAliasRequest {
-            alias_name: "alias/signing".into(),
-            target_key_id: PROVIDER.into(),
-            ..Default::default()
-        })
-        .await;
+    let result = server.update_alias("alias/signing", PROVIDER).await;
     assert_error(result, Code::PermissionDenied, "PROVIDER_KEY");
-    let result = aliases
-        .delete_alias(pb::DeleteAliasRequest {
-            alias_name: "alias/evs/default".into(),
-            ..Default::default()
-        })
-        .await;
+    let result = server.delete_alias("alias/evs/default").await;
     assert_error(result, Code::PermissionDenied, "RESERVED_ALIAS");
-    let result = aliases
-        .rename_alias(pb::RenameAliasRequest {
-            alias_name: "alias/aws/ebs".into(),
-            new_alias_name: "alias/ebs".into(),
-            ..Default::default()
-        })
-        .await;
+    let result = server.rename_alias("alias/aws/ebs", "alias/ebs").await;
     assert_error(result, Code::PermissionDenied, "RESERVED_ALIAS");
     let mut keys = server.keys.clone();
     let results = [
-        keys.disable_key(pb::DisableKeyRequest {
-            key_id: PROVIDER.into(),
-            ..Default::default()
-        })
-        .await
-        .map(drop),
-        keys.enable_key(pb::EnableKeyRequest {
-            key_id: PROVIDER.into(),
-            ..Default::default()
-        })
-        .await
-        .map(drop),
+        server.disable_key(PROVIDER).await.map(drop),
+        server.enable_key(PROVIDER).await.map(drop),
         keys.schedule_key_deletion(pb::ScheduleKeyDeletionRequest {
             key_id: PROVIDER.into(),
             ..Default::default()
