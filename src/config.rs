@@ -72,6 +72,43 @@ pub struct ServeConfig {
     #[arg(long, env = "ALIASD_WATCH_SEND_TIMEOUT_SECS", default_value_t = 10)]
     pub watch_send_timeout_secs: u64,
 
+    /// Auth file (TOML): principals, tokens, certificate identities, policies,
+    /// throttle limits. Re-read on SIGHUP. Without it every call is anonymous
+    /// with full access to --account.
+    #[arg(long, env = "ALIASD_AUTH_FILE")]
+    pub auth_file: Option<PathBuf>,
+
+    /// Allow a non-loopback --listen without an auth file (anyone who can
+    /// reach the port can then change every alias).
+    #[arg(long, env = "ALIASD_ALLOW_ANONYMOUS")]
+    pub allow_anonymous: bool,
+
+    /// PEM certificate (chain) of the server: serve TLS.
+    #[arg(long, env = "ALIASD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "ALIASD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate(s) for client certificates (mutual TLS). A client
+    /// certificate is optional; one that is presented must chain to this CA.
+    #[arg(long, env = "ALIASD_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Calls per second per account and action (0: unlimited); the auth
+    /// file's [throttle] section overrides it.
+    #[arg(long, env = "ALIASD_THROTTLE_RATE", default_value_t = 0.0)]
+    pub throttle_rate: f64,
+
+    /// Burst size of the throttle's token buckets.
+    #[arg(long, env = "ALIASD_THROTTLE_BURST", default_value_t = 100.0)]
+    pub throttle_burst: f64,
+
+    /// Also append every audit record to this file, as JSON lines.
+    #[arg(long, env = "ALIASD_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
+
     /// Seconds between sweeps that remove keys whose deletion time passed.
     #[arg(long, env = "ALIASD_REAP_INTERVAL_SECS", default_value_t = 5)]
     pub reap_interval_secs: u64,
@@ -128,6 +165,17 @@ impl ServeConfig {
                 ));
             }
         }
+        if self.auth_file.is_none() && !self.listen.ip().is_loopback() && !self.allow_anonymous {
+            return Err(Error::new(
+                Reason::INTERNAL,
+                format!(
+                    "refusing to listen on {} without --auth-file: anyone who can reach it could \
+                     change every alias. Give --auth-file, listen on a loopback address, or pass \
+                     --allow-anonymous to accept the risk.",
+                    self.listen
+                ),
+            ));
+        }
         if self.request_id_ttl_hours < 24 {
             return Err(Error::new(
                 Reason::INTERNAL,
@@ -145,4 +193,9 @@ impl ServeConfig {
         }
         Ok(())
     }
+}
+
+/// Account, region and partition: 1..64 of A-Z a-z 0-9 -, so ARNs parse.
+pub fn is_arn_segment(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }

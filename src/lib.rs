@@ -4,6 +4,7 @@
 //! A request flows one way: [`service`] (proto <-> domain) -> [`domain`]
 //! (the rules) -> [`store`] (one sled transaction, group commit).
 
+pub mod auth;
 pub mod bench;
 pub mod codec;
 pub mod domain;
@@ -24,3 +25,4 @@ pub mod maintenance;
 pub mod seed;
 pub mod server;
 pub mod service;
+pub mod throttle;

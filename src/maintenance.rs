@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::domain::audit::AuditEntry;
 use crate::domain::ops::{self, Ctx, Limits};
-use crate::domain::{Clock, Error, Scope};
+use crate::domain::{Clock, Error, Reason, Scope};
 use crate::store::Store;
 
 /// How often the change log and request_id records are pruned.
@@ -43,13 +44,23 @@ impl Maintenance {
             let id = key_id.clone();
             let outcome = self
                 .store
-                .write(&account, None, now, move |txn| {
-                    ops::remove_due_key(txn, &ctx, &id)
-                })
-                .await?;
-            if let Some(aliases) = outcome {
-                removed += 1;
-                tracing::info!(%account, %key_id, aliases, "removed key whose deletion time passed");
+                .write(
+                    &account,
+                    None,
+                    Some(removal_audit(&account, &key_id, now)),
+                    now,
+                    move |txn| ops::remove_due_key(txn, &ctx, &id),
+                )
+                .await;
+            match outcome {
+                Ok(aliases) => {
+                    removed += 1;
+                    tracing::info!(%account, %key_id, aliases, "removed key whose deletion time passed");
+                }
+                // Cancelled or removed meanwhile: nothing to do.
+                Err(e) if matches!(e.reason, Reason::KEY_NOT_FOUND | Reason::KEY_INVALID_STATE) => {
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(removed)
@@ -98,5 +109,22 @@ impl Maintenance {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+}
+
+/// The audit record of a key removed because its deletion time passed.
+fn removal_audit(
+    account: &str,
+    key_id: &crate::domain::KeyId,
+    now: crate::domain::Millis,
+) -> AuditEntry {
+    AuditEntry {
+        time: now,
+        principal: "aliasd".into(),
+        account: account.to_owned(),
+        action: "aliasd:RemoveKeyPastDeletionTime".into(),
+        resources: vec![key_id.to_string()],
+        outcome: AuditEntry::OK.into(),
+        ..AuditEntry::default()
     }
 }

@@ -158,7 +158,7 @@ pub async fn apply(
         let key = seed_key.to_key(now)?;
         let scope = scope_for(&seed_key.account);
         let created = store
-            .write(&scope.account, None, now, move |txn| {
+            .write(&scope.account, None, None, now, move |txn| {
                 ops::seed_key(txn, &key)
             })
             .await?;
@@ -177,7 +177,7 @@ pub async fn apply(
             caller: crate::domain::policy::Caller::Anonymous,
         };
         let created = store
-            .write(&scope.account, None, now, move |txn| {
+            .write(&scope.account, None, None, now, move |txn| {
                 ops::seed_alias(txn, &ctx, &name, &target)
             })
             .await

@@ -146,6 +146,8 @@ pub struct Error {
     pub message: String,
     /// The request field that was wrong, for google.rpc.BadRequest.
     pub field: Option<&'static str>,
+    /// When to retry, for google.rpc.RetryInfo (throttling).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Error {
@@ -154,6 +156,7 @@ impl Error {
             reason,
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -163,6 +166,7 @@ impl Error {
             reason,
             message: message.into(),
             field: Some(field),
+            retry_after: None,
         }
     }
 

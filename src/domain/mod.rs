@@ -2,6 +2,7 @@
 //! errors, and the operations. Plain Rust: no I/O, no tonic, no sled.
 
 pub mod alias;
+pub mod audit;
 pub mod error;
 pub mod key;
 pub mod names;

@@ -266,14 +266,17 @@ pub fn cancel_key_deletion<T: Txn>(txn: &T, ctx: &Ctx, id: &KeyId) -> Result<Key
 }
 
 /// Removes a key whose deletion time has passed, and every alias that
-/// targets it. Returns how many aliases went with it, or None when the key is
-/// gone or not due (a concurrent CancelKeyDeletion won).
-pub fn remove_due_key<T: Txn>(txn: &T, ctx: &Ctx, id: &KeyId) -> Result<Option<usize>, T::Fail> {
-    let Some(key) = txn.key(id)? else {
-        return Ok(None);
-    };
+/// targets it. Returns how many aliases went with it. Fails (changing
+/// nothing) when the key is gone or no longer due: a concurrent
+/// CancelKeyDeletion won.
+pub fn remove_due_key<T: Txn>(txn: &T, ctx: &Ctx, id: &KeyId) -> Result<usize, T::Fail> {
+    let key = existing_key(txn, ctx, id)?;
     if !key.is_due_for_removal(ctx.now) {
-        return Ok(None);
+        return Err(Error::new(
+            Reason::KEY_INVALID_STATE,
+            format!("key {id} is not due for removal"),
+        )
+        .into());
     }
     let names = txn.aliases_of(id)?;
     for name in &names {
@@ -283,7 +286,7 @@ pub fn remove_due_key<T: Txn>(txn: &T, ctx: &Ctx, id: &KeyId) -> Result<Option<u
         record(txn, ctx, revision, ChangeKind::Deleted, &alias, None, None)?;
     }
     txn.remove_key(id)?;
-    Ok(Some(names.len()))
+    Ok(names.len())
 }
 
 // ---------------------------------------------------------------- aliases

@@ -8,8 +8,9 @@ use tonic::{Request, Response, Status};
 
 use super::{convert, App};
 use crate::domain::alias::parse_etag;
+use crate::domain::audit::AuditEntry;
 use crate::domain::names::{parse_alias_ref, parse_key_id};
-use crate::domain::ops;
+use crate::domain::ops::{self, Ctx};
 use crate::domain::paging::{page_size, Listing};
 use crate::domain::policy::actions;
 use crate::domain::request::{Idempotency, RequestId};
@@ -31,25 +32,38 @@ impl AliasApi {
     /// (or account-wide, without a filter).
     async fn key_filter(
         &self,
-        ctx: &ops::Ctx,
-        action: &str,
+        ctx: &Ctx,
+        mut audit: AuditEntry,
         key_id: &str,
     ) -> Result<Option<KeyId>, Status> {
-        if key_id.is_empty() {
-            ops::authorize_listing(ctx, action, None)?;
-            return Ok(None);
-        }
-        let id = parse_key_id(&ctx.scope, "key_id", key_id)?;
-        ops::authorize_listing(ctx, action, Some(&id))?;
-        let (checked, check_ctx) = (id.clone(), ctx.clone());
+        let filter = match key_id {
+            "" => None,
+            key_id => Some(parse_key_id(&ctx.scope, "key_id", key_id)?),
+        };
+        audit.resources = filter.iter().map(|k| k.to_string()).collect();
+        let action = audit.action.clone();
         self.app
-            .store
-            .read(&ctx.scope.account, move |txn| {
-                ops::ensure_key_exists(txn, &check_ctx, &checked)
-            })
+            .audited(ops::authorize_listing(ctx, &action, filter.as_ref()), audit)
             .await?;
-        Ok(Some(id))
+        if let Some(id) = &filter {
+            let (checked, check_ctx) = (id.clone(), ctx.clone());
+            self.app
+                .store
+                .read(&ctx.scope.account, move |txn| {
+                    ops::ensure_key_exists(txn, &check_ctx, &checked)
+                })
+                .await?;
+        }
+        Ok(filter)
     }
+}
+
+/// The request_id as the audit log keeps it ("" when none).
+fn request_id_text(request_id: &Option<RequestId>) -> String {
+    request_id
+        .as_ref()
+        .map(|r| r.as_str().to_owned())
+        .unwrap_or_default()
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchAliasesResponse, Status>> + Send>>;
@@ -61,25 +75,26 @@ impl AliasService for AliasApi {
         request: Request<pb::CreateAliasRequest>,
     ) -> Result<Response<pb::CreateAliasResponse>, Status> {
         let ctx = self.app.ctx_of(&request)?;
-        let scope = ctx.scope.clone();
+        let mut audit = self.app.audit_entry(&request, &ctx, actions::CREATE_ALIAS);
         let r = request.into_inner();
         let name = AliasName::parse("alias_name", &r.alias_name)?;
-        name.ensure_not_reserved(&scope)?;
-        let target = parse_key_id(&scope, "target_key_id", &r.target_key_id)?;
-        let idempotency = Idempotency::new(
-            RequestId::parse(&r.request_id)?,
-            "CreateAlias",
-            &[name.as_str(), target.as_str()],
-        );
+        // Rule 4 of the name rules comes before anything about the target.
+        name.ensure_not_reserved(&ctx.scope)?;
+        let target = parse_key_id(&ctx.scope, "target_key_id", &r.target_key_id)?;
+        let request_id = RequestId::parse(&r.request_id)?;
+        audit.resources = vec![name.to_string(), target.to_string()];
+        audit.request_id = request_id_text(&request_id);
+        let idempotency =
+            Idempotency::new(request_id, "CreateAlias", &[name.as_str(), target.as_str()]);
+        let op_ctx = ctx.clone();
         let alias = self
             .app
-            .store
-            .write(&scope.account, idempotency, ctx.now, move |txn| {
-                ops::create_alias(txn, &ctx, &name, &target)
+            .write(&ctx, audit, idempotency, move |txn| {
+                ops::create_alias(txn, &op_ctx, &name, &target)
             })
             .await?;
         Ok(Response::new(pb::CreateAliasResponse {
-            alias: Some(convert::alias(&scope, &alias)),
+            alias: Some(convert::alias(&ctx.scope, &alias)),
         }))
     }
 
@@ -88,26 +103,29 @@ impl AliasService for AliasApi {
         request: Request<pb::UpdateAliasRequest>,
     ) -> Result<Response<pb::UpdateAliasResponse>, Status> {
         let ctx = self.app.ctx_of(&request)?;
-        let scope = ctx.scope.clone();
+        let mut audit = self.app.audit_entry(&request, &ctx, actions::UPDATE_ALIAS);
         let r = request.into_inner();
         let name = AliasName::parse("alias_name", &r.alias_name)?;
-        name.ensure_not_reserved(&scope)?;
-        let target = parse_key_id(&scope, "target_key_id", &r.target_key_id)?;
+        name.ensure_not_reserved(&ctx.scope)?;
+        let target = parse_key_id(&ctx.scope, "target_key_id", &r.target_key_id)?;
         let etag = parse_etag(&r.etag)?.map(str::to_owned);
+        let request_id = RequestId::parse(&r.request_id)?;
+        audit.resources = vec![name.to_string(), target.to_string()];
+        audit.request_id = request_id_text(&request_id);
         let idempotency = Idempotency::new(
-            RequestId::parse(&r.request_id)?,
+            request_id,
             "UpdateAlias",
             &[name.as_str(), target.as_str(), &r.etag],
         );
+        let op_ctx = ctx.clone();
         let alias = self
             .app
-            .store
-            .write(&scope.account, idempotency, ctx.now, move |txn| {
-                ops::update_alias(txn, &ctx, &name, &target, etag.as_deref())
+            .write(&ctx, audit, idempotency, move |txn| {
+                ops::update_alias(txn, &op_ctx, &name, &target, etag.as_deref())
             })
             .await?;
         Ok(Response::new(pb::UpdateAliasResponse {
-            alias: Some(convert::alias(&scope, &alias)),
+            alias: Some(convert::alias(&ctx.scope, &alias)),
         }))
     }
 
@@ -116,20 +134,19 @@ impl AliasService for AliasApi {
         request: Request<pb::DeleteAliasRequest>,
     ) -> Result<Response<pb::DeleteAliasResponse>, Status> {
         let ctx = self.app.ctx_of(&request)?;
-        let scope = ctx.scope.clone();
+        let mut audit = self.app.audit_entry(&request, &ctx, actions::DELETE_ALIAS);
         let r = request.into_inner();
         let name = AliasName::parse("alias_name", &r.alias_name)?;
-        name.ensure_not_reserved(&scope)?;
+        name.ensure_not_reserved(&ctx.scope)?;
         let etag = parse_etag(&r.etag)?.map(str::to_owned);
-        let idempotency = Idempotency::new(
-            RequestId::parse(&r.request_id)?,
-            "DeleteAlias",
-            &[name.as_str(), &r.etag],
-        );
+        let request_id = RequestId::parse(&r.request_id)?;
+        audit.resources = vec![name.to_string()];
+        audit.request_id = request_id_text(&request_id);
+        let idempotency = Idempotency::new(request_id, "DeleteAlias", &[name.as_str(), &r.etag]);
+        let op_ctx = ctx.clone();
         self.app
-            .store
-            .write(&scope.account, idempotency, ctx.now, move |txn| {
-                ops::delete_alias(txn, &ctx, &name, etag.as_deref())
+            .write(&ctx, audit, idempotency, move |txn| {
+                ops::delete_alias(txn, &op_ctx, &name, etag.as_deref())
             })
             .await?;
         Ok(Response::new(pb::DeleteAliasResponse {}))
@@ -140,27 +157,30 @@ impl AliasService for AliasApi {
         request: Request<pb::RenameAliasRequest>,
     ) -> Result<Response<pb::RenameAliasResponse>, Status> {
         let ctx = self.app.ctx_of(&request)?;
-        let scope = ctx.scope.clone();
+        let mut audit = self.app.audit_entry(&request, &ctx, actions::RENAME_ALIAS);
         let r = request.into_inner();
         let name = AliasName::parse("alias_name", &r.alias_name)?;
         let new_name = AliasName::parse("new_alias_name", &r.new_alias_name)?;
-        name.ensure_not_reserved(&scope)?;
-        new_name.ensure_not_reserved(&scope)?;
+        name.ensure_not_reserved(&ctx.scope)?;
+        new_name.ensure_not_reserved(&ctx.scope)?;
         let etag = parse_etag(&r.etag)?.map(str::to_owned);
+        let request_id = RequestId::parse(&r.request_id)?;
+        audit.resources = vec![name.to_string(), new_name.to_string()];
+        audit.request_id = request_id_text(&request_id);
         let idempotency = Idempotency::new(
-            RequestId::parse(&r.request_id)?,
+            request_id,
             "RenameAlias",
             &[name.as_str(), new_name.as_str(), &r.etag],
         );
+        let op_ctx = ctx.clone();
         let alias = self
             .app
-            .store
-            .write(&scope.account, idempotency, ctx.now, move |txn| {
-                ops::rename_alias(txn, &ctx, &name, &new_name, etag.as_deref())
+            .write(&ctx, audit, idempotency, move |txn| {
+                ops::rename_alias(txn, &op_ctx, &name, &new_name, etag.as_deref())
             })
             .await?;
         Ok(Response::new(pb::RenameAliasResponse {
-            alias: Some(convert::alias(&scope, &alias)),
+            alias: Some(convert::alias(&ctx.scope, &alias)),
         }))
     }
 
@@ -169,15 +189,16 @@ impl AliasService for AliasApi {
         request: Request<pb::GetAliasRequest>,
     ) -> Result<Response<pb::GetAliasResponse>, Status> {
         let ctx = self.app.ctx_of(&request)?;
-        let scope = ctx.scope.clone();
-        let name = parse_alias_ref(&scope, "alias_name", &request.get_ref().alias_name)?;
+        let mut audit = self.app.audit_entry(&request, &ctx, actions::GET_ALIAS);
+        let name = parse_alias_ref(&ctx.scope, "alias_name", &request.get_ref().alias_name)?;
+        audit.resources = vec![name.to_string()];
+        let op_ctx = ctx.clone();
         let alias = self
             .app
-            .store
-            .read(&scope.account, move |txn| ops::get_alias(txn, &ctx, &name))
+            .read(&ctx, audit, move |txn| ops::get_alias(txn, &op_ctx, &name))
             .await?;
         Ok(Response::new(pb::GetAliasResponse {
-            alias: Some(convert::alias(&scope, &alias)),
+            alias: Some(convert::alias(&ctx.scope, &alias)),
         }))
     }
 
@@ -186,12 +207,11 @@ impl AliasService for AliasApi {
         request: Request<pb::ListAliasesRequest>,
     ) -> Result<Response<pb::ListAliasesResponse>, Status> {
         let ctx = self.app.ctx_of(&request)?;
+        let audit = self.app.audit_entry(&request, &ctx, actions::LIST_ALIASES);
         let scope = ctx.scope.clone();
         let r = request.into_inner();
         let limit = page_size(r.page_size)?;
-        let filter = self
-            .key_filter(&ctx, actions::LIST_ALIASES, &r.key_id)
-            .await?;
+        let filter = self.key_filter(&ctx, audit, &r.key_id).await?;
         let filter_text = filter.as_ref().map(|k| k.to_string()).unwrap_or_default();
         let listing = Listing {
             account: &scope.account,
@@ -232,11 +252,10 @@ impl AliasService for AliasApi {
         request: Request<pb::WatchAliasesRequest>,
     ) -> Result<Response<Self::WatchAliasesStream>, Status> {
         let ctx = self.app.ctx_of(&request)?;
+        let audit = self.app.audit_entry(&request, &ctx, actions::WATCH_ALIASES);
         let scope = ctx.scope.clone();
         let r = request.into_inner();
-        let filter = self
-            .key_filter(&ctx, actions::WATCH_ALIASES, &r.key_id)
-            .await?;
+        let filter = self.key_filter(&ctx, audit, &r.key_id).await?;
         let events = watch::open(
             self.app.store.clone(),
             scope.account.clone(),

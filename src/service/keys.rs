@@ -5,13 +5,16 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::{convert, App};
-use crate::domain::key::resolve_pending_window;
+use crate::domain::audit::AuditEntry;
+use crate::domain::key::{check_description, resolve_pending_window};
 use crate::domain::names::parse_key_id;
-use crate::domain::ops::{self, NewKey};
+use crate::domain::ops::{self, Ctx, NewKey};
 use crate::domain::paging::{page_size, Listing};
+use crate::domain::policy::actions;
 use crate::domain::request::{Idempotency, RequestId};
 use crate::domain::{Key, KeyId, KeyRef, KeySpec};
 use crate::pb::{self, key_service_server::KeyService};
+use crate::store::txn::{Fail, SledTxn};
 
 pub struct KeyApi {
     app: Arc<App>,
@@ -26,33 +29,28 @@ impl KeyApi {
     /// key id, an optional request_id, one operation on the key.
     async fn change_key<F>(
         &self,
-        ctx: ops::Ctx,
-        operation: &'static str,
+        ctx: Ctx,
+        mut audit: AuditEntry,
         key_id: &str,
         request_id: &str,
         extra: &str,
         op: F,
     ) -> Result<pb::Key, Status>
     where
-        F: Fn(
-                &crate::store::txn::SledTxn,
-                &ops::Ctx,
-                &KeyId,
-            ) -> Result<Key, crate::store::txn::Fail>
-            + Send
-            + 'static,
+        F: Fn(&SledTxn, &Ctx, &KeyId) -> Result<Key, Fail> + Send + 'static,
     {
+        let id = parse_key_id(&ctx.scope, "key_id", key_id)?;
+        let request_id = RequestId::parse(request_id)?;
+        audit.resources = vec![id.to_string()];
+        audit.request_id = request_id
+            .as_ref()
+            .map(|r| r.as_str().to_owned())
+            .unwrap_or_default();
+        let idempotency = Idempotency::new(request_id, &audit.action, &[id.as_str(), extra]);
         let scope = ctx.scope.clone();
-        let id = parse_key_id(&scope, "key_id", key_id)?;
-        let idempotency = Idempotency::new(
-            RequestId::parse(request_id)?,
-            operation,
-            &[id.as_str(), extra],
-        );
         let key = self
             .app
-            .store
-            .write(&scope.account, idempotency, ctx.now, move |txn| {
+            .write(&ctx.clone(), audit, idempotency, move |txn| {
                 op(txn, &ctx, &id)
             })
             .await?;
@@ -67,33 +65,39 @@ impl KeyService for KeyApi {
         request: Request<pb::CreateKeyRequest>,
     ) -> Result<Response<pb::CreateKeyResponse>, Status> {
         let ctx = self.app.ctx_of(&request)?;
-        let scope = ctx.scope.clone();
+        let mut audit = self.app.audit_entry(&request, &ctx, actions::CREATE_KEY);
         let request = request.into_inner();
         let new = NewKey {
             description: request.description,
             key_spec: convert::key_spec(request.key_spec)?,
             key_usage: convert::key_usage(request.key_usage)?,
         };
-        crate::domain::key::check_description(&new.description)?;
+        check_description(&new.description)?;
         // Fingerprinted with defaults applied: an unset spec and an explicit
         // SYMMETRIC_DEFAULT are the same request.
         let (spec, usage) = KeySpec::resolve_pair(new.key_spec, new.key_usage)?;
+        let request_id = RequestId::parse(&request.request_id)?;
+        audit.request_id = request_id
+            .as_ref()
+            .map(|r| r.as_str().to_owned())
+            .unwrap_or_default();
         let idempotency = Idempotency::new(
-            RequestId::parse(&request.request_id)?,
+            request_id,
             "CreateKey",
             &[&new.description, spec.as_str(), usage.as_str()],
         );
         // Chosen outside the transaction, so a retried transaction keeps it.
         let key_id = KeyId::generate();
+        audit.resources = vec![key_id.to_string()];
+        let op_ctx = ctx.clone();
         let key = self
             .app
-            .store
-            .write(&scope.account, idempotency, ctx.now, move |txn| {
-                ops::create_key(txn, &ctx, &new, &key_id)
+            .write(&ctx, audit, idempotency, move |txn| {
+                ops::create_key(txn, &op_ctx, &new, &key_id)
             })
             .await?;
         Ok(Response::new(pb::CreateKeyResponse {
-            key: Some(convert::key(&scope, &key)),
+            key: Some(convert::key(&ctx.scope, &key)),
         }))
     }
 
@@ -102,17 +106,18 @@ impl KeyService for KeyApi {
         request: Request<pb::DescribeKeyRequest>,
     ) -> Result<Response<pb::DescribeKeyResponse>, Status> {
         let ctx = self.app.ctx_of(&request)?;
-        let scope = ctx.scope.clone();
-        let key_ref = KeyRef::parse(&scope, "key_id", &request.get_ref().key_id)?;
+        let mut audit = self.app.audit_entry(&request, &ctx, actions::DESCRIBE_KEY);
+        let key_ref = KeyRef::parse(&ctx.scope, "key_id", &request.get_ref().key_id)?;
+        audit.resources = vec![request.get_ref().key_id.clone()];
+        let op_ctx = ctx.clone();
         let key = self
             .app
-            .store
-            .read(&scope.account, move |txn| {
-                ops::describe_key(txn, &ctx, &key_ref)
+            .read(&ctx, audit, move |txn| {
+                ops::describe_key(txn, &op_ctx, &key_ref)
             })
             .await?;
         Ok(Response::new(pb::DescribeKeyResponse {
-            key: Some(convert::key(&scope, &key)),
+            key: Some(convert::key(&ctx.scope, &key)),
         }))
     }
 
@@ -121,12 +126,14 @@ impl KeyService for KeyApi {
         request: Request<pb::ListKeysRequest>,
     ) -> Result<Response<pb::ListKeysResponse>, Status> {
         let ctx = self.app.ctx_of(&request)?;
-        let scope = ctx.scope.clone();
+        let audit = self.app.audit_entry(&request, &ctx, actions::LIST_KEYS);
+        self.app
+            .audited(ops::authorize_account_wide(&ctx, actions::LIST_KEYS), audit)
+            .await?;
         let request = request.into_inner();
-        ops::authorize_account_wide(&ctx, crate::domain::policy::actions::LIST_KEYS)?;
         let limit = page_size(request.page_size)?;
         let listing = Listing {
-            account: &scope.account,
+            account: &ctx.scope.account,
             kind: "keys",
             filter: "",
         };
@@ -134,7 +141,7 @@ impl KeyService for KeyApi {
             "" => None,
             token => Some(self.app.tokens.open(&listing, token)?),
         };
-        let account = scope.account.clone();
+        let account = ctx.scope.account.clone();
         let (keys, more) = self
             .app
             .store
@@ -145,7 +152,7 @@ impl KeyService for KeyApi {
             _ => String::new(),
         };
         Ok(Response::new(pb::ListKeysResponse {
-            keys: keys.iter().map(|k| convert::key(&scope, k)).collect(),
+            keys: keys.iter().map(|k| convert::key(&ctx.scope, k)).collect(),
             next_page_token,
         }))
     }
@@ -155,16 +162,12 @@ impl KeyService for KeyApi {
         request: Request<pb::EnableKeyRequest>,
     ) -> Result<Response<pb::EnableKeyResponse>, Status> {
         let ctx = self.app.ctx_of(&request)?;
+        let audit = self.app.audit_entry(&request, &ctx, actions::ENABLE_KEY);
         let r = request.into_inner();
         let key = self
-            .change_key(
-                ctx,
-                "EnableKey",
-                &r.key_id,
-                &r.request_id,
-                "",
-                |txn, ctx, id| ops::set_key_enabled(txn, ctx, id, true),
-            )
+            .change_key(ctx, audit, &r.key_id, &r.request_id, "", |txn, ctx, id| {
+                ops::set_key_enabled(txn, ctx, id, true)
+            })
             .await?;
         Ok(Response::new(pb::EnableKeyResponse { key: Some(key) }))
     }
@@ -174,16 +177,12 @@ impl KeyService for KeyApi {
         request: Request<pb::DisableKeyRequest>,
     ) -> Result<Response<pb::DisableKeyResponse>, Status> {
         let ctx = self.app.ctx_of(&request)?;
+        let audit = self.app.audit_entry(&request, &ctx, actions::DISABLE_KEY);
         let r = request.into_inner();
         let key = self
-            .change_key(
-                ctx,
-                "DisableKey",
-                &r.key_id,
-                &r.request_id,
-                "",
-                |txn, ctx, id| ops::set_key_enabled(txn, ctx, id, false),
-            )
+            .change_key(ctx, audit, &r.key_id, &r.request_id, "", |txn, ctx, id| {
+                ops::set_key_enabled(txn, ctx, id, false)
+            })
             .await?;
         Ok(Response::new(pb::DisableKeyResponse { key: Some(key) }))
     }
@@ -193,12 +192,15 @@ impl KeyService for KeyApi {
         request: Request<pb::ScheduleKeyDeletionRequest>,
     ) -> Result<Response<pb::ScheduleKeyDeletionResponse>, Status> {
         let ctx = self.app.ctx_of(&request)?;
+        let audit = self
+            .app
+            .audit_entry(&request, &ctx, actions::SCHEDULE_KEY_DELETION);
         let r = request.into_inner();
         let window = resolve_pending_window(r.pending_window_in_days)?;
         let key = self
             .change_key(
                 ctx,
-                "ScheduleKeyDeletion",
+                audit,
                 &r.key_id,
                 &r.request_id,
                 &window.to_string(),
@@ -215,16 +217,14 @@ impl KeyService for KeyApi {
         request: Request<pb::CancelKeyDeletionRequest>,
     ) -> Result<Response<pb::CancelKeyDeletionResponse>, Status> {
         let ctx = self.app.ctx_of(&request)?;
+        let audit = self
+            .app
+            .audit_entry(&request, &ctx, actions::CANCEL_KEY_DELETION);
         let r = request.into_inner();
         let key = self
-            .change_key(
-                ctx,
-                "CancelKeyDeletion",
-                &r.key_id,
-                &r.request_id,
-                "",
-                |txn, ctx, id| ops::cancel_key_deletion(txn, ctx, id),
-            )
+            .change_key(ctx, audit, &r.key_id, &r.request_id, "", |txn, ctx, id| {
+                ops::cancel_key_deletion(txn, ctx, id)
+            })
             .await?;
         Ok(Response::new(pb::CancelKeyDeletionResponse {
             key: Some(key),

@@ -11,10 +11,14 @@ use std::sync::Arc;
 use tonic::{Code as GrpcCode, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::domain::audit::AuditEntry;
 use crate::domain::ops::{Ctx, Limits};
 use crate::domain::paging::PageTokens;
 use crate::domain::policy::Caller;
+use crate::domain::request::Idempotency;
 use crate::domain::{Clock, Code, Error, Reason, Scope};
+use crate::store::records::Replayable;
+use crate::store::txn::{Fail, SledTxn};
 use crate::store::Store;
 
 pub use aliases::AliasApi;
@@ -71,6 +75,84 @@ impl App {
     }
 }
 
+impl App {
+    /// The audit record a call leaves if it changes something or is denied;
+    /// handlers add the resources and request_id.
+    pub fn audit_entry<T>(
+        &self,
+        request: &tonic::Request<T>,
+        ctx: &Ctx,
+        action: &str,
+    ) -> AuditEntry {
+        AuditEntry {
+            time: ctx.now,
+            principal: ctx.caller.name().to_owned(),
+            account: ctx.scope.account.clone(),
+            action: action.to_owned(),
+            x_request_id: request
+                .metadata()
+                .get(crate::layers::REQUEST_ID_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+            outcome: AuditEntry::OK.to_owned(),
+            ..AuditEntry::default()
+        }
+    }
+
+    /// Runs a change; its audit record commits in the same transaction. A
+    /// denied change is audited on its own; other failures leave no record.
+    pub async fn write<T, F>(
+        &self,
+        ctx: &Ctx,
+        audit: AuditEntry,
+        idempotency: Option<Idempotency>,
+        op: F,
+    ) -> Result<T, Status>
+    where
+        T: Replayable + Send + 'static,
+        F: Fn(&SledTxn) -> Result<T, Fail> + Send + 'static,
+    {
+        let denial = audit.clone();
+        let result = self
+            .store
+            .write(&ctx.scope.account, idempotency, Some(audit), ctx.now, op)
+            .await;
+        self.audited(result, denial).await
+    }
+
+    /// Runs a read; only a denial is audited.
+    pub async fn read<T, F>(&self, ctx: &Ctx, audit: AuditEntry, op: F) -> Result<T, Status>
+    where
+        T: Replayable + Send + 'static,
+        F: Fn(&SledTxn) -> Result<T, Fail> + Send + 'static,
+    {
+        let result = self.store.read(&ctx.scope.account, op).await;
+        self.audited(result, audit).await
+    }
+
+    /// Passes a result through, auditing it if it is a denial.
+    pub async fn audited<T>(
+        &self,
+        result: Result<T, Error>,
+        mut audit: AuditEntry,
+    ) -> Result<T, Status> {
+        match result {
+            Ok(value) => Ok(value),
+            Err(error) => {
+                if error.reason == Reason::ACCESS_DENIED {
+                    audit.outcome = error.reason.as_str().to_owned();
+                    audit.message = error.message.clone();
+                    if let Err(failure) = self.store.record_denial(audit).await {
+                        tracing::error!(error = %failure, "cannot record a denied call");
+                    }
+                }
+                Err(status(error))
+            }
+        }
+    }
+}
+
 fn grpc_code(code: Code) -> GrpcCode {
     match code {
         Code::InvalidArgument => GrpcCode::InvalidArgument,
@@ -99,6 +181,9 @@ pub fn status(error: Error) -> Status {
     }
     let metadata = HashMap::from([("kms_exception".to_owned(), spec.kms_exception.to_owned())]);
     let mut details = ErrorDetails::with_error_info(error.reason.as_str(), ERROR_DOMAIN, metadata);
+    if let Some(delay) = error.retry_after {
+        details.set_retry_info(Some(delay));
+    }
     if code == GrpcCode::InvalidArgument {
         details.add_bad_request_violation(error.field.unwrap_or("request"), error.message.clone());
     }

@@ -12,6 +12,7 @@
 //! | `requests`    | account \0 request_id                | RequestRecord      |
 //! | `schedule`    | deletion_time (i64 BE) account \0 key_id | empty          |
 //! | `requests_by_time` | created_at (i64 BE) account \0 request_id | empty  |
+//! | `audit`       | account \0 sequence (u64 BE)         | AuditRecord        |
 //!
 //! `meta` also holds server-wide entries under the empty account (`\0...`).
 
@@ -22,6 +23,8 @@ pub const REVISION: &[u8] = b"revision";
 pub const KEY_COUNT: &[u8] = b"key_count";
 /// The highest revision pruned from the change log.
 pub const FLOOR: &[u8] = b"floor";
+/// The last audit sequence number of the account.
+pub const AUDIT_SEQUENCE: &[u8] = b"audit_sequence";
 /// Server-wide: the page-token secret.
 pub const TOKEN_SECRET: &[u8] = b"\0token_secret";
 

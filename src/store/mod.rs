@@ -25,6 +25,7 @@ use sled::Tree;
 use self::group_commit::GroupCommit;
 use self::records::{AliasRecord, ChangeRecord, KeyRecord, Replayable, RequestRecord};
 use self::txn::{Fail, SledTxn, TxTrees};
+use crate::domain::audit::AuditEntry;
 use crate::domain::request::Idempotency;
 use crate::domain::{Alias, AliasEvent, Error, Key, KeyId, Millis};
 
@@ -51,6 +52,7 @@ struct Trees {
     requests: Tree,
     requests_by_time: Tree,
     schedule: Tree,
+    audit: Tree,
 }
 
 impl Trees {
@@ -64,6 +66,7 @@ impl Trees {
             requests: db.open_tree("requests")?,
             requests_by_time: db.open_tree("requests_by_time")?,
             schedule: db.open_tree("schedule")?,
+            audit: db.open_tree("audit")?,
         })
     }
 }
@@ -77,6 +80,8 @@ struct Published {
 
 pub struct Store {
     db: sled::Db,
+    /// Where audit records are mirrored as JSON lines (--audit-log).
+    audit_mirror: std::sync::OnceLock<Mutex<std::fs::File>>,
     trees: Trees,
     committer: GroupCommit,
     published: Published,
@@ -107,6 +112,7 @@ impl Store {
         let committer = GroupCommit::start(db.clone());
         Ok(Arc::new(Store {
             db,
+            audit_mirror: std::sync::OnceLock::new(),
             trees,
             committer,
             published: Published {
@@ -156,11 +162,12 @@ impl Store {
         &self,
         account: &str,
         idempotency: Option<&Idempotency>,
+        audit: Option<&AuditEntry>,
         now: Millis,
         op: &dyn Fn(&SledTxn) -> Result<T, Fail>,
-    ) -> Result<(T, Option<u64>), Error> {
+    ) -> Result<(T, Option<u64>, Option<AuditEntry>), Error> {
         let t = &self.trees;
-        let result = (
+        let trees = (
             &t.keys,
             &t.aliases,
             &t.key_aliases,
@@ -169,57 +176,71 @@ impl Store {
             &t.requests,
             &t.requests_by_time,
             &t.schedule,
-        )
-            .transaction(
-                |(
-                    keys,
-                    aliases,
-                    key_aliases,
-                    changes,
-                    meta,
-                    requests,
-                    requests_by_time,
-                    schedule,
-                )| {
-                    let txn = SledTxn {
-                        trees: TxTrees {
-                            keys,
-                            aliases,
-                            key_aliases,
-                            changes,
-                            meta,
-                            requests,
-                            requests_by_time,
-                            schedule,
-                        },
-                        account,
-                        last_revision: Cell::new(None),
-                    };
-                    let Some(idempotency) = idempotency else {
-                        let value = op(&txn)?;
-                        return Ok((value, txn.last_revision.get()));
-                    };
-                    let id = idempotency.request_id.as_str();
-                    let record_key = layout::scoped(account, id.as_bytes());
-                    if let Some(bytes) = requests.get(&record_key)? {
+            &t.audit,
+        );
+        let result = trees.transaction(
+            |(
+                keys,
+                aliases,
+                key_aliases,
+                changes,
+                meta,
+                requests,
+                by_time,
+                schedule,
+                audit_tree,
+            )| {
+                let txn = SledTxn {
+                    trees: TxTrees {
+                        keys,
+                        aliases,
+                        key_aliases,
+                        changes,
+                        meta,
+                        requests,
+                        requests_by_time: by_time,
+                        schedule,
+                    },
+                    account,
+                    last_revision: Cell::new(None),
+                };
+                let record_key =
+                    idempotency.map(|i| layout::scoped(account, i.request_id.as_str().as_bytes()));
+                if let (Some(idempotency), Some(record_key)) = (idempotency, &record_key) {
+                    if let Some(bytes) = requests.get(record_key)? {
                         let record: RequestRecord =
                             records::decode("request", &bytes).map_err(Fail::Abort)?;
                         if record.fingerprint != idempotency.fingerprint.0 {
                             return Err(Fail::Abort(idempotency.reused_error()));
                         }
-                        return Ok((T::from_bytes(&record.response).map_err(Fail::Abort)?, None));
+                        // A repeat changes nothing, so it is not audited again.
+                        return Ok((
+                            T::from_bytes(&record.response).map_err(Fail::Abort)?,
+                            None,
+                            None,
+                        ));
                     }
-                    let value = op(&txn)?;
+                }
+                let value = op(&txn)?;
+                if let (Some(idempotency), Some(record_key)) = (idempotency, record_key) {
                     let record = RequestRecord {
                         fingerprint: idempotency.fingerprint.0.to_vec(),
                         response: value.to_bytes(),
                         created_at: now,
                     };
                     requests.insert(record_key, records::encode(&record))?;
-                    requests_by_time.insert(layout::timed_key(now, account, id), &[])?;
-                    Ok((value, txn.last_revision.get()))
-                },
-            );
+                    by_time.insert(
+                        layout::timed_key(now, account, idempotency.request_id.as_str()),
+                        &[],
+                    )?;
+                }
+                let audited = match audit {
+                    Some(entry) => Some(append_audit(meta, audit_tree, entry)?),
+                    None => None,
+                };
+                Ok((value, txn.last_revision.get(), audited))
+            },
+        );
         match result {
             Ok(done) => Ok(done),
             Err(TransactionError::Abort(error)) => Err(error),
@@ -233,6 +254,7 @@ impl Store {
         self: &Arc<Self>,
         account: &str,
         idempotency: Option<Idempotency>,
+        audit: Option<AuditEntry>,
         now: Millis,
         op: F,
     ) -> Result<T, Error>
@@ -242,8 +264,14 @@ impl Store {
     {
         let store = self.clone();
         let owned_account = account.to_owned();
-        let (value, revision) = tokio::task::spawn_blocking(move || {
-            store.transact(&owned_account, idempotency.as_ref(), now, &op)
+        let (value, revision, audited) = tokio::task::spawn_blocking(move || {
+            store.transact(
+                &owned_account,
+                idempotency.as_ref(),
+                audit.as_ref(),
+                now,
+                &op,
+            )
         })
         .await
         .map_err(|e| Error::internal(format!("transaction task failed: {e}")))??;
@@ -251,7 +279,95 @@ impl Store {
         if let Some(revision) = revision {
             self.publish(account, revision);
         }
+        if let Some(entry) = audited {
+            self.mirror_audit(&entry);
+        }
         Ok(value)
+    }
+
+    /// Records a denied call: its own small transaction (the call changed
+    /// nothing), flushed with the next group commit.
+    pub async fn record_denial(self: &Arc<Self>, entry: AuditEntry) -> Result<(), Error> {
+        let store = self.clone();
+        let entry = tokio::task::spawn_blocking(move || {
+            let t = &store.trees;
+            let result = (&t.meta, &t.audit)
+                .transaction(|(meta, audit)| Ok(append_audit(meta, audit, &entry)?));
+            result.map_err(|e: TransactionError<Error>| match e {
+                TransactionError::Abort(error) => error,
+                TransactionError::Storage(error) => storage_error(error),
+            })
+        })
+        .await
+        .map_err(|e| Error::internal(format!("audit task failed: {e}")))??;
+        self.mirror_audit(&entry);
+        Ok(())
+    }
+
+    /// Mirrors audit records to `path` as JSON lines, from now on.
+    pub fn mirror_audit_to(&self, path: &Path) -> Result<(), Error> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| {
+                Error::internal(format!("cannot open audit log {}: {e}", path.display()))
+            })?;
+        let _ = self.audit_mirror.set(Mutex::new(file));
+        Ok(())
+    }
+
+    fn mirror_audit(&self, entry: &AuditEntry) {
+        use std::io::Write;
+        let Some(file) = self.audit_mirror.get() else {
+            return;
+        };
+        let line = serde_json::json!({
+            "sequence": entry.sequence,
+            "time_ms": entry.time,
+            "principal": entry.principal,
+            "account": entry.account,
+            "action": entry.action,
+            "resources": entry.resources,
+            "request_id": entry.request_id,
+            "x_request_id": entry.x_request_id,
+            "outcome": entry.outcome,
+            "message": entry.message,
+        });
+        let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(error) = writeln!(file, "{line}") {
+            tracing::error!(%error, "cannot append to the audit log");
+        }
+    }
+
+    /// Audit records of `account` after sequence `after`, oldest first, that
+    /// pass `keep`; at most `limit`, looking at no more than `scan` records.
+    /// Returns them and the last sequence looked at.
+    pub fn list_audit(
+        &self,
+        account: &str,
+        after: u64,
+        limit: usize,
+        scan: usize,
+        keep: impl Fn(&AuditEntry) -> bool,
+    ) -> Result<(Vec<AuditEntry>, Option<u64>), Error> {
+        let start = layout::change_key(account, after.saturating_add(1));
+        let end = layout::prefix_end(&layout::prefix(account));
+        let mut out = Vec::new();
+        let mut last = None;
+        for entry in self.trees.audit.range(start..end).take(scan) {
+            let (_, bytes) = entry.map_err(storage_error)?;
+            let entry: AuditEntry =
+                records::decode::<records::AuditRecord>("audit", &bytes)?.into();
+            last = Some(entry.sequence);
+            if keep(&entry) {
+                out.push(entry);
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok((out, last))
     }
 
     /// Runs a reading operation in one transaction (nothing to flush).
@@ -264,8 +380,8 @@ impl Store {
         let account = account.to_owned();
         tokio::task::spawn_blocking(move || {
             store
-                .transact(&account, None, 0, &op)
-                .map(|(value, _)| value)
+                .transact(&account, None, None, 0, &op)
+                .map(|(value, _, _)| value)
         })
         .await
         .map_err(|e| Error::internal(format!("transaction task failed: {e}")))?
@@ -553,4 +669,24 @@ impl Store {
             ("schedule", t.schedule.len()),
         ]
     }
+}
+
+/// Appends an audit record to its account's log, inside a transaction.
+fn append_audit(
+    meta: &sled::transaction::TransactionalTree,
+    audit: &sled::transaction::TransactionalTree,
+    entry: &AuditEntry,
+) -> Result<AuditEntry, Fail> {
+    let counter = layout::scoped(&entry.account, layout::AUDIT_SEQUENCE);
+    let sequence = txn::read_u64(meta.get(&counter)?) + 1;
+    meta.insert(counter, &sequence.to_be_bytes())?;
+    let entry = AuditEntry {
+        sequence,
+        ..entry.clone()
+    };
+    audit.insert(
+        layout::change_key(&entry.account, sequence),
+        records::encode(&records::AuditRecord::from(&entry)),
+    )?;
+    Ok(entry)
 }

@@ -72,6 +72,64 @@ pub struct ChangeRecord {
     pub time: i64,
 }
 
+#[derive(Clone, PartialEq, Message)]
+pub struct AuditRecord {
+    #[prost(uint64, tag = "1")]
+    pub sequence: u64,
+    #[prost(int64, tag = "2")]
+    pub time: i64,
+    #[prost(string, tag = "3")]
+    pub principal: String,
+    #[prost(string, tag = "4")]
+    pub account: String,
+    #[prost(string, tag = "5")]
+    pub action: String,
+    #[prost(string, repeated, tag = "6")]
+    pub resources: Vec<String>,
+    #[prost(string, tag = "7")]
+    pub request_id: String,
+    #[prost(string, tag = "8")]
+    pub x_request_id: String,
+    #[prost(string, tag = "9")]
+    pub outcome: String,
+    #[prost(string, tag = "10")]
+    pub message: String,
+}
+
+impl From<&crate::domain::audit::AuditEntry> for AuditRecord {
+    fn from(e: &crate::domain::audit::AuditEntry) -> Self {
+        AuditRecord {
+            sequence: e.sequence,
+            time: e.time,
+            principal: e.principal.clone(),
+            account: e.account.clone(),
+            action: e.action.clone(),
+            resources: e.resources.clone(),
+            request_id: e.request_id.clone(),
+            x_request_id: e.x_request_id.clone(),
+            outcome: e.outcome.clone(),
+            message: e.message.clone(),
+        }
+    }
+}
+
+impl From<AuditRecord> for crate::domain::audit::AuditEntry {
+    fn from(r: AuditRecord) -> Self {
+        crate::domain::audit::AuditEntry {
+            sequence: r.sequence,
+            time: r.time,
+            principal: r.principal,
+            account: r.account,
+            action: r.action,
+            resources: r.resources,
+            request_id: r.request_id,
+            x_request_id: r.x_request_id,
+            outcome: r.outcome,
+            message: r.message,
+        }
+    }
+}
+
 /// What a request_id remembers: which request it carried, and the response.
 #[derive(Clone, PartialEq, Message)]
 pub struct RequestRecord {
@@ -257,15 +315,14 @@ impl Replayable for bool {
     }
 }
 
-impl Replayable for Option<usize> {
+impl Replayable for usize {
     fn to_bytes(&self) -> Vec<u8> {
-        self.map(|n| (n as u64).to_be_bytes().to_vec())
-            .unwrap_or_default()
+        (*self as u64).to_be_bytes().to_vec()
     }
     fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
-        Ok(<[u8; 8]>::try_from(bytes)
-            .ok()
-            .map(|b| u64::from_be_bytes(b) as usize))
+        <[u8; 8]>::try_from(bytes)
+            .map(|b| u64::from_be_bytes(b) as usize)
+            .map_err(|_| Error::internal("corrupt count record"))
     }
 }
 
