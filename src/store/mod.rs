@@ -292,7 +292,7 @@ impl Store {
         let entry = tokio::task::spawn_blocking(move || {
             let t = &store.trees;
             let result = (&t.meta, &t.audit)
-                .transaction(|(meta, audit)| Ok(append_audit(meta, audit, &entry)?));
+                .transaction(|(meta, audit)| append_audit(meta, audit, &entry));
             result.map_err(|e: TransactionError<Error>| match e {
                 TransactionError::Abort(error) => error,
                 TransactionError::Storage(error) => storage_error(error),
