@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gRPC server.
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Measure throughput and latency against an in-process server on loopback.
     Bench(aliasd::bench::BenchArgs),
     /// Verify the store's invariants (the server must not be running on it).
@@ -61,7 +61,7 @@ fn init_logging(format: LogFormat) {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Serve(config) => serve(config),
+        Command::Serve(config) => serve(*config),
         Command::Bench(args) => bench(args),
         Command::Check {
             data_dir,
