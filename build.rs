@@ -5,7 +5,11 @@
 
 use std::{env, fs, path::PathBuf};
 
-const PROTOS: &[&str] = &["aliasd/v1/keys.proto", "aliasd/v1/aliases.proto"];
+const PROTOS: &[&str] = &[
+    "aliasd/v1/keys.proto",
+    "aliasd/v1/aliases.proto",
+    "aliasd/v1/audit.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");

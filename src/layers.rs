@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Request, Response};
 use tonic::body::Body;
-use tonic::transport::server::TcpConnectInfo;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
@@ -151,9 +151,14 @@ where
         let id = request_id(request.headers());
         request.headers_mut().insert(REQUEST_ID_HEADER, id.clone());
         let deadline = grpc_timeout(request.headers());
-        let peer = request
-            .extensions()
+        let extensions = request.extensions();
+        let peer = extensions
             .get::<TcpConnectInfo>()
+            .or_else(|| {
+                extensions
+                    .get::<TlsConnectInfo<TcpConnectInfo>>()
+                    .map(|tls| tls.get_ref())
+            })
             .and_then(|info| info.remote_addr())
             .map(|addr| addr.to_string())
             .unwrap_or_default();

@@ -12,19 +12,30 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
+use crate::auth::{AuthLayer, Authenticator, Denial};
 use crate::codec::MAX_MESSAGE_BYTES;
 use crate::config::ServeConfig;
+use crate::domain::audit::AuditEntry;
 use crate::domain::paging::PageTokens;
+use crate::domain::Reason;
 use crate::domain::{Clock, Error};
 use crate::layers::RequestContextLayer;
 use crate::maintenance::Maintenance;
 use crate::pb::alias_service_server::AliasServiceServer;
+use crate::pb::audit_service_server::AuditServiceServer;
 use crate::pb::key_service_server::KeyServiceServer;
-use crate::service::{AliasApi, App, KeyApi};
+use crate::service::{AliasApi, App, AuditApi, KeyApi};
 use crate::store::Store;
+use crate::throttle::{ThrottleConfig, Throttler};
 
 /// The gRPC service names, as health checks and reflection know them.
-pub const SERVICE_NAMES: [&str; 2] = ["aliasd.v1.KeyService", "aliasd.v1.AliasService"];
+pub const SERVICE_NAMES: [&str; 3] = [
+    "aliasd.v1.KeyService",
+    "aliasd.v1.AliasService",
+    "aliasd.v1.AuditService",
+];
 
 /// Why the server could not start or stopped badly.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +113,8 @@ pub async fn start(
         );
     }
 
+    let access = Access::load(&config, &store)?;
+
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -125,7 +138,7 @@ pub async fn start(
             _ = stopped => {}
         }
     };
-    let done = tokio::spawn(serve(config, store, clock, listener, signal));
+    let done = tokio::spawn(serve(config, store, clock, access, listener, signal));
     Ok(Running {
         addr,
         flush_stats,
@@ -134,14 +147,138 @@ pub async fn start(
     })
 }
 
+/// Who may call, over what transport: loaded before the server binds, so
+/// that a bad auth file or certificate stops start-up.
+struct Access {
+    authenticator: Option<Arc<Authenticator>>,
+    tls: Option<ServerTlsConfig>,
+    throttler: Arc<Throttler>,
+}
+
+impl Access {
+    fn load(config: &ServeConfig, store: &Arc<Store>) -> Result<Access, ServeError> {
+        let authenticator = match &config.auth_file {
+            Some(path) => Some(Arc::new(
+                Authenticator::load(path).map_err(|e| ServeError::Config(e.message))?,
+            )),
+            None => None,
+        };
+        if let Some(path) = &config.audit_log {
+            store
+                .mirror_audit_to(path)
+                .map_err(|e| ServeError::Config(e.message))?;
+        }
+        let read = |path: &std::path::Path| {
+            std::fs::read(path)
+                .map_err(|e| ServeError::Config(format!("cannot read {}: {e}", path.display())))
+        };
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                let mut tls =
+                    ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+                if let Some(ca) = &config.tls_client_ca {
+                    // Optional, so probes and bearer-token clients connect
+                    // without a certificate; a presented one must chain to the CA.
+                    tls = tls
+                        .client_ca_root(Certificate::from_pem(read(ca)?))
+                        .client_auth_optional(true);
+                }
+                Some(tls)
+            }
+            _ => None,
+        };
+        let throttler = Arc::new(Throttler::new(ThrottleConfig {
+            rate: config.throttle_rate,
+            burst: config.throttle_burst,
+        }));
+        Ok(Access {
+            authenticator,
+            tls,
+            throttler,
+        })
+    }
+
+    /// The layer that authenticates and throttles every call; calls it
+    /// refuses are audited (unauthenticated ones; throttled ones are not).
+    fn layer(&self, config: &ServeConfig, store: &Arc<Store>, clock: &Arc<dyn Clock>) -> AuthLayer {
+        let (store, clock) = (store.clone(), clock.clone());
+        AuthLayer {
+            authenticator: self.authenticator.clone(),
+            throttler: self.throttler.clone(),
+            default_account: config.account.clone(),
+            audit: Arc::new(move |denial: Denial| {
+                if denial.error.reason != Reason::UNAUTHENTICATED {
+                    return;
+                }
+                let entry = AuditEntry {
+                    time: clock.now(),
+                    principal: denial.principal,
+                    account: denial.account,
+                    action: denial.action,
+                    x_request_id: denial.x_request_id,
+                    outcome: denial.error.reason.as_str().to_owned(),
+                    message: denial.error.message,
+                    ..AuditEntry::default()
+                };
+                let store = store.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = store.record_denial(entry).await {
+                        tracing::error!(%error, "cannot record a denied call");
+                    }
+                });
+            }),
+        }
+    }
+}
+
+/// Re-reads the auth file on SIGHUP until shutdown; a bad file keeps the
+/// one in force.
+async fn reload_on_sighup(authenticator: Arc<Authenticator>, mut shutdown: watch::Receiver<bool>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGHUP; the auth file will not be reloaded");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = hangups.recv() => match authenticator.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: auth file reloaded"),
+                    Err(error) => tracing::error!(
+                        error = %error.message,
+                        "SIGHUP: the auth file is not valid; keeping the one in force"
+                    ),
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (authenticator, shutdown.changed().await);
+    }
+}
+
 async fn serve(
     config: ServeConfig,
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
+    access: Access,
     listener: TcpListener,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (shutting_down, shutdown_seen) = watch::channel(false);
+    let auth_layer = access.layer(&config, &store, &clock);
+    if let Some(authenticator) = &access.authenticator {
+        tokio::spawn(reload_on_sighup(
+            authenticator.clone(),
+            shutdown_seen.clone(),
+        ));
+    }
     let app = Arc::new(App {
         store: store.clone(),
         scope: config.scope(),
@@ -150,7 +287,7 @@ async fn serve(
         tokens: PageTokens::new(store.token_secret_bytes()),
         shutdown: shutdown_seen.clone(),
         watch_send_timeout: Duration::from_secs(config.watch_send_timeout_secs),
-        auth_required: false,
+        auth_required: access.authenticator.is_some(),
     });
 
     let health = tonic_health::server::HealthReporter::new();
@@ -214,11 +351,16 @@ async fn serve(
     };
 
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = access.tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let server = builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .layer(RequestContextLayer {
             max_message_bytes: MAX_MESSAGE_BYTES,
         })
+        .layer(auth_layer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -227,7 +369,11 @@ async fn serve(
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
-            AliasServiceServer::new(AliasApi::new(app))
+            AliasServiceServer::new(AliasApi::new(app.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            AuditServiceServer::new(AuditApi::new(app))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .serve_with_incoming_shutdown(incoming, signal);

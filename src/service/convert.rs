@@ -128,6 +128,21 @@ pub fn event(scope: &Scope, event: &AliasEvent) -> pb::AliasEvent {
     }
 }
 
+pub fn audit_event(entry: &crate::domain::audit::AuditEntry) -> pb::AuditEvent {
+    pb::AuditEvent {
+        sequence: entry.sequence,
+        time: Some(timestamp(entry.time)),
+        principal: entry.principal.clone(),
+        account: entry.account.clone(),
+        action: entry.action.clone(),
+        resources: entry.resources.clone(),
+        request_id: entry.request_id.clone(),
+        x_request_id: entry.x_request_id.clone(),
+        outcome: entry.outcome.clone(),
+        message: entry.message.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! through the store, and nothing else.
 
 mod aliases;
+mod audit;
 mod convert;
 mod keys;
 
@@ -22,6 +23,7 @@ use crate::store::txn::{Fail, SledTxn};
 use crate::store::Store;
 
 pub use aliases::AliasApi;
+pub use audit::AuditApi;
 pub use keys::KeyApi;
 
 /// The ErrorInfo domain of every aliasd error.

@@ -291,8 +291,8 @@ impl Store {
         let store = self.clone();
         let entry = tokio::task::spawn_blocking(move || {
             let t = &store.trees;
-            let result = (&t.meta, &t.audit)
-                .transaction(|(meta, audit)| append_audit(meta, audit, &entry));
+            let result =
+                (&t.meta, &t.audit).transaction(|(meta, audit)| append_audit(meta, audit, &entry));
             result.map_err(|e: TransactionError<Error>| match e {
                 TransactionError::Abort(error) => error,
                 TransactionError::Storage(error) => storage_error(error),
@@ -438,6 +438,11 @@ impl Store {
     /// The latest committed revision of `account`.
     pub fn head_revision(&self, account: &str) -> Result<u64, Error> {
         self.meta_u64(account, layout::REVISION)
+    }
+
+    /// The last audit sequence number of `account`.
+    pub fn audit_head(&self, account: &str) -> Result<u64, Error> {
+        self.meta_u64(account, layout::AUDIT_SEQUENCE)
     }
 
     /// The highest revision pruned from `account`'s change log.
