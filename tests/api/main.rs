@@ -13,3 +13,4 @@ mod listing;
 mod python;
 mod seed;
 mod serving;
+mod tls;

@@ -1,0 +1,291 @@
+//! TLS and mutual TLS, with certificates made in the test by rcgen.
+
+use std::sync::Arc;
+
+use aliasd::domain::SystemClock;
+use aliasd::pb;
+use aliasd::pb::key_service_client::KeyServiceClient;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::{Code, Request};
+
+use crate::common::*;
+
+const SPIFFE_ID: &str = "spiffe://example.org/ns/payments/sa/app";
+
+struct Ca {
+    pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+fn ca(name: &str) -> Ca {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    Ca {
+        pem: cert.pem(),
+        issuer: Issuer::new(params, key),
+    }
+}
+
+/// A certificate and key (PEM) signed by `ca`.
+fn leaf(ca: &Ca, common_name: &str, sans: Vec<SanType>) -> (String, String) {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.subject_alt_names = sans;
+    params.use_authority_key_identifier_extension = true;
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca.issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+struct Mtls {
+    server: TestServer,
+    ca: Ca,
+    _files: tempfile::TempDir,
+}
+
+async fn mtls_server() -> Mtls {
+    let files = tempfile::tempdir().unwrap();
+    let ca = ca("aliasd test CA");
+    let (server_cert, server_key) = leaf(
+        &ca,
+        "localhost",
+        vec![
+            SanType::DnsName("localhost".try_into().unwrap()),
+            SanType::IpAddress("127.0.0.1".parse().unwrap()),
+        ],
+    );
+    let auth = format!(
+        r#"
+[[principals]]
+name = "spiffe-app"
+account = "111111111111"
+tls_identity = "{SPIFFE_ID}"
+[[principals.statements]]
+actions = "kms:*"
+resources = "*"
+
+[[principals]]
+name = "cn-app"
+account = "222222222222"
+tls_identity = "cn-only-client"
+[[principals.statements]]
+actions = "kms:*"
+resources = "*"
+
+[[principals]]
+name = "token-user"
+account = "111111111111"
+token_sha256 = "{}"
+[[principals.statements]]
+actions = "kms:List*"
+resources = "*"
+"#,
+        // sha256("token-over-tls")
+        sha2_hex("token-over-tls")
+    );
+    let path = |name: &str| files.path().join(name);
+    std::fs::write(path("server.pem"), server_cert).unwrap();
+    std::fs::write(path("server.key"), server_key).unwrap();
+    std::fs::write(path("ca.pem"), &ca.pem).unwrap();
+    std::fs::write(path("auth.toml"), auth).unwrap();
+    let (cert, key, client_ca, auth) = (
+        path("server.pem"),
+        path("server.key"),
+        path("ca.pem"),
+        path("auth.toml"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let running = {
+        let mut config = config(&dir);
+        config.tls_cert = Some(cert);
+        config.tls_key = Some(key);
+        config.tls_client_ca = Some(client_ca);
+        config.auth_file = Some(auth);
+        aliasd::server::start(config, Arc::new(SystemClock), std::future::pending())
+            .await
+            .expect("TLS server starts")
+    };
+    let channel = tls_channel(running.addr, &ca, None).await.unwrap();
+    let server = TestServer {
+        keys: KeyServiceClient::new(channel.clone()),
+        aliases: aliasd::pb::alias_service_client::AliasServiceClient::new(channel.clone()),
+        channel,
+        running: Some(running),
+        dir,
+    };
+    Mtls {
+        server,
+        ca,
+        _files: files,
+    }
+}
+
+fn sha2_hex(token: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A TLS channel trusting `ca`, optionally presenting a client certificate.
+async fn tls_channel(
+    addr: std::net::SocketAddr,
+    ca: &Ca,
+    client: Option<(String, String)>,
+) -> Result<Channel, tonic::transport::Error> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&ca.pem))
+        .domain_name("localhost");
+    if let Some((cert, key)) = client {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    Channel::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(tls)?
+        .connect()
+        .await
+}
+
+#[tokio::test]
+async fn a_client_certificate_signed_by_the_ca_identifies_its_principal() {
+    let m = mtls_server().await;
+    let addr = m.server.running.as_ref().unwrap().addr;
+    // SPIFFE URI SAN -> spiffe-app (account 1111...).
+    let spiffe = leaf(
+        &m.ca,
+        "some-workload",
+        vec![SanType::URI(SPIFFE_ID.try_into().unwrap())],
+    );
+    let mut client = KeyServiceClient::new(tls_channel(addr, &m.ca, Some(spiffe)).await.unwrap());
+    let key = client
+        .create_key(pb::CreateKeyRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .key
+        .unwrap();
+    assert_eq!(key.account, "111111111111");
+    // Subject CN -> cn-app (account 2222...), which does not see that key.
+    let cn = leaf(&m.ca, "cn-only-client", vec![]);
+    let mut client = KeyServiceClient::new(tls_channel(addr, &m.ca, Some(cn)).await.unwrap());
+    let result = client
+        .describe_key(pb::DescribeKeyRequest {
+            key_id: key.key_id.clone(),
+        })
+        .await;
+    assert_error(result, Code::NotFound, "KEY_NOT_FOUND");
+    let mine = client
+        .create_key(pb::CreateKeyRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .key
+        .unwrap();
+    assert_eq!(mine.account, "222222222222");
+    // A certificate of the CA whose identity no principal has.
+    let stranger = leaf(
+        &m.ca,
+        "stranger",
+        vec![SanType::URI(
+            "spiffe://example.org/other".try_into().unwrap(),
+        )],
+    );
+    let mut client = KeyServiceClient::new(tls_channel(addr, &m.ca, Some(stranger)).await.unwrap());
+    let result = client.list_keys(pb::ListKeysRequest::default()).await;
+    let status = assert_error(result, Code::Unauthenticated, "UNAUTHENTICATED");
+    assert!(
+        status.message().contains("spiffe://example.org/other"),
+        "{}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn a_client_certificate_from_another_ca_is_refused() {
+    let m = mtls_server().await;
+    let addr = m.server.running.as_ref().unwrap().addr;
+    let rogue_ca = ca("rogue CA");
+    let forged = leaf(
+        &rogue_ca,
+        "cn-only-client",
+        vec![SanType::URI(SPIFFE_ID.try_into().unwrap())],
+    );
+    let refused = match tls_channel(addr, &m.ca, Some(forged)).await {
+        Err(_) => true,
+        Ok(channel) => KeyServiceClient::new(channel)
+            .create_key(pb::CreateKeyRequest::default())
+            .await
+            .is_err(),
+    };
+    assert!(
+        refused,
+        "the TLS handshake must refuse a certificate of another CA"
+    );
+    // Nothing was created in either account.
+    let spiffe = leaf(
+        &m.ca,
+        "x",
+        vec![SanType::URI(SPIFFE_ID.try_into().unwrap())],
+    );
+    let mut client = KeyServiceClient::new(tls_channel(addr, &m.ca, Some(spiffe)).await.unwrap());
+    assert!(client
+        .list_keys(pb::ListKeysRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .keys
+        .is_empty());
+}
+
+#[tokio::test]
+async fn over_tls_bearer_tokens_work_and_health_needs_nothing() {
+    let m = mtls_server().await;
+    // No client certificate: a bearer token authenticates.
+    let mut keys = m.server.keys.clone();
+    let mut request = Request::new(pb::ListKeysRequest::default());
+    request
+        .metadata_mut()
+        .insert("authorization", "Bearer token-over-tls".parse().unwrap());
+    keys.list_keys(request).await.unwrap();
+    // No credentials at all.
+    let result = keys.list_keys(pb::ListKeysRequest::default()).await;
+    assert_error(result, Code::Unauthenticated, "UNAUTHENTICATED");
+    // Probes: no certificate, no token.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(m.server.channel.clone());
+    let reply = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "aliasd.v1.KeyService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        reply.status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+    // Plaintext to a TLS port does not get through.
+    let addr = m.server.running.as_ref().unwrap().addr;
+    let plaintext = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await;
+    if let Ok(channel) = plaintext {
+        assert!(KeyServiceClient::new(channel)
+            .list_keys(pb::ListKeysRequest::default())
+            .await
+            .is_err());
+    }
+}
