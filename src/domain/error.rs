@@ -90,6 +90,8 @@ reasons! {
         "A request_id already used for a different request.";
     INVALID_ETAG => InvalidArgument, "ValidationException",
         "An etag longer than 64 characters.";
+    FIELD_TOO_LONG => InvalidArgument, "ValidationException",
+        "A string field is longer than its limit (see the proto comments).";
     MALFORMED_REQUEST => InvalidArgument, "ValidationException",
         "The request message is not valid protobuf (including bad UTF-8 in a string).";
     REQUEST_TOO_LARGE => InvalidArgument, "ValidationException",

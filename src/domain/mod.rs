@@ -9,6 +9,8 @@ pub mod names;
 pub mod ops;
 pub mod paging;
 pub mod policy;
+#[cfg(test)]
+mod proptests;
 pub mod request;
 
 pub use alias::{Alias, AliasEvent, ChangeKind};

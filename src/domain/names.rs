@@ -51,6 +51,19 @@ pub fn quoted(input: &str) -> String {
     }
 }
 
+/// Fails with FIELD_TOO_LONG when `value` has more than `max` characters.
+pub fn check_length(field: &'static str, value: &str, max: usize) -> Result<()> {
+    let chars = value.chars().count();
+    if chars > max {
+        return Err(Error::invalid(
+            Reason::FIELD_TOO_LONG,
+            field,
+            format!("{field} must be at most {max} characters; got {chars}."),
+        ));
+    }
+    Ok(())
+}
+
 /// A syntactically valid alias name (rules 1 to 3). Rule 4 (reserved names)
 /// is a question of permission, asked with [`AliasName::is_reserved`].
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::{convert, App};
 use crate::domain::audit::AuditEntry;
+use crate::domain::names::check_length;
 use crate::domain::ops;
 use crate::domain::paging::{page_size, Listing};
 use crate::domain::policy::actions;
@@ -51,6 +52,8 @@ impl AuditService for AuditApi {
             )
             .await?;
         let r = request.into_inner();
+        check_length("principal", &r.principal, 256)?;
+        check_length("action", &r.action, 128)?;
         let limit = page_size(r.page_size)?;
         let (start, end) = (millis(&r.start_time), millis(&r.end_time));
         // The token is bound to the filters it was issued for.

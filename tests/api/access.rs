@@ -851,3 +851,32 @@ async fn without_an_auth_file_a_non_loopback_address_needs_allow_anonymous() {
     config.listen = "[::1]:0".parse().unwrap();
     assert!(config.validate().is_ok(), "loopback needs nothing");
 }
+
+#[tokio::test]
+async fn audit_filters_are_bounded() {
+    let s = secured().await;
+    let mut client = AuditServiceClient::new(s.server.channel.clone());
+    let request = pb::ListAuditEventsRequest {
+        principal: "p".repeat(257),
+        ..Default::default()
+    };
+    let status = assert_error(
+        client
+            .list_audit_events(as_("auditor-token", request))
+            .await,
+        Code::InvalidArgument,
+        "FIELD_TOO_LONG",
+    );
+    assert_eq!(bad_field(&status), "principal");
+    let request = pb::ListAuditEventsRequest {
+        page_token: "forged".into(),
+        ..Default::default()
+    };
+    assert_error(
+        client
+            .list_audit_events(as_("auditor-token", request))
+            .await,
+        Code::InvalidArgument,
+        "INVALID_PAGE_TOKEN",
+    );
+}

@@ -212,3 +212,96 @@ async fn json_logs_carry_method_request_id_peer_status_and_latency() {
         "every line is JSON"
     );
 }
+
+fn token_hash(token: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn principal(name: &str, token: &str) -> String {
+    format!(
+        "[[principals]]\nname = \"{name}\"\naccount = \"111111111111\"\ntoken_sha256 = \"{}\"\n\
+         [[principals.statements]]\nactions = \"kms:*\"\nresources = \"*\"\n",
+        token_hash(token)
+    )
+}
+
+async fn list_keys_as(
+    client: &mut KeyServiceClient<Channel>,
+    token: &str,
+) -> Result<(), tonic::Status> {
+    let mut request = tonic::Request::new(pb::ListKeysRequest::default());
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    client.list_keys(request).await.map(drop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_auth_file_and_a_bad_file_keeps_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth.toml");
+    std::fs::write(&auth, principal("first", "token-1")).unwrap();
+    let data = dir.path().join("data");
+    let (child, addr, lines) = spawn_server_with(&data, &["--auth-file", auth.to_str().unwrap()]);
+    let mut client = KeyServiceClient::new(connect(addr).await);
+    list_keys_as(&mut client, "token-1").await.unwrap();
+    assert_eq!(
+        list_keys_as(&mut client, "token-2")
+            .await
+            .unwrap_err()
+            .code(),
+        tonic::Code::Unauthenticated
+    );
+
+    let hangup = |child: &Child| {
+        let status = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    // A new principal: token-2 starts working, token-1 stops.
+    std::fs::write(&auth, principal("second", "token-2")).unwrap();
+    hangup(&child);
+    let mut reloaded = false;
+    for _ in 0..100 {
+        if list_keys_as(&mut client, "token-2").await.is_ok() {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reloaded, "SIGHUP reloaded the auth file within 5s");
+    assert_eq!(
+        list_keys_as(&mut client, "token-1")
+            .await
+            .unwrap_err()
+            .code(),
+        tonic::Code::Unauthenticated
+    );
+
+    // A broken file: the one in force stays, and the log says why.
+    std::fs::write(&auth, "[[principals]]\nname = 42\n").unwrap();
+    hangup(&child);
+    let mut logged = false;
+    for _ in 0..100 {
+        if lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("keeping the one in force"))
+        {
+            logged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(logged, "the rejected reload is logged");
+    list_keys_as(&mut client, "token-2").await.unwrap();
+    drop(client);
+    stop_with_sigterm(child);
+}
