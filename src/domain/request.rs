@@ -75,6 +75,20 @@ impl Idempotency {
         })
     }
 
+    /// Binds the request to its caller: the same request_id from another
+    /// principal is a different request, so a replay can never hand one
+    /// principal's response to another (replays skip the operation, and so
+    /// its authorization).
+    pub fn for_caller(mut self, caller: &str) -> Idempotency {
+        let previous = self.fingerprint.0;
+        let mut hasher = Sha256::new();
+        hasher.update(previous);
+        hasher.update((caller.len() as u64).to_be_bytes());
+        hasher.update(caller.as_bytes());
+        self.fingerprint = Fingerprint(hasher.finalize().into());
+        self
+    }
+
     pub fn reused_error(&self) -> Error {
         Error::invalid(
             Reason::REQUEST_ID_REUSED,

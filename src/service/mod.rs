@@ -116,6 +116,7 @@ impl App {
         F: Fn(&SledTxn) -> Result<T, Fail> + Send + 'static,
     {
         let denial = audit.clone();
+        let idempotency = idempotency.map(|i| i.for_caller(ctx.caller.name()));
         let result = self
             .store
             .write(&ctx.scope.account, idempotency, Some(audit), ctx.now, op)

@@ -880,3 +880,28 @@ async fn audit_filters_are_bounded() {
         "INVALID_PAGE_TOKEN",
     );
 }
+
+#[tokio::test]
+async fn a_request_id_replay_is_bound_to_its_principal() {
+    let s = secured().await;
+    let mut aliases = s.server.aliases.clone();
+    let request = pb::CreateAliasRequest {
+        request_id: uuid(),
+        ..create("alias/payments-once", K1)
+    };
+    aliases
+        .create_alias(as_("admin-a-token", request.clone()))
+        .await
+        .unwrap();
+    // The same request and request_id from another principal of the account is
+    // not a repeat: it gets no copy of the first response.
+    let result = aliases
+        .create_alias(as_("payments-token", request.clone()))
+        .await;
+    assert_error(result, Code::InvalidArgument, "REQUEST_ID_REUSED");
+    // The first principal's repeat still replays.
+    aliases
+        .create_alias(as_("admin-a-token", request))
+        .await
+        .unwrap();
+}
