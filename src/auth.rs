@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
@@ -20,7 +21,7 @@ use tonic::body::Body;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 
-use crate::domain::policy::{Caller, Principal, Statement};
+use crate::domain::policy::{actions, Caller, Principal, Statement};
 use crate::domain::{Error, Reason};
 use crate::throttle::{ThrottleSettings, Throttler};
 
@@ -79,6 +80,7 @@ struct StatementEntry {
 /// A parsed, validated auth file.
 #[derive(Debug, Default)]
 pub struct AuthConfig {
+    by_name: HashMap<String, Arc<Principal>>,
     by_token_hash: HashMap<String, Arc<Principal>>,
     by_identity: HashMap<String, Arc<Principal>>,
     pub throttle: Option<ThrottleSettings>,
@@ -131,6 +133,9 @@ impl AuthConfig {
                 account: entry.account,
                 statements,
             });
+            config
+                .by_name
+                .insert(principal.name.clone(), principal.clone());
             for hash in entry
                 .token_sha256
                 .map(OneOrMany::into_vec)
@@ -195,6 +200,8 @@ impl AuthConfig {
 pub struct Authenticator {
     path: PathBuf,
     current: RwLock<Arc<AuthConfig>>,
+    /// Moves on every successful reload.
+    generation: AtomicU64,
 }
 
 impl Authenticator {
@@ -202,6 +209,7 @@ impl Authenticator {
         Ok(Authenticator {
             path: path.to_owned(),
             current: RwLock::new(Arc::new(AuthConfig::load(path)?)),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -216,7 +224,35 @@ impl Authenticator {
     pub fn reload(&self) -> Result<(), Error> {
         let fresh = AuthConfig::load(&self.path)?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        self.generation.fetch_add(1, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// A check that a long-lived call (a watch) may go on: once the auth
+    /// file has been reloaded, `principal` must still exist, in the same
+    /// account, and still be allowed `action` on `resource`.
+    pub fn still_allowed(
+        self: &Arc<Self>,
+        principal: &Principal,
+        action: &'static str,
+        resource: String,
+    ) -> impl Fn() -> Result<(), Error> + Send + Sync + 'static {
+        let auth = self.clone();
+        let (name, account) = (principal.name.clone(), principal.account.clone());
+        let opened_under = self.generation.load(Ordering::SeqCst);
+        move || {
+            if auth.generation.load(Ordering::SeqCst) == opened_under {
+                return Ok(());
+            }
+            match auth.current().by_name.get(&name) {
+                Some(now) if now.account == account => {
+                    Caller::Principal(now.clone()).authorize(action, &resource)
+                }
+                _ => Err(unauthenticated(format!(
+                    "Principal '{name}' is no longer in the auth file; the watch ends."
+                ))),
+            }
+        }
     }
 
     /// The caller of a request: a bearer token wins over a client
@@ -286,19 +322,27 @@ pub fn client_identities(request: &Request<Body>) -> Vec<String> {
             }
         }
     }
-    for cn in cert.subject().iter_common_name() {
-        if let Ok(cn) = cn.as_str() {
-            identities.push(cn.to_owned());
+    // The subject CN counts only for certificates without a URI SAN, so that
+    // a CN cannot pose as another workload's SPIFFE id.
+    if identities.is_empty() {
+        for cn in cert.subject().iter_common_name() {
+            if let Ok(cn) = cn.as_str() {
+                identities.push(cn.to_owned());
+            }
         }
     }
     identities
 }
 
-/// The action a gRPC path invokes: `/aliasd.v1.KeyService/CreateKey` ->
-/// `kms:CreateKey`.
-pub fn action_of(path: &str) -> Option<String> {
+/// The action a gRPC path invokes (`/aliasd.v1.KeyService/CreateKey` ->
+/// `kms:CreateKey`), if it is one of the API's; a made-up path gives None, so
+/// it can neither grow the throttle's buckets nor fill the audit log.
+pub fn action_of(path: &str) -> Option<&'static str> {
     let method = path.rsplit('/').next()?;
-    (!method.is_empty()).then(|| format!("kms:{method}"))
+    actions::ALL
+        .iter()
+        .copied()
+        .find(|action| action.strip_prefix("kms:") == Some(method))
 }
 
 /// Puts the [`Caller`] into every request (or refuses it), and applies the
@@ -310,6 +354,23 @@ pub struct AuthLayer {
     /// The account of anonymous calls (no auth file).
     pub default_account: String,
     pub audit: Arc<dyn Fn(Denial) + Send + Sync>,
+    /// Limits how many unauthenticated calls per peer address are audited.
+    pub denial_budget: Arc<Throttler>,
+}
+
+/// The peer's IP address, for the unauthenticated-call budget.
+fn peer_ip(request: &Request<Body>) -> String {
+    let extensions = request.extensions();
+    extensions
+        .get::<TcpConnectInfo>()
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .map(|tls| tls.get_ref())
+        })
+        .and_then(|info| info.remote_addr())
+        .map(|addr| addr.ip().to_string())
+        .unwrap_or_default()
 }
 
 /// A call refused before it reached a handler, for the audit log.
@@ -361,7 +422,7 @@ impl AuthLayer {
         if let Some(action) = action_of(request.uri().path()) {
             let config = self.authenticator.as_ref().map(|a| a.current());
             let throttle = config.as_ref().and_then(|c| c.throttle.as_ref());
-            if let Err(error) = self.throttler.admit(&account, &action, throttle) {
+            if let Err(error) = self.throttler.admit(&account, action, throttle) {
                 return Err((error, caller.name().to_owned(), account));
             }
         }
@@ -395,18 +456,33 @@ where
                 Box::pin(async move { inner.call(request).await })
             }
             Err((error, principal, account)) => {
-                (self.layer.audit)(Denial {
-                    principal,
-                    account,
-                    action: action_of(path).unwrap_or_default(),
-                    x_request_id: request
-                        .headers()
-                        .get(crate::layers::REQUEST_ID_HEADER)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_owned(),
-                    error: error.clone(),
-                });
+                // Recording costs a write: unauthenticated callers get a
+                // small budget per peer address, past which they are refused
+                // without a record (and counted in the log).
+                let peer = peer_ip(&request);
+                let record = error.reason == Reason::UNAUTHENTICATED
+                    && self
+                        .layer
+                        .denial_budget
+                        .admit(&peer, "unauthenticated", None)
+                        .is_ok();
+                if error.reason == Reason::UNAUTHENTICATED && !record {
+                    tracing::warn!(%peer, "unauthenticated calls over the audit budget are not recorded");
+                }
+                if record {
+                    (self.layer.audit)(Denial {
+                        principal,
+                        account,
+                        action: action_of(path).unwrap_or("unknown").to_owned(),
+                        x_request_id: request
+                            .headers()
+                            .get(crate::layers::REQUEST_ID_HEADER)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned(),
+                        error: error.clone(),
+                    });
+                }
                 let response = crate::service::status(error).into_http();
                 Box::pin(async move { Ok(response) })
             }
@@ -455,9 +531,10 @@ mod tests {
     #[test]
     fn actions_come_from_the_method() {
         assert_eq!(
-            action_of("/aliasd.v1.KeyService/CreateKey").as_deref(),
+            action_of("/aliasd.v1.KeyService/CreateKey"),
             Some("kms:CreateKey")
         );
+        assert_eq!(action_of("/aliasd.v1.KeyService/MadeUp"), None);
         assert_eq!(action_of("/"), None);
     }
 }

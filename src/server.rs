@@ -205,6 +205,11 @@ impl Access {
         AuthLayer {
             authenticator: self.authenticator.clone(),
             throttler: self.throttler.clone(),
+            // At most 20 records at once, then 5 a second, per peer address.
+            denial_budget: Arc::new(Throttler::new(ThrottleConfig {
+                rate: 5.0,
+                burst: 20.0,
+            })),
             default_account: config.account.clone(),
             audit: Arc::new(move |denial: Denial| {
                 if denial.error.reason != Reason::UNAUTHENTICATED {
@@ -287,7 +292,7 @@ async fn serve(
         tokens: PageTokens::new(store.token_secret_bytes()),
         shutdown: shutdown_seen.clone(),
         watch_send_timeout: Duration::from_secs(config.watch_send_timeout_secs),
-        auth_required: access.authenticator.is_some(),
+        authenticator: access.authenticator.clone(),
     });
 
     let health = tonic_health::server::HealthReporter::new();

@@ -44,6 +44,9 @@ pub struct ThrottleConfig {
     pub burst: f64,
 }
 
+/// Buckets kept before idle ones are dropped (keys can come from peers).
+const MAX_BUCKETS: usize = 10_000;
+
 struct Bucket {
     tokens: f64,
     refilled: Instant,
@@ -90,6 +93,10 @@ impl Throttler {
         let burst = limit.burst.max(1.0);
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= MAX_BUCKETS {
+            // Buckets idle for a minute are full again: forgetting them changes nothing.
+            buckets.retain(|_, b| now.duration_since(b.refilled) < Duration::from_secs(60));
+        }
         let bucket = buckets
             .entry((account.to_owned(), action.to_owned()))
             .or_insert(Bucket {

@@ -204,10 +204,26 @@ pub fn create_key<T: Txn>(
 /// DescribeKey: a key by key id, key ARN, alias name or alias ARN.
 pub fn describe_key<T: Txn>(txn: &T, ctx: &Ctx, key_ref: &KeyRef) -> Result<Key, T::Fail> {
     let id = match key_ref {
-        KeyRef::Key(id) => id.clone(),
-        KeyRef::Alias(name) => existing_alias(txn, ctx, name)?.target,
+        KeyRef::Key(id) => {
+            ctx.authorize(actions::DESCRIBE_KEY, id.as_str())?;
+            id.clone()
+        }
+        KeyRef::Alias(name) => {
+            let id = existing_alias(txn, ctx, name)?.target;
+            // Denied: name the alias the caller gave, not the key it hides.
+            if ctx.authorize(actions::DESCRIBE_KEY, id.as_str()).is_err() {
+                return Err(Error::new(
+                    Reason::ACCESS_DENIED,
+                    format!(
+                        "Principal '{}' is not allowed kms:DescribeKey on the key of '{name}'.",
+                        ctx.caller.name()
+                    ),
+                )
+                .into());
+            }
+            id
+        }
     };
-    ctx.authorize(actions::DESCRIBE_KEY, id.as_str())?;
     existing_key(txn, ctx, &id)
 }
 
@@ -416,6 +432,8 @@ pub fn rename_alias<T: Txn>(
     ctx.authorize(actions::RENAME_ALIAS, name.as_str())?;
     ctx.authorize(actions::RENAME_ALIAS, new_name.as_str())?;
     let current = existing_alias(txn, ctx, name)?;
+    // A rename is a delete and a create: it needs the action on the key too.
+    ctx.authorize(actions::RENAME_ALIAS, current.target.as_str())?;
     current.check_etag(&ctx.scope, etag)?;
     if name == new_name {
         return Ok(current);

@@ -29,6 +29,25 @@ pub mod actions {
     pub const LIST_ALIASES: &str = "kms:ListAliases";
     pub const WATCH_ALIASES: &str = "kms:WatchAliases";
     pub const LIST_AUDIT_EVENTS: &str = "kms:ListAuditEvents";
+
+    /// Every action of the API.
+    pub const ALL: &[&str] = &[
+        CREATE_KEY,
+        DESCRIBE_KEY,
+        LIST_KEYS,
+        ENABLE_KEY,
+        DISABLE_KEY,
+        SCHEDULE_KEY_DELETION,
+        CANCEL_KEY_DELETION,
+        CREATE_ALIAS,
+        UPDATE_ALIAS,
+        DELETE_ALIAS,
+        RENAME_ALIAS,
+        GET_ALIAS,
+        LIST_ALIASES,
+        WATCH_ALIASES,
+        LIST_AUDIT_EVENTS,
+    ];
 }
 
 /// The resource of account-wide actions.

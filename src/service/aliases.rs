@@ -12,7 +12,7 @@ use crate::domain::audit::AuditEntry;
 use crate::domain::names::{parse_alias_ref, parse_key_id};
 use crate::domain::ops::{self, Ctx};
 use crate::domain::paging::{page_size, Listing};
-use crate::domain::policy::actions;
+use crate::domain::policy::{actions, Caller, ANY_RESOURCE};
 use crate::domain::request::{Idempotency, RequestId};
 use crate::domain::{AliasName, KeyId};
 use crate::pb::{self, alias_service_server::AliasService};
@@ -256,12 +256,22 @@ impl AliasService for AliasApi {
         let scope = ctx.scope.clone();
         let r = request.into_inner();
         let filter = self.key_filter(&ctx, audit, &r.key_id).await?;
+        let still_allowed: watch::StillAllowed = match (&self.app.authenticator, &ctx.caller) {
+            (Some(auth), Caller::Principal(principal)) => {
+                let resource = filter
+                    .as_ref()
+                    .map_or_else(|| ANY_RESOURCE.to_owned(), |k| k.to_string());
+                Box::new(auth.still_allowed(principal, actions::WATCH_ALIASES, resource))
+            }
+            _ => Box::new(|| Ok(())),
+        };
         let events = watch::open(
             self.app.store.clone(),
             scope.account.clone(),
             filter,
             r.start_revision,
             self.app.watch_send_timeout,
+            still_allowed,
             self.app.shutdown.clone(),
         )?;
         let stream = events.map(move |item| match item {

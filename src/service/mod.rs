@@ -41,8 +41,9 @@ pub struct App {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// How long a watch may leave its buffer full before it is cut off.
     pub watch_send_timeout: std::time::Duration,
-    /// True with an auth file: every call must carry a known principal.
-    pub auth_required: bool,
+    /// The auth file in force, if any: every call must then carry a known
+    /// principal.
+    pub authenticator: Option<Arc<crate::auth::Authenticator>>,
 }
 
 impl App {
@@ -53,7 +54,7 @@ impl App {
             Some(caller) => caller.clone(),
             // With an auth file, a call that reached here unauthenticated is
             // refused rather than treated as anonymous.
-            None if self.auth_required => {
+            None if self.authenticator.is_some() => {
                 return Err(status(Error::new(
                     Reason::UNAUTHENTICATED,
                     "The call carries no credentials.",

@@ -79,6 +79,7 @@ pub fn open(
     filter: Option<KeyId>,
     start: Option<u64>,
     send_timeout: Duration,
+    still_allowed: StillAllowed,
     shutdown: watch::Receiver<bool>,
 ) -> Result<WatchStream, Error> {
     let head = store.head_revision(&account)?;
@@ -105,6 +106,7 @@ pub fn open(
         position,
         events,
         send_timeout,
+        still_allowed,
         failure: failure.clone(),
     };
     tokio::spawn(watcher.run(shutdown));
@@ -122,8 +124,13 @@ struct Watcher {
     position: u64,
     events: mpsc::Sender<AliasEvent>,
     send_timeout: Duration,
+    still_allowed: StillAllowed,
     failure: Arc<Mutex<Option<Error>>>,
 }
+
+/// Asked before each batch: may the watch's caller still see it? (The auth
+/// file may have been reloaded since the watch began.)
+pub type StillAllowed = Box<dyn Fn() -> Result<(), Error> + Send + Sync>;
 
 impl Watcher {
     async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
@@ -145,6 +152,7 @@ impl Watcher {
             }
             let durable = self.store.durable_revision(&self.account);
             while self.position < durable {
+                (self.still_allowed)()?;
                 let (account, after) = (self.account.clone(), self.position);
                 let batch = self
                     .store

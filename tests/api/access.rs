@@ -905,3 +905,83 @@ async fn a_request_id_replay_is_bound_to_its_principal() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn rename_alias_also_needs_the_aliass_key() {
+    let s = secured().await;
+    let mut aliases = s.server.aliases.clone();
+    aliases
+        .create_alias(as_("admin-a-token", create("alias/payments-on-k3", K3)))
+        .await
+        .unwrap();
+    let rename = pb::RenameAliasRequest {
+        alias_name: "alias/payments-on-k3".into(),
+        new_alias_name: "alias/payments-moved".into(),
+        ..Default::default()
+    };
+    let status = assert_error(
+        aliases.rename_alias(as_("payments-token", rename)).await,
+        Code::PermissionDenied,
+        "ACCESS_DENIED",
+    );
+    assert!(status.message().contains(K3), "{}", status.message());
+}
+
+#[tokio::test]
+async fn describe_key_by_alias_does_not_reveal_a_hidden_key_in_its_denial() {
+    let s = secured().await;
+    let result = s
+        .server
+        .keys
+        .clone()
+        .describe_key(as_("payments-token", describe("alias/other")))
+        .await;
+    let status = assert_error(result, Code::PermissionDenied, "ACCESS_DENIED");
+    assert!(
+        status.message().contains("alias/other"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        !status.message().contains(K3),
+        "the key id stays hidden: {}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn unauthenticated_calls_are_audited_within_a_budget_per_peer() {
+    let s = secured().await;
+    let mut keys = s.server.keys.clone();
+    for _ in 0..100 {
+        let _ = keys
+            .describe_key(as_("nobody", describe(K1)))
+            .await
+            .unwrap_err();
+    }
+    // Made-up methods are recorded as "unknown", never as their path.
+    let _ = s
+        .server
+        .aliases
+        .clone()
+        .get_alias(as_(
+            "nobody",
+            pb::GetAliasRequest {
+                alias_name: "alias/x".into(),
+            },
+        ))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&s.audit_log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|l: &serde_json::Value| l["outcome"] == "UNAUTHENTICATED")
+        .collect();
+    assert!(
+        records.len() >= 20,
+        "the first calls are recorded ({})",
+        records.len()
+    );
+    assert!(records.len() < 100, "but not all 100 ({})", records.len());
+}

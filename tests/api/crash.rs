@@ -305,3 +305,78 @@ async fn sighup_reloads_the_auth_file_and_a_bad_file_keeps_the_old_one() {
     drop(client);
     stop_with_sigterm(child);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_ends_when_its_principal_is_removed_from_the_auth_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth.toml");
+    let both = format!(
+        "{}{}",
+        principal("admin", "admin-token"),
+        principal("watcher", "watcher-token")
+    );
+    std::fs::write(&auth, &both).unwrap();
+    let (child, addr, _lines) = spawn_server_with(
+        &dir.path().join("data"),
+        &["--auth-file", auth.to_str().unwrap()],
+    );
+    let channel = connect(addr).await;
+    let mut watcher = AliasServiceClient::new(channel.clone());
+    let mut stream = watcher
+        .watch_aliases(bearer("watcher-token", pb::WatchAliasesRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    // Revoke the watcher.
+    std::fs::write(&auth, principal("admin", "admin-token")).unwrap();
+    Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut keys = KeyServiceClient::new(channel.clone());
+    for _ in 0..100 {
+        if list_keys_as(&mut keys, "watcher-token").await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A change after the revocation is not delivered; the watch ends instead.
+    let key = keys
+        .create_key(bearer("admin-token", pb::CreateKeyRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .key
+        .unwrap();
+    AliasServiceClient::new(channel.clone())
+        .create_alias(bearer(
+            "admin-token",
+            pb::CreateAliasRequest {
+                alias_name: "alias/after-revoke".into(),
+                target_key_id: key.key_id,
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    let end = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_stream::StreamExt::next(&mut stream),
+    )
+    .await
+    .expect("the watch ends promptly");
+    match end {
+        Some(Err(status)) => assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}"),
+        other => panic!("expected UNAUTHENTICATED, got {other:?}"),
+    }
+    drop((watcher, keys, channel));
+    stop_with_sigterm(child);
+}
+
+fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}

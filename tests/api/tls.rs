@@ -195,6 +195,18 @@ async fn a_client_certificate_signed_by_the_ca_identifies_its_principal() {
         .key
         .unwrap();
     assert_eq!(mine.account, "222222222222");
+    // A CN cannot pose as another principal's identity when the certificate
+    // has a URI SAN of its own.
+    let posing = leaf(
+        &m.ca,
+        "cn-only-client",
+        vec![SanType::URI(
+            "spiffe://example.org/lowly".try_into().unwrap(),
+        )],
+    );
+    let mut client = KeyServiceClient::new(tls_channel(addr, &m.ca, Some(posing)).await.unwrap());
+    let result = client.list_keys(pb::ListKeysRequest::default()).await;
+    assert_error(result, Code::Unauthenticated, "UNAUTHENTICATED");
     // A certificate of the CA whose identity no principal has.
     let stranger = leaf(
         &m.ca,
