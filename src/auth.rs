@@ -358,21 +358,6 @@ pub struct AuthLayer {
     pub denial_budget: Arc<Throttler>,
 }
 
-/// The peer's IP address, for the unauthenticated-call budget.
-fn peer_ip(request: &Request<Body>) -> String {
-    let extensions = request.extensions();
-    extensions
-        .get::<TcpConnectInfo>()
-        .or_else(|| {
-            extensions
-                .get::<TlsConnectInfo<TcpConnectInfo>>()
-                .map(|tls| tls.get_ref())
-        })
-        .and_then(|info| info.remote_addr())
-        .map(|addr| addr.ip().to_string())
-        .unwrap_or_default()
-}
-
 /// A call refused before it reached a handler, for the audit log.
 #[derive(Debug, Clone)]
 pub struct Denial {
@@ -459,7 +444,9 @@ where
                 // Recording costs a write: unauthenticated callers get a
                 // small budget per peer address, past which they are refused
                 // without a record (and counted in the log).
-                let peer = peer_ip(&request);
+                let peer = crate::layers::peer_addr(&request)
+                    .map(|addr| addr.ip().to_string())
+                    .unwrap_or_default();
                 let record = error.reason == Reason::UNAUTHENTICATED
                     && self
                         .layer

@@ -105,6 +105,19 @@ fn explain_unimplemented(response: Response<Body>, method: &str) -> Response<Bod
     ))
 }
 
+/// The peer of a request, over plain TCP or TLS.
+pub fn peer_addr<B>(request: &Request<B>) -> Option<std::net::SocketAddr> {
+    let extensions = request.extensions();
+    extensions
+        .get::<TcpConnectInfo>()
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .map(|tls| tls.get_ref())
+        })
+        .and_then(|info| info.remote_addr())
+}
+
 /// The status of a response whose status travels in its headers (an error
 /// before the first message); otherwise it follows in the trailers: OK here.
 fn grpc_code(headers: &http::HeaderMap) -> tonic::Code {
@@ -151,15 +164,7 @@ where
         let id = request_id(request.headers());
         request.headers_mut().insert(REQUEST_ID_HEADER, id.clone());
         let deadline = grpc_timeout(request.headers());
-        let extensions = request.extensions();
-        let peer = extensions
-            .get::<TcpConnectInfo>()
-            .or_else(|| {
-                extensions
-                    .get::<TlsConnectInfo<TcpConnectInfo>>()
-                    .map(|tls| tls.get_ref())
-            })
-            .and_then(|info| info.remote_addr())
+        let peer = peer_addr(&request)
             .map(|addr| addr.to_string())
             .unwrap_or_default();
         let method = request.uri().path().to_owned();
