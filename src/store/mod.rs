@@ -17,6 +17,7 @@ pub mod watch;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sled::transaction::{TransactionError, Transactional};
@@ -80,6 +81,8 @@ struct Published {
 
 pub struct Store {
     db: sled::Db,
+    /// Writes started and not yet flushed (see [`Store::settle`]).
+    pending_writes: AtomicU64,
     /// Where audit records are mirrored as JSON lines (--audit-log).
     audit_mirror: std::sync::OnceLock<Mutex<std::fs::File>>,
     trees: Trees,
@@ -112,6 +115,7 @@ impl Store {
         let committer = GroupCommit::start(db.clone());
         Ok(Arc::new(Store {
             db,
+            pending_writes: AtomicU64::new(0),
             audit_mirror: std::sync::OnceLock::new(),
             trees,
             committer,
@@ -262,27 +266,43 @@ impl Store {
         T: Replayable + Send + 'static,
         F: Fn(&SledTxn) -> Result<T, Fail> + Send + 'static,
     {
+        // Its own task: a call that is dropped (deadline, client gone) still
+        // finishes its flush, and is counted as pending until then.
         let store = self.clone();
-        let owned_account = account.to_owned();
-        let (value, revision, audited) = tokio::task::spawn_blocking(move || {
-            store.transact(
-                &owned_account,
-                idempotency.as_ref(),
-                audit.as_ref(),
-                now,
-                &op,
-            )
-        })
-        .await
-        .map_err(|e| Error::internal(format!("transaction task failed: {e}")))??;
-        self.committer.flush().await?;
-        if let Some(revision) = revision {
-            self.publish(account, revision);
+        let account = account.to_owned();
+        let write = tokio::spawn(async move {
+            let _pending = PendingWrite::start(&store);
+            let (value, revision, audited) = {
+                let store = store.clone();
+                let account = account.clone();
+                tokio::task::spawn_blocking(move || {
+                    store.transact(&account, idempotency.as_ref(), audit.as_ref(), now, &op)
+                })
+                .await
+                .map_err(|e| Error::internal(format!("transaction task failed: {e}")))??
+            };
+            store.committer.flush().await?;
+            if let Some(revision) = revision {
+                store.publish(&account, revision);
+            }
+            if let Some(entry) = audited {
+                store.mirror_audit(&entry);
+            }
+            Ok(value)
+        });
+        write
+            .await
+            .map_err(|e| Error::internal(format!("write task failed: {e}")))?
+    }
+
+    /// Reads must not hand out a change that is not yet on disk: if any write
+    /// is between its start and the end of its flush, wait for a flush (it
+    /// covers every commit the read could have seen).
+    async fn settle(&self) -> Result<(), Error> {
+        if self.pending_writes.load(Ordering::SeqCst) > 0 {
+            self.committer.flush().await?;
         }
-        if let Some(entry) = audited {
-            self.mirror_audit(&entry);
-        }
-        Ok(value)
+        Ok(())
     }
 
     /// Records a denied call: its own small transaction (the call changed
@@ -378,13 +398,15 @@ impl Store {
     {
         let store = self.clone();
         let account = account.to_owned();
-        tokio::task::spawn_blocking(move || {
+        let value = tokio::task::spawn_blocking(move || {
             store
                 .transact(&account, None, None, 0, &op)
                 .map(|(value, _, _)| value)
         })
         .await
-        .map_err(|e| Error::internal(format!("transaction task failed: {e}")))?
+        .map_err(|e| Error::internal(format!("transaction task failed: {e}")))??;
+        self.settle().await?;
+        Ok(value)
     }
 
     /// Runs a blocking read off the async threads.
@@ -393,9 +415,11 @@ impl Store {
         f: impl FnOnce(&Store) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || f(&store))
+        let value = tokio::task::spawn_blocking(move || f(&store))
             .await
-            .map_err(|e| Error::internal(format!("read task failed: {e}")))?
+            .map_err(|e| Error::internal(format!("read task failed: {e}")))??;
+        self.settle().await?;
+        Ok(value)
     }
 
     fn publish(&self, account: &str, revision: u64) {
@@ -694,4 +718,48 @@ fn append_audit(
         records::encode(&records::AuditRecord::from(&entry)),
     )?;
     Ok(entry)
+}
+
+/// Counts a write as pending from before its transaction until its flush is
+/// done (or it failed).
+struct PendingWrite<'a>(&'a Store);
+
+impl<'a> PendingWrite<'a> {
+    fn start(store: &'a Store) -> Self {
+        store.pending_writes.fetch_add(1, Ordering::SeqCst);
+        PendingWrite(store)
+    }
+}
+
+impl Drop for PendingWrite<'_> {
+    fn drop(&mut self) {
+        self.0.pending_writes.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_read_during_a_pending_write_waits_for_a_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let stats = store.flush_stats();
+        let flushes = || stats.snapshot().0;
+
+        let before = flushes();
+        store.read("acct", |_txn| Ok(())).await.unwrap();
+        assert_eq!(flushes(), before, "nothing pending: no flush");
+
+        let pending = PendingWrite::start(&store);
+        store.read("acct", |_txn| Ok(())).await.unwrap();
+        assert_eq!(
+            flushes(),
+            before + 1,
+            "a write in flight: the read waited for a flush"
+        );
+        drop(pending);
+        assert_eq!(store.pending_writes.load(Ordering::SeqCst), 0);
+    }
 }
