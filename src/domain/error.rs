@@ -172,15 +172,6 @@ impl Error {
         }
     }
 
-    /// Re-attributes an invalid-argument error to another request field (the
-    /// same parser serves `key_id` and `target_key_id`).
-    pub fn for_field(mut self, field: &'static str) -> Self {
-        if self.field.is_some() {
-            self.field = Some(field);
-        }
-        self
-    }
-
     pub fn internal(message: impl Into<String>) -> Self {
         Error::new(Reason::INTERNAL, message)
     }

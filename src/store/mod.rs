@@ -685,19 +685,6 @@ impl Store {
     pub fn flush_stats(&self) -> Arc<group_commit::FlushStats> {
         self.committer.stats()
     }
-
-    /// The number of records per tree, for `check` and diagnostics.
-    pub fn tree_sizes(&self) -> Vec<(&'static str, usize)> {
-        let t = &self.trees;
-        vec![
-            ("keys", t.keys.len()),
-            ("aliases", t.aliases.len()),
-            ("key_aliases", t.key_aliases.len()),
-            ("changes", t.changes.len()),
-            ("requests", t.requests.len()),
-            ("schedule", t.schedule.len()),
-        ]
-    }
 }
 
 /// Appends an audit record to its account's log, inside a transaction.

@@ -327,3 +327,21 @@ pub fn kms_exception(status: &Status) -> String {
 pub fn uuid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
+
+/// SHA-256 (hex) of a bearer token, as the auth file keeps it.
+pub fn token_sha256(token: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A request carrying `authorization: Bearer TOKEN`.
+pub fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}

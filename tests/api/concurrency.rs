@@ -32,7 +32,7 @@ async fn clients(server: &TestServer, n: usize) -> Vec<AliasServiceClient<Channe
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn of_64_concurrent_creates_of_one_name_exactly_one_succeeds() {
     let server = TestServer::start().await;
-    let keys: Vec<_> = futures_keys(&server, 4).await;
+    let keys: Vec<_> = create_keys(&server, 4).await;
     let clients = clients(&server, 8).await;
     let calls = (0..64).map(|i| {
         let mut client = clients[i % clients.len()].clone();
@@ -60,7 +60,7 @@ async fn of_64_concurrent_creates_of_one_name_exactly_one_succeeds() {
     assert_eq!(server.alias_names("").await, vec!["alias/contended"]);
 }
 
-async fn futures_keys(server: &TestServer, n: usize) -> Vec<String> {
+async fn create_keys(server: &TestServer, n: usize) -> Vec<String> {
     let mut keys = Vec::new();
     for _ in 0..n {
         keys.push(server.create_key().await.key_id);
@@ -117,7 +117,7 @@ impl Lcg {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_updates_renames_and_deletes_leave_the_store_consistent() {
     let server = TestServer::start_with(|c| c.max_aliases_per_key = 6, Arc::new(SystemClock)).await;
-    let keys = futures_keys(&server, 6).await;
+    let keys = create_keys(&server, 6).await;
     for i in 0..20 {
         server
             .create_alias(&format!("alias/m{i}"), &keys[i % keys.len()])

@@ -213,19 +213,11 @@ async fn json_logs_carry_method_request_id_peer_status_and_latency() {
     );
 }
 
-fn token_hash(token: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn principal(name: &str, token: &str) -> String {
     format!(
         "[[principals]]\nname = \"{name}\"\naccount = \"111111111111\"\ntoken_sha256 = \"{}\"\n\
          [[principals.statements]]\nactions = \"kms:*\"\nresources = \"*\"\n",
-        token_hash(token)
+        crate::common::token_sha256(token)
     )
 }
 
@@ -323,7 +315,10 @@ async fn a_watch_ends_when_its_principal_is_removed_from_the_auth_file() {
     let channel = connect(addr).await;
     let mut watcher = AliasServiceClient::new(channel.clone());
     let mut stream = watcher
-        .watch_aliases(bearer("watcher-token", pb::WatchAliasesRequest::default()))
+        .watch_aliases(crate::common::bearer(
+            "watcher-token",
+            pb::WatchAliasesRequest::default(),
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -342,14 +337,17 @@ async fn a_watch_ends_when_its_principal_is_removed_from_the_auth_file() {
     }
     // A change after the revocation is not delivered; the watch ends instead.
     let key = keys
-        .create_key(bearer("admin-token", pb::CreateKeyRequest::default()))
+        .create_key(crate::common::bearer(
+            "admin-token",
+            pb::CreateKeyRequest::default(),
+        ))
         .await
         .unwrap()
         .into_inner()
         .key
         .unwrap();
     AliasServiceClient::new(channel.clone())
-        .create_alias(bearer(
+        .create_alias(crate::common::bearer(
             "admin-token",
             pb::CreateAliasRequest {
                 alias_name: "alias/after-revoke".into(),
@@ -371,12 +369,4 @@ async fn a_watch_ends_when_its_principal_is_removed_from_the_auth_file() {
     }
     drop((watcher, keys, channel));
     stop_with_sigterm(child);
-}
-
-fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
 }

@@ -93,7 +93,7 @@ actions = "kms:List*"
 resources = "*"
 "#,
         // sha256("token-over-tls")
-        sha2_hex("token-over-tls")
+        token_sha256("token-over-tls")
     );
     let path = |name: &str| files.path().join(name);
     std::fs::write(path("server.pem"), server_cert).unwrap();
@@ -130,14 +130,6 @@ resources = "*"
         ca,
         _files: files,
     }
-}
-
-fn sha2_hex(token: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// A TLS channel trusting `ca`, optionally presenting a client certificate.
