@@ -194,6 +194,42 @@ impl AuthConfig {
             .iter()
             .find_map(|id| self.by_identity.get(id).cloned())
     }
+
+    /// The caller of a request: a bearer token wins over a client
+    /// certificate; neither known is UNAUTHENTICATED.
+    pub fn authenticate(&self, request: &Request<Body>) -> Result<Arc<Principal>, Error> {
+        if let Some(value) = request.headers().get(http::header::AUTHORIZATION) {
+            let token = value
+                .to_str()
+                .ok()
+                .and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                })
+                .map(str::trim)
+                .filter(|t| !t.is_empty());
+            return match token {
+                Some(token) => self.by_token(token).ok_or_else(|| {
+                    unauthenticated("The bearer token is not known to this server.")
+                }),
+                None => Err(unauthenticated(
+                    "The authorization header must be 'Bearer TOKEN'.",
+                )),
+            };
+        }
+        let identities = client_identities(request);
+        if identities.is_empty() {
+            return Err(unauthenticated(
+                "The call carries no credentials: send 'authorization: Bearer TOKEN' or a client certificate.",
+            ));
+        }
+        self.by_identities(&identities).ok_or_else(|| {
+            unauthenticated(format!(
+                "The client certificate ({}) is not the identity of any principal.",
+                identities.join(", ")
+            ))
+        })
+    }
 }
 
 /// The auth file in force, and where to re-read it from.
@@ -253,43 +289,6 @@ impl Authenticator {
                 ))),
             }
         }
-    }
-
-    /// The caller of a request: a bearer token wins over a client
-    /// certificate; neither known is UNAUTHENTICATED.
-    pub fn authenticate(&self, request: &Request<Body>) -> Result<Arc<Principal>, Error> {
-        let config = self.current();
-        if let Some(value) = request.headers().get(http::header::AUTHORIZATION) {
-            let token = value
-                .to_str()
-                .ok()
-                .and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                })
-                .map(str::trim)
-                .filter(|t| !t.is_empty());
-            return match token {
-                Some(token) => config.by_token(token).ok_or_else(|| {
-                    unauthenticated("The bearer token is not known to this server.")
-                }),
-                None => Err(unauthenticated(
-                    "The authorization header must be 'Bearer TOKEN'.",
-                )),
-            };
-        }
-        let identities = client_identities(request);
-        if identities.is_empty() {
-            return Err(unauthenticated(
-                "The call carries no credentials: send 'authorization: Bearer TOKEN' or a client certificate.",
-            ));
-        }
-        config.by_identities(&identities).ok_or_else(|| {
-            unauthenticated(format!(
-                "The client certificate ({}) is not the identity of any principal.",
-                identities.join(", ")
-            ))
-        })
     }
 }
 
@@ -388,9 +387,11 @@ pub struct AuthService<S> {
 impl AuthLayer {
     /// The caller and account of a request, or the error to answer with.
     fn admit(&self, request: &Request<Body>) -> Result<Caller, (Error, String, String)> {
-        let (caller, account) = match &self.authenticator {
+        // One snapshot of the auth file for both checks of this call.
+        let config = self.authenticator.as_ref().map(|auth| auth.current());
+        let (caller, account) = match &config {
             None => (Caller::Anonymous, self.default_account.clone()),
-            Some(auth) => match auth.authenticate(request) {
+            Some(config) => match config.authenticate(request) {
                 Ok(principal) => {
                     let account = principal.account.clone();
                     (Caller::Principal(principal), account)
@@ -405,7 +406,6 @@ impl AuthLayer {
             },
         };
         if let Some(action) = action_of(request.uri().path()) {
-            let config = self.authenticator.as_ref().map(|a| a.current());
             let throttle = config.as_ref().and_then(|c| c.throttle.as_ref());
             if let Err(error) = self.throttler.admit(&account, action, throttle) {
                 return Err((error, caller.name().to_owned(), account));
