@@ -82,7 +82,11 @@ struct StatementEntry {
 pub struct AuthConfig {
     by_name: HashMap<String, Arc<Principal>>,
     by_token_hash: HashMap<String, Arc<Principal>>,
-    by_identity: HashMap<String, Arc<Principal>>,
+    /// `tls_identity` values that are URIs (SPIFFE ids): matched only by a
+    /// certificate's URI SANs.
+    by_uri: HashMap<String, Arc<Principal>>,
+    /// Every other `tls_identity`: matched only by a subject CN.
+    by_common_name: HashMap<String, Arc<Principal>>,
     pub throttle: Option<ThrottleSettings>,
 }
 
@@ -164,11 +168,12 @@ impl AuthConfig {
                 .map(OneOrMany::into_vec)
                 .unwrap_or_default()
             {
-                if config
-                    .by_identity
-                    .insert(identity.clone(), principal.clone())
-                    .is_some()
-                {
+                let table = if is_uri(&identity) {
+                    &mut config.by_uri
+                } else {
+                    &mut config.by_common_name
+                };
+                if table.insert(identity.clone(), principal.clone()).is_some() {
                     return Err(invalid(
                         path,
                         format!("tls_identity {identity:?} is used twice"),
@@ -188,11 +193,39 @@ impl AuthConfig {
         self.by_token_hash.get(&hash).cloned()
     }
 
-    /// The principal of a client certificate's identities.
-    fn by_identities(&self, identities: &[String]) -> Option<Arc<Principal>> {
-        identities
-            .iter()
-            .find_map(|id| self.by_identity.get(id).cloned())
+    /// The principal of a client certificate. URI SANs match only URI
+    /// identities and a subject CN only the others, so that a CN such as
+    /// `spiffe://...` can never pose as a workload's SPIFFE id. A certificate
+    /// whose identities name more than one principal is refused.
+    fn by_certificate(&self, certificate: &CertIdentities) -> Result<Arc<Principal>, Error> {
+        let (table, identities) = if certificate.uris.is_empty() {
+            (&self.by_common_name, &certificate.common_names)
+        } else {
+            (&self.by_uri, &certificate.uris)
+        };
+        let mut found: Vec<Arc<Principal>> = Vec::new();
+        for principal in identities.iter().filter_map(|id| table.get(id)) {
+            if !found.iter().any(|p| p.name == principal.name) {
+                found.push(principal.clone());
+            }
+        }
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(unauthenticated(format!(
+                "The client certificate ({}) is not the identity of any principal.",
+                certificate.describe()
+            ))),
+            _ => Err(unauthenticated(format!(
+                "The client certificate ({}) names several principals ({}); a certificate must \
+                 identify exactly one.",
+                certificate.describe(),
+                found
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
     }
 
     /// The caller of a request: a bearer token wins over a client
@@ -217,18 +250,12 @@ impl AuthConfig {
                 )),
             };
         }
-        let identities = client_identities(request);
-        if identities.is_empty() {
-            return Err(unauthenticated(
+        match client_identities(request) {
+            Some(certificate) if !certificate.is_empty() => self.by_certificate(&certificate),
+            _ => Err(unauthenticated(
                 "The call carries no credentials: send 'authorization: Bearer TOKEN' or a client certificate.",
-            ));
+            )),
         }
-        self.by_identities(&identities).ok_or_else(|| {
-            unauthenticated(format!(
-                "The client certificate ({}) is not the identity of any principal.",
-                identities.join(", ")
-            ))
-        })
     }
 }
 
@@ -296,41 +323,68 @@ fn unauthenticated(message: impl Into<String>) -> Error {
     Error::new(Reason::UNAUTHENTICATED, message)
 }
 
-/// The identities of the client certificate of a mutual-TLS connection: its
-/// URI SANs (SPIFFE ids) and its subject CN. The TLS layer has already
-/// verified the certificate against --tls-client-ca.
-pub fn client_identities(request: &Request<Body>) -> Vec<String> {
-    let Some(certs) = request
-        .extensions()
-        .get::<TlsConnectInfo<TcpConnectInfo>>()
-        .and_then(|info| info.peer_certs())
-    else {
-        return Vec::new();
-    };
-    let Some(leaf) = certs.first() else {
-        return Vec::new();
-    };
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
-        return Vec::new();
-    };
-    let mut identities = Vec::new();
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for name in &san.value.general_names {
-            if let x509_parser::extensions::GeneralName::URI(uri) = name {
-                identities.push((*uri).to_owned());
+/// Whether an identity is a URI (it starts with a scheme, as `spiffe:`):
+/// such identities are matched only against URI SANs, never a CN.
+fn is_uri(identity: &str) -> bool {
+    match identity.split_once(':') {
+        Some((scheme, _)) => {
+            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        }
+        None => false,
+    }
+}
+
+/// What a client certificate says about who holds it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CertIdentities {
+    /// Its URI SANs (SPIFFE ids).
+    pub uris: Vec<String>,
+    /// Its subject CNs; they count only when there is no URI SAN.
+    pub common_names: Vec<String>,
+}
+
+impl CertIdentities {
+    fn is_empty(&self) -> bool {
+        self.uris.is_empty() && self.common_names.is_empty()
+    }
+
+    fn describe(&self) -> String {
+        let uris = self.uris.iter().map(|u| format!("URI SAN {u}"));
+        let cns = self.common_names.iter().map(|c| format!("CN {c}"));
+        uris.chain(cns).collect::<Vec<_>>().join(", ")
+    }
+
+    /// The identities of a DER certificate; None if it does not parse.
+    pub fn of_der(der: &[u8]) -> Option<CertIdentities> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let mut identities = CertIdentities::default();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                if let x509_parser::extensions::GeneralName::URI(uri) = name {
+                    identities.uris.push((*uri).to_owned());
+                }
             }
         }
-    }
-    // The subject CN counts only for certificates without a URI SAN, so that
-    // a CN cannot pose as another workload's SPIFFE id.
-    if identities.is_empty() {
         for cn in cert.subject().iter_common_name() {
             if let Ok(cn) = cn.as_str() {
-                identities.push(cn.to_owned());
+                identities.common_names.push(cn.to_owned());
             }
         }
+        Some(identities)
     }
-    identities
+}
+
+/// The identities of the client certificate of a mutual-TLS connection. The
+/// TLS layer has already verified the certificate against --tls-client-ca.
+pub fn client_identities(request: &Request<Body>) -> Option<CertIdentities> {
+    let certs = request
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(|info| info.peer_certs())?;
+    CertIdentities::of_der(certs.first()?.as_ref())
 }
 
 /// The action a gRPC path invokes (`/aliasd.v1.KeyService/CreateKey` ->
@@ -498,9 +552,74 @@ mod tests {
         // sha256("test") is the hash above.
         assert_eq!(config.by_token("test").unwrap().name, "deployer");
         assert!(config.by_token("other").is_none());
-        let ids = vec!["deployer.internal".to_string()];
-        assert_eq!(config.by_identities(&ids).unwrap().account, "111122223333");
-        assert!(config.by_identities(&["nobody".to_string()]).is_none());
+        let cn = |name: &str| CertIdentities {
+            uris: vec![],
+            common_names: vec![name.to_owned()],
+        };
+        let deployer = config.by_certificate(&cn("deployer.internal")).unwrap();
+        assert_eq!(deployer.account, "111122223333");
+        assert!(config.by_certificate(&cn("nobody")).is_err());
+    }
+
+    #[test]
+    fn a_common_name_never_matches_a_uri_identity() {
+        let config = AuthConfig::parse(Path::new("auth.toml"), FILE).unwrap();
+        let posing = CertIdentities {
+            uris: vec![],
+            common_names: vec!["spiffe://example.org/deployer".to_owned()],
+        };
+        let error = config.by_certificate(&posing).unwrap_err();
+        assert_eq!(error.reason, Reason::UNAUTHENTICATED);
+        // And a URI SAN never matches a CN-style identity.
+        let uri = CertIdentities {
+            uris: vec!["deployer.internal".to_owned()],
+            common_names: vec![],
+        };
+        assert!(config.by_certificate(&uri).is_err());
+        assert!(is_uri("spiffe://example.org/x"));
+        assert!(is_uri("urn:example:x"));
+        assert!(!is_uri("deployer.internal"));
+        assert!(!is_uri("1host:x"));
+    }
+
+    #[test]
+    fn uri_sans_naming_two_principals_are_refused() {
+        let two = format!(
+            "{FILE}\n{}",
+            FILE.replace("deployer\"", "other\"")
+                .replace(
+                    "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                    &"a".repeat(64)
+                )
+                .replace(
+                    "spiffe://example.org/deployer",
+                    "spiffe://example.org/other"
+                )
+                .replace("\"deployer.internal\"", "\"other.internal\"")
+        );
+        let config = AuthConfig::parse(Path::new("auth.toml"), &two).unwrap();
+        let both = CertIdentities {
+            uris: vec![
+                "spiffe://example.org/deployer".to_owned(),
+                "spiffe://example.org/other".to_owned(),
+            ],
+            common_names: vec![],
+        };
+        let error = config.by_certificate(&both).unwrap_err();
+        assert!(
+            error.message.contains("several principals"),
+            "{}",
+            error.message
+        );
+        // Two URI SANs of one principal, plus an unknown one, are fine.
+        let one = CertIdentities {
+            uris: vec![
+                "spiffe://example.org/deployer".to_owned(),
+                "spiffe://example.org/unknown".to_owned(),
+            ],
+            common_names: vec![],
+        };
+        assert_eq!(config.by_certificate(&one).unwrap().name, "deployer");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use tonic::{Code, Request};
 use crate::common::*;
 
 const SPIFFE_ID: &str = "spiffe://example.org/ns/payments/sa/app";
+const OTHER_SPIFFE_ID: &str = "spiffe://example.org/ns/billing/sa/app";
 
 struct Ca {
     pem: String,
@@ -72,6 +73,14 @@ async fn mtls_server() -> Mtls {
 name = "spiffe-app"
 account = "111111111111"
 tls_identity = "{SPIFFE_ID}"
+[[principals.statements]]
+actions = "kms:*"
+resources = "*"
+
+[[principals]]
+name = "spiffe-other"
+account = "111111111111"
+tls_identity = "{OTHER_SPIFFE_ID}"
 [[principals.statements]]
 actions = "kms:*"
 resources = "*"
@@ -215,6 +224,73 @@ async fn a_client_certificate_signed_by_the_ca_identifies_its_principal() {
         "{}",
         status.message()
     );
+}
+
+#[tokio::test]
+async fn a_common_name_cannot_pose_as_a_spiffe_id() {
+    let m = mtls_server().await;
+    let addr = m.server.running.as_ref().unwrap().addr;
+    // CN = a principal's SPIFFE id, no URI SAN; with and without a DNS SAN.
+    for sans in [
+        vec![],
+        vec![SanType::DnsName("workload.internal".try_into().unwrap())],
+    ] {
+        let posing = leaf(&m.ca, SPIFFE_ID, sans);
+        let mut client =
+            KeyServiceClient::new(tls_channel(addr, &m.ca, Some(posing)).await.unwrap());
+        let result = client.create_key(pb::CreateKeyRequest::default()).await;
+        assert_error(result, Code::Unauthenticated, "UNAUTHENTICATED");
+    }
+    // Nothing was created in the SPIFFE principal's account.
+    let real = leaf(
+        &m.ca,
+        "some-workload",
+        vec![SanType::URI(SPIFFE_ID.try_into().unwrap())],
+    );
+    let mut client = KeyServiceClient::new(tls_channel(addr, &m.ca, Some(real)).await.unwrap());
+    let keys = client
+        .list_keys(pb::ListKeysRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .keys;
+    assert!(keys.is_empty(), "{keys:?}");
+}
+
+#[tokio::test]
+async fn a_certificate_whose_uri_sans_name_two_principals_is_refused() {
+    let m = mtls_server().await;
+    let addr = m.server.running.as_ref().unwrap().addr;
+    let both = leaf(
+        &m.ca,
+        "some-workload",
+        vec![
+            SanType::URI(SPIFFE_ID.try_into().unwrap()),
+            SanType::URI(OTHER_SPIFFE_ID.try_into().unwrap()),
+        ],
+    );
+    let mut client = KeyServiceClient::new(tls_channel(addr, &m.ca, Some(both)).await.unwrap());
+    let result = client.create_key(pb::CreateKeyRequest::default()).await;
+    let status = assert_error(result, Code::Unauthenticated, "UNAUTHENTICATED");
+    assert!(
+        status.message().contains("several principals"),
+        "{}",
+        status.message()
+    );
+    // The other principal's SPIFFE id alone still works, and sees no key.
+    let other = leaf(
+        &m.ca,
+        "some-workload",
+        vec![SanType::URI(OTHER_SPIFFE_ID.try_into().unwrap())],
+    );
+    let mut client = KeyServiceClient::new(tls_channel(addr, &m.ca, Some(other)).await.unwrap());
+    let keys = client
+        .list_keys(pb::ListKeysRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .keys;
+    assert!(keys.is_empty(), "{keys:?}");
 }
 
 #[tokio::test]
