@@ -7,6 +7,10 @@
 //! without regard to case, as in IAM. Account-wide actions (CreateKey,
 //! ListKeys, an unfiltered ListAliases or WatchAliases, ListAuditEvents) act
 //! on the resource `*`, which only the pattern `*` matches.
+//!
+//! Some actions must be granted on purpose: no wildcard (`kms:List*`,
+//! `kms:*`, `*`) grants them, only their exact name. Reading the audit log is
+//! one: a deployer given `kms:List*` must not read the whole account's audit.
 
 use std::fmt;
 
@@ -29,6 +33,9 @@ pub mod actions {
     pub const LIST_ALIASES: &str = "kms:ListAliases";
     pub const WATCH_ALIASES: &str = "kms:WatchAliases";
     pub const LIST_AUDIT_EVENTS: &str = "kms:ListAuditEvents";
+
+    /// Actions that only a statement naming them exactly grants.
+    pub const EXPLICIT_ONLY: &[&str] = &[LIST_AUDIT_EVENTS];
 
     /// Every action of the API.
     pub const ALL: &[&str] = &[
@@ -91,9 +98,20 @@ pub struct Statement {
     pub resources: Vec<String>,
 }
 
+/// Whether a statement's action pattern grants `action`.
+fn action_matches(pattern: &str, action: &str) -> bool {
+    if actions::EXPLICIT_ONLY
+        .iter()
+        .any(|explicit| explicit.eq_ignore_ascii_case(action))
+    {
+        return pattern.eq_ignore_ascii_case(action);
+    }
+    glob_matches(pattern, action, true)
+}
+
 impl Statement {
     fn allows(&self, action: &str, resource: &str) -> bool {
-        self.actions.iter().any(|a| glob_matches(a, action, true))
+        self.actions.iter().any(|a| action_matches(a, action))
             && self.resources.iter().any(|r| {
                 if resource == ANY_RESOURCE {
                     r == ANY_RESOURCE
@@ -182,6 +200,40 @@ mod tests {
             !glob_matches("Alias/x", "alias/x", false),
             "resources are case-sensitive"
         );
+    }
+
+    #[test]
+    fn reading_the_audit_log_is_granted_only_by_name() {
+        let with = |pattern: &str| {
+            Caller::Principal(std::sync::Arc::new(Principal {
+                name: "p".into(),
+                account: "1".into(),
+                statements: vec![Statement {
+                    actions: vec![pattern.into()],
+                    resources: vec!["*".into()],
+                }],
+            }))
+        };
+        for wildcard in ["kms:List*", "kms:*", "*", "kms:ListAudit*"] {
+            let caller = with(wildcard);
+            assert_eq!(
+                caller
+                    .authorize(actions::LIST_AUDIT_EVENTS, ANY_RESOURCE)
+                    .unwrap_err()
+                    .reason,
+                Reason::ACCESS_DENIED,
+                "{wildcard} must not grant the audit log"
+            );
+        }
+        assert!(with("kms:List*")
+            .authorize(actions::LIST_ALIASES, ANY_RESOURCE)
+            .is_ok());
+        assert!(with("kms:ListAuditEvents")
+            .authorize(actions::LIST_AUDIT_EVENTS, ANY_RESOURCE)
+            .is_ok());
+        assert!(with("KMS:listauditevents")
+            .authorize(actions::LIST_AUDIT_EVENTS, ANY_RESOURCE)
+            .is_ok());
     }
 
     #[test]

@@ -680,6 +680,18 @@ async fn changes_and_denied_calls_are_audited_and_rolled_back_calls_are_not() {
         .list_audit_events(bearer(p, pb::ListAuditEventsRequest::default()))
         .await;
     assert_error(result, Code::PermissionDenied, "ACCESS_DENIED");
+    // No wildcard grants it: not the reader's kms:List*, not the admin's kms:*.
+    for token in ["reader-token", "admin-a-token"] {
+        let result = client
+            .list_audit_events(bearer(token, pb::ListAuditEventsRequest::default()))
+            .await;
+        let status = assert_error(result, Code::PermissionDenied, "ACCESS_DENIED");
+        assert!(
+            status.message().contains("kms:ListAuditEvents"),
+            "{}",
+            status.message()
+        );
+    }
 
     // The JSON lines mirror has the same records, the unauthenticated call included.
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&s.audit_log)
