@@ -10,7 +10,7 @@ use crate::domain::key::{check_description, resolve_pending_window};
 use crate::domain::names::parse_key_id;
 use crate::domain::ops::{self, Ctx, NewKey};
 use crate::domain::paging::{page_size, Listing};
-use crate::domain::policy::actions;
+use crate::domain::policy::{actions, ANY_RESOURCE};
 use crate::domain::request::{Idempotency, RequestId};
 use crate::domain::{Key, KeyId, KeyRef, KeySpec};
 use crate::pb::{self, key_service_server::KeyService};
@@ -88,11 +88,13 @@ impl KeyService for KeyApi {
         );
         // Chosen outside the transaction, so a retried transaction keeps it.
         let key_id = KeyId::generate();
+        let mut denial = audit.clone();
+        denial.resources = vec![ANY_RESOURCE.to_owned()];
         audit.resources = vec![key_id.to_string()];
         let op_ctx = ctx.clone();
         let key = self
             .app
-            .write(&ctx, audit, idempotency, move |txn| {
+            .write_audited(&ctx, audit, denial, idempotency, move |txn| {
                 ops::create_key(txn, &op_ctx, &new, &key_id)
             })
             .await?;

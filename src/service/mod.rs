@@ -117,6 +117,25 @@ impl App {
         F: Fn(&SledTxn) -> Result<T, Fail> + Send + 'static,
     {
         let denial = audit.clone();
+        self.write_audited(ctx, audit, denial, idempotency, op)
+            .await
+    }
+
+    /// [`App::write`] for a change whose denial record names other
+    /// resources than its change record (CreateKey: the new key id if it
+    /// commits, `*` — what was authorized — if it is denied).
+    pub async fn write_audited<T, F>(
+        &self,
+        ctx: &Ctx,
+        audit: AuditEntry,
+        denial: AuditEntry,
+        idempotency: Option<Idempotency>,
+        op: F,
+    ) -> Result<T, Status>
+    where
+        T: Replayable + Send + 'static,
+        F: Fn(&SledTxn) -> Result<T, Fail> + Send + 'static,
+    {
         let idempotency = idempotency.map(|i| i.for_caller(ctx.caller.name()));
         let result = self
             .store

@@ -8,6 +8,7 @@ use aliasd::domain::SystemClock;
 use aliasd::pb;
 use aliasd::pb::alias_service_client::AliasServiceClient;
 use aliasd::pb::audit_service_client::AuditServiceClient;
+use aliasd::pb::key_service_client::KeyServiceClient;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
@@ -594,6 +595,15 @@ async fn changes_and_denied_calls_are_audited_and_rolled_back_calls_are_not() {
         Code::PermissionDenied,
         "ACCESS_DENIED",
     );
+    // A denied CreateKey names what was authorized ("*"), not a key id
+    // that was never created.
+    let mut keys = KeyServiceClient::new(s.server.channel.clone());
+    assert_error(
+        keys.create_key(bearer(p, pb::CreateKeyRequest::default()))
+            .await,
+        Code::PermissionDenied,
+        "ACCESS_DENIED",
+    );
     // Unauthenticated: recorded (in the server's default account and the JSON lines log).
     let _ = aliases
         .create_alias(bearer("stolen-token", create("alias/x", K1)))
@@ -625,6 +635,7 @@ async fn changes_and_denied_calls_are_audited_and_rolled_back_calls_are_not() {
                 "ACCESS_DENIED",
                 vec!["alias/billing".to_string(), K1.to_string()]
             ),
+            ("kms:CreateKey", "ACCESS_DENIED", vec!["*".to_string()]),
         ]
     );
     let ok = &events[0];
