@@ -112,6 +112,15 @@ pub struct ServeConfig {
     /// Seconds between sweeps that remove keys whose deletion time passed.
     #[arg(long, env = "ALIASD_REAP_INTERVAL_SECS", default_value_t = 5)]
     pub reap_interval_secs: u64,
+
+    /// Most WatchAliases streams open at once, in total; past it a new watch
+    /// is RESOURCE_EXHAUSTED (TOO_MANY_WATCHES).
+    #[arg(long, env = "ALIASD_MAX_WATCHES", default_value_t = 1024)]
+    pub max_watches: usize,
+
+    /// Most WatchAliases streams open at once per account.
+    #[arg(long, env = "ALIASD_MAX_WATCHES_PER_ACCOUNT", default_value_t = 128)]
+    pub max_watches_per_account: usize,
 }
 
 impl ServeConfig {
@@ -185,10 +194,13 @@ impl ServeConfig {
         if self.max_aliases_per_key == 0
             || self.max_keys_per_account == 0
             || self.change_log_retention == 0
+            || self.max_watches == 0
+            || self.max_watches_per_account == 0
         {
             return Err(Error::new(
                 Reason::INTERNAL,
-                "--max-aliases-per-key, --max-keys-per-account and --change-log-retention must be positive",
+                "--max-aliases-per-key, --max-keys-per-account, --change-log-retention, \
+                 --max-watches and --max-watches-per-account must be positive",
             ));
         }
         Ok(())

@@ -26,3 +26,4 @@ pub mod seed;
 pub mod server;
 pub mod service;
 pub mod throttle;
+pub mod watch_limits;

@@ -293,6 +293,10 @@ async fn serve(
         shutdown: shutdown_seen.clone(),
         watch_send_timeout: Duration::from_secs(config.watch_send_timeout_secs),
         authenticator: access.authenticator.clone(),
+        watch_slots: crate::watch_limits::WatchSlots::new(
+            config.max_watches,
+            config.max_watches_per_account,
+        ),
     });
 
     let health = tonic_health::server::HealthReporter::new();

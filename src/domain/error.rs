@@ -130,6 +130,8 @@ reasons! {
         "WatchAliases: start_revision is newer than the store's latest revision.";
     WATCH_TOO_SLOW => ResourceExhausted, "LimitExceededException",
         "WatchAliases: the client fell too far behind and was cut off; list and watch again.";
+    TOO_MANY_WATCHES => ResourceExhausted, "LimitExceededException",
+        "WatchAliases: the account or the server already has the most open watches it allows (--max-watches-per-account, --max-watches).";
     SHUTTING_DOWN => Unavailable, "KMSInternalException",
         "The server is shutting down; retry on another instance.";
     UNKNOWN_METHOD => Unimplemented, "UnsupportedOperationException",

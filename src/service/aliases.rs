@@ -1,5 +1,6 @@
 //! AliasService.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -67,6 +68,50 @@ fn request_id_text(request_id: &Option<RequestId>) -> String {
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchAliasesResponse, Status>> + Send>>;
+
+/// A watch's events, ended with DEADLINE_EXCEEDED when the caller's
+/// deadline passes, and holding the watch's slot until it is dropped.
+struct Bounded<S> {
+    events: S,
+    deadline: Option<(std::time::Duration, Pin<Box<tokio::time::Sleep>>)>,
+    done: bool,
+    _slot: crate::watch_limits::WatchSlot,
+}
+
+impl<S> Stream for Bounded<S>
+where
+    S: Stream<Item = Result<pb::WatchAliasesResponse, Status>> + Unpin,
+{
+    type Item = S::Item;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if let Some((timeout, sleep)) = self.deadline.as_mut() {
+            if sleep.as_mut().poll(cx).is_ready() {
+                let timeout = *timeout;
+                self.done = true;
+                return Poll::Ready(Some(Err(Status::from(crate::domain::Error::new(
+                    crate::domain::Reason::DEADLINE_EXCEEDED,
+                    format!(
+                        "The watch's deadline of {timeout:?} passed; watch again from the last \
+                         revision received."
+                    ),
+                )))));
+            }
+        }
+        let next = Pin::new(&mut self.events).poll_next(cx);
+        if let Poll::Ready(None) | Poll::Ready(Some(Err(_))) = next {
+            self.done = true;
+        }
+        next
+    }
+}
 
 #[tonic::async_trait]
 impl AliasService for AliasApi {
@@ -253,6 +298,10 @@ impl AliasService for AliasApi {
     ) -> Result<Response<Self::WatchAliasesStream>, Status> {
         let ctx = self.app.ctx_of(&request)?;
         let audit = self.app.audit_entry(&request, &ctx, actions::WATCH_ALIASES);
+        // A stream outlives the layer that enforces deadlines on unary calls:
+        // it ends itself when the caller's grpc-timeout passes.
+        let deadline = crate::layers::grpc_timeout(request.metadata().as_ref())
+            .map(|timeout| (timeout, tokio::time::Instant::now() + timeout));
         let scope = ctx.scope.clone();
         let r = request.into_inner();
         let filter = self.key_filter(&ctx, audit, &r.key_id).await?;
@@ -265,6 +314,7 @@ impl AliasService for AliasApi {
             }
             _ => Box::new(|| Ok(())),
         };
+        let slot = self.app.watch_slots.admit(&scope.account)?;
         let events = watch::open(
             self.app.store.clone(),
             scope.account.clone(),
@@ -280,6 +330,12 @@ impl AliasService for AliasApi {
             }),
             Err(error) => Err(Status::from(error)),
         });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(Box::pin(Bounded {
+            events: stream,
+            deadline: deadline
+                .map(|(timeout, at)| (timeout, Box::pin(tokio::time::sleep_until(at)))),
+            done: false,
+            _slot: slot,
+        })))
     }
 }

@@ -44,6 +44,8 @@ pub struct App {
     /// The auth file in force, if any: every call must then carry a known
     /// principal.
     pub authenticator: Option<Arc<crate::auth::Authenticator>>,
+    /// Bounds on open watches, per account and in total.
+    pub watch_slots: Arc<crate::watch_limits::WatchSlots>,
 }
 
 impl App {

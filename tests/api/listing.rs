@@ -504,3 +504,90 @@ async fn a_watcher_that_does_not_read_is_cut_off_and_writers_go_on() {
     );
     assert_error::<()>(Err(status), Code::ResourceExhausted, "WATCH_TOO_SLOW");
 }
+
+#[tokio::test]
+async fn a_watch_ends_with_deadline_exceeded_when_its_grpc_timeout_passes() {
+    let server = TestServer::start().await;
+    let key = server.create_key().await;
+    let mut request = tonic::Request::new(pb::WatchAliasesRequest::default());
+    request.set_timeout(Duration::from_millis(600));
+    let mut stream = server
+        .aliases
+        .clone()
+        .watch_aliases(request)
+        .await
+        .unwrap()
+        .into_inner();
+    // Events flow until the deadline...
+    server
+        .create_alias("alias/before-deadline", &key.key_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        next_event(&mut stream).await.alias.unwrap().alias_name,
+        "alias/before-deadline"
+    );
+    // ...then the server ends the stream (the ErrorInfo shows it was the
+    // server, not the client giving up).
+    let end = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("the stream ends at its deadline, not hours later");
+    match end {
+        Some(result) => {
+            assert_error(result, Code::DeadlineExceeded, "DEADLINE_EXCEEDED");
+        }
+        None => panic!("the stream ended without a status"),
+    }
+}
+
+#[tokio::test]
+async fn open_watches_are_bounded_per_account_and_freed_when_closed() {
+    let server = TestServer::start_with(
+        |config| {
+            config.max_watches_per_account = 2;
+        },
+        std::sync::Arc::new(aliasd::domain::SystemClock),
+    )
+    .await;
+    let open = || async {
+        server
+            .aliases
+            .clone()
+            .watch_aliases(pb::WatchAliasesRequest::default())
+            .await
+    };
+    let first = open().await.unwrap().into_inner();
+    let mut second = open().await.unwrap().into_inner();
+    let status = assert_error(open().await, Code::ResourceExhausted, "TOO_MANY_WATCHES");
+    assert!(
+        status.message().contains("--max-watches-per-account"),
+        "{}",
+        status.message()
+    );
+    // The open watches still work.
+    let key = server.create_key().await;
+    server
+        .create_alias("alias/still-watched", &key.key_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        next_event(&mut second).await.alias.unwrap().alias_name,
+        "alias/still-watched"
+    );
+    // Closing one frees its slot (the server notices the reset stream).
+    drop(first);
+    let mut reopened = None;
+    for _ in 0..100 {
+        match open().await {
+            Ok(stream) => {
+                reopened = Some(stream);
+                break;
+            }
+            Err(status) => {
+                assert_error::<()>(Err(status), Code::ResourceExhausted, "TOO_MANY_WATCHES");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    assert!(reopened.is_some(), "a closed watch's slot was never freed");
+}
