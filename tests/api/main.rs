@@ -11,6 +11,7 @@ mod deletion;
 mod keys;
 mod listing;
 mod python;
+mod readme;
 mod seed;
 mod serving;
 mod tls;

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use crate::common::TestServer;
 
-fn run(command: &mut Command) {
+pub fn run(command: &mut Command) {
     let output = command
         .output()
         .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
@@ -22,8 +22,11 @@ fn run(command: &mut Command) {
     );
 }
 
-/// The venv's python, installing the venv first if needed.
-fn python() -> PathBuf {
+/// The venv's python, installing the venv first if needed (once per test
+/// run: tests that need it share one install).
+pub fn python() -> PathBuf {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let requirements = manifest.join("tests/python/requirements.txt");
     let wanted = std::fs::read_to_string(&requirements).unwrap();

@@ -1,0 +1,119 @@
+//! The README's walk-through, run as written: its `sh walkthrough` blocks,
+//! in order, as one bash script against the real server binary.
+//!
+//! What the test changes, and only that: `cargo run --release --` runs the
+//! binary under test, the ports 50051 and 50052 become free ephemeral ones,
+//! and `grpcurl` is `tests/python/grpcurl.py` (see that file for why). The
+//! script runs with `set -euo pipefail`, so every command must succeed, and
+//! the walk-through's own checks (`jq -e`, `expect REASON ...`, `kill; wait`
+//! for a clean exit) are assertions.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+
+/// The code blocks whose info string is `sh walkthrough`, in order.
+fn walkthrough_blocks(readme: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in readme.lines() {
+        match &mut current {
+            None if line.trim() == "```sh walkthrough" => current = Some(String::new()),
+            None => {}
+            Some(_) if line.trim() == "```" => blocks.extend(current.take()),
+            Some(block) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+        }
+    }
+    assert!(current.is_none(), "an unclosed walkthrough block");
+    blocks
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn the_readme_walkthrough_runs_as_written() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(manifest.join("README.md")).unwrap();
+    let blocks = walkthrough_blocks(&readme);
+    assert!(blocks.len() >= 10, "the walk-through lost its blocks");
+    let (first, second) = (free_port(), free_port());
+    let script: String = blocks
+        .concat()
+        .replace("50051", &first.to_string())
+        .replace("50052", &second.to_string());
+
+    let python = crate::python::python();
+    let work = tempfile::tempdir().unwrap();
+    let bin = work.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let grpcurl = bin.join("grpcurl");
+    std::fs::write(
+        &grpcurl,
+        format!(
+            "#!/bin/sh\nexec '{}' '{}' \"$@\"\n",
+            python.display(),
+            manifest.join("tests/python/grpcurl.py").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &grpcurl,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+
+    let prelude = r#"set -euo pipefail
+# `cargo run --release -- ARGS`: the binary under test. The walk-through runs
+# it in the background, where exec makes $! the server's own pid.
+cargo() {
+  [ "$1 $2 $3" = "run --release --" ] || { echo "unexpected: cargo $*" >&2; return 1; }
+  shift 3
+  if [ "$BASHPID" != "$$" ]; then exec "$ALIASD_BIN" "$@"; else "$ALIASD_BIN" "$@"; fi
+}
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+"#;
+    let path = work.path().join("walkthrough.sh");
+    let mut file = std::fs::File::create(&path).unwrap();
+    file.write_all(prelude.as_bytes()).unwrap();
+    file.write_all(script.as_bytes()).unwrap();
+    file.write_all(b"echo WALKTHROUGH-COMPLETE\n").unwrap();
+    drop(file);
+
+    let output = Command::new("timeout")
+        .args(["120", "bash"])
+        .arg(&path)
+        .current_dir(work.path())
+        .env("ALIASD_BIN", env!("CARGO_BIN_EXE_aliasd"))
+        .env("TMPDIR", work.path())
+        .env("RUST_LOG", "warn")
+        .env(
+            "PATH",
+            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("WALKTHROUGH-COMPLETE"),
+        "the walk-through failed ({}):\n--- script ---\n{script}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+        output.status
+    );
+    // Spot checks that the blocks really ran against a server.
+    assert!(stdout.contains("aliasd.v1.AliasService"), "{stdout}");
+    assert!(
+        stdout.contains("\"aliasName\": \"alias/billing\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ETAG_MISMATCH"), "{stdout}");
+    assert!(stdout.contains("x-request-id: my-trace-1"), "{stdout}");
+}
