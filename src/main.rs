@@ -96,7 +96,7 @@ fn serve(config: ServeConfig) -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     // Not "server failed": the error's own message begins so.
-                    tracing::error!(%error, "stopped");
+                    tracing::error!(%error, "exiting");
                     ExitCode::FAILURE
                 }
             },
