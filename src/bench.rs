@@ -7,11 +7,13 @@
 //! measures GetAlias. Compare the rows of one run with each other: the
 //! machine's speed cancels out of the ratios.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::builder::RangedU64ValueParser;
 use clap::Args;
 use tonic::transport::Channel;
 
@@ -21,16 +23,27 @@ use crate::pb;
 use crate::pb::alias_service_client::AliasServiceClient;
 use crate::pb::key_service_client::KeyServiceClient;
 
+/// Bounds of the arguments: at least one of each, and no more than a
+/// loopback benchmark on one machine can sensibly use.
+const MAX_CONCURRENCY: u64 = 10_000;
+const MAX_CALLS: u64 = 10_000_000;
+const MAX_CONNECTIONS: u64 = 1_000;
+
+fn at_least_one(max: u64) -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::new().range(1..=max)
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// Concurrent callers, one run per value.
-    #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
+    /// Concurrent callers, one run per value (1..=10000 each).
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16,64",
+          value_parser = at_least_one(MAX_CONCURRENCY))]
     pub concurrency: Vec<usize>,
-    /// Calls per run.
-    #[arg(long, default_value_t = 2000)]
+    /// Calls per run (1..=10000000).
+    #[arg(long, default_value_t = 2000, value_parser = at_least_one(MAX_CALLS))]
     pub calls: usize,
-    /// HTTP/2 connections the callers share.
-    #[arg(long, default_value_t = 8)]
+    /// HTTP/2 connections the callers share (1..=1000).
+    #[arg(long, default_value_t = 8, value_parser = at_least_one(MAX_CONNECTIONS))]
     pub connections: usize,
     /// Data directory of the in-process server (default: a fresh temporary one, removed afterwards).
     #[arg(long)]
@@ -61,29 +74,30 @@ where
 {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let next = next.clone();
-            let call = call.clone();
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= calls {
-                        return Ok::<_, String>(latencies);
-                    }
-                    let t = Instant::now();
-                    call(i)
-                        .await
-                        .map_err(|s| format!("call {i} failed: {s:?}"))?;
-                    latencies.push(t.elapsed());
+    // A JoinSet: if the bench is abandoned (Ctrl-C, an error), dropping it
+    // stops the callers, so that the server can drain at once.
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let next = next.clone();
+        let call = call.clone();
+        workers.spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= calls {
+                    return Ok::<_, String>(latencies);
                 }
-            })
-        })
-        .collect();
+                let t = Instant::now();
+                call(i)
+                    .await
+                    .map_err(|s| format!("call {i} failed: {s:?}"))?;
+                latencies.push(t.elapsed());
+            }
+        });
+    }
     let mut latencies = Vec::with_capacity(calls);
-    for worker in workers {
-        latencies.extend(worker.await.map_err(|e| e.to_string())??);
+    while let Some(worker) = workers.join_next().await {
+        latencies.extend(worker.map_err(|e| e.to_string())??);
     }
     let elapsed = started.elapsed();
     latencies.sort();
@@ -94,19 +108,80 @@ where
     })
 }
 
+/// The bench's own data directory, removed when dropped (whatever the exit
+/// path), so drop it only once the server has let go of it.
+struct TemporaryDir(PathBuf);
+
+impl Drop for TemporaryDir {
+    fn drop(&mut self) {
+        if let Err(error) = std::fs::remove_dir_all(&self.0) {
+            eprintln!("aliasd bench: cannot remove {}: {error}", self.0.display());
+        }
+    }
+}
+
+/// Runs the benchmark. Without `--data-dir` it works in a fresh temporary
+/// directory that is removed on every way out: success, error, panic,
+/// SIGINT or SIGTERM.
 pub async fn run(args: BenchArgs) -> Result<(), String> {
-    let temporary = args.data_dir.is_none();
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("aliasd-bench-{}", std::process::id()))
-    });
+    // Before the directory exists, so that no signal can leave it behind.
+    let stop_signal = stop_signal()?;
+    let (data_dir, temporary) = match &args.data_dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let dir = std::env::temp_dir().join(format!("aliasd-bench-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            (dir.clone(), Some(TemporaryDir(dir)))
+        }
+    };
     let mut config = ServeConfig::with_data_dir(&data_dir);
-    config.listen = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.max_keys_per_account = u64::MAX;
     let running = crate::server::start(config, Arc::new(SystemClock), std::future::pending())
         .await
         .map_err(|e| e.to_string())?;
+    let outcome = tokio::select! {
+        outcome = measure(&args, &running, &data_dir) => outcome,
+        signal = stop_signal => Err(format!("stopped by {signal}")),
+    };
+    let stopped = running.stop().await.map_err(|e| e.to_string());
+    drop(temporary);
+    outcome.and(stopped)
+}
+
+/// Resolves with the signal's name on SIGINT or SIGTERM. The handlers are
+/// installed when this is called, not when it is first polled.
+#[cfg(unix)]
+fn stop_signal() -> Result<impl std::future::Future<Output = &'static str>, String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let install = |kind| signal(kind).map_err(|e| format!("cannot handle signals: {e}"));
+    let mut interrupt = install(SignalKind::interrupt())?;
+    let mut terminate = install(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        }
+    })
+}
+
+#[cfg(not(unix))]
+fn stop_signal() -> Result<impl std::future::Future<Output = &'static str>, String> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    })
+}
+
+/// The runs themselves, against a started server.
+async fn measure(
+    args: &BenchArgs,
+    running: &crate::server::Running,
+    data_dir: &std::path::Path,
+) -> Result<(), String> {
     let mut channels = Vec::new();
-    for _ in 0..args.connections.max(1) {
+    for _ in 0..args.connections {
         let channel = Channel::from_shared(format!("http://{}", running.addr))
             .map_err(|e| e.to_string())?
             .connect()
@@ -152,7 +227,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
                 .collect(),
         );
         let (channels2, names2, keys2) = (channels.clone(), names.clone(), keys.clone());
-        let result = drive(concurrency.max(1), args.calls, move |i| {
+        let result = drive(concurrency, args.calls, move |i| {
             let mut client = AliasServiceClient::new(channels2[i % channels2.len()].clone());
             let request = pb::CreateAliasRequest {
                 alias_name: names2[i].clone(),
@@ -180,6 +255,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
 
     let names = Arc::new(last_names);
+    // At least one value: clap requires one and refuses zeros.
     let concurrency = args.concurrency.iter().copied().max().unwrap_or(1);
     let channels2 = channels.clone();
     let reads = drive(concurrency, args.calls, move |i| {
@@ -197,10 +273,5 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         reads.percentile(0.99)
     );
 
-    drop(channels);
-    running.stop().await.map_err(|e| e.to_string())?;
-    if temporary {
-        let _ = std::fs::remove_dir_all(&data_dir);
-    }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The server's settings: every flag also reads an `ALIASD_*` environment
 //! variable.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -18,8 +18,14 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
-    /// Address to listen on for gRPC.
-    #[arg(long, env = "ALIASD_LISTEN", default_value = "127.0.0.1:50051")]
+    /// Address to listen on for gRPC: IP:PORT or HOST:PORT (a host name is
+    /// resolved once, at start-up; the first address it resolves to is used).
+    #[arg(
+        long,
+        env = "ALIASD_LISTEN",
+        default_value = "127.0.0.1:50051",
+        value_parser = parse_listen
+    )]
     pub listen: SocketAddr,
 
     /// Directory of the sled database (created if missing).
@@ -80,7 +86,7 @@ pub struct ServeConfig {
 
     /// Allow a non-loopback --listen without an auth file (anyone who can
     /// reach the port can then change every alias).
-    #[arg(long, env = "ALIASD_ALLOW_ANONYMOUS")]
+    #[arg(long, env = "ALIASD_ALLOW_ANONYMOUS", value_parser = boolish())]
     pub allow_anonymous: bool,
 
     /// PEM certificate (chain) of the server: serve TLS.
@@ -207,7 +213,127 @@ impl ServeConfig {
     }
 }
 
+/// Parses `--listen`: an IP:PORT as is, or a HOST:PORT resolved through the
+/// system resolver. Several addresses (`localhost` is often `::1` and
+/// `127.0.0.1`): the first one the resolver returns, and only that one.
+pub fn parse_listen(input: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = input.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let Some((host, port)) = input.rsplit_once(':') else {
+        return Err("expected HOST:PORT or IP:PORT, such as 127.0.0.1:50051".into());
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err("expected HOST:PORT or IP:PORT, such as 127.0.0.1:50051".into());
+    }
+    let mut addrs = input
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host:?}: {e}"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("{host:?} resolves to no address"))
+}
+
+/// The value parser of every boolean flag: its environment variable takes
+/// the usual spellings, in any case: 1/0, true/false, yes/no, on/off (and
+/// y/n, t/f).
+pub fn boolish() -> clap::builder::BoolishValueParser {
+    clap::builder::BoolishValueParser::new()
+}
+
 /// Account, region and partition: 1..64 of A-Z a-z 0-9 -, so ARNs parse.
 pub fn is_arn_segment(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{ArgAction, CommandFactory, Parser};
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        config: ServeConfig,
+    }
+
+    #[test]
+    fn listen_accepts_a_host_name_and_resolves_it() {
+        let config = Wrapper::try_parse_from(["aliasd", "--listen", "localhost:0"])
+            .unwrap()
+            .config;
+        assert!(config.listen.ip().is_loopback(), "{}", config.listen);
+        assert_eq!(config.listen.port(), 0);
+        let config = Wrapper::try_parse_from(["aliasd", "--listen", "[::1]:7"])
+            .unwrap()
+            .config;
+        assert_eq!(config.listen, "[::1]:7".parse::<SocketAddr>().unwrap());
+    }
+
+    #[test]
+    fn listen_without_a_port_is_refused_with_the_expected_form() {
+        for bad in ["localhost", "localhost:http", ":50051", "localhost:70000"] {
+            let error = Wrapper::try_parse_from(["aliasd", "--listen", bad])
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"))
+                .to_string();
+            assert!(
+                error.contains("expected HOST:PORT or IP:PORT, such as 127.0.0.1:50051"),
+                "{error}"
+            );
+        }
+    }
+
+    /// Every boolean flag (present and future) must read its environment
+    /// variable with the boolish parser. The variable's value goes through
+    /// the flag's value parser, so that parser is exercised directly, on a
+    /// copy of the flag that takes a value.
+    #[test]
+    fn every_boolean_flags_env_var_takes_the_usual_spellings() {
+        let command = Wrapper::command();
+        let flags: Vec<&clap::Arg> = command
+            .get_arguments()
+            .filter(|arg| matches!(arg.get_action(), ArgAction::SetTrue))
+            .collect();
+        assert!(flags.iter().any(|arg| arg.get_id() == "allow_anonymous"));
+        let spellings = [
+            ("1", true),
+            ("0", false),
+            ("true", true),
+            ("FALSE", false),
+            ("yes", true),
+            ("No", false),
+            ("on", true),
+            ("OFF", false),
+            ("True", true),
+        ];
+        for flag in flags {
+            let id = flag.get_id().as_str().to_owned();
+            assert!(flag.get_env().is_some(), "--{id} has no ALIASD_* variable");
+            let as_option = (*flag).clone().action(ArgAction::Set).num_args(1);
+            let probe = clap::Command::new("probe").arg(as_option);
+            for (spelling, expected) in spellings {
+                let matches = probe
+                    .clone()
+                    .try_get_matches_from([
+                        "probe",
+                        &format!("--{}", flag.get_long().unwrap()),
+                        spelling,
+                    ])
+                    .unwrap_or_else(|e| panic!("--{id} refuses {spelling:?}: {e}"));
+                assert_eq!(
+                    matches.get_one::<bool>(&id),
+                    Some(&expected),
+                    "--{id} {spelling}"
+                );
+            }
+            let refused = probe.clone().try_get_matches_from([
+                "probe",
+                &format!("--{}", flag.get_long().unwrap()),
+                "maybe",
+            ]);
+            assert!(refused.is_err(), "--{id} accepts \"maybe\"");
+        }
+    }
 }

@@ -9,7 +9,6 @@ use clap::{Parser, Subcommand};
 use aliasd::config::{LogFormat, ServeConfig};
 use aliasd::domain::ops::Limits;
 use aliasd::domain::SystemClock;
-use aliasd::store::Store;
 
 #[derive(Parser)]
 #[command(
@@ -29,8 +28,9 @@ enum Command {
     /// Measure throughput and latency against an in-process server on loopback.
     Bench(aliasd::bench::BenchArgs),
     /// Verify the store's invariants (the server must not be running on it).
+    /// Exit 0: all hold; 1: problems found; 2: no store to check.
     Check {
-        /// Directory of the sled database.
+        /// Directory of an existing store (nothing is created).
         #[arg(long, env = "ALIASD_DATA_DIR", default_value = "./aliasd-data")]
         data_dir: PathBuf,
         /// The quota to check against.
@@ -95,7 +95,8 @@ fn serve(config: ServeConfig) -> ExitCode {
             Ok(mut running) => match running.wait().await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
-                    tracing::error!(%error, "server failed");
+                    // Not "server failed": the error's own message begins so.
+                    tracing::error!(%error, "exiting");
                     ExitCode::FAILURE
                 }
             },
@@ -132,14 +133,13 @@ fn bench(args: aliasd::bench::BenchArgs) -> ExitCode {
 }
 
 fn check(data_dir: PathBuf, limits: Limits) -> ExitCode {
-    let store = match Store::open(&data_dir) {
-        Ok(store) => store,
+    let report = match aliasd::store::check::check_dir(&data_dir, &limits) {
+        Ok(report) => report,
         Err(error) => {
             eprintln!("aliasd check: {error}");
             return ExitCode::from(2);
         }
     };
-    let report = store.check(&limits);
     println!(
         "checked {}: {} keys, {} aliases, {} change-log entries, {} request_id records",
         data_dir.display(),

@@ -302,18 +302,32 @@ impl<'a> Arn<'a> {
         {
             return Err(invalid());
         }
-        // A bad id or name inside an ARN: say so, quoting the whole ARN.
-        let in_arn = |error: Error| {
-            Error::invalid(
-                error.reason,
-                field,
-                format!("Invalid ARN {}: {}", quoted(input), error.message),
-            )
-        };
         let resource = if let Some(id) = resource.strip_prefix("key/") {
-            KeyRef::Key(KeyId::parse(field, id).map_err(in_arn)?)
+            // Not KeyId::parse's message: it would say "Invalid key id" after
+            // "Invalid ARN", and offer a key ARN inside a key ARN.
+            if !is_lowercase_uuid(id) {
+                return Err(Error::invalid(
+                    Reason::INVALID_KEY_ID,
+                    field,
+                    format!(
+                        "Invalid ARN {}: its key id {} is not a lowercase UUID such as \
+                         1234abcd-12ab-34cd-56ef-1234567890ab.",
+                        quoted(input),
+                        quoted(id)
+                    ),
+                ));
+            }
+            KeyRef::Key(KeyId(id.to_owned()))
         } else if resource.starts_with(ALIAS_PREFIX) {
-            KeyRef::Alias(AliasName::parse(field, resource).map_err(in_arn)?)
+            // The name's own message begins "Alias name ...": no repetition.
+            let name = AliasName::parse(field, resource).map_err(|error| {
+                Error::invalid(
+                    error.reason,
+                    field,
+                    format!("Invalid ARN {}: {}", quoted(input), error.message),
+                )
+            })?;
+            KeyRef::Alias(name)
         } else {
             return Err(invalid());
         };
@@ -413,6 +427,32 @@ mod tests {
         );
         assert_eq!(reason(&ID.to_uppercase()), Reason::INVALID_KEY_ID);
         assert_eq!(reason(""), Reason::INVALID_KEY_ID);
+    }
+
+    #[test]
+    fn a_bad_id_or_name_inside_an_arn_is_reported_once_with_the_whole_arn() {
+        let s = scope();
+        let message = |input: &str| KeyRef::parse(&s, "key_id", input).unwrap_err().message;
+        assert_eq!(
+            message("arn:aws:kms:us-east-1:000000000000:key/nope"),
+            "Invalid ARN \"arn:aws:kms:us-east-1:000000000000:key/nope\": its key id \"nope\" \
+             is not a lowercase UUID such as 1234abcd-12ab-34cd-56ef-1234567890ab."
+        );
+        assert_eq!(
+            message("arn:aws:kms:us-east-1:000000000000:alias/a b"),
+            "Invalid ARN \"arn:aws:kms:us-east-1:000000000000:alias/a b\": Alias name \
+             \"alias/a b\" contains ' '; only A-Z a-z 0-9 / _ - are allowed."
+        );
+        assert_eq!(
+            message("arn:aws:kms:us-east-1:000000000000:bucket/x"),
+            "Invalid ARN \"arn:aws:kms:us-east-1:000000000000:bucket/x\": expected \
+             arn:PARTITION:kms:REGION:ACCOUNT:key/KEY_ID or arn:PARTITION:kms:REGION:ACCOUNT:alias/NAME."
+        );
+        assert_eq!(
+            message("nope"),
+            "Invalid key id \"nope\": expected a key id (lowercase UUID such as \
+             1234abcd-12ab-34cd-56ef-1234567890ab) or a key ARN."
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! `aliasd check`: verifies the store's invariants from the records alone.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 
 use super::records::{self, AliasRecord, AliasSetRecord, ChangeRecord, KeyRecord, RequestRecord};
-use super::{layout, txn, Store};
+use super::{layout, txn, OpenError, Store, Trees};
 use crate::domain::ops::Limits;
 use crate::domain::{AliasName, Key, KeyState};
 
@@ -23,225 +24,303 @@ impl Report {
     }
 }
 
-impl Store {
-    /// Checks every invariant: records decode and sit under their own key;
-    /// every alias targets an existing key of its account; the per-key index
-    /// matches the aliases exactly; quotas and key counters hold; the
-    /// deletion schedule matches the keys; each change log is contiguous.
-    pub fn check(&self, limits: &Limits) -> Report {
-        let mut report = Report::default();
-        let t = &self.trees;
-        let problems = &mut report.problems;
+/// Why a directory could not be checked.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(
+        "data directory {0} does not exist (check opens an existing store and creates nothing)"
+    )]
+    Missing(PathBuf),
+    #[error("data directory {0} is not a directory")]
+    NotADirectory(PathBuf),
+    #[error("data directory {0} is not an aliasd store: {1}")]
+    NotAStore(PathBuf, &'static str),
+    #[error("cannot read data directory {0}: {1}")]
+    Unreadable(PathBuf, std::io::Error),
+    #[error(transparent)]
+    Open(#[from] OpenError),
+}
 
-        // account -> key_id -> key
-        let mut keys: HashMap<String, BTreeMap<String, Key>> = HashMap::new();
-        for entry in t.keys.iter() {
-            let Ok((key, bytes)) = entry else {
-                problems.push("keys: unreadable entry".into());
-                continue;
-            };
-            let Some((account, id)) = layout::split(&key) else {
-                problems.push(format!("keys: malformed key {key:?}"));
-                continue;
-            };
-            let id = String::from_utf8_lossy(id).into_owned();
-            match records::decode::<KeyRecord>("key", &bytes).and_then(Key::try_from) {
-                Ok(record) if record.key_id.as_str() == id => {
-                    keys.entry(account.to_owned())
-                        .or_default()
-                        .insert(id, record);
-                }
-                Ok(record) => problems.push(format!(
-                    "key {account}/{id}: record names key {}",
-                    record.key_id
-                )),
-                Err(e) => problems.push(format!("key {account}/{id}: {e}")),
-            }
-        }
-        for (account, account_keys) in &keys {
-            let counted = txn::read_u64(
-                t.meta
-                    .get(layout::scoped(account, layout::KEY_COUNT))
-                    .ok()
-                    .flatten(),
-            );
-            if counted != account_keys.len() as u64 {
-                problems.push(format!(
-                    "account {account}: key counter says {counted}, {} keys stored",
-                    account_keys.len()
-                ));
-            }
-            if account_keys.len() as u64 > limits.max_keys_per_account {
-                problems.push(format!(
-                    "account {account}: {} keys, above the quota",
-                    account_keys.len()
-                ));
-            }
-            for key in account_keys.values() {
-                let scheduled = key.deletion_time.map(|time| {
-                    t.schedule
-                        .contains_key(layout::schedule_key(time, account, &key.key_id))
-                        .unwrap_or(false)
-                });
-                match (key.key_state == KeyState::PENDING_DELETION, scheduled) {
-                    (true, Some(true)) | (false, None) => {}
-                    _ => problems.push(format!(
-                        "key {account}/{}: state {} does not match the deletion schedule",
-                        key.key_id,
-                        key.key_state.as_str()
-                    )),
-                }
-            }
-        }
-        report.keys = keys.values().map(BTreeMap::len).sum();
+/// The files sled keeps in every database directory.
+const SLED_FILES: [&str; 2] = ["conf", "db"];
+/// The tree that holds every aliasd store's page-token secret, written when
+/// the store is first opened.
+const META_TREE: &str = "meta";
 
-        // account -> key_id -> alias names (from the alias records)
-        let mut targets: HashMap<(String, String), Vec<String>> = HashMap::new();
-        for entry in t.aliases.iter() {
-            let Ok((key, bytes)) = entry else {
-                problems.push("aliases: unreadable entry".into());
-                continue;
-            };
-            let Some((account, name)) = layout::split(&key) else {
-                problems.push(format!("aliases: malformed key {key:?}"));
-                continue;
-            };
-            let name = String::from_utf8_lossy(name).into_owned();
-            report.aliases += 1;
-            let record = match records::decode::<AliasRecord>("alias", &bytes) {
-                Ok(record) => record,
-                Err(e) => {
-                    problems.push(format!("alias {account}/{name}: {e}"));
-                    continue;
-                }
-            };
-            if record.name != name {
-                problems.push(format!(
-                    "alias {account}/{name}: record names {}",
-                    record.name
-                ));
-            }
-            if let Err(e) = AliasName::parse("alias_name", &name) {
-                problems.push(format!("alias {account}/{name}: {}", e.message));
-            }
-            if !keys
-                .get(account)
-                .is_some_and(|k| k.contains_key(&record.target))
-            {
-                problems.push(format!(
-                    "alias {account}/{name}: targets missing key {}",
-                    record.target
-                ));
-            }
-            targets
-                .entry((account.to_owned(), record.target))
-                .or_default()
-                .push(name);
+/// Checks the store in `dir` without creating one: a missing directory, or
+/// one that holds no aliasd store, is an error and is left as it was. Fails
+/// with [`OpenError::InUse`] while a server runs on it.
+pub fn check_dir(dir: &Path, limits: &Limits) -> Result<Report, CheckError> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Err(CheckError::NotADirectory(dir.to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(CheckError::Missing(dir.to_owned()))
         }
-
-        for entry in t.key_aliases.iter() {
-            let Ok((key, bytes)) = entry else {
-                problems.push("key_aliases: unreadable entry".into());
-                continue;
-            };
-            let Some((account, id)) = layout::split(&key) else {
-                problems.push(format!("key_aliases: malformed key {key:?}"));
-                continue;
-            };
-            let id = String::from_utf8_lossy(id).into_owned();
-            let names = match records::decode::<AliasSetRecord>("alias index", &bytes) {
-                Ok(set) => set.names,
-                Err(e) => {
-                    problems.push(format!("alias index {account}/{id}: {e}"));
-                    continue;
-                }
-            };
-            if names.len() as u64 > limits.max_aliases_per_key {
-                problems.push(format!(
-                    "key {account}/{id}: {} aliases, above the quota of {}",
-                    names.len(),
-                    limits.max_aliases_per_key
-                ));
-            }
-            let mut actual = targets
-                .remove(&(account.to_owned(), id.clone()))
-                .unwrap_or_default();
-            actual.sort();
-            if names != actual {
-                problems.push(format!("key {account}/{id}: index lists {names:?}, aliases targeting it are {actual:?}"));
-            }
-        }
-        for ((account, id), names) in targets {
-            problems.push(format!(
-                "key {account}/{id}: aliases {names:?} target it but it has no index entry"
-            ));
-        }
-
-        // Change logs: contiguous from floor+1 to head.
-        let mut logs: HashMap<String, Vec<u64>> = HashMap::new();
-        for entry in t.changes.iter() {
-            let Ok((key, bytes)) = entry else {
-                problems.push("changes: unreadable entry".into());
-                continue;
-            };
-            let Some((account, revision)) = layout::split(&key) else {
-                problems.push(format!("changes: malformed key {key:?}"));
-                continue;
-            };
-            let revision = <[u8; 8]>::try_from(revision)
-                .map(u64::from_be_bytes)
-                .unwrap_or(0);
-            report.changes += 1;
-            match records::decode::<ChangeRecord>("change", &bytes) {
-                Ok(record) if record.revision == revision => {
-                    logs.entry(account.to_owned()).or_default().push(revision)
-                }
-                Ok(record) => problems.push(format!(
-                    "change {account}/{revision}: record says revision {}",
-                    record.revision
-                )),
-                Err(e) => problems.push(format!("change {account}/{revision}: {e}")),
-            }
-        }
-        for entry in t.meta.iter().flatten() {
-            let (key, value) = entry;
-            let Some((account, layout::REVISION)) = layout::split(&key) else {
-                continue;
-            };
-            let head = txn::read_u64(Some(value));
-            let floor = txn::read_u64(
-                t.meta
-                    .get(layout::scoped(account, layout::FLOOR))
-                    .ok()
-                    .flatten(),
-            );
-            let revisions = logs.remove(account).unwrap_or_default();
-            let expected: Vec<u64> = (floor + 1..=head).collect();
-            if revisions != expected {
-                problems.push(format!(
-                    "account {account}: change log holds {} entries, expected revisions {}..={head}",
-                    revisions.len(),
-                    floor + 1
-                ));
-            }
-        }
-        for (account, revisions) in logs {
-            problems.push(format!(
-                "account {account}: {} changes but no revision counter",
-                revisions.len()
-            ));
-        }
-
-        for entry in t.requests.iter() {
-            let Ok((key, bytes)) = entry else {
-                problems.push("requests: unreadable entry".into());
-                continue;
-            };
-            report.requests += 1;
-            if let Err(e) = records::decode::<RequestRecord>("request", &bytes) {
-                problems.push(format!("request {}: {e}", String::from_utf8_lossy(&key)));
-            }
-        }
-        report
+        Err(e) => return Err(CheckError::Unreadable(dir.to_owned(), e)),
     }
+    // Before sled opens it: sled would turn any directory into a database.
+    if !SLED_FILES.iter().all(|name| dir.join(name).is_file()) {
+        return Err(CheckError::NotAStore(
+            dir.to_owned(),
+            "it holds no sled database (no conf and db files)",
+        ));
+    }
+    let sled_error = |source: sled::Error| match &source {
+        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+            OpenError::InUse(dir.to_owned())
+        }
+        _ => OpenError::Sled {
+            path: dir.to_owned(),
+            source,
+        },
+    };
+    let db = sled::Config::new().path(dir).open().map_err(sled_error)?;
+    // Opening a tree creates it: look before opening.
+    let has_meta = db
+        .tree_names()
+        .iter()
+        .any(|name| name.as_ref() == META_TREE.as_bytes());
+    let has_secret = has_meta
+        && db
+            .open_tree(META_TREE)
+            .and_then(|meta| meta.contains_key(layout::TOKEN_SECRET))
+            .map_err(sled_error)?;
+    if !has_secret {
+        return Err(CheckError::NotAStore(
+            dir.to_owned(),
+            "its sled database was not written by aliasd",
+        ));
+    }
+    let trees = Trees::open(&db).map_err(sled_error)?;
+    Ok(check_trees(&trees, limits))
+}
+
+impl Store {
+    /// Checks every invariant of this open store (see [`check_trees`]).
+    pub fn check(&self, limits: &Limits) -> Report {
+        check_trees(&self.trees, limits)
+    }
+}
+
+/// Checks every invariant: records decode and sit under their own key;
+/// every alias targets an existing key of its account; the per-key index
+/// matches the aliases exactly; quotas and key counters hold; the
+/// deletion schedule matches the keys; each change log is contiguous.
+fn check_trees(t: &Trees, limits: &Limits) -> Report {
+    let mut report = Report::default();
+    let problems = &mut report.problems;
+
+    // account -> key_id -> key
+    let mut keys: HashMap<String, BTreeMap<String, Key>> = HashMap::new();
+    for entry in t.keys.iter() {
+        let Ok((key, bytes)) = entry else {
+            problems.push("keys: unreadable entry".into());
+            continue;
+        };
+        let Some((account, id)) = layout::split(&key) else {
+            problems.push(format!("keys: malformed key {key:?}"));
+            continue;
+        };
+        let id = String::from_utf8_lossy(id).into_owned();
+        match records::decode::<KeyRecord>("key", &bytes).and_then(Key::try_from) {
+            Ok(record) if record.key_id.as_str() == id => {
+                keys.entry(account.to_owned())
+                    .or_default()
+                    .insert(id, record);
+            }
+            Ok(record) => problems.push(format!(
+                "key {account}/{id}: record names key {}",
+                record.key_id
+            )),
+            Err(e) => problems.push(format!("key {account}/{id}: {e}")),
+        }
+    }
+    for (account, account_keys) in &keys {
+        let counted = txn::read_u64(
+            t.meta
+                .get(layout::scoped(account, layout::KEY_COUNT))
+                .ok()
+                .flatten(),
+        );
+        if counted != account_keys.len() as u64 {
+            problems.push(format!(
+                "account {account}: key counter says {counted}, {} keys stored",
+                account_keys.len()
+            ));
+        }
+        if account_keys.len() as u64 > limits.max_keys_per_account {
+            problems.push(format!(
+                "account {account}: {} keys, above the quota",
+                account_keys.len()
+            ));
+        }
+        for key in account_keys.values() {
+            let scheduled = key.deletion_time.map(|time| {
+                t.schedule
+                    .contains_key(layout::schedule_key(time, account, &key.key_id))
+                    .unwrap_or(false)
+            });
+            match (key.key_state == KeyState::PENDING_DELETION, scheduled) {
+                (true, Some(true)) | (false, None) => {}
+                _ => problems.push(format!(
+                    "key {account}/{}: state {} does not match the deletion schedule",
+                    key.key_id,
+                    key.key_state.as_str()
+                )),
+            }
+        }
+    }
+    report.keys = keys.values().map(BTreeMap::len).sum();
+
+    // account -> key_id -> alias names (from the alias records)
+    let mut targets: HashMap<(String, String), Vec<String>> = HashMap::new();
+    for entry in t.aliases.iter() {
+        let Ok((key, bytes)) = entry else {
+            problems.push("aliases: unreadable entry".into());
+            continue;
+        };
+        let Some((account, name)) = layout::split(&key) else {
+            problems.push(format!("aliases: malformed key {key:?}"));
+            continue;
+        };
+        let name = String::from_utf8_lossy(name).into_owned();
+        report.aliases += 1;
+        let record = match records::decode::<AliasRecord>("alias", &bytes) {
+            Ok(record) => record,
+            Err(e) => {
+                problems.push(format!("alias {account}/{name}: {e}"));
+                continue;
+            }
+        };
+        if record.name != name {
+            problems.push(format!(
+                "alias {account}/{name}: record names {}",
+                record.name
+            ));
+        }
+        if let Err(e) = AliasName::parse("alias_name", &name) {
+            problems.push(format!("alias {account}/{name}: {}", e.message));
+        }
+        if !keys
+            .get(account)
+            .is_some_and(|k| k.contains_key(&record.target))
+        {
+            problems.push(format!(
+                "alias {account}/{name}: targets missing key {}",
+                record.target
+            ));
+        }
+        targets
+            .entry((account.to_owned(), record.target))
+            .or_default()
+            .push(name);
+    }
+
+    for entry in t.key_aliases.iter() {
+        let Ok((key, bytes)) = entry else {
+            problems.push("key_aliases: unreadable entry".into());
+            continue;
+        };
+        let Some((account, id)) = layout::split(&key) else {
+            problems.push(format!("key_aliases: malformed key {key:?}"));
+            continue;
+        };
+        let id = String::from_utf8_lossy(id).into_owned();
+        let names = match records::decode::<AliasSetRecord>("alias index", &bytes) {
+            Ok(set) => set.names,
+            Err(e) => {
+                problems.push(format!("alias index {account}/{id}: {e}"));
+                continue;
+            }
+        };
+        if names.len() as u64 > limits.max_aliases_per_key {
+            problems.push(format!(
+                "key {account}/{id}: {} aliases, above the quota of {}",
+                names.len(),
+                limits.max_aliases_per_key
+            ));
+        }
+        let mut actual = targets
+            .remove(&(account.to_owned(), id.clone()))
+            .unwrap_or_default();
+        actual.sort();
+        if names != actual {
+            problems.push(format!(
+                "key {account}/{id}: index lists {names:?}, aliases targeting it are {actual:?}"
+            ));
+        }
+    }
+    for ((account, id), names) in targets {
+        problems.push(format!(
+            "key {account}/{id}: aliases {names:?} target it but it has no index entry"
+        ));
+    }
+
+    // Change logs: contiguous from floor+1 to head.
+    let mut logs: HashMap<String, Vec<u64>> = HashMap::new();
+    for entry in t.changes.iter() {
+        let Ok((key, bytes)) = entry else {
+            problems.push("changes: unreadable entry".into());
+            continue;
+        };
+        let Some((account, revision)) = layout::split(&key) else {
+            problems.push(format!("changes: malformed key {key:?}"));
+            continue;
+        };
+        let revision = <[u8; 8]>::try_from(revision)
+            .map(u64::from_be_bytes)
+            .unwrap_or(0);
+        report.changes += 1;
+        match records::decode::<ChangeRecord>("change", &bytes) {
+            Ok(record) if record.revision == revision => {
+                logs.entry(account.to_owned()).or_default().push(revision)
+            }
+            Ok(record) => problems.push(format!(
+                "change {account}/{revision}: record says revision {}",
+                record.revision
+            )),
+            Err(e) => problems.push(format!("change {account}/{revision}: {e}")),
+        }
+    }
+    for entry in t.meta.iter().flatten() {
+        let (key, value) = entry;
+        let Some((account, layout::REVISION)) = layout::split(&key) else {
+            continue;
+        };
+        let head = txn::read_u64(Some(value));
+        let floor = txn::read_u64(
+            t.meta
+                .get(layout::scoped(account, layout::FLOOR))
+                .ok()
+                .flatten(),
+        );
+        let revisions = logs.remove(account).unwrap_or_default();
+        let expected: Vec<u64> = (floor + 1..=head).collect();
+        if revisions != expected {
+            problems.push(format!(
+                "account {account}: change log holds {} entries, expected revisions {}..={head}",
+                revisions.len(),
+                floor + 1
+            ));
+        }
+    }
+    for (account, revisions) in logs {
+        problems.push(format!(
+            "account {account}: {} changes but no revision counter",
+            revisions.len()
+        ));
+    }
+
+    for entry in t.requests.iter() {
+        let Ok((key, bytes)) = entry else {
+            problems.push("requests: unreadable entry".into());
+            continue;
+        };
+        report.requests += 1;
+        if let Err(e) = records::decode::<RequestRecord>("request", &bytes) {
+            problems.push(format!("request {}: {e}", String::from_utf8_lossy(&key)));
+        }
+    }
+    report
 }

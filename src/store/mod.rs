@@ -685,6 +685,83 @@ impl Store {
     pub fn flush_stats(&self) -> Arc<group_commit::FlushStats> {
         self.committer.stats()
     }
+
+    /// Runs `op` over several accounts in one transaction (the seed file:
+    /// all of it or none of it). `op` gets one view per account of
+    /// `accounts`, in that order. Like [`Store::write`], returns only once
+    /// the change is on disk; keeps no request_id record and no audit record.
+    pub async fn write_accounts<T, F>(
+        self: &Arc<Self>,
+        accounts: Vec<String>,
+        op: F,
+    ) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: Fn(&[SledTxn]) -> Result<T, Fail> + Send + 'static,
+    {
+        let store = self.clone();
+        let write = tokio::spawn(async move {
+            let _pending = PendingWrite::start(&store);
+            let transaction_store = store.clone();
+            let (value, revisions) = tokio::task::spawn_blocking(move || {
+                let t = &transaction_store.trees;
+                let trees = (
+                    &t.keys,
+                    &t.aliases,
+                    &t.key_aliases,
+                    &t.changes,
+                    &t.meta,
+                    &t.requests,
+                    &t.requests_by_time,
+                    &t.schedule,
+                );
+                let result = trees.transaction(
+                    |(keys, aliases, key_aliases, changes, meta, requests, by_time, schedule)| {
+                        let txns: Vec<SledTxn> = accounts
+                            .iter()
+                            .map(|account| SledTxn {
+                                trees: TxTrees {
+                                    keys,
+                                    aliases,
+                                    key_aliases,
+                                    changes,
+                                    meta,
+                                    requests,
+                                    requests_by_time: by_time,
+                                    schedule,
+                                },
+                                account,
+                                last_revision: Cell::new(None),
+                            })
+                            .collect();
+                        let value = op(&txns)?;
+                        let revisions: Vec<(String, u64)> = txns
+                            .iter()
+                            .filter_map(|txn| {
+                                let revision = txn.last_revision.get()?;
+                                Some((txn.account.to_owned(), revision))
+                            })
+                            .collect();
+                        Ok((value, revisions))
+                    },
+                );
+                result.map_err(|e: TransactionError<Error>| match e {
+                    TransactionError::Abort(error) => error,
+                    TransactionError::Storage(error) => storage_error(error),
+                })
+            })
+            .await
+            .map_err(|e| Error::internal(format!("transaction task failed: {e}")))??;
+            store.committer.flush().await?;
+            for (account, revision) in revisions {
+                store.publish(&account, revision);
+            }
+            Ok(value)
+        });
+        write
+            .await
+            .map_err(|e| Error::internal(format!("write task failed: {e}")))?
+    }
 }
 
 /// Appends an audit record to its account's log, inside a transaction.

@@ -4,6 +4,7 @@
 
 mod access;
 mod aliases;
+mod cli;
 mod common;
 mod concurrency;
 mod crash;
