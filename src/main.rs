@@ -94,9 +94,10 @@ fn serve(config: ServeConfig) -> ExitCode {
         match aliasd::server::start(config, Arc::new(SystemClock), shutdown).await {
             Ok(mut running) => match running.wait().await {
                 Ok(()) => ExitCode::SUCCESS,
+                // 3 after a store failure, 1 otherwise (README: exit codes).
                 Err(error) => {
                     tracing::error!(%error, "server failed");
-                    ExitCode::FAILURE
+                    ExitCode::from(error.exit_code())
                 }
             },
             Err(error) => {
