@@ -92,17 +92,19 @@ impl Maintenance {
         prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = reap.tick() => {
-                    if let Err(error) = self.reap_due_keys().await {
-                        tracing::error!(%error, "removing keys due for deletion failed");
-                    }
-                }
+                _ = reap.tick() => match self.reap_due_keys().await {
+                    // The store logged its failure once; no line per tick.
+                    Err(error) if error.reason == Reason::STORE_FAILED => {}
+                    Err(error) => tracing::error!(%error, "removing keys due for deletion failed"),
+                    Ok(_) => {}
+                },
                 _ = prune.tick() => {
                     match self.prune().await {
                         Ok((changes, requests)) if changes + requests > 0 => {
                             tracing::debug!(changes, requests, "pruned change log and request_ids");
                         }
                         Ok(_) => {}
+                        Err(error) if error.reason == Reason::STORE_FAILED => {}
                         Err(error) => tracing::error!(%error, "pruning failed"),
                     }
                 }

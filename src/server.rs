@@ -55,6 +55,22 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("{0}")]
     Other(String),
+    /// The server ran and stopped, but its store had failed (see
+    /// `store/failure.rs`): acknowledged writes are safe, others may not be.
+    #[error("stopped after the store failed: {0}")]
+    StoreFailed(String),
+}
+
+impl ServeError {
+    /// The process exit code for this error (0 is a clean shutdown): 1 when
+    /// the server could not start (or failed otherwise), 3 when it stopped
+    /// after its store failed.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ServeError::StoreFailed(_) => 3,
+            _ => 1,
+        }
+    }
 }
 
 /// A started server.
@@ -91,13 +107,24 @@ pub async fn start(
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, ServeError> {
+    start_with_syncer(config, clock, shutdown, crate::store::sync::file_syncer()).await
+}
+
+/// [`start`] with the store's file syncer replaced (tests delay or fail it).
+pub async fn start_with_syncer(
+    config: ServeConfig,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    make_syncer: crate::store::sync::MakeSyncer,
+) -> Result<Running, ServeError> {
     config
         .validate()
         .map_err(|e| ServeError::Config(e.message))?;
     let data_dir = config.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
-        .await
-        .map_err(|e| ServeError::Other(format!("open task failed: {e}")))??;
+    let store =
+        tokio::task::spawn_blocking(move || Store::open_with_syncer(&data_dir, make_syncer))
+            .await
+            .map_err(|e| ServeError::Other(format!("open task failed: {e}")))??;
 
     if let Some(path) = &config.seed {
         let seed = crate::seed::parse(path).map_err(|e| ServeError::Seed(e.message))?;
@@ -312,6 +339,10 @@ async fn serve(
             .set_service_status(name, ServingStatus::Serving)
             .await;
     }
+    tokio::spawn(not_serving_once_the_store_fails(
+        store.failures(),
+        health.clone(),
+    ));
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -401,10 +432,37 @@ async fn serve(
     let flushed = tokio::task::spawn_blocking(move || flush_store.flush_blocking())
         .await
         .map_err(|e| ServeError::Other(format!("final flush task failed: {e}")))?;
-    flushed.map_err(|e: Error| ServeError::Other(e.message))?;
+    let failure = store.failure();
     release(store).await;
     tracing::info!("stopped");
+    if let Some(cause) = failure {
+        return Err(ServeError::StoreFailed(cause.to_string()));
+    }
+    flushed.map_err(|e: Error| ServeError::Other(e.message))?;
     result
+}
+
+/// Health turns NOT_SERVING, overall and per service, once the store has
+/// failed, so that an orchestrator restarts the server (calls meanwhile get
+/// UNAVAILABLE, `STORE_FAILED`).
+async fn not_serving_once_the_store_fails(
+    mut failures: watch::Receiver<crate::store::failure::FailureCause>,
+    health: tonic_health::server::HealthReporter,
+) {
+    // Ends without a change when the store closes.
+    if failures.wait_for(Option::is_some).await.is_err() {
+        return;
+    }
+    // The services first: once the overall status says NOT_SERVING, so
+    // does every service.
+    for name in SERVICE_NAMES {
+        health
+            .set_service_status(name, ServingStatus::NotServing)
+            .await;
+    }
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
 }
 
 /// Waits (briefly) for finished watches and connections to let go of the

@@ -23,6 +23,7 @@ pub enum Code {
     Unimplemented,
     Unauthenticated,
     Internal,
+    Unknown,
 }
 
 /// One row of the error table.
@@ -140,6 +141,23 @@ reasons! {
         "The call's deadline passed before it finished; a change may still have committed (retry with the same request_id).";
     INTERNAL => Internal, "KMSInternalException",
         "A storage or server fault; details are in the server log.";
+    STORE_FAILED => Unavailable, "KMSInternalException",
+        "The store hit an I/O error (a full disk, say) and this server must be restarted; it reports NOT_SERVING until then. The call changed nothing (`may_have_committed` = `false`): retry against the restarted server.";
+    WRITE_OUTCOME_UNKNOWN => Unknown, "KMSInternalException",
+        "The change committed but could not be made durable, and the store failed: it may or may not be there after the restart (`may_have_committed` = `true`). Retry with the same request_id; not retried automatically by gRPC clients.";
+}
+
+impl Reason {
+    /// Whether a call that got this error may have changed something, for
+    /// the ErrorInfo metadata `may_have_committed`; `None` for reasons that
+    /// do not carry it (those calls changed nothing).
+    pub fn may_have_committed(self) -> Option<bool> {
+        match self {
+            Reason::WRITE_OUTCOME_UNKNOWN | Reason::DEADLINE_EXCEEDED => Some(true),
+            Reason::STORE_FAILED => Some(false),
+            _ => None,
+        }
+    }
 }
 
 /// An error with its reason, a KMS-style message, and (for invalid

@@ -193,6 +193,7 @@ fn grpc_code(code: Code) -> GrpcCode {
         Code::Unimplemented => GrpcCode::Unimplemented,
         Code::Unauthenticated => GrpcCode::Unauthenticated,
         Code::Internal => GrpcCode::Internal,
+        Code::Unknown => GrpcCode::Unknown,
     }
 }
 
@@ -204,7 +205,10 @@ pub fn status(error: Error) -> Status {
     if code == GrpcCode::Internal {
         tracing::error!(message = %error.message, "internal error");
     }
-    let metadata = HashMap::from([("kms_exception".to_owned(), spec.kms_exception.to_owned())]);
+    let mut metadata = HashMap::from([("kms_exception".to_owned(), spec.kms_exception.to_owned())]);
+    if let Some(may) = error.reason.may_have_committed() {
+        metadata.insert("may_have_committed".to_owned(), may.to_string());
+    }
     let mut details = ErrorDetails::with_error_info(error.reason.as_str(), ERROR_DOMAIN, metadata);
     if let Some(delay) = error.retry_after {
         details.set_retry_info(Some(delay));

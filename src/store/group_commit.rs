@@ -1,26 +1,33 @@
 //! Group commit: one flusher thread serves every writer. A writer commits its
 //! transaction, then asks for a flush; the flusher takes every request queued
-//! so far, runs one blocking `flush()`, and answers them all. Writers that
-//! commit while a flush runs share the next one, so under load the cost of an
-//! fsync is spread over many calls.
+//! so far, runs one blocking `flush()` and one [`Syncer::sync`] (the real
+//! `fsync`/`fdatasync`, see `sync.rs`), and only then answers them all.
+//! Writers that commit while a flush runs share the next one, so under load
+//! the cost of an fsync is spread over many calls.
 //!
 //! sled 0.34's concurrent `flush_async` can deadlock; a single thread calling
 //! the blocking `flush()` avoids that.
+//!
+//! The first failed flush or sync fails the store ([`Failure`]); later
+//! requests are answered with that failure without flushing again.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
 use tokio::sync::oneshot;
 
-use crate::domain::Error;
+use super::failure::Failure;
+use super::sync::Syncer;
 
-type Waiter = oneshot::Sender<Result<(), String>>;
+/// How a flush request is answered: `Err` carries why the store failed.
+type Answer = Box<dyn FnOnce(Result<(), Arc<str>>) + Send>;
 
 pub struct GroupCommit {
     /// None once dropping: closing the queue ends the flusher.
-    queue: Option<mpsc::Sender<Waiter>>,
+    queue: Option<mpsc::Sender<Answer>>,
     flusher: Option<std::thread::JoinHandle<()>>,
     stats: Arc<FlushStats>,
+    failure: Failure,
 }
 
 /// How many flushes ran and how many writers they served.
@@ -28,6 +35,8 @@ pub struct GroupCommit {
 pub struct FlushStats {
     pub flushes: AtomicU64,
     pub writers: AtomicU64,
+    /// Flush requests queued so far (tests wait on it).
+    pub requested: AtomicU64,
 }
 
 impl FlushStats {
@@ -40,11 +49,15 @@ impl FlushStats {
     }
 }
 
+/// Why a flush request got no answer.
+const FLUSHER_GONE: &str = "the flusher thread has stopped";
+
 impl GroupCommit {
-    pub fn start(db: sled::Db) -> GroupCommit {
-        let (queue, requests) = mpsc::channel::<Waiter>();
+    pub fn start(db: sled::Db, mut syncer: Box<dyn Syncer>, failure: Failure) -> GroupCommit {
+        let (queue, requests) = mpsc::channel::<Answer>();
         let stats = Arc::new(FlushStats::default());
         let counted = stats.clone();
+        let failed = failure.clone();
         let flusher = std::thread::Builder::new()
             .name("aliasd-flusher".into())
             .spawn(move || {
@@ -52,17 +65,26 @@ impl GroupCommit {
                 while let Ok(first) = requests.recv() {
                     let mut waiters = vec![first];
                     waiters.extend(requests.try_iter());
-                    let result = db.flush().map(drop).map_err(|e| e.to_string());
-                    counted.flushes.fetch_add(1, Ordering::Relaxed);
-                    counted
-                        .writers
-                        .fetch_add(waiters.len() as u64, Ordering::Relaxed);
-                    if let Err(error) = &result {
-                        tracing::error!(%error, "flush failed");
-                    }
-                    for waiter in waiters {
-                        // A writer that gave up waiting is no concern of ours.
-                        let _ = waiter.send(result.clone());
+                    let result = match failed.cause() {
+                        // Never flush or sync again after a failure (see failure.rs).
+                        Some(cause) => Err(cause),
+                        None => {
+                            let done = db
+                                .flush()
+                                .map_err(|e| format!("flush: {e}"))
+                                .and_then(|_| syncer.sync().map_err(|e| format!("fsync: {e}")));
+                            counted.flushes.fetch_add(1, Ordering::Relaxed);
+                            counted
+                                .writers
+                                .fetch_add(waiters.len() as u64, Ordering::Relaxed);
+                            done.map_err(|cause| {
+                                failed.fail(&cause);
+                                failed.cause().unwrap_or_else(|| cause.into())
+                            })
+                        }
+                    };
+                    for answer in waiters {
+                        answer(result.clone());
                     }
                 }
             })
@@ -71,6 +93,7 @@ impl GroupCommit {
             queue: Some(queue),
             flusher: Some(flusher),
             stats,
+            failure,
         }
     }
 
@@ -78,19 +101,43 @@ impl GroupCommit {
         self.stats.clone()
     }
 
-    /// Returns once everything committed before the call is on disk.
-    pub async fn flush(&self) -> Result<(), Error> {
-        let (waiter, done) = oneshot::channel();
+    fn request(&self, answer: Answer) -> Result<(), Arc<str>> {
         self.queue
             .as_ref()
-            .ok_or_else(|| Error::internal("the flusher has stopped"))?
-            .send(waiter)
-            .map_err(|_| Error::internal("the flusher has stopped"))?;
-        match done.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(Error::internal(format!("flush failed: {error}"))),
-            Err(_) => Err(Error::internal("the flusher has stopped")),
-        }
+            .ok_or_else(|| Arc::from(FLUSHER_GONE))?
+            .send(answer)
+            .map_err(|_| self.flusher_gone())?;
+        self.stats.requested.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// No answer means the flusher died (a panic in sled): nothing is being
+    /// made durable any more, so the store has failed.
+    fn flusher_gone(&self) -> Arc<str> {
+        self.failure.fail(FLUSHER_GONE);
+        self.failure
+            .cause()
+            .unwrap_or_else(|| Arc::from(FLUSHER_GONE))
+    }
+
+    /// Returns once everything committed before the call is on disk, or
+    /// why the store failed.
+    pub async fn flush(&self) -> Result<(), Arc<str>> {
+        let (answer, done) = oneshot::channel();
+        self.request(Box::new(move |result| {
+            // A writer that gave up waiting is no concern of ours.
+            let _ = answer.send(result);
+        }))?;
+        done.await.unwrap_or_else(|_| Err(self.flusher_gone()))
+    }
+
+    /// [`GroupCommit::flush`] for threads outside the async runtime.
+    pub fn flush_blocking(&self) -> Result<(), Arc<str>> {
+        let (answer, done) = mpsc::sync_channel(1);
+        self.request(Box::new(move |result| {
+            let _ = answer.send(result);
+        }))?;
+        done.recv().unwrap_or_else(|_| Err(self.flusher_gone()))
     }
 }
 

@@ -6,11 +6,16 @@
 //! only once it is on disk), the `list_*` calls page through records, and
 //! [`Store::changes_after`] reads the change log. Another backend would
 //! implement the same calls around its own transaction.
+//!
+//! A write is acknowledged only after its flush and a real file sync
+//! (`sync.rs`); the first I/O error fails the store for good (`failure.rs`).
 
 pub mod check;
+pub mod failure;
 pub mod group_commit;
 pub mod layout;
 pub mod records;
+pub mod sync;
 pub mod txn;
 pub mod watch;
 
@@ -23,12 +28,14 @@ use std::sync::{Arc, Mutex};
 use sled::transaction::{TransactionError, Transactional};
 use sled::Tree;
 
+use self::failure::{outcome_unknown, store_failed, Failure, FailureCause};
 use self::group_commit::GroupCommit;
 use self::records::{AliasRecord, ChangeRecord, KeyRecord, Replayable, RequestRecord};
+use self::sync::MakeSyncer;
 use self::txn::{Fail, SledTxn, TxTrees};
 use crate::domain::audit::AuditEntry;
 use crate::domain::request::Idempotency;
-use crate::domain::{Alias, AliasEvent, Error, Key, KeyId, Millis};
+use crate::domain::{Alias, AliasEvent, Error, Key, KeyId, Millis, Reason};
 
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +47,11 @@ pub enum OpenError {
     InUse(PathBuf),
     #[error("cannot open data directory {path}: {source}")]
     Sled { path: PathBuf, source: sled::Error },
+    #[error("cannot sync data directory {path} to disk: {source}")]
+    Sync {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The trees, opened once.
@@ -80,13 +92,13 @@ struct Published {
 }
 
 pub struct Store {
-    db: sled::Db,
     /// Writes started and not yet flushed (see [`Store::settle`]).
     pending_writes: AtomicU64,
     /// Where audit records are mirrored as JSON lines (--audit-log).
     audit_mirror: std::sync::OnceLock<Mutex<std::fs::File>>,
     trees: Trees,
     committer: GroupCommit,
+    failure: Failure,
     published: Published,
     token_secret: [u8; 32],
 }
@@ -99,6 +111,11 @@ impl Store {
     /// Opens (or creates) the store in `dir`. Fails with [`OpenError::InUse`]
     /// when another process holds it.
     pub fn open(dir: &Path) -> Result<Arc<Store>, OpenError> {
+        Self::open_with_syncer(dir, sync::file_syncer())
+    }
+
+    /// [`Store::open`] with another syncer (tests delay or fail syncs).
+    pub fn open_with_syncer(dir: &Path, make_syncer: MakeSyncer) -> Result<Arc<Store>, OpenError> {
         let sled_error = |source: sled::Error| match &source {
             sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
                 OpenError::InUse(dir.to_owned())
@@ -112,16 +129,23 @@ impl Store {
         let trees = Trees::open(&db).map_err(sled_error)?;
         let token_secret = Self::token_secret(&db, &trees).map_err(sled_error)?;
         let revisions = Self::durable_heads(&trees).map_err(sled_error)?;
-        let committer = GroupCommit::start(db.clone());
+        // Syncs what opening wrote (the token secret, a new store's files).
+        let syncer = make_syncer(dir).map_err(|source| OpenError::Sync {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let generation = tokio::sync::watch::channel(0).0;
+        let failure = Failure::new(generation.clone());
+        let committer = GroupCommit::start(db, syncer, failure.clone());
         Ok(Arc::new(Store {
-            db,
             pending_writes: AtomicU64::new(0),
             audit_mirror: std::sync::OnceLock::new(),
             trees,
             committer,
+            failure,
             published: Published {
                 revisions: Mutex::new(revisions),
-                generation: tokio::sync::watch::channel(0).0,
+                generation,
             },
             token_secret,
         }))
@@ -182,6 +206,9 @@ impl Store {
             &t.schedule,
             &t.audit,
         );
+        // Whether the closure's last run succeeded: a storage error then
+        // came from sled's commit, which may have applied part of it.
+        let committing = Cell::new(false);
         let result = trees.transaction(
             |(
                 keys,
@@ -194,6 +221,7 @@ impl Store {
                 schedule,
                 audit_tree,
             )| {
+                committing.set(false);
                 let txn = SledTxn {
                     trees: TxTrees {
                         keys,
@@ -218,6 +246,7 @@ impl Store {
                             return Err(Fail::Abort(idempotency.reused_error()));
                         }
                         // A repeat changes nothing, so it is not audited again.
+                        committing.set(true);
                         return Ok((
                             T::from_bytes(&record.response).map_err(Fail::Abort)?,
                             None,
@@ -242,14 +271,49 @@ impl Store {
                     Some(entry) => Some(append_audit(meta, audit_tree, entry)?),
                     None => None,
                 };
+                committing.set(true);
                 Ok((value, txn.last_revision.get(), audited))
             },
         );
         match result {
             Ok(done) => Ok(done),
             Err(TransactionError::Abort(error)) => Err(error),
-            Err(TransactionError::Storage(error)) => Err(storage_error(error)),
+            Err(TransactionError::Storage(error)) => {
+                Err(self.transaction_failed(error, committing.get()))
+            }
         }
+    }
+
+    /// A storage error in a transaction. One in sled's commit may have
+    /// applied part of the change (in memory at least): the store fails and
+    /// the outcome is unknown. An I/O error before the commit changed
+    /// nothing, but sled is poisoned by it: the store fails too.
+    fn transaction_failed(&self, error: sled::Error, committing: bool) -> Error {
+        let cause = format!("storage error: {error}");
+        if committing {
+            self.failure.fail(&cause);
+            outcome_unknown(&cause)
+        } else if matches!(error, sled::Error::Io(_)) {
+            self.failure.fail(&cause);
+            store_failed(&cause)
+        } else {
+            storage_error(error)
+        }
+    }
+
+    /// Why the store failed, if it did (see `failure.rs`).
+    pub fn failure(&self) -> FailureCause {
+        self.failure.cause()
+    }
+
+    /// Changes to `Some` when the store fails.
+    pub fn failures(&self) -> tokio::sync::watch::Receiver<FailureCause> {
+        self.failure.subscribe()
+    }
+
+    /// Refuses a call (changing nothing) if the store failed.
+    pub fn check_not_failed(&self) -> Result<(), Error> {
+        self.failure.check()
     }
 
     /// Runs a changing operation: one transaction, then a (shared) flush;
@@ -272,6 +336,7 @@ impl Store {
         let account = account.to_owned();
         let write = tokio::spawn(async move {
             let _pending = PendingWrite::start(&store);
+            store.failure.check()?;
             let (value, revision, audited) = {
                 let store = store.clone();
                 let account = account.clone();
@@ -281,7 +346,12 @@ impl Store {
                 .await
                 .map_err(|e| Error::internal(format!("transaction task failed: {e}")))??
             };
-            store.committer.flush().await?;
+            // Committed: from here on a failure may leave the change applied.
+            store
+                .committer
+                .flush()
+                .await
+                .map_err(|cause| outcome_unknown(&cause))?;
             if let Some(revision) = revision {
                 store.publish(&account, revision);
             }
@@ -300,7 +370,10 @@ impl Store {
     /// covers every commit the read could have seen).
     async fn settle(&self) -> Result<(), Error> {
         if self.pending_writes.load(Ordering::SeqCst) > 0 {
-            self.committer.flush().await?;
+            self.committer
+                .flush()
+                .await
+                .map_err(|cause| store_failed(&cause))?;
         }
         Ok(())
     }
@@ -308,6 +381,10 @@ impl Store {
     /// Records a denied call: its own small transaction (the call changed
     /// nothing), flushed with the next group commit.
     pub async fn record_denial(self: &Arc<Self>, entry: AuditEntry) -> Result<(), Error> {
+        if self.failure.cause().is_some() {
+            // Nothing can be recorded any more; the failure was logged once.
+            return Ok(());
+        }
         let store = self.clone();
         let entry = tokio::task::spawn_blocking(move || {
             let t = &store.trees;
@@ -315,7 +392,7 @@ impl Store {
                 (&t.meta, &t.audit).transaction(|(meta, audit)| append_audit(meta, audit, &entry));
             result.map_err(|e: TransactionError<Error>| match e {
                 TransactionError::Abort(error) => error,
-                TransactionError::Storage(error) => storage_error(error),
+                TransactionError::Storage(error) => store.transaction_failed(error, false),
             })
         })
         .await
@@ -396,6 +473,7 @@ impl Store {
         T: Replayable + Send + 'static,
         F: Fn(&SledTxn) -> Result<T, Fail> + Send + 'static,
     {
+        self.failure.check()?;
         let store = self.clone();
         let account = account.to_owned();
         let value = tokio::task::spawn_blocking(move || {
@@ -404,7 +482,12 @@ impl Store {
                 .map(|(value, _, _)| value)
         })
         .await
-        .map_err(|e| Error::internal(format!("transaction task failed: {e}")))??;
+        .map_err(|e| Error::internal(format!("transaction task failed: {e}")))?
+        .map_err(|error| match (error.reason, self.failure.cause()) {
+            // A read changes nothing, whichever phase failed.
+            (Reason::WRITE_OUTCOME_UNKNOWN, Some(cause)) => store_failed(&cause),
+            _ => error,
+        })?;
         self.settle().await?;
         Ok(value)
     }
@@ -414,6 +497,7 @@ impl Store {
         self: &Arc<Self>,
         f: impl FnOnce(&Store) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
+        self.failure.check()?;
         let store = self.clone();
         let value = tokio::task::spawn_blocking(move || f(&store))
             .await
@@ -445,7 +529,8 @@ impl Store {
         revisions.get(account).copied().unwrap_or(0)
     }
 
-    /// Wakes whenever some account's durable revision moves.
+    /// Wakes whenever some account's durable revision moves (and when the
+    /// store fails).
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.published.generation.subscribe()
     }
@@ -675,9 +760,12 @@ impl Store {
         Ok(pruned)
     }
 
-    /// Flushes everything to disk (shutdown, maintenance).
+    /// Flushes and syncs everything to disk (shutdown), through the
+    /// flusher; call it off the async threads.
     pub fn flush_blocking(&self) -> Result<(), Error> {
-        self.db.flush().map(drop).map_err(storage_error)
+        self.committer
+            .flush_blocking()
+            .map_err(|cause| store_failed(&cause))
     }
 
     /// Flushes run and writers served since the store was opened: writers
@@ -702,6 +790,7 @@ impl Store {
         let store = self.clone();
         let write = tokio::spawn(async move {
             let _pending = PendingWrite::start(&store);
+            store.failure.check()?;
             let transaction_store = store.clone();
             let (value, revisions) = tokio::task::spawn_blocking(move || {
                 let t = &transaction_store.trees;
@@ -752,7 +841,12 @@ impl Store {
             })
             .await
             .map_err(|e| Error::internal(format!("transaction task failed: {e}")))??;
-            store.committer.flush().await?;
+            // Committed: from here on a failure may leave the change applied.
+            store
+                .committer
+                .flush()
+                .await
+                .map_err(|cause| outcome_unknown(&cause))?;
             for (account, revision) in revisions {
                 store.publish(&account, revision);
             }
@@ -804,6 +898,195 @@ impl Drop for PendingWrite<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Condvar;
+    use std::time::Duration;
+
+    /// What the test's syncer saw and how it behaves: a sync waits while
+    /// `held`, and fails when `fail` is set.
+    #[derive(Default)]
+    struct Probe {
+        syncs: AtomicU64,
+        held: Mutex<bool>,
+        released: Condvar,
+        fail: AtomicBool,
+        events: Mutex<Vec<&'static str>>,
+    }
+
+    impl Probe {
+        /// Holds syncs until `release`, or until the guard drops (so that a
+        /// failing test does not hang joining a flusher stuck in a sync).
+        fn hold(self: &Arc<Self>) -> Released {
+            *self.held.lock().unwrap() = true;
+            Released(self.clone())
+        }
+        fn release(&self) {
+            *self.held.lock().unwrap() = false;
+            self.released.notify_all();
+        }
+        fn event(&self, event: &'static str) {
+            self.events.lock().unwrap().push(event);
+        }
+        fn events(&self) -> Vec<&'static str> {
+            self.events.lock().unwrap().clone()
+        }
+        fn syncs(&self) -> u64 {
+            self.syncs.load(Ordering::SeqCst)
+        }
+    }
+
+    struct Released(Arc<Probe>);
+
+    impl Drop for Released {
+        fn drop(&mut self) {
+            self.0.release();
+        }
+    }
+
+    struct ProbeSyncer(Arc<Probe>);
+
+    impl sync::Syncer for ProbeSyncer {
+        fn sync(&mut self) -> std::io::Result<()> {
+            let probe = &self.0;
+            probe.syncs.fetch_add(1, Ordering::SeqCst);
+            probe.event("sync started");
+            let mut held = probe.held.lock().unwrap();
+            while *held {
+                held = probe.released.wait(held).unwrap();
+            }
+            drop(held);
+            probe.event("sync done");
+            if probe.fail.load(Ordering::SeqCst) {
+                return Err(std::io::Error::from_raw_os_error(28)); // ENOSPC
+            }
+            Ok(())
+        }
+    }
+
+    fn open_probed() -> (Arc<Store>, Arc<Probe>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = Arc::new(Probe::default());
+        let syncer = ProbeSyncer(probe.clone());
+        let store = Store::open_with_syncer(
+            dir.path(),
+            Box::new(move |_| Ok(Box::new(syncer) as Box<dyn sync::Syncer>)),
+        )
+        .unwrap();
+        (store, probe, dir)
+    }
+
+    /// Waits until `condition` holds (the test fails by timing out if never).
+    async fn until(condition: impl Fn() -> bool) {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    fn spawn_write(store: &Arc<Store>) -> tokio::task::JoinHandle<Result<(), Error>> {
+        let store = store.clone();
+        tokio::spawn(async move { store.write("acct", None, None, 0, |_txn| Ok(())).await })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_is_acknowledged_only_after_its_file_sync_returns() {
+        let (store, probe, _dir) = open_probed();
+        let _released = probe.hold();
+        let writer = {
+            let (store, probe) = (store.clone(), probe.clone());
+            tokio::spawn(async move {
+                let result = store.write("acct", None, None, 0, |_txn| Ok(())).await;
+                probe.event("acknowledged");
+                result
+            })
+        };
+        until(|| probe.syncs() == 1).await;
+        // A write that did not wait for its sync would be answered now.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !writer.is_finished(),
+            "the write was acknowledged while its sync was still running"
+        );
+        probe.release();
+        writer.await.unwrap().unwrap();
+        assert_eq!(
+            probe.events(),
+            ["sync started", "sync done", "acknowledged"]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writers_that_commit_during_a_sync_share_the_next_sync() {
+        let (store, probe, _dir) = open_probed();
+        let stats = store.flush_stats();
+        let _released = probe.hold();
+        let first = spawn_write(&store);
+        until(|| probe.syncs() == 1).await;
+        let rest: Vec<_> = (0..5).map(|_| spawn_write(&store)).collect();
+        until(|| stats.requested.load(Ordering::SeqCst) == 6).await;
+        probe.release();
+        first.await.unwrap().unwrap();
+        for writer in rest {
+            writer.await.unwrap().unwrap();
+        }
+        assert_eq!(probe.syncs(), 2, "five queued writers shared one sync");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_sync_leaves_the_write_unknown_and_fails_the_store_for_good() {
+        let (store, probe, _dir) = open_probed();
+        let mut failures = store.failures();
+        probe.fail.store(true, Ordering::SeqCst);
+
+        let error = spawn_write(&store).await.unwrap().unwrap_err();
+        assert_eq!(error.reason, Reason::WRITE_OUTCOME_UNKNOWN, "{error}");
+        assert!(error.message.contains("No space left on device"), "{error}");
+        assert!(failures.has_changed().unwrap());
+        assert!(failures.borrow_and_update().is_some());
+
+        let ran = Arc::new(AtomicBool::new(false));
+        let op_ran = ran.clone();
+        let error = store
+            .write("acct", None, None, 0, move |_txn| {
+                op_ran.store(true, Ordering::SeqCst);
+                Ok(())
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(error.reason, Reason::STORE_FAILED, "{error}");
+        assert!(
+            !ran.load(Ordering::SeqCst),
+            "a write refused by a failed store must not run"
+        );
+        let error = store.read("acct", |_txn| Ok(())).await.unwrap_err();
+        assert_eq!(error.reason, Reason::STORE_FAILED, "{error}");
+        assert!(store.flush_blocking().is_err());
+        assert_eq!(probe.syncs(), 1, "no sync is trusted after a failed one");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_open_watch_ends_with_store_failed_when_the_store_fails() {
+        use tokio_stream::StreamExt;
+        let (store, probe, _dir) = open_probed();
+        let (_shutdown, shutdown_seen) = tokio::sync::watch::channel(false);
+        let mut events = watch::open(
+            store.clone(),
+            "acct".into(),
+            None,
+            None,
+            Duration::from_secs(10),
+            Box::new(|| Ok(())),
+            shutdown_seen,
+        )
+        .unwrap();
+        probe.fail.store(true, Ordering::SeqCst);
+        spawn_write(&store).await.unwrap().unwrap_err();
+        // Hang guard only: the watch ends as soon as the store has failed.
+        let end = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("the watch ends");
+        let error = end.expect("an error, not a quiet end").unwrap_err();
+        assert_eq!(error.reason, Reason::STORE_FAILED, "{error}");
+    }
 
     #[tokio::test]
     async fn a_read_during_a_pending_write_waits_for_a_flush() {

@@ -150,6 +150,7 @@ impl Watcher {
                     "The server is shutting down; watch again (on another instance) from the last revision you received.",
                 ));
             }
+            self.store.check_not_failed()?;
             let durable = self.store.durable_revision(&self.account);
             while self.position < durable {
                 (self.still_allowed)()?;

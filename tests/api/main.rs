@@ -9,6 +9,7 @@ mod common;
 mod concurrency;
 mod crash;
 mod deletion;
+mod durability;
 mod keys;
 mod listing;
 mod python;
