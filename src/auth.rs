@@ -1,36 +1,27 @@
-//! Authentication: the auth file, bearer tokens, client-certificate
-//! identities, and the tower layer that puts the caller into every request.
+//! Authentication: the auth file, and who a call's credentials name.
 //!
 //! The auth file (TOML) names principals. Each has an account, bearer tokens
 //! kept only as SHA-256 hashes, client-certificate identities (a SPIFFE URI
-//! SAN or a subject CN), and policy statements. It is re-read on SIGHUP; a bad
+//! SAN or a subject CN), access keys for request signatures (their secrets
+//! are needed to check a signature, so a file holding them must be readable
+//! by its owner only), and policy statements. It is re-read on SIGHUP; a bad
 //! file then keeps the old one in force.
+//!
+//! Nothing here knows a transport: each door extracts [`Credentials`] from
+//! its requests (a header, a TLS session, a signature) and asks
+//! [`AuthConfig::authenticate`].
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll};
 
-use http::{Request, Response};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use tonic::body::Body;
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
-use tower::{Layer, Service};
 
-use crate::domain::policy::{actions, Caller, Principal, Statement};
+use crate::domain::policy::{Caller, Principal, Statement};
 use crate::domain::{Error, Reason};
-use crate::throttle::{ThrottleSettings, Throttler};
-
-/// Paths that need no credentials: probes and API discovery.
-const OPEN_PATHS: &[&str] = &[
-    "/grpc.health.v1.Health/",
-    "/grpc.reflection.v1.ServerReflection/",
-    "/grpc.reflection.v1alpha.ServerReflection/",
-];
+use crate::throttle::ThrottleSettings;
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -66,8 +57,65 @@ struct PrincipalEntry {
     token_sha256: Option<OneOrMany>,
     /// Client-certificate identities: a URI SAN (spiffe://...) or a subject CN.
     tls_identity: Option<OneOrMany>,
+    /// Access keys for signed requests (AWS SigV4, Huawei AK/SK).
+    #[serde(default)]
+    access_keys: Vec<AccessKeyEntry>,
     #[serde(default)]
     statements: Vec<StatementEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessKeyEntry {
+    /// The access key id a signed request names (AWS `AKIA...`, Huawei AK).
+    id: String,
+    /// The secret it signs with (AWS secret access key, Huawei SK).
+    secret: String,
+}
+
+/// An access key's secret. Debug never shows it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// A request signed with an access key: the door that parsed the signature
+/// checks it against the key's secret (constant-time), the authenticator
+/// finds the key.
+pub struct SignedRequest {
+    pub access_key_id: String,
+    /// True if the request's signature is right for this secret.
+    pub verify: Box<dyn Fn(&Secret) -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for SignedRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedRequest")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a call presents to prove who it is, as every door extracts it.
+#[derive(Debug, Default)]
+pub struct Credentials {
+    /// A bearer token (gRPC `authorization: Bearer`); `Err` when the header
+    /// was there but malformed.
+    pub bearer: Option<Result<String, Error>>,
+    /// The client certificate of a mutual-TLS connection.
+    pub certificate: Option<CertIdentities>,
+    /// A request signature by an access key.
+    pub signature: Option<SignedRequest>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,6 +135,7 @@ pub struct AuthConfig {
     by_uri: HashMap<String, Arc<Principal>>,
     /// Every other `tls_identity`: matched only by a subject CN.
     by_common_name: HashMap<String, Arc<Principal>>,
+    by_access_key: HashMap<String, (Arc<Principal>, Secret)>,
     pub throttle: Option<ThrottleSettings>,
 }
 
@@ -98,7 +147,11 @@ impl AuthConfig {
     pub fn load(path: &Path) -> Result<AuthConfig, Error> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| invalid(path, format!("cannot read it: {e}")))?;
-        Self::parse(path, &text)
+        let config = Self::parse(path, &text)?;
+        if !config.by_access_key.is_empty() {
+            refuse_if_others_can_read(path)?;
+        }
+        Ok(config)
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<AuthConfig, Error> {
@@ -180,8 +233,33 @@ impl AuthConfig {
                     ));
                 }
             }
+            for key in entry.access_keys {
+                if key.id.is_empty() || key.id.len() > 128 || key.secret.len() < 16 {
+                    return Err(invalid(
+                        path,
+                        format!(
+                            "principal {}: an access key needs an id (1..128 characters) and a \
+                             secret of at least 16 characters",
+                            entry.name
+                        ),
+                    ));
+                }
+                let id = key.id;
+                if config
+                    .by_access_key
+                    .insert(id.clone(), (principal.clone(), Secret(key.secret)))
+                    .is_some()
+                {
+                    return Err(invalid(path, format!("access key {id:?} is used twice")));
+                }
+            }
         }
         Ok(config)
+    }
+
+    /// The principal and secret of an access key.
+    pub fn access_key(&self, id: &str) -> Option<&(Arc<Principal>, Secret)> {
+        self.by_access_key.get(id)
     }
 
     /// The principal of a bearer token.
@@ -228,35 +306,58 @@ impl AuthConfig {
         }
     }
 
-    /// The caller of a request: a bearer token wins over a client
-    /// certificate; neither known is UNAUTHENTICATED.
-    pub fn authenticate(&self, request: &Request<Body>) -> Result<Arc<Principal>, Error> {
-        if let Some(value) = request.headers().get(http::header::AUTHORIZATION) {
-            let token = value
-                .to_str()
-                .ok()
-                .and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                })
-                .map(str::trim)
-                .filter(|t| !t.is_empty());
-            return match token {
-                Some(token) => self.by_token(token).ok_or_else(|| {
-                    unauthenticated("The bearer token is not known to this server.")
-                }),
-                None => Err(unauthenticated(
-                    "The authorization header must be 'Bearer TOKEN'.",
+    /// The principal a call's credentials name: a bearer token wins over a
+    /// signature, a signature over a client certificate; none, or unknown
+    /// ones, are UNAUTHENTICATED.
+    pub fn authenticate(&self, credentials: &Credentials) -> Result<Arc<Principal>, Error> {
+        if let Some(bearer) = &credentials.bearer {
+            let token = bearer.as_ref().map_err(Clone::clone)?;
+            return self
+                .by_token(token)
+                .ok_or_else(|| unauthenticated("The bearer token is not known to this server."));
+        }
+        if let Some(signed) = &credentials.signature {
+            return match self.access_key(&signed.access_key_id) {
+                Some((principal, secret)) if (signed.verify)(secret) => Ok(principal.clone()),
+                Some(_) => Err(unauthenticated(
+                    "The request signature does not match the access key's secret.",
                 )),
+                None => Err(unauthenticated(format!(
+                    "The access key {:?} is not known to this server.",
+                    signed.access_key_id
+                ))),
             };
         }
-        match client_identities(request) {
-            Some(certificate) if !certificate.is_empty() => self.by_certificate(&certificate),
+        match &credentials.certificate {
+            Some(certificate) if !certificate.is_empty() => self.by_certificate(certificate),
             _ => Err(unauthenticated(
                 "The call carries no credentials: send 'authorization: Bearer TOKEN' or a client certificate.",
             )),
         }
     }
+}
+
+/// A file holding secrets must not be readable by anyone but its owner.
+fn refuse_if_others_can_read(path: &Path) -> Result<(), Error> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| invalid(path, format!("cannot read its permissions: {e}")))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(invalid(
+                path,
+                format!(
+                    "it holds access-key secrets but its mode is {:o}, so other users can read \
+                     it; make it readable by its owner only (chmod 600)",
+                    mode & 0o777
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The auth file in force, and where to re-read it from.
@@ -319,7 +420,7 @@ impl Authenticator {
     }
 }
 
-fn unauthenticated(message: impl Into<String>) -> Error {
+pub fn unauthenticated(message: impl Into<String>) -> Error {
     Error::new(Reason::UNAUTHENTICATED, message)
 }
 
@@ -374,160 +475,6 @@ impl CertIdentities {
             }
         }
         Some(identities)
-    }
-}
-
-/// The identities of the client certificate of a mutual-TLS connection. The
-/// TLS layer has already verified the certificate against --tls-client-ca.
-pub fn client_identities(request: &Request<Body>) -> Option<CertIdentities> {
-    let certs = request
-        .extensions()
-        .get::<TlsConnectInfo<TcpConnectInfo>>()
-        .and_then(|info| info.peer_certs())?;
-    CertIdentities::of_der(certs.first()?.as_ref())
-}
-
-/// The action a gRPC path invokes (`/aliasd.v1.KeyService/CreateKey` ->
-/// `kms:CreateKey`), if it is one of the API's; a made-up path gives None, so
-/// it can neither grow the throttle's buckets nor fill the audit log.
-pub fn action_of(path: &str) -> Option<&'static str> {
-    let method = path.rsplit('/').next()?;
-    actions::ALL
-        .iter()
-        .copied()
-        .find(|action| action.strip_prefix("kms:") == Some(method))
-}
-
-/// Puts the [`Caller`] into every request (or refuses it), and applies the
-/// throttle.
-#[derive(Clone)]
-pub struct AuthLayer {
-    pub authenticator: Option<Arc<Authenticator>>,
-    pub throttler: Arc<Throttler>,
-    /// The account of anonymous calls (no auth file).
-    pub default_account: String,
-    pub audit: Arc<dyn Fn(Denial) + Send + Sync>,
-    /// Limits how many unauthenticated calls per peer address are audited.
-    pub denial_budget: Arc<Throttler>,
-}
-
-/// A call refused before it reached a handler, for the audit log.
-#[derive(Debug, Clone)]
-pub struct Denial {
-    pub principal: String,
-    pub account: String,
-    pub action: String,
-    pub x_request_id: String,
-    pub error: Error,
-}
-
-impl<S> Layer<S> for AuthLayer {
-    type Service = AuthService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        AuthService {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct AuthService<S> {
-    inner: S,
-    layer: AuthLayer,
-}
-
-impl AuthLayer {
-    /// The caller and account of a request, or the error to answer with.
-    fn admit(&self, request: &Request<Body>) -> Result<Caller, (Error, String, String)> {
-        // One snapshot of the auth file for both checks of this call.
-        let config = self.authenticator.as_ref().map(|auth| auth.current());
-        let (caller, account) = match &config {
-            None => (Caller::Anonymous, self.default_account.clone()),
-            Some(config) => match config.authenticate(request) {
-                Ok(principal) => {
-                    let account = principal.account.clone();
-                    (Caller::Principal(principal), account)
-                }
-                Err(error) => {
-                    return Err((
-                        error,
-                        "unauthenticated".into(),
-                        self.default_account.clone(),
-                    ))
-                }
-            },
-        };
-        if let Some(action) = action_of(request.uri().path()) {
-            let throttle = config.as_ref().and_then(|c| c.throttle.as_ref());
-            if let Err(error) = self.throttler.admit(&account, action, throttle) {
-                return Err((error, caller.name().to_owned(), account));
-            }
-        }
-        Ok(caller)
-    }
-}
-
-impl<S> Service<Request<Body>> for AuthService<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        let path = request.uri().path();
-        if OPEN_PATHS.iter().any(|open| path.starts_with(open)) {
-            return Box::pin(self.inner.call(request));
-        }
-        match self.layer.admit(&request) {
-            Ok(caller) => {
-                request.extensions_mut().insert(caller);
-                let clone = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, clone);
-                Box::pin(async move { inner.call(request).await })
-            }
-            Err((error, principal, account)) => {
-                // Recording costs a write: unauthenticated callers get a
-                // small budget per peer address, past which they are refused
-                // without a record (and counted in the log).
-                let peer = crate::layers::peer_addr(&request)
-                    .map(|addr| addr.ip().to_string())
-                    .unwrap_or_default();
-                let record = error.reason == Reason::UNAUTHENTICATED
-                    && self
-                        .layer
-                        .denial_budget
-                        .admit(&peer, "unauthenticated", None)
-                        .is_ok();
-                if error.reason == Reason::UNAUTHENTICATED && !record {
-                    tracing::warn!(%peer, "unauthenticated calls over the audit budget are not recorded");
-                }
-                if record {
-                    (self.layer.audit)(Denial {
-                        principal,
-                        account,
-                        action: action_of(path).unwrap_or("unknown").to_owned(),
-                        x_request_id: request
-                            .headers()
-                            .get(crate::layers::REQUEST_ID_HEADER)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default()
-                            .to_owned(),
-                        error: error.clone(),
-                    });
-                }
-                let response = crate::service::status(error).into_http();
-                Box::pin(async move { Ok(response) })
-            }
-        }
     }
 }
 
@@ -622,6 +569,89 @@ mod tests {
         assert_eq!(config.by_certificate(&one).unwrap().name, "deployer");
     }
 
+    const WITH_KEYS: &str = r#"
+        [[principals]]
+        name = "signer"
+        account = "111122223333"
+        access_keys = [{ id = "AKIAEXAMPLE", secret = "wJalrXUtnFEMI/K7MDENG" }]
+    "#;
+
+    fn signed(id: &str, expected_secret: &'static str) -> Credentials {
+        Credentials {
+            signature: Some(SignedRequest {
+                access_key_id: id.to_owned(),
+                verify: Box::new(move |secret| secret.expose() == expected_secret),
+            }),
+            ..Credentials::default()
+        }
+    }
+
+    #[test]
+    fn a_signed_request_is_its_access_keys_principal_only_if_the_signature_checks() {
+        let config = AuthConfig::parse(Path::new("auth.toml"), WITH_KEYS).unwrap();
+        let principal = config
+            .authenticate(&signed("AKIAEXAMPLE", "wJalrXUtnFEMI/K7MDENG"))
+            .unwrap();
+        assert_eq!(principal.name, "signer");
+        let wrong = config
+            .authenticate(&signed("AKIAEXAMPLE", "another-secret-entirely"))
+            .unwrap_err();
+        assert_eq!(wrong.reason, Reason::UNAUTHENTICATED);
+        assert!(wrong.message.contains("signature"), "{}", wrong.message);
+        let unknown = config
+            .authenticate(&signed("AKIAUNKNOWN", "wJalrXUtnFEMI/K7MDENG"))
+            .unwrap_err();
+        assert!(
+            unknown.message.contains("AKIAUNKNOWN"),
+            "{}",
+            unknown.message
+        );
+        // The secret never shows in debug output.
+        let (_, secret) = config.access_key("AKIAEXAMPLE").unwrap();
+        assert!(!format!("{secret:?}").contains("wJalr"));
+    }
+
+    #[test]
+    fn a_file_holding_secrets_must_be_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.toml");
+        std::fs::write(&path, WITH_KEYS).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let error = AuthConfig::load(&path).unwrap_err();
+        assert!(error.message.contains("chmod 600"), "{}", error.message);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(AuthConfig::load(&path).is_ok());
+        // Without secrets (only hashes), other users may read it.
+        std::fs::write(&path, FILE).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(AuthConfig::load(&path).is_ok());
+    }
+
+    #[test]
+    fn a_bearer_token_wins_over_a_certificate_and_a_malformed_header_is_refused() {
+        let config = AuthConfig::parse(Path::new("auth.toml"), FILE).unwrap();
+        let both = Credentials {
+            bearer: Some(Ok("test".to_owned())),
+            certificate: Some(CertIdentities {
+                uris: vec![],
+                common_names: vec!["nobody".to_owned()],
+            }),
+            signature: None,
+        };
+        assert_eq!(config.authenticate(&both).unwrap().name, "deployer");
+        let malformed = Credentials {
+            bearer: Some(Err(unauthenticated("bad header"))),
+            ..Credentials::default()
+        };
+        assert_eq!(
+            config.authenticate(&malformed).unwrap_err().message,
+            "bad header"
+        );
+        let none = config.authenticate(&Credentials::default()).unwrap_err();
+        assert_eq!(none.reason, Reason::UNAUTHENTICATED);
+    }
+
     #[test]
     fn bad_files_are_refused_with_a_reason() {
         let bad = FILE.replace("9f86d0", "zz86d0");
@@ -632,15 +662,5 @@ mod tests {
         let twice = format!("{FILE}\n{}", FILE.replace("deployer\"", "other\""));
         let error = AuthConfig::parse(Path::new("auth.toml"), &twice).unwrap_err();
         assert!(error.message.contains("used twice"), "{}", error.message);
-    }
-
-    #[test]
-    fn actions_come_from_the_method() {
-        assert_eq!(
-            action_of("/aliasd.v1.KeyService/CreateKey"),
-            Some("kms:CreateKey")
-        );
-        assert_eq!(action_of("/aliasd.v1.KeyService/MadeUp"), None);
-        assert_eq!(action_of("/"), None);
     }
 }

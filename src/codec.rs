@@ -59,7 +59,7 @@ impl<U: Message + Default> Decoder for StrictDecoder<U> {
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
         U::decode(buf).map(Some).map_err(|error| {
-            crate::service::status(Error::new(
+            crate::grpc::status(Error::new(
                 Reason::MALFORMED_REQUEST,
                 format!("The request is not a valid protobuf message: {error}."),
             ))

@@ -63,7 +63,7 @@ impl Health for ShutdownAwareHealth {
                             let _ = sender.send(update).await;
                         }
                         let ending = Error::new(Reason::SHUTTING_DOWN, "The server is shutting down.");
-                        let _ = sender.send(Err(crate::service::status(ending))).await;
+                        let _ = sender.send(Err(crate::grpc::status(ending))).await;
                         return;
                     }
                 }

@@ -86,7 +86,7 @@ pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
 }
 
 fn error_response(error: Error) -> Response<Body> {
-    crate::service::status(error).into_http()
+    crate::grpc::status(error).into_http()
 }
 
 /// tonic answers an unknown method with a bare UNIMPLEMENTED; say which.

@@ -18,12 +18,13 @@ pub mod pb {
     /// The descriptor set of `proto/`, for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("aliasd_descriptor");
 }
+pub mod app;
 pub mod config;
+pub mod grpc;
 pub mod health;
 pub mod layers;
 pub mod maintenance;
 pub mod seed;
 pub mod server;
-pub mod service;
 pub mod throttle;
 pub mod watch_limits;

@@ -14,21 +14,20 @@ use tonic_health::ServingStatus;
 
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
-use crate::auth::{AuthLayer, Authenticator, Denial};
+use crate::app::{Admission, App};
+use crate::auth::Authenticator;
 use crate::codec::MAX_MESSAGE_BYTES;
 use crate::config::ServeConfig;
-use crate::domain::audit::AuditEntry;
 use crate::domain::paging::PageTokens;
-use crate::domain::Reason;
 use crate::domain::{Clock, Error};
+use crate::grpc::auth_layer::AuthLayer;
+use crate::grpc::{AliasApi, AuditApi, KeyApi};
 use crate::layers::RequestContextLayer;
 use crate::maintenance::Maintenance;
 use crate::pb::alias_service_server::AliasServiceServer;
 use crate::pb::audit_service_server::AuditServiceServer;
 use crate::pb::key_service_server::KeyServiceServer;
-use crate::service::{AliasApi, App, AuditApi, KeyApi};
 use crate::store::Store;
-use crate::throttle::{ThrottleConfig, Throttler};
 
 /// The gRPC service names, as health checks and reflection know them.
 pub const SERVICE_NAMES: [&str; 3] = [
@@ -179,7 +178,7 @@ pub async fn start_with_syncer(
 struct Access {
     authenticator: Option<Arc<Authenticator>>,
     tls: Option<ServerTlsConfig>,
-    throttler: Arc<Throttler>,
+    admission: Admission,
 }
 
 impl Access {
@@ -214,52 +213,11 @@ impl Access {
             }
             _ => None,
         };
-        let throttler = Arc::new(Throttler::new(ThrottleConfig {
-            rate: config.throttle_rate,
-            burst: config.throttle_burst,
-        }));
         Ok(Access {
             authenticator,
             tls,
-            throttler,
+            admission: Admission::new(config.throttle_rate, config.throttle_burst),
         })
-    }
-
-    /// The layer that authenticates and throttles every call; calls it
-    /// refuses are audited (unauthenticated ones; throttled ones are not).
-    fn layer(&self, config: &ServeConfig, store: &Arc<Store>, clock: &Arc<dyn Clock>) -> AuthLayer {
-        let (store, clock) = (store.clone(), clock.clone());
-        AuthLayer {
-            authenticator: self.authenticator.clone(),
-            throttler: self.throttler.clone(),
-            // At most 20 records at once, then 5 a second, per peer address.
-            denial_budget: Arc::new(Throttler::new(ThrottleConfig {
-                rate: 5.0,
-                burst: 20.0,
-            })),
-            default_account: config.account.clone(),
-            audit: Arc::new(move |denial: Denial| {
-                if denial.error.reason != Reason::UNAUTHENTICATED {
-                    return;
-                }
-                let entry = AuditEntry {
-                    time: clock.now(),
-                    principal: denial.principal,
-                    account: denial.account,
-                    action: denial.action,
-                    x_request_id: denial.x_request_id,
-                    outcome: denial.error.reason.as_str().to_owned(),
-                    message: denial.error.message,
-                    ..AuditEntry::default()
-                };
-                let store = store.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = store.record_denial(entry).await {
-                        tracing::error!(%error, "cannot record a denied call");
-                    }
-                });
-            }),
-        }
     }
 }
 
@@ -304,7 +262,6 @@ async fn serve(
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (shutting_down, shutdown_seen) = watch::channel(false);
-    let auth_layer = access.layer(&config, &store, &clock);
     if let Some(authenticator) = &access.authenticator {
         tokio::spawn(reload_on_sighup(
             authenticator.clone(),
@@ -324,7 +281,9 @@ async fn serve(
             config.max_watches,
             config.max_watches_per_account,
         ),
+        admission: access.admission,
     });
+    let auth_layer = AuthLayer { app: app.clone() };
 
     let health = tonic_health::server::HealthReporter::new();
     let health_service = tonic_health::pb::health_server::HealthServer::new(

@@ -1,0 +1,111 @@
+//! Admission: who is calling (authentication of the credentials a door
+//! extracted), and whether the account may call now (throttling). Refused
+//! unauthenticated calls are audited, within a budget per peer address so
+//! that nobody can fill the disk without credentials.
+
+use std::sync::Arc;
+
+use super::App;
+use crate::auth::Credentials;
+use crate::domain::audit::AuditEntry;
+use crate::domain::policy::Caller;
+use crate::domain::{Error, Reason};
+use crate::throttle::{ThrottleConfig, Throttler};
+
+/// The throttle, and the budget of audited unauthenticated calls.
+pub struct Admission {
+    pub throttler: Arc<Throttler>,
+    /// Limits how many unauthenticated calls per peer address are audited.
+    pub denial_budget: Arc<Throttler>,
+}
+
+impl Admission {
+    /// Calls per second per account and action (`rate` 0: unlimited), and
+    /// at most 20 unauthenticated calls at once, then 5 a second, recorded
+    /// per peer.
+    pub fn new(rate: f64, burst: f64) -> Admission {
+        Admission {
+            throttler: Arc::new(Throttler::new(ThrottleConfig { rate, burst })),
+            denial_budget: Arc::new(Throttler::new(ThrottleConfig {
+                rate: 5.0,
+                burst: 20.0,
+            })),
+        }
+    }
+}
+
+impl App {
+    /// Admits a call to `action` (None for a method that is not an API
+    /// action: it is neither throttled nor recorded under a name): with an
+    /// auth file its credentials must name a principal, and the account must
+    /// be within its throttle. `peer` (an address, or "") and `x_request_id`
+    /// go into the audit record of a refusal.
+    pub fn admit(
+        &self,
+        credentials: &Credentials,
+        action: Option<&'static str>,
+        peer: &str,
+        x_request_id: &str,
+    ) -> Result<Caller, Error> {
+        // One snapshot of the auth file for both checks of this call.
+        let config = self.authenticator.as_ref().map(|auth| auth.current());
+        let (caller, account) = match &config {
+            None => (Caller::Anonymous, self.scope.account.clone()),
+            Some(config) => match config.authenticate(credentials) {
+                Ok(principal) => {
+                    let account = principal.account.clone();
+                    (Caller::Principal(principal), account)
+                }
+                Err(error) => {
+                    self.record_unauthenticated(&error, action, peer, x_request_id);
+                    return Err(error);
+                }
+            },
+        };
+        if let Some(action) = action {
+            let throttle = config.as_ref().and_then(|c| c.throttle.as_ref());
+            // Throttled calls are not audited: they would flood the log.
+            self.admission.throttler.admit(&account, action, throttle)?;
+        }
+        Ok(caller)
+    }
+
+    /// Records a call refused for want of credentials (in the default
+    /// account: it has no other), unless its peer is over its budget.
+    fn record_unauthenticated(
+        &self,
+        error: &Error,
+        action: Option<&'static str>,
+        peer: &str,
+        x_request_id: &str,
+    ) {
+        if error.reason != Reason::UNAUTHENTICATED {
+            return;
+        }
+        if self
+            .admission
+            .denial_budget
+            .admit(peer, "unauthenticated", None)
+            .is_err()
+        {
+            tracing::warn!(%peer, "unauthenticated calls over the audit budget are not recorded");
+            return;
+        }
+        let entry = AuditEntry {
+            time: self.clock.now(),
+            principal: "unauthenticated".to_owned(),
+            account: self.scope.account.clone(),
+            action: action.unwrap_or("unknown").to_owned(),
+            x_request_id: x_request_id.to_owned(),
+            outcome: error.reason.as_str().to_owned(),
+            message: error.message.clone(),
+            ..AuditEntry::default()
+        };
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(error) = store.record_denial(entry).await {
+                tracing::error!(%error, "cannot record a denied call");
+            }
+        });
+    }
+}

@@ -1,0 +1,200 @@
+//! The key use cases: CreateKey, DescribeKey, ListKeys and the state changes.
+
+use super::{request_id_text, App, Call, Page};
+use crate::domain::key::{check_description, resolve_pending_window};
+use crate::domain::names::parse_key_id;
+use crate::domain::ops::{self, Ctx, NewKey};
+use crate::domain::paging::{page_size, Listing};
+use crate::domain::policy::{actions, ANY_RESOURCE};
+use crate::domain::request::{Idempotency, RequestId};
+use crate::domain::{Error, Key, KeyId, KeyRef, KeySpec, KeyUsage};
+use crate::store::txn::{Fail, SledTxn};
+
+/// CreateKey's arguments; spec and usage already parsed by the door (each
+/// door spells them its own way), unset as None.
+#[derive(Debug, Clone, Default)]
+pub struct NewKeyRequest {
+    pub description: String,
+    pub key_spec: Option<KeySpec>,
+    pub key_usage: Option<KeyUsage>,
+    pub request_id: String,
+}
+
+impl App {
+    pub async fn create_key(&self, call: &Call, request: NewKeyRequest) -> Result<Key, Error> {
+        let ctx = self.ctx(call);
+        let mut audit = self.audit_entry(call, &ctx, actions::CREATE_KEY);
+        let new = NewKey {
+            description: request.description,
+            key_spec: request.key_spec,
+            key_usage: request.key_usage,
+        };
+        check_description(&new.description)?;
+        // Fingerprinted with defaults applied: an unset spec and an explicit
+        // SYMMETRIC_DEFAULT are the same request.
+        let (spec, usage) = KeySpec::resolve_pair(new.key_spec, new.key_usage)?;
+        let request_id = RequestId::parse(&request.request_id)?;
+        audit.request_id = request_id_text(&request_id);
+        let idempotency = Idempotency::new(
+            request_id,
+            "CreateKey",
+            &[&new.description, spec.as_str(), usage.as_str()],
+        );
+        // Chosen outside the transaction, so a retried transaction keeps it.
+        let key_id = KeyId::generate();
+        let mut denial = audit.clone();
+        denial.resources = vec![ANY_RESOURCE.to_owned()];
+        audit.resources = vec![key_id.to_string()];
+        let op_ctx = ctx.clone();
+        self.write_audited(&ctx, audit, denial, idempotency, move |txn| {
+            ops::create_key(txn, &op_ctx, &new, &key_id)
+        })
+        .await
+    }
+
+    /// DescribeKey: `key_ref` is a key id, key ARN, alias name or alias ARN.
+    pub async fn describe_key(&self, call: &Call, key_ref: &str) -> Result<Key, Error> {
+        let ctx = self.ctx(call);
+        let mut audit = self.audit_entry(call, &ctx, actions::DESCRIBE_KEY);
+        let parsed = KeyRef::parse(&ctx.scope, "key_id", key_ref)?;
+        audit.resources = vec![key_ref.to_owned()];
+        let op_ctx = ctx.clone();
+        self.read(&ctx, audit, move |txn| {
+            ops::describe_key(txn, &op_ctx, &parsed)
+        })
+        .await
+    }
+
+    pub async fn list_keys(
+        &self,
+        call: &Call,
+        page_size_wanted: i32,
+        page_token: &str,
+    ) -> Result<Page<Key>, Error> {
+        let ctx = self.ctx(call);
+        let audit = self.audit_entry(call, &ctx, actions::LIST_KEYS);
+        self.audited(ops::authorize_account_wide(&ctx, actions::LIST_KEYS), audit)
+            .await?;
+        let limit = page_size(page_size_wanted)?;
+        let listing = Listing {
+            account: &ctx.scope.account,
+            kind: "keys",
+            filter: "",
+        };
+        let after = match page_token {
+            "" => None,
+            token => Some(self.tokens.open(&listing, token)?),
+        };
+        let account = ctx.scope.account.clone();
+        let (keys, more) = self
+            .store
+            .blocking(move |store| store.list_keys(&account, after.as_deref(), limit))
+            .await?;
+        let next_page_token = match keys.last() {
+            Some(last) if more => self.tokens.issue(&listing, last.key_id.as_str()),
+            _ => String::new(),
+        };
+        Ok(Page {
+            items: keys,
+            next_page_token,
+        })
+    }
+
+    pub async fn enable_key(
+        &self,
+        call: &Call,
+        key_id: &str,
+        request_id: &str,
+    ) -> Result<Key, Error> {
+        self.change_key(
+            call,
+            actions::ENABLE_KEY,
+            key_id,
+            request_id,
+            "",
+            |txn, ctx, id| ops::set_key_enabled(txn, ctx, id, true),
+        )
+        .await
+    }
+
+    pub async fn disable_key(
+        &self,
+        call: &Call,
+        key_id: &str,
+        request_id: &str,
+    ) -> Result<Key, Error> {
+        self.change_key(
+            call,
+            actions::DISABLE_KEY,
+            key_id,
+            request_id,
+            "",
+            |txn, ctx, id| ops::set_key_enabled(txn, ctx, id, false),
+        )
+        .await
+    }
+
+    /// ScheduleKeyDeletion: `pending_window_in_days` 0 means the default (30).
+    pub async fn schedule_key_deletion(
+        &self,
+        call: &Call,
+        key_id: &str,
+        pending_window_in_days: i32,
+        request_id: &str,
+    ) -> Result<Key, Error> {
+        // The window is checked first, whatever the key.
+        let window = resolve_pending_window(pending_window_in_days)?;
+        self.change_key(
+            call,
+            actions::SCHEDULE_KEY_DELETION,
+            key_id,
+            request_id,
+            &window.to_string(),
+            move |txn, ctx, id| ops::schedule_key_deletion(txn, ctx, id, window),
+        )
+        .await
+    }
+
+    pub async fn cancel_key_deletion(
+        &self,
+        call: &Call,
+        key_id: &str,
+        request_id: &str,
+    ) -> Result<Key, Error> {
+        self.change_key(
+            call,
+            actions::CANCEL_KEY_DELETION,
+            key_id,
+            request_id,
+            "",
+            |txn, ctx, id| ops::cancel_key_deletion(txn, ctx, id),
+        )
+        .await
+    }
+
+    /// EnableKey, DisableKey, ScheduleKeyDeletion and CancelKeyDeletion: one
+    /// key id, an optional request_id, one operation on the key.
+    async fn change_key<F>(
+        &self,
+        call: &Call,
+        action: &'static str,
+        key_id: &str,
+        request_id: &str,
+        extra: &str,
+        op: F,
+    ) -> Result<Key, Error>
+    where
+        F: Fn(&SledTxn, &Ctx, &KeyId) -> Result<Key, Fail> + Send + 'static,
+    {
+        let ctx = self.ctx(call);
+        let mut audit = self.audit_entry(call, &ctx, action);
+        let id = parse_key_id(&ctx.scope, "key_id", key_id)?;
+        let request_id = RequestId::parse(request_id)?;
+        audit.resources = vec![id.to_string()];
+        audit.request_id = request_id_text(&request_id);
+        let idempotency = Idempotency::new(request_id, action, &[id.as_str(), extra]);
+        let op_ctx = ctx.clone();
+        self.write(&ctx, audit, idempotency, move |txn| op(txn, &op_ctx, &id))
+            .await
+    }
+}

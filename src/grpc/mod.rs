@@ -1,0 +1,109 @@
+//! The gRPC door: tonic services that translate proto <-> application calls
+//! and nothing else, the layer that extracts credentials and admits calls,
+//! and the rendering of errors as gRPC statuses.
+
+mod aliases;
+mod audit;
+pub mod auth_layer;
+mod convert;
+mod keys;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tonic::{Code as GrpcCode, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::app::{App, Call};
+use crate::domain::policy::Caller;
+use crate::domain::{Code, Error, Reason};
+
+pub use aliases::AliasApi;
+pub use audit::AuditApi;
+pub use keys::KeyApi;
+
+/// The ErrorInfo domain of every aliasd error.
+pub const ERROR_DOMAIN: &str = "aliasd";
+
+/// The application call of a request: its caller (put there by the
+/// [`auth_layer`]) and x-request-id.
+fn call_of<T>(app: &App, request: &tonic::Request<T>) -> Result<Call, Status> {
+    let caller = match request.extensions().get::<Caller>() {
+        Some(caller) => caller.clone(),
+        // With an auth file, a call that reached here unauthenticated is
+        // refused rather than treated as anonymous.
+        None if app.authenticator.is_some() => {
+            return Err(status(Error::new(
+                Reason::UNAUTHENTICATED,
+                "The call carries no credentials.",
+            )))
+        }
+        None => Caller::Anonymous,
+    };
+    let x_request_id = request
+        .metadata()
+        .get(crate::layers::REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    Ok(Call::new(caller, x_request_id))
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+struct Door {
+    app: Arc<App>,
+}
+
+impl Door {
+    fn call<T>(&self, request: &tonic::Request<T>) -> Result<Call, Status> {
+        call_of(&self.app, request)
+    }
+}
+
+fn grpc_code(code: Code) -> GrpcCode {
+    match code {
+        Code::InvalidArgument => GrpcCode::InvalidArgument,
+        Code::NotFound => GrpcCode::NotFound,
+        Code::AlreadyExists => GrpcCode::AlreadyExists,
+        Code::PermissionDenied => GrpcCode::PermissionDenied,
+        Code::FailedPrecondition => GrpcCode::FailedPrecondition,
+        Code::Aborted => GrpcCode::Aborted,
+        Code::ResourceExhausted => GrpcCode::ResourceExhausted,
+        Code::OutOfRange => GrpcCode::OutOfRange,
+        Code::Unavailable => GrpcCode::Unavailable,
+        Code::DeadlineExceeded => GrpcCode::DeadlineExceeded,
+        Code::Unimplemented => GrpcCode::Unimplemented,
+        Code::Unauthenticated => GrpcCode::Unauthenticated,
+        Code::Internal => GrpcCode::Internal,
+        Code::Unknown => GrpcCode::Unknown,
+    }
+}
+
+/// The gRPC status of an error: its code, message, an ErrorInfo (reason,
+/// domain, kms_exception, and may_have_committed where it applies) and, for
+/// invalid arguments, a BadRequest.
+pub fn status(error: Error) -> Status {
+    let spec = error.reason.spec();
+    let code = grpc_code(spec.code);
+    if code == GrpcCode::Internal {
+        tracing::error!(message = %error.message, "internal error");
+    }
+    let mut metadata = HashMap::from([("kms_exception".to_owned(), spec.kms_exception.to_owned())]);
+    if let Some(may) = error.reason.may_have_committed() {
+        metadata.insert("may_have_committed".to_owned(), may.to_string());
+    }
+    let mut details = ErrorDetails::with_error_info(error.reason.as_str(), ERROR_DOMAIN, metadata);
+    if let Some(delay) = error.retry_after {
+        details.set_retry_info(Some(delay));
+    }
+    if code == GrpcCode::InvalidArgument {
+        details.add_bad_request_violation(error.field.unwrap_or("request"), error.message.clone());
+    }
+    Status::with_error_details(code, error.message, details)
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Status {
+        status(error)
+    }
+}
