@@ -25,7 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     tonic_prost_build::configure()
-        .codec_path("crate::codec::StrictProstCodec")
+        .codec_path("crate::grpc::codec::StrictProstCodec")
         .emit_rerun_if_changed(false)
         .compile_fds(compiler.file_descriptor_set())?;
     Ok(())

@@ -6,7 +6,6 @@
 
 pub mod auth;
 pub mod bench;
-pub mod codec;
 pub mod domain;
 pub mod store;
 
@@ -21,8 +20,6 @@ pub mod pb {
 pub mod app;
 pub mod config;
 pub mod grpc;
-pub mod health;
-pub mod layers;
 pub mod maintenance;
 pub mod seed;
 pub mod server;

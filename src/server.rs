@@ -16,13 +16,13 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::app::{Admission, App};
 use crate::auth::Authenticator;
-use crate::codec::MAX_MESSAGE_BYTES;
+use crate::grpc::codec::MAX_MESSAGE_BYTES;
 use crate::config::ServeConfig;
 use crate::domain::paging::PageTokens;
 use crate::domain::{Clock, Error};
 use crate::grpc::auth_layer::AuthLayer;
 use crate::grpc::{AliasApi, AuditApi, KeyApi};
-use crate::layers::RequestContextLayer;
+use crate::grpc::layers::RequestContextLayer;
 use crate::maintenance::Maintenance;
 use crate::pb::alias_service_server::AliasServiceServer;
 use crate::pb::audit_service_server::AuditServiceServer;
@@ -287,7 +287,7 @@ async fn serve(
 
     let health = tonic_health::server::HealthReporter::new();
     let health_service = tonic_health::pb::health_server::HealthServer::new(
-        crate::health::ShutdownAwareHealth::new(
+        crate::grpc::health::ShutdownAwareHealth::new(
             tonic_health::server::HealthService::from_health_reporter(health.clone()),
             shutdown_seen.clone(),
         ),

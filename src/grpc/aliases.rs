@@ -147,7 +147,7 @@ impl AliasService for AliasApi {
         let call = self.0.call(&request)?;
         // A stream outlives the layer that enforces deadlines on unary
         // calls: the application ends it at the caller's grpc-timeout.
-        let deadline = crate::layers::grpc_timeout(request.metadata().as_ref());
+        let deadline = crate::grpc::layers::grpc_timeout(request.metadata().as_ref());
         let r = request.into_inner();
         let events = self
             .0

@@ -112,12 +112,12 @@ where
         if OPEN_PATHS.iter().any(|open| path.starts_with(open)) {
             return Box::pin(self.inner.call(request));
         }
-        let peer = crate::layers::peer_addr(&request)
+        let peer = crate::grpc::layers::peer_addr(&request)
             .map(|addr| addr.ip().to_string())
             .unwrap_or_default();
         let x_request_id = request
             .headers()
-            .get(crate::layers::REQUEST_ID_HEADER)
+            .get(crate::grpc::layers::REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();

@@ -5,8 +5,11 @@
 mod aliases;
 mod audit;
 pub mod auth_layer;
+pub mod codec;
 mod convert;
+pub mod health;
 mod keys;
+pub mod layers;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,7 +45,7 @@ fn call_of<T>(app: &App, request: &tonic::Request<T>) -> Result<Call, Status> {
     };
     let x_request_id = request
         .metadata()
-        .get(crate::layers::REQUEST_ID_HEADER)
+        .get(crate::grpc::layers::REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     Ok(Call::new(caller, x_request_id))
