@@ -16,13 +16,13 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::app::{Admission, App};
 use crate::auth::Authenticator;
-use crate::grpc::codec::MAX_MESSAGE_BYTES;
 use crate::config::ServeConfig;
 use crate::domain::paging::PageTokens;
 use crate::domain::{Clock, Error};
 use crate::grpc::auth_layer::AuthLayer;
-use crate::grpc::{AliasApi, AuditApi, KeyApi};
+use crate::grpc::codec::MAX_MESSAGE_BYTES;
 use crate::grpc::layers::RequestContextLayer;
+use crate::grpc::{AliasApi, AuditApi, KeyApi};
 use crate::maintenance::Maintenance;
 use crate::pb::alias_service_server::AliasServiceServer;
 use crate::pb::audit_service_server::AuditServiceServer;
@@ -223,7 +223,10 @@ impl Access {
 
 /// Re-reads the auth file on SIGHUP until shutdown; a bad file keeps the
 /// one in force.
-async fn reload_on_sighup(authenticator: Arc<Authenticator>, mut shutdown: watch::Receiver<bool>) {
+async fn reload_on_sighup(
+    authenticator: Option<Arc<Authenticator>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -236,9 +239,11 @@ async fn reload_on_sighup(authenticator: Arc<Authenticator>, mut shutdown: watch
         };
         loop {
             tokio::select! {
-                _ = hangups.recv() => match authenticator.reload() {
-                    Ok(()) => tracing::info!("SIGHUP: auth file reloaded"),
-                    Err(error) => tracing::error!(
+                _ = hangups.recv() => match authenticator.as_ref().map(|auth| auth.reload()) {
+                    // SIGHUP's default action would kill the server.
+                    None => tracing::info!("SIGHUP: no --auth-file, so nothing to reload"),
+                    Some(Ok(())) => tracing::info!("SIGHUP: auth file reloaded"),
+                    Some(Err(error)) => tracing::error!(
                         error = %error.message,
                         "SIGHUP: the auth file is not valid; keeping the one in force"
                     ),
@@ -262,12 +267,10 @@ async fn serve(
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (shutting_down, shutdown_seen) = watch::channel(false);
-    if let Some(authenticator) = &access.authenticator {
-        tokio::spawn(reload_on_sighup(
-            authenticator.clone(),
-            shutdown_seen.clone(),
-        ));
-    }
+    tokio::spawn(reload_on_sighup(
+        access.authenticator.clone(),
+        shutdown_seen.clone(),
+    ));
     let app = Arc::new(App {
         store: store.clone(),
         scope: config.scope(),

@@ -179,6 +179,41 @@ async fn sigterm_stops_the_server_cleanly_and_a_second_server_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_without_an_auth_file_is_logged_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr, lines) = spawn_server_with(dir.path(), &[]);
+    let status = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut logged = false;
+    for _ in 0..100 {
+        if lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("nothing to reload"))
+        {
+            logged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(logged, "SIGHUP is logged: {:?}", lines.lock().unwrap());
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP killed the server"
+    );
+    // Still serving, then a clean stop.
+    KeyServiceClient::new(connect(addr).await)
+        .create_key(pb::CreateKeyRequest::default())
+        .await
+        .unwrap();
+    stop_with_sigterm(child);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_carry_method_request_id_peer_status_and_latency() {
     let dir = tempfile::tempdir().unwrap();
     let (child, addr, lines) = spawn_server_with(dir.path(), &["--log-format", "json"]);
