@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch, Notify};
+use tonic::codec::CompressionEncoding;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
@@ -368,14 +369,17 @@ async fn serve(
         .add_service(reflection_v1alpha)
         .add_service(
             KeyServiceServer::new(KeyApi::new(app.clone()))
+                .accept_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
             AliasServiceServer::new(AliasApi::new(app.clone()))
+                .accept_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
             AuditServiceServer::new(AuditApi::new(app))
+                .accept_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .serve_with_incoming_shutdown(incoming, signal);

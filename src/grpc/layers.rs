@@ -127,16 +127,106 @@ fn grpc_code(headers: &http::HeaderMap) -> tonic::Code {
         .unwrap_or(tonic::Code::Ok)
 }
 
+/// The text of a percent-encoded `grpc-message` header.
+fn grpc_message(headers: &http::HeaderMap) -> String {
+    let Some(raw) = headers.get("grpc-message") else {
+        return String::new();
+    };
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// tonic answers a request whose gRPC framing is broken (a compressed flag
+/// without `grpc-encoding`, a flag byte that is neither 0 nor 1, a frame cut
+/// short, a body that does not decompress, no message at all) with INTERNAL,
+/// as if the server were at fault, and logs it as an error. These are the
+/// client's mistakes: INVALID_ARGUMENT (MALFORMED_REQUEST) with an
+/// ErrorInfo, like any other bad input. A body that decompresses past the
+/// size limit is REQUEST_TOO_LARGE.
+fn rewrite_framing_errors(response: Response<Body>, limit: usize) -> Response<Body> {
+    let headers = response.headers();
+    let code = grpc_code(headers);
+    if !matches!(code, tonic::Code::Internal | tonic::Code::ResourceExhausted) {
+        return response;
+    }
+    let message = grpc_message(headers);
+    let malformed = code == tonic::Code::Internal
+        && [
+            "protocol error: received message with",
+            "Unexpected EOF decoding stream",
+            "Error decompressing",
+            "Missing request message",
+        ]
+        .iter()
+        .any(|prefix| message.starts_with(prefix));
+    if malformed {
+        return error_response(Error::invalid(
+            Reason::MALFORMED_REQUEST,
+            "request",
+            format!("The request is not a well-formed gRPC message: {message}."),
+        ));
+    }
+    if code == tonic::Code::ResourceExhausted
+        && message.starts_with("Error decompressing: size limit")
+    {
+        return error_response(Error::invalid(
+            Reason::REQUEST_TOO_LARGE,
+            "request",
+            format!(
+                "The request message decompresses to more than the {limit} bytes this server \
+                 accepts."
+            ),
+        ));
+    }
+    response
+}
+
+/// Whether a content-type is gRPC's: `application/grpc`, alone or followed
+/// by `+format` or `;parameters`.
+fn is_grpc_content_type(headers: &http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    match value.get(..16) {
+        Some(start) if start.eq_ignore_ascii_case("application/grpc") => {
+            matches!(value.as_bytes().get(16), None | Some(b'+') | Some(b';'))
+        }
+        _ => false,
+    }
+}
+
+/// The gRPC spec's answer to a request that is not gRPC: HTTP 415, so that
+/// a plain HTTP client does not read a gRPC error (HTTP 200) as success.
+fn unsupported_media_type() -> Response<Body> {
+    let mut response = Response::new(Body::default());
+    *response.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
+    response
+}
+
 /// tonic refuses an over-large request before our codec sees it, with
 /// OUT_OF_RANGE; callers get INVALID_ARGUMENT like any other bad input.
 fn rewrite_too_large(response: Response<Body>, limit: usize) -> Response<Body> {
-    // grpc-message is percent-encoded on the wire.
     let headers = response.headers();
     let too_large = grpc_code(headers) == tonic::Code::OutOfRange
-        && headers.get("grpc-message").is_some_and(|m| {
-            m.as_bytes()
-                .starts_with(b"Error,%20decoded%20message%20length%20too%20large")
-        });
+        && grpc_message(headers).starts_with("Error, decoded message length too large");
     if !too_large {
         return response;
     }
@@ -178,9 +268,16 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let limit = self.max_message_bytes;
+        let grpc = is_grpc_content_type(request.headers());
         Box::pin(
             async move {
                 let started = Instant::now();
+                if !grpc {
+                    let mut response = unsupported_media_type();
+                    response.headers_mut().insert(REQUEST_ID_HEADER, id);
+                    tracing::info!(http_status = 415, "not a gRPC request (content-type)");
+                    return Ok(response);
+                }
                 let response = match deadline {
                     // Already expired: nothing can be done in time.
                     Some(deadline) if deadline.is_zero() => error_response(Error::new(
@@ -201,6 +298,7 @@ where
                     None => inner.call(request).await?,
                 };
                 let response = rewrite_too_large(response, limit);
+                let response = rewrite_framing_errors(response, limit);
                 let mut response = explain_unimplemented(response, &method);
                 response.headers_mut().insert(REQUEST_ID_HEADER, id);
                 let status = grpc_code(response.headers());
@@ -254,6 +352,29 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(2));
         assert_eq!(grpc_code(response.headers()), tonic::Code::DeadlineExceeded);
         assert!(response.headers().contains_key(REQUEST_ID_HEADER));
+    }
+
+    #[test]
+    fn only_grpc_content_types_are_grpc() {
+        let with = |value: &'static str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(value));
+            is_grpc_content_type(&headers)
+        };
+        assert!(with("application/grpc"));
+        assert!(with("application/grpc+proto"));
+        assert!(with("application/grpc;charset=utf-8"));
+        assert!(!with("application/grpcx"));
+        assert!(!with("application/json"));
+        assert!(!with("text/plain"));
+        assert!(!is_grpc_content_type(&http::HeaderMap::new()));
+    }
+
+    #[test]
+    fn grpc_messages_are_percent_decoded() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("grpc-message", HeaderValue::from_static("a%20b%25c%2"));
+        assert_eq!(grpc_message(&headers), "a b%c%2");
     }
 
     #[test]
