@@ -24,4 +24,5 @@ pub mod maintenance;
 pub mod seed;
 pub mod server;
 pub mod throttle;
+pub mod tls;
 pub mod watch_limits;

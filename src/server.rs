@@ -201,6 +201,8 @@ impl Access {
         };
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => {
+                crate::tls::check(cert, key, config.tls_client_ca.as_deref())
+                    .map_err(|e| ServeError::Config(e.0))?;
                 let mut tls =
                     ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
                 if let Some(ca) = &config.tls_client_ca {

@@ -369,3 +369,85 @@ async fn over_tls_bearer_tokens_work_and_health_needs_nothing() {
             .is_err());
     }
 }
+
+#[tokio::test]
+async fn bad_tls_files_stop_start_up_with_a_message_naming_the_file() {
+    let files = tempfile::tempdir().unwrap();
+    let ca = ca("aliasd test CA");
+    let (cert, key) = leaf(&ca, "localhost", vec![]);
+    let (_, other_key) = leaf(&ca, "other", vec![]);
+    let write = |name: &str, text: &str| {
+        let path = files.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let cert = write("server.pem", &cert);
+    let key = write("server.key", &key);
+    let other_key = write("other.key", &other_key);
+    let junk = write("junk.pem", "this is not PEM at all\n");
+    let ca_file = write("ca.pem", &ca.pem);
+    let cases = [
+        (
+            "junk certificate",
+            &junk,
+            &key,
+            None,
+            "junk.pem",
+            "no PEM certificate",
+        ),
+        (
+            "junk key",
+            &cert,
+            &junk,
+            None,
+            "junk.pem",
+            "no usable PEM private key",
+        ),
+        ("swapped", &key, &cert, None, "server.key", "swapped"),
+        (
+            "mismatched key",
+            &cert,
+            &other_key,
+            None,
+            "other.key",
+            "does not belong",
+        ),
+        (
+            "junk client CA",
+            &cert,
+            &key,
+            Some(&junk),
+            "junk.pem",
+            "--tls-client-ca",
+        ),
+    ];
+    for (case, cert, key, client_ca, names, says) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(&dir);
+        config.tls_cert = Some(cert.clone());
+        config.tls_key = Some(key.clone());
+        config.tls_client_ca = client_ca.cloned();
+        let error = match aliasd::server::start(
+            config,
+            Arc::new(SystemClock),
+            std::future::pending(),
+        )
+        .await
+        {
+            Ok(_) => panic!("{case}: the server started"),
+            Err(error) => error.to_string(),
+        };
+        assert!(error.contains(names), "{case}: {error}");
+        assert!(error.contains(says), "{case}: {error}");
+    }
+    // The good files start a server.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir);
+    config.tls_cert = Some(cert);
+    config.tls_key = Some(key);
+    config.tls_client_ca = Some(ca_file);
+    let running = aliasd::server::start(config, Arc::new(SystemClock), std::future::pending())
+        .await
+        .expect("good TLS files start the server");
+    running.stop().await.unwrap();
+}
