@@ -127,6 +127,35 @@ pub struct ServeConfig {
     /// Most WatchAliases streams open at once per account.
     #[arg(long, env = "ALIASD_MAX_WATCHES_PER_ACCOUNT", default_value_t = 128)]
     pub max_watches_per_account: usize,
+
+    /// Most connections open at once; past it a new connection is closed at
+    /// once (and the log says so).
+    #[arg(long, env = "ALIASD_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// Seconds a new connection has to send its first bytes (the HTTP/2
+    /// preface, or a TLS ClientHello) before it is closed.
+    #[arg(
+        long,
+        env = "ALIASD_CONNECTION_PREFACE_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub connection_preface_timeout_secs: u64,
+
+    /// Most concurrent HTTP/2 streams (calls) per connection, advertised as
+    /// SETTINGS_MAX_CONCURRENT_STREAMS.
+    #[arg(long, env = "ALIASD_MAX_CONCURRENT_STREAMS", default_value_t = 200)]
+    pub max_concurrent_streams: u32,
+
+    /// Most calls in progress at once over all connections (health checks
+    /// aside); past it a call is RESOURCE_EXHAUSTED (SERVER_BUSY).
+    #[arg(long, env = "ALIASD_MAX_IN_FLIGHT", default_value_t = 4096)]
+    pub max_in_flight: usize,
+
+    /// Seconds a request body may take to arrive in full; a call whose body
+    /// stalls longer is refused (REQUEST_BODY_TIMEOUT) and its stream freed.
+    #[arg(long, env = "ALIASD_REQUEST_BODY_TIMEOUT_SECS", default_value_t = 10)]
+    pub request_body_timeout_secs: u64,
 }
 
 impl ServeConfig {
@@ -202,11 +231,18 @@ impl ServeConfig {
             || self.change_log_retention == 0
             || self.max_watches == 0
             || self.max_watches_per_account == 0
+            || self.max_connections == 0
+            || self.connection_preface_timeout_secs == 0
+            || self.max_concurrent_streams == 0
+            || self.max_in_flight == 0
+            || self.request_body_timeout_secs == 0
         {
             return Err(Error::new(
                 Reason::INTERNAL,
                 "--max-aliases-per-key, --max-keys-per-account, --change-log-retention, \
-                 --max-watches and --max-watches-per-account must be positive",
+                 --max-watches, --max-watches-per-account, --max-connections, \
+                 --connection-preface-timeout-secs, --max-concurrent-streams, --max-in-flight \
+                 and --request-body-timeout-secs must be positive",
             ));
         }
         Ok(())

@@ -21,6 +21,7 @@ pub mod app;
 pub mod config;
 pub mod grpc;
 pub mod maintenance;
+pub mod net;
 pub mod seed;
 pub mod server;
 pub mod throttle;

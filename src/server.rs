@@ -9,7 +9,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch, Notify};
 use tonic::codec::CompressionEncoding;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
@@ -142,6 +141,8 @@ pub async fn start_with_syncer(
 
     let access = Access::load(&config, &store)?;
 
+    // Before listening: every connection costs a file descriptor.
+    crate::net::raise_file_limit();
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -355,16 +356,39 @@ async fn serve(
         drain_signal.notify_one();
     };
 
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let max_connections = match crate::net::raise_file_limit() {
+        // Keep descriptors for the store, the log and the listener.
+        Some(files) if (files as usize).saturating_sub(128) < config.max_connections => {
+            let fitting = (files as usize).saturating_sub(128).max(1);
+            tracing::warn!(
+                open_file_limit = files,
+                max_connections = fitting,
+                "--max-connections {} is more than the open-file limit allows; using {fitting}",
+                config.max_connections
+            );
+            fitting
+        }
+        _ => config.max_connections,
+    };
+    let incoming = crate::net::incoming(
+        listener,
+        crate::net::ConnectionLimits {
+            max_connections,
+            preface_timeout: Duration::from_secs(config.connection_preface_timeout_secs),
+        },
+    );
     let mut builder = Server::builder();
     if let Some(tls) = access.tls {
         builder = builder.tls_config(tls)?;
     }
     let server = builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .layer(RequestContextLayer {
-            max_message_bytes: MAX_MESSAGE_BYTES,
-        })
+        .max_concurrent_streams(config.max_concurrent_streams)
+        .layer(RequestContextLayer::new(
+            MAX_MESSAGE_BYTES,
+            Duration::from_secs(config.request_body_timeout_secs),
+            config.max_in_flight,
+        ))
         .layer(auth_layer)
         .add_service(health_service)
         .add_service(reflection_v1)

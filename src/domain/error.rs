@@ -103,6 +103,8 @@ reasons! {
         "An etag longer than 64 characters.";
     FIELD_TOO_LONG => InvalidArgument, "ValidationException", "KMS.0204" 400,
         "A string field is longer than its limit (see the proto comments).";
+    REQUEST_BODY_TIMEOUT => InvalidArgument, "ValidationException", "KMS.0204" 400,
+        "The request body did not arrive in full within --request-body-timeout-secs.";
     MALFORMED_REQUEST => InvalidArgument, "ValidationException", "KMS.0202" 400,
         "The request message is not valid protobuf (including bad UTF-8 in a string).";
     REQUEST_TOO_LARGE => InvalidArgument, "ValidationException", "KMS.0203" 400,
@@ -133,6 +135,8 @@ reasons! {
         "The key already has the maximum number of aliases.";
     KEY_QUOTA_EXCEEDED => ResourceExhausted, "LimitExceededException", "KMS.1105" 400,
         "The account already has the maximum number of keys.";
+    SERVER_BUSY => ResourceExhausted, "ThrottlingException", "KMS.0208" 429,
+        "The server has the most calls in progress it takes (--max-in-flight); retry shortly.";
     THROTTLED => ResourceExhausted, "ThrottlingException", "KMS.0208" 429,
         "The account has used up its request rate for the action; retry after the RetryInfo delay.";
     REVISION_COMPACTED => OutOfRange, "InvalidMarkerException", "KMS.0204" 400,

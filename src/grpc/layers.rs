@@ -11,10 +11,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Request, Response};
+use tokio::sync::Semaphore;
 use tonic::body::Body;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
@@ -26,9 +28,35 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Longest x-request-id taken from a caller; longer ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
-#[derive(Debug, Clone, Copy)]
+/// Paths that the bounds on calls leave alone: probes must get through a
+/// busy server, and reflection's request stream stays open between requests.
+fn exempt_from_bounds(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.")
+}
+
+#[derive(Debug, Clone)]
 pub struct RequestContextLayer {
-    pub max_message_bytes: usize,
+    max_message_bytes: usize,
+    request_body_timeout: Duration,
+    in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
+}
+
+impl RequestContextLayer {
+    /// Requests up to `max_message_bytes`, whose bodies arrive within
+    /// `request_body_timeout`, at most `max_in_flight` at once.
+    pub fn new(
+        max_message_bytes: usize,
+        request_body_timeout: Duration,
+        max_in_flight: usize,
+    ) -> RequestContextLayer {
+        RequestContextLayer {
+            max_message_bytes,
+            request_body_timeout,
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            max_in_flight,
+        }
+    }
 }
 
 impl<S> Layer<S> for RequestContextLayer {
@@ -37,7 +65,7 @@ impl<S> Layer<S> for RequestContextLayer {
     fn layer(&self, inner: S) -> Self::Service {
         RequestContext {
             inner,
-            max_message_bytes: self.max_message_bytes,
+            bounds: self.clone(),
         }
     }
 }
@@ -45,7 +73,59 @@ impl<S> Layer<S> for RequestContextLayer {
 #[derive(Debug, Clone)]
 pub struct RequestContext<S> {
     inner: S,
-    max_message_bytes: usize,
+    bounds: RequestContextLayer,
+}
+
+/// A request body that must end before its deadline: one that stalls is
+/// cut off with INVALID_ARGUMENT (REQUEST_BODY_TIMEOUT), which tonic
+/// answers with, so the stream and its buffers are freed.
+struct TimedBody {
+    inner: Body,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+    ended: bool,
+}
+
+impl http_body::Body for TimedBody {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        if this.ended {
+            return Pin::new(&mut this.inner).poll_frame(cx);
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(None) => {
+                this.ended = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(frame) => Poll::Ready(frame),
+            Poll::Pending if this.deadline.as_mut().poll(cx).is_ready() => {
+                this.ended = true;
+                Poll::Ready(Some(Err(crate::grpc::status(Error::invalid(
+                    Reason::REQUEST_BODY_TIMEOUT,
+                    "request",
+                    format!(
+                        "The request body did not arrive in full within {:?}.",
+                        this.timeout
+                    ),
+                )))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// The caller's x-request-id when it is usable (visible ASCII, at most 128
@@ -267,8 +347,23 @@ where
         // The clone that was made ready is the one to call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let limit = self.max_message_bytes;
+        let limit = self.bounds.max_message_bytes;
         let grpc = is_grpc_content_type(request.headers());
+        let bounded = !exempt_from_bounds(&method);
+        // Held until the response (its headers) is ready.
+        let permit = bounded.then(|| self.bounds.in_flight.clone().try_acquire_owned());
+        let max_in_flight = self.bounds.max_in_flight;
+        if bounded {
+            let timeout = self.bounds.request_body_timeout;
+            request = request.map(|body| {
+                Body::new(TimedBody {
+                    inner: body,
+                    deadline: Box::pin(tokio::time::sleep(timeout)),
+                    timeout,
+                    ended: false,
+                })
+            });
+        }
         Box::pin(
             async move {
                 let started = Instant::now();
@@ -278,6 +373,22 @@ where
                     tracing::info!(http_status = 415, "not a gRPC request (content-type)");
                     return Ok(response);
                 }
+                let _permit = match permit {
+                    Some(Err(_)) => {
+                        tracing::warn!(max_in_flight, "calls in progress at their limit (--max-in-flight)");
+                        let mut response = error_response(Error::new(
+                            Reason::SERVER_BUSY,
+                            format!(
+                                "The server has {max_in_flight} calls in progress, the most it \
+                                 takes (--max-in-flight); retry shortly."
+                            ),
+                        ));
+                        response.headers_mut().insert(REQUEST_ID_HEADER, id);
+                        return Ok(response);
+                    }
+                    Some(Ok(permit)) => Some(permit),
+                    None => None,
+                };
                 let response = match deadline {
                     // Already expired: nothing can be done in time.
                     Some(deadline) if deadline.is_zero() => error_response(Error::new(
@@ -338,12 +449,10 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(5)).await;
             Ok::<_, std::convert::Infallible>(Response::new(Body::default()))
         });
-        let mut service = RequestContextLayer {
-            max_message_bytes: 1024,
-        }
-        .layer(slow);
+        let mut service = RequestContextLayer::new(1024, Duration::from_secs(10), 16).layer(slow);
         let request = Request::builder()
             .uri("/aliasd.v1.KeyService/CreateKey")
+            .header("content-type", "application/grpc")
             .header("grpc-timeout", "20m")
             .body(Body::default())
             .unwrap();

@@ -161,3 +161,222 @@ async fn gzip_compressed_requests_are_accepted() {
         .unwrap();
     assert_eq!(server.alias_names("").await, ["alias/zipped"]);
 }
+
+/// A stream whose request body never ends: it holds a call open.
+struct StalledCall {
+    _body: h2::SendStream<Bytes>,
+    response: h2::client::ResponseFuture,
+}
+
+/// Opens an h2 connection to `addr` (driven in the background).
+async fn h2_connection(addr: std::net::SocketAddr) -> h2::client::SendRequest<Bytes> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    sender.ready().await.unwrap()
+}
+
+/// Starts CreateKey with headers only: the body never comes.
+async fn stalled_call(sender: &mut h2::client::SendRequest<Bytes>) -> StalledCall {
+    let request = http::Request::post("/aliasd.v1.KeyService/CreateKey")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let ready = sender.clone().ready().await.unwrap();
+    *sender = ready;
+    let (response, body) = sender.send_request(request, false).unwrap();
+    StalledCall {
+        _body: body,
+        response,
+    }
+}
+
+#[tokio::test]
+async fn max_concurrent_streams_is_advertised() {
+    let server = TestServer::start_with(
+        |config| config.max_concurrent_streams = 7,
+        std::sync::Arc::new(aliasd::domain::SystemClock),
+    )
+    .await;
+    let addr = server.running.as_ref().unwrap().addr;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, mut connection) = h2::client::handshake(tcp).await.unwrap();
+    // Drive the connection until the server's SETTINGS are in.
+    let mut sender = sender;
+    let request = http::Request::post("/grpc.health.v1.Health/Check")
+        .header("content-type", "application/grpc")
+        .body(())
+        .unwrap();
+    let (response, mut body) = sender.send_request(request, false).unwrap();
+    body.send_data(Bytes::from(frame(0, 0, &[])), true).unwrap();
+    tokio::select! {
+        _ = &mut connection => panic!("the connection ended"),
+        response = response => { response.unwrap(); }
+    }
+    assert_eq!(connection.max_concurrent_send_streams(), 7);
+}
+
+#[tokio::test]
+async fn a_request_body_that_stalls_is_cut_off_and_changes_nothing() {
+    let server = TestServer::start_with(
+        |config| config.request_body_timeout_secs = 1,
+        std::sync::Arc::new(aliasd::domain::SystemClock),
+    )
+    .await;
+    let mut sender = h2_connection(server.running.as_ref().unwrap().addr).await;
+    let stalled = stalled_call(&mut sender).await;
+    let response = tokio::time::timeout(std::time::Duration::from_secs(10), stalled.response)
+        .await
+        .expect("the server answers a stalled body, not waits forever")
+        .unwrap();
+    let status = tonic::Status::from_header_map(response.headers()).expect("a gRPC status");
+    assert_error::<()>(Err(status), Code::InvalidArgument, "REQUEST_BODY_TIMEOUT");
+    assert!(server.list_keys().await.is_empty());
+}
+
+#[tokio::test]
+async fn calls_past_max_in_flight_are_server_busy_and_probes_still_answer() {
+    let server = TestServer::start_with(
+        |config| {
+            config.max_in_flight = 2;
+            config.request_body_timeout_secs = 60;
+        },
+        std::sync::Arc::new(aliasd::domain::SystemClock),
+    )
+    .await;
+    let mut sender = h2_connection(server.running.as_ref().unwrap().addr).await;
+    let first = stalled_call(&mut sender).await;
+    let second = stalled_call(&mut sender).await;
+    // Give the server a moment to take both calls in.
+    let mut busy = None;
+    for _ in 0..100 {
+        match server
+            .keys
+            .clone()
+            .list_keys(pb::ListKeysRequest::default())
+            .await
+        {
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                busy = Some(status);
+                break;
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+    let status = busy.expect("a third call is refused while two hold the server");
+    assert_error::<()>(Err(status), Code::ResourceExhausted, "SERVER_BUSY");
+    // Probes are not counted.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel.clone());
+    let serving = health
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(serving.status, 1, "SERVING");
+    // Once the stalled calls go away, calls are served again.
+    drop((first, second));
+    let mut served = false;
+    for _ in 0..200 {
+        if server
+            .keys
+            .clone()
+            .list_keys(pb::ListKeysRequest::default())
+            .await
+            .is_ok()
+        {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(served, "the slots of the reset calls were freed");
+}
+
+#[tokio::test]
+async fn silent_connections_are_closed_after_the_preface_timeout() {
+    use tokio::io::AsyncReadExt;
+    let server = TestServer::start_with(
+        |config| config.connection_preface_timeout_secs = 1,
+        std::sync::Arc::new(aliasd::domain::SystemClock),
+    )
+    .await;
+    let addr = server.running.as_ref().unwrap().addr;
+    let mut silent = Vec::new();
+    for _ in 0..5 {
+        silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    // Real clients are served meanwhile.
+    server.create_key().await;
+    for mut connection in silent {
+        // The server's own SETTINGS may come first; then the end.
+        let mut bytes = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            connection.read_to_end(&mut bytes),
+        )
+        .await;
+        // EOF or a reset: closed either way.
+        assert!(
+            read.is_ok(),
+            "the server closes a silent connection within its preface timeout"
+        );
+    }
+    server.create_key().await;
+}
+
+#[tokio::test]
+async fn connections_past_the_limit_are_closed_at_once() {
+    use tokio::io::AsyncReadExt;
+    let server = TestServer::start_with(
+        |config| {
+            config.max_connections = 3;
+            config.connection_preface_timeout_secs = 60;
+        },
+        std::sync::Arc::new(aliasd::domain::SystemClock),
+    )
+    .await;
+    let addr = server.running.as_ref().unwrap().addr;
+    // The test's channel holds one slot; two silent connections the others.
+    server.create_key().await;
+    let held = [
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+    ];
+    let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut bytes = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        extra.read_to_end(&mut bytes),
+    )
+    .await;
+    assert!(
+        read.is_ok(),
+        "a connection past the limit is closed at once"
+    );
+    // Closed before any HTTP/2 was spoken.
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?} {bytes:?}");
+    // Closing the silent ones frees their slots.
+    drop(held);
+    let mut connected = false;
+    for _ in 0..100 {
+        let attempt = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await;
+        if let Ok(channel) = attempt {
+            if pb::key_service_client::KeyServiceClient::new(channel)
+                .list_keys(pb::ListKeysRequest::default())
+                .await
+                .is_ok()
+            {
+                connected = true;
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(connected, "freed slots take new connections");
+}

@@ -1,0 +1,232 @@
+//! Accepting connections without letting them exhaust the server.
+//!
+//! - A connection that does not send its first bytes (the HTTP/2 preface, or
+//!   a TLS ClientHello) within the preface timeout is closed: silent TCP
+//!   connections cannot pile up and use every file descriptor.
+//! - At most `max_connections` are open at once; past it a new connection is
+//!   closed at once, with a (rate-limited) warning in the log.
+//! - Accept errors (EMFILE, ENFILE: out of file descriptors) are logged and
+//!   retried after a pause, not spun on.
+//! - [`raise_file_limit`] lifts the process's soft limit on open files to its
+//!   hard limit at start-up.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+/// Bytes a client must send before the preface timeout: the length of the
+/// HTTP/2 connection preface (a TLS ClientHello is longer).
+const PREFACE_BYTES: u64 = 24;
+
+/// How connections are bounded.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub preface_timeout: Duration,
+}
+
+/// An accepted connection: closed if it stays silent past its preface
+/// deadline, and holding one of the connection slots until it is dropped.
+pub struct GuardedStream {
+    inner: TcpStream,
+    read: u64,
+    preface_deadline: Pin<Box<Sleep>>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Connected for GuardedStream {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
+impl AsyncRead for GuardedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &polled {
+            this.read += (buf.filled().len() - before) as u64;
+        }
+        if this.read < PREFACE_BYTES && this.preface_deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client sent no HTTP/2 preface in time",
+            )));
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for GuardedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+use std::future::Future;
+
+/// Logs at most one warning per interval, with how many were held back.
+struct RateLimitedWarning {
+    last: std::sync::Mutex<Option<Instant>>,
+    held_back: AtomicU64,
+}
+
+impl RateLimitedWarning {
+    fn new() -> Self {
+        RateLimitedWarning {
+            last: std::sync::Mutex::new(None),
+            held_back: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether to log now, and how many warnings were held back before.
+    fn due(&self) -> Option<u64> {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match *last {
+            Some(at) if now.duration_since(at) < Duration::from_secs(10) => {
+                self.held_back.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            _ => {
+                *last = Some(now);
+                Some(self.held_back.swap(0, Ordering::Relaxed))
+            }
+        }
+    }
+}
+
+/// Accepts connections on `listener` under `limits`, as a stream for
+/// tonic's `serve_with_incoming`. The accept loop ends when the stream is
+/// dropped (the server stopped).
+pub fn incoming(
+    listener: TcpListener,
+    limits: ConnectionLimits,
+) -> ReceiverStream<io::Result<GuardedStream>> {
+    let (sender, receiver) = mpsc::channel(64);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    tokio::spawn(async move {
+        let full = RateLimitedWarning::new();
+        let accept_failed = RateLimitedWarning::new();
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = sender.closed() => return,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // EMFILE/ENFILE and the like: wait for descriptors to be
+                    // freed instead of spinning on the error.
+                    if let Some(held_back) = accept_failed.due() {
+                        tracing::warn!(%error, held_back, "cannot accept a connection; retrying shortly");
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                if let Some(held_back) = full.due() {
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        held_back,
+                        "connection limit reached (--max-connections); closing new connections"
+                    );
+                }
+                drop(stream);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let guarded = GuardedStream {
+                inner: stream,
+                read: 0,
+                preface_deadline: Box::pin(tokio::time::sleep(limits.preface_timeout)),
+                _slot: slot,
+            };
+            if sender.send(Ok(guarded)).await.is_err() {
+                return;
+            }
+        }
+    });
+    ReceiverStream::new(receiver)
+}
+
+/// Raises the soft limit on open files to the hard limit, so that the
+/// server can hold as many connections as the system lets it; returns the
+/// soft limit in force afterwards (None where it cannot be read).
+pub fn raise_file_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit only read and write the struct
+        // passed, which lives on this stack frame.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return None;
+            }
+            if limit.rlim_cur < limit.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: limit.rlim_max,
+                    rlim_max: limit.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    tracing::debug!(
+                        from = limit.rlim_cur,
+                        to = limit.rlim_max,
+                        "raised the open-file limit"
+                    );
+                    limit = raised;
+                }
+            }
+        }
+        Some(limit.rlim_cur)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
