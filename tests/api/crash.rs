@@ -460,3 +460,23 @@ async fn the_server_raises_its_open_file_limit_to_the_hard_limit() {
     assert_eq!(soft, hard, "the soft limit was raised to the hard one");
     stop_with_sigterm(child);
 }
+
+#[tokio::test]
+async fn a_server_whose_log_reader_went_away_still_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    // This server's stderr is closed once its first line is read.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aliasd"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut first = String::new();
+    BufReader::new(stderr).read_line(&mut first).unwrap();
+    assert!(first.contains("listening on"), "{first}");
+    // The reader is gone (dropped above); shutdown logs must not panic.
+    stop_with_sigterm(child);
+}
