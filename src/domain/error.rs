@@ -242,26 +242,28 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 mod tests {
     use super::*;
 
+    /// The gRPC name of a code: Code::InvalidArgument -> INVALID_ARGUMENT.
+    fn code_name(code: Code) -> String {
+        format!("{code:?}")
+            .chars()
+            .enumerate()
+            .flat_map(|(i, c)| {
+                let sep = (i > 0 && c.is_ascii_uppercase()).then_some('_');
+                sep.into_iter()
+                    .chain(std::iter::once(c.to_ascii_uppercase()))
+            })
+            .collect()
+    }
+
     #[test]
     fn the_readme_lists_every_reason_with_its_code_and_exception() {
         let readme = include_str!("../../README.md");
         for reason in Reason::ALL {
             let spec = reason.spec();
-            let code = format!("{:?}", spec.code);
-            // Code::InvalidArgument -> INVALID_ARGUMENT
-            let code: String = code
-                .chars()
-                .enumerate()
-                .flat_map(|(i, c)| {
-                    let sep = (i > 0 && c.is_ascii_uppercase()).then_some('_');
-                    sep.into_iter()
-                        .chain(std::iter::once(c.to_ascii_uppercase()))
-                })
-                .collect();
             let row = format!(
                 "| `{}` | {} | {} ({}) | {} ({}) |",
                 reason.as_str(),
-                code,
+                code_name(spec.code),
                 spec.kms_exception,
                 spec.aws_http_status(),
                 spec.huawei_error_code,
@@ -296,5 +298,159 @@ mod tests {
             );
             assert!((400..600).contains(&spec.huawei_http_status));
         }
+    }
+
+    /// Every gRPC status code but OK, as the proto comments spell them.
+    const GRPC_CODES: &[&str] = &[
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+
+    /// Upper-case words that the prose of an error list may use and that are
+    /// not reasons. Anything else in upper case inside a list must be one.
+    const NOT_REASONS: &[&str] = &["ARN"];
+
+    /// The comment blocks of a proto file: each run of `//` lines, joined
+    /// with spaces into one line, so that a list may wrap anywhere.
+    fn comment_blocks(proto: &str) -> Vec<String> {
+        let mut blocks = Vec::new();
+        let mut current: Option<String> = None;
+        for line in proto.lines() {
+            match line.trim_start().strip_prefix("//") {
+                Some(text) => {
+                    let block = current.get_or_insert_with(String::new);
+                    block.push(' ');
+                    block.push_str(text.trim());
+                }
+                None => blocks.extend(current.take()),
+            }
+        }
+        blocks.extend(current);
+        blocks
+    }
+
+    /// The words of `text` (runs of A-Z a-z 0-9 _) with their byte offsets.
+    fn words(text: &str) -> Vec<(usize, &str)> {
+        let mut out = Vec::new();
+        let mut start = None;
+        for (i, c) in text.char_indices().chain([(text.len(), ' ')]) {
+            let in_word = c.is_ascii_alphanumeric() || c == '_';
+            match (start, in_word) {
+                (None, true) => start = Some(i),
+                (Some(s), false) => {
+                    out.push((s, &text[s..i]));
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// UPPER_SNAKE: two or more of A-Z 0-9 _, beginning with a letter.
+    fn is_upper_snake(word: &str) -> bool {
+        word.len() >= 2
+            && word.starts_with(|c: char| c.is_ascii_uppercase())
+            && word
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    }
+
+    /// The error lists of a comment block: each `GRPC_CODE (...)` as the code
+    /// and the text inside its parentheses. Panics on an unclosed list.
+    fn error_lists(block: &str) -> Vec<(&str, &str)> {
+        let mut lists = Vec::new();
+        for (at, word) in words(block) {
+            if !GRPC_CODES.contains(&word) {
+                continue;
+            }
+            let after = block[at + word.len()..].trim_start();
+            let Some(inside) = after.strip_prefix('(') else {
+                continue;
+            };
+            let mut depth = 1;
+            let end = inside.find(|c| {
+                depth += match c {
+                    '(' => 1,
+                    ')' => -1,
+                    _ => 0,
+                };
+                depth == 0
+            });
+            let end = end.unwrap_or_else(|| panic!("unclosed error list after {word} in: {block}"));
+            lists.push((word, &inside[..end]));
+        }
+        lists
+    }
+
+    /// In every error list of the proto comments (`GRPC_CODE (REASON,
+    /// REASON: text; REASON ...)`, wrapped over any number of `//` lines),
+    /// every UPPER_SNAKE word is a reason, and the reason's gRPC code is the
+    /// one the list is written under. Every reason appears in some list.
+    #[test]
+    fn proto_error_lists_name_real_reasons_under_their_grpc_codes() {
+        let protos = [
+            (
+                "keys.proto",
+                include_str!("../../proto/aliasd/v1/keys.proto"),
+            ),
+            (
+                "aliases.proto",
+                include_str!("../../proto/aliasd/v1/aliases.proto"),
+            ),
+            (
+                "audit.proto",
+                include_str!("../../proto/aliasd/v1/audit.proto"),
+            ),
+        ];
+        let mut problems = Vec::new();
+        let mut documented = std::collections::HashSet::new();
+        for (file, proto) in protos {
+            let blocks = comment_blocks(proto);
+            let lists: Vec<_> = blocks.iter().flat_map(|b| error_lists(b)).collect();
+            assert!(!lists.is_empty(), "{file}: no error lists found");
+            for (code, inside) in lists {
+                for (_, word) in words(inside) {
+                    if !is_upper_snake(word) || NOT_REASONS.contains(&word) {
+                        continue;
+                    }
+                    match Reason::ALL.iter().find(|r| r.as_str() == word) {
+                        None => problems.push(format!(
+                            "{file}: {code} ({inside}): {word} is not a reason (add prose \
+                             acronyms to NOT_REASONS)"
+                        )),
+                        Some(reason) => {
+                            documented.insert(*reason);
+                            let expected = code_name(reason.spec().code);
+                            if expected != code {
+                                problems.push(format!(
+                                    "{file}: {word} is listed under {code}; its code is {expected}"
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for reason in Reason::ALL {
+            if !documented.contains(reason) {
+                problems.push(format!("no proto error list names {}", reason.as_str()));
+            }
+        }
+        assert!(problems.is_empty(), "\n{}", problems.join("\n"));
     }
 }
