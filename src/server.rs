@@ -143,6 +143,13 @@ pub async fn start_with_syncer(
 
     // Before listening: every connection costs a file descriptor.
     crate::net::raise_file_limit();
+    // SIGHUP's default action kills the process: take it over before anyone
+    // can know the server is up (tokio keeps the handler for the process's
+    // life; the reload task listens to it once serving).
+    #[cfg(unix)]
+    if let Err(error) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        tracing::error!(%error, "cannot take over SIGHUP");
+    }
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -474,28 +481,38 @@ async fn release(store: Arc<Store>) {
     let _ = tokio::task::spawn_blocking(move || drop(store)).await;
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn termination_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is
+/// called (not when the future is first polled), so that a signal that
+/// arrives right after start-up is a graceful stop, not the default death.
+pub fn termination_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
-            Ok(term) => term,
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM; only SIGINT will stop the server");
-                let _ = ctrl_c.await;
-                return;
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            match (term, interrupt) {
+                (Ok(mut term), Ok(mut interrupt)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
+                }
+                (term, interrupt) => {
+                    tracing::error!(
+                        term_ok = term.is_ok(),
+                        interrupt_ok = interrupt.is_ok(),
+                        "cannot listen for SIGTERM/SIGINT; falling back to Ctrl-C only"
+                    );
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        async move {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
