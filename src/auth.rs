@@ -424,10 +424,17 @@ pub fn unauthenticated(message: impl Into<String>) -> Error {
     Error::new(Reason::UNAUTHENTICATED, message)
 }
 
-/// Whether an identity is a URI (it starts with a scheme, as `spiffe:`):
-/// such identities are matched only against URI SANs, never a CN.
+/// Whether an identity is a URI (`scheme://...`, as `spiffe://...`, or a
+/// `urn:`): such identities are matched only against URI SANs, never a CN.
+/// Anything else (`db:admin`, `deployer.internal`) is a CN identity.
 fn is_uri(identity: &str) -> bool {
-    match identity.split_once(':') {
+    if identity
+        .get(..4)
+        .is_some_and(|start| start.eq_ignore_ascii_case("urn:"))
+    {
+        return true;
+    }
+    match identity.split_once("://") {
         Some((scheme, _)) => {
             scheme.starts_with(|c: char| c.is_ascii_alphabetic())
                 && scheme
@@ -527,6 +534,7 @@ mod tests {
         assert!(is_uri("urn:example:x"));
         assert!(!is_uri("deployer.internal"));
         assert!(!is_uri("1host:x"));
+        assert!(!is_uri("db:admin"), "a CN with a colon is a CN identity");
     }
 
     #[test]

@@ -121,17 +121,30 @@ pub struct ServeConfig {
 
     /// Most WatchAliases streams open at once, in total; past it a new watch
     /// is RESOURCE_EXHAUSTED (TOO_MANY_WATCHES).
-    #[arg(long, env = "ALIASD_MAX_WATCHES", default_value_t = 1024)]
+    #[arg(long, env = "ALIASD_MAX_WATCHES", default_value_t = 256)]
     pub max_watches: usize,
 
     /// Most WatchAliases streams open at once per account.
-    #[arg(long, env = "ALIASD_MAX_WATCHES_PER_ACCOUNT", default_value_t = 128)]
+    #[arg(long, env = "ALIASD_MAX_WATCHES_PER_ACCOUNT", default_value_t = 64)]
     pub max_watches_per_account: usize,
 
     /// Most connections open at once; past it a new connection is closed at
     /// once (and the log says so).
     #[arg(long, env = "ALIASD_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
+
+    /// Most connections open at once from one client address.
+    #[arg(long, env = "ALIASD_MAX_CONNECTIONS_PER_IP", default_value_t = 1024)]
+    pub max_connections_per_ip: usize,
+
+    /// Seconds a connection may go without any call in progress before it
+    /// is closed (clients reconnect on their next call).
+    #[arg(
+        long,
+        env = "ALIASD_IDLE_CONNECTION_TIMEOUT_SECS",
+        default_value_t = 300
+    )]
+    pub idle_connection_timeout_secs: u64,
 
     /// Seconds a new connection has to send its first bytes (the HTTP/2
     /// preface, or a TLS ClientHello) before it is closed.
@@ -232,6 +245,8 @@ impl ServeConfig {
             || self.max_watches == 0
             || self.max_watches_per_account == 0
             || self.max_connections == 0
+            || self.max_connections_per_ip == 0
+            || self.idle_connection_timeout_secs == 0
             || self.connection_preface_timeout_secs == 0
             || self.max_concurrent_streams == 0
             || self.max_in_flight == 0
@@ -241,6 +256,7 @@ impl ServeConfig {
                 Reason::INTERNAL,
                 "--max-aliases-per-key, --max-keys-per-account, --change-log-retention, \
                  --max-watches, --max-watches-per-account, --max-connections, \
+                 --max-connections-per-ip, --idle-connection-timeout-secs, \
                  --connection-preface-timeout-secs, --max-concurrent-streams, --max-in-flight \
                  and --request-body-timeout-secs must be positive",
             ));

@@ -5,15 +5,22 @@
 //!   connections cannot pile up and use every file descriptor.
 //! - At most `max_connections` are open at once; past it a new connection is
 //!   closed at once, with a (rate-limited) warning in the log.
+//! - One client address may hold at most `max_connections_per_ip` of them,
+//!   so that one host cannot lock every other client (and the probes) out.
+//! - A connection with no call in progress for `idle_timeout` is closed:
+//!   connections that finish the HTTP/2 preface and then sit idle cannot
+//!   hold the slots either. Clients reconnect when they next call.
 //! - Accept errors (EMFILE, ENFILE: out of file descriptors) are logged and
 //!   retried after a pause, not spun on.
 //! - [`raise_file_limit`] lifts the process's soft limit on open files to its
 //!   hard limit at start-up.
 
+use std::collections::HashMap;
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -32,7 +39,89 @@ const PREFACE_BYTES: u64 = 24;
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
     pub max_connections: usize,
+    pub max_connections_per_ip: usize,
     pub preface_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// The calls of one connection, as the request layer reports them.
+#[derive(Debug)]
+pub struct Activity {
+    open_calls: AtomicUsize,
+    last_call_end: Mutex<Instant>,
+}
+
+impl Activity {
+    fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            open_calls: AtomicUsize::new(0),
+            last_call_end: Mutex::new(Instant::now()),
+        })
+    }
+
+    fn last_call_end(&self) -> Instant {
+        *self.last_call_end.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Open connections by peer address, so that the request layer can tell a
+/// connection about its calls.
+fn connections() -> &'static Mutex<HashMap<SocketAddr, Weak<Activity>>> {
+    static CONNECTIONS: OnceLock<Mutex<HashMap<SocketAddr, Weak<Activity>>>> = OnceLock::new();
+    CONNECTIONS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// A call in progress on its connection; dropping it ends the call.
+#[derive(Debug)]
+pub struct CallInProgress(Arc<Activity>);
+
+impl Drop for CallInProgress {
+    fn drop(&mut self) {
+        *self
+            .0
+            .last_call_end
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        self.0.open_calls.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Marks a call as in progress on the connection from `peer` (None if the
+/// connection is not one of ours).
+pub fn call_started(peer: SocketAddr) -> Option<CallInProgress> {
+    let activity = connections()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&peer)?
+        .upgrade()?;
+    activity.open_calls.fetch_add(1, Ordering::SeqCst);
+    Some(CallInProgress(activity))
+}
+
+/// Connections per client address.
+#[derive(Default)]
+struct PerIp(Mutex<HashMap<IpAddr, usize>>);
+
+impl PerIp {
+    fn admit(&self, ip: IpAddr, max: usize) -> bool {
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= max {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn release(&self, ip: IpAddr) {
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = counts.get_mut(&ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&ip);
+            }
+        }
+    }
 }
 
 /// An accepted connection: closed if it stays silent past its preface
@@ -41,7 +130,24 @@ pub struct GuardedStream {
     inner: TcpStream,
     read: u64,
     preface_deadline: Pin<Box<Sleep>>,
+    activity: Arc<Activity>,
+    idle_timeout: Duration,
+    idle_deadline: Pin<Box<Sleep>>,
+    peer: Option<SocketAddr>,
+    per_ip: Arc<PerIp>,
     _slot: OwnedSemaphorePermit,
+}
+
+impl Drop for GuardedStream {
+    fn drop(&mut self) {
+        if let Some(peer) = self.peer {
+            self.per_ip.release(peer.ip());
+            connections()
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&peer);
+        }
+    }
 }
 
 impl Connected for GuardedStream {
@@ -64,11 +170,30 @@ impl AsyncRead for GuardedStream {
         if let Poll::Ready(Ok(())) = &polled {
             this.read += (buf.filled().len() - before) as u64;
         }
-        if this.read < PREFACE_BYTES && this.preface_deadline.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client sent no HTTP/2 preface in time",
-            )));
+        if this.read < PREFACE_BYTES {
+            if this.preface_deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client sent no HTTP/2 preface in time",
+                )));
+            }
+            return polled;
+        }
+        // Re-armed until the connection has had no call for idle_timeout.
+        while this.idle_deadline.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            let deadline = if this.activity.open_calls.load(Ordering::SeqCst) > 0 {
+                now + this.idle_timeout
+            } else {
+                this.activity.last_call_end() + this.idle_timeout
+            };
+            if deadline <= now {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the connection was idle (no call) for too long",
+                )));
+            }
+            this.idle_deadline.as_mut().reset(deadline);
         }
         polled
     }
@@ -146,8 +271,10 @@ pub fn incoming(
 ) -> ReceiverStream<io::Result<GuardedStream>> {
     let (sender, receiver) = mpsc::channel(64);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let per_ip = Arc::new(PerIp::default());
     tokio::spawn(async move {
         let full = RateLimitedWarning::new();
+        let ip_full = RateLimitedWarning::new();
         let accept_failed = RateLimitedWarning::new();
         loop {
             let accepted = tokio::select! {
@@ -177,11 +304,39 @@ pub fn incoming(
                 drop(stream);
                 continue;
             };
+            let peer = stream.peer_addr().ok();
+            if let Some(peer) = peer {
+                if !per_ip.admit(peer.ip(), limits.max_connections_per_ip) {
+                    if let Some(held_back) = ip_full.due() {
+                        tracing::warn!(
+                            ip = %peer.ip(),
+                            max_connections_per_ip = limits.max_connections_per_ip,
+                            held_back,
+                            "connection limit per client address reached \
+                             (--max-connections-per-ip); closing its new connections"
+                        );
+                    }
+                    drop(stream);
+                    continue;
+                }
+            }
             let _ = stream.set_nodelay(true);
+            let activity = Activity::new();
+            if let Some(peer) = peer {
+                connections()
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(peer, Arc::downgrade(&activity));
+            }
             let guarded = GuardedStream {
                 inner: stream,
                 read: 0,
                 preface_deadline: Box::pin(tokio::time::sleep(limits.preface_timeout)),
+                activity,
+                idle_timeout: limits.idle_timeout,
+                idle_deadline: Box::pin(tokio::time::sleep(limits.idle_timeout)),
+                peer,
+                per_ip: per_ip.clone(),
                 _slot: slot,
             };
             if sender.send(Ok(guarded)).await.is_err() {

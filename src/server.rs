@@ -381,7 +381,9 @@ async fn serve(
         listener,
         crate::net::ConnectionLimits {
             max_connections,
+            max_connections_per_ip: config.max_connections_per_ip,
             preface_timeout: Duration::from_secs(config.connection_preface_timeout_secs),
+            idle_timeout: Duration::from_secs(config.idle_connection_timeout_secs),
         },
     );
     let mut builder = Server::builder();

@@ -95,7 +95,27 @@ pub fn check(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<(), Tl
         })?;
     if let Some(ca) = client_ca {
         let mut roots = rustls::RootCertStore::empty();
-        for cert in certificates("--tls-client-ca", ca)? {
+        for (n, cert) in certificates("--tls-client-ca", ca)?.into_iter().enumerate() {
+            // A leaf given as the CA would make every client certificate fail
+            // (or, worse, pass) for reasons nobody would guess.
+            let is_ca = x509_parser::parse_x509_certificate(cert.as_ref())
+                .ok()
+                .and_then(|(_, parsed)| {
+                    parsed
+                        .basic_constraints()
+                        .ok()
+                        .flatten()
+                        .map(|b| b.value.ca)
+                })
+                .unwrap_or(false);
+            if !is_ca {
+                return Err(TlsError(format!(
+                    "--tls-client-ca {}: certificate #{} is not a CA certificate (it lacks \
+                     basicConstraints CA:TRUE); give the CA that signs the client certificates",
+                    ca.display(),
+                    n + 1
+                )));
+            }
             roots.add(cert).map_err(|e| {
                 TlsError(format!(
                     "--tls-client-ca {}: not a usable CA certificate: {e}",

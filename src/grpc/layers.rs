@@ -28,11 +28,15 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Longest x-request-id taken from a caller; longer ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
-/// Paths that the bounds on calls leave alone: probes must get through a
-/// busy server, and reflection's request stream stays open between requests.
-fn exempt_from_bounds(path: &str) -> bool {
+/// Calls that need no credentials (probes, API discovery) have a bound of
+/// their own: a busy API cannot starve probes, and nobody can hold memory
+/// through them without limit.
+fn is_open_service(path: &str) -> bool {
     path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.")
 }
+
+/// Calls to the open services in progress at once, at most.
+const MAX_OPEN_SERVICE_CALLS: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct RequestContextLayer {
@@ -40,6 +44,7 @@ pub struct RequestContextLayer {
     request_body_timeout: Duration,
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
+    open_in_flight: Arc<Semaphore>,
 }
 
 impl RequestContextLayer {
@@ -55,6 +60,7 @@ impl RequestContextLayer {
             request_body_timeout,
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
+            open_in_flight: Arc::new(Semaphore::new(MAX_OPEN_SERVICE_CALLS)),
         }
     }
 }
@@ -74,6 +80,34 @@ impl<S> Layer<S> for RequestContextLayer {
 pub struct RequestContext<S> {
     inner: S,
     bounds: RequestContextLayer,
+}
+
+/// A response body that keeps its call counted as in progress on its
+/// connection until the body ends (a watch stream lasts long after its
+/// headers), so that the connection is not closed as idle meanwhile.
+struct CountedBody {
+    inner: Body,
+    _call: Option<crate::net::CallInProgress>,
+}
+
+impl http_body::Body for CountedBody {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// A request body that must end before its deadline: one that stalls is
@@ -137,7 +171,10 @@ fn request_id(headers: &http::HeaderMap) -> HeaderValue {
             let bytes = v.as_bytes();
             !bytes.is_empty()
                 && bytes.len() <= MAX_REQUEST_ID_LEN
-                && bytes.iter().all(|b| b.is_ascii_graphic())
+                // Characters that cannot dress up a log line.
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:/@+".contains(b))
         })
         .cloned()
         .unwrap_or_else(|| {
@@ -349,21 +386,23 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let limit = self.bounds.max_message_bytes;
         let grpc = is_grpc_content_type(request.headers());
-        let bounded = !exempt_from_bounds(&method);
         // Held until the response (its headers) is ready.
-        let permit = bounded.then(|| self.bounds.in_flight.clone().try_acquire_owned());
-        let max_in_flight = self.bounds.max_in_flight;
-        if bounded {
-            let timeout = self.bounds.request_body_timeout;
-            request = request.map(|body| {
-                Body::new(TimedBody {
-                    inner: body,
-                    deadline: Box::pin(tokio::time::sleep(timeout)),
-                    timeout,
-                    ended: false,
-                })
-            });
-        }
+        let (pool, max_in_flight) = if is_open_service(&method) {
+            (&self.bounds.open_in_flight, MAX_OPEN_SERVICE_CALLS)
+        } else {
+            (&self.bounds.in_flight, self.bounds.max_in_flight)
+        };
+        let permit = Some(pool.clone().try_acquire_owned());
+        let call_in_progress = peer_addr(&request).and_then(crate::net::call_started);
+        let timeout = self.bounds.request_body_timeout;
+        request = request.map(|body| {
+            Body::new(TimedBody {
+                inner: body,
+                deadline: Box::pin(tokio::time::sleep(timeout)),
+                timeout,
+                ended: false,
+            })
+        });
         Box::pin(
             async move {
                 let started = Instant::now();
@@ -410,11 +449,21 @@ where
                 };
                 let response = rewrite_too_large(response, limit);
                 let response = rewrite_framing_errors(response, limit);
-                let mut response = explain_unimplemented(response, &method);
+                let response = explain_unimplemented(response, &method);
+                let mut response = response.map(|body| {
+                    Body::new(CountedBody {
+                        inner: body,
+                        _call: call_in_progress,
+                    })
+                });
                 response.headers_mut().insert(REQUEST_ID_HEADER, id);
                 let status = grpc_code(response.headers());
                 let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-                if matches!(status, tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::DataLoss) {
+                // ERROR only for faults of ours (they carry our ErrorInfo):
+                // a client that resets its stream mid-body makes tonic
+                // answer UNKNOWN, and must not be able to write error lines.
+                let ours = response.headers().contains_key("grpc-status-details-bin");
+                if ours && matches!(status, tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::DataLoss) {
                     tracing::error!(status = ?status, latency_ms, "call failed");
                 } else {
                     tracing::info!(status = ?status, latency_ms, "call");
@@ -493,5 +542,7 @@ mod tests {
         assert_eq!(request_id(&headers), "abc-123");
         headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("has space"));
         assert_ne!(request_id(&headers), "has space");
+        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("a}:_status=Ok"));
+        assert_ne!(request_id(&headers), "a}:_status=Ok");
     }
 }

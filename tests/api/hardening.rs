@@ -380,3 +380,102 @@ async fn connections_past_the_limit_are_closed_at_once() {
     }
     assert!(connected, "freed slots take new connections");
 }
+
+#[tokio::test]
+async fn a_connection_without_calls_is_closed_when_idle_but_an_open_watch_keeps_it() {
+    let server = TestServer::start_with(
+        |config| config.idle_connection_timeout_secs = 1,
+        std::sync::Arc::new(aliasd::domain::SystemClock),
+    )
+    .await;
+    let addr = server.running.as_ref().unwrap().addr;
+    // An h2 connection that speaks (answers pings) but makes one call and
+    // then none: closed after the idle timeout.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = h2::client::handshake(tcp).await.unwrap();
+    let driven = tokio::spawn(connection);
+    let request = http::Request::post("/grpc.health.v1.Health/Check")
+        .header("content-type", "application/grpc")
+        .body(())
+        .unwrap();
+    let (response, mut body) = sender.send_request(request, false).unwrap();
+    body.send_data(Bytes::from(frame(0, 0, &[])), true).unwrap();
+    response.await.unwrap();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), driven).await;
+    assert!(ended.is_ok(), "an idle connection is closed by the server");
+    // A watch keeps its connection busy past the idle timeout.
+    let key = server.create_key().await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut watch = pb::alias_service_client::AliasServiceClient::new(channel)
+        .watch_aliases(pb::WatchAliasesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    server
+        .create_alias("alias/after-idle-period", &key.key_id)
+        .await
+        .unwrap();
+    let event = tokio::time::timeout(std::time::Duration::from_secs(10), watch.message())
+        .await
+        .expect("the watch still delivers")
+        .expect("no error")
+        .expect("an event");
+    assert_eq!(
+        event.event.unwrap().alias.unwrap().alias_name,
+        "alias/after-idle-period"
+    );
+}
+
+#[tokio::test]
+async fn one_client_address_cannot_take_every_connection() {
+    use tokio::io::AsyncReadExt;
+    let server = TestServer::start_with(
+        |config| {
+            config.max_connections_per_ip = 2;
+            config.connection_preface_timeout_secs = 60;
+        },
+        std::sync::Arc::new(aliasd::domain::SystemClock),
+    )
+    .await;
+    let addr = server.running.as_ref().unwrap().addr;
+    // The test's channel is one of 127.0.0.1's two.
+    server.create_key().await;
+    let _held = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut bytes = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        third.read_to_end(&mut bytes),
+    )
+    .await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?} {bytes:?}");
+    // The existing connection still works.
+    server.create_key().await;
+}
+
+#[tokio::test]
+async fn a_health_check_whose_body_stalls_is_cut_off_too() {
+    let server = TestServer::start_with(
+        |config| config.request_body_timeout_secs = 1,
+        std::sync::Arc::new(aliasd::domain::SystemClock),
+    )
+    .await;
+    let mut sender = h2_connection(server.running.as_ref().unwrap().addr).await;
+    let request = http::Request::post("/grpc.health.v1.Health/Check")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (response, _body) = sender.send_request(request, false).unwrap();
+    let response = tokio::time::timeout(std::time::Duration::from_secs(10), response)
+        .await
+        .expect("a stalled health check is answered, not held")
+        .unwrap();
+    let status = tonic::Status::from_header_map(response.headers()).expect("a gRPC status");
+    assert_error::<()>(Err(status), Code::InvalidArgument, "REQUEST_BODY_TIMEOUT");
+}

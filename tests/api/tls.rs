@@ -420,6 +420,14 @@ async fn bad_tls_files_stop_start_up_with_a_message_naming_the_file() {
             "junk.pem",
             "--tls-client-ca",
         ),
+        (
+            "a leaf as client CA",
+            &cert,
+            &key,
+            Some(&cert),
+            "server.pem",
+            "not a CA certificate",
+        ),
     ];
     for (case, cert, key, client_ca, names, says) in cases {
         let dir = tempfile::tempdir().unwrap();
