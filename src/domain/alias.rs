@@ -4,7 +4,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::{Error, Reason, Result};
 use super::names::{AliasName, KeyId, Scope};
-use super::Millis;
+use super::time::Millis;
 
 /// Longest etag accepted from a caller (ours are 16 characters).
 pub const MAX_ETAG_CHARS: usize = 64;

@@ -1,6 +1,6 @@
 //! Audit records: every change and every denied call.
 
-use super::Millis;
+use super::time::Millis;
 
 /// What the audit log keeps of one call.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -2,7 +2,7 @@
 
 use super::error::{Error, Reason, Result};
 use super::names::{KeyId, Scope};
-use super::Millis;
+use super::time::Millis;
 
 /// Longest key description, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 8192;

@@ -8,7 +8,7 @@ use super::error::{Error, Reason, Result};
 use super::key::{Key, KeyManager, KeySpec, KeyState, KeyUsage};
 use super::names::{AliasName, KeyId, KeyRef, Scope};
 use super::policy::{actions, Caller, ANY_RESOURCE};
-use super::Millis;
+use super::time::Millis;
 
 /// Reads and writes of one account, inside one transaction. The store keeps
 /// the per-key alias index and the counters consistent with the records.
