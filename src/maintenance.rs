@@ -1,6 +1,8 @@
 //! Background work: removing keys whose deletion time has passed (with their
 //! aliases, in one transaction each), and pruning the change log and old
-//! request_id records.
+//! request_id records (in bounded transactions). Each tick runs only while
+//! the backend grants this process the maintenance lease, so that processes
+//! sharing a store do not all do the same work.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,13 +94,22 @@ impl Maintenance {
         prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = reap.tick() => match self.reap_due_keys().await {
-                    // The store logged its failure once; no line per tick.
-                    Err(error) if error.reason == Reason::STORE_FAILED => {}
-                    Err(error) => tracing::error!(%error, "removing keys due for deletion failed"),
-                    Ok(_) => {}
-                },
+                _ = reap.tick() => {
+                    // Another process holds the lease: the work is its.
+                    if !self.store.may_run_maintenance() {
+                        continue;
+                    }
+                    match self.reap_due_keys().await {
+                        // The store logged its failure once; no line per tick.
+                        Err(error) if error.reason == Reason::STORE_FAILED => {}
+                        Err(error) => tracing::error!(%error, "removing keys due for deletion failed"),
+                        Ok(_) => {}
+                    }
+                }
                 _ = prune.tick() => {
+                    if !self.store.may_run_maintenance() {
+                        continue;
+                    }
                     match self.prune().await {
                         Ok((changes, requests)) if changes + requests > 0 => {
                             tracing::debug!(changes, requests, "pruned change log and request_ids");

@@ -22,7 +22,7 @@ use crate::domain::policy::Caller;
 use crate::domain::{
     AliasName, Error, Key, KeyId, KeyManager, KeySpec, KeyState, KeyUsage, Millis, Reason, Scope,
 };
-use crate::store::txn::{Fail, SledTxn};
+use crate::store::txn::{AccountTxn, Fail};
 use crate::store::Store;
 
 #[derive(Debug, Deserialize)]
@@ -428,7 +428,7 @@ fn key_differences(account: &str, stored: &Key, file: &Key) -> Vec<Difference> {
 /// Applies the plan inside one transaction: creates what is missing, and
 /// notes what exists with other values.
 fn apply_plan(
-    txns: &[SledTxn],
+    txns: &[AccountTxn],
     plan: &Plan,
     scope: &Scope,
     limits: Limits,
@@ -503,7 +503,7 @@ pub async fn apply(
     let accounts = plan.accounts.clone();
     let in_txn = {
         let (plan, scope) = (plan.clone(), scope.clone());
-        move |txns: &[SledTxn]| apply_plan(txns, &plan, &scope, limits, now)
+        move |txns: &[AccountTxn]| apply_plan(txns, &plan, &scope, limits, now)
     };
     let outcome = store.write_accounts(accounts, in_txn).await?;
     let mut by_record: Vec<(&str, &str, Vec<String>)> = Vec::new();

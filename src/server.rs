@@ -77,7 +77,7 @@ pub struct Running {
     /// The address it listens on (useful with port 0).
     pub addr: SocketAddr,
     /// Flushes run and writers served (for benchmarks).
-    pub flush_stats: Arc<crate::store::group_commit::FlushStats>,
+    pub flush_stats: Arc<crate::store::FlushStats>,
     stop: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<Result<(), ServeError>>,
 }

@@ -8,7 +8,7 @@ use crate::domain::paging::{page_size, Listing};
 use crate::domain::policy::{actions, ANY_RESOURCE};
 use crate::domain::request::{Idempotency, RequestId};
 use crate::domain::{Error, Key, KeyId, KeyRef, KeySpec, KeyUsage};
-use crate::store::txn::{Fail, SledTxn};
+use crate::store::txn::{AccountTxn, Fail};
 
 /// CreateKey's arguments; spec and usage already parsed by the door (each
 /// door spells them its own way), unset as None.
@@ -184,7 +184,7 @@ impl App {
         op: F,
     ) -> Result<Key, Error>
     where
-        F: Fn(&SledTxn, &Ctx, &KeyId) -> Result<Key, Fail> + Send + 'static,
+        F: Fn(&AccountTxn, &Ctx, &KeyId) -> Result<Key, Fail> + Send + 'static,
     {
         let ctx = self.ctx(call);
         let mut audit = self.audit_entry(call, &ctx, action);

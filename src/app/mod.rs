@@ -24,7 +24,7 @@ use crate::domain::policy::Caller;
 use crate::domain::request::{Idempotency, RequestId};
 use crate::domain::{Clock, Error, Reason, Scope};
 use crate::store::records::Replayable;
-use crate::store::txn::{Fail, SledTxn};
+use crate::store::txn::{AccountTxn, Fail};
 use crate::store::Store;
 
 pub use crate::auth::Credentials;
@@ -137,7 +137,7 @@ impl App {
     ) -> Result<T, Error>
     where
         T: Replayable + Send + 'static,
-        F: Fn(&SledTxn) -> Result<T, Fail> + Send + 'static,
+        F: Fn(&AccountTxn) -> Result<T, Fail> + Send + 'static,
     {
         let denial = audit.clone();
         self.write_audited(ctx, audit, denial, idempotency, op)
@@ -157,7 +157,7 @@ impl App {
     ) -> Result<T, Error>
     where
         T: Replayable + Send + 'static,
-        F: Fn(&SledTxn) -> Result<T, Fail> + Send + 'static,
+        F: Fn(&AccountTxn) -> Result<T, Fail> + Send + 'static,
     {
         let idempotency = idempotency.map(|i| i.for_caller(ctx.caller.name()));
         let result = self
@@ -171,7 +171,7 @@ impl App {
     async fn read<T, F>(&self, ctx: &Ctx, audit: AuditEntry, op: F) -> Result<T, Error>
     where
         T: Replayable + Send + 'static,
-        F: Fn(&SledTxn) -> Result<T, Fail> + Send + 'static,
+        F: Fn(&AccountTxn) -> Result<T, Fail> + Send + 'static,
     {
         let result = self.store.read(&ctx.scope.account, op).await;
         self.audited(result, audit).await

@@ -1,10 +1,13 @@
-//! `aliasd check`: verifies the store's invariants from the records alone.
+//! `aliasd check`: verifies the store's invariants from the records alone,
+//! through any backend's reads (the conformance suite runs it after each
+//! check); `check_dir` opens a sled directory without creating anything.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use super::backend::{scan_all, Entries, Reads, Tree};
 use super::records::{self, AliasRecord, AliasSetRecord, ChangeRecord, KeyRecord, RequestRecord};
-use super::{layout, txn, OpenError, Store, Trees};
+use super::{layout, txn, OpenError, Store};
 use crate::domain::ops::Limits;
 use crate::domain::{AliasName, Key, KeyState};
 
@@ -66,58 +69,68 @@ pub fn check_dir(dir: &Path, limits: &Limits) -> Result<Report, CheckError> {
             "it holds no sled database (no conf and db files)",
         ));
     }
-    let sled_error = |source: sled::Error| match &source {
-        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-            OpenError::InUse(dir.to_owned())
-        }
-        _ => OpenError::Sled {
-            path: dir.to_owned(),
-            source,
-        },
-    };
-    let db = sled::Config::new().path(dir).open().map_err(sled_error)?;
     // Opening a tree creates it: look before opening.
-    let has_meta = db
-        .tree_names()
-        .iter()
-        .any(|name| name.as_ref() == META_TREE.as_bytes());
-    let has_secret = has_meta
-        && db
-            .open_tree(META_TREE)
-            .and_then(|meta| meta.contains_key(layout::TOKEN_SECRET))
-            .map_err(sled_error)?;
-    if !has_secret {
-        return Err(CheckError::NotAStore(
+    let trees = super::sled::open_existing(dir, |db| {
+        let has_meta = db
+            .tree_names()
+            .iter()
+            .any(|name| name.as_ref() == META_TREE.as_bytes());
+        Ok(has_meta
+            && db
+                .open_tree(META_TREE)?
+                .contains_key(layout::TOKEN_SECRET)?)
+    })?;
+    match trees {
+        Some(trees) => Ok(check_trees(&trees, limits)),
+        None => Err(CheckError::NotAStore(
             dir.to_owned(),
             "its sled database was not written by aliasd",
-        ));
+        )),
     }
-    let trees = Trees::open(&db).map_err(sled_error)?;
-    Ok(check_trees(&trees, limits))
 }
 
 impl Store {
     /// Checks every invariant of this open store (see [`check_trees`]).
     pub fn check(&self, limits: &Limits) -> Report {
-        check_trees(&self.trees, limits)
+        check_trees(self.backend.as_ref(), limits)
     }
+}
+
+/// Every entry of `tree` (the check holds a tree's worth in memory; it
+/// builds maps of that size anyway). A read error ends the walk and is
+/// reported.
+fn all(t: &dyn Reads, tree: Tree, problems: &mut Vec<String>) -> Entries {
+    let mut entries = Vec::new();
+    let walked = scan_all(t, tree, &[], None, |key, value| {
+        entries.push((key.to_vec(), value.to_vec()));
+        Ok(())
+    });
+    if let Err(e) = walked {
+        problems.push(format!("{}: unreadable: {e}", tree.name()));
+    }
+    entries
+}
+
+/// A counter of `meta` (absent or unreadable: 0).
+fn meta_u64(t: &dyn Reads, account: &str, name: &[u8]) -> u64 {
+    let value = t
+        .get(Tree::Meta, &layout::scoped(account, name))
+        .ok()
+        .flatten();
+    txn::read_u64(value.as_deref())
 }
 
 /// Checks every invariant: records decode and sit under their own key;
 /// every alias targets an existing key of its account; the per-key index
 /// matches the aliases exactly; quotas and key counters hold; the
 /// deletion schedule matches the keys; each change log is contiguous.
-fn check_trees(t: &Trees, limits: &Limits) -> Report {
+fn check_trees(t: &dyn Reads, limits: &Limits) -> Report {
     let mut report = Report::default();
     let problems = &mut report.problems;
 
     // account -> key_id -> key
     let mut keys: HashMap<String, BTreeMap<String, Key>> = HashMap::new();
-    for entry in t.keys.iter() {
-        let Ok((key, bytes)) = entry else {
-            problems.push("keys: unreadable entry".into());
-            continue;
-        };
+    for (key, bytes) in all(t, Tree::Keys, problems) {
         let Some((account, id)) = layout::split(&key) else {
             problems.push(format!("keys: malformed key {key:?}"));
             continue;
@@ -137,12 +150,7 @@ fn check_trees(t: &Trees, limits: &Limits) -> Report {
         }
     }
     for (account, account_keys) in &keys {
-        let counted = txn::read_u64(
-            t.meta
-                .get(layout::scoped(account, layout::KEY_COUNT))
-                .ok()
-                .flatten(),
-        );
+        let counted = meta_u64(t, account, layout::KEY_COUNT);
         if counted != account_keys.len() as u64 {
             problems.push(format!(
                 "account {account}: key counter says {counted}, {} keys stored",
@@ -157,9 +165,11 @@ fn check_trees(t: &Trees, limits: &Limits) -> Report {
         }
         for key in account_keys.values() {
             let scheduled = key.deletion_time.map(|time| {
-                t.schedule
-                    .contains_key(layout::schedule_key(time, account, &key.key_id))
-                    .unwrap_or(false)
+                t.get(
+                    Tree::Schedule,
+                    &layout::schedule_key(time, account, &key.key_id),
+                )
+                .is_ok_and(|entry| entry.is_some())
             });
             match (key.key_state == KeyState::PENDING_DELETION, scheduled) {
                 (true, Some(true)) | (false, None) => {}
@@ -175,11 +185,7 @@ fn check_trees(t: &Trees, limits: &Limits) -> Report {
 
     // account -> key_id -> alias names (from the alias records)
     let mut targets: HashMap<(String, String), Vec<String>> = HashMap::new();
-    for entry in t.aliases.iter() {
-        let Ok((key, bytes)) = entry else {
-            problems.push("aliases: unreadable entry".into());
-            continue;
-        };
+    for (key, bytes) in all(t, Tree::Aliases, problems) {
         let Some((account, name)) = layout::split(&key) else {
             problems.push(format!("aliases: malformed key {key:?}"));
             continue;
@@ -217,11 +223,7 @@ fn check_trees(t: &Trees, limits: &Limits) -> Report {
             .push(name);
     }
 
-    for entry in t.key_aliases.iter() {
-        let Ok((key, bytes)) = entry else {
-            problems.push("key_aliases: unreadable entry".into());
-            continue;
-        };
+    for (key, bytes) in all(t, Tree::KeyAliases, problems) {
         let Some((account, id)) = layout::split(&key) else {
             problems.push(format!("key_aliases: malformed key {key:?}"));
             continue;
@@ -259,11 +261,7 @@ fn check_trees(t: &Trees, limits: &Limits) -> Report {
 
     // Change logs: contiguous from floor+1 to head.
     let mut logs: HashMap<String, Vec<u64>> = HashMap::new();
-    for entry in t.changes.iter() {
-        let Ok((key, bytes)) = entry else {
-            problems.push("changes: unreadable entry".into());
-            continue;
-        };
+    for (key, bytes) in all(t, Tree::Changes, problems) {
         let Some((account, revision)) = layout::split(&key) else {
             problems.push(format!("changes: malformed key {key:?}"));
             continue;
@@ -283,18 +281,12 @@ fn check_trees(t: &Trees, limits: &Limits) -> Report {
             Err(e) => problems.push(format!("change {account}/{revision}: {e}")),
         }
     }
-    for entry in t.meta.iter().flatten() {
-        let (key, value) = entry;
+    for (key, value) in all(t, Tree::Meta, problems) {
         let Some((account, layout::REVISION)) = layout::split(&key) else {
             continue;
         };
-        let head = txn::read_u64(Some(value));
-        let floor = txn::read_u64(
-            t.meta
-                .get(layout::scoped(account, layout::FLOOR))
-                .ok()
-                .flatten(),
-        );
+        let head = txn::read_u64(Some(&value));
+        let floor = meta_u64(t, account, layout::FLOOR);
         let revisions = logs.remove(account).unwrap_or_default();
         let expected: Vec<u64> = (floor + 1..=head).collect();
         if revisions != expected {
@@ -312,11 +304,7 @@ fn check_trees(t: &Trees, limits: &Limits) -> Report {
         ));
     }
 
-    for entry in t.requests.iter() {
-        let Ok((key, bytes)) = entry else {
-            problems.push("requests: unreadable entry".into());
-            continue;
-        };
+    for (key, bytes) in all(t, Tree::Requests, problems) {
         report.requests += 1;
         if let Err(e) = records::decode::<RequestRecord>("request", &bytes) {
             problems.push(format!("request {}: {e}", String::from_utf8_lossy(&key)));

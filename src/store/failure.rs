@@ -1,4 +1,6 @@
-//! The store's failed state, and the two answers a failure gives.
+//! The store's failed state, and the two answers a failure gives. Every
+//! backend holds one; when it fails is the backend's decision (sled's is
+//! below, in `sled/`; the memory backend never fails).
 //!
 //! sled 0.34 poisons itself after an I/O error (every later operation
 //! returns it, even once the disk has room again), and after a failed
@@ -18,20 +20,22 @@ use crate::domain::{Error, Reason};
 /// Why the store failed; `None` while it is healthy.
 pub type FailureCause = Option<Arc<str>>;
 
-/// Shared by the store and its flusher thread; health watches it.
+/// Shared by the backend and its threads; health and watchers watch it.
 #[derive(Clone)]
 pub struct Failure {
     state: watch::Sender<FailureCause>,
-    /// The store's durable-revision signal: bumped on failure so that
-    /// watchers wake up, see the failure and end.
-    wake: watch::Sender<u64>,
+}
+
+impl Default for Failure {
+    fn default() -> Self {
+        Failure::new()
+    }
 }
 
 impl Failure {
-    pub fn new(wake: watch::Sender<u64>) -> Failure {
+    pub fn new() -> Failure {
         Failure {
             state: watch::channel(None).0,
-            wake,
         }
     }
 
@@ -45,7 +49,6 @@ impl Failure {
             true
         });
         if first {
-            self.wake.send_modify(|generation| *generation += 1);
             tracing::error!(
                 cause,
                 "the store failed: every call is now refused with UNAVAILABLE (STORE_FAILED) and \

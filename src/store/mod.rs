@@ -1,323 +1,221 @@
-//! Storage on sled: one multi-tree transaction per operation, group commit,
-//! the change log and request_id records.
+//! The store: domain operations run as units over a backend.
 //!
-//! The interface the service uses is small: [`Store::write`] and
-//! [`Store::read`] run a domain operation in one transaction (a write returns
-//! only once it is on disk), the `list_*` calls page through records, and
-//! [`Store::changes_after`] reads the change log. Another backend would
-//! implement the same calls around its own transaction.
-//!
-//! A write is acknowledged only after its flush and a real file sync
-//! (`sync.rs`); the first I/O error fails the store for good (`failure.rs`).
+//! [`Store::write`] runs an operation over [`Txn`](crate::domain::ops::Txn)
+//! in one transaction, with its request_id record and its audit record in
+//! the same unit, and returns only once the change is durable;
+//! [`Store::read`] runs one and changes nothing. The `list_*` calls page
+//! through records, [`Store::changes_after`] reads the change log and the
+//! change feed ([`feed::Feed`]) wakes watchers (watch.rs). All of this is
+//! written once, here, against the byte-level [`backend::Backend`]; sled/
+//! and memory/ implement it, and conformance.rs holds the one test suite
+//! every backend must pass.
 
+pub mod backend;
 pub mod check;
+#[cfg(test)]
+mod conformance;
 pub mod failure;
-pub mod group_commit;
+pub mod feed;
 pub mod layout;
+pub mod memory;
 pub mod records;
-pub mod sync;
+#[cfg(test)]
+mod rules_tests;
+pub mod sled;
 pub mod txn;
 pub mod watch;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sled::transaction::{TransactionError, Transactional};
-use sled::Tree;
-
-use self::failure::{outcome_unknown, store_failed, Failure, FailureCause};
-use self::group_commit::GroupCommit;
+use self::backend::{scan_all, Backend, Fail, Tree};
+use self::failure::{outcome_unknown, store_failed, FailureCause};
+use self::feed::Feed;
 use self::records::{AliasRecord, ChangeRecord, KeyRecord, Replayable, RequestRecord};
-use self::sync::MakeSyncer;
-use self::txn::{Fail, SledTxn, TxTrees};
+use self::txn::AccountTxn;
 use crate::domain::audit::AuditEntry;
 use crate::domain::request::Idempotency;
 use crate::domain::{Alias, AliasEvent, Error, Key, KeyId, Millis, Reason};
 
-/// Why the store could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    #[error(
-        "data directory {0} is in use by another aliasd process (its lock is held); stop that \
-         process or choose another --data-dir"
-    )]
-    InUse(PathBuf),
-    #[error("cannot open data directory {path}: {source}")]
-    Sled { path: PathBuf, source: sled::Error },
-    #[error("cannot sync data directory {path} to disk: {source}")]
-    Sync {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
+pub use self::backend::FlushStats;
+pub use self::sled::{sync, OpenError};
 
-/// The trees, opened once.
-#[derive(Clone)]
-struct Trees {
-    keys: Tree,
-    aliases: Tree,
-    key_aliases: Tree,
-    changes: Tree,
-    meta: Tree,
-    requests: Tree,
-    requests_by_time: Tree,
-    schedule: Tree,
-    audit: Tree,
-}
-
-impl Trees {
-    fn open(db: &sled::Db) -> sled::Result<Trees> {
-        Ok(Trees {
-            keys: db.open_tree("keys")?,
-            aliases: db.open_tree("aliases")?,
-            key_aliases: db.open_tree("key_aliases")?,
-            changes: db.open_tree("changes")?,
-            meta: db.open_tree("meta")?,
-            requests: db.open_tree("requests")?,
-            requests_by_time: db.open_tree("requests_by_time")?,
-            schedule: db.open_tree("schedule")?,
-            audit: db.open_tree("audit")?,
-        })
-    }
-}
-
-/// The highest durable revision of each account, and a signal that wakes
-/// watchers whenever one moves.
-struct Published {
-    revisions: Mutex<HashMap<String, u64>>,
-    generation: tokio::sync::watch::Sender<u64>,
-}
+/// Change-log revisions, or request records, removed per transaction when
+/// pruning: each batch is one bounded transaction.
+const PRUNE_BATCH: usize = 512;
 
 pub struct Store {
-    /// Writes started and not yet flushed (see [`Store::settle`]).
+    backend: Arc<dyn Backend>,
+    /// Writes started and not yet durable (see [`Store::settle`]).
     pending_writes: AtomicU64,
     /// Where audit records are mirrored as JSON lines (--audit-log).
     audit_mirror: std::sync::OnceLock<Mutex<std::fs::File>>,
-    trees: Trees,
-    committer: GroupCommit,
-    failure: Failure,
-    published: Published,
+    feed: Arc<Feed>,
     token_secret: [u8; 32],
 }
 
-fn storage_error(error: impl std::fmt::Display) -> Error {
-    Error::internal(format!("storage error: {error}"))
-}
-
 impl Store {
-    /// Opens (or creates) the store in `dir`. Fails with [`OpenError::InUse`]
-    /// when another process holds it.
+    /// Opens (or creates) the sled store in `dir`. Fails with
+    /// [`OpenError::InUse`] when another process holds it.
     pub fn open(dir: &Path) -> Result<Arc<Store>, OpenError> {
         Self::open_with_syncer(dir, sync::file_syncer())
     }
 
     /// [`Store::open`] with another syncer (tests delay or fail syncs).
-    pub fn open_with_syncer(dir: &Path, make_syncer: MakeSyncer) -> Result<Arc<Store>, OpenError> {
-        let sled_error = |source: sled::Error| match &source {
-            sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                OpenError::InUse(dir.to_owned())
-            }
-            _ => OpenError::Sled {
-                path: dir.to_owned(),
-                source,
-            },
-        };
-        let db = sled::Config::new().path(dir).open().map_err(sled_error)?;
-        let trees = Trees::open(&db).map_err(sled_error)?;
-        let token_secret = Self::token_secret(&db, &trees).map_err(sled_error)?;
-        let revisions = Self::durable_heads(&trees).map_err(sled_error)?;
-        // Syncs what opening wrote (the token secret, a new store's files).
-        let syncer = make_syncer(dir).map_err(|source| OpenError::Sync {
-            path: dir.to_owned(),
-            source,
-        })?;
-        let generation = tokio::sync::watch::channel(0).0;
-        let failure = Failure::new(generation.clone());
-        let committer = GroupCommit::start(db, syncer, failure.clone());
+    pub fn open_with_syncer(
+        dir: &Path,
+        make_syncer: sync::MakeSyncer,
+    ) -> Result<Arc<Store>, OpenError> {
+        let backend = sled::SledBackend::open(dir, make_syncer)?;
+        Self::with_backend(Arc::new(backend)).map_err(|e| OpenError::Prepare(e.message))
+    }
+
+    /// A store that keeps everything in memory (`serve --ephemeral`).
+    pub fn open_in_memory() -> Result<Arc<Store>, OpenError> {
+        Self::with_backend(Arc::new(memory::MemoryBackend::new()))
+            .map_err(|e| OpenError::Prepare(e.message))
+    }
+
+    /// A store over `backend`. Several stores (processes) may share one
+    /// backend: opening creates nothing that another has created.
+    pub fn with_backend(backend: Arc<dyn Backend>) -> Result<Arc<Store>, Error> {
+        let token_secret = Self::token_secret(backend.as_ref())?;
+        // What opening wrote must survive a crash before the first write.
+        backend.prepared()?;
+        let feed = Arc::new(Feed::new(Self::durable_heads(backend.as_ref())?));
+        backend.follow_other_writers(feed.clone());
         Ok(Arc::new(Store {
+            backend,
             pending_writes: AtomicU64::new(0),
             audit_mirror: std::sync::OnceLock::new(),
-            trees,
-            committer,
-            failure,
-            published: Published {
-                revisions: Mutex::new(revisions),
-                generation,
-            },
+            feed,
             token_secret,
         }))
     }
 
     /// The secret that signs page tokens: made once, kept in the store, so
-    /// tokens survive restarts.
-    fn token_secret(db: &sled::Db, trees: &Trees) -> sled::Result<[u8; 32]> {
-        if let Some(bytes) = trees.meta.get(layout::TOKEN_SECRET)? {
-            if let Ok(secret) = <[u8; 32]>::try_from(bytes.as_ref()) {
-                return Ok(secret);
+    /// tokens survive restarts. Created only if absent, in one transaction,
+    /// so that processes sharing a store all end up with the first one.
+    fn token_secret(backend: &dyn Backend) -> Result<[u8; 32], Error> {
+        let mut candidate = [0u8; 32];
+        getrandom::getrandom(&mut candidate)
+            .map_err(|e| Error::internal(format!("no randomness: {e}")))?;
+        let chosen = Cell::new(candidate);
+        backend.transact(&|tx| {
+            if let Some(stored) = tx.get(Tree::Meta, layout::TOKEN_SECRET)? {
+                if let Ok(secret) = <[u8; 32]>::try_from(stored.as_slice()) {
+                    chosen.set(secret);
+                    return Ok(());
+                }
             }
-        }
-        let mut secret = [0u8; 32];
-        getrandom::getrandom(&mut secret)
-            .map_err(|e| sled::Error::Io(std::io::Error::other(format!("no randomness: {e}"))))?;
-        trees.meta.insert(layout::TOKEN_SECRET, &secret)?;
-        db.flush()?;
-        Ok(secret)
+            chosen.set(candidate);
+            tx.put(Tree::Meta, layout::TOKEN_SECRET, &candidate)
+        })?;
+        Ok(chosen.get())
     }
 
-    /// Everything on disk at start-up is durable: the heads of every account.
-    fn durable_heads(trees: &Trees) -> sled::Result<HashMap<String, u64>> {
-        let mut heads = HashMap::new();
-        for entry in trees.meta.iter() {
-            let (key, value) = entry?;
-            if let Some((account, layout::REVISION)) = layout::split(&key) {
-                heads.insert(account.to_owned(), txn::read_u64(Some(value)));
+    /// The head revision of every account (each stored revision counter).
+    fn heads(reads: &dyn backend::Reads) -> Result<Vec<(String, u64)>, Error> {
+        let mut heads = Vec::new();
+        scan_all(reads, Tree::Meta, &[], None, |key, value| {
+            if let Some((account, layout::REVISION)) = layout::split(key) {
+                heads.push((account.to_owned(), txn::read_u64(Some(value))));
             }
-        }
+            Ok(())
+        })?;
         Ok(heads)
+    }
+
+    /// Everything stored at open is durable: the heads of every account.
+    fn durable_heads(reads: &dyn backend::Reads) -> Result<HashMap<String, u64>, Error> {
+        Ok(Self::heads(reads)?.into_iter().collect())
     }
 
     pub fn token_secret_bytes(&self) -> [u8; 32] {
         self.token_secret
     }
 
-    /// Runs `op` in one transaction over every tree, scoped to `account`.
-    /// With `idempotency`, a repeat returns the recorded response, and a
-    /// first call records its response in the same transaction.
+    /// Runs `op` in one transaction, scoped to `account`. With
+    /// `idempotency`, a repeat returns the recorded response (and changes
+    /// nothing), and a first call records its response in the same
+    /// transaction; `audit` is appended in it too.
     fn transact<T: Replayable>(
         &self,
         account: &str,
         idempotency: Option<&Idempotency>,
         audit: Option<&AuditEntry>,
         now: Millis,
-        op: &dyn Fn(&SledTxn) -> Result<T, Fail>,
+        op: &dyn Fn(&AccountTxn) -> Result<T, Fail>,
     ) -> Result<(T, Option<u64>, Option<AuditEntry>), Error> {
-        let t = &self.trees;
-        let trees = (
-            &t.keys,
-            &t.aliases,
-            &t.key_aliases,
-            &t.changes,
-            &t.meta,
-            &t.requests,
-            &t.requests_by_time,
-            &t.schedule,
-            &t.audit,
-        );
-        // Whether the closure's last run succeeded: a storage error then
-        // came from sled's commit, which may have applied part of it.
-        let committing = Cell::new(false);
-        let result = trees.transaction(
-            |(
-                keys,
-                aliases,
-                key_aliases,
-                changes,
-                meta,
-                requests,
-                by_time,
-                schedule,
-                audit_tree,
-            )| {
-                committing.set(false);
-                let txn = SledTxn {
-                    trees: TxTrees {
-                        keys,
-                        aliases,
-                        key_aliases,
-                        changes,
-                        meta,
-                        requests,
-                        requests_by_time: by_time,
-                        schedule,
-                    },
-                    account,
-                    last_revision: Cell::new(None),
-                };
-                let record_key =
-                    idempotency.map(|i| layout::scoped(account, i.request_id.as_str().as_bytes()));
-                if let (Some(idempotency), Some(record_key)) = (idempotency, &record_key) {
-                    if let Some(bytes) = requests.get(record_key)? {
-                        let record: RequestRecord =
-                            records::decode("request", &bytes).map_err(Fail::Abort)?;
-                        if record.fingerprint != idempotency.fingerprint.0 {
-                            return Err(Fail::Abort(idempotency.reused_error()));
-                        }
-                        // A repeat changes nothing, so it is not audited again.
-                        committing.set(true);
-                        return Ok((
-                            T::from_bytes(&record.response).map_err(Fail::Abort)?,
-                            None,
-                            None,
-                        ));
+        let outcome = RefCell::new(None);
+        self.backend.transact(&|tx| {
+            let txn = AccountTxn::new(tx, account);
+            let record_key =
+                idempotency.map(|i| layout::scoped(account, i.request_id.as_str().as_bytes()));
+            if let (Some(idempotency), Some(record_key)) = (idempotency, &record_key) {
+                if let Some(record) =
+                    txn::get::<RequestRecord>(tx, Tree::Requests, record_key, "request")?
+                {
+                    if record.fingerprint != idempotency.fingerprint.0 {
+                        return Err(Fail::Abort(idempotency.reused_error()));
                     }
+                    // A repeat changes nothing, so it is not audited again.
+                    *outcome.borrow_mut() = Some((T::from_bytes(&record.response)?, None, None));
+                    return Ok(());
                 }
-                let value = op(&txn)?;
-                if let (Some(idempotency), Some(record_key)) = (idempotency, record_key) {
-                    let record = RequestRecord {
-                        fingerprint: idempotency.fingerprint.0.to_vec(),
-                        response: value.to_bytes(),
-                        created_at: now,
-                    };
-                    requests.insert(record_key, records::encode(&record))?;
-                    by_time.insert(
-                        layout::timed_key(now, account, idempotency.request_id.as_str()),
-                        &[],
-                    )?;
-                }
-                let audited = match audit {
-                    Some(entry) => Some(append_audit(meta, audit_tree, entry)?),
-                    None => None,
-                };
-                committing.set(true);
-                Ok((value, txn.last_revision.get(), audited))
-            },
-        );
-        match result {
-            Ok(done) => Ok(done),
-            Err(TransactionError::Abort(error)) => Err(error),
-            Err(TransactionError::Storage(error)) => {
-                Err(self.transaction_failed(error, committing.get()))
             }
-        }
-    }
-
-    /// A storage error in a transaction. One in sled's commit may have
-    /// applied part of the change (in memory at least): the store fails and
-    /// the outcome is unknown. An I/O error before the commit changed
-    /// nothing, but sled is poisoned by it: the store fails too.
-    fn transaction_failed(&self, error: sled::Error, committing: bool) -> Error {
-        let cause = format!("storage error: {error}");
-        if committing {
-            self.failure.fail(&cause);
-            outcome_unknown(&cause)
-        } else if matches!(error, sled::Error::Io(_)) {
-            self.failure.fail(&cause);
-            store_failed(&cause)
-        } else {
-            storage_error(error)
-        }
+            let value = op(&txn)?;
+            if let (Some(idempotency), Some(record_key)) = (idempotency, &record_key) {
+                let record = RequestRecord {
+                    fingerprint: idempotency.fingerprint.0.to_vec(),
+                    response: value.to_bytes(),
+                    created_at: now,
+                };
+                tx.put(Tree::Requests, record_key, &records::encode(&record))?;
+                tx.put(
+                    Tree::RequestsByTime,
+                    &layout::timed_key(now, account, idempotency.request_id.as_str()),
+                    &[],
+                )?;
+            }
+            let audited = match audit {
+                Some(entry) => Some(append_audit(tx, entry)?),
+                None => None,
+            };
+            *outcome.borrow_mut() = Some((value, txn.last_revision(), audited));
+            Ok(())
+        })?;
+        outcome
+            .into_inner()
+            .ok_or_else(|| Error::internal("a transaction committed without running"))
     }
 
     /// Why the store failed, if it did (see `failure.rs`).
     pub fn failure(&self) -> FailureCause {
-        self.failure.cause()
+        self.backend.failure().cause()
     }
 
     /// Changes to `Some` when the store fails.
     pub fn failures(&self) -> tokio::sync::watch::Receiver<FailureCause> {
-        self.failure.subscribe()
+        self.backend.failure().subscribe()
     }
 
     /// Refuses a call (changing nothing) if the store failed.
     pub fn check_not_failed(&self) -> Result<(), Error> {
-        self.failure.check()
+        self.backend.failure().check()
+    }
+
+    /// Whether this process may run background maintenance now (see
+    /// [`Backend::maintenance_lease`]).
+    pub fn may_run_maintenance(&self) -> bool {
+        self.backend.maintenance_lease()
     }
 
     /// Runs a changing operation: one transaction, then a (shared) flush;
-    /// returns only once the change is on disk.
+    /// returns only once the change is durable.
     pub async fn write<T, F>(
         self: &Arc<Self>,
         account: &str,
@@ -328,7 +226,7 @@ impl Store {
     ) -> Result<T, Error>
     where
         T: Replayable + Send + 'static,
-        F: Fn(&SledTxn) -> Result<T, Fail> + Send + 'static,
+        F: Fn(&AccountTxn) -> Result<T, Fail> + Send + 'static,
     {
         // Its own task: a call that is dropped (deadline, client gone) still
         // finishes its flush, and is counted as pending until then.
@@ -336,7 +234,7 @@ impl Store {
         let account = account.to_owned();
         let write = tokio::spawn(async move {
             let _pending = PendingWrite::start(&store);
-            store.failure.check()?;
+            store.check_not_failed()?;
             let (value, revision, audited) = {
                 let store = store.clone();
                 let account = account.clone();
@@ -348,12 +246,12 @@ impl Store {
             };
             // Committed: from here on a failure may leave the change applied.
             store
-                .committer
+                .backend
                 .flush()
                 .await
                 .map_err(|cause| outcome_unknown(&cause))?;
             if let Some(revision) = revision {
-                store.publish(&account, revision);
+                store.feed.publish(&account, revision);
             }
             if let Some(entry) = audited {
                 store.mirror_audit(&entry);
@@ -365,12 +263,12 @@ impl Store {
             .map_err(|e| Error::internal(format!("write task failed: {e}")))?
     }
 
-    /// Reads must not hand out a change that is not yet on disk: if any write
-    /// is between its start and the end of its flush, wait for a flush (it
-    /// covers every commit the read could have seen).
+    /// Reads must not hand out a change that is not yet durable: if any
+    /// write is between its start and the end of its flush, wait for a flush
+    /// (it covers every commit the read could have seen).
     async fn settle(&self) -> Result<(), Error> {
         if self.pending_writes.load(Ordering::SeqCst) > 0 {
-            self.committer
+            self.backend
                 .flush()
                 .await
                 .map_err(|cause| store_failed(&cause))?;
@@ -379,21 +277,22 @@ impl Store {
     }
 
     /// Records a denied call: its own small transaction (the call changed
-    /// nothing), flushed with the next group commit.
+    /// nothing), made durable with the next flush.
     pub async fn record_denial(self: &Arc<Self>, entry: AuditEntry) -> Result<(), Error> {
-        if self.failure.cause().is_some() {
+        if self.failure().is_some() {
             // Nothing can be recorded any more; the failure was logged once.
             return Ok(());
         }
         let store = self.clone();
         let entry = tokio::task::spawn_blocking(move || {
-            let t = &store.trees;
-            let result =
-                (&t.meta, &t.audit).transaction(|(meta, audit)| append_audit(meta, audit, &entry));
-            result.map_err(|e: TransactionError<Error>| match e {
-                TransactionError::Abort(error) => error,
-                TransactionError::Storage(error) => store.transaction_failed(error, false),
-            })
+            let appended = RefCell::new(None);
+            store.backend.transact(&|tx| {
+                *appended.borrow_mut() = Some(append_audit(tx, &entry)?);
+                Ok(())
+            })?;
+            appended
+                .into_inner()
+                .ok_or_else(|| Error::internal("a transaction committed without running"))
         })
         .await
         .map_err(|e| Error::internal(format!("audit task failed: {e}")))??;
@@ -452,8 +351,7 @@ impl Store {
         let end = layout::prefix_end(&layout::prefix(account));
         let mut out = Vec::new();
         let mut last = None;
-        for entry in self.trees.audit.range(start..end).take(scan) {
-            let (_, bytes) = entry.map_err(storage_error)?;
+        for (_, bytes) in self.backend.scan(Tree::Audit, &start, Some(&end), scan)? {
             let entry: AuditEntry =
                 records::decode::<records::AuditRecord>("audit", &bytes)?.into();
             last = Some(entry.sequence);
@@ -471,9 +369,9 @@ impl Store {
     pub async fn read<T, F>(self: &Arc<Self>, account: &str, op: F) -> Result<T, Error>
     where
         T: Replayable + Send + 'static,
-        F: Fn(&SledTxn) -> Result<T, Fail> + Send + 'static,
+        F: Fn(&AccountTxn) -> Result<T, Fail> + Send + 'static,
     {
-        self.failure.check()?;
+        self.check_not_failed()?;
         let store = self.clone();
         let account = account.to_owned();
         let value = tokio::task::spawn_blocking(move || {
@@ -483,7 +381,7 @@ impl Store {
         })
         .await
         .map_err(|e| Error::internal(format!("transaction task failed: {e}")))?
-        .map_err(|error| match (error.reason, self.failure.cause()) {
+        .map_err(|error| match (error.reason, self.failure()) {
             // A read changes nothing, whichever phase failed.
             (Reason::WRITE_OUTCOME_UNKNOWN, Some(cause)) => store_failed(&cause),
             _ => error,
@@ -492,12 +390,13 @@ impl Store {
         Ok(value)
     }
 
-    /// Runs a blocking read off the async threads.
+    /// Runs blocking reads (the `list_*` calls and the like) off the async
+    /// threads.
     pub async fn blocking<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&Store) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        self.failure.check()?;
+        self.check_not_failed()?;
         let store = self.clone();
         let value = tokio::task::spawn_blocking(move || f(&store))
             .await
@@ -506,42 +405,22 @@ impl Store {
         Ok(value)
     }
 
-    fn publish(&self, account: &str, revision: u64) {
-        {
-            let mut revisions = self
-                .published
-                .revisions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let durable = revisions.entry(account.to_owned()).or_default();
-            *durable = (*durable).max(revision);
-        }
-        self.published.generation.send_modify(|g| *g += 1);
-    }
-
-    /// The highest revision of `account` known to be on disk.
+    /// The highest revision of `account` known to be durable.
     pub fn durable_revision(&self, account: &str) -> u64 {
-        let revisions = self
-            .published
-            .revisions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        revisions.get(account).copied().unwrap_or(0)
+        self.feed.durable_revision(account)
     }
 
-    /// Wakes whenever some account's durable revision moves (and when the
-    /// store fails).
+    /// Wakes whenever some account's durable revision moves (watchers also
+    /// watch [`Store::failures`]).
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.published.generation.subscribe()
+        self.feed.subscribe()
     }
 
     fn meta_u64(&self, account: &str, name: &[u8]) -> Result<u64, Error> {
         let value = self
-            .trees
-            .meta
-            .get(layout::scoped(account, name))
-            .map_err(storage_error)?;
-        Ok(txn::read_u64(value))
+            .backend
+            .get(Tree::Meta, &layout::scoped(account, name))?;
+        Ok(txn::read_u64(value.as_deref()))
     }
 
     /// The latest committed revision of `account`.
@@ -574,11 +453,10 @@ impl Store {
         let mut page = Vec::with_capacity(limit + 1);
         match key {
             Some(key) => {
-                let set = self
-                    .trees
-                    .key_aliases
-                    .get(layout::scoped(account, key.as_str().as_bytes()))
-                    .map_err(storage_error)?;
+                let set = self.backend.get(
+                    Tree::KeyAliases,
+                    &layout::scoped(account, key.as_str().as_bytes()),
+                )?;
                 let names = match set {
                     Some(bytes) => {
                         records::decode::<records::AliasSetRecord>("alias index", &bytes)?.names
@@ -593,10 +471,8 @@ impl Store {
                         break;
                     }
                     let record = self
-                        .trees
-                        .aliases
-                        .get(layout::scoped(account, name.as_bytes()))
-                        .map_err(storage_error)?;
+                        .backend
+                        .get(Tree::Aliases, &layout::scoped(account, name.as_bytes()))?;
                     if let Some(bytes) = record {
                         let alias = decode_alias(&bytes)?;
                         // Read outside a transaction: skip one re-pointed meanwhile.
@@ -609,20 +485,14 @@ impl Store {
             None => {
                 let prefix = layout::prefix(account);
                 let start = match after {
-                    Some(after) => {
-                        let mut start = layout::scoped(account, after.as_bytes());
-                        start.push(0); // the first key after `after`
-                        start
-                    }
+                    Some(after) => backend::after(&layout::scoped(account, after.as_bytes())),
                     None => prefix.clone(),
                 };
-                for entry in self
-                    .trees
-                    .aliases
-                    .range(start..layout::prefix_end(&prefix))
-                    .take(limit + 1)
+                let end = layout::prefix_end(&prefix);
+                for (_, bytes) in self
+                    .backend
+                    .scan(Tree::Aliases, &start, Some(&end), limit + 1)?
                 {
-                    let (_, bytes) = entry.map_err(storage_error)?;
                     page.push(decode_alias(&bytes)?);
                 }
             }
@@ -642,21 +512,15 @@ impl Store {
     ) -> Result<(Vec<Key>, bool), Error> {
         let prefix = layout::prefix(account);
         let start = match after {
-            Some(after) => {
-                let mut start = layout::scoped(account, after.as_bytes());
-                start.push(0);
-                start
-            }
+            Some(after) => backend::after(&layout::scoped(account, after.as_bytes())),
             None => prefix.clone(),
         };
+        let end = layout::prefix_end(&prefix);
         let mut page = Vec::with_capacity(limit + 1);
-        for entry in self
-            .trees
-            .keys
-            .range(start..layout::prefix_end(&prefix))
-            .take(limit + 1)
+        for (_, bytes) in self
+            .backend
+            .scan(Tree::Keys, &start, Some(&end), limit + 1)?
         {
-            let (_, bytes) = entry.map_err(storage_error)?;
             page.push(Key::try_from(records::decode::<KeyRecord>("key", &bytes)?)?);
         }
         let more = page.len() > limit;
@@ -677,10 +541,12 @@ impl Store {
             return Ok(Vec::new());
         }
         let start = layout::change_key(account, after + 1);
-        let end = layout::change_key(account, up_to);
+        let end = backend::after(&layout::change_key(account, up_to));
         let mut events = Vec::new();
-        for entry in self.trees.changes.range(start..=end).take(limit) {
-            let (_, bytes) = entry.map_err(storage_error)?;
+        for (_, bytes) in self
+            .backend
+            .scan(Tree::Changes, &start, Some(&end), limit)?
+        {
             events.push(AliasEvent::try_from(records::decode::<ChangeRecord>(
                 "change", &bytes,
             )?)?);
@@ -692,92 +558,117 @@ impl Store {
     pub fn due_keys(&self, now: Millis) -> Result<Vec<(String, KeyId)>, Error> {
         let end = layout::timed_key(now.saturating_add(1), "", "");
         let mut due = Vec::new();
-        for entry in self.trees.schedule.range(..end) {
-            let (key, _) = entry.map_err(storage_error)?;
-            if let Some((_, account, key_id)) = layout::split_timed(&key) {
-                due.push((account.to_owned(), KeyId::from_trusted(key_id.to_owned())));
-            }
-        }
+        scan_all(
+            self.backend.as_ref(),
+            Tree::Schedule,
+            &[],
+            Some(&end),
+            |key, _| {
+                if let Some((_, account, key_id)) = layout::split_timed(key) {
+                    due.push((account.to_owned(), KeyId::from_trusted(key_id.to_owned())));
+                }
+                Ok(())
+            },
+        )?;
         Ok(due)
     }
 
     /// Drops change-log entries so that each account keeps at most `retain`
-    /// of them; the floor moves first, so a watcher never misses a gap.
+    /// of them. Each batch is one transaction that moves the floor and
+    /// removes the entries under it together, so a watcher never misses a
+    /// gap, and two processes pruning at once remove each entry once.
     pub fn prune_changes(&self, retain: u64) -> Result<u64, Error> {
         let mut pruned = 0;
-        let heads: Vec<(String, u64)> = self
-            .trees
-            .meta
-            .iter()
-            .filter_map(|entry| {
-                let (key, value) = entry.ok()?;
-                let (account, name) = layout::split(&key)?;
-                (name == layout::REVISION).then(|| (account.to_owned(), txn::read_u64(Some(value))))
-            })
-            .collect();
-        for (account, head) in heads {
-            let floor = self.floor(&account)?;
-            let new_floor = head.saturating_sub(retain);
-            if new_floor <= floor {
-                continue;
-            }
-            self.trees
-                .meta
-                .insert(
-                    layout::scoped(&account, layout::FLOOR),
-                    &new_floor.to_be_bytes(),
-                )
-                .map_err(storage_error)?;
-            let range =
-                layout::change_key(&account, floor + 1)..=layout::change_key(&account, new_floor);
-            for entry in self.trees.changes.range(range) {
-                let (key, _) = entry.map_err(storage_error)?;
-                self.trees.changes.remove(key).map_err(storage_error)?;
-                pruned += 1;
+        for (account, _) in Self::heads(self.backend.as_ref())? {
+            loop {
+                let batch = self.prune_change_batch(&account, retain)?;
+                pruned += batch;
+                if batch < PRUNE_BATCH as u64 {
+                    break;
+                }
             }
         }
         Ok(pruned)
     }
 
-    /// Forgets request_ids recorded before `before`.
+    /// Prunes up to [`PRUNE_BATCH`] revisions of `account`; returns how many.
+    fn prune_change_batch(&self, account: &str, retain: u64) -> Result<u64, Error> {
+        let pruned = Cell::new(0);
+        self.backend.transact(&|tx| {
+            pruned.set(0);
+            let floor_key = layout::scoped(account, layout::FLOOR);
+            let head = txn::counter(tx, &layout::scoped(account, layout::REVISION))?;
+            let floor = txn::counter(tx, &floor_key)?;
+            let target = head.saturating_sub(retain);
+            if target <= floor {
+                return Ok(());
+            }
+            let new_floor = target.min(floor + PRUNE_BATCH as u64);
+            tx.put(Tree::Meta, &floor_key, &new_floor.to_be_bytes())?;
+            for revision in floor + 1..=new_floor {
+                tx.delete(Tree::Changes, &layout::change_key(account, revision))?;
+            }
+            pruned.set(new_floor - floor);
+            Ok(())
+        })?;
+        Ok(pruned.get())
+    }
+
+    /// Forgets request_ids recorded before `before`, in bounded
+    /// transactions.
     pub fn prune_requests(&self, before: Millis) -> Result<u64, Error> {
         let end = layout::timed_key(before, "", "");
         let mut pruned = 0;
-        for entry in self.trees.requests_by_time.range(..end) {
-            let (key, _) = entry.map_err(storage_error)?;
-            if let Some((_, account, id)) = layout::split_timed(&key) {
-                self.trees
-                    .requests
-                    .remove(layout::scoped(account, id.as_bytes()))
-                    .map_err(storage_error)?;
+        loop {
+            let batch = self
+                .backend
+                .scan(Tree::RequestsByTime, &[], Some(&end), PRUNE_BATCH)?;
+            if batch.is_empty() {
+                return Ok(pruned);
             }
-            self.trees
-                .requests_by_time
-                .remove(&key)
-                .map_err(storage_error)?;
-            pruned += 1;
+            self.backend.transact(&|tx| {
+                for (key, _) in &batch {
+                    if let Some((time, account, id)) = layout::split_timed(key) {
+                        let record_key = layout::scoped(account, id.as_bytes());
+                        if let Some(bytes) = tx.get(Tree::Requests, &record_key)? {
+                            // Only the record this entry indexes (or an
+                            // unreadable one): a newer one of the same id
+                            // has its own entry.
+                            let newer = records::decode::<RequestRecord>("request", &bytes)
+                                .is_ok_and(|record| record.created_at > time);
+                            if !newer {
+                                tx.delete(Tree::Requests, &record_key)?;
+                            }
+                        }
+                    }
+                    tx.delete(Tree::RequestsByTime, key)?;
+                }
+                Ok(())
+            })?;
+            pruned += batch.len() as u64;
+            if batch.len() < PRUNE_BATCH {
+                return Ok(pruned);
+            }
         }
-        Ok(pruned)
     }
 
-    /// Flushes and syncs everything to disk (shutdown), through the
-    /// flusher; call it off the async threads.
+    /// Makes everything durable (shutdown); call it off the async threads.
     pub fn flush_blocking(&self) -> Result<(), Error> {
-        self.committer
+        self.backend
             .flush_blocking()
             .map_err(|cause| store_failed(&cause))
     }
 
     /// Flushes run and writers served since the store was opened: writers
-    /// per flush above 1 is group commit at work.
-    pub fn flush_stats(&self) -> Arc<group_commit::FlushStats> {
-        self.committer.stats()
+    /// per flush above 1 is group commit at work (always zero in memory).
+    pub fn flush_stats(&self) -> Arc<FlushStats> {
+        self.backend.flush_stats()
     }
 
     /// Runs `op` over several accounts in one transaction (the seed file:
     /// all of it or none of it). `op` gets one view per account of
     /// `accounts`, in that order. Like [`Store::write`], returns only once
-    /// the change is on disk; keeps no request_id record and no audit record.
+    /// the change is durable; keeps no request_id record and no audit record.
     pub async fn write_accounts<T, F>(
         self: &Arc<Self>,
         accounts: Vec<String>,
@@ -785,70 +676,42 @@ impl Store {
     ) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: Fn(&[SledTxn]) -> Result<T, Fail> + Send + 'static,
+        F: Fn(&[AccountTxn]) -> Result<T, Fail> + Send + 'static,
     {
         let store = self.clone();
         let write = tokio::spawn(async move {
             let _pending = PendingWrite::start(&store);
-            store.failure.check()?;
+            store.check_not_failed()?;
             let transaction_store = store.clone();
             let (value, revisions) = tokio::task::spawn_blocking(move || {
-                let t = &transaction_store.trees;
-                let trees = (
-                    &t.keys,
-                    &t.aliases,
-                    &t.key_aliases,
-                    &t.changes,
-                    &t.meta,
-                    &t.requests,
-                    &t.requests_by_time,
-                    &t.schedule,
-                );
-                let result = trees.transaction(
-                    |(keys, aliases, key_aliases, changes, meta, requests, by_time, schedule)| {
-                        let txns: Vec<SledTxn> = accounts
-                            .iter()
-                            .map(|account| SledTxn {
-                                trees: TxTrees {
-                                    keys,
-                                    aliases,
-                                    key_aliases,
-                                    changes,
-                                    meta,
-                                    requests,
-                                    requests_by_time: by_time,
-                                    schedule,
-                                },
-                                account,
-                                last_revision: Cell::new(None),
-                            })
-                            .collect();
-                        let value = op(&txns)?;
-                        let revisions: Vec<(String, u64)> = txns
-                            .iter()
-                            .filter_map(|txn| {
-                                let revision = txn.last_revision.get()?;
-                                Some((txn.account.to_owned(), revision))
-                            })
-                            .collect();
-                        Ok((value, revisions))
-                    },
-                );
-                result.map_err(|e: TransactionError<Error>| match e {
-                    TransactionError::Abort(error) => error,
-                    TransactionError::Storage(error) => storage_error(error),
-                })
+                let outcome = RefCell::new(None);
+                transaction_store.backend.transact(&|tx| {
+                    let txns: Vec<AccountTxn> = accounts
+                        .iter()
+                        .map(|account| AccountTxn::new(tx, account))
+                        .collect();
+                    let value = op(&txns)?;
+                    let revisions: Vec<(String, u64)> = txns
+                        .iter()
+                        .filter_map(|txn| Some((txn.account().to_owned(), txn.last_revision()?)))
+                        .collect();
+                    *outcome.borrow_mut() = Some((value, revisions));
+                    Ok(())
+                })?;
+                outcome
+                    .into_inner()
+                    .ok_or_else(|| Error::internal("a transaction committed without running"))
             })
             .await
             .map_err(|e| Error::internal(format!("transaction task failed: {e}")))??;
             // Committed: from here on a failure may leave the change applied.
             store
-                .committer
+                .backend
                 .flush()
                 .await
                 .map_err(|cause| outcome_unknown(&cause))?;
             for (account, revision) in revisions {
-                store.publish(&account, revision);
+                store.feed.publish(&account, revision);
             }
             Ok(value)
         });
@@ -859,21 +722,18 @@ impl Store {
 }
 
 /// Appends an audit record to its account's log, inside a transaction.
-fn append_audit(
-    meta: &sled::transaction::TransactionalTree,
-    audit: &sled::transaction::TransactionalTree,
-    entry: &AuditEntry,
-) -> Result<AuditEntry, Fail> {
+fn append_audit(tx: &dyn backend::Tx, entry: &AuditEntry) -> Result<AuditEntry, Fail> {
     let counter = layout::scoped(&entry.account, layout::AUDIT_SEQUENCE);
-    let sequence = txn::read_u64(meta.get(&counter)?) + 1;
-    meta.insert(counter, &sequence.to_be_bytes())?;
+    let sequence = txn::counter(tx, &counter)? + 1;
+    tx.put(Tree::Meta, &counter, &sequence.to_be_bytes())?;
     let entry = AuditEntry {
         sequence,
         ..entry.clone()
     };
-    audit.insert(
-        layout::change_key(&entry.account, sequence),
-        records::encode(&records::AuditRecord::from(&entry)),
+    tx.put(
+        Tree::Audit,
+        &layout::change_key(&entry.account, sequence),
+        &records::encode(&records::AuditRecord::from(&entry)),
     )?;
     Ok(entry)
 }
@@ -892,221 +752,5 @@ impl<'a> PendingWrite<'a> {
 impl Drop for PendingWrite<'_> {
     fn drop(&mut self) {
         self.0.pending_writes.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::AtomicBool;
-    use std::sync::Condvar;
-    use std::time::Duration;
-
-    /// What the test's syncer saw and how it behaves: a sync waits while
-    /// `held`, and fails when `fail` is set.
-    #[derive(Default)]
-    struct Probe {
-        syncs: AtomicU64,
-        held: Mutex<bool>,
-        released: Condvar,
-        fail: AtomicBool,
-        events: Mutex<Vec<&'static str>>,
-    }
-
-    impl Probe {
-        /// Holds syncs until `release`, or until the guard drops (so that a
-        /// failing test does not hang joining a flusher stuck in a sync).
-        fn hold(self: &Arc<Self>) -> Released {
-            *self.held.lock().unwrap() = true;
-            Released(self.clone())
-        }
-        fn release(&self) {
-            *self.held.lock().unwrap() = false;
-            self.released.notify_all();
-        }
-        fn event(&self, event: &'static str) {
-            self.events.lock().unwrap().push(event);
-        }
-        fn events(&self) -> Vec<&'static str> {
-            self.events.lock().unwrap().clone()
-        }
-        fn syncs(&self) -> u64 {
-            self.syncs.load(Ordering::SeqCst)
-        }
-    }
-
-    struct Released(Arc<Probe>);
-
-    impl Drop for Released {
-        fn drop(&mut self) {
-            self.0.release();
-        }
-    }
-
-    struct ProbeSyncer(Arc<Probe>);
-
-    impl sync::Syncer for ProbeSyncer {
-        fn sync(&mut self) -> std::io::Result<()> {
-            let probe = &self.0;
-            probe.syncs.fetch_add(1, Ordering::SeqCst);
-            probe.event("sync started");
-            let mut held = probe.held.lock().unwrap();
-            while *held {
-                held = probe.released.wait(held).unwrap();
-            }
-            drop(held);
-            probe.event("sync done");
-            if probe.fail.load(Ordering::SeqCst) {
-                return Err(std::io::Error::from_raw_os_error(28)); // ENOSPC
-            }
-            Ok(())
-        }
-    }
-
-    fn open_probed() -> (Arc<Store>, Arc<Probe>, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let probe = Arc::new(Probe::default());
-        let syncer = ProbeSyncer(probe.clone());
-        let store = Store::open_with_syncer(
-            dir.path(),
-            Box::new(move |_| Ok(Box::new(syncer) as Box<dyn sync::Syncer>)),
-        )
-        .unwrap();
-        (store, probe, dir)
-    }
-
-    /// Waits until `condition` holds (the test fails by timing out if never).
-    async fn until(condition: impl Fn() -> bool) {
-        while !condition() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    }
-
-    fn spawn_write(store: &Arc<Store>) -> tokio::task::JoinHandle<Result<(), Error>> {
-        let store = store.clone();
-        tokio::spawn(async move { store.write("acct", None, None, 0, |_txn| Ok(())).await })
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_write_is_acknowledged_only_after_its_file_sync_returns() {
-        let (store, probe, _dir) = open_probed();
-        let _released = probe.hold();
-        let writer = {
-            let (store, probe) = (store.clone(), probe.clone());
-            tokio::spawn(async move {
-                let result = store.write("acct", None, None, 0, |_txn| Ok(())).await;
-                probe.event("acknowledged");
-                result
-            })
-        };
-        until(|| probe.syncs() == 1).await;
-        // A write that did not wait for its sync would be answered now.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(
-            !writer.is_finished(),
-            "the write was acknowledged while its sync was still running"
-        );
-        probe.release();
-        writer.await.unwrap().unwrap();
-        assert_eq!(
-            probe.events(),
-            ["sync started", "sync done", "acknowledged"]
-        );
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn writers_that_commit_during_a_sync_share_the_next_sync() {
-        let (store, probe, _dir) = open_probed();
-        let stats = store.flush_stats();
-        let _released = probe.hold();
-        let first = spawn_write(&store);
-        until(|| probe.syncs() == 1).await;
-        let rest: Vec<_> = (0..5).map(|_| spawn_write(&store)).collect();
-        until(|| stats.requested.load(Ordering::SeqCst) == 6).await;
-        probe.release();
-        first.await.unwrap().unwrap();
-        for writer in rest {
-            writer.await.unwrap().unwrap();
-        }
-        assert_eq!(probe.syncs(), 2, "five queued writers shared one sync");
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failed_sync_leaves_the_write_unknown_and_fails_the_store_for_good() {
-        let (store, probe, _dir) = open_probed();
-        let mut failures = store.failures();
-        probe.fail.store(true, Ordering::SeqCst);
-
-        let error = spawn_write(&store).await.unwrap().unwrap_err();
-        assert_eq!(error.reason, Reason::WRITE_OUTCOME_UNKNOWN, "{error}");
-        assert!(error.message.contains("No space left on device"), "{error}");
-        assert!(failures.has_changed().unwrap());
-        assert!(failures.borrow_and_update().is_some());
-
-        let ran = Arc::new(AtomicBool::new(false));
-        let op_ran = ran.clone();
-        let error = store
-            .write("acct", None, None, 0, move |_txn| {
-                op_ran.store(true, Ordering::SeqCst);
-                Ok(())
-            })
-            .await
-            .unwrap_err();
-        assert_eq!(error.reason, Reason::STORE_FAILED, "{error}");
-        assert!(
-            !ran.load(Ordering::SeqCst),
-            "a write refused by a failed store must not run"
-        );
-        let error = store.read("acct", |_txn| Ok(())).await.unwrap_err();
-        assert_eq!(error.reason, Reason::STORE_FAILED, "{error}");
-        assert!(store.flush_blocking().is_err());
-        assert_eq!(probe.syncs(), 1, "no sync is trusted after a failed one");
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_open_watch_ends_with_store_failed_when_the_store_fails() {
-        use tokio_stream::StreamExt;
-        let (store, probe, _dir) = open_probed();
-        let (_shutdown, shutdown_seen) = tokio::sync::watch::channel(false);
-        let mut events = watch::open(
-            store.clone(),
-            "acct".into(),
-            None,
-            None,
-            Duration::from_secs(10),
-            Box::new(|| Ok(())),
-            shutdown_seen,
-        )
-        .unwrap();
-        probe.fail.store(true, Ordering::SeqCst);
-        spawn_write(&store).await.unwrap().unwrap_err();
-        // Hang guard only: the watch ends as soon as the store has failed.
-        let end = tokio::time::timeout(Duration::from_secs(10), events.next())
-            .await
-            .expect("the watch ends");
-        let error = end.expect("an error, not a quiet end").unwrap_err();
-        assert_eq!(error.reason, Reason::STORE_FAILED, "{error}");
-    }
-
-    #[tokio::test]
-    async fn a_read_during_a_pending_write_waits_for_a_flush() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let stats = store.flush_stats();
-        let flushes = || stats.snapshot().0;
-
-        let before = flushes();
-        store.read("acct", |_txn| Ok(())).await.unwrap();
-        assert_eq!(flushes(), before, "nothing pending: no flush");
-
-        let pending = PendingWrite::start(&store);
-        store.read("acct", |_txn| Ok(())).await.unwrap();
-        assert_eq!(
-            flushes(),
-            before + 1,
-            "a write in flight: the read waited for a flush"
-        );
-        drop(pending);
-        assert_eq!(store.pending_writes.load(Ordering::SeqCst), 0);
     }
 }

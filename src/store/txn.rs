@@ -1,74 +1,86 @@
-//! The sled implementation of [`Txn`]: one account's view of one multi-tree
-//! transaction. Keeps the per-key alias index, the key counter, the deletion
-//! schedule and the revision counter in step with the records.
+//! The one implementation of the domain's [`Txn`], over any backend's
+//! [`Tx`]: one account's view of one transaction. Keeps the per-key alias
+//! index, the key counter, the deletion schedule and the revision counter in
+//! step with the records.
 
 use std::cell::Cell;
 
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
-
+use super::backend::{Tree, Tx};
 use super::layout;
 use super::records::{self, AliasRecord, AliasSetRecord, ChangeRecord, KeyRecord};
 use crate::domain::ops::Txn;
-use crate::domain::{Alias, AliasEvent, AliasName, Error, Key, KeyId};
+use crate::domain::{Alias, AliasEvent, AliasName, Key, KeyId};
 
-pub type Fail = ConflictableTransactionError<Error>;
+pub use super::backend::Fail;
 
-/// The trees of one transaction, in the order of [`super::Trees::all`].
-pub struct TxTrees<'a> {
-    pub keys: &'a TransactionalTree,
-    pub aliases: &'a TransactionalTree,
-    pub key_aliases: &'a TransactionalTree,
-    pub changes: &'a TransactionalTree,
-    pub meta: &'a TransactionalTree,
-    pub requests: &'a TransactionalTree,
-    pub requests_by_time: &'a TransactionalTree,
-    pub schedule: &'a TransactionalTree,
-}
-
-pub struct SledTxn<'a> {
-    pub trees: TxTrees<'a>,
-    pub account: &'a str,
+pub struct AccountTxn<'a> {
+    tx: &'a dyn Tx,
+    account: &'a str,
     /// The last revision this run allocated, so that the store can publish
     /// it once the transaction is durable.
-    pub last_revision: Cell<Option<u64>>,
+    last_revision: Cell<Option<u64>>,
 }
 
-fn get<M: prost::Message + Default>(
-    tree: &TransactionalTree,
+/// Reads a record inside a transaction.
+pub fn get<M: prost::Message + Default>(
+    tx: &dyn Tx,
+    tree: Tree,
     key: &[u8],
     what: &str,
 ) -> Result<Option<M>, Fail> {
-    match tree.get(key)? {
-        Some(bytes) => Ok(Some(records::decode(what, &bytes).map_err(Fail::Abort)?)),
+    match tx.get(tree, key)? {
+        Some(bytes) => Ok(Some(records::decode(what, &bytes)?)),
         None => Ok(None),
     }
 }
 
-pub fn read_u64(bytes: Option<sled::IVec>) -> u64 {
+/// A counter's value (absent or malformed: 0).
+pub fn read_u64(bytes: Option<&[u8]>) -> u64 {
     bytes
-        .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
         .map(u64::from_be_bytes)
         .unwrap_or(0)
 }
 
-impl SledTxn<'_> {
+/// Reads a counter of `meta` inside a transaction.
+pub fn counter(tx: &dyn Tx, key: &[u8]) -> Result<u64, Fail> {
+    Ok(read_u64(tx.get(Tree::Meta, key)?.as_deref()))
+}
+
+impl<'a> AccountTxn<'a> {
+    pub fn new(tx: &'a dyn Tx, account: &'a str) -> AccountTxn<'a> {
+        AccountTxn {
+            tx,
+            account,
+            last_revision: Cell::new(None),
+        }
+    }
+
+    pub fn account(&self) -> &str {
+        self.account
+    }
+
+    /// The last revision this run allocated, if any.
+    pub fn last_revision(&self) -> Option<u64> {
+        self.last_revision.get()
+    }
+
     fn counter(&self, name: &[u8]) -> Result<u64, Fail> {
-        Ok(read_u64(
-            self.trees.meta.get(layout::scoped(self.account, name))?,
-        ))
+        counter(self.tx, &layout::scoped(self.account, name))
     }
 
     fn set_counter(&self, name: &[u8], value: u64) -> Result<(), Fail> {
-        self.trees
-            .meta
-            .insert(layout::scoped(self.account, name), &value.to_be_bytes())?;
-        Ok(())
+        self.tx.put(
+            Tree::Meta,
+            &layout::scoped(self.account, name),
+            &value.to_be_bytes(),
+        )
     }
 
     fn alias_set(&self, key: &KeyId) -> Result<Vec<String>, Fail> {
         let key = layout::scoped(self.account, key.as_str().as_bytes());
         Ok(
-            get::<AliasSetRecord>(self.trees.key_aliases, &key, "alias index")?
+            get::<AliasSetRecord>(self.tx, Tree::KeyAliases, &key, "alias index")?
                 .map(|set| set.names)
                 .unwrap_or_default(),
         )
@@ -77,13 +89,14 @@ impl SledTxn<'_> {
     fn set_alias_set(&self, key: &KeyId, names: Vec<String>) -> Result<(), Fail> {
         let key = layout::scoped(self.account, key.as_str().as_bytes());
         if names.is_empty() {
-            self.trees.key_aliases.remove(key)?;
+            self.tx.delete(Tree::KeyAliases, &key)
         } else {
-            self.trees
-                .key_aliases
-                .insert(key, records::encode(&AliasSetRecord { names }))?;
+            self.tx.put(
+                Tree::KeyAliases,
+                &key,
+                &records::encode(&AliasSetRecord { names }),
+            )
         }
-        Ok(())
     }
 
     fn schedule_entry(&self, key: &Key) -> Option<Vec<u8>> {
@@ -92,13 +105,13 @@ impl SledTxn<'_> {
     }
 }
 
-impl Txn for SledTxn<'_> {
+impl Txn for AccountTxn<'_> {
     type Fail = Fail;
 
     fn key(&self, id: &KeyId) -> Result<Option<Key>, Fail> {
         let key = layout::scoped(self.account, id.as_str().as_bytes());
-        match get::<KeyRecord>(self.trees.keys, &key, "key")? {
-            Some(record) => Ok(Some(Key::try_from(record).map_err(Fail::Abort)?)),
+        match get::<KeyRecord>(self.tx, Tree::Keys, &key, "key")? {
+            Some(record) => Ok(Some(Key::try_from(record)?)),
             None => Ok(None),
         }
     }
@@ -111,26 +124,27 @@ impl Txn for SledTxn<'_> {
             self.key(&key.key_id)?
         };
         if let Some(entry) = old.as_ref().and_then(|old| self.schedule_entry(old)) {
-            self.trees.schedule.remove(entry)?;
+            self.tx.delete(Tree::Schedule, &entry)?;
         }
         if let Some(entry) = self.schedule_entry(key) {
-            self.trees.schedule.insert(entry, &[])?;
+            self.tx.put(Tree::Schedule, &entry, &[])?;
         }
-        self.trees.keys.insert(
-            layout::scoped(self.account, key.key_id.as_str().as_bytes()),
-            records::encode(&KeyRecord::from(key)),
-        )?;
-        Ok(())
+        self.tx.put(
+            Tree::Keys,
+            &layout::scoped(self.account, key.key_id.as_str().as_bytes()),
+            &records::encode(&KeyRecord::from(key)),
+        )
     }
 
     fn remove_key(&self, id: &KeyId) -> Result<(), Fail> {
         if let Some(old) = self.key(id)? {
             if let Some(entry) = self.schedule_entry(&old) {
-                self.trees.schedule.remove(entry)?;
+                self.tx.delete(Tree::Schedule, &entry)?;
             }
-            self.trees
-                .keys
-                .remove(layout::scoped(self.account, id.as_str().as_bytes()))?;
+            self.tx.delete(
+                Tree::Keys,
+                &layout::scoped(self.account, id.as_str().as_bytes()),
+            )?;
             self.set_counter(layout::KEY_COUNT, self.key_count()?.saturating_sub(1))?;
             self.set_alias_set(id, Vec::new())?;
         }
@@ -143,7 +157,7 @@ impl Txn for SledTxn<'_> {
 
     fn alias(&self, name: &AliasName) -> Result<Option<Alias>, Fail> {
         let key = layout::scoped(self.account, name.as_str().as_bytes());
-        Ok(get::<AliasRecord>(self.trees.aliases, &key, "alias")?.map(Alias::from))
+        Ok(get::<AliasRecord>(self.tx, Tree::Aliases, &key, "alias")?.map(Alias::from))
     }
 
     fn put_alias(&self, alias: &Alias) -> Result<(), Fail> {
@@ -160,11 +174,11 @@ impl Txn for SledTxn<'_> {
             names.insert(at, name.to_owned());
             self.set_alias_set(&alias.target, names)?;
         }
-        self.trees.aliases.insert(
-            layout::scoped(self.account, name.as_bytes()),
-            records::encode(&AliasRecord::from(alias)),
-        )?;
-        Ok(())
+        self.tx.put(
+            Tree::Aliases,
+            &layout::scoped(self.account, name.as_bytes()),
+            &records::encode(&AliasRecord::from(alias)),
+        )
     }
 
     fn remove_alias(&self, alias: &Alias) -> Result<(), Fail> {
@@ -172,10 +186,10 @@ impl Txn for SledTxn<'_> {
         let mut names = self.alias_set(&alias.target)?;
         names.retain(|n| n != name);
         self.set_alias_set(&alias.target, names)?;
-        self.trees
-            .aliases
-            .remove(layout::scoped(self.account, name.as_bytes()))?;
-        Ok(())
+        self.tx.delete(
+            Tree::Aliases,
+            &layout::scoped(self.account, name.as_bytes()),
+        )
     }
 
     fn aliases_of(&self, key: &KeyId) -> Result<Vec<AliasName>, Fail> {
@@ -194,17 +208,10 @@ impl Txn for SledTxn<'_> {
     }
 
     fn log(&self, event: &AliasEvent) -> Result<(), Fail> {
-        self.trees.changes.insert(
-            layout::change_key(self.account, event.revision),
-            records::encode(&ChangeRecord::from(event)),
-        )?;
-        Ok(())
-    }
-}
-
-/// A rule's error aborts the transaction.
-impl From<Error> for ConflictableTransactionError<Error> {
-    fn from(error: Error) -> Self {
-        ConflictableTransactionError::Abort(error)
+        self.tx.put(
+            Tree::Changes,
+            &layout::change_key(self.account, event.revision),
+            &records::encode(&ChangeRecord::from(event)),
+        )
     }
 }

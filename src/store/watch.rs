@@ -143,6 +143,8 @@ impl Watcher {
     /// Streams until the client leaves (Ok) or the watch must end (Err).
     async fn follow(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), Error> {
         let mut durable_moved = self.store.subscribe();
+        // A failed store ends every watch (checked at the top of the loop).
+        let mut failures = self.store.failures();
         loop {
             if *shutdown.borrow() {
                 return Err(Error::new(
@@ -192,6 +194,7 @@ impl Watcher {
             }
             tokio::select! {
                 moved = durable_moved.changed() => if moved.is_err() { return Ok(()) },
+                failed = failures.changed() => if failed.is_err() { return Ok(()) },
                 _ = shutdown.changed() => {}
                 _ = self.events.closed() => return Ok(()),
             }

@@ -153,7 +153,7 @@ mod tests {
     #[test]
     fn a_blob_file_sled_writes_is_synced_after_the_flush() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let db = ::sled::Config::new().path(dir.path()).open().unwrap();
         let mut syncer = FileSyncer::open(dir.path()).unwrap();
         assert_eq!(syncer.synced_blobs().count(), 0);
         // A page over a quarter of a 512 KiB segment goes to its own file.

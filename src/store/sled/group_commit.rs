@@ -11,13 +11,14 @@
 //! The first failed flush or sync fails the store ([`Failure`]); later
 //! requests are answered with that failure without flushing again.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 
 use tokio::sync::oneshot;
 
-use super::failure::Failure;
 use super::sync::Syncer;
+use crate::store::backend::FlushStats;
+use crate::store::failure::Failure;
 
 /// How a flush request is answered: `Err` carries why the store failed.
 type Answer = Box<dyn FnOnce(Result<(), Arc<str>>) + Send>;
@@ -30,30 +31,11 @@ pub struct GroupCommit {
     failure: Failure,
 }
 
-/// How many flushes ran and how many writers they served.
-#[derive(Debug, Default)]
-pub struct FlushStats {
-    pub flushes: AtomicU64,
-    pub writers: AtomicU64,
-    /// Flush requests queued so far (tests wait on it).
-    pub requested: AtomicU64,
-}
-
-impl FlushStats {
-    /// (flushes, writers served) so far.
-    pub fn snapshot(&self) -> (u64, u64) {
-        (
-            self.flushes.load(Ordering::Relaxed),
-            self.writers.load(Ordering::Relaxed),
-        )
-    }
-}
-
 /// Why a flush request got no answer.
 const FLUSHER_GONE: &str = "the flusher thread has stopped";
 
 impl GroupCommit {
-    pub fn start(db: sled::Db, mut syncer: Box<dyn Syncer>, failure: Failure) -> GroupCommit {
+    pub fn start(db: ::sled::Db, mut syncer: Box<dyn Syncer>, failure: Failure) -> GroupCommit {
         let (queue, requests) = mpsc::channel::<Answer>();
         let stats = Arc::new(FlushStats::default());
         let counted = stats.clone();

@@ -1,0 +1,224 @@
+//! The storage backend interface: what every backend (sled/, memory/, and a
+//! shared one such as etcd next) implements, in bytes. Everything above it —
+//! the domain's `Txn` (txn.rs), request_id records, audit appends, listings,
+//! pruning, the change feed — is written once, in this module's parent,
+//! against these traits; the record encoding (records.rs, layout.rs) is
+//! shared too.
+//!
+//! A backend offers:
+//! - [`Backend::transact`]: one serializable transaction over every
+//!   [`Tree`], with get/put/delete through a [`Tx`]. The backend may run the
+//!   body more than once (on a conflict), so the body has no effects beyond
+//!   its `Tx` calls.
+//! - [`Reads`]: reads and range scans outside transactions (listings, the
+//!   change log, the audit log, maintenance).
+//! - [`Backend::flush`]: makes durable everything committed so far (a
+//!   backend whose commits are durable when they return answers at once).
+//! - its failed state ([`Failure`]), a maintenance lease, and a seam to
+//!   report commits made by other processes to the change feed.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::failure::Failure;
+use super::feed::Feed;
+use crate::domain::Error;
+
+/// The trees (key spaces) of a store; layout.rs says what each holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Tree {
+    Keys,
+    Aliases,
+    KeyAliases,
+    Changes,
+    Meta,
+    Requests,
+    RequestsByTime,
+    Schedule,
+    Audit,
+}
+
+impl Tree {
+    pub const ALL: [Tree; 9] = [
+        Tree::Keys,
+        Tree::Aliases,
+        Tree::KeyAliases,
+        Tree::Changes,
+        Tree::Meta,
+        Tree::Requests,
+        Tree::RequestsByTime,
+        Tree::Schedule,
+        Tree::Audit,
+    ];
+
+    /// The tree's name (sled's tree names on disk: never change them).
+    pub fn name(self) -> &'static str {
+        match self {
+            Tree::Keys => "keys",
+            Tree::Aliases => "aliases",
+            Tree::KeyAliases => "key_aliases",
+            Tree::Changes => "changes",
+            Tree::Meta => "meta",
+            Tree::Requests => "requests",
+            Tree::RequestsByTime => "requests_by_time",
+            Tree::Schedule => "schedule",
+            Tree::Audit => "audit",
+        }
+    }
+
+    /// Its position in [`Tree::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why a transaction's body stopped.
+#[derive(Debug)]
+pub enum Fail {
+    /// A rule refused the operation: nothing is written, the error is the
+    /// answer.
+    Abort(Error),
+    /// Another transaction got in the way: the backend runs the body again.
+    Conflict,
+    /// The backend could not read or write; it decides what that means for
+    /// the store (see its own `transact`).
+    Storage(String),
+}
+
+/// A rule's error aborts the transaction.
+impl From<Error> for Fail {
+    fn from(error: Error) -> Self {
+        Fail::Abort(error)
+    }
+}
+
+/// One run of a transaction. Reads see the run's own writes; nothing is
+/// visible to others until the transaction commits.
+pub trait Tx {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, Fail>;
+    fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), Fail>;
+    /// Deleting an absent key is not an error.
+    fn delete(&self, tree: Tree, key: &[u8]) -> Result<(), Fail>;
+}
+
+/// Entries of a scan, in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Reads outside transactions. Each call sees committed data; two calls may
+/// see different commits (callers that need one view use a transaction).
+pub trait Reads {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, Error>;
+    /// Up to `limit` entries with `start <= key < end` (`end` None: to the
+    /// end of the tree), in key order.
+    fn scan(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, Error>;
+}
+
+/// A boxed future (the trait stays object-safe).
+pub type Flushing<'a> = Pin<Box<dyn Future<Output = Result<(), Arc<str>>> + Send + 'a>>;
+
+/// A store's backend. Object-safe: the store holds an `Arc<dyn Backend>`.
+pub trait Backend: Reads + Send + Sync + 'static {
+    /// Runs `body` in one serializable transaction over every tree, running
+    /// it again on a [`Fail::Conflict`]. Blocking: call it off the async
+    /// threads. Returns the body's abort error, or the backend's error (a
+    /// storage fault, classified by the backend: STORE_FAILED when nothing
+    /// was applied, WRITE_OUTCOME_UNKNOWN when the commit may have been).
+    fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<(), Fail>) -> Result<(), Error>;
+
+    /// Called once, when the store has written what opening writes (the
+    /// page-token secret): makes that durable and starts whatever the
+    /// backend runs in the background. Calls before it may only transact
+    /// and read.
+    fn prepared(&self) -> Result<(), Error> {
+        self.flush_blocking()
+            .map_err(|cause| Error::internal(cause.to_string()))
+    }
+
+    /// Returns once everything committed before the call is durable; `Err`
+    /// carries why the store failed.
+    fn flush(&self) -> Flushing<'_>;
+
+    /// [`Backend::flush`] for threads outside the async runtime.
+    fn flush_blocking(&self) -> Result<(), Arc<str>>;
+
+    /// The backend's failed state (health and every call watch it).
+    fn failure(&self) -> &Failure;
+
+    /// Flushes run and writers served (the benchmark reads them).
+    fn flush_stats(&self) -> Arc<FlushStats>;
+
+    /// Whether this process may run background maintenance (removing keys
+    /// past their deletion time, pruning) now. A backend shared by several
+    /// processes grants it to one of them at a time (a lease it keeps
+    /// alive); a backend only one process can open always grants it.
+    fn maintenance_lease(&self) -> bool {
+        true
+    }
+
+    /// The change feed of the store. A backend shared with other processes
+    /// reports their commits here ([`Feed::publish`] once a revision is
+    /// durable), so that watchers in this process see them; the store
+    /// itself publishes its own commits. sled and memory have no other
+    /// writers and ignore it.
+    fn follow_other_writers(&self, _feed: Arc<Feed>) {}
+}
+
+/// How many flushes ran and how many writers they served.
+#[derive(Debug, Default)]
+pub struct FlushStats {
+    pub flushes: AtomicU64,
+    pub writers: AtomicU64,
+    /// Flush requests queued so far (tests wait on it).
+    pub requested: AtomicU64,
+}
+
+impl FlushStats {
+    /// (flushes, writers served) so far.
+    pub fn snapshot(&self) -> (u64, u64) {
+        (
+            self.flushes.load(Ordering::Relaxed),
+            self.writers.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Calls `each` for every entry with `start <= key < end`, reading in
+/// batches (a scan outside transactions, so a long walk does not hold
+/// anything open).
+pub fn scan_all(
+    reads: &dyn Reads,
+    tree: Tree,
+    start: &[u8],
+    end: Option<&[u8]>,
+    mut each: impl FnMut(&[u8], &[u8]) -> Result<(), Error>,
+) -> Result<(), Error> {
+    const BATCH: usize = 1024;
+    let mut from = start.to_vec();
+    loop {
+        let batch = reads.scan(tree, &from, end, BATCH)?;
+        for (key, value) in &batch {
+            each(key, value)?;
+        }
+        match batch.last() {
+            Some((last, _)) if batch.len() == BATCH => {
+                from = after(last);
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// The first key after `key` (in byte order).
+pub fn after(key: &[u8]) -> Vec<u8> {
+    let mut next = key.to_vec();
+    next.push(0);
+    next
+}

@@ -1,0 +1,655 @@
+//! The backend conformance suite: what every backend must do, checked the
+//! same way for each. Each check is a function taking a fresh [`Fixture`];
+//! the `suite!` macro at the end runs every check against sled and against
+//! memory (a new backend adds one line there). After each check that
+//! changes records, the store's invariants are verified (`check.rs`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_stream::StreamExt;
+
+use super::backend::Backend;
+use super::memory::MemoryBackend;
+use super::sled::{sync, SledBackend};
+use super::txn::{AccountTxn, Fail};
+use super::Store;
+use crate::domain::audit::AuditEntry;
+use crate::domain::ops::{self, Ctx, Limits, NewKey, Txn};
+use crate::domain::policy::Caller;
+use crate::domain::request::{Idempotency, RequestId};
+use crate::domain::{Alias, AliasName, ChangeKind, Error, Key, KeyId, Reason, Scope};
+
+pub const ACCOUNT: &str = "111122223333";
+const OTHER_ACCOUNT: &str = "444455556666";
+
+/// A store over a fresh backend, and the backend itself (to open a second
+/// store over it, as a second process would).
+pub struct Fixture {
+    pub store: Arc<Store>,
+    backend: Arc<dyn Backend>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Fixture {
+    pub fn sled() -> Fixture {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let backend: Arc<dyn Backend> =
+            Arc::new(SledBackend::open(dir.path(), sync::file_syncer()).expect("sled opens"));
+        Fixture {
+            store: Store::with_backend(backend.clone()).expect("the store opens"),
+            backend,
+            _dir: Some(dir),
+        }
+    }
+
+    pub fn memory() -> Fixture {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        Fixture {
+            store: Store::with_backend(backend.clone()).expect("the store opens"),
+            backend,
+            _dir: None,
+        }
+    }
+
+    /// A second store over the same backend (another process's view).
+    fn another_store(&self) -> Arc<Store> {
+        Store::with_backend(self.backend.clone()).expect("a second store opens")
+    }
+
+    /// Fails the test unless every invariant holds.
+    fn assert_consistent(&self, limits: Limits) {
+        let report = self.store.check(&limits);
+        assert!(report.is_clean(), "{:?}", report.problems);
+    }
+}
+
+pub fn ctx_in(account: &str, limits: Limits) -> Ctx {
+    Ctx {
+        scope: Scope {
+            partition: "aws".into(),
+            region: "us-east-1".into(),
+            account: account.into(),
+        },
+        now: 1_000,
+        limits,
+        caller: Caller::Anonymous,
+    }
+}
+
+pub fn ctx(limits: Limits) -> Ctx {
+    ctx_in(ACCOUNT, limits)
+}
+
+pub fn name(text: &str) -> AliasName {
+    AliasName::parse("alias_name", text).expect("a valid alias name")
+}
+
+pub fn symmetric() -> NewKey {
+    NewKey {
+        description: String::new(),
+        key_spec: None,
+        key_usage: None,
+    }
+}
+
+/// Runs `op` as a write in `ctx`'s account (no request_id, no audit).
+pub async fn write<T, F>(store: &Arc<Store>, ctx: &Ctx, op: F) -> Result<T, Error>
+where
+    T: super::records::Replayable + Send + 'static,
+    F: Fn(&AccountTxn, &Ctx) -> Result<T, Fail> + Send + 'static,
+{
+    let op_ctx = ctx.clone();
+    store
+        .write(&ctx.scope.account, None, None, ctx.now, move |txn| {
+            op(txn, &op_ctx)
+        })
+        .await
+}
+
+pub async fn create_key(store: &Arc<Store>, ctx: &Ctx, new: NewKey) -> Result<Key, Error> {
+    let id = KeyId::generate();
+    write(store, ctx, move |txn, ctx| {
+        ops::create_key(txn, ctx, &new, &id)
+    })
+    .await
+}
+
+pub async fn create_alias(
+    store: &Arc<Store>,
+    ctx: &Ctx,
+    alias: &str,
+    target: &KeyId,
+) -> Result<Alias, Error> {
+    let (alias, target) = (name(alias), target.clone());
+    write(store, ctx, move |txn, ctx| {
+        ops::create_alias(txn, ctx, &alias, &target)
+    })
+    .await
+}
+
+fn reason<T: std::fmt::Debug>(result: &Result<T, Error>) -> Option<Reason> {
+    result.as_ref().err().map(|e| e.reason)
+}
+
+/// Runs `count` copies of `make(i)` at once; returns their results.
+async fn at_once<T, Fut>(count: usize, make: impl Fn(usize) -> Fut) -> Vec<Result<T, Error>>
+where
+    T: Send + 'static,
+    Fut: std::future::Future<Output = Result<T, Error>> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..count).map(|i| tokio::spawn(make(i))).collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.expect("the task finishes"));
+    }
+    results
+}
+
+// ------------------------------------------------------------ the checks
+
+pub async fn concurrent_creates_of_one_alias_name_serialize_exactly_one_wins(f: Fixture) {
+    let limits = Limits::default();
+    let ctx = ctx(limits);
+    let key = create_key(&f.store, &ctx, symmetric()).await.unwrap();
+    let results = at_once(16, |_| {
+        let (store, ctx, key) = (f.store.clone(), ctx.clone(), key.key_id.clone());
+        async move { create_alias(&store, &ctx, "alias/contended", &key).await }
+    })
+    .await;
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, 1, "{results:?}");
+    for result in results.iter().filter(|r| r.is_err()) {
+        assert_eq!(reason(result), Some(Reason::ALIAS_ALREADY_EXISTS));
+    }
+    assert_eq!(
+        f.store.head_revision(ACCOUNT).unwrap(),
+        1,
+        "one change logged"
+    );
+    f.assert_consistent(limits);
+}
+
+pub async fn concurrent_key_creations_stop_exactly_at_the_key_quota(f: Fixture) {
+    let limits = Limits {
+        max_keys_per_account: 5,
+        ..Limits::default()
+    };
+    let ctx = ctx(limits);
+    let results = at_once(16, |_| {
+        let (store, ctx) = (f.store.clone(), ctx.clone());
+        async move { create_key(&store, &ctx, symmetric()).await }
+    })
+    .await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 5);
+    for result in results.iter().filter(|r| r.is_err()) {
+        assert_eq!(reason(result), Some(Reason::KEY_QUOTA_EXCEEDED));
+    }
+    let (keys, more) = f.store.list_keys(ACCOUNT, None, 100).unwrap();
+    assert_eq!((keys.len(), more), (5, false));
+    f.assert_consistent(limits);
+}
+
+pub async fn concurrent_alias_creations_on_one_key_stop_exactly_at_the_alias_quota(f: Fixture) {
+    let limits = Limits {
+        max_aliases_per_key: 3,
+        ..Limits::default()
+    };
+    let ctx = ctx(limits);
+    let key = create_key(&f.store, &ctx, symmetric()).await.unwrap();
+    let results = at_once(12, |i| {
+        let (store, ctx, key) = (f.store.clone(), ctx.clone(), key.key_id.clone());
+        async move { create_alias(&store, &ctx, &format!("alias/a{i}"), &key).await }
+    })
+    .await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 3);
+    for result in results.iter().filter(|r| r.is_err()) {
+        assert_eq!(reason(result), Some(Reason::ALIAS_QUOTA_EXCEEDED));
+    }
+    let (aliases, _) = f
+        .store
+        .list_aliases(ACCOUNT, Some(&key.key_id), None, 100)
+        .unwrap();
+    assert_eq!(aliases.len(), 3);
+    f.assert_consistent(limits);
+}
+
+pub async fn an_aborted_operation_leaves_nothing_behind(f: Fixture) {
+    let limits = Limits::default();
+    let ctx = ctx(limits);
+    let id = KeyId::generate();
+    let result: Result<(), Error> = write(&f.store, &ctx, move |txn, ctx| {
+        ops::create_key(txn, ctx, &symmetric(), &id)?;
+        txn.next_revision()?;
+        Err(Error::internal("the rule refuses after writing").into())
+    })
+    .await;
+    assert_eq!(reason(&result), Some(Reason::INTERNAL));
+    assert_eq!(f.store.list_keys(ACCOUNT, None, 10).unwrap().0.len(), 0);
+    assert_eq!(f.store.head_revision(ACCOUNT).unwrap(), 0);
+    let count = f
+        .store
+        .read(ACCOUNT, |txn| Ok(txn.key_count()? as usize))
+        .await
+        .unwrap();
+    assert_eq!(count, 0, "the key counter did not move");
+    f.assert_consistent(limits);
+}
+
+pub async fn scans_page_through_every_record_once_in_order(f: Fixture) {
+    let limits = Limits::default();
+    let ctx = ctx(limits);
+    let first = create_key(&f.store, &ctx, symmetric())
+        .await
+        .unwrap()
+        .key_id;
+    let second = create_key(&f.store, &ctx, symmetric())
+        .await
+        .unwrap()
+        .key_id;
+    let mut expected = Vec::new();
+    for i in 0..23 {
+        let target = if i % 2 == 0 { &first } else { &second };
+        let alias = format!("alias/n{i:02}");
+        create_alias(&f.store, &ctx, &alias, target).await.unwrap();
+        expected.push(alias);
+    }
+    // Another account's records never show up.
+    let other = ctx_in(OTHER_ACCOUNT, limits);
+    let theirs = create_key(&f.store, &other, symmetric()).await.unwrap();
+    create_alias(&f.store, &other, "alias/m", &theirs.key_id)
+        .await
+        .unwrap();
+
+    let page_through = |key: Option<&KeyId>| {
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let (page, more) = f
+                .store
+                .list_aliases(ACCOUNT, key, after.as_deref(), 5)
+                .unwrap();
+            assert!(page.len() <= 5);
+            seen.extend(page.iter().map(|a| a.name.to_string()));
+            if !more {
+                return seen;
+            }
+            after = Some(page.last().expect("a page before more").name.to_string());
+        }
+    };
+    assert_eq!(page_through(None), expected);
+    let of_first: Vec<String> = expected.iter().step_by(2).cloned().collect();
+    assert_eq!(page_through(Some(&first)), of_first);
+
+    let mut ids = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let (page, more) = f.store.list_keys(ACCOUNT, after.as_deref(), 1).unwrap();
+        ids.extend(page.iter().map(|k| k.key_id.to_string()));
+        if !more {
+            break;
+        }
+        after = Some(page[0].key_id.to_string());
+    }
+    let mut both = vec![first.to_string(), second.to_string()];
+    both.sort();
+    assert_eq!(ids, both);
+    f.assert_consistent(limits);
+}
+
+pub async fn the_change_feed_delivers_in_order_from_a_revision(f: Fixture) {
+    let limits = Limits::default();
+    let ctx = ctx(limits);
+    let key = create_key(&f.store, &ctx, symmetric())
+        .await
+        .unwrap()
+        .key_id;
+    let other = create_key(&f.store, &ctx, symmetric())
+        .await
+        .unwrap()
+        .key_id;
+    create_alias(&f.store, &ctx, "alias/a", &key).await.unwrap(); // 1
+    create_alias(&f.store, &ctx, "alias/b", &key).await.unwrap(); // 2
+    let (b, other_key) = (name("alias/b"), other.clone());
+    write(&f.store, &ctx, move |txn, ctx| {
+        ops::update_alias(txn, ctx, &b, &other_key, None)
+    })
+    .await
+    .unwrap(); // 3
+    let (a, c) = (name("alias/a"), name("alias/c"));
+    write(&f.store, &ctx, move |txn, ctx| {
+        ops::rename_alias(txn, ctx, &a, &c, None)
+    })
+    .await
+    .unwrap(); // 4
+    let c = name("alias/c");
+    write(&f.store, &ctx, move |txn, ctx| {
+        ops::delete_alias(txn, ctx, &c, None)
+    })
+    .await
+    .unwrap(); // 5
+    assert_eq!(f.store.head_revision(ACCOUNT).unwrap(), 5);
+    assert_eq!(
+        f.store.durable_revision(ACCOUNT),
+        5,
+        "a durable write is published"
+    );
+
+    let events = f.store.changes_after(ACCOUNT, 1, 5, 100).unwrap();
+    let seen: Vec<(u64, ChangeKind)> = events.iter().map(|e| (e.revision, e.kind)).collect();
+    assert_eq!(
+        seen,
+        [
+            (2, ChangeKind::Created),
+            (3, ChangeKind::Updated),
+            (4, ChangeKind::Renamed),
+            (5, ChangeKind::Deleted)
+        ]
+    );
+    let bounded = f.store.changes_after(ACCOUNT, 1, 3, 100).unwrap();
+    assert_eq!(
+        bounded.iter().map(|e| e.revision).collect::<Vec<_>>(),
+        [2, 3]
+    );
+    let limited = f.store.changes_after(ACCOUNT, 0, 5, 2).unwrap();
+    assert_eq!(
+        limited.iter().map(|e| e.revision).collect::<Vec<_>>(),
+        [1, 2]
+    );
+
+    // A watcher from revision 3 gets 4 and 5, then a later change when it
+    // becomes durable (the feed wakes it).
+    let (_shutdown, shutdown_seen) = tokio::sync::watch::channel(false);
+    let mut watch = super::watch::open(
+        f.store.clone(),
+        ACCOUNT.into(),
+        None,
+        Some(3),
+        Duration::from_secs(10),
+        Box::new(|| Ok(())),
+        shutdown_seen,
+    )
+    .unwrap();
+    assert_eq!(next_revision(&mut watch).await, 4);
+    assert_eq!(next_revision(&mut watch).await, 5);
+    create_alias(&f.store, &ctx, "alias/d", &key).await.unwrap();
+    assert_eq!(next_revision(&mut watch).await, 6);
+    f.assert_consistent(limits);
+}
+
+/// The revision of a watch's next event.
+async fn next_revision(watch: &mut super::watch::WatchStream) -> u64 {
+    // Hang guard only: the events are there or on their way.
+    tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("an event arrives")
+        .expect("the watch goes on")
+        .expect("an event, not an error")
+        .revision
+}
+
+/// CreateAlias of `alias` -> `target` under `request_id`, audited.
+async fn create_alias_once(
+    store: &Arc<Store>,
+    ctx: &Ctx,
+    request_id: &str,
+    alias: &str,
+    target: &KeyId,
+) -> Result<Alias, Error> {
+    let request_id = RequestId::parse(request_id).unwrap();
+    let idempotency = Idempotency::new(request_id, "kms:CreateAlias", &[alias, target.as_str()]);
+    let audit = AuditEntry {
+        time: ctx.now,
+        principal: "anonymous".into(),
+        account: ctx.scope.account.clone(),
+        action: "kms:CreateAlias".into(),
+        resources: vec![alias.to_owned()],
+        outcome: AuditEntry::OK.into(),
+        ..AuditEntry::default()
+    };
+    let (op_ctx, alias, target) = (ctx.clone(), name(alias), target.clone());
+    store
+        .write(ACCOUNT, idempotency, Some(audit), ctx.now, move |txn| {
+            ops::create_alias(txn, &op_ctx, &alias, &target)
+        })
+        .await
+}
+
+const REQUEST: &str = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
+
+pub async fn a_repeated_request_replays_its_response_and_changes_nothing(f: Fixture) {
+    let limits = Limits::default();
+    let ctx = ctx(limits);
+    let key = create_key(&f.store, &ctx, symmetric())
+        .await
+        .unwrap()
+        .key_id;
+    let first = create_alias_once(&f.store, &ctx, REQUEST, "alias/once", &key)
+        .await
+        .unwrap();
+    let later = Ctx {
+        now: ctx.now + 5_000,
+        ..ctx.clone()
+    };
+    // Run again, CreateAlias would fail (the alias exists): a replay does not run it.
+    let again = create_alias_once(&f.store, &later, REQUEST, "alias/once", &key)
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+    assert_eq!(f.store.head_revision(ACCOUNT).unwrap(), 1);
+    assert_eq!(
+        f.store.audit_head(ACCOUNT).unwrap(),
+        1,
+        "a replay is not audited again"
+    );
+    f.assert_consistent(limits);
+}
+
+pub async fn a_different_request_under_a_used_request_id_is_refused(f: Fixture) {
+    let limits = Limits::default();
+    let ctx = ctx(limits);
+    let key = create_key(&f.store, &ctx, symmetric())
+        .await
+        .unwrap()
+        .key_id;
+    create_alias_once(&f.store, &ctx, REQUEST, "alias/once", &key)
+        .await
+        .unwrap();
+    let result = create_alias_once(&f.store, &ctx, REQUEST, "alias/other", &key).await;
+    assert_eq!(reason(&result), Some(Reason::REQUEST_ID_REUSED));
+    let (aliases, _) = f.store.list_aliases(ACCOUNT, None, None, 10).unwrap();
+    assert_eq!(aliases.len(), 1, "nothing changed");
+    assert_eq!(f.store.head_revision(ACCOUNT).unwrap(), 1);
+    assert_eq!(f.store.audit_head(ACCOUNT).unwrap(), 1);
+}
+
+pub async fn an_audit_record_commits_with_its_change_and_not_with_a_failed_one(f: Fixture) {
+    let limits = Limits::default();
+    let ctx = ctx(limits);
+    let key = create_key(&f.store, &ctx, symmetric())
+        .await
+        .unwrap()
+        .key_id;
+    create_alias_once(&f.store, &ctx, REQUEST, "alias/x", &key)
+        .await
+        .unwrap();
+    let (entries, last) = f.store.list_audit(ACCOUNT, 0, 10, 100, |_| true).unwrap();
+    assert_eq!(last, Some(1));
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].sequence, 1);
+    assert_eq!(
+        entries[0].request_id, "",
+        "the caller fills it, the store keeps it"
+    );
+    assert_eq!(entries[0].resources, ["alias/x"]);
+
+    let failed = create_alias_once(
+        &f.store,
+        &ctx,
+        "5a0c1bd6-7f7c-4f58-a0d6-2f1d4b4b6f11",
+        "alias/x",
+        &key,
+    )
+    .await;
+    assert_eq!(reason(&failed), Some(Reason::ALIAS_ALREADY_EXISTS));
+    assert_eq!(
+        f.store.audit_head(ACCOUNT).unwrap(),
+        1,
+        "no record of a failed change"
+    );
+
+    f.store
+        .record_denial(AuditEntry {
+            account: ACCOUNT.into(),
+            action: "kms:DeleteAlias".into(),
+            outcome: "ACCESS_DENIED".into(),
+            ..AuditEntry::default()
+        })
+        .await
+        .unwrap();
+    let (entries, _) = f.store.list_audit(ACCOUNT, 1, 10, 100, |_| true).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        (entries[0].sequence, entries[0].outcome.as_str()),
+        (2, "ACCESS_DENIED")
+    );
+}
+
+pub async fn stores_sharing_a_backend_share_one_page_token_secret(f: Fixture) {
+    let second = f.another_store();
+    assert_eq!(second.token_secret_bytes(), f.store.token_secret_bytes());
+    assert_ne!(f.store.token_secret_bytes(), [0u8; 32]);
+}
+
+pub async fn pruning_the_change_log_keeps_the_newest_and_moves_the_floor(f: Fixture) {
+    let limits = Limits {
+        max_aliases_per_key: 1_000,
+        ..Limits::default()
+    };
+    let ctx = ctx(limits);
+    let key = create_key(&f.store, &ctx, symmetric())
+        .await
+        .unwrap()
+        .key_id;
+    // 600 changes in one write: the prune takes more than one batch.
+    let target = key.clone();
+    write(&f.store, &ctx, move |txn, ctx| {
+        for i in 0..600 {
+            ops::create_alias(txn, ctx, &name(&format!("alias/p{i:03}")), &target)?;
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(f.store.prune_changes(10).unwrap(), 590);
+    assert_eq!(f.store.floor(ACCOUNT).unwrap(), 590);
+    let kept = f.store.changes_after(ACCOUNT, 0, 600, 1_000).unwrap();
+    assert_eq!(
+        kept.iter().map(|e| e.revision).collect::<Vec<_>>(),
+        (591..=600).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        f.store.prune_changes(10).unwrap(),
+        0,
+        "nothing more to prune"
+    );
+    f.assert_consistent(limits);
+}
+
+pub async fn pruning_request_records_forgets_only_expired_ones(f: Fixture) {
+    let limits = Limits::default();
+    let early = ctx(limits);
+    let late = Ctx {
+        now: 9_000,
+        ..early.clone()
+    };
+    let key = create_key(&f.store, &early, symmetric())
+        .await
+        .unwrap()
+        .key_id;
+    let old = "11111111-1111-4111-8111-111111111111";
+    let new = "22222222-2222-4222-8222-222222222222";
+    create_alias_once(&f.store, &early, old, "alias/old", &key)
+        .await
+        .unwrap();
+    create_alias_once(&f.store, &late, new, "alias/new", &key)
+        .await
+        .unwrap();
+    assert_eq!(f.store.prune_requests(5_000).unwrap(), 1);
+    // Forgotten: the request runs again (and the alias exists by now).
+    let again = create_alias_once(&f.store, &late, old, "alias/old", &key).await;
+    assert_eq!(reason(&again), Some(Reason::ALIAS_ALREADY_EXISTS));
+    // Kept: replayed.
+    create_alias_once(&f.store, &late, new, "alias/new", &key)
+        .await
+        .unwrap();
+    f.assert_consistent(limits);
+}
+
+pub async fn a_write_over_several_accounts_commits_all_or_nothing(f: Fixture) {
+    let limits = Limits::default();
+    let accounts = vec![ACCOUNT.to_owned(), OTHER_ACCOUNT.to_owned()];
+    let failed: Result<(), Error> = f
+        .store
+        .write_accounts(accounts.clone(), move |txns| {
+            for txn in txns {
+                let ctx = ctx_in(txn.account(), limits);
+                ops::create_key(txn, &ctx, &symmetric(), &KeyId::generate())?;
+            }
+            Err(Error::internal("the last step fails").into())
+        })
+        .await;
+    assert!(failed.is_err());
+    for account in [ACCOUNT, OTHER_ACCOUNT] {
+        assert_eq!(f.store.list_keys(account, None, 10).unwrap().0.len(), 0);
+    }
+    f.store
+        .write_accounts(accounts, move |txns| {
+            for txn in txns {
+                let ctx = ctx_in(txn.account(), limits);
+                ops::create_key(txn, &ctx, &symmetric(), &KeyId::generate())?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    for account in [ACCOUNT, OTHER_ACCOUNT] {
+        assert_eq!(f.store.list_keys(account, None, 10).unwrap().0.len(), 1);
+    }
+    f.assert_consistent(limits);
+}
+
+/// Runs every check against one backend, one `#[test]` per check.
+macro_rules! suite {
+    ($backend:ident) => {
+        mod $backend {
+            use super::Fixture;
+            suite!(@checks $backend,
+                concurrent_creates_of_one_alias_name_serialize_exactly_one_wins,
+                concurrent_key_creations_stop_exactly_at_the_key_quota,
+                concurrent_alias_creations_on_one_key_stop_exactly_at_the_alias_quota,
+                an_aborted_operation_leaves_nothing_behind,
+                scans_page_through_every_record_once_in_order,
+                the_change_feed_delivers_in_order_from_a_revision,
+                a_repeated_request_replays_its_response_and_changes_nothing,
+                a_different_request_under_a_used_request_id_is_refused,
+                an_audit_record_commits_with_its_change_and_not_with_a_failed_one,
+                stores_sharing_a_backend_share_one_page_token_secret,
+                pruning_the_change_log_keeps_the_newest_and_moves_the_floor,
+                pruning_request_records_forgets_only_expired_ones,
+                a_write_over_several_accounts_commits_all_or_nothing,
+            );
+        }
+    };
+    (@checks $backend:ident, $($check:ident,)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                super::$check(Fixture::$backend()).await
+            }
+        )*
+    };
+}
+
+suite!(sled);
+suite!(memory);
