@@ -2,13 +2,16 @@
 //! variable.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
 use crate::domain::ops::Limits;
 use crate::domain::{Error, Reason, Scope};
+
+/// Where the store lives unless --data-dir (or --ephemeral) says otherwise.
+pub const DEFAULT_DATA_DIR: &str = "./aliasd-data";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -29,8 +32,14 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
 
     /// Directory of the sled database (created if missing).
-    #[arg(long, env = "ALIASD_DATA_DIR", default_value = "./aliasd-data")]
+    #[arg(long, env = "ALIASD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
+
+    /// Keep everything in memory: nothing is written to disk, and
+    /// everything is gone when the server stops (a throwaway server for test
+    /// suites). Cannot be combined with --data-dir.
+    #[arg(long, env = "ALIASD_EPHEMERAL", value_parser = boolish())]
+    pub ephemeral: bool,
 
     /// Account every call runs in (until authentication assigns one).
     #[arg(long, env = "ALIASD_ACCOUNT", default_value = "000000000000")]
@@ -230,6 +239,19 @@ impl ServeConfig {
                      change every alias. Give --auth-file, listen on a loopback address, or pass \
                      --allow-anonymous to accept the risk.",
                     self.listen
+                ),
+            ));
+        }
+        // Checked here rather than by clap: clap would also refuse
+        // ALIASD_EPHEMERAL=0 next to --data-dir (a false flag from the
+        // environment counts as given).
+        if self.ephemeral && self.data_dir != Path::new(DEFAULT_DATA_DIR) {
+            return Err(Error::new(
+                Reason::INTERNAL,
+                format!(
+                    "--ephemeral keeps nothing on disk and cannot be combined with --data-dir \
+                     (given {}); drop one of them",
+                    self.data_dir.display()
                 ),
             ));
         }

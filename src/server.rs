@@ -120,10 +120,13 @@ pub async fn start_with_syncer(
         .validate()
         .map_err(|e| ServeError::Config(e.message))?;
     let data_dir = config.data_dir.clone();
-    let store =
-        tokio::task::spawn_blocking(move || Store::open_with_syncer(&data_dir, make_syncer))
-            .await
-            .map_err(|e| ServeError::Other(format!("open task failed: {e}")))??;
+    let ephemeral = config.ephemeral;
+    let store = tokio::task::spawn_blocking(move || match ephemeral {
+        true => Store::open_in_memory(),
+        false => Store::open_with_syncer(&data_dir, make_syncer),
+    })
+    .await
+    .map_err(|e| ServeError::Other(format!("open task failed: {e}")))??;
 
     if let Some(path) = &config.seed {
         let seed = crate::seed::parse(path).map_err(|e| ServeError::Seed(e.message))?;
@@ -160,10 +163,11 @@ pub async fn start_with_syncer(
         addr: config.listen,
         source,
     })?;
-    tracing::info!(
-        "listening on {addr} (data directory {})",
-        config.data_dir.display()
-    );
+    let kept = match config.ephemeral {
+        true => "in memory only: --ephemeral keeps nothing on disk".to_owned(),
+        false => format!("data directory {}", config.data_dir.display()),
+    };
+    tracing::info!("listening on {addr} ({kept})");
 
     let flush_stats = store.flush_stats();
     let (stop, stopped) = oneshot::channel::<()>();

@@ -10,6 +10,7 @@ mod concurrency;
 mod crash;
 mod deletion;
 mod durability;
+mod ephemeral;
 mod hardening;
 mod keys;
 mod listing;
