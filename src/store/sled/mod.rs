@@ -109,8 +109,8 @@ fn open_error(dir: &Path) -> impl Fn(::sled::Error) -> OpenError + '_ {
 }
 
 /// Opens the sled database in `dir` for reading only what is there (`aliasd
-/// check`): no syncer, no flusher. `has_tree` is asked first, because
-/// opening a tree creates it.
+/// check`): no syncer, no flusher. `accept` looks at the database first
+/// (opening a tree creates it); `None` when it refuses.
 pub fn open_existing(
     dir: &Path,
     accept: impl FnOnce(&::sled::Db) -> ::sled::Result<bool>,
