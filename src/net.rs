@@ -17,10 +17,10 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -64,13 +64,6 @@ impl Activity {
     }
 }
 
-/// Open connections by peer address, so that the request layer can tell a
-/// connection about its calls.
-fn connections() -> &'static Mutex<HashMap<SocketAddr, Weak<Activity>>> {
-    static CONNECTIONS: OnceLock<Mutex<HashMap<SocketAddr, Weak<Activity>>>> = OnceLock::new();
-    CONNECTIONS.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
 /// A call in progress on its connection; dropping it ends the call.
 #[derive(Debug)]
 pub struct CallInProgress(Arc<Activity>);
@@ -86,16 +79,21 @@ impl Drop for CallInProgress {
     }
 }
 
-/// Marks a call as in progress on the connection from `peer` (None if the
-/// connection is not one of ours).
-pub fn call_started(peer: SocketAddr) -> Option<CallInProgress> {
-    let activity = connections()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&peer)?
-        .upgrade()?;
-    activity.open_calls.fetch_add(1, Ordering::SeqCst);
-    Some(CallInProgress(activity))
+/// What tonic puts into every request of a connection (plain, or inside
+/// `TlsConnectInfo` over TLS): the TCP addresses, and the connection's call
+/// activity, so that the request layer can report calls to it.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    pub tcp: TcpConnectInfo,
+    activity: Arc<Activity>,
+}
+
+impl ConnectionInfo {
+    /// Marks a call as in progress on this connection.
+    pub fn call_started(&self) -> CallInProgress {
+        self.activity.open_calls.fetch_add(1, Ordering::SeqCst);
+        CallInProgress(self.activity.clone())
+    }
 }
 
 /// Connections per client address.
@@ -133,28 +131,27 @@ pub struct GuardedStream {
     activity: Arc<Activity>,
     idle_timeout: Duration,
     idle_deadline: Pin<Box<Sleep>>,
-    peer: Option<SocketAddr>,
+    peer_ip: Option<IpAddr>,
     per_ip: Arc<PerIp>,
     _slot: OwnedSemaphorePermit,
 }
 
 impl Drop for GuardedStream {
     fn drop(&mut self) {
-        if let Some(peer) = self.peer {
-            self.per_ip.release(peer.ip());
-            connections()
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&peer);
+        if let Some(ip) = self.peer_ip {
+            self.per_ip.release(ip);
         }
     }
 }
 
 impl Connected for GuardedStream {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = ConnectionInfo;
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.inner.connect_info()
+    fn connect_info(&self) -> ConnectionInfo {
+        ConnectionInfo {
+            tcp: self.inner.connect_info(),
+            activity: self.activity.clone(),
+        }
     }
 }
 
@@ -231,22 +228,17 @@ impl AsyncWrite for GuardedStream {
 
 use std::future::Future;
 
-/// Logs at most one warning per interval, with how many were held back.
-struct RateLimitedWarning {
+/// Logs at most one warning per interval (10 s), with how many were held
+/// back: a limit that anyone can hit must not let them flood the log.
+#[derive(Debug, Default)]
+pub struct RateLimitedWarning {
     last: std::sync::Mutex<Option<Instant>>,
     held_back: AtomicU64,
 }
 
 impl RateLimitedWarning {
-    fn new() -> Self {
-        RateLimitedWarning {
-            last: std::sync::Mutex::new(None),
-            held_back: AtomicU64::new(0),
-        }
-    }
-
     /// Whether to log now, and how many warnings were held back before.
-    fn due(&self) -> Option<u64> {
+    pub fn due(&self) -> Option<u64> {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         match *last {
@@ -262,20 +254,20 @@ impl RateLimitedWarning {
     }
 }
 
+/// The accepted connections, as tonic's `serve_with_incoming` takes them.
+pub type Incoming = ReceiverStream<io::Result<GuardedStream>>;
+
 /// Accepts connections on `listener` under `limits`, as a stream for
 /// tonic's `serve_with_incoming`. The accept loop ends when the stream is
 /// dropped (the server stopped).
-pub fn incoming(
-    listener: TcpListener,
-    limits: ConnectionLimits,
-) -> ReceiverStream<io::Result<GuardedStream>> {
+pub fn incoming(listener: TcpListener, limits: ConnectionLimits) -> Incoming {
     let (sender, receiver) = mpsc::channel(64);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let per_ip = Arc::new(PerIp::default());
     tokio::spawn(async move {
-        let full = RateLimitedWarning::new();
-        let ip_full = RateLimitedWarning::new();
-        let accept_failed = RateLimitedWarning::new();
+        let full = RateLimitedWarning::default();
+        let ip_full = RateLimitedWarning::default();
+        let accept_failed = RateLimitedWarning::default();
         loop {
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
@@ -321,21 +313,14 @@ pub fn incoming(
                 }
             }
             let _ = stream.set_nodelay(true);
-            let activity = Activity::new();
-            if let Some(peer) = peer {
-                connections()
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(peer, Arc::downgrade(&activity));
-            }
             let guarded = GuardedStream {
                 inner: stream,
                 read: 0,
                 preface_deadline: Box::pin(tokio::time::sleep(limits.preface_timeout)),
-                activity,
+                activity: Activity::new(),
                 idle_timeout: limits.idle_timeout,
                 idle_deadline: Box::pin(tokio::time::sleep(limits.idle_timeout)),
-                peer,
+                peer_ip: peer.map(|peer| peer.ip()),
                 per_ip: per_ip.clone(),
                 _slot: slot,
             };

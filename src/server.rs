@@ -145,7 +145,7 @@ pub async fn start_with_syncer(
     let access = Access::load(&config, &store)?;
 
     // Before listening: every connection costs a file descriptor.
-    crate::net::raise_file_limit();
+    let limits = connection_limits(&config, crate::net::raise_file_limit());
     // SIGHUP's default action kills the process: take it over before anyone
     // can know the server is up (tokio keeps the handler for the process's
     // life; the reload task listens to it once serving).
@@ -177,7 +177,8 @@ pub async fn start_with_syncer(
             _ = stopped => {}
         }
     };
-    let done = tokio::spawn(serve(config, store, clock, access, listener, signal));
+    let incoming = crate::net::incoming(listener, limits);
+    let done = tokio::spawn(serve(config, store, clock, access, incoming, signal));
     Ok(Running {
         addr,
         flush_stats,
@@ -273,12 +274,40 @@ async fn reload_on_sighup(
     }
 }
 
+/// How connections are bounded: the flags, with `--max-connections` capped
+/// by the open-file limit (keeping descriptors for the store, the log and
+/// the listener).
+fn connection_limits(
+    config: &ServeConfig,
+    open_files: Option<u64>,
+) -> crate::net::ConnectionLimits {
+    let max_connections = match open_files {
+        Some(files) if (files as usize).saturating_sub(128) < config.max_connections => {
+            let fitting = (files as usize).saturating_sub(128).max(1);
+            tracing::warn!(
+                open_file_limit = files,
+                max_connections = fitting,
+                "--max-connections {} is more than the open-file limit allows; using {fitting}",
+                config.max_connections
+            );
+            fitting
+        }
+        _ => config.max_connections,
+    };
+    crate::net::ConnectionLimits {
+        max_connections,
+        max_connections_per_ip: config.max_connections_per_ip,
+        preface_timeout: Duration::from_secs(config.connection_preface_timeout_secs),
+        idle_timeout: Duration::from_secs(config.idle_connection_timeout_secs),
+    }
+}
+
 async fn serve(
     config: ServeConfig,
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
     access: Access,
-    listener: TcpListener,
+    incoming: crate::net::Incoming,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (shutting_down, shutdown_seen) = watch::channel(false);
@@ -367,29 +396,6 @@ async fn serve(
         drain_signal.notify_one();
     };
 
-    let max_connections = match crate::net::raise_file_limit() {
-        // Keep descriptors for the store, the log and the listener.
-        Some(files) if (files as usize).saturating_sub(128) < config.max_connections => {
-            let fitting = (files as usize).saturating_sub(128).max(1);
-            tracing::warn!(
-                open_file_limit = files,
-                max_connections = fitting,
-                "--max-connections {} is more than the open-file limit allows; using {fitting}",
-                config.max_connections
-            );
-            fitting
-        }
-        _ => config.max_connections,
-    };
-    let incoming = crate::net::incoming(
-        listener,
-        crate::net::ConnectionLimits {
-            max_connections,
-            max_connections_per_ip: config.max_connections_per_ip,
-            preface_timeout: Duration::from_secs(config.connection_preface_timeout_secs),
-            idle_timeout: Duration::from_secs(config.idle_connection_timeout_secs),
-        },
-    );
     let mut builder = Server::builder();
     if let Some(tls) = access.tls {
         builder = builder.tls_config(tls)?;

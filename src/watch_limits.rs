@@ -78,7 +78,8 @@ impl WatchSlots {
     }
 
     /// Watches open now (all accounts).
-    pub fn open_total(&self) -> usize {
+    #[cfg(test)]
+    fn open_total(&self) -> usize {
         self.open().total
     }
 }

@@ -126,12 +126,13 @@ impl AliasService for AliasApi {
             .app
             .list_aliases(&call, &r.key_id, r.page_size, &r.page_token)
             .await?;
+        let scope = self.0.app.scope_of(&call);
         Ok(Response::new(pb::ListAliasesResponse {
             aliases: listed
                 .page
                 .items
                 .iter()
-                .map(|a| self.alias(&call, a))
+                .map(|a| convert::alias(&scope, a))
                 .collect(),
             next_page_token: listed.page.next_page_token,
             revision: listed.revision,

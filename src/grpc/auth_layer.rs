@@ -11,12 +11,13 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use tonic::body::Body;
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tonic::transport::server::TlsConnectInfo;
 use tower::{Layer, Service};
 
 use crate::app::App;
 use crate::auth::{unauthenticated, CertIdentities, Credentials};
 use crate::domain::policy::actions;
+use crate::net::ConnectionInfo;
 
 /// Paths that need no credentials: probes and API discovery.
 const OPEN_PATHS: &[&str] = &[
@@ -41,7 +42,7 @@ pub fn action_of(path: &str) -> Option<&'static str> {
 pub fn client_identities<B>(request: &Request<B>) -> Option<CertIdentities> {
     let certs = request
         .extensions()
-        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .get::<TlsConnectInfo<ConnectionInfo>>()
         .and_then(|info| info.peer_certs())?;
     CertIdentities::of_der(certs.first()?.as_ref())
 }

@@ -67,12 +67,9 @@ impl KeyService for KeyApi {
             .app
             .list_keys(&call, r.page_size, &r.page_token)
             .await?;
+        let scope = self.0.app.scope_of(&call);
         Ok(Response::new(pb::ListKeysResponse {
-            keys: page
-                .items
-                .iter()
-                .map(|k| key_response(&self.0.app, &call, k))
-                .collect(),
+            keys: page.items.iter().map(|k| convert::key(&scope, k)).collect(),
             next_page_token: page.next_page_token,
         }))
     }

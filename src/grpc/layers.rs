@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use http::{HeaderValue, Request, Response};
 use tokio::sync::Semaphore;
 use tonic::body::Body;
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tonic::transport::server::TlsConnectInfo;
+
+use crate::net::ConnectionInfo;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
@@ -45,6 +47,8 @@ pub struct RequestContextLayer {
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
     open_in_flight: Arc<Semaphore>,
+    /// Warns that calls are refused for want of room, once in a while.
+    busy: Arc<crate::net::RateLimitedWarning>,
 }
 
 impl RequestContextLayer {
@@ -61,6 +65,7 @@ impl RequestContextLayer {
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
             open_in_flight: Arc::new(Semaphore::new(MAX_OPEN_SERVICE_CALLS)),
+            busy: Arc::new(crate::net::RateLimitedWarning::default()),
         }
     }
 }
@@ -222,17 +227,20 @@ fn explain_unimplemented(response: Response<Body>, method: &str) -> Response<Bod
     ))
 }
 
+/// The connection a request came on (accepted by [`crate::net::incoming`]),
+/// over plain TCP or TLS.
+pub fn connection<B>(request: &Request<B>) -> Option<&ConnectionInfo> {
+    let extensions = request.extensions();
+    extensions.get::<ConnectionInfo>().or_else(|| {
+        extensions
+            .get::<TlsConnectInfo<ConnectionInfo>>()
+            .map(|tls| tls.get_ref())
+    })
+}
+
 /// The peer of a request, over plain TCP or TLS.
 pub fn peer_addr<B>(request: &Request<B>) -> Option<std::net::SocketAddr> {
-    let extensions = request.extensions();
-    extensions
-        .get::<TcpConnectInfo>()
-        .or_else(|| {
-            extensions
-                .get::<TlsConnectInfo<TcpConnectInfo>>()
-                .map(|tls| tls.get_ref())
-        })
-        .and_then(|info| info.remote_addr())
+    connection(request).and_then(|info| info.tcp.remote_addr())
 }
 
 /// The status of a response whose status travels in its headers (an error
@@ -246,42 +254,48 @@ fn grpc_code(headers: &http::HeaderMap) -> tonic::Code {
 
 /// The text of a percent-encoded `grpc-message` header.
 fn grpc_message(headers: &http::HeaderMap) -> String {
-    let Some(raw) = headers.get("grpc-message") else {
-        return String::new();
-    };
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    headers
+        .get("grpc-message")
+        .map(|raw| {
+            percent_encoding::percent_decode(raw.as_bytes())
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .unwrap_or_default()
 }
 
-/// tonic answers a request whose gRPC framing is broken (a compressed flag
-/// without `grpc-encoding`, a flag byte that is neither 0 nor 1, a frame cut
-/// short, a body that does not decompress, no message at all) with INTERNAL,
-/// as if the server were at fault, and logs it as an error. These are the
-/// client's mistakes: INVALID_ARGUMENT (MALFORMED_REQUEST) with an
-/// ErrorInfo, like any other bad input. A body that decompresses past the
-/// size limit is REQUEST_TOO_LARGE.
-fn rewrite_framing_errors(response: Response<Body>, limit: usize) -> Response<Body> {
+/// tonic refuses some client mistakes itself, in words of its own:
+/// - an over-large request, with OUT_OF_RANGE, before our codec sees it;
+/// - broken gRPC framing (a compressed flag without `grpc-encoding`, a flag
+///   byte that is neither 0 nor 1, a frame cut short, a body that does not
+///   decompress, no message at all), with INTERNAL, as if the server were at
+///   fault, and logged as an error;
+/// - a body that decompresses past the size limit, with RESOURCE_EXHAUSTED.
+///
+/// Callers get INVALID_ARGUMENT (REQUEST_TOO_LARGE or MALFORMED_REQUEST)
+/// with an ErrorInfo, like any other bad input.
+fn rewrite_client_errors(response: Response<Body>, limit: usize) -> Response<Body> {
     let headers = response.headers();
     let code = grpc_code(headers);
-    if !matches!(code, tonic::Code::Internal | tonic::Code::ResourceExhausted) {
+    if !matches!(
+        code,
+        tonic::Code::OutOfRange | tonic::Code::Internal | tonic::Code::ResourceExhausted
+    ) {
         return response;
     }
     let message = grpc_message(headers);
+    let too_large = match code {
+        tonic::Code::OutOfRange => message.starts_with("Error, decoded message length too large"),
+        tonic::Code::ResourceExhausted => message.starts_with("Error decompressing: size limit"),
+        _ => false,
+    };
+    if too_large {
+        return error_response(Error::invalid(
+            Reason::REQUEST_TOO_LARGE,
+            "request",
+            format!("The request message is larger than the {limit} bytes this server accepts."),
+        ));
+    }
     let malformed = code == tonic::Code::Internal
         && [
             "protocol error: received message with",
@@ -296,18 +310,6 @@ fn rewrite_framing_errors(response: Response<Body>, limit: usize) -> Response<Bo
             Reason::MALFORMED_REQUEST,
             "request",
             format!("The request is not a well-formed gRPC message: {message}."),
-        ));
-    }
-    if code == tonic::Code::ResourceExhausted
-        && message.starts_with("Error decompressing: size limit")
-    {
-        return error_response(Error::invalid(
-            Reason::REQUEST_TOO_LARGE,
-            "request",
-            format!(
-                "The request message decompresses to more than the {limit} bytes this server \
-                 accepts."
-            ),
         ));
     }
     response
@@ -336,22 +338,6 @@ fn unsupported_media_type() -> Response<Body> {
     let mut response = Response::new(Body::default());
     *response.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
     response
-}
-
-/// tonic refuses an over-large request before our codec sees it, with
-/// OUT_OF_RANGE; callers get INVALID_ARGUMENT like any other bad input.
-fn rewrite_too_large(response: Response<Body>, limit: usize) -> Response<Body> {
-    let headers = response.headers();
-    let too_large = grpc_code(headers) == tonic::Code::OutOfRange
-        && grpc_message(headers).starts_with("Error, decoded message length too large");
-    if !too_large {
-        return response;
-    }
-    error_response(Error::invalid(
-        Reason::REQUEST_TOO_LARGE,
-        "request",
-        format!("The request message is larger than the {limit} bytes this server accepts."),
-    ))
 }
 
 impl<S> Service<Request<Body>> for RequestContext<S>
@@ -392,8 +378,9 @@ where
         } else {
             (&self.bounds.in_flight, self.bounds.max_in_flight)
         };
-        let permit = Some(pool.clone().try_acquire_owned());
-        let call_in_progress = peer_addr(&request).and_then(crate::net::call_started);
+        let permit = pool.clone().try_acquire_owned();
+        let busy = self.bounds.busy.clone();
+        let call_in_progress = connection(&request).map(ConnectionInfo::call_started);
         let timeout = self.bounds.request_body_timeout;
         request = request.map(|body| {
             Body::new(TimedBody {
@@ -412,9 +399,14 @@ where
                     tracing::info!(http_status = 415, "not a gRPC request (content-type)");
                     return Ok(response);
                 }
-                let _permit = match permit {
-                    Some(Err(_)) => {
-                        tracing::warn!(max_in_flight, "calls in progress at their limit (--max-in-flight)");
+                let Ok(_permit) = permit else {
+                    if let Some(held_back) = busy.due() {
+                        tracing::warn!(
+                            max_in_flight,
+                            held_back,
+                            "calls in progress at their limit (--max-in-flight)"
+                        );
+                    }
                         let mut response = error_response(Error::new(
                             Reason::SERVER_BUSY,
                             format!(
@@ -422,11 +414,8 @@ where
                                  takes (--max-in-flight); retry shortly."
                             ),
                         ));
-                        response.headers_mut().insert(REQUEST_ID_HEADER, id);
-                        return Ok(response);
-                    }
-                    Some(Ok(permit)) => Some(permit),
-                    None => None,
+                    response.headers_mut().insert(REQUEST_ID_HEADER, id);
+                    return Ok(response);
                 };
                 let response = match deadline {
                     // Already expired: nothing can be done in time.
@@ -447,8 +436,7 @@ where
                     }
                     None => inner.call(request).await?,
                 };
-                let response = rewrite_too_large(response, limit);
-                let response = rewrite_framing_errors(response, limit);
+                let response = rewrite_client_errors(response, limit);
                 let response = explain_unimplemented(response, &method);
                 let mut response = response.map(|body| {
                     Body::new(CountedBody {

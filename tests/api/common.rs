@@ -55,6 +55,11 @@ impl TestServer {
         Self::start_with(|_| {}, Arc::new(SystemClock)).await
     }
 
+    /// Starts with a tweaked configuration (and the system clock).
+    pub async fn start_configured(tweak: impl FnOnce(&mut ServeConfig)) -> TestServer {
+        Self::start_with(tweak, Arc::new(SystemClock)).await
+    }
+
     /// Starts with a tweaked configuration and a chosen clock.
     pub async fn start_with(
         tweak: impl FnOnce(&mut ServeConfig),

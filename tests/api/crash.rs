@@ -149,6 +149,26 @@ async fn acknowledged_changes_survive_sigkill() {
     );
 }
 
+/// Sends SIGHUP to the server.
+fn hangup(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Whether a log line containing `needle` shows up within 5 s.
+async fn logs_within_5s(lines: &Mutex<Vec<String>>, needle: &str) -> bool {
+    for _ in 0..100 {
+        if lines.lock().unwrap().iter().any(|l| l.contains(needle)) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
 /// SIGTERM, then the exit status must be 0 (graceful shutdown).
 fn stop_with_sigterm(mut child: Child) {
     let status = Command::new("kill")
@@ -182,24 +202,8 @@ async fn sigterm_stops_the_server_cleanly_and_a_second_server_is_refused() {
 async fn sighup_without_an_auth_file_is_logged_and_the_server_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, addr, lines) = spawn_server_with(dir.path(), &[]);
-    let status = Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut logged = false;
-    for _ in 0..100 {
-        if lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("nothing to reload"))
-        {
-            logged = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    hangup(&child);
+    let logged = logs_within_5s(&lines, "nothing to reload").await;
     assert!(logged, "SIGHUP is logged: {:?}", lines.lock().unwrap());
     assert!(
         child.try_wait().unwrap().is_none(),
@@ -284,13 +288,6 @@ async fn sighup_reloads_the_auth_file_and_a_bad_file_keeps_the_old_one() {
         tonic::Code::Unauthenticated
     );
 
-    let hangup = |child: &Child| {
-        let status = Command::new("kill")
-            .args(["-HUP", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    };
     // A new principal: token-2 starts working, token-1 stops.
     std::fs::write(&auth, principal("second", "token-2")).unwrap();
     hangup(&child);
@@ -314,19 +311,7 @@ async fn sighup_reloads_the_auth_file_and_a_bad_file_keeps_the_old_one() {
     // A broken file: the one in force stays, and the log says why.
     std::fs::write(&auth, "[[principals]]\nname = 42\n").unwrap();
     hangup(&child);
-    let mut logged = false;
-    for _ in 0..100 {
-        if lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("keeping the one in force"))
-        {
-            logged = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let logged = logs_within_5s(&lines, "keeping the one in force").await;
     assert!(logged, "the rejected reload is logged");
     list_keys_as(&mut client, "token-2").await.unwrap();
     drop(client);

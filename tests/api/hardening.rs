@@ -60,6 +60,37 @@ fn frame(flag: u8, declared_len: u32, payload: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// Waits (up to 10 s) for the server to close `stream`, reading what it
+/// sends meanwhile; None if it is still open then.
+async fn closed_by_server(
+    stream: &mut tokio::net::TcpStream,
+) -> Option<(std::io::Result<usize>, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut bytes),
+    )
+    .await
+    .ok()?;
+    Some((read, bytes))
+}
+
+/// Tries `attempt` up to `tries` times, `pause` apart, until it holds.
+async fn eventually<F, Fut>(tries: usize, pause_ms: u64, mut attempt: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..tries {
+        if attempt().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+    }
+    false
+}
+
 fn assert_malformed(answer: RawAnswer, case: &str) {
     assert_eq!(answer.http_status, 200, "{case}");
     let status = answer
@@ -196,11 +227,7 @@ async fn stalled_call(sender: &mut h2::client::SendRequest<Bytes>) -> StalledCal
 
 #[tokio::test]
 async fn max_concurrent_streams_is_advertised() {
-    let server = TestServer::start_with(
-        |config| config.max_concurrent_streams = 7,
-        std::sync::Arc::new(aliasd::domain::SystemClock),
-    )
-    .await;
+    let server = TestServer::start_configured(|config| config.max_concurrent_streams = 7).await;
     let addr = server.running.as_ref().unwrap().addr;
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (sender, mut connection) = h2::client::handshake(tcp).await.unwrap();
@@ -221,11 +248,7 @@ async fn max_concurrent_streams_is_advertised() {
 
 #[tokio::test]
 async fn a_request_body_that_stalls_is_cut_off_and_changes_nothing() {
-    let server = TestServer::start_with(
-        |config| config.request_body_timeout_secs = 1,
-        std::sync::Arc::new(aliasd::domain::SystemClock),
-    )
-    .await;
+    let server = TestServer::start_configured(|config| config.request_body_timeout_secs = 1).await;
     let mut sender = h2_connection(server.running.as_ref().unwrap().addr).await;
     let stalled = stalled_call(&mut sender).await;
     let response = tokio::time::timeout(std::time::Duration::from_secs(10), stalled.response)
@@ -239,13 +262,10 @@ async fn a_request_body_that_stalls_is_cut_off_and_changes_nothing() {
 
 #[tokio::test]
 async fn calls_past_max_in_flight_are_server_busy_and_probes_still_answer() {
-    let server = TestServer::start_with(
-        |config| {
-            config.max_in_flight = 2;
-            config.request_body_timeout_secs = 60;
-        },
-        std::sync::Arc::new(aliasd::domain::SystemClock),
-    )
+    let server = TestServer::start_configured(|config| {
+        config.max_in_flight = 2;
+        config.request_body_timeout_secs = 60;
+    })
     .await;
     let mut sender = h2_connection(server.running.as_ref().unwrap().addr).await;
     let first = stalled_call(&mut sender).await;
@@ -278,31 +298,22 @@ async fn calls_past_max_in_flight_are_server_busy_and_probes_still_answer() {
     assert_eq!(serving.status, 1, "SERVING");
     // Once the stalled calls go away, calls are served again.
     drop((first, second));
-    let mut served = false;
-    for _ in 0..200 {
-        if server
+    let served = eventually(200, 20, || async {
+        server
             .keys
             .clone()
             .list_keys(pb::ListKeysRequest::default())
             .await
             .is_ok()
-        {
-            served = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     assert!(served, "the slots of the reset calls were freed");
 }
 
 #[tokio::test]
 async fn silent_connections_are_closed_after_the_preface_timeout() {
-    use tokio::io::AsyncReadExt;
-    let server = TestServer::start_with(
-        |config| config.connection_preface_timeout_secs = 1,
-        std::sync::Arc::new(aliasd::domain::SystemClock),
-    )
-    .await;
+    let server =
+        TestServer::start_configured(|config| config.connection_preface_timeout_secs = 1).await;
     let addr = server.running.as_ref().unwrap().addr;
     let mut silent = Vec::new();
     for _ in 0..5 {
@@ -311,16 +322,11 @@ async fn silent_connections_are_closed_after_the_preface_timeout() {
     // Real clients are served meanwhile.
     server.create_key().await;
     for mut connection in silent {
-        // The server's own SETTINGS may come first; then the end.
-        let mut bytes = Vec::new();
-        let read = tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            connection.read_to_end(&mut bytes),
-        )
-        .await;
-        // EOF or a reset: closed either way.
+        // The server's own SETTINGS may come first; then the end (EOF or a
+        // reset: closed either way).
+        let read = closed_by_server(&mut connection).await;
         assert!(
-            read.is_ok(),
+            read.is_some(),
             "the server closes a silent connection within its preface timeout"
         );
     }
@@ -329,14 +335,10 @@ async fn silent_connections_are_closed_after_the_preface_timeout() {
 
 #[tokio::test]
 async fn connections_past_the_limit_are_closed_at_once() {
-    use tokio::io::AsyncReadExt;
-    let server = TestServer::start_with(
-        |config| {
-            config.max_connections = 3;
-            config.connection_preface_timeout_secs = 60;
-        },
-        std::sync::Arc::new(aliasd::domain::SystemClock),
-    )
+    let server = TestServer::start_configured(|config| {
+        config.max_connections = 3;
+        config.connection_preface_timeout_secs = 60;
+    })
     .await;
     let addr = server.running.as_ref().unwrap().addr;
     // The test's channel holds one slot; two silent connections the others.
@@ -346,48 +348,39 @@ async fn connections_past_the_limit_are_closed_at_once() {
         tokio::net::TcpStream::connect(addr).await.unwrap(),
     ];
     let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut bytes = Vec::new();
-    let read = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        extra.read_to_end(&mut bytes),
-    )
-    .await;
+    let read = closed_by_server(&mut extra).await;
     assert!(
-        read.is_ok(),
+        read.is_some(),
         "a connection past the limit is closed at once"
     );
     // Closed before any HTTP/2 was spoken.
-    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?} {bytes:?}");
+    assert!(
+        matches!(&read, Some((Ok(0), _)) | Some((Err(_), _))),
+        "{read:?}"
+    );
     // Closing the silent ones frees their slots.
     drop(held);
-    let mut connected = false;
-    for _ in 0..100 {
-        let attempt = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+    let connected = eventually(100, 50, || async {
+        let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://{addr}"))
             .unwrap()
             .connect()
-            .await;
-        if let Ok(channel) = attempt {
-            if pb::key_service_client::KeyServiceClient::new(channel)
-                .list_keys(pb::ListKeysRequest::default())
-                .await
-                .is_ok()
-            {
-                connected = true;
-                break;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+            .await
+        else {
+            return false;
+        };
+        pb::key_service_client::KeyServiceClient::new(channel)
+            .list_keys(pb::ListKeysRequest::default())
+            .await
+            .is_ok()
+    })
+    .await;
     assert!(connected, "freed slots take new connections");
 }
 
 #[tokio::test]
 async fn a_connection_without_calls_is_closed_when_idle_but_an_open_watch_keeps_it() {
-    let server = TestServer::start_with(
-        |config| config.idle_connection_timeout_secs = 1,
-        std::sync::Arc::new(aliasd::domain::SystemClock),
-    )
-    .await;
+    let server =
+        TestServer::start_configured(|config| config.idle_connection_timeout_secs = 1).await;
     let addr = server.running.as_ref().unwrap().addr;
     // An h2 connection that speaks (answers pings) but makes one call and
     // then none: closed after the idle timeout.
@@ -433,38 +426,28 @@ async fn a_connection_without_calls_is_closed_when_idle_but_an_open_watch_keeps_
 
 #[tokio::test]
 async fn one_client_address_cannot_take_every_connection() {
-    use tokio::io::AsyncReadExt;
-    let server = TestServer::start_with(
-        |config| {
-            config.max_connections_per_ip = 2;
-            config.connection_preface_timeout_secs = 60;
-        },
-        std::sync::Arc::new(aliasd::domain::SystemClock),
-    )
+    let server = TestServer::start_configured(|config| {
+        config.max_connections_per_ip = 2;
+        config.connection_preface_timeout_secs = 60;
+    })
     .await;
     let addr = server.running.as_ref().unwrap().addr;
     // The test's channel is one of 127.0.0.1's two.
     server.create_key().await;
     let _held = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut bytes = Vec::new();
-    let read = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        third.read_to_end(&mut bytes),
-    )
-    .await;
-    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?} {bytes:?}");
+    let read = closed_by_server(&mut third).await;
+    assert!(
+        matches!(&read, Some((Ok(0), _)) | Some((Err(_), _))),
+        "{read:?}"
+    );
     // The existing connection still works.
     server.create_key().await;
 }
 
 #[tokio::test]
 async fn a_health_check_whose_body_stalls_is_cut_off_too() {
-    let server = TestServer::start_with(
-        |config| config.request_body_timeout_secs = 1,
-        std::sync::Arc::new(aliasd::domain::SystemClock),
-    )
-    .await;
+    let server = TestServer::start_configured(|config| config.request_body_timeout_secs = 1).await;
     let mut sender = h2_connection(server.running.as_ref().unwrap().addr).await;
     let request = http::Request::post("/grpc.health.v1.Health/Check")
         .header("content-type", "application/grpc")

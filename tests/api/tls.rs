@@ -226,6 +226,22 @@ async fn a_client_certificate_signed_by_the_ca_identifies_its_principal() {
     );
 }
 
+/// The keys a client with a certificate for the URI SAN `spiffe_id` sees.
+async fn keys_seen_by_spiffe_id(m: &Mtls, spiffe_id: &str) -> Vec<pb::Key> {
+    let addr = m.server.running.as_ref().unwrap().addr;
+    let cert = leaf(
+        &m.ca,
+        "some-workload",
+        vec![SanType::URI(spiffe_id.try_into().unwrap())],
+    );
+    KeyServiceClient::new(tls_channel(addr, &m.ca, Some(cert)).await.unwrap())
+        .list_keys(pb::ListKeysRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .keys
+}
+
 #[tokio::test]
 async fn a_common_name_cannot_pose_as_a_spiffe_id() {
     let m = mtls_server().await;
@@ -242,18 +258,7 @@ async fn a_common_name_cannot_pose_as_a_spiffe_id() {
         assert_error(result, Code::Unauthenticated, "UNAUTHENTICATED");
     }
     // Nothing was created in the SPIFFE principal's account.
-    let real = leaf(
-        &m.ca,
-        "some-workload",
-        vec![SanType::URI(SPIFFE_ID.try_into().unwrap())],
-    );
-    let mut client = KeyServiceClient::new(tls_channel(addr, &m.ca, Some(real)).await.unwrap());
-    let keys = client
-        .list_keys(pb::ListKeysRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .keys;
+    let keys = keys_seen_by_spiffe_id(&m, SPIFFE_ID).await;
     assert!(keys.is_empty(), "{keys:?}");
 }
 
@@ -278,18 +283,7 @@ async fn a_certificate_whose_uri_sans_name_two_principals_is_refused() {
         status.message()
     );
     // The other principal's SPIFFE id alone still works, and sees no key.
-    let other = leaf(
-        &m.ca,
-        "some-workload",
-        vec![SanType::URI(OTHER_SPIFFE_ID.try_into().unwrap())],
-    );
-    let mut client = KeyServiceClient::new(tls_channel(addr, &m.ca, Some(other)).await.unwrap());
-    let keys = client
-        .list_keys(pb::ListKeysRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .keys;
+    let keys = keys_seen_by_spiffe_id(&m, OTHER_SPIFFE_ID).await;
     assert!(keys.is_empty(), "{keys:?}");
 }
 
