@@ -319,13 +319,19 @@ impl AuthConfig {
         if let Some(signed) = &credentials.signature {
             return match self.access_key(&signed.access_key_id) {
                 Some((principal, secret)) if (signed.verify)(secret) => Ok(principal.clone()),
-                Some(_) => Err(unauthenticated(
-                    "The request signature does not match the access key's secret.",
+                Some(_) => Err(Error::new(
+                    Reason::INVALID_SIGNATURE,
+                    "The request signature we calculated does not match the signature you \
+                     provided. Check your secret access key and signing method.",
                 )),
-                None => Err(unauthenticated(format!(
-                    "The access key {:?} is not known to this server.",
-                    signed.access_key_id
-                ))),
+                None => Err(Error::new(
+                    Reason::UNRECOGNIZED_CLIENT,
+                    format!(
+                        "The security token included in the request is invalid: access key {:?} \
+                         is not known to this server.",
+                        signed.access_key_id
+                    ),
+                )),
             };
         }
         match &credentials.certificate {
@@ -604,11 +610,12 @@ mod tests {
         let wrong = config
             .authenticate(&signed("AKIAEXAMPLE", "another-secret-entirely"))
             .unwrap_err();
-        assert_eq!(wrong.reason, Reason::UNAUTHENTICATED);
+        assert_eq!(wrong.reason, Reason::INVALID_SIGNATURE);
         assert!(wrong.message.contains("signature"), "{}", wrong.message);
         let unknown = config
             .authenticate(&signed("AKIAUNKNOWN", "wJalrXUtnFEMI/K7MDENG"))
             .unwrap_err();
+        assert_eq!(unknown.reason, Reason::UNRECOGNIZED_CLIENT);
         assert!(
             unknown.message.contains("AKIAUNKNOWN"),
             "{}",

@@ -31,6 +31,13 @@ pub struct ServeConfig {
     )]
     pub listen: SocketAddr,
 
+    /// Address for the HTTP compatibility endpoints (AWS KMS JSON 1.1 at
+    /// `POST /`, Huawei Cloud KMS v1.0 under `/v1.0/{project_id}/kms/`):
+    /// IP:PORT or HOST:PORT. Off unless given. Served with the same TLS
+    /// options as gRPC.
+    #[arg(long, env = "ALIASD_HTTP_LISTEN", value_parser = parse_listen)]
+    pub http_listen: Option<SocketAddr>,
+
     /// Directory of the sled database (created if missing).
     #[arg(long, env = "ALIASD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
@@ -231,16 +238,17 @@ impl ServeConfig {
                 ));
             }
         }
-        if self.auth_file.is_none() && !self.listen.ip().is_loopback() && !self.allow_anonymous {
-            return Err(Error::new(
-                Reason::INTERNAL,
-                format!(
-                    "refusing to listen on {} without --auth-file: anyone who can reach it could \
-                     change every alias. Give --auth-file, listen on a loopback address, or pass \
-                     --allow-anonymous to accept the risk.",
-                    self.listen
-                ),
-            ));
+        for addr in std::iter::once(self.listen).chain(self.http_listen) {
+            if self.auth_file.is_none() && !addr.ip().is_loopback() && !self.allow_anonymous {
+                return Err(Error::new(
+                    Reason::INTERNAL,
+                    format!(
+                        "refusing to listen on {addr} without --auth-file: anyone who can reach \
+                         it could change every alias. Give --auth-file, listen on a loopback \
+                         address, or pass --allow-anonymous to accept the risk."
+                    ),
+                ));
+            }
         }
         // Checked here rather than by clap: clap would also refuse
         // ALIASD_EPHEMERAL=0 next to --data-dir (a false flag from the

@@ -20,6 +20,7 @@ pub mod pb {
 pub mod app;
 pub mod config;
 pub mod grpc;
+pub mod http;
 pub mod maintenance;
 pub mod net;
 pub mod seed;

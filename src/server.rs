@@ -76,6 +76,8 @@ impl ServeError {
 pub struct Running {
     /// The address it listens on (useful with port 0).
     pub addr: SocketAddr,
+    /// The address of the HTTP compatibility endpoints, with --http-listen.
+    pub http_addr: Option<SocketAddr>,
     /// Flushes run and writers served (for benchmarks).
     pub flush_stats: Arc<crate::store::FlushStats>,
     stop: Option<oneshot::Sender<()>>,
@@ -163,6 +165,35 @@ pub async fn start_with_syncer(
         addr: config.listen,
         source,
     })?;
+    let http_listener = match config.http_listen {
+        Some(http_addr) => {
+            let listener =
+                TcpListener::bind(http_addr)
+                    .await
+                    .map_err(|source| ServeError::Listen {
+                        addr: http_addr,
+                        source,
+                    })?;
+            let bound = listener.local_addr().map_err(|source| ServeError::Listen {
+                addr: http_addr,
+                source,
+            })?;
+            Some((listener, bound))
+        }
+        None => None,
+    };
+    let http_addr = http_listener.as_ref().map(|(_, addr)| *addr);
+    if let Some(http_addr) = http_addr {
+        let scheme = if config.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!(
+            "HTTP listening on {http_addr}: AWS KMS JSON at {scheme}://{http_addr}/, \
+             Huawei Cloud KMS at {scheme}://{http_addr}/v1.0/{{project_id}}/kms/"
+        );
+    }
     let kept = match config.ephemeral {
         true => "in memory only: --ephemeral keeps nothing on disk".to_owned(),
         false => format!("data directory {}", config.data_dir.display()),
@@ -178,13 +209,31 @@ pub async fn start_with_syncer(
         }
     };
     let incoming = crate::net::incoming(listener, limits);
-    let done = tokio::spawn(serve(config, store, clock, access, incoming, signal));
+    let http_incoming = http_listener.map(|(listener, _)| crate::net::incoming(listener, limits));
+    let done = tokio::spawn(serve(
+        config,
+        store,
+        clock,
+        access,
+        Listeners {
+            grpc: incoming,
+            http: http_incoming,
+        },
+        signal,
+    ));
     Ok(Running {
         addr,
+        http_addr,
         flush_stats,
         stop: Some(stop),
         done,
     })
+}
+
+/// The bound listeners: gRPC, and the HTTP door with --http-listen.
+struct Listeners {
+    grpc: crate::net::Incoming,
+    http: Option<crate::net::Incoming>,
 }
 
 /// Who may call, over what transport: loaded before the server binds, so
@@ -192,6 +241,8 @@ pub async fn start_with_syncer(
 struct Access {
     authenticator: Option<Arc<Authenticator>>,
     tls: Option<ServerTlsConfig>,
+    /// The same TLS settings for the HTTP door.
+    http_tls: Option<Arc<rustls::ServerConfig>>,
     admission: Admission,
 }
 
@@ -229,9 +280,17 @@ impl Access {
             }
             _ => None,
         };
+        let http_tls = match (&config.http_listen, &config.tls_cert, &config.tls_key) {
+            (Some(_), Some(cert), Some(key)) => Some(
+                crate::http::tls_config(cert, key, config.tls_client_ca.as_deref())
+                    .map_err(ServeError::Config)?,
+            ),
+            _ => None,
+        };
         Ok(Access {
             authenticator,
             tls,
+            http_tls,
             admission: Admission::new(config.throttle_rate, config.throttle_burst),
         })
     }
@@ -307,7 +366,7 @@ async fn serve(
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
     access: Access,
-    incoming: crate::net::Incoming,
+    listeners: Listeners,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (shutting_down, shutdown_seen) = watch::channel(false);
@@ -331,6 +390,22 @@ async fn serve(
         admission: access.admission,
     });
     let auth_layer = AuthLayer { app: app.clone() };
+    let http = listeners.http.map(|incoming| {
+        let mut shutdown = shutdown_seen.clone();
+        tokio::spawn(crate::http::serve(
+            app.clone(),
+            incoming,
+            crate::http::HttpSettings {
+                body_timeout: Duration::from_secs(config.request_body_timeout_secs),
+                max_in_flight: config.max_in_flight,
+                tls: access.http_tls.clone(),
+                drain: config.drain_timeout(),
+            },
+            async move {
+                let _ = shutdown.wait_for(|stopping| *stopping).await;
+            },
+        ))
+    });
 
     let health = tonic_health::server::HealthReporter::new();
     let health_service = tonic_health::pb::health_server::HealthServer::new(
@@ -427,7 +502,7 @@ async fn serve(
                 .accept_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(incoming, signal);
+        .serve_with_incoming_shutdown(listeners.grpc, signal);
 
     let drain = config.drain_timeout();
     let result = tokio::select! {
@@ -437,6 +512,9 @@ async fn serve(
             Ok(())
         }
     };
+    if let Some(http) = http {
+        let _ = http.await;
+    }
     maintenance.abort();
     let _ = maintenance.await;
     let flush_store = store.clone();

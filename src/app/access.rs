@@ -8,8 +8,9 @@ use std::sync::Arc;
 use super::App;
 use crate::auth::Credentials;
 use crate::domain::audit::AuditEntry;
+use crate::domain::error::Code;
 use crate::domain::policy::Caller;
-use crate::domain::{Error, Reason};
+use crate::domain::Error;
 use crate::throttle::{ThrottleConfig, Throttler};
 
 /// The throttle, and the budget of audited unauthenticated calls.
@@ -79,7 +80,7 @@ impl App {
         peer: &str,
         x_request_id: &str,
     ) {
-        if error.reason != Reason::UNAUTHENTICATED {
+        if error.reason.spec().code != Code::Unauthenticated {
             return;
         }
         if self

@@ -115,6 +115,16 @@ reasons! {
         "The key is a PROVIDER key: it cannot be the target of an alias or be changed through the API.";
     UNAUTHENTICATED => Unauthenticated, "UnrecognizedClientException", "KMS.0302" 401,
         "No credentials, or credentials no principal of the auth file has (bearer token or client certificate).";
+    MISSING_AUTHENTICATION_TOKEN => Unauthenticated, "MissingAuthenticationTokenException", "KMS.0301" 401,
+        "An HTTP request with neither a signature nor a token, to a server with an auth file.";
+    INCOMPLETE_SIGNATURE => Unauthenticated, "IncompleteSignatureException", "KMS.0302" 401,
+        "A request signature is malformed or lacks a part (credential scope, signed headers, signature, the date header).";
+    UNRECOGNIZED_CLIENT => Unauthenticated, "UnrecognizedClientException", "KMS.0302" 401,
+        "A request is signed with an access key id the auth file does not have.";
+    INVALID_SIGNATURE => Unauthenticated, "InvalidSignatureException", "KMS.0302" 401,
+        "A request signature does not match the request and the access key's secret.";
+    SIGNATURE_EXPIRED => Unauthenticated, "InvalidSignatureException", "KMS.0303" 401,
+        "A signed request's date is more than 15 minutes from the server's clock.";
     ACCESS_DENIED => PermissionDenied, "AccessDeniedException", "KMS.0306" 403,
         "The principal's policy does not allow the action on the resource.";
     KEY_NOT_FOUND => NotFound, "NotFoundException", "KMS.0207" 404,
@@ -149,6 +159,12 @@ reasons! {
         "WatchAliases: the account or the server already has the most open watches it allows (--max-watches-per-account, --max-watches).";
     SHUTTING_DOWN => Unavailable, "KMSInternalException", "KMS.0000" 503,
         "The server is shutting down; retry on another instance.";
+    UNKNOWN_OPERATION => Unimplemented, "UnknownOperationException", "KMS.0201" 404,
+        "HTTP: an X-Amz-Target that is not a TrentService operation aliasd serves, or a URL that is not a Huawei KMS operation.";
+    MALFORMED_BODY => InvalidArgument, "SerializationException", "KMS.0202" 400,
+        "HTTP: the request body is not a JSON object, or a field has the wrong JSON type.";
+    MISSING_PARAMETER => InvalidArgument, "ValidationException", "KMS.0204" 400,
+        "HTTP: a required field is missing or empty.";
     UNKNOWN_METHOD => Unimplemented, "UnsupportedOperationException", "KMS.0201" 404,
         "The method does not exist on this server (check the service and method name; reflection lists them).";
     DEADLINE_EXCEEDED => DeadlineExceeded, "KMSInternalException", "KMS.0000" 504,

@@ -169,7 +169,7 @@ impl http_body::Body for TimedBody {
 
 /// The caller's x-request-id when it is usable (visible ASCII, at most 128
 /// characters), else a fresh UUID.
-fn request_id(headers: &http::HeaderMap) -> HeaderValue {
+pub(crate) fn request_id(headers: &http::HeaderMap) -> HeaderValue {
     headers
         .get(REQUEST_ID_HEADER)
         .filter(|v| {

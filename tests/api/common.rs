@@ -55,6 +55,26 @@ impl TestServer {
         Self::start_with(|_| {}, Arc::new(SystemClock)).await
     }
 
+    /// Starts with the HTTP compatibility endpoints on an ephemeral port
+    /// too (and a tweaked configuration).
+    pub async fn start_http(tweak: impl FnOnce(&mut ServeConfig)) -> TestServer {
+        Self::start_configured(|config| {
+            config.http_listen = Some("127.0.0.1:0".parse().unwrap());
+            tweak(config)
+        })
+        .await
+    }
+
+    /// The base URL of the HTTP endpoints (`http://127.0.0.1:PORT`).
+    pub fn http_url(&self) -> String {
+        let addr = self
+            .running
+            .as_ref()
+            .and_then(|r| r.http_addr)
+            .expect("the server was started with --http-listen");
+        format!("http://{addr}")
+    }
+
     /// Starts with a tweaked configuration (and the system clock).
     pub async fn start_configured(tweak: impl FnOnce(&mut ServeConfig)) -> TestServer {
         Self::start_with(tweak, Arc::new(SystemClock)).await

@@ -1,0 +1,399 @@
+//! The HTTP compatibility door (`--http-listen`): the AWS KMS JSON 1.1
+//! protocol at `POST /` ([`aws`]) and Huawei Cloud KMS v1.0 under
+//! `/v1.0/{project_id}/kms/` ([`huawei`]), for clients that already speak a
+//! cloud KMS dialect (boto3, the aws CLI, Huawei's SDK, curl).
+//!
+//! This module owns what both dialects share: the listener (the same
+//! connection limits and TLS options as gRPC, HTTP/1.1 and HTTP/2), routing,
+//! the request body (bounded in size and time), the x-request-id, a bound on
+//! requests in progress, and graceful shutdown. Each dialect only translates
+//! its wire format to the application layer ([`crate::app`]) and renders the
+//! answer or the error; neither keeps a rule of its own.
+
+pub mod aws;
+pub mod huawei;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::routing::{any, post};
+use axum::Router;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use tokio::sync::Semaphore;
+use tokio_stream::StreamExt;
+use tower::ServiceExt;
+
+use crate::app::App;
+use crate::auth::CertIdentities;
+use crate::domain::{Error, Reason};
+use crate::grpc::layers::REQUEST_ID_HEADER;
+use crate::net::{ConnectionInfo, Incoming};
+
+/// The largest request body taken (as gRPC's largest message).
+pub const MAX_BODY_BYTES: usize = crate::grpc::codec::MAX_MESSAGE_BYTES;
+
+/// An HTTP response, as the dialects build them.
+pub type HttpResponse = Response<Body>;
+
+/// A request whose body has arrived, as the dialects see it.
+#[derive(Debug)]
+pub struct HttpRequest {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// The client's address ("ip:port"), for audit records of refusals.
+    pub peer: String,
+    /// The x-request-id of the request (the caller's, or a fresh UUID),
+    /// also returned in the response.
+    pub x_request_id: String,
+    /// The client certificate's identities, on a mutual-TLS connection.
+    pub certificate: Option<CertIdentities>,
+}
+
+/// What a connection tells the handlers about itself.
+#[derive(Clone)]
+struct Connection {
+    info: ConnectionInfo,
+    certificate: Option<CertIdentities>,
+}
+
+/// What the routes share.
+#[derive(Clone)]
+struct Door {
+    app: Arc<App>,
+    body_timeout: Duration,
+    in_flight: Arc<Semaphore>,
+}
+
+/// A JSON response with a content type (`application/x-amz-json-1.1`,
+/// `application/json;charset=UTF-8`).
+pub fn json_response(
+    status: StatusCode,
+    content_type: &'static str,
+    value: &serde_json::Value,
+) -> HttpResponse {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(Body::from(body))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// The HTTP router of both dialects.
+fn router(door: Door) -> Router {
+    Router::new()
+        .route("/", post(aws_entry))
+        .route("/v1.0/{project_id}/kms/{*operation}", any(huawei_entry))
+        .fallback(unknown_path)
+        .with_state(door)
+}
+
+async fn aws_entry(State(door): State<Door>, request: Request<Body>) -> HttpResponse {
+    match door.receive(request).await {
+        Ok((request, _permit)) => {
+            let id = request.x_request_id.clone();
+            with_request_id(aws::handle(&door.app, request).await, &id)
+        }
+        Err((error, id)) => with_request_id(aws::error_response(&error), &id),
+    }
+}
+
+async fn huawei_entry(
+    State(door): State<Door>,
+    Path((project_id, operation)): Path<(String, String)>,
+    request: Request<Body>,
+) -> HttpResponse {
+    match door.receive(request).await {
+        Ok((request, _permit)) => {
+            let id = request.x_request_id.clone();
+            let response = huawei::handle(&door.app, &project_id, &operation, request).await;
+            with_request_id(response, &id)
+        }
+        Err((error, id)) => with_request_id(huawei::error_response(&error), &id),
+    }
+}
+
+/// A path neither dialect has: Huawei's KMS.0201 under `/v1.0/`, else
+/// AWS's UnknownOperationException, both 404.
+async fn unknown_path(uri: Uri, method: Method, headers: HeaderMap) -> HttpResponse {
+    let id = crate::grpc::layers::request_id(&headers);
+    let error = Error::new(
+        Reason::UNKNOWN_OPERATION,
+        format!("No operation at {method} {}.", uri.path()),
+    );
+    let mut response = if uri.path().starts_with("/v1") {
+        huawei::error_response(&error)
+    } else {
+        aws::error_response(&error)
+    };
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    response.headers_mut().insert(REQUEST_ID_HEADER, id);
+    response
+}
+
+fn with_request_id(mut response: HttpResponse, id: &str) -> HttpResponse {
+    if let Ok(value) = HeaderValue::from_str(id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+impl Door {
+    /// Takes a slot of the in-flight bound and reads the body (at most
+    /// [`MAX_BODY_BYTES`], within the body timeout).
+    async fn receive(
+        &self,
+        request: Request<Body>,
+    ) -> Result<(HttpRequest, tokio::sync::OwnedSemaphorePermit), (Error, String)> {
+        let x_request_id = crate::grpc::layers::request_id(request.headers())
+            .to_str()
+            .unwrap_or_default()
+            .to_owned();
+        let permit = self.in_flight.clone().try_acquire_owned().map_err(|_| {
+            (
+                Error::new(
+                    Reason::SERVER_BUSY,
+                    "The server has the most requests in progress it takes (--max-in-flight); retry shortly.",
+                ),
+                x_request_id.clone(),
+            )
+        })?;
+        let (parts, body) = request.into_parts();
+        let connection = parts.extensions.get::<Connection>().cloned();
+        let _call = connection.as_ref().map(|c| c.info.call_started());
+        let body = match tokio::time::timeout(
+            self.body_timeout,
+            axum::body::to_bytes(body, MAX_BODY_BYTES),
+        )
+        .await
+        {
+            Ok(Ok(body)) => body,
+            Ok(Err(_)) => {
+                return Err((
+                    Error::new(
+                        Reason::REQUEST_TOO_LARGE,
+                        format!(
+                            "The request body is larger than {MAX_BODY_BYTES} bytes, or broken."
+                        ),
+                    ),
+                    x_request_id,
+                ))
+            }
+            Err(_) => {
+                return Err((
+                    Error::new(
+                        Reason::REQUEST_BODY_TIMEOUT,
+                        format!(
+                            "The request body did not arrive within {} s.",
+                            self.body_timeout.as_secs()
+                        ),
+                    ),
+                    x_request_id,
+                ))
+            }
+        };
+        let peer = connection
+            .as_ref()
+            .and_then(|c| c.info.tcp.remote_addr())
+            .map(|addr| addr.to_string())
+            .unwrap_or_default();
+        Ok((
+            HttpRequest {
+                method: parts.method,
+                uri: parts.uri,
+                headers: parts.headers,
+                body,
+                peer,
+                x_request_id,
+                certificate: connection.and_then(|c| c.certificate),
+            },
+            permit,
+        ))
+    }
+}
+
+/// How the HTTP door serves.
+pub struct HttpSettings {
+    pub body_timeout: Duration,
+    pub max_in_flight: usize,
+    /// TLS, with the same certificate, key and client CA as gRPC.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// How long in-flight requests get to finish once shutdown starts.
+    pub drain: Duration,
+}
+
+/// Serves both dialects on `incoming` until `shutdown` completes, then lets
+/// in-flight requests finish (for at most `settings.drain`).
+pub async fn serve(
+    app: Arc<App>,
+    mut incoming: Incoming,
+    settings: HttpSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let router = router(Door {
+        app,
+        body_timeout: settings.body_timeout,
+        in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
+    });
+    let tls = settings.tls.map(tokio_rustls::TlsAcceptor::from);
+    let builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            next = incoming.next() => match next {
+                Some(Ok(stream)) => stream,
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "HTTP accept failed");
+                    continue;
+                }
+                None => break,
+            },
+        };
+        let info = tonic::transport::server::Connected::connect_info(&stream);
+        let router = router.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let peer = info.tcp.remote_addr();
+            match tls {
+                None => {
+                    let service = per_connection(
+                        router,
+                        Connection {
+                            info,
+                            certificate: None,
+                        },
+                    );
+                    let connection =
+                        builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                    if let Err(error) = watcher.watch(connection.into_owned()).await {
+                        tracing::debug!(?peer, %error, "HTTP connection ended with an error");
+                    }
+                }
+                Some(acceptor) => {
+                    let stream = match acceptor.accept(stream).await {
+                        Ok(stream) => stream,
+                        Err(error) => {
+                            tracing::debug!(?peer, %error, "TLS handshake failed");
+                            return;
+                        }
+                    };
+                    let certificate = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|certs| certs.first())
+                        .and_then(|cert| CertIdentities::of_der(cert.as_ref()));
+                    let service = per_connection(router, Connection { info, certificate });
+                    let connection =
+                        builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                    if let Err(error) = watcher.watch(connection.into_owned()).await {
+                        tracing::debug!(?peer, %error, "HTTP connection ended with an error");
+                    }
+                }
+            }
+        });
+    }
+    drop(incoming);
+    if tokio::time::timeout(settings.drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("HTTP: drain timeout passed; closing the remaining connections");
+    }
+}
+
+/// The router, with the connection's facts put into every request.
+fn per_connection(
+    router: Router,
+    connection: Connection,
+) -> impl hyper::service::Service<
+    Request<hyper::body::Incoming>,
+    Response = HttpResponse,
+    Error = Infallible,
+    Future = impl Future<Output = Result<HttpResponse, Infallible>> + Send,
+> + Clone {
+    hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(connection.clone());
+        router.clone().oneshot(request.map(Body::new))
+    })
+}
+
+/// The rustls configuration of the HTTP listener, from the gRPC TLS flags:
+/// the server's certificate and key and, with a client CA, optional client
+/// certificates that must chain to it.
+pub fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    client_ca: Option<&std::path::Path>,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&read(cert)?)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_slice(&read(key)?)
+        .map_err(|e| format!("{}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(&read(ca)?) {
+                let cert = cert.map_err(|e| format!("{}: {e}", ca.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{}: {e}", ca.display()))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Both dialects' shared reading of a JSON body: an object, or
+/// MALFORMED_BODY. An empty body is an empty object.
+pub fn json_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err(Error::new(
+            Reason::MALFORMED_BODY,
+            "The request body must be a JSON object.",
+        )),
+        Err(e) => Err(Error::new(
+            Reason::MALFORMED_BODY,
+            format!("The request body is not valid JSON: {e}."),
+        )),
+    }
+}
