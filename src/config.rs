@@ -354,6 +354,26 @@ mod tests {
     }
 
     #[test]
+    fn a_non_loopback_http_listener_needs_an_auth_file_too() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["aliasd"];
+            all.extend_from_slice(args);
+            Wrapper::try_parse_from(all).unwrap().config
+        };
+        let config = parse(&["--http-listen", "0.0.0.0:8080"]);
+        let error = config.validate().unwrap_err();
+        assert!(error.message.contains("0.0.0.0:8080"), "{}", error.message);
+        assert!(parse(&["--http-listen", "127.0.0.1:8080"])
+            .validate()
+            .is_ok());
+        let mut allowed = parse(&["--http-listen", "0.0.0.0:8080", "--allow-anonymous"]);
+        assert!(allowed.validate().is_ok());
+        allowed.allow_anonymous = false;
+        allowed.auth_file = Some("auth.toml".into());
+        assert!(allowed.validate().is_ok());
+    }
+
+    #[test]
     fn listen_without_a_port_is_refused_with_the_expected_form() {
         for bad in ["localhost", "localhost:http", ":50051", "localhost:70000"] {
             let error = Wrapper::try_parse_from(["aliasd", "--listen", bad])

@@ -370,3 +370,81 @@ pub fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
     request
 }
+
+/// An HTTP/1.1 answer, as [`http_exchange`] reads it.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    /// Header names lower-cased.
+    pub headers: std::collections::HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl HttpReply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// One HTTP/1.1 request over `stream` (plain TCP or TLS), written byte for
+/// byte as a client would, with `Connection: close`; reads the whole answer.
+pub async fn http_exchange<S>(
+    mut stream: S,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpReply
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut raw = Vec::new();
+    // A server may close without a TLS close_notify: keep what arrived.
+    let _ = stream.read_to_end(&mut raw).await;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    HttpReply {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+/// [`http_exchange`] over a new plaintext connection to `server`'s HTTP port.
+pub async fn http_call(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpReply {
+    let addr = server
+        .running
+        .as_ref()
+        .and_then(|r| r.http_addr)
+        .expect("the server was started with --http-listen");
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    http_exchange(stream, method, path, headers, body).await
+}

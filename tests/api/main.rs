@@ -12,6 +12,7 @@ mod deletion;
 mod durability;
 mod ephemeral;
 mod hardening;
+mod http;
 mod keys;
 mod listing;
 mod python;

@@ -122,6 +122,7 @@ resources = "*"
         config.tls_key = Some(key);
         config.tls_client_ca = Some(client_ca);
         config.auth_file = Some(auth);
+        config.http_listen = Some("127.0.0.1:0".parse().unwrap());
         aliasd::server::start(config, Arc::new(SystemClock), std::future::pending())
             .await
             .expect("TLS server starts")
@@ -452,4 +453,57 @@ async fn bad_tls_files_stop_start_up_with_a_message_naming_the_file() {
         .await
         .expect("good TLS files start the server");
     running.stop().await.unwrap();
+}
+
+/// A TLS client of the HTTP door trusting `ca`.
+async fn https_stream(
+    addr: std::net::SocketAddr,
+    ca: &Ca,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+}
+
+#[tokio::test]
+async fn the_http_door_serves_tls_with_the_grpc_certificate_and_refuses_plaintext() {
+    let m = mtls_server().await;
+    let http = m.server.running.as_ref().unwrap().http_addr.unwrap();
+    let stream = https_stream(http, &m.ca).await.expect("TLS handshake");
+    let reply = http_exchange(stream, "GET", "/v1.0/p/kms/nothing", &[], b"").await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.json()["error"]["error_code"], "KMS.0201");
+
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut plain = tokio::net::TcpStream::connect(http).await.unwrap();
+    plain
+        .write_all(b"GET /v1.0/p/kms/nothing HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        plain.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
 }
