@@ -96,13 +96,19 @@ fn router(door: Door) -> Router {
 }
 
 async fn aws_entry(State(door): State<Door>, request: Request<Body>) -> HttpResponse {
-    match door.receive(request).await {
-        Ok((request, _permit)) => {
-            let id = request.x_request_id.clone();
-            with_request_id(aws::handle(&door.app, request).await, &id)
-        }
-        Err((error, id)) => with_request_id(aws::error_response(&error), &id),
-    }
+    let operation = request
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    door.serve(
+        request,
+        operation,
+        aws::error_response,
+        |app, request| async move { aws::handle(&app, request).await },
+    )
+    .await
 }
 
 async fn huawei_entry(
@@ -110,14 +116,14 @@ async fn huawei_entry(
     Path((project_id, operation)): Path<(String, String)>,
     request: Request<Body>,
 ) -> HttpResponse {
-    match door.receive(request).await {
-        Ok((request, _permit)) => {
-            let id = request.x_request_id.clone();
-            let response = huawei::handle(&door.app, &project_id, &operation, request).await;
-            with_request_id(response, &id)
-        }
-        Err((error, id)) => with_request_id(huawei::error_response(&error), &id),
-    }
+    let name = format!("{} {operation}", request.method());
+    door.serve(
+        request,
+        name,
+        huawei::error_response,
+        |app, request| async move { huawei::handle(&app, &project_id, &operation, request).await },
+    )
+    .await
 }
 
 /// A path neither dialect has: Huawei's KMS.0201 under `/v1.0/`, else
@@ -146,28 +152,76 @@ fn with_request_id(mut response: HttpResponse, id: &str) -> HttpResponse {
 }
 
 impl Door {
+    /// Serves one request of a dialect: reads it, runs `handler`, and logs
+    /// the outcome (as the gRPC layer does: ERROR only for server faults).
+    async fn serve<F, Fut>(
+        &self,
+        request: Request<Body>,
+        operation: String,
+        render_error: fn(&Error) -> HttpResponse,
+        handler: F,
+    ) -> HttpResponse
+    where
+        F: FnOnce(Arc<App>, HttpRequest) -> Fut,
+        Fut: Future<Output = HttpResponse>,
+    {
+        let started = std::time::Instant::now();
+        let peer = request
+            .extensions()
+            .get::<Connection>()
+            .and_then(|c| c.info.tcp.remote_addr())
+            .map(|addr| addr.to_string())
+            .unwrap_or_default();
+        let x_request_id = crate::grpc::layers::request_id(request.headers())
+            .to_str()
+            .unwrap_or_default()
+            .to_owned();
+        let span = tracing::info_span!(
+            "call",
+            method = %operation,
+            x_request_id = %x_request_id,
+            peer = %peer,
+        );
+        let app = self.app.clone();
+        let work = async move {
+            let response = match self.receive(request, x_request_id.clone(), peer).await {
+                Ok((request, in_progress)) => {
+                    let response = handler(app, request).await;
+                    drop(in_progress);
+                    response
+                }
+                Err(error) => render_error(&error),
+            };
+            let status = response.status().as_u16();
+            let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+            if response.status().is_server_error() {
+                tracing::error!(http_status = status, latency_ms, "call failed");
+            } else {
+                tracing::info!(http_status = status, latency_ms, "call");
+            }
+            with_request_id(response, &x_request_id)
+        };
+        tracing::Instrument::instrument(work, span).await
+    }
+
     /// Takes a slot of the in-flight bound and reads the body (at most
     /// [`MAX_BODY_BYTES`], within the body timeout).
     async fn receive(
         &self,
         request: Request<Body>,
-    ) -> Result<(HttpRequest, tokio::sync::OwnedSemaphorePermit), (Error, String)> {
-        let x_request_id = crate::grpc::layers::request_id(request.headers())
-            .to_str()
-            .unwrap_or_default()
-            .to_owned();
+        x_request_id: String,
+        peer: String,
+    ) -> Result<(HttpRequest, InProgress), Error> {
         let permit = self.in_flight.clone().try_acquire_owned().map_err(|_| {
-            (
-                Error::new(
-                    Reason::SERVER_BUSY,
-                    "The server has the most requests in progress it takes (--max-in-flight); retry shortly.",
-                ),
-                x_request_id.clone(),
+            Error::new(
+                Reason::SERVER_BUSY,
+                "The server has the most requests in progress it takes (--max-in-flight); retry shortly.",
             )
         })?;
         let (parts, body) = request.into_parts();
         let connection = parts.extensions.get::<Connection>().cloned();
-        let _call = connection.as_ref().map(|c| c.info.call_started());
+        // The connection is busy (not idle) until the answer is made.
+        let call = connection.as_ref().map(|c| c.info.call_started());
         let body = match tokio::time::timeout(
             self.body_timeout,
             axum::body::to_bytes(body, MAX_BODY_BYTES),
@@ -176,34 +230,21 @@ impl Door {
         {
             Ok(Ok(body)) => body,
             Ok(Err(_)) => {
-                return Err((
-                    Error::new(
-                        Reason::REQUEST_TOO_LARGE,
-                        format!(
-                            "The request body is larger than {MAX_BODY_BYTES} bytes, or broken."
-                        ),
-                    ),
-                    x_request_id,
+                return Err(Error::new(
+                    Reason::REQUEST_TOO_LARGE,
+                    format!("The request body is larger than {MAX_BODY_BYTES} bytes, or broken."),
                 ))
             }
             Err(_) => {
-                return Err((
-                    Error::new(
-                        Reason::REQUEST_BODY_TIMEOUT,
-                        format!(
-                            "The request body did not arrive within {} s.",
-                            self.body_timeout.as_secs()
-                        ),
+                return Err(Error::new(
+                    Reason::REQUEST_BODY_TIMEOUT,
+                    format!(
+                        "The request body did not arrive within {} s.",
+                        self.body_timeout.as_secs()
                     ),
-                    x_request_id,
                 ))
             }
         };
-        let peer = connection
-            .as_ref()
-            .and_then(|c| c.info.tcp.remote_addr())
-            .map(|addr| addr.to_string())
-            .unwrap_or_default();
         Ok((
             HttpRequest {
                 method: parts.method,
@@ -214,9 +255,19 @@ impl Door {
                 x_request_id,
                 certificate: connection.and_then(|c| c.certificate),
             },
-            permit,
+            InProgress {
+                _permit: permit,
+                _call: call,
+            },
         ))
     }
+}
+
+/// A request being served: it holds a slot of the in-flight bound and keeps
+/// its connection from counting as idle until it is dropped.
+struct InProgress {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _call: Option<crate::net::CallInProgress>,
 }
 
 /// How the HTTP door serves.
