@@ -116,6 +116,10 @@ pub struct Credentials {
     pub certificate: Option<CertIdentities>,
     /// A request signature by an access key.
     pub signature: Option<SignedRequest>,
+    /// Credentials the door found unusable before any lookup (a missing or
+    /// malformed signature, a stale request date): the call is refused with
+    /// this error, and audited as other unauthenticated calls are.
+    pub refused: Option<Error>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -310,6 +314,9 @@ impl AuthConfig {
     /// signature, a signature over a client certificate; none, or unknown
     /// ones, are UNAUTHENTICATED.
     pub fn authenticate(&self, credentials: &Credentials) -> Result<Arc<Principal>, Error> {
+        if let Some(refused) = &credentials.refused {
+            return Err(refused.clone());
+        }
         if let Some(bearer) = &credentials.bearer {
             let token = bearer.as_ref().map_err(Clone::clone)?;
             return self
@@ -653,6 +660,7 @@ mod tests {
                 common_names: vec!["nobody".to_owned()],
             }),
             signature: None,
+            refused: None,
         };
         assert_eq!(config.authenticate(&both).unwrap().name, "deployer");
         let malformed = Credentials {

@@ -69,6 +69,7 @@ pub fn credentials<B>(request: &Request<B>) -> Credentials {
         bearer,
         certificate: client_identities(request),
         signature: None,
+        refused: None,
     }
 }
 

@@ -1,39 +1,549 @@
 //! AWS KMS JSON 1.1 (`POST /`, `X-Amz-Target: TrentService.<Operation>`),
-//! as boto3, the aws CLI and every AWS SDK speak it.
+//! as boto3, the aws CLI and every AWS SDK speak it: AWS's field names and
+//! shapes in, the application layer's calls, AWS's shapes and exception
+//! names out. With an auth file every request must be signed (SigV4, see
+//! `aws/sigv4.rs`) by an access key of a principal.
+
+mod sigv4;
 
 use std::sync::Arc;
 
-use http::StatusCode;
+use http::{HeaderValue, StatusCode};
+use serde_json::{json, Map, Value};
 
-use super::{json_response, HttpRequest, HttpResponse};
-use crate::app::App;
-use crate::domain::{Error, Reason};
+use super::{json_object, json_response, HttpRequest, HttpResponse};
+use crate::app::{App, Call, NewKeyRequest};
+use crate::auth::{Credentials, SignedRequest};
+use crate::domain::policy::actions;
+use crate::domain::{
+    Alias, Error, Key, KeyManager, KeySpec, KeyState, KeyUsage, Millis, Reason, Scope,
+};
 
 /// The content type of every AWS JSON 1.1 body.
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
-/// Serves one AWS JSON request.
-pub async fn handle(_app: &Arc<App>, request: HttpRequest) -> HttpResponse {
-    let target = request
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    error_response(&Error::new(
-        Reason::UNKNOWN_OPERATION,
-        format!("Unknown operation {target:?}."),
-    ))
+/// The operations served, as `X-Amz-Target` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    CreateKey,
+    DescribeKey,
+    ListKeys,
+    EnableKey,
+    DisableKey,
+    ScheduleKeyDeletion,
+    CancelKeyDeletion,
+    CreateAlias,
+    UpdateAlias,
+    DeleteAlias,
+    ListAliases,
 }
 
-/// An error as AWS renders it: `{"__type": ..., "message": ...}`.
+impl Operation {
+    const ALL: [Operation; 11] = [
+        Operation::CreateKey,
+        Operation::DescribeKey,
+        Operation::ListKeys,
+        Operation::EnableKey,
+        Operation::DisableKey,
+        Operation::ScheduleKeyDeletion,
+        Operation::CancelKeyDeletion,
+        Operation::CreateAlias,
+        Operation::UpdateAlias,
+        Operation::DeleteAlias,
+        Operation::ListAliases,
+    ];
+
+    /// The policy action it needs (`kms:<Operation>`).
+    fn action(self) -> &'static str {
+        match self {
+            Operation::CreateKey => actions::CREATE_KEY,
+            Operation::DescribeKey => actions::DESCRIBE_KEY,
+            Operation::ListKeys => actions::LIST_KEYS,
+            Operation::EnableKey => actions::ENABLE_KEY,
+            Operation::DisableKey => actions::DISABLE_KEY,
+            Operation::ScheduleKeyDeletion => actions::SCHEDULE_KEY_DELETION,
+            Operation::CancelKeyDeletion => actions::CANCEL_KEY_DELETION,
+            Operation::CreateAlias => actions::CREATE_ALIAS,
+            Operation::UpdateAlias => actions::UPDATE_ALIAS,
+            Operation::DeleteAlias => actions::DELETE_ALIAS,
+            Operation::ListAliases => actions::LIST_ALIASES,
+        }
+    }
+
+    /// `TrentService.CreateAlias` -> CreateAlias.
+    fn of_target(target: &str) -> Result<Operation, Error> {
+        target
+            .strip_prefix("TrentService.")
+            .and_then(|name| {
+                Operation::ALL
+                    .into_iter()
+                    .find(|op| op.action().strip_prefix("kms:") == Some(name))
+            })
+            .ok_or_else(|| {
+                Error::new(
+                    Reason::UNKNOWN_OPERATION,
+                    match target {
+                        "" => "The request has no X-Amz-Target header (TrentService.<Operation>)."
+                            .to_owned(),
+                        target => format!(
+                            "Unknown operation {target:?}: aliasd serves TrentService.{}.",
+                            Operation::ALL
+                                .map(|op| op.action().trim_start_matches("kms:"))
+                                .join(", TrentService.")
+                        ),
+                    },
+                )
+            })
+    }
+}
+
+/// Serves one AWS JSON request.
+pub async fn handle(app: &Arc<App>, request: HttpRequest) -> HttpResponse {
+    let mut response = match serve(app, &request).await {
+        Ok(Some(body)) => json_response(StatusCode::OK, CONTENT_TYPE, &body),
+        // CreateAlias, UpdateAlias, DeleteAlias, EnableKey, DisableKey: an
+        // empty body, as AWS answers.
+        Ok(None) => json_response(StatusCode::OK, CONTENT_TYPE, &Value::Null)
+            .map(|_| axum::body::Body::empty()),
+        Err(error) => error_response(&error),
+    };
+    if let Ok(id) = HeaderValue::from_str(&request.x_request_id) {
+        response.headers_mut().insert("x-amzn-requestid", id);
+    }
+    response
+}
+
+/// An error as AWS renders it: `{"__type": ..., "message": ...}`, with the
+/// exception's name in `x-amzn-ErrorType` too.
 pub fn error_response(error: &Error) -> HttpResponse {
     let spec = error.reason.spec();
     let status =
         StatusCode::from_u16(spec.aws_http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json_response(
+    let mut response = json_response(
         status,
         CONTENT_TYPE,
-        &serde_json::json!({"__type": spec.kms_exception, "message": error.message}),
+        &json!({"__type": spec.kms_exception, "message": error.message}),
+    );
+    response.headers_mut().insert(
+        "x-amzn-errortype",
+        HeaderValue::from_static(spec.kms_exception),
+    );
+    response
+}
+
+async fn serve(app: &Arc<App>, request: &HttpRequest) -> Result<Option<Value>, Error> {
+    let target = request
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let operation = Operation::of_target(target)?;
+    let credentials = credentials(app, request)?;
+    let caller = app.admit(
+        &credentials,
+        Some(operation.action()),
+        &request.peer,
+        &request.x_request_id,
+    )?;
+    let call = Call::new(caller, request.x_request_id.clone());
+    let body = json_object(&request.body)?;
+    let input = Input(&body);
+    let scope = app.scope_of(&call);
+    match operation {
+        Operation::CreateKey => {
+            let spec = match input.string("KeySpec")? {
+                Some(spec) => Some(spec),
+                None => input.string("CustomerMasterKeySpec")?,
+            };
+            let request = NewKeyRequest {
+                description: input.string("Description")?.unwrap_or_default().to_owned(),
+                key_spec: spec.map(key_spec).transpose()?,
+                key_usage: input.string("KeyUsage")?.map(key_usage).transpose()?,
+                request_id: String::new(),
+            };
+            if let Some(origin) = input.string("Origin")? {
+                if origin != "AWS_KMS" {
+                    return Err(Error::invalid(
+                        Reason::INVALID_KEY_SPEC,
+                        "Origin",
+                        format!("Origin {origin:?} is not supported: aliasd keys are AWS_KMS."),
+                    ));
+                }
+            }
+            let key = app.create_key(&call, request).await?;
+            Ok(Some(json!({ "KeyMetadata": key_metadata(&scope, &key) })))
+        }
+        Operation::DescribeKey => {
+            let key = app.describe_key(&call, input.required("KeyId")?).await?;
+            Ok(Some(json!({ "KeyMetadata": key_metadata(&scope, &key) })))
+        }
+        Operation::ListKeys => {
+            let page = app
+                .list_keys(
+                    &call,
+                    input.limit()?,
+                    input.string("Marker")?.unwrap_or_default(),
+                )
+                .await?;
+            let keys: Vec<Value> = page
+                .items
+                .iter()
+                .map(|k| json!({ "KeyId": k.key_id.as_str(), "KeyArn": scope.key_arn(&k.key_id) }))
+                .collect();
+            Ok(Some(paged("Keys", keys, page.next_page_token)))
+        }
+        Operation::EnableKey => {
+            app.enable_key(&call, input.required("KeyId")?, "").await?;
+            Ok(None)
+        }
+        Operation::DisableKey => {
+            app.disable_key(&call, input.required("KeyId")?, "").await?;
+            Ok(None)
+        }
+        Operation::ScheduleKeyDeletion => {
+            let days = match input.integer("PendingWindowInDays")? {
+                Some(days) => i32::try_from(days).unwrap_or(i32::MAX),
+                None => 0,
+            };
+            let key = app
+                .schedule_key_deletion(&call, input.required("KeyId")?, days, "")
+                .await?;
+            let mut answer = json!({
+                "KeyId": scope.key_arn(&key.key_id),
+                "KeyState": key_state(key.key_state),
+                "PendingWindowInDays": key.pending_window_in_days,
+            });
+            if let Some(when) = key.deletion_time {
+                answer["DeletionDate"] = seconds(when);
+            }
+            Ok(Some(answer))
+        }
+        Operation::CancelKeyDeletion => {
+            let key = app
+                .cancel_key_deletion(&call, input.required("KeyId")?, "")
+                .await?;
+            Ok(Some(json!({ "KeyId": scope.key_arn(&key.key_id) })))
+        }
+        Operation::CreateAlias => {
+            let (name, target) = (input.required("AliasName")?, input.required("TargetKeyId")?);
+            app.create_alias(&call, name, target, "").await?;
+            Ok(None)
+        }
+        Operation::UpdateAlias => {
+            let (name, target) = (input.required("AliasName")?, input.required("TargetKeyId")?);
+            app.update_alias(&call, name, target, "", "").await?;
+            Ok(None)
+        }
+        Operation::DeleteAlias => {
+            app.delete_alias(&call, input.required("AliasName")?, "", "")
+                .await?;
+            Ok(None)
+        }
+        Operation::ListAliases => {
+            let page = app
+                .list_aliases(
+                    &call,
+                    input.string("KeyId")?.unwrap_or_default(),
+                    input.limit()?,
+                    input.string("Marker")?.unwrap_or_default(),
+                )
+                .await?;
+            let aliases: Vec<Value> = page
+                .page
+                .items
+                .iter()
+                .map(|alias| alias_entry(&scope, alias))
+                .collect();
+            Ok(Some(paged("Aliases", aliases, page.page.next_page_token)))
+        }
+    }
+}
+
+/// What the request presents: nothing without an auth file (signatures
+/// are not checked, as moto and LocalStack do), else its SigV4 signature.
+/// A missing, malformed or stale signature is handed on as refused, so
+/// that admission audits it like any other unauthenticated call.
+fn credentials(app: &App, request: &HttpRequest) -> Result<Credentials, Error> {
+    if app.authenticator.is_none() {
+        return Ok(Credentials::default());
+    }
+    let refused = |error: Error| Credentials {
+        refused: Some(error),
+        ..Credentials::default()
+    };
+    let Some(header) = request.headers.get(http::header::AUTHORIZATION) else {
+        return Ok(refused(Error::new(
+            Reason::MISSING_AUTHENTICATION_TOKEN,
+            "Missing Authentication Token: with an auth file, requests must be signed \
+             (Signature Version 4) by an access key of a principal.",
+        )));
+    };
+    let parsed = header
+        .to_str()
+        .map_err(|_| {
+            Error::new(
+                Reason::INCOMPLETE_SIGNATURE,
+                "The Authorization header is not ASCII.",
+            )
+        })
+        .and_then(sigv4::Authorization::parse)
+        .and_then(|authorization| {
+            sigv4::SignedParts::new(
+                authorization,
+                &request.method,
+                &request.uri,
+                &request.headers,
+                &request.body,
+                app.clock.now(),
+            )
+        });
+    Ok(match parsed {
+        Ok(parts) => Credentials {
+            signature: Some(SignedRequest {
+                access_key_id: parts.authorization.access_key_id.clone(),
+                verify: Box::new(move |secret| parts.verify(secret.expose())),
+            }),
+            ..Credentials::default()
+        },
+        Err(error) => refused(error),
+    })
+}
+
+/// The request's fields, read with AWS's errors: a field of the wrong JSON
+/// type is a SerializationException, a missing required one a
+/// ValidationException; unknown fields are ignored.
+struct Input<'a>(&'a Map<String, Value>);
+
+impl<'a> Input<'a> {
+    fn string(&self, name: &'static str) -> Result<Option<&'a str>, Error> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text)),
+            Some(other) => Err(wrong_type(name, "a string", other)),
+        }
+    }
+
+    fn required(&self, name: &'static str) -> Result<&'a str, Error> {
+        self.string(name)?.ok_or_else(|| {
+            Error::invalid(
+                Reason::MISSING_PARAMETER,
+                name,
+                format!(
+                    "1 validation error detected: Value null at '{}' failed to satisfy \
+                     constraint: Member must not be null",
+                    lower_camel(name)
+                ),
+            )
+        })
+    }
+
+    fn integer(&self, name: &'static str) -> Result<Option<i64>, Error> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| wrong_type(name, "an integer", &Value::Number(n.clone()))),
+            Some(other) => Err(wrong_type(name, "an integer", other)),
+        }
+    }
+
+    /// `Limit`: 1..100 (AWS's range), absent for the default page.
+    fn limit(&self) -> Result<i32, Error> {
+        match self.integer("Limit")? {
+            None => Ok(0),
+            Some(limit) if (1..=100).contains(&limit) => Ok(limit as i32),
+            Some(limit) => Err(Error::invalid(
+                Reason::INVALID_PAGE_SIZE,
+                "Limit",
+                format!(
+                    "1 validation error detected: Value '{limit}' at 'limit' failed to satisfy \
+                     constraint: Member must have value {} 100",
+                    if limit < 1 {
+                        "greater than or equal to 1, and less than or equal to"
+                    } else {
+                        "less than or equal to"
+                    }
+                ),
+            )),
+        }
+    }
+}
+
+fn wrong_type(name: &str, wanted: &str, got: &Value) -> Error {
+    let kind = match got {
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+        Value::Null => "null",
+    };
+    Error::new(
+        Reason::MALFORMED_BODY,
+        format!("{name} must be {wanted}, not {kind}."),
     )
+}
+
+/// `AliasName` -> `aliasName`, as AWS's validation messages name fields.
+fn lower_camel(name: &str) -> String {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .map(|first| first.to_ascii_lowercase().to_string() + chars.as_str())
+        .unwrap_or_default()
+}
+
+fn key_spec(name: &str) -> Result<KeySpec, Error> {
+    KeySpec::from_name(name).ok_or_else(|| {
+        Error::invalid(
+            Reason::INVALID_KEY_SPEC,
+            "KeySpec",
+            format!(
+                "1 validation error detected: Value '{name}' at 'keySpec' failed to satisfy \
+                 constraint: Member must satisfy enum value set: [{}]",
+                KeySpec::ALL
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    })
+}
+
+fn key_usage(name: &str) -> Result<KeyUsage, Error> {
+    KeyUsage::from_name(name).ok_or_else(|| {
+        Error::invalid(
+            Reason::INVALID_KEY_USAGE,
+            "KeyUsage",
+            format!(
+                "1 validation error detected: Value '{name}' at 'keyUsage' failed to satisfy \
+                 constraint: Member must satisfy enum value set: [{}]",
+                KeyUsage::ALL
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    })
+}
+
+/// Epoch seconds, as AWS's JSON timestamps are.
+fn seconds(millis: Millis) -> Value {
+    json!(millis as f64 / 1000.0)
+}
+
+fn key_state(state: KeyState) -> &'static str {
+    match state {
+        KeyState::ENABLED => "Enabled",
+        KeyState::DISABLED => "Disabled",
+        KeyState::PENDING_DELETION => "PendingDeletion",
+    }
+}
+
+fn key_metadata(scope: &Scope, key: &Key) -> Value {
+    let mut metadata = json!({
+        "AWSAccountId": scope.account,
+        "KeyId": key.key_id.as_str(),
+        "Arn": scope.key_arn(&key.key_id),
+        "CreationDate": seconds(key.creation_time),
+        "Enabled": key.key_state == KeyState::ENABLED,
+        "Description": key.description,
+        "KeyUsage": key.key_usage.as_str(),
+        "KeyState": key_state(key.key_state),
+        "Origin": "AWS_KMS",
+        "KeyManager": match key.key_manager {
+            KeyManager::CUSTOMER => "CUSTOMER",
+            KeyManager::PROVIDER => "AWS",
+        },
+        "KeySpec": key.key_spec.as_str(),
+        "CustomerMasterKeySpec": key.key_spec.as_str(),
+        "MultiRegion": false,
+    });
+    if let Some(when) = key.deletion_time {
+        metadata["DeletionDate"] = seconds(when);
+        metadata["PendingDeletionWindowInDays"] = json!(key.pending_window_in_days);
+    }
+    metadata
+}
+
+fn alias_entry(scope: &Scope, alias: &Alias) -> Value {
+    json!({
+        "AliasName": alias.name.as_str(),
+        "AliasArn": scope.alias_arn(&alias.name),
+        "TargetKeyId": alias.target.as_str(),
+        "CreationDate": seconds(alias.creation_time),
+        "LastUpdatedDate": seconds(alias.last_updated_time),
+    })
+}
+
+/// A page as AWS lists: the items, `Truncated`, and `NextMarker` when
+/// there is more.
+fn paged(field: &str, items: Vec<Value>, next: String) -> Value {
+    let mut page = json!({ field: items, "Truncated": !next.is_empty() });
+    if !next.is_empty() {
+        page["NextMarker"] = json!(next);
+    }
+    page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_name_the_operations_and_nothing_else() {
+        assert_eq!(
+            Operation::of_target("TrentService.UpdateAlias").unwrap(),
+            Operation::UpdateAlias
+        );
+        for bad in [
+            "",
+            "TrentService.Encrypt",
+            "KMS.CreateAlias",
+            "TrentService.",
+        ] {
+            let error = Operation::of_target(bad).unwrap_err();
+            assert_eq!(error.reason, Reason::UNKNOWN_OPERATION, "{bad}");
+        }
+    }
+
+    #[test]
+    fn fields_of_the_wrong_type_are_serialization_errors() {
+        let body = json_object(br#"{"AliasName": 7, "Limit": "5", "Extra": [1]}"#).unwrap();
+        let input = Input(&body);
+        assert_eq!(
+            input.required("AliasName").unwrap_err().reason,
+            Reason::MALFORMED_BODY
+        );
+        assert_eq!(input.limit().unwrap_err().reason, Reason::MALFORMED_BODY);
+        let missing = input.required("TargetKeyId").unwrap_err();
+        assert_eq!(missing.reason, Reason::MISSING_PARAMETER);
+        assert!(
+            missing.message.contains("'targetKeyId'"),
+            "{}",
+            missing.message
+        );
+    }
+
+    #[test]
+    fn limits_outside_1_to_100_are_validation_errors() {
+        for (limit, ok) in [
+            (0, false),
+            (1, true),
+            (100, true),
+            (101, false),
+            (-3, false),
+        ] {
+            let body = json_object(format!(r#"{{"Limit": {limit}}}"#).as_bytes()).unwrap();
+            let result = Input(&body).limit();
+            assert_eq!(result.is_ok(), ok, "{limit}");
+            if !ok {
+                let error = result.unwrap_err();
+                assert_eq!(error.reason.spec().kms_exception, "ValidationException");
+            }
+        }
+    }
 }
