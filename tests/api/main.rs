@@ -4,6 +4,7 @@
 
 mod access;
 mod aliases;
+mod aws;
 mod cli;
 mod common;
 mod concurrency;
