@@ -57,6 +57,8 @@ struct PrincipalEntry {
     token_sha256: Option<OneOrMany>,
     /// Client-certificate identities: a URI SAN (spiffe://...) or a subject CN.
     tls_identity: Option<OneOrMany>,
+    /// Huawei project ids the principal may name (`/v1.0/{project_id}/`).
+    project_ids: Option<OneOrMany>,
     /// Access keys for signed requests (AWS SigV4, Huawei AK/SK).
     #[serde(default)]
     access_keys: Vec<AccessKeyEntry>,
@@ -189,10 +191,30 @@ impl AuthConfig {
                     resources: s.resources.into_vec(),
                 })
                 .collect();
+            let project_ids = entry
+                .project_ids
+                .map(OneOrMany::into_vec)
+                .unwrap_or_default();
+            if let Some(bad) = project_ids.iter().find(|p| {
+                p.is_empty()
+                    || p.len() > 64
+                    || !p
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            }) {
+                return Err(invalid(
+                    path,
+                    format!(
+                        "principal {}: project id {bad:?} must be 1..64 of A-Z a-z 0-9 - _",
+                        entry.name
+                    ),
+                ));
+            }
             let principal = Arc::new(Principal {
                 name: entry.name.clone(),
                 account: entry.account,
                 statements,
+                project_ids,
             });
             config
                 .by_name

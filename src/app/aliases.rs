@@ -135,6 +135,32 @@ impl App {
         .await
     }
 
+    /// Huawei's update-key-alias: the key's alias becomes `alias_name` (see
+    /// [`ops::set_key_alias`]): renamed if it has one, created if none.
+    pub async fn set_key_alias(
+        &self,
+        call: &Call,
+        key_id: &str,
+        alias_name: &str,
+        request_id: &str,
+    ) -> Result<Alias, Error> {
+        let ctx = self.ctx(call);
+        let mut audit = self.audit_entry(call, &ctx, "kms:UpdateKeyAlias");
+        let id = parse_key_id(&ctx.scope, "key_id", key_id)?;
+        let name = AliasName::parse("key_alias", alias_name)?;
+        name.ensure_not_reserved(&ctx.scope)?;
+        let request_id = RequestId::parse(request_id)?;
+        audit.resources = vec![id.to_string(), name.to_string()];
+        audit.request_id = request_id_text(&request_id);
+        let idempotency =
+            Idempotency::new(request_id, "UpdateKeyAlias", &[id.as_str(), name.as_str()]);
+        let op_ctx = ctx.clone();
+        self.write(&ctx, audit, idempotency, move |txn| {
+            ops::set_key_alias(txn, &op_ctx, &id, &name)
+        })
+        .await
+    }
+
     /// GetAlias: by alias name or alias ARN.
     pub async fn get_alias(&self, call: &Call, alias_name: &str) -> Result<Alias, Error> {
         let ctx = self.ctx(call);

@@ -7,7 +7,7 @@ use crate::domain::ops::{self, Ctx, NewKey};
 use crate::domain::paging::{page_size, Listing};
 use crate::domain::policy::{actions, ANY_RESOURCE};
 use crate::domain::request::{Idempotency, RequestId};
-use crate::domain::{Error, Key, KeyId, KeyRef, KeySpec, KeyUsage};
+use crate::domain::{AliasName, Error, Key, KeyId, KeyRef, KeySpec, KeyUsage};
 use crate::store::txn::{AccountTxn, Fail};
 
 /// CreateKey's arguments; spec and usage already parsed by the door (each
@@ -18,6 +18,9 @@ pub struct NewKeyRequest {
     pub key_spec: Option<KeySpec>,
     pub key_usage: Option<KeyUsage>,
     pub request_id: String,
+    /// An alias to create with the key, in the same transaction (Huawei's
+    /// create-key with `key_alias`); a full `alias/...` name.
+    pub alias_name: Option<String>,
 }
 
 impl App {
@@ -33,21 +36,53 @@ impl App {
         // Fingerprinted with defaults applied: an unset spec and an explicit
         // SYMMETRIC_DEFAULT are the same request.
         let (spec, usage) = KeySpec::resolve_pair(new.key_spec, new.key_usage)?;
+        let alias = match &request.alias_name {
+            Some(name) => {
+                let name = AliasName::parse("alias_name", name)?;
+                name.ensure_not_reserved(&ctx.scope)?;
+                Some(name)
+            }
+            None => None,
+        };
         let request_id = RequestId::parse(&request.request_id)?;
         audit.request_id = request_id_text(&request_id);
-        let idempotency = Idempotency::new(
-            request_id,
-            "CreateKey",
-            &[&new.description, spec.as_str(), usage.as_str()],
-        );
+        let mut fingerprint = vec![new.description.as_str(), spec.as_str(), usage.as_str()];
+        // Only with an alias, so that a CreateKey without one fingerprints
+        // the same through every door.
+        if let Some(alias) = &alias {
+            fingerprint.push(alias.as_str());
+        }
+        let idempotency = Idempotency::new(request_id, "CreateKey", &fingerprint);
         // Chosen outside the transaction, so a retried transaction keeps it.
         let key_id = KeyId::generate();
         let mut denial = audit.clone();
         denial.resources = vec![ANY_RESOURCE.to_owned()];
         audit.resources = vec![key_id.to_string()];
+        audit.resources.extend(alias.iter().map(|a| a.to_string()));
         let op_ctx = ctx.clone();
         self.write_audited(&ctx, audit, denial, idempotency, move |txn| {
-            ops::create_key(txn, &op_ctx, &new, &key_id)
+            let key = ops::create_key(txn, &op_ctx, &new, &key_id)?;
+            if let Some(alias) = &alias {
+                ops::create_alias(txn, &op_ctx, alias, &key_id)?;
+            }
+            Ok(key)
+        })
+        .await
+    }
+
+    /// The names of a key's aliases, in name order.
+    pub async fn key_alias_names(
+        &self,
+        call: &Call,
+        key_id: &str,
+    ) -> Result<Vec<AliasName>, Error> {
+        let ctx = self.ctx(call);
+        let mut audit = self.audit_entry(call, &ctx, actions::DESCRIBE_KEY);
+        let id = parse_key_id(&ctx.scope, "key_id", key_id)?;
+        audit.resources = vec![id.to_string()];
+        let op_ctx = ctx.clone();
+        self.read(&ctx, audit, move |txn| {
+            ops::alias_names_of(txn, &op_ctx, &id)
         })
         .await
     }

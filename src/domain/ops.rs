@@ -467,6 +467,63 @@ pub fn rename_alias<T: Txn>(
     Ok(renamed)
 }
 
+/// Huawei's update-key-alias ("change the alias of a CMK"): the key's alias
+/// becomes `name`, in this one transaction. A key with one alias has it
+/// renamed (as RenameAlias: at no instant do both or neither names
+/// resolve); a key with none gets it created; a key with several is
+/// refused (which one would change?). A reserved name, or a key whose
+/// alias is reserved, is RESERVED_ALIAS; a key pending deletion,
+/// KEY_PENDING_DELETION.
+pub fn set_key_alias<T: Txn>(
+    txn: &T,
+    ctx: &Ctx,
+    key_id: &KeyId,
+    name: &AliasName,
+) -> Result<Alias, T::Fail> {
+    name.ensure_not_reserved(&ctx.scope)?;
+    let key = existing_key(txn, ctx, key_id)?;
+    let mut current = txn.aliases_of(key_id)?;
+    if let Some(reserved) = current.iter().find(|n| n.is_reserved()) {
+        return Err(reserved.ensure_not_reserved(&ctx.scope).unwrap_err().into());
+    }
+    key.ensure_customer(&ctx.scope)?;
+    if key.is_pending_deletion() {
+        return Err(pending_deletion(ctx, &key).into());
+    }
+    match current.len() {
+        0 => create_alias(txn, ctx, name, key_id),
+        1 => rename_alias(txn, ctx, &current.remove(0), name, None),
+        count => Err(Error::new(
+            Reason::KEY_HAS_SEVERAL_ALIASES,
+            format!(
+                "Key {} has {count} aliases ({}); say which one to change with the alias API \
+                 (POST /v1.0/{{project_id}}/kms/aliases, DELETE .../aliases) instead.",
+                ctx.scope.key_arn(key_id),
+                current
+                    .iter()
+                    .map(AliasName::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .into()),
+    }
+}
+
+/// The names of a key's aliases, in name order (for DescribeKey-like
+/// answers that show them): needs DescribeKey on the key.
+pub fn alias_names_of<T: Txn>(
+    txn: &T,
+    ctx: &Ctx,
+    key_id: &KeyId,
+) -> Result<Vec<AliasName>, T::Fail> {
+    ctx.authorize(actions::DESCRIBE_KEY, key_id.as_str())?;
+    existing_key(txn, ctx, key_id)?;
+    let mut names = txn.aliases_of(key_id)?;
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    Ok(names)
+}
+
 pub fn get_alias<T: Txn>(txn: &T, ctx: &Ctx, name: &AliasName) -> Result<Alias, T::Fail> {
     ctx.authorize(actions::GET_ALIAS, name.as_str())?;
     existing_alias(txn, ctx, name)

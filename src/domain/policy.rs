@@ -128,6 +128,9 @@ pub struct Principal {
     pub name: String,
     pub account: String,
     pub statements: Vec<Statement>,
+    /// Huawei project ids this principal may name in a URL (its calls run in
+    /// its account whatever the project); empty: any.
+    pub project_ids: Vec<String>,
 }
 
 impl Principal {
@@ -206,6 +209,7 @@ mod tests {
     fn reading_the_audit_log_is_granted_only_by_name() {
         let with = |pattern: &str| {
             Caller::Principal(std::sync::Arc::new(Principal {
+                project_ids: Vec::new(),
                 name: "p".into(),
                 account: "1".into(),
                 statements: vec![Statement {
@@ -239,6 +243,7 @@ mod tests {
     #[test]
     fn account_wide_actions_need_the_star_resource() {
         let principal = Principal {
+            project_ids: Vec::new(),
             name: "p".into(),
             account: "1".into(),
             statements: vec![Statement {

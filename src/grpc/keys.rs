@@ -34,6 +34,7 @@ impl KeyService for KeyApi {
             key_usage: convert::key_usage(r.key_usage)?,
             description: r.description,
             request_id: r.request_id,
+            alias_name: None,
         };
         let key = self.0.app.create_key(&call, new).await?;
         Ok(Response::new(pb::CreateKeyResponse {

@@ -4,7 +4,7 @@
 //! names out. With an auth file every request must be signed (SigV4, see
 //! `aws/sigv4.rs`) by an access key of a principal.
 
-mod sigv4;
+pub(crate) mod sigv4;
 
 use std::sync::Arc;
 
@@ -160,6 +160,7 @@ async fn serve(app: &Arc<App>, request: &HttpRequest) -> Result<Option<Value>, E
                 key_spec: spec.map(key_spec).transpose()?,
                 key_usage: input.string("KeyUsage")?.map(key_usage).transpose()?,
                 request_id: String::new(),
+                alias_name: None,
             };
             if let Some(origin) = input.string("Origin")? {
                 if origin != "AWS_KMS" {

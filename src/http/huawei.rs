@@ -1,28 +1,100 @@
 //! Huawei Cloud KMS v1.0 (`/v1.0/{project_id}/kms/...`), as
-//! `huaweicloudsdkkms` speaks it.
+//! `huaweicloudsdkkms` speaks it: Huawei's field names and codes in, the
+//! application layer's calls, Huawei's shapes and `error_code`s out. With an
+//! auth file a request carries a principal's token (`X-Auth-Token`) or an
+//! AK/SK signature (`huawei/sdk_hmac.rs`).
+//!
+//! Names: Huawei's `key_alias` X is the alias `alias/X` (one already
+//! beginning `alias/` is taken as is), and answers give it back without the
+//! prefix; the alias API (`aliases`, `alias/associate`) uses full names.
+
+mod sdk_hmac;
 
 use std::sync::Arc;
 
-use http::StatusCode;
+use http::{Method, StatusCode};
+use serde_json::{json, Map, Value};
 
-use super::{json_response, HttpRequest, HttpResponse};
-use crate::app::App;
-use crate::domain::{Error, Reason};
+use super::{json_object, json_response, HttpRequest, HttpResponse};
+use crate::app::{App, Call, NewKeyRequest};
+use crate::auth::{Credentials, SignedRequest};
+use crate::domain::policy::{actions, Caller};
+use crate::domain::{
+    Alias, AliasName, Error, Key, KeyManager, KeySpec, KeyState, KeyUsage, Reason, Scope,
+};
 
 /// The content type of Huawei's JSON bodies.
 pub const CONTENT_TYPE: &str = "application/json;charset=UTF-8";
 
+/// The operations served: (method, path after `/kms/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    CreateKey,
+    DescribeKey,
+    ListKeys,
+    EnableKey,
+    DisableKey,
+    ScheduleKeyDeletion,
+    CancelKeyDeletion,
+    UpdateKeyAlias,
+    CreateAlias,
+    DeleteAliases,
+    ListAliases,
+    AssociateAlias,
+}
+
+impl Operation {
+    fn of(method: &Method, path: &str) -> Option<Operation> {
+        use Operation::*;
+        Some(match (method.as_str(), path) {
+            ("POST", "create-key") => CreateKey,
+            ("POST", "describe-key") => DescribeKey,
+            ("POST", "list-keys") => ListKeys,
+            ("POST", "enable-key") => EnableKey,
+            ("POST", "disable-key") => DisableKey,
+            ("POST", "schedule-key-deletion") => ScheduleKeyDeletion,
+            ("POST", "cancel-key-deletion") => CancelKeyDeletion,
+            ("POST", "update-key-alias") => UpdateKeyAlias,
+            ("POST", "aliases") => CreateAlias,
+            ("DELETE", "aliases") => DeleteAliases,
+            ("GET", "aliases") => ListAliases,
+            ("POST", "alias/associate") => AssociateAlias,
+            _ => return None,
+        })
+    }
+
+    /// The action admission throttles it under (each operation authorizes
+    /// its own resources inside).
+    fn action(self) -> &'static str {
+        use Operation::*;
+        match self {
+            CreateKey => actions::CREATE_KEY,
+            DescribeKey => actions::DESCRIBE_KEY,
+            ListKeys => actions::LIST_KEYS,
+            EnableKey => actions::ENABLE_KEY,
+            DisableKey => actions::DISABLE_KEY,
+            ScheduleKeyDeletion => actions::SCHEDULE_KEY_DELETION,
+            CancelKeyDeletion => actions::CANCEL_KEY_DELETION,
+            UpdateKeyAlias => actions::RENAME_ALIAS,
+            CreateAlias => actions::CREATE_ALIAS,
+            DeleteAliases => actions::DELETE_ALIAS,
+            ListAliases => actions::LIST_ALIASES,
+            AssociateAlias => actions::UPDATE_ALIAS,
+        }
+    }
+}
+
 /// Serves one Huawei KMS request: `operation` is the path after `/kms/`.
 pub async fn handle(
-    _app: &Arc<App>,
-    _project_id: &str,
+    app: &Arc<App>,
+    project_id: &str,
     operation: &str,
     request: HttpRequest,
 ) -> HttpResponse {
-    error_response(&Error::new(
-        Reason::UNKNOWN_OPERATION,
-        format!("No operation {} {operation}.", request.method),
-    ))
+    match serve(app, project_id, operation, &request).await {
+        Ok((status, body)) => json_response(status, CONTENT_TYPE, &body),
+        Err(error) => error_response(&error),
+    }
 }
 
 /// An error as Huawei renders it:
@@ -34,6 +106,531 @@ pub fn error_response(error: &Error) -> HttpResponse {
     json_response(
         status,
         CONTENT_TYPE,
-        &serde_json::json!({"error": {"error_code": spec.huawei_error_code, "error_msg": error.message}}),
+        &json!({"error": {"error_code": spec.huawei_error_code, "error_msg": error.message}}),
     )
+}
+
+async fn serve(
+    app: &Arc<App>,
+    project_id: &str,
+    path: &str,
+    request: &HttpRequest,
+) -> Result<(StatusCode, Value), Error> {
+    let operation = Operation::of(&request.method, path).ok_or_else(|| {
+        Error::new(
+            Reason::UNKNOWN_OPERATION,
+            format!(
+                "No KMS operation {} /v1.0/{{project_id}}/kms/{path}.",
+                request.method
+            ),
+        )
+    })?;
+    let credentials = credentials(app, request)?;
+    let caller = app.admit(
+        &credentials,
+        Some(operation.action()),
+        &request.peer,
+        &request.x_request_id,
+    )?;
+    if let Caller::Principal(principal) = &caller {
+        if !principal.project_ids.is_empty()
+            && !principal.project_ids.iter().any(|p| p == project_id)
+        {
+            return Err(Error::new(
+                Reason::PROJECT_NOT_FOUND,
+                format!("Project {project_id} is not found."),
+            ));
+        }
+    }
+    let call = Call::new(caller, request.x_request_id.clone());
+    let scope = app.scope_of(&call);
+    let body = match operation {
+        Operation::ListAliases => Map::new(),
+        _ => json_object(&request.body)?,
+    };
+    let input = Input(&body);
+    let ok = |value: Value| Ok((StatusCode::OK, value));
+    match operation {
+        Operation::CreateKey => {
+            let new = NewKeyRequest {
+                description: input
+                    .string("key_description")?
+                    .unwrap_or_default()
+                    .to_owned(),
+                key_spec: input.string("key_spec")?.map(key_spec).transpose()?,
+                key_usage: input.string("key_usage")?.map(key_usage).transpose()?,
+                request_id: input.string("sequence")?.unwrap_or_default().to_owned(),
+                alias_name: input
+                    .string("key_alias")?
+                    .filter(|a| !a.is_empty())
+                    .map(full_alias_name),
+            };
+            if let Some(origin) = input.string("origin")? {
+                if origin != "kms" {
+                    return Err(Error::invalid(
+                        Reason::INVALID_KEY_SPEC,
+                        "origin",
+                        format!("origin {origin:?} is not supported: aliasd keys are \"kms\"."),
+                    ));
+                }
+            }
+            let key = app.create_key(&call, new).await?;
+            ok(json!({ "key_info": {
+                "key_id": key.key_id.as_str(),
+                "domain_id": scope.account,
+                "region_id": scope.region,
+            }}))
+        }
+        Operation::DescribeKey => {
+            let key = app.describe_key(&call, input.required("key_id")?).await?;
+            let aliases = app.key_alias_names(&call, key.key_id.as_str()).await?;
+            ok(json!({ "key_info": key_details(&scope, &key, &aliases) }))
+        }
+        Operation::ListKeys => {
+            if input.string("key_state")?.is_some_and(|s| !s.is_empty())
+                || input.string("key_spec")?.is_some_and(|s| !s.is_empty())
+            {
+                return Err(Error::invalid(
+                    Reason::MISSING_PARAMETER,
+                    "key_state",
+                    "list-keys filters (key_state, key_spec) are not supported; list all keys.",
+                ));
+            }
+            let page = app
+                .list_keys(
+                    &call,
+                    input.limit()?,
+                    input.string("marker")?.unwrap_or_default(),
+                )
+                .await?;
+            let mut details = Vec::with_capacity(page.items.len());
+            for key in &page.items {
+                let aliases = app.key_alias_names(&call, key.key_id.as_str()).await?;
+                details.push(key_details(&scope, key, &aliases));
+            }
+            let truncated = !page.next_page_token.is_empty();
+            ok(json!({
+                "keys": page.items.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(),
+                "key_details": details,
+                "next_marker": page.next_page_token,
+                "truncated": if truncated { "true" } else { "false" },
+                "total": page.items.len(),
+            }))
+        }
+        Operation::EnableKey | Operation::DisableKey => {
+            let (key_id, sequence) = (input.required("key_id")?, input.sequence()?);
+            let key = match operation {
+                Operation::EnableKey => app.enable_key(&call, key_id, sequence).await?,
+                _ => app.disable_key(&call, key_id, sequence).await?,
+            };
+            ok(json!({ "key_info": {
+                "key_id": key.key_id.as_str(),
+                "key_state": key_state(key.key_state),
+            }}))
+        }
+        Operation::ScheduleKeyDeletion => {
+            let days = input.required("pending_days")?;
+            let days: i32 = days.trim().parse().map_err(|_| {
+                Error::invalid(
+                    Reason::INVALID_PENDING_WINDOW,
+                    "pending_days",
+                    format!("pending_days must be a number of days, 7 to 30; got {days:?}."),
+                )
+            })?;
+            let key = app
+                .schedule_key_deletion(&call, input.required("key_id")?, days, input.sequence()?)
+                .await?;
+            ok(json!({ "key_id": key.key_id.as_str(), "key_state": key_state(key.key_state) }))
+        }
+        Operation::CancelKeyDeletion => {
+            let key = app
+                .cancel_key_deletion(&call, input.required("key_id")?, input.sequence()?)
+                .await?;
+            ok(json!({ "key_id": key.key_id.as_str(), "key_state": key_state(key.key_state) }))
+        }
+        Operation::UpdateKeyAlias => {
+            let key_alias = input.required("key_alias")?;
+            let alias = app
+                .set_key_alias(
+                    &call,
+                    input.required("key_id")?,
+                    &full_alias_name(key_alias),
+                    input.sequence()?,
+                )
+                .await?;
+            ok(json!({ "key_info": {
+                "key_id": alias.target.as_str(),
+                "key_alias": short_alias_name(&alias.name),
+            }}))
+        }
+        Operation::CreateAlias => {
+            let alias = app
+                .create_alias(
+                    &call,
+                    &full_alias_name(input.required("alias")?),
+                    input.required("key_id")?,
+                    "",
+                )
+                .await?;
+            Ok((StatusCode::CREATED, alias_entity(&scope, &alias)))
+        }
+        Operation::AssociateAlias => {
+            let alias = app
+                .update_alias(
+                    &call,
+                    &full_alias_name(input.required("alias")?),
+                    input.required("target_key_id")?,
+                    "",
+                    "",
+                )
+                .await?;
+            ok(alias_entity(&scope, &alias))
+        }
+        Operation::DeleteAliases => {
+            let key_id = input.required("key_id")?;
+            let names = input.strings("aliases")?;
+            // Each must name an alias of this key: checked for all before
+            // any is deleted.
+            let mut full_names = Vec::with_capacity(names.len());
+            for name in names {
+                let name = full_alias_name(name);
+                let alias = app.get_alias(&call, &name).await?;
+                if alias.target.as_str() != key_id {
+                    return Err(Error::new(
+                        Reason::ALIAS_NOT_FOUND,
+                        format!("Alias {name} is not an alias of key {key_id}."),
+                    ));
+                }
+                full_names.push(name);
+            }
+            for name in full_names {
+                app.delete_alias(&call, &name, "", "").await?;
+            }
+            ok(json!({}))
+        }
+        Operation::ListAliases => {
+            let query = query_pairs(request.uri.query().unwrap_or_default());
+            let get = |name: &str| {
+                query
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.as_str())
+                    .unwrap_or_default()
+            };
+            let limit = match get("limit") {
+                "" => 0,
+                text => parse_limit(text)?,
+            };
+            let page = app
+                .list_aliases(&call, get("key_id"), limit, get("marker"))
+                .await?;
+            let aliases: Vec<Value> = page
+                .page
+                .items
+                .iter()
+                .map(|alias| alias_entity(&scope, alias))
+                .collect();
+            ok(json!([{
+                "aliases": aliases,
+                "page_info": {
+                    "next_marker": page.page.next_page_token,
+                    "current_count": page.page.items.len(),
+                },
+            }]))
+        }
+    }
+}
+
+/// What the request presents: nothing without an auth file (every project
+/// maps to --account), else `X-Auth-Token` or an AK/SK signature. A missing,
+/// malformed or stale signature is handed on as refused, so that admission
+/// audits it.
+fn credentials(app: &App, request: &HttpRequest) -> Result<Credentials, Error> {
+    if app.authenticator.is_none() {
+        return Ok(Credentials::default());
+    }
+    let refused = |error: Error| Credentials {
+        refused: Some(error),
+        ..Credentials::default()
+    };
+    if let Some(token) = request.headers.get("x-auth-token") {
+        let token = token
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                Error::new(
+                    Reason::UNAUTHENTICATED,
+                    "X-Auth-Token is empty or not ASCII.",
+                )
+            });
+        return Ok(Credentials {
+            bearer: Some(token),
+            ..Credentials::default()
+        });
+    }
+    let Some(authorization) = request.headers.get(http::header::AUTHORIZATION) else {
+        return Ok(refused(Error::new(
+            Reason::MISSING_AUTHENTICATION_TOKEN,
+            "The request has no X-Auth-Token and no AK/SK signature.",
+        )));
+    };
+    let signed = authorization
+        .to_str()
+        .map_err(|_| Error::new(Reason::INCOMPLETE_SIGNATURE, "Authorization is not ASCII."))
+        .and_then(|value| {
+            sdk_hmac::Signed::new(
+                value,
+                &request.method,
+                &request.uri,
+                &request.headers,
+                &request.body,
+                app.clock.now(),
+            )
+        });
+    Ok(match signed {
+        Ok(signed) => Credentials {
+            signature: Some(SignedRequest {
+                access_key_id: signed.access_key_id.clone(),
+                verify: Box::new(move |secret| signed.verify(secret.expose())),
+            }),
+            ..Credentials::default()
+        },
+        Err(error) => refused(error),
+    })
+}
+
+/// `X` -> `alias/X`; a name already beginning `alias/` as is.
+fn full_alias_name(name: &str) -> String {
+    match name.starts_with("alias/") {
+        true => name.to_owned(),
+        false => format!("alias/{name}"),
+    }
+}
+
+fn short_alias_name(name: &AliasName) -> &str {
+    name.as_str()
+        .strip_prefix("alias/")
+        .unwrap_or(name.as_str())
+}
+
+/// The request's fields with Huawei's errors: the wrong JSON type is
+/// KMS.0202, a missing required field KMS.0204; unknown fields are ignored.
+struct Input<'a>(&'a Map<String, Value>);
+
+impl<'a> Input<'a> {
+    fn string(&self, name: &'static str) -> Result<Option<&'a str>, Error> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text)),
+            Some(_) => Err(Error::new(
+                Reason::MALFORMED_BODY,
+                format!("{name} must be a string."),
+            )),
+        }
+    }
+
+    fn required(&self, name: &'static str) -> Result<&'a str, Error> {
+        match self.string(name)? {
+            Some(value) if !value.is_empty() => Ok(value),
+            _ => Err(Error::invalid(
+                Reason::MISSING_PARAMETER,
+                name,
+                format!("The parameter {name} is missing."),
+            )),
+        }
+    }
+
+    fn strings(&self, name: &'static str) -> Result<Vec<&'a str>, Error> {
+        match self.0.get(name) {
+            Some(Value::Array(items)) if !items.is_empty() => items
+                .iter()
+                .map(|item| {
+                    item.as_str().ok_or_else(|| {
+                        Error::new(Reason::MALFORMED_BODY, format!("{name} must hold strings."))
+                    })
+                })
+                .collect(),
+            None | Some(Value::Null) | Some(Value::Array(_)) => Err(Error::invalid(
+                Reason::MISSING_PARAMETER,
+                name,
+                format!("The parameter {name} is missing or empty."),
+            )),
+            Some(_) => Err(Error::new(
+                Reason::MALFORMED_BODY,
+                format!("{name} must be an array of strings."),
+            )),
+        }
+    }
+
+    /// `sequence`: Huawei's request serial number, aliasd's request_id.
+    fn sequence(&self) -> Result<&'a str, Error> {
+        Ok(self.string("sequence")?.unwrap_or_default())
+    }
+
+    /// `limit` (a string of digits, as the SDK sends it; a number is taken
+    /// too): 1..100.
+    fn limit(&self) -> Result<i32, Error> {
+        match self.0.get("limit") {
+            None | Some(Value::Null) => Ok(0),
+            Some(Value::String(text)) if text.is_empty() => Ok(0),
+            Some(Value::String(text)) => parse_limit(text),
+            Some(Value::Number(n)) => parse_limit(&n.to_string()),
+            Some(_) => Err(Error::new(
+                Reason::MALFORMED_BODY,
+                "limit must be a string.",
+            )),
+        }
+    }
+}
+
+fn parse_limit(text: &str) -> Result<i32, Error> {
+    match text.parse::<i32>() {
+        Ok(limit) if (1..=100).contains(&limit) => Ok(limit),
+        _ => Err(Error::invalid(
+            Reason::INVALID_PAGE_SIZE,
+            "limit",
+            format!("limit must be 1 to 100; got {text:?}."),
+        )),
+    }
+}
+
+/// The query's `name=value` pairs, percent-decoded.
+fn query_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (decode(name), decode(value))
+        })
+        .collect()
+}
+
+/// Huawei's key spec names, and aliasd's where Huawei has none.
+const SPECS: &[(&str, KeySpec)] = &[
+    ("AES_256", KeySpec::SYMMETRIC_DEFAULT),
+    ("EC_P256", KeySpec::ECC_NIST_P256),
+    ("EC_P384", KeySpec::ECC_NIST_P384),
+    ("EC_P521", KeySpec::ECC_NIST_P521),
+    ("SECP256K1", KeySpec::ECC_SECG_P256K1),
+];
+
+fn key_spec(name: &str) -> Result<KeySpec, Error> {
+    SPECS
+        .iter()
+        .find(|(huawei, _)| *huawei == name)
+        .map(|(_, spec)| *spec)
+        .or_else(|| KeySpec::from_name(name))
+        .ok_or_else(|| {
+            Error::invalid(
+                Reason::INVALID_KEY_SPEC,
+                "key_spec",
+                format!("Unknown key_spec {name:?}."),
+            )
+        })
+}
+
+fn key_spec_name(spec: KeySpec) -> &'static str {
+    SPECS
+        .iter()
+        .find(|(_, s)| *s == spec)
+        .map(|(huawei, _)| *huawei)
+        .unwrap_or(spec.as_str())
+}
+
+fn key_usage(name: &str) -> Result<KeyUsage, Error> {
+    KeyUsage::from_name(name).ok_or_else(|| {
+        Error::invalid(
+            Reason::INVALID_KEY_USAGE,
+            "key_usage",
+            format!("Unknown key_usage {name:?}."),
+        )
+    })
+}
+
+/// Huawei's key states: "2" enabled, "3" disabled, "4" scheduled deletion.
+fn key_state(state: KeyState) -> &'static str {
+    match state {
+        KeyState::ENABLED => "2",
+        KeyState::DISABLED => "3",
+        KeyState::PENDING_DELETION => "4",
+    }
+}
+
+fn key_details(scope: &Scope, key: &Key, aliases: &[AliasName]) -> Value {
+    json!({
+        "key_id": key.key_id.as_str(),
+        "domain_id": scope.account,
+        "key_alias": aliases.first().map(short_alias_name).unwrap_or_default(),
+        "realm": scope.region,
+        "key_spec": key_spec_name(key.key_spec),
+        "key_usage": key.key_usage.as_str(),
+        "key_description": key.description,
+        "creation_date": key.creation_time.to_string(),
+        "scheduled_deletion_date": key.deletion_time.map(|t| t.to_string()).unwrap_or_default(),
+        "key_state": key_state(key.key_state),
+        "default_key_flag": if key.key_manager == KeyManager::PROVIDER { "1" } else { "0" },
+        "key_type": "1",
+        "origin": "kms",
+    })
+}
+
+fn alias_entity(scope: &Scope, alias: &Alias) -> Value {
+    json!({
+        "domain_id": scope.account,
+        "key_id": alias.target.as_str(),
+        "alias": alias.name.as_str(),
+        "alias_urn": format!("kms:{}:{}:{}", scope.region, scope.account, alias.name),
+        "create_time": alias.creation_time.to_string(),
+        "update_time": alias.last_updated_time.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_name_the_operations_and_nothing_else() {
+        assert_eq!(
+            Operation::of(&Method::POST, "update-key-alias"),
+            Some(Operation::UpdateKeyAlias)
+        );
+        assert_eq!(
+            Operation::of(&Method::DELETE, "aliases"),
+            Some(Operation::DeleteAliases)
+        );
+        assert_eq!(Operation::of(&Method::GET, "update-key-alias"), None);
+        assert_eq!(Operation::of(&Method::POST, "encrypt-data"), None);
+    }
+
+    #[test]
+    fn huawei_names_map_to_aliases_and_back() {
+        assert_eq!(full_alias_name("test"), "alias/test");
+        assert_eq!(full_alias_name("alias/test"), "alias/test");
+        let name = AliasName::parse("alias_name", "alias/a/b").unwrap();
+        assert_eq!(short_alias_name(&name), "a/b");
+        assert_eq!(key_spec("AES_256").unwrap(), KeySpec::SYMMETRIC_DEFAULT);
+        assert_eq!(key_spec("RSA_2048").unwrap(), KeySpec::RSA_2048);
+        assert_eq!(key_spec_name(KeySpec::ECC_NIST_P256), "EC_P256");
+        assert_eq!(
+            key_spec("DES").unwrap_err().reason,
+            Reason::INVALID_KEY_SPEC
+        );
+        assert_eq!(
+            query_pairs("key_id=a%2Fb&limit=5"),
+            vec![
+                ("key_id".into(), "a/b".into()),
+                ("limit".into(), "5".into())
+            ]
+        );
+    }
 }

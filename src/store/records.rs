@@ -297,6 +297,25 @@ impl Replayable for Alias {
     }
 }
 
+/// Alias names (a read's answer; names hold no newline).
+impl Replayable for Vec<crate::domain::AliasName> {
+    fn to_bytes(&self) -> Vec<u8> {
+        self.iter()
+            .map(|n| n.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+            .into_bytes()
+    }
+    fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        let text =
+            std::str::from_utf8(bytes).map_err(|e| Error::internal(format!("alias names: {e}")))?;
+        text.split('\n')
+            .filter(|n| !n.is_empty())
+            .map(|n| crate::domain::AliasName::parse("alias_name", n))
+            .collect()
+    }
+}
+
 impl Replayable for () {
     fn to_bytes(&self) -> Vec<u8> {
         Vec::new()

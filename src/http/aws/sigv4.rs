@@ -257,7 +257,7 @@ fn collapse_spaces(value: &str) -> String {
 
 /// RFC 3986 URI-encoding as SigV4 wants it: unreserved characters kept,
 /// every other byte `%XX` in upper case.
-fn uri_encode(text: &[u8], keep_slash: bool) -> String {
+pub(crate) fn uri_encode(text: &[u8], keep_slash: bool) -> String {
     let mut out = String::with_capacity(text.len());
     for &b in text {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || (keep_slash && b == b'/') {
@@ -269,7 +269,7 @@ fn uri_encode(text: &[u8], keep_slash: bool) -> String {
     out
 }
 
-fn percent_decode(text: &str) -> Vec<u8> {
+pub(crate) fn percent_decode(text: &str) -> Vec<u8> {
     percent_encoding::percent_decode_str(text).collect()
 }
 
