@@ -198,11 +198,13 @@ impl App {
         let (revision, aliases, more) = self
             .store
             .blocking(move |store| {
-                // Read before the scan: a watch from here misses nothing.
-                let revision = store.head_revision(&account)?;
-                let (aliases, more) =
-                    store.list_aliases(&account, filter.as_ref(), after.as_deref(), limit)?;
-                Ok((revision, aliases, more))
+                store.consistent(|store| {
+                    // Read before the scan: a watch from here misses nothing.
+                    let revision = store.head_revision(&account)?;
+                    let (aliases, more) =
+                        store.list_aliases(&account, filter.as_ref(), after.as_deref(), limit)?;
+                    Ok((revision, aliases, more))
+                })
             })
             .await?;
         let next_page_token = match aliases.last() {

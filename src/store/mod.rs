@@ -31,7 +31,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use self::backend::{scan_all, Backend, Fail, Tree};
+use self::backend::{scan_all, Backend, Fail, Tree, Tx};
 use self::failure::{outcome_unknown, store_failed, FailureCause};
 use self::feed::Feed;
 use self::records::{AliasRecord, ChangeRecord, KeyRecord, Replayable, RequestRecord};
@@ -55,6 +55,30 @@ pub struct Store {
     audit_mirror: std::sync::OnceLock<Mutex<std::fs::File>>,
     feed: Arc<Feed>,
     token_secret: [u8; 32],
+    /// Transactions through this store, for reads of several calls.
+    gate: ReadGate,
+}
+
+/// Keeps a read of several calls (a listing page: a scan, then lookups)
+/// from seeing half of a transaction, since reads outside a transaction
+/// see each write as it is applied. A read that saw no transaction in
+/// progress before it and none started during it saw one state (a
+/// seqlock); a read that keeps missing such a window takes the lock that
+/// every transaction shares, alone, for one run.
+#[derive(Default)]
+struct ReadGate {
+    started: AtomicU64,
+    finished: AtomicU64,
+    exclusive: std::sync::RwLock<()>,
+}
+
+/// Counts a transaction as finished when dropped (however it ends).
+struct Finished<'a>(&'a AtomicU64);
+
+impl Drop for Finished<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 impl Store {
@@ -93,6 +117,7 @@ impl Store {
             audit_mirror: std::sync::OnceLock::new(),
             feed,
             token_secret,
+            gate: ReadGate::default(),
         }))
     }
 
@@ -151,7 +176,7 @@ impl Store {
         op: &dyn Fn(&AccountTxn) -> Result<T, Fail>,
     ) -> Result<(T, Option<u64>, Option<AuditEntry>), Error> {
         let outcome = RefCell::new(None);
-        self.backend.transact(&|tx| {
+        self.gated_transact(&|tx| {
             let txn = AccountTxn::new(tx, account);
             let record_key =
                 idempotency.map(|i| layout::scoped(account, i.request_id.as_str().as_bytes()));
@@ -286,7 +311,7 @@ impl Store {
         let store = self.clone();
         let entry = tokio::task::spawn_blocking(move || {
             let appended = RefCell::new(None);
-            store.backend.transact(&|tx| {
+            store.gated_transact(&|tx| {
                 *appended.borrow_mut() = Some(append_audit(tx, &entry)?);
                 Ok(())
             })?;
@@ -388,6 +413,39 @@ impl Store {
         })?;
         self.settle().await?;
         Ok(value)
+    }
+
+    /// Every transaction of the store runs through here (see [`ReadGate`]).
+    fn gated_transact(&self, body: &dyn Fn(&dyn Tx) -> Result<(), Fail>) -> Result<(), Error> {
+        let _shared = self
+            .gate
+            .exclusive
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        self.gate.started.fetch_add(1, Ordering::SeqCst);
+        let _finished = Finished(&self.gate.finished);
+        self.backend.transact(body)
+    }
+
+    /// Runs a read of several calls (a listing page) over one committed
+    /// state (see [`ReadGate`]).
+    pub fn consistent<T>(&self, f: impl Fn(&Store) -> Result<T, Error>) -> Result<T, Error> {
+        let gate = &self.gate;
+        for _ in 0..8 {
+            let finished = gate.finished.load(Ordering::SeqCst);
+            let started = gate.started.load(Ordering::SeqCst);
+            if started == finished {
+                let read = f(self)?;
+                if gate.started.load(Ordering::SeqCst) == started {
+                    return Ok(read);
+                }
+            }
+            std::thread::yield_now();
+        }
+        // Writes keep coming: hold them off for one run (the transactions
+        // in progress finish first; they are short).
+        let _alone = gate.exclusive.write().unwrap_or_else(|p| p.into_inner());
+        f(self)
     }
 
     /// Runs blocking reads (the `list_*` calls and the like) off the async
@@ -594,7 +652,7 @@ impl Store {
     /// Prunes up to [`PRUNE_BATCH`] revisions of `account`; returns how many.
     fn prune_change_batch(&self, account: &str, retain: u64) -> Result<u64, Error> {
         let pruned = Cell::new(0);
-        self.backend.transact(&|tx| {
+        self.gated_transact(&|tx| {
             pruned.set(0);
             let floor_key = layout::scoped(account, layout::FLOOR);
             let head = txn::counter(tx, &layout::scoped(account, layout::REVISION))?;
@@ -626,7 +684,7 @@ impl Store {
             if batch.is_empty() {
                 return Ok(pruned);
             }
-            self.backend.transact(&|tx| {
+            self.gated_transact(&|tx| {
                 for (key, _) in &batch {
                     if let Some((time, account, id)) = layout::split_timed(key) {
                         let record_key = layout::scoped(account, id.as_bytes());
@@ -685,7 +743,7 @@ impl Store {
             let transaction_store = store.clone();
             let (value, revisions) = tokio::task::spawn_blocking(move || {
                 let outcome = RefCell::new(None);
-                transaction_store.backend.transact(&|tx| {
+                transaction_store.gated_transact(&|tx| {
                     let txns: Vec<AccountTxn> = accounts
                         .iter()
                         .map(|account| AccountTxn::new(tx, account))

@@ -14,6 +14,7 @@ mod durability;
 mod ephemeral;
 mod hardening;
 mod http;
+mod huawei;
 mod keys;
 mod listing;
 mod python;
