@@ -9,6 +9,7 @@ mod common;
 mod concurrency;
 mod crash;
 mod deletion;
+mod doors;
 mod durability;
 mod ephemeral;
 mod hardening;
