@@ -10,6 +10,7 @@ mod common;
 mod concurrency;
 mod crash;
 mod deletion;
+mod doors;
 mod durability;
 mod ephemeral;
 mod hardening;
