@@ -272,6 +272,25 @@ async fn measure(
         reads.percentile(0.5),
         reads.percentile(0.99)
     );
+    let channels2 = channels.clone();
+    let empty = drive(concurrency, args.calls, move |i| {
+        let mut client = tonic_health::pb::health_client::HealthClient::new(
+            channels2[i % channels2.len()].clone(),
+        );
+        async move {
+            client
+                .check(tonic_health::pb::HealthCheckRequest::default())
+                .await
+                .map(drop)
+        }
+    })
+    .await?;
+    println!(
+        "Health check at concurrency {concurrency}: {:.0} calls/s, p50 {:.2} ms, p99 {:.2} ms",
+        empty.per_second(),
+        empty.percentile(0.5),
+        empty.percentile(0.99)
+    );
 
     Ok(())
 }
