@@ -171,7 +171,7 @@ impl App {
         let account = ctx.scope.account.clone();
         let (revision, aliases, more) = self
             .store
-            .blocking(move |store| {
+            .read_now(move |store| {
                 // Read before the scan: a watch from here misses nothing.
                 let revision = store.head_revision(&account)?;
                 let (aliases, more) =

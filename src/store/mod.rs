@@ -415,6 +415,19 @@ impl Store {
         }))
     }
 
+    /// Runs a short read (a page of a listing: a bounded scan of records
+    /// that are mostly in memory) on this thread: a hand-off to a blocking
+    /// thread would cost more than the read.
+    pub async fn read_now<T>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.check_not_failed()?;
+        let value = f(self)?;
+        self.settle().await?;
+        Ok(value)
+    }
+
     /// Runs blocking reads (the `list_*` calls and the like) off the async
     /// threads.
     pub async fn blocking<T: Send + 'static>(
