@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "aliasd/v1/keys.proto",
     "aliasd/v1/aliases.proto",
     "aliasd/v1/audit.proto",
+    "aliasd/v1/diagnostics.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,55 +1,89 @@
-//! `aliasd bench`: a load generator against a real server on loopback.
+//! `aliasd bench`: every operation's throughput and latency, each also as a
+//! share of what an empty call costs on the same machine in the same run.
 //!
-//! Starts the server in-process on a fresh data directory (or targets
-//! `--addr`), then for each concurrency level sends CreateAlias calls (each
-//! durable before its reply) from that many concurrent callers, and reports
-//! throughput, latency and writers per flush (group commit). Finally it
-//! measures GetAlias. Compare the rows of one run with each other: the
-//! machine's speed cancels out of the ratios.
+//! It starts `aliasd serve` as a child process on a data directory (a fresh
+//! temporary one unless `--data-dir`), or measures a running server
+//! (`--endpoint`). It prefills `--aliases` aliases, 40 per key, then drives
+//! each operation with `--concurrency` callers for `--seconds`: over
+//! `--connections` HTTP/2 connections for gRPC, and one HTTP/1.1 keep-alive
+//! connection per caller for the HTTP door. An empty call (gRPC `Ping`,
+//! HTTP `GET /ping`) runs first and last on the same connections: it is the
+//! 100 % each row is compared with. Then it reports the server's memory,
+//! the data directory's size, and how long the server takes to start on it.
+//!
+//! Write rows are durable: each call's change is on disk before its reply.
+//! Run the same command under `eatmydata` (syncs made no-ops; the child
+//! server inherits it) for the "fsync off" comparison.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use clap::builder::RangedU64ValueParser;
 use clap::Args;
+use http_body_util::{BodyExt, Full};
 use tonic::transport::Channel;
 
-use crate::config::ServeConfig;
-use crate::domain::SystemClock;
 use crate::pb;
 use crate::pb::alias_service_client::AliasServiceClient;
+use crate::pb::diagnostics_service_client::DiagnosticsServiceClient;
 use crate::pb::key_service_client::KeyServiceClient;
 
 /// Bounds of the arguments: at least one of each, and no more than a
 /// loopback benchmark on one machine can sensibly use.
 const MAX_CONCURRENCY: u64 = 10_000;
-const MAX_CALLS: u64 = 10_000_000;
+const MAX_ALIASES: u64 = 10_000_000;
 const MAX_CONNECTIONS: u64 = 1_000;
+/// Aliases per key in the prefilled set (the quota is 50).
+const ALIASES_PER_KEY: usize = 40;
+/// A ListAliases page.
+const PAGE: i32 = 50;
 
 fn at_least_one(max: u64) -> RangedU64ValueParser<usize> {
     RangedU64ValueParser::new().range(1..=max)
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct BenchArgs {
-    /// Concurrent callers, one run per value (1..=10000 each).
-    #[arg(long, value_delimiter = ',', default_value = "1,4,16,64",
-          value_parser = at_least_one(MAX_CONCURRENCY))]
-    pub concurrency: Vec<usize>,
-    /// Calls per run (1..=10000000).
-    #[arg(long, default_value_t = 2000, value_parser = at_least_one(MAX_CALLS))]
-    pub calls: usize,
-    /// HTTP/2 connections the callers share (1..=1000).
-    #[arg(long, default_value_t = 8, value_parser = at_least_one(MAX_CONNECTIONS))]
-    pub connections: usize,
-    /// Data directory of the in-process server (default: a fresh temporary one, removed afterwards).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if (0.05..=3600.0).contains(&value) => Ok(value),
+        _ => Err(format!("{text} is not a number of seconds in 0.05..=3600")),
+    }
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Aliases to prefill, 40 per key (1..=10000000).
+    #[arg(long, default_value_t = 10_000, value_parser = at_least_one(MAX_ALIASES))]
+    pub aliases: usize,
+    /// Concurrent callers (1..=10000).
+    #[arg(long, default_value_t = 64, value_parser = at_least_one(MAX_CONCURRENCY))]
+    pub concurrency: usize,
+    /// HTTP/2 connections the gRPC callers share (1..=1000).
+    #[arg(long, default_value_t = 4, value_parser = at_least_one(MAX_CONNECTIONS))]
+    pub connections: usize,
+    /// How long each operation runs, in seconds (0.05..=3600).
+    #[arg(long, default_value_t = 3.0, value_parser = seconds)]
+    pub seconds: f64,
+    /// Data directory of the server the bench starts (default: a fresh
+    /// temporary one, removed afterwards).
+    #[arg(long, conflicts_with = "endpoint")]
+    pub data_dir: Option<PathBuf>,
+    /// Measure the running server at this gRPC address (IP:PORT) instead of
+    /// starting one; its data directory, memory and start-up are not measured.
+    #[arg(long)]
+    pub endpoint: Option<SocketAddr>,
+    /// With --endpoint: the server's --http-listen address, for the HTTP rows.
+    #[arg(long, requires = "endpoint")]
+    pub http_endpoint: Option<SocketAddr>,
+    /// Extra flags for the server the bench starts, e.g. "--cache-mb 64".
+    #[arg(long, allow_hyphen_values = true, conflicts_with = "endpoint")]
+    pub server_flags: Option<String>,
+}
+
+/// One operation's measurements.
 struct Run {
     calls: usize,
     elapsed: Duration,
@@ -58,58 +92,86 @@ struct Run {
 
 impl Run {
     fn per_second(&self) -> f64 {
-        self.calls as f64 / self.elapsed.as_secs_f64()
+        self.calls as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
-    fn percentile(&self, p: f64) -> f64 {
+
+    fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return 0.0;
+        }
         let index = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
         self.latencies[index].as_secs_f64() * 1000.0
     }
 }
 
-/// Runs `calls` calls of `call` from `concurrency` callers.
-async fn drive<F, Fut>(concurrency: usize, calls: usize, call: F) -> Result<Run, String>
+/// Runs `worker(index, deadline)` on `concurrency` tasks; each returns the
+/// latencies of the calls it made before the deadline.
+async fn drive<W, Fut>(concurrency: usize, seconds: f64, worker: W) -> Result<Run, String>
 where
-    F: Fn(usize) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send,
+    W: Fn(usize, Instant) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Duration>, String>> + Send + 'static,
 {
-    let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(seconds);
     // A JoinSet: if the bench is abandoned (Ctrl-C, an error), dropping it
-    // stops the callers, so that the server can drain at once.
+    // stops the callers.
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let next = next.clone();
-        let call = call.clone();
-        workers.spawn(async move {
-            let mut latencies = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= calls {
-                    return Ok::<_, String>(latencies);
-                }
-                let t = Instant::now();
-                call(i)
-                    .await
-                    .map_err(|s| format!("call {i} failed: {s:?}"))?;
-                latencies.push(t.elapsed());
-            }
-        });
+    for index in 0..concurrency {
+        workers.spawn(worker(index, deadline));
     }
-    let mut latencies = Vec::with_capacity(calls);
-    while let Some(worker) = workers.join_next().await {
-        latencies.extend(worker.map_err(|e| e.to_string())??);
+    let mut latencies = Vec::new();
+    while let Some(done) = workers.join_next().await {
+        latencies.extend(done.map_err(|e| e.to_string())??);
     }
     let elapsed = started.elapsed();
-    latencies.sort();
+    latencies.sort_unstable();
     Ok(Run {
-        calls,
+        calls: latencies.len(),
         elapsed,
         latencies,
     })
 }
 
-/// The bench's own data directory, removed when dropped (whatever the exit
-/// path), so drop it only once the server has let go of it.
+/// Calls `call(i)` for i = 0, 1, ... until the deadline (or until it
+/// answers `Ok(false)`: nothing left to do), timing each call.
+async fn until<F, Fut, E>(deadline: Instant, mut call: F) -> Result<Vec<Duration>, String>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<bool, E>>,
+    E: std::fmt::Debug,
+{
+    let mut latencies = Vec::new();
+    let mut i = 0;
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        let more = call(i)
+            .await
+            .map_err(|e| format!("call {i} failed: {e:?}"))?;
+        if !more {
+            break;
+        }
+        latencies.push(t.elapsed());
+        i += 1;
+    }
+    Ok(latencies)
+}
+
+/// A small, fast, seeded generator for picking aliases.
+struct XorShift(u64);
+
+impl XorShift {
+    fn new(seed: usize) -> XorShift {
+        XorShift((seed as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n.max(1) as u64) as usize
+    }
+}
+
+/// The bench's own directory (data and server log), removed when dropped.
 struct TemporaryDir(PathBuf);
 
 impl Drop for TemporaryDir {
@@ -120,34 +182,251 @@ impl Drop for TemporaryDir {
     }
 }
 
-/// Runs the benchmark. Without `--data-dir` it works in a fresh temporary
-/// directory that is removed on every way out: success, error, panic,
-/// SIGINT or SIGTERM.
+/// `aliasd serve` as a child process.
+struct ServerProcess {
+    child: tokio::process::Child,
+    grpc: SocketAddr,
+    http: SocketAddr,
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts the server on `data_dir`, logging to `log`; returns it and
+    /// the time from spawning it to its first answered Ping.
+    async fn start(
+        data_dir: &Path,
+        log: &Path,
+        extra: &[String],
+    ) -> Result<(ServerProcess, Duration), String> {
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find aliasd: {e}"))?;
+        let log_file = std::fs::File::create(log)
+            .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        let started = Instant::now();
+        let mut child = tokio::process::Command::new(exe)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--max-keys-per-account",
+                "100000000",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .args(extra)
+            // The bench reads the addresses from the start-up lines, whatever
+            // else RUST_LOG leaves out.
+            .env(
+                "RUST_LOG",
+                format!(
+                    "{},aliasd::server=info",
+                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned())
+                ),
+            )
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start the server: {e}"))?;
+        let (grpc, http) = loop {
+            if let Some(addresses) = listening_addresses(log) {
+                break addresses;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "the server exited ({status}) before listening:\n{}",
+                    tail(log)
+                ));
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                return Err(format!(
+                    "the server did not listen within 120 s:\n{}",
+                    tail(log)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let channel = connect(grpc).await?;
+        DiagnosticsServiceClient::new(channel)
+            .ping(pb::PingRequest {})
+            .await
+            .map_err(|e| format!("Ping: {e:?}"))?;
+        let startup = started.elapsed();
+        Ok((
+            ServerProcess {
+                child,
+                grpc,
+                http,
+                log: log.to_owned(),
+            },
+            startup,
+        ))
+    }
+
+    /// The server's resident memory, from /proc.
+    fn rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
+    /// SIGTERM, then waits for the graceful stop.
+    async fn stop(mut self) -> Result<(), String> {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: kill(2) with a pid we started and have not reaped.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        }
+        match tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await {
+            Ok(Ok(status)) if status.success() => Ok(()),
+            Ok(Ok(status)) => Err(format!(
+                "the server stopped with {status}:\n{}",
+                tail(&self.log)
+            )),
+            Ok(Err(error)) => Err(format!("cannot wait for the server: {error}")),
+            Err(_) => Err("the server did not stop within 60 s".to_owned()),
+        }
+    }
+}
+
+/// The gRPC and HTTP addresses a JSON server log says it listens on.
+fn listening_addresses(log: &Path) -> Option<(SocketAddr, SocketAddr)> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let (mut grpc, mut http) = (None, None);
+    for line in text.lines() {
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let message = entry["message"].as_str().unwrap_or_default();
+        let address = |rest: &str| {
+            rest.split([' ', ':'])
+                .next()
+                .zip(rest.split(' ').next())
+                .and_then(|(_, addr)| addr.trim_end_matches(':').parse::<SocketAddr>().ok())
+        };
+        if let Some(rest) = message.strip_prefix("HTTP listening on ") {
+            http = address(rest);
+        } else if let Some(rest) = message.strip_prefix("listening on ") {
+            grpc = address(rest);
+        }
+    }
+    grpc.zip(http)
+}
+
+/// The last lines of a log, for error messages.
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+async fn connect(addr: SocketAddr) -> Result<Channel, String> {
+    Channel::from_shared(format!("http://{addr}"))
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))
+}
+
+/// Bytes a directory takes on disk (allocated blocks, as `du`).
+fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => disk_usage(&entry.path()),
+            Ok(meta) => meta.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Runs the benchmark. Without `--data-dir` or `--endpoint` it works in a
+/// fresh temporary directory that is removed on every way out: success,
+/// error, panic, SIGINT or SIGTERM.
 pub async fn run(args: BenchArgs) -> Result<(), String> {
     // Before the directory exists, so that no signal can leave it behind.
     let stop_signal = stop_signal()?;
-    let (data_dir, temporary) = match &args.data_dir {
-        Some(dir) => (dir.clone(), None),
+    let scratch = std::env::temp_dir().join(format!("aliasd-bench-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir(&scratch)
+        .map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
+    let scratch = TemporaryDir(scratch);
+    let server = match args.endpoint {
+        Some(grpc) => Target {
+            grpc,
+            http: args.http_endpoint,
+            process: None,
+        },
         None => {
-            let dir = std::env::temp_dir().join(format!("aliasd-bench-{}", uuid::Uuid::new_v4()));
-            std::fs::create_dir(&dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            (dir.clone(), Some(TemporaryDir(dir)))
+            let data_dir = args
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| scratch.0.join("data"));
+            let extra = server_flags(&args)?;
+            let (process, _) =
+                ServerProcess::start(&data_dir, &scratch.0.join("server.log"), &extra).await?;
+            Target {
+                grpc: process.grpc,
+                http: Some(process.http),
+                process: Some((process, data_dir, extra)),
+            }
         }
     };
-    let mut config = ServeConfig::with_data_dir(&data_dir);
-    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.max_keys_per_account = u64::MAX;
-    let running = crate::server::start(config, Arc::new(SystemClock), std::future::pending())
-        .await
-        .map_err(|e| e.to_string())?;
     let outcome = tokio::select! {
-        outcome = measure(&args, &running, &data_dir) => outcome,
+        outcome = measure(&args, &server) => outcome,
         signal = stop_signal => Err(format!("stopped by {signal}")),
     };
-    let stopped = running.stop().await.map_err(|e| e.to_string());
-    drop(temporary);
+    let stopped = match server.process {
+        Some((process, data_dir, extra)) => {
+            let stopped = process.stop().await;
+            match (&outcome, stopped) {
+                // Start-up: a new server on the directory the run filled.
+                (Ok(()), Ok(())) => {
+                    restart(&data_dir, &scratch.0.join("restart.log"), &extra).await
+                }
+                (_, stopped) => stopped,
+            }
+        }
+        None => Ok(()),
+    };
+    drop(scratch);
     outcome.and(stopped)
+}
+
+/// Starts a server on `data_dir` again, reports how long it took to answer,
+/// and stops it.
+async fn restart(data_dir: &Path, log: &Path, extra: &[String]) -> Result<(), String> {
+    let (process, startup) = ServerProcess::start(data_dir, log, extra).await?;
+    println!(
+        "start-up on this data directory: {:.2} s (from spawning the server to its first answer)",
+        startup.as_secs_f64()
+    );
+    process.stop().await
+}
+
+fn server_flags(args: &BenchArgs) -> Result<Vec<String>, String> {
+    Ok(args
+        .server_flags
+        .as_deref()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect())
+}
+
+/// The server measured: one the bench started, or `--endpoint`.
+struct Target {
+    grpc: SocketAddr,
+    http: Option<SocketAddr>,
+    /// The child process, its data directory and extra flags.
+    process: Option<(ServerProcess, PathBuf, Vec<String>)>,
 }
 
 /// Resolves with the signal's name on SIGINT or SIGTERM. The handlers are
@@ -174,104 +453,633 @@ fn stop_signal() -> Result<impl std::future::Future<Output = &'static str>, Stri
     })
 }
 
-/// The runs themselves, against a started server.
-async fn measure(
-    args: &BenchArgs,
-    running: &crate::server::Running,
-    data_dir: &std::path::Path,
-) -> Result<(), String> {
+/// The prefilled set: alias `i` is `names[i]` on key `keys[i / 40]`.
+struct DataSet {
+    keys: Vec<String>,
+    names: Vec<String>,
+}
+
+/// Creates `count` aliases, 40 per key, with a progress line on stderr.
+async fn prefill(
+    channels: &[Channel],
+    concurrency: usize,
+    count: usize,
+    run_id: &str,
+) -> Result<DataSet, String> {
+    let started = Instant::now();
+    let key_count = count.div_ceil(ALIASES_PER_KEY);
+    let next = Arc::new(AtomicUsize::new(0));
+    let keys = Arc::new(Mutex::new(vec![String::new(); key_count]));
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..concurrency {
+        let mut client = KeyServiceClient::new(channels[worker % channels.len()].clone());
+        let (next, keys) = (next.clone(), keys.clone());
+        tasks.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= key_count {
+                    return Ok::<_, String>(());
+                }
+                let key = client
+                    .create_key(pb::CreateKeyRequest::default())
+                    .await
+                    .map_err(|e| format!("CreateKey: {e:?}"))?
+                    .into_inner()
+                    .key
+                    .ok_or("CreateKey answered no key")?;
+                keys.lock().unwrap_or_else(|p| p.into_inner())[i] = key.key_id;
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.map_err(|e| e.to_string())??;
+    }
+    let keys: Arc<Vec<String>> = Arc::new(std::mem::take(
+        &mut *keys.lock().unwrap_or_else(|p| p.into_inner()),
+    ));
+    let names: Arc<Vec<String>> = Arc::new(
+        (0..count)
+            .map(|i| format!("alias/bench/{run_id}/{i:08}"))
+            .collect(),
+    );
+    let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    for worker in 0..concurrency {
+        let mut client = AliasServiceClient::new(channels[worker % channels.len()].clone());
+        let (next, done, keys, names) = (next.clone(), done.clone(), keys.clone(), names.clone());
+        tasks.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    return Ok(());
+                }
+                client
+                    .create_alias(pb::CreateAliasRequest {
+                        alias_name: names[i].clone(),
+                        target_key_id: keys[i / ALIASES_PER_KEY].clone(),
+                        request_id: String::new(),
+                    })
+                    .await
+                    .map_err(|e| format!("CreateAlias: {e:?}"))?;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut last_tenth = 0;
+    loop {
+        tokio::select! {
+            finished = tasks.join_next() => match finished {
+                Some(result) => result.map_err(|e| e.to_string())??,
+                None => break,
+            },
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                let n = done.load(Ordering::Relaxed);
+                let rate = n as f64 / started.elapsed().as_secs_f64();
+                if terminal {
+                    let filled = n * 30 / count.max(1);
+                    eprint!(
+                        "\rprefill [{}{}] {n}/{count} aliases, {rate:.0}/s ",
+                        "#".repeat(filled),
+                        " ".repeat(30 - filled)
+                    );
+                } else if n * 10 / count.max(1) > last_tenth {
+                    last_tenth = n * 10 / count.max(1);
+                    eprintln!("prefill: {n}/{count} aliases, {rate:.0}/s");
+                }
+            }
+        }
+    }
+    if terminal {
+        eprintln!();
+    }
+    println!(
+        "prefill: {count} aliases on {key_count} keys in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(DataSet {
+        keys: keys.to_vec(),
+        names: names.to_vec(),
+    })
+}
+
+/// A page token for the page that starts halfway through the set.
+async fn token_halfway(channel: &Channel, data: &DataSet, prefix: &str) -> Result<String, String> {
+    let mut client = AliasServiceClient::new(channel.clone());
+    let target = data.names.len() / 2;
+    let mut seen = 0;
+    let mut token = String::new();
+    // The names sort after any other alias the account has: skip those.
+    while seen < target {
+        let page = client
+            .list_aliases(pb::ListAliasesRequest {
+                key_id: String::new(),
+                page_size: 100,
+                page_token: token.clone(),
+            })
+            .await
+            .map_err(|e| format!("ListAliases: {e:?}"))?
+            .into_inner();
+        seen += page
+            .aliases
+            .iter()
+            .filter(|a| a.alias_name.starts_with(prefix))
+            .count();
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    Ok(token)
+}
+
+/// The rows of the table, in order.
+struct Table {
+    rows: Vec<(String, Run)>,
+}
+
+impl Table {
+    fn print(&self, empty_grpc: f64, empty_http: Option<f64>) {
+        println!(
+            "{:<34} {:>10} {:>8} {:>8} {:>8} {:>9}",
+            "operation", "calls/s", "of empty", "p50 ms", "p99 ms", "p99.9 ms"
+        );
+        for (name, run) in &self.rows {
+            let base = if name.starts_with("HTTP") || name.starts_with("AWS") {
+                empty_http
+            } else {
+                Some(empty_grpc)
+            };
+            let share = base
+                .map(|b| format!("{:.0} %", 100.0 * run.per_second() / b))
+                .unwrap_or_default();
+            println!(
+                "{:<34} {:>10.0} {:>8} {:>8.2} {:>8.2} {:>9.2}",
+                name,
+                run.per_second(),
+                share,
+                run.percentile_ms(0.5),
+                run.percentile_ms(0.99),
+                run.percentile_ms(0.999)
+            );
+        }
+    }
+}
+
+/// The measurements themselves.
+async fn measure(args: &BenchArgs, server: &Target) -> Result<(), String> {
     let mut channels = Vec::new();
     for _ in 0..args.connections {
-        let channel = Channel::from_shared(format!("http://{}", running.addr))
-            .map_err(|e| e.to_string())?
-            .connect()
-            .await
-            .map_err(|e| e.to_string())?;
-        channels.push(channel);
+        channels.push(connect(server.grpc).await?);
     }
     let channels = Arc::new(channels);
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let (c, secs) = (args.concurrency, args.seconds);
+    println!(
+        "aliasd bench: {} aliases, {c} callers over {} gRPC connections ({c} HTTP/1.1 \
+         connections for the HTTP rows), {secs} s per operation",
+        args.aliases, args.connections
+    );
+    let data = Arc::new(prefill(&channels, c, args.aliases, &run_id).await?);
+    let prefix = format!("alias/bench/{run_id}/");
+    let deep_token = Arc::new(token_halfway(&channels[0], &data, &prefix).await?);
+    let mut table = Table { rows: Vec::new() };
+    let channel = |i: usize| channels[i % channels.len()].clone();
 
-    println!(
-        "aliasd bench: {} calls per run, {} connections, data in {}",
-        args.calls,
-        channels.len(),
-        data_dir.display()
-    );
-    println!("CreateAlias (each flushed to disk before its reply):");
-    println!(
-        "{:>12} {:>10} {:>10} {:>9} {:>9} {:>14}",
-        "concurrency", "calls/s", "vs c=1", "p50 ms", "p99 ms", "writers/flush"
-    );
-    let mut baseline = None;
-    let mut last_names = Vec::new();
-    for (run_index, &concurrency) in args.concurrency.iter().enumerate() {
-        // Fresh keys per run, 40 aliases each (below the quota of 50).
-        let keys_needed = args.calls.div_ceil(40);
-        let mut keys = Vec::with_capacity(keys_needed);
-        let mut key_client = KeyServiceClient::new(channels[0].clone());
-        for _ in 0..keys_needed {
-            let key = key_client
-                .create_key(pb::CreateKeyRequest::default())
-                .await
-                .map_err(|e| format!("CreateKey: {e:?}"))?
-                .into_inner()
-                .key
-                .ok_or("no key")?;
-            keys.push(key.key_id);
+    let ping = |name: &'static str| {
+        let channels = channels.clone();
+        async move {
+            let run = drive(c, secs, |w, deadline| {
+                let client = DiagnosticsServiceClient::new(channels[w % channels.len()].clone());
+                until(deadline, move |_| {
+                    let mut client = client.clone();
+                    async move { client.ping(pb::PingRequest {}).await.map(|_| true) }
+                })
+            })
+            .await?;
+            Ok::<_, String>((name.to_owned(), run))
         }
-        let keys = Arc::new(keys);
-        let (flushes_before, writers_before) = running.flush_stats.snapshot();
-        let names: Arc<Vec<String>> = Arc::new(
-            (0..args.calls)
-                .map(|i| format!("alias/bench/r{run_index}/n{i}"))
-                .collect(),
-        );
-        let (channels2, names2, keys2) = (channels.clone(), names.clone(), keys.clone());
-        let result = drive(concurrency, args.calls, move |i| {
-            let mut client = AliasServiceClient::new(channels2[i % channels2.len()].clone());
-            let request = pb::CreateAliasRequest {
-                alias_name: names2[i].clone(),
-                target_key_id: keys2[i / 40].clone(),
-                request_id: String::new(),
-            };
-            async move { client.create_alias(request).await.map(drop) }
-        })
-        .await?;
-        let (flushes_after, writers_after) = running.flush_stats.snapshot();
-        let per_flush = (writers_after - writers_before) as f64
-            / (flushes_after - flushes_before).max(1) as f64;
-        let rate = result.per_second();
-        let base = *baseline.get_or_insert(rate);
-        println!(
-            "{:>12} {:>10.0} {:>9.1}x {:>9.2} {:>9.2} {:>14.1}",
-            concurrency,
-            rate,
-            rate / base,
-            result.percentile(0.5),
-            result.percentile(0.99),
-            per_flush
-        );
-        last_names = names.to_vec();
-    }
+    };
+    let first_ping = ping("Ping (empty call), first").await?;
 
-    let names = Arc::new(last_names);
-    // At least one value: clap requires one and refuses zeros.
-    let concurrency = args.concurrency.iter().copied().max().unwrap_or(1);
-    let channels2 = channels.clone();
-    let reads = drive(concurrency, args.calls, move |i| {
-        let mut client = AliasServiceClient::new(channels2[i % channels2.len()].clone());
-        let request = pb::GetAliasRequest {
-            alias_name: names[i % names.len()].clone(),
-        };
-        async move { client.get_alias(request).await.map(drop) }
+    let run = drive(c, secs, |w, deadline| {
+        let client = AliasServiceClient::new(channel(w));
+        let (data, mut rng) = (data.clone(), XorShift::new(w));
+        until(deadline, move |_| {
+            let mut client = client.clone();
+            let alias_name = data.names[rng.below(data.names.len())].clone();
+            async move {
+                client
+                    .get_alias(pb::GetAliasRequest { alias_name })
+                    .await
+                    .map(|_| true)
+            }
+        })
     })
     .await?;
-    println!(
-        "GetAlias at concurrency {concurrency}: {:.0} calls/s, p50 {:.2} ms, p99 {:.2} ms",
-        reads.per_second(),
-        reads.percentile(0.5),
-        reads.percentile(0.99)
-    );
+    table.rows.push(("GetAlias".into(), run));
 
+    let run = drive(c, secs, |w, deadline| {
+        let client = KeyServiceClient::new(channel(w));
+        let (data, mut rng) = (data.clone(), XorShift::new(w));
+        until(deadline, move |_| {
+            let mut client = client.clone();
+            let key_id = data.names[rng.below(data.names.len())].clone();
+            async move {
+                client
+                    .describe_key(pb::DescribeKeyRequest { key_id })
+                    .await
+                    .map(|_| true)
+            }
+        })
+    })
+    .await?;
+    table.rows.push(("DescribeKey by alias name".into(), run));
+
+    for (name, deep, by_key) in [
+        ("ListAliases, first page of 50", false, false),
+        ("ListAliases, a page halfway in", true, false),
+        ("ListAliases of one key", false, true),
+    ] {
+        let run = drive(c, secs, |w, deadline| {
+            let client = AliasServiceClient::new(channel(w));
+            let (data, token, mut rng) = (data.clone(), deep_token.clone(), XorShift::new(w));
+            until(deadline, move |_| {
+                let mut client = client.clone();
+                let request = pb::ListAliasesRequest {
+                    key_id: match by_key {
+                        true => data.keys[rng.below(data.keys.len())].clone(),
+                        false => String::new(),
+                    },
+                    page_size: PAGE,
+                    page_token: match deep {
+                        true => token.to_string(),
+                        false => String::new(),
+                    },
+                };
+                async move { client.list_aliases(request).await.map(|_| true) }
+            })
+        })
+        .await?;
+        table.rows.push((name.into(), run));
+    }
+
+    // CreateAlias: each caller names aliases on keys of its own, a new key
+    // every 40 aliases (that CreateKey is not timed).
+    let created: Arc<Vec<Mutex<Vec<String>>>> =
+        Arc::new((0..c).map(|_| Mutex::new(Vec::new())).collect());
+    let run = drive(c, secs, |w, deadline| {
+        let channel = channel(w);
+        let (created, prefix) = (created.clone(), format!("alias/bench/{run_id}/create/{w}/"));
+        async move {
+            let mut keys = KeyServiceClient::new(channel.clone());
+            let mut aliases = AliasServiceClient::new(channel);
+            let mut latencies = Vec::new();
+            let mut key = String::new();
+            let mut i = 0;
+            while Instant::now() < deadline {
+                if i % ALIASES_PER_KEY == 0 {
+                    key = keys
+                        .create_key(pb::CreateKeyRequest::default())
+                        .await
+                        .map_err(|e| format!("CreateKey: {e:?}"))?
+                        .into_inner()
+                        .key
+                        .ok_or("no key")?
+                        .key_id;
+                }
+                let name = format!("{prefix}{i}");
+                let t = Instant::now();
+                aliases
+                    .create_alias(pb::CreateAliasRequest {
+                        alias_name: name.clone(),
+                        target_key_id: key.clone(),
+                        request_id: String::new(),
+                    })
+                    .await
+                    .map_err(|e| format!("CreateAlias: {e:?}"))?;
+                latencies.push(t.elapsed());
+                created[w]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(name);
+                i += 1;
+            }
+            Ok(latencies)
+        }
+    })
+    .await?;
+    table.rows.push(("CreateAlias (durable)".into(), run));
+
+    // UpdateAlias and RenameAlias: each caller moves an alias of its own
+    // between two keys of its own, and renames it back and forth.
+    let mut own = Vec::with_capacity(c);
+    {
+        let mut keys = KeyServiceClient::new(channel(0));
+        let mut aliases = AliasServiceClient::new(channel(0));
+        for w in 0..c {
+            let mut pair = Vec::new();
+            for _ in 0..2 {
+                pair.push(
+                    keys.create_key(pb::CreateKeyRequest::default())
+                        .await
+                        .map_err(|e| format!("CreateKey: {e:?}"))?
+                        .into_inner()
+                        .key
+                        .ok_or("no key")?
+                        .key_id,
+                );
+            }
+            let name = format!("alias/bench/{run_id}/own/{w}");
+            aliases
+                .create_alias(pb::CreateAliasRequest {
+                    alias_name: name.clone(),
+                    target_key_id: pair[0].clone(),
+                    request_id: String::new(),
+                })
+                .await
+                .map_err(|e| format!("CreateAlias: {e:?}"))?;
+            own.push((name, pair));
+        }
+    }
+    let own = Arc::new(own);
+    let run = drive(c, secs, |w, deadline| {
+        let client = AliasServiceClient::new(channel(w));
+        let own = own.clone();
+        until(deadline, move |i| {
+            let mut client = client.clone();
+            let (name, pair) = &own[w];
+            let request = pb::UpdateAliasRequest {
+                alias_name: name.clone(),
+                target_key_id: pair[(i + 1) % 2].clone(),
+                ..Default::default()
+            };
+            async move { client.update_alias(request).await.map(|_| true) }
+        })
+    })
+    .await?;
+    table.rows.push(("UpdateAlias (durable)".into(), run));
+    let run = drive(c, secs, |w, deadline| {
+        let client = AliasServiceClient::new(channel(w));
+        let own = own.clone();
+        until(deadline, move |i| {
+            let mut client = client.clone();
+            let name = &own[w].0;
+            let other = format!("{name}-renamed");
+            let (from, to) = match i % 2 {
+                0 => (name.clone(), other),
+                _ => (other, name.clone()),
+            };
+            let request = pb::RenameAliasRequest {
+                alias_name: from,
+                new_alias_name: to,
+                ..Default::default()
+            };
+            async move { client.rename_alias(request).await.map(|_| true) }
+        })
+    })
+    .await?;
+    table.rows.push(("RenameAlias (durable)".into(), run));
+
+    // DeleteAlias: the aliases the CreateAlias row made.
+    let run = drive(c, secs, |w, deadline| {
+        let client = AliasServiceClient::new(channel(w));
+        let names = std::mem::take(&mut *created[w].lock().unwrap_or_else(|p| p.into_inner()));
+        until(deadline, move |i| {
+            let mut client = client.clone();
+            let name = names.get(i).cloned();
+            async move {
+                match name {
+                    Some(alias_name) => client
+                        .delete_alias(pb::DeleteAliasRequest {
+                            alias_name,
+                            ..Default::default()
+                        })
+                        .await
+                        .map(|_| true),
+                    None => Ok(false),
+                }
+            }
+        })
+    })
+    .await?;
+    table.rows.push(("DeleteAlias (durable)".into(), run));
+
+    let last_ping = ping("Ping (empty call), last").await?;
+    let empty_grpc = (first_ping.1.per_second() + last_ping.1.per_second()) / 2.0;
+    table.rows.insert(0, first_ping);
+    table.rows.push(last_ping);
+
+    let empty_http = match server.http {
+        Some(http) => Some(measure_http(args, http, &data, &run_id, &mut table).await?),
+        None => None,
+    };
+    table.print(empty_grpc, empty_http);
+
+    if let Some((process, data_dir, _)) = &server.process {
+        let rss = process.rss_bytes().unwrap_or(0);
+        let size = disk_usage(data_dir);
+        println!(
+            "server RSS: {:.0} MiB; data directory: {:.1} MiB, {:.0} bytes per prefilled alias",
+            rss as f64 / 1048576.0,
+            size as f64 / 1048576.0,
+            size as f64 / args.aliases as f64
+        );
+    }
     Ok(())
+}
+
+/// The HTTP rows: `GET /ping`, AWS DescribeKey by alias, AWS CreateAlias,
+/// each caller on a keep-alive HTTP/1.1 connection of its own. Returns the
+/// empty call's rate.
+async fn measure_http(
+    args: &BenchArgs,
+    http: SocketAddr,
+    data: &Arc<DataSet>,
+    run_id: &str,
+    table: &mut Table,
+) -> Result<f64, String> {
+    let (c, secs) = (args.concurrency, args.seconds);
+    let mut senders = Vec::with_capacity(c);
+    for _ in 0..c {
+        senders.push(http1_connection(http).await?);
+    }
+    let senders: Arc<Vec<tokio::sync::Mutex<HttpSender>>> =
+        Arc::new(senders.into_iter().map(tokio::sync::Mutex::new).collect());
+
+    // `make(caller, i)`: the caller's i-th request, None when it has no more.
+    type Make = Arc<dyn Fn(usize, usize) -> Option<HttpCall> + Send + Sync>;
+    let run_http = |name: &'static str, make: Make| {
+        let senders = senders.clone();
+        async move {
+            let run = drive(c, secs, |w, deadline| {
+                let (senders, make) = (senders.clone(), make.clone());
+                async move {
+                    let mut sender = senders[w].lock().await;
+                    let mut latencies = Vec::new();
+                    let mut i = 0;
+                    while Instant::now() < deadline {
+                        let Some(call) = make(w, i) else { break };
+                        let t = Instant::now();
+                        let status = send(&mut sender, &call).await?;
+                        if status != call.expect {
+                            return Err(format!("{name}: HTTP {status}, expected {}", call.expect));
+                        }
+                        latencies.push(t.elapsed());
+                        i += 1;
+                    }
+                    Ok(latencies)
+                }
+            })
+            .await?;
+            Ok::<_, String>((name.to_owned(), run))
+        }
+    };
+    let empty = run_http(
+        "HTTP GET /ping (empty call)",
+        Arc::new(|_, _| Some(HttpCall::get("/ping", 204))),
+    )
+    .await?;
+    let empty_rate = empty.1.per_second();
+    table.rows.push(empty);
+    let names = data.clone();
+    table.rows.push(
+        run_http(
+            "AWS DescribeKey by alias name",
+            Arc::new(move |w, i| {
+                let name = &names.names[(w * 7919 + i * 104_729) % names.names.len()];
+                Some(HttpCall::aws(
+                    "DescribeKey",
+                    serde_json::json!({ "KeyId": name }),
+                ))
+            }),
+        )
+        .await?,
+    );
+    // CreateAlias over AWS: each caller names up to `per_caller` aliases on
+    // keys made first (40 aliases each), then stops.
+    let per_caller = ((secs * 1000.0) as usize).div_ceil(ALIASES_PER_KEY) * ALIASES_PER_KEY;
+    let keys_per_caller = per_caller / ALIASES_PER_KEY;
+    let made = Arc::new(Mutex::new(Vec::new()));
+    let make_keys = drive(c, 3600.0, |w, _| {
+        let (senders, made) = (senders.clone(), made.clone());
+        async move {
+            let mut sender = senders[w].lock().await;
+            for k in 0..keys_per_caller {
+                let call = HttpCall::aws("CreateKey", serde_json::json!({}));
+                let (status, body) = send_full(&mut sender, &call).await?;
+                let key: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                match key["KeyMetadata"]["KeyId"].as_str() {
+                    Some(id) if status == 200 => made
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((w, k, id.to_owned())),
+                    _ => return Err(format!("AWS CreateKey: HTTP {status}")),
+                }
+            }
+            Ok(Vec::new())
+        }
+    });
+    make_keys.await?;
+    let mut made = std::mem::take(&mut *made.lock().unwrap_or_else(|p| p.into_inner()));
+    made.sort();
+    let keys: Arc<Vec<String>> = Arc::new(made.into_iter().map(|(_, _, id)| id).collect());
+    let prefix = format!("alias/bench/{run_id}/aws/");
+    table.rows.push(
+        run_http(
+            "AWS CreateAlias (durable)",
+            Arc::new(move |w, i| {
+                (i < per_caller).then(|| {
+                    let key = &keys[w * keys_per_caller + i / ALIASES_PER_KEY];
+                    HttpCall::aws(
+                        "CreateAlias",
+                        serde_json::json!({ "AliasName": format!("{prefix}{w}/{i}"), "TargetKeyId": key }),
+                    )
+                })
+            }),
+        )
+        .await?,
+    );
+    Ok(empty_rate)
+}
+
+type HttpSender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// One HTTP request of a row, and the status it must get.
+struct HttpCall {
+    method: http::Method,
+    path: &'static str,
+    target: Option<String>,
+    body: Bytes,
+    expect: u16,
+}
+
+impl HttpCall {
+    fn get(path: &'static str, expect: u16) -> HttpCall {
+        HttpCall {
+            method: http::Method::GET,
+            path,
+            target: None,
+            body: Bytes::new(),
+            expect,
+        }
+    }
+
+    fn aws(operation: &str, body: serde_json::Value) -> HttpCall {
+        HttpCall {
+            method: http::Method::POST,
+            path: "/",
+            target: Some(format!("TrentService.{operation}")),
+            body: Bytes::from(body.to_string()),
+            expect: 200,
+        }
+    }
+}
+
+async fn http1_connection(addr: SocketAddr) -> Result<HttpSender, String> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .map_err(|e| format!("HTTP handshake with {addr}: {e}"))?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+async fn send(sender: &mut HttpSender, call: &HttpCall) -> Result<u16, String> {
+    send_full(sender, call).await.map(|(status, _)| status)
+}
+
+async fn send_full(sender: &mut HttpSender, call: &HttpCall) -> Result<(u16, Bytes), String> {
+    let mut request = http::Request::builder()
+        .method(call.method.clone())
+        .uri(call.path)
+        .header(http::header::HOST, "localhost");
+    if let Some(target) = &call.target {
+        request = request
+            .header("x-amz-target", target)
+            .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1");
+    }
+    let request = request
+        .body(Full::new(call.body.clone()))
+        .map_err(|e| e.to_string())?;
+    sender
+        .ready()
+        .await
+        .map_err(|e| format!("HTTP connection: {e}"))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("HTTP request: {e}"))?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("HTTP body: {e}"))?
+        .to_bytes();
+    Ok((status, body))
 }

@@ -22,10 +22,11 @@ use crate::domain::{Clock, Error};
 use crate::grpc::auth_layer::AuthLayer;
 use crate::grpc::codec::MAX_MESSAGE_BYTES;
 use crate::grpc::layers::RequestContextLayer;
-use crate::grpc::{AliasApi, AuditApi, KeyApi};
+use crate::grpc::{AliasApi, AuditApi, DiagnosticsApi, KeyApi};
 use crate::maintenance::Maintenance;
 use crate::pb::alias_service_server::AliasServiceServer;
 use crate::pb::audit_service_server::AuditServiceServer;
+use crate::pb::diagnostics_service_server::DiagnosticsServiceServer;
 use crate::pb::key_service_server::KeyServiceServer;
 use crate::store::Store;
 
@@ -497,6 +498,7 @@ async fn serve(
                 .accept_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
+        .add_service(DiagnosticsServiceServer::new(DiagnosticsApi))
         .add_service(
             AuditServiceServer::new(AuditApi::new(app))
                 .accept_compressed(CompressionEncoding::Gzip)

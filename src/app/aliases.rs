@@ -197,14 +197,12 @@ impl App {
         let account = ctx.scope.account.clone();
         let (revision, aliases, more) = self
             .store
-            .blocking(move |store| {
-                store.consistent(|store| {
-                    // Read before the scan: a watch from here misses nothing.
-                    let revision = store.head_revision(&account)?;
-                    let (aliases, more) =
-                        store.list_aliases(&account, filter.as_ref(), after.as_deref(), limit)?;
-                    Ok((revision, aliases, more))
-                })
+            .read_now(move |store| {
+                // Read before the scan: a watch from here misses nothing.
+                let revision = store.head_revision(&account)?;
+                let (aliases, more) =
+                    store.list_aliases(&account, filter.as_ref(), after.as_deref(), limit)?;
+                Ok((revision, aliases, more))
             })
             .await?;
         let next_page_token = match aliases.last() {

@@ -123,9 +123,7 @@ impl App {
         let account = ctx.scope.account.clone();
         let (keys, more) = self
             .store
-            .blocking(move |store| {
-                store.consistent(|store| store.list_keys(&account, after.as_deref(), limit))
-            })
+            .read_now(move |store| store.list_keys(&account, after.as_deref(), limit))
             .await?;
         let next_page_token = match keys.last() {
             Some(last) if more => self.tokens.issue(&listing, last.key_id.as_str()),

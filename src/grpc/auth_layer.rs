@@ -24,6 +24,7 @@ const OPEN_PATHS: &[&str] = &[
     "/grpc.health.v1.Health/",
     "/grpc.reflection.v1.ServerReflection/",
     "/grpc.reflection.v1alpha.ServerReflection/",
+    "/aliasd.v1.DiagnosticsService/",
 ];
 
 /// The action a gRPC path invokes (`/aliasd.v1.KeyService/CreateKey` ->

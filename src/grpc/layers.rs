@@ -34,7 +34,9 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 /// their own: a busy API cannot starve probes, and nobody can hold memory
 /// through them without limit.
 fn is_open_service(path: &str) -> bool {
-    path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.")
+    path.starts_with("/grpc.health.v1.Health/")
+        || path.starts_with("/grpc.reflection.")
+        || path.starts_with("/aliasd.v1.DiagnosticsService/")
 }
 
 /// Calls to the open services in progress at once, at most.

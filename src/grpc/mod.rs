@@ -7,6 +7,7 @@ mod audit;
 pub mod auth_layer;
 pub mod codec;
 mod convert;
+mod diagnostics;
 pub mod health;
 mod keys;
 pub mod layers;
@@ -23,6 +24,7 @@ use crate::domain::{Code, Error, Reason};
 
 pub use aliases::AliasApi;
 pub use audit::AuditApi;
+pub use diagnostics::DiagnosticsApi;
 pub use keys::KeyApi;
 
 /// The ErrorInfo domain of every aliasd error.

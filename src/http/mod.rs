@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::routing::{any, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
@@ -90,6 +90,7 @@ pub fn json_response(
 fn router(door: Door) -> Router {
     Router::new()
         .route("/", post(aws_entry))
+        .route("/ping", get(ping))
         .route("/v1.0/{project_id}/kms/{*operation}", any(huawei_entry))
         .fallback(unknown_path)
         .with_state(door)
@@ -122,6 +123,23 @@ async fn huawei_entry(
         name,
         huawei::error_response,
         |app, request| async move { huawei::handle(&app, &project_id, &operation, request).await },
+    )
+    .await
+}
+
+/// `GET /ping`: answers 204 and does nothing else, through the same
+/// request handling as the dialects (the benchmark's baseline).
+async fn ping(State(door): State<Door>, request: Request<Body>) -> HttpResponse {
+    door.serve(
+        request,
+        "ping".to_owned(),
+        aws::error_response,
+        |_, _| async {
+            Response::builder()
+                .status(StatusCode::NO_CONTENT)
+                .body(Body::empty())
+                .unwrap_or_default()
+        },
     )
     .await
 }

@@ -619,6 +619,82 @@ pub async fn a_write_over_several_accounts_commits_all_or_nothing(f: Fixture) {
     f.assert_consistent(limits);
 }
 
+/// A read outside a transaction ([`Backend::try_read_view`]) never sees
+/// half of a transaction, however many writers run beside it; and once the
+/// writers stop, what it reads is the last commit.
+pub async fn a_read_view_never_sees_half_a_transaction(f: Fixture) {
+    use super::backend::Tree;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const PAIR: [&[u8]; 2] = [b"view-test/a", b"view-test/b"];
+    let stop = Arc::new(AtomicBool::new(false));
+    /// Stops the writers however the check ends (a failed assertion too).
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let stopper = StopOnDrop(stop.clone());
+    let writers: Vec<_> = (0..2u64)
+        .map(|writer| {
+            let (backend, stop) = (f.backend.clone(), stop.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut n = writer * 1_000_000;
+                while !stop.load(Ordering::SeqCst) {
+                    n += 1;
+                    let value = n.to_be_bytes();
+                    backend
+                        .transact(&|tx| {
+                            for key in PAIR {
+                                tx.put(Tree::Meta, key, &value)?;
+                            }
+                            Ok(())
+                        })
+                        .expect("a write commits");
+                }
+                n
+            })
+        })
+        .collect();
+    let read_pair = |backend: &Arc<dyn Backend>| {
+        let seen = std::cell::RefCell::new(Vec::new());
+        let outcome = backend.try_read_view(&|tx| {
+            let values: Vec<Option<Vec<u8>>> = PAIR
+                .iter()
+                .map(|key| tx.get(Tree::Meta, key))
+                .collect::<Result<_, _>>()?;
+            *seen.borrow_mut() = values;
+            Ok(())
+        });
+        outcome.map(|result| result.map(|()| seen.into_inner()))
+    };
+    let started = std::time::Instant::now();
+    let mut views = 0;
+    while started.elapsed() < Duration::from_millis(300) {
+        if let Some(values) = read_pair(&f.backend) {
+            let values = values.expect("a read succeeds");
+            assert_eq!(values[0], values[1], "a torn read");
+            views += 1;
+        }
+        tokio::task::yield_now().await;
+    }
+    drop(stopper);
+    let mut last = Vec::new();
+    for writer in writers {
+        last.push(writer.await.unwrap());
+    }
+    if let Some(values) = read_pair(&f.backend) {
+        let values = values.expect("a read succeeds");
+        let value = u64::from_be_bytes(values[0].clone().unwrap().try_into().unwrap());
+        assert!(
+            last.contains(&value),
+            "{value} is not a last write of {last:?}"
+        );
+        assert_eq!(values[0], values[1]);
+    }
+    eprintln!("{views} reads outside transactions while writers ran");
+}
+
 /// Runs every check against one backend, one `#[test]` per check.
 macro_rules! suite {
     ($backend:ident) => {
@@ -638,6 +714,7 @@ macro_rules! suite {
                 pruning_the_change_log_keeps_the_newest_and_moves_the_floor,
                 pruning_request_records_forgets_only_expired_ones,
                 a_write_over_several_accounts_commits_all_or_nothing,
+                a_read_view_never_sees_half_a_transaction,
             );
         }
     };

@@ -397,6 +397,11 @@ impl Store {
         F: Fn(&AccountTxn) -> Result<T, Fail> + Send + 'static,
     {
         self.check_not_failed()?;
+        if let Some(value) = self.read_view(account, &op) {
+            let value = value?;
+            self.settle().await?;
+            return Ok(value);
+        }
         let store = self.clone();
         let account = account.to_owned();
         let value = tokio::task::spawn_blocking(move || {
@@ -446,6 +451,37 @@ impl Store {
         // in progress finish first; they are short).
         let _alone = gate.exclusive.write().unwrap_or_else(|p| p.into_inner());
         f(self)
+    }
+
+    /// Runs a read-only `op` on this thread over one consistent view, if the
+    /// backend can without a transaction (see [`Backend::try_read_view`]).
+    fn read_view<T>(
+        &self,
+        account: &str,
+        op: &dyn Fn(&AccountTxn) -> Result<T, Fail>,
+    ) -> Option<Result<T, Error>> {
+        let value = RefCell::new(None);
+        let outcome = self.backend.try_read_view(&|tx| {
+            let txn = AccountTxn::new(tx, account);
+            *value.borrow_mut() = Some(op(&txn)?);
+            Ok(())
+        })?;
+        Some(outcome.and_then(|()| {
+            value
+                .into_inner()
+                .ok_or_else(|| Error::internal("a read finished without running"))
+        }))
+    }
+
+    /// Runs a short read of several calls (a page of a listing: a bounded
+    /// scan of records that are mostly in memory) on this thread, over one
+    /// committed state ([`Store::consistent`]): a hand-off to a blocking
+    /// thread would cost more than the read.
+    pub async fn read_now<T>(&self, f: impl Fn(&Store) -> Result<T, Error>) -> Result<T, Error> {
+        self.check_not_failed()?;
+        let value = self.consistent(f)?;
+        self.settle().await?;
+        Ok(value)
     }
 
     /// Runs blocking reads (the `list_*` calls and the like) off the async
