@@ -104,7 +104,8 @@ pub trait Tx {
 }
 
 /// A [`Tx`] over plain reads, for read-only bodies run outside a
-/// transaction ([`Backend::try_read_view`]): writes are refused.
+/// transaction (the store's read gate decides when that is safe): writes
+/// are refused.
 pub struct ReadOnlyTx<'a>(pub &'a dyn Reads);
 
 impl Tx for ReadOnlyTx<'_> {
@@ -156,18 +157,6 @@ pub trait Backend: Reads + Send + Sync + 'static {
     /// storage fault, classified by the backend: STORE_FAILED when nothing
     /// was applied, WRITE_OUTCOME_UNKNOWN when the commit may have been).
     fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<(), Fail>) -> Result<(), Error>;
-
-    /// Runs a read-only `body` over one consistent view without a
-    /// transaction, if the backend can do that cheaply now; the body's
-    /// writes fail. `None`: it cannot (a write is in progress, say), and the
-    /// caller runs the body with [`Backend::transact`] on a blocking thread.
-    /// Called on the async threads: it must not wait for I/O for long.
-    fn try_read_view(
-        &self,
-        _body: &dyn Fn(&dyn Tx) -> Result<(), Fail>,
-    ) -> Option<Result<(), Error>> {
-        None
-    }
 
     /// Called once, when the store has written what opening writes (the
     /// page-token secret): makes that durable and starts whatever the

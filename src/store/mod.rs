@@ -31,7 +31,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use self::backend::{scan_all, Backend, Fail, Tree, Tx};
+use self::backend::{scan_all, Backend, Fail, ReadOnlyTx, Reads, Tree, Tx};
 use self::failure::{outcome_unknown, store_failed, FailureCause};
 use self::feed::Feed;
 use self::records::{AliasRecord, ChangeRecord, KeyRecord, Replayable, RequestRecord};
@@ -70,6 +70,25 @@ struct ReadGate {
     started: AtomicU64,
     finished: AtomicU64,
     exclusive: std::sync::RwLock<()>,
+}
+
+/// The backend's plain reads, as a [`Reads`] of their own.
+struct BackendReads<'a>(&'a dyn Backend);
+
+impl Reads for BackendReads<'_> {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        self.0.get(tree, key)
+    }
+
+    fn scan(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<backend::Entries, Error> {
+        self.0.scan(tree, start, end, limit)
+    }
 }
 
 /// Counts a transaction as finished when dropped (however it ends).
@@ -421,7 +440,10 @@ impl Store {
     }
 
     /// Every transaction of the store runs through here (see [`ReadGate`]).
-    fn gated_transact(&self, body: &dyn Fn(&dyn Tx) -> Result<(), Fail>) -> Result<(), Error> {
+    pub(crate) fn gated_transact(
+        &self,
+        body: &dyn Fn(&dyn Tx) -> Result<(), Fail>,
+    ) -> Result<(), Error> {
         let _shared = self
             .gate
             .exclusive
@@ -453,24 +475,36 @@ impl Store {
         f(self)
     }
 
-    /// Runs a read-only `op` on this thread over one consistent view, if the
-    /// backend can without a transaction (see [`Backend::try_read_view`]).
-    fn read_view<T>(
+    /// Runs a read-only `op` on this thread, outside a transaction, if no
+    /// transaction overlaps it (see [`ReadGate`]); tried twice. `None`: writes
+    /// kept overlapping, run it in a transaction instead.
+    pub(crate) fn read_view<T>(
         &self,
         account: &str,
         op: &dyn Fn(&AccountTxn) -> Result<T, Fail>,
     ) -> Option<Result<T, Error>> {
-        let value = RefCell::new(None);
-        let outcome = self.backend.try_read_view(&|tx| {
-            let txn = AccountTxn::new(tx, account);
-            *value.borrow_mut() = Some(op(&txn)?);
-            Ok(())
-        })?;
-        Some(outcome.and_then(|()| {
-            value
-                .into_inner()
-                .ok_or_else(|| Error::internal("a read finished without running"))
-        }))
+        let gate = &self.gate;
+        for _ in 0..2 {
+            let finished = gate.finished.load(Ordering::SeqCst);
+            let started = gate.started.load(Ordering::SeqCst);
+            if started != finished {
+                return None;
+            }
+            let reads = BackendReads(&*self.backend);
+            let outcome = op(&AccountTxn::new(&ReadOnlyTx(&reads), account));
+            if gate.started.load(Ordering::SeqCst) != started {
+                continue;
+            }
+            return match outcome {
+                Ok(value) => Some(Ok(value)),
+                Err(Fail::Abort(error)) => Some(Err(error)),
+                Err(Fail::Conflict) => None,
+                Err(Fail::Storage(message)) => {
+                    Some(Err(Error::internal(format!("storage error: {message}"))))
+                }
+            };
+        }
+        None
     }
 
     /// Runs a short read of several calls (a page of a listing: a bounded

@@ -48,6 +48,13 @@ pub fn counter(tx: &dyn Tx, key: &[u8]) -> Result<u64, Fail> {
 }
 
 impl<'a> AccountTxn<'a> {
+    /// The transaction under the account's view (conformance checks read
+    /// raw keys through it).
+    #[cfg(test)]
+    pub fn raw(&self) -> &dyn Tx {
+        self.tx
+    }
+
     pub fn new(tx: &'a dyn Tx, account: &'a str) -> AccountTxn<'a> {
         AccountTxn {
             tx,

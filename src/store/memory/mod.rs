@@ -100,14 +100,6 @@ impl Reads for MemoryBackend {
 }
 
 impl Backend for MemoryBackend {
-    /// A read holds the lock for its few lookups: no thread hand-off.
-    fn try_read_view(
-        &self,
-        body: &dyn Fn(&dyn Tx) -> Result<(), Fail>,
-    ) -> Option<Result<(), Error>> {
-        Some(self.transact(body))
-    }
-
     fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<(), Fail>) -> Result<(), Error> {
         let mut trees = self.lock();
         let tx = MemoryTx {

@@ -13,7 +13,6 @@ pub mod sync;
 use std::cell::{Cell, RefCell};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use ::sled::transaction::{
@@ -22,7 +21,7 @@ use ::sled::transaction::{
 
 use self::group_commit::GroupCommit;
 use self::sync::MakeSyncer;
-use super::backend::{Backend, Entries, Fail, FlushStats, Flushing, ReadOnlyTx, Reads, Tree, Tx};
+use super::backend::{Backend, Entries, Fail, FlushStats, Flushing, Reads, Tree, Tx};
 use super::failure::{outcome_unknown, store_failed, Failure};
 use crate::domain::Error;
 
@@ -134,27 +133,6 @@ pub struct SledBackend {
     make_syncer: Mutex<Option<MakeSyncer>>,
     committer: OnceLock<GroupCommit>,
     failure: Failure,
-    /// Transactions started and finished: a read that saw no transaction in
-    /// progress before and none started after its reads saw one state.
-    transactions: Transactions,
-}
-
-/// A seqlock over sled's transactions (see [`Backend::try_read_view`]):
-/// sled offers no snapshot for reads outside a transaction, but reads that
-/// no transaction overlapped saw one committed state.
-#[derive(Default)]
-struct Transactions {
-    started: AtomicU64,
-    finished: AtomicU64,
-}
-
-/// Counts a transaction as finished when dropped (however it ends).
-struct Finishing<'a>(&'a AtomicU64);
-
-impl Drop for Finishing<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
 }
 
 /// Why a flush was asked for before the flusher started.
@@ -177,7 +155,6 @@ impl SledBackend {
             make_syncer: Mutex::new(Some(make_syncer)),
             committer: OnceLock::new(),
             failure: Failure::new(),
-            transactions: Transactions::default(),
         })
     }
 
@@ -268,8 +245,6 @@ impl Backend for SledBackend {
         // Whether the body's last run succeeded: a storage error then came
         // from sled's commit, which may have applied part of it.
         let committing = Cell::new(false);
-        self.transactions.started.fetch_add(1, Ordering::SeqCst);
-        let _finishing = Finishing(&self.transactions.finished);
         let result = self.trees.0.as_slice().transaction(|views| {
             committing.set(false);
             let tx = SledTx {
@@ -297,34 +272,6 @@ impl Backend for SledBackend {
                 Err(self.transaction_failed(error, committing.get()))
             }
         }
-    }
-
-    /// Reads outside a transaction (no locks, no thread hand-off) when no
-    /// transaction was in progress before the body's reads and none started
-    /// during them; tried twice, then left to a transaction.
-    fn try_read_view(
-        &self,
-        body: &dyn Fn(&dyn Tx) -> Result<(), Fail>,
-    ) -> Option<Result<(), Error>> {
-        let transactions = &self.transactions;
-        for _ in 0..2 {
-            let finished = transactions.finished.load(Ordering::SeqCst);
-            let started = transactions.started.load(Ordering::SeqCst);
-            if started != finished {
-                return None;
-            }
-            let outcome = body(&ReadOnlyTx(&self.trees));
-            if transactions.started.load(Ordering::SeqCst) != started {
-                continue;
-            }
-            return match outcome {
-                Ok(()) => Some(Ok(())),
-                Err(Fail::Abort(error)) => Some(Err(error)),
-                Err(Fail::Conflict) => None,
-                Err(Fail::Storage(message)) => Some(Err(storage_error(message))),
-            };
-        }
-        None
     }
 
     /// Flushes what opening wrote, then builds the syncer, which syncs
