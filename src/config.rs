@@ -42,6 +42,13 @@ pub struct ServeConfig {
     #[arg(long, env = "ALIASD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
 
+    /// Memory for sled's page cache, in MiB (1..=65536): what bounds the
+    /// server's memory as the store grows. Records not cached are read from
+    /// disk.
+    #[arg(long, env = "ALIASD_CACHE_MB", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub cache_mb: u64,
+
     /// Keep everything in memory: nothing is written to disk, and
     /// everything is gone when the server stops (a throwaway server for test
     /// suites). Cannot be combined with --data-dir.

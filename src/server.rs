@@ -123,10 +123,10 @@ pub async fn start_with_syncer(
         .validate()
         .map_err(|e| ServeError::Config(e.message))?;
     let data_dir = config.data_dir.clone();
-    let ephemeral = config.ephemeral;
+    let (ephemeral, cache_bytes) = (config.ephemeral, config.cache_mb * 1024 * 1024);
     let store = tokio::task::spawn_blocking(move || match ephemeral {
         true => Store::open_in_memory(),
-        false => Store::open_with_syncer(&data_dir, make_syncer),
+        false => Store::open_with_syncer(&data_dir, make_syncer, cache_bytes),
     })
     .await
     .map_err(|e| ServeError::Other(format!("open task failed: {e}")))??;

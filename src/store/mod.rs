@@ -104,15 +104,17 @@ impl Store {
     /// Opens (or creates) the sled store in `dir`. Fails with
     /// [`OpenError::InUse`] when another process holds it.
     pub fn open(dir: &Path) -> Result<Arc<Store>, OpenError> {
-        Self::open_with_syncer(dir, sync::file_syncer())
+        Self::open_with_syncer(dir, sync::file_syncer(), sled::DEFAULT_CACHE_BYTES)
     }
 
-    /// [`Store::open`] with another syncer (tests delay or fail syncs).
+    /// [`Store::open`] with another syncer (tests delay or fail syncs) and
+    /// the bytes sled may cache in memory.
     pub fn open_with_syncer(
         dir: &Path,
         make_syncer: sync::MakeSyncer,
+        cache_bytes: u64,
     ) -> Result<Arc<Store>, OpenError> {
-        let backend = sled::SledBackend::open(dir, make_syncer)?;
+        let backend = sled::SledBackend::open_with_cache(dir, make_syncer, cache_bytes)?;
         Self::with_backend(Arc::new(backend)).map_err(|e| OpenError::Prepare(e.message))
     }
 

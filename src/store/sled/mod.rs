@@ -135,6 +135,9 @@ pub struct SledBackend {
     failure: Failure,
 }
 
+/// sled's page cache unless told otherwise (`--cache-mb`): 256 MiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Why a flush was asked for before the flusher started.
 const NOT_PREPARED: &str = "the store is not prepared yet (no flusher)";
 
@@ -143,8 +146,19 @@ impl SledBackend {
     /// [`OpenError::InUse`] when another process holds it. Its files are
     /// synced, and the flusher started, by [`Backend::prepared`].
     pub fn open(dir: &Path, make_syncer: MakeSyncer) -> Result<SledBackend, OpenError> {
+        Self::open_with_cache(dir, make_syncer, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`SledBackend::open`], with sled's page cache bounded at
+    /// `cache_bytes` (what bounds the server's memory as the store grows).
+    pub fn open_with_cache(
+        dir: &Path,
+        make_syncer: MakeSyncer,
+        cache_bytes: u64,
+    ) -> Result<SledBackend, OpenError> {
         let db = ::sled::Config::new()
             .path(dir)
+            .cache_capacity(cache_bytes)
             .open()
             .map_err(open_error(dir))?;
         let trees = Trees::open(&db).map_err(open_error(dir))?;
@@ -403,6 +417,7 @@ mod tests {
         let store = Store::open_with_syncer(
             dir.path(),
             Box::new(move |_| Ok(Box::new(syncer) as Box<dyn super::sync::Syncer>)),
+            DEFAULT_CACHE_BYTES,
         )
         .unwrap();
         (store, probe, dir)
