@@ -214,7 +214,6 @@ async fn serve(
                 "key_details": details,
                 "next_marker": page.next_page_token,
                 "truncated": if truncated { "true" } else { "false" },
-                "total": page.items.len(),
             }))
         }
         Operation::EnableKey | Operation::DisableKey => {

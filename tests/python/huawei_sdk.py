@@ -17,6 +17,7 @@ from huaweicloudsdkkms.v2 import (
     AssociateAliasRequest, AssociateAliasRequestBody, CreateAliasRequest,
     CreateAliasRequestBody, CreateKeyRequest, CreateKeyRequestBody,
     DeleteAliasRequest, DeleteAliasRequestBody, KmsClient, ListAliasesRequest,
+    ListKeysRequest, ListKeysRequestBody,
     ListKeyDetailRequest, OperateKeyRequestBody, ScheduleKeyDeletionRequestBody,
     DeleteKeyRequest, UpdateKeyAliasRequest, UpdateKeyAliasRequestBody,
 )
@@ -125,6 +126,18 @@ def main():
     refused(400, "KMS.0206", kms.update_key_alias, UpdateKeyAliasRequest(
         body=UpdateKeyAliasRequestBody(key_alias="another", key_id=key,
                                        sequence="919c82d4-8046-4722-9094-35c3c6524cff")))
+    # list_keys, two keys a page: every key of the account once, each with
+    # its first alias.
+    seen, marker = {}, None
+    while True:
+        page = kms.list_keys(ListKeysRequest(body=ListKeysRequestBody(limit="2", marker=marker)))
+        assert len(page.keys) <= 2, page
+        seen.update({d.key_id: d.key_alias for d in page.key_details})
+        if page.truncated != "true":
+            break
+        marker = page.next_marker
+    assert seen == {EXAMPLE_KEY: "test-renamed", DEFAULT_KEY: "kms/default",
+                    key: "sdk-key", other: "sdk-extra"}, seen
     return {"key": key, "other": other}
 
 
