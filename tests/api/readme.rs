@@ -2,8 +2,9 @@
 //! in order, as one bash script against the real server binary.
 //!
 //! What the test changes, and only that: `cargo run --release --` runs the
-//! binary under test, the ports 50051 and 50052 become free ephemeral ones,
-//! and `grpcurl` is `tests/python/grpcurl.py` (see that file for why). The
+//! binary under test, the ports 50051, 50052 and 4566 become free ephemeral ones,
+//! `grpcurl` is `tests/python/grpcurl.py` (see that file for why) and `aws` the
+//! venv's aws CLI. The
 //! script runs with `set -euo pipefail`, so every command must succeed, and
 //! the walk-through's own checks (`jq -e`, `expect REASON ...`, `kill; wait`
 //! for a clean exit) are assertions.
@@ -45,11 +46,12 @@ fn the_readme_walkthrough_runs_as_written() {
     let readme = std::fs::read_to_string(manifest.join("README.md")).unwrap();
     let blocks = walkthrough_blocks(&readme);
     assert!(blocks.len() >= 10, "the walk-through lost its blocks");
-    let (first, second) = (free_port(), free_port());
+    let (first, second, http) = (free_port(), free_port(), free_port());
     let script: String = blocks
         .concat()
         .replace("50051", &first.to_string())
-        .replace("50052", &second.to_string());
+        .replace("50052", &second.to_string())
+        .replace("4566", &http.to_string());
 
     let python = crate::python::python();
     let work = tempfile::tempdir().unwrap();
@@ -70,6 +72,15 @@ fn the_readme_walkthrough_runs_as_written() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
+
+    // `aws`: the aws CLI of the venv (the awscli package).
+    let aws = bin.join("aws");
+    std::fs::write(
+        &aws,
+        format!("#!/bin/sh\nexec '{}' -m awscli \"$@\"\n", python.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&aws, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 
     let prelude = r#"set -euo pipefail
 # `cargo run --release -- ARGS`: the binary under test. The walk-through runs
@@ -95,6 +106,14 @@ trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
         .env("ALIASD_BIN", env!("CARGO_BIN_EXE_aliasd"))
         .env("TMPDIR", work.path())
         .env("RUST_LOG", "warn")
+        // No user's AWS configuration can change what the aws CLI does.
+        .env("HOME", work.path())
+        .env("AWS_CONFIG_FILE", work.path().join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            work.path().join("no-aws-credentials"),
+        )
+        .env("AWS_PAGER", "")
         .env(
             "PATH",
             format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
