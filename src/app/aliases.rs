@@ -105,6 +105,32 @@ impl App {
         .await
     }
 
+    /// Huawei's DELETE aliases: aliases of one key, deleted in one
+    /// transaction (all or none).
+    pub async fn delete_aliases_of_key(
+        &self,
+        call: &Call,
+        key_id: &str,
+        alias_names: &[String],
+    ) -> Result<(), Error> {
+        let ctx = self.ctx(call);
+        let mut audit = self.audit_entry(call, &ctx, actions::DELETE_ALIAS);
+        let key = parse_key_id(&ctx.scope, "key_id", key_id)?;
+        let names = alias_names
+            .iter()
+            .map(|name| AliasName::parse("aliases", name))
+            .collect::<Result<Vec<_>, _>>()?;
+        for name in &names {
+            name.ensure_not_reserved(&ctx.scope)?;
+        }
+        audit.resources = names.iter().map(|n| n.to_string()).collect();
+        let op_ctx = ctx.clone();
+        self.write(&ctx, audit, None, move |txn| {
+            ops::delete_aliases_of_key(txn, &op_ctx, &key, &names)
+        })
+        .await
+    }
+
     pub async fn rename_alias(
         &self,
         call: &Call,

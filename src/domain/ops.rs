@@ -419,6 +419,36 @@ pub fn delete_alias<T: Txn>(
     record(txn, ctx, revision, ChangeKind::Deleted, &alias, None, None)
 }
 
+/// Huawei's DELETE aliases: several aliases of one key, all or none. Each
+/// must exist and target `key` (else ALIAS_NOT_FOUND, naming it).
+pub fn delete_aliases_of_key<T: Txn>(
+    txn: &T,
+    ctx: &Ctx,
+    key: &KeyId,
+    names: &[AliasName],
+) -> Result<(), T::Fail> {
+    for name in names {
+        name.ensure_not_reserved(&ctx.scope)?;
+        match txn.alias(name)? {
+            Some(alias) if &alias.target == key => {}
+            Some(_) => {
+                return Err(Error::new(
+                    Reason::ALIAS_NOT_FOUND,
+                    format!(
+                        "Alias {} is not an alias of key {}.",
+                        ctx.scope.alias_arn(name),
+                        ctx.scope.key_arn(key)
+                    ),
+                )
+                .into())
+            }
+            None => return Err(alias_not_found(ctx, name).into()),
+        }
+        delete_alias(txn, ctx, name, None)?;
+    }
+    Ok(())
+}
+
 /// RenameAlias: moves the name in one transaction, keeping the target.
 pub fn rename_alias<T: Txn>(
     txn: &T,

@@ -286,25 +286,13 @@ async fn serve(
             ok(alias_entity(&scope, &alias))
         }
         Operation::DeleteAliases => {
-            let key_id = input.required("key_id")?;
-            let names = input.strings("aliases")?;
-            // Each must name an alias of this key: checked for all before
-            // any is deleted.
-            let mut full_names = Vec::with_capacity(names.len());
-            for name in names {
-                let name = full_alias_name(name);
-                let alias = app.get_alias(&call, &name).await?;
-                if alias.target.as_str() != key_id {
-                    return Err(Error::new(
-                        Reason::ALIAS_NOT_FOUND,
-                        format!("Alias {name} is not an alias of key {key_id}."),
-                    ));
-                }
-                full_names.push(name);
-            }
-            for name in full_names {
-                app.delete_alias(&call, &name, "", "").await?;
-            }
+            let names: Vec<String> = input
+                .strings("aliases")?
+                .into_iter()
+                .map(full_alias_name)
+                .collect();
+            app.delete_aliases_of_key(&call, input.required("key_id")?, &names)
+                .await?;
             ok(json!({}))
         }
         Operation::ListAliases => {

@@ -390,3 +390,38 @@ async fn tokens_projects_and_missing_credentials() {
         .keys;
     assert_eq!(keys.len(), 1);
 }
+
+/// DELETE aliases deletes all the named aliases of the key, or none.
+#[tokio::test]
+async fn delete_aliases_is_all_or_nothing() {
+    let server = TestServer::start_http(|_| {}).await;
+    let key = server.create_key().await.key_id;
+    let other = server.create_key().await.key_id;
+    for name in ["alias/d1", "alias/d2"] {
+        server.create_alias(name, &key).await.unwrap();
+    }
+    server
+        .create_alias("alias/elsewhere", &other)
+        .await
+        .unwrap();
+    let path = format!("/v1.0/{PROJECT}/kms/aliases");
+    let delete = |aliases: serde_json::Value| {
+        let body = serde_json::json!({ "key_id": key, "aliases": aliases }).to_string();
+        let server = &server;
+        let path = path.clone();
+        async move { http_call(server, "DELETE", &path, &[], body.as_bytes()).await }
+    };
+    // One of them belongs to another key: nothing is deleted.
+    let reply = delete(serde_json::json!(["alias/d1", "alias/elsewhere"])).await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.json()["error"]["error_code"], "KMS.0207");
+    assert_eq!(server.alias_names(&key).await, vec!["alias/d1", "alias/d2"]);
+    let reply = delete(serde_json::json!(["alias/d1", "alias/missing"])).await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(server.alias_names(&key).await, vec!["alias/d1", "alias/d2"]);
+    // Both the key's: both go (names without the prefix get it).
+    let reply = delete(serde_json::json!(["d1", "alias/d2"])).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.json());
+    assert!(server.alias_names(&key).await.is_empty());
+    assert_eq!(server.alias_names(&other).await, vec!["alias/elsewhere"]);
+}
