@@ -70,6 +70,26 @@ impl App {
         .await
     }
 
+    /// DescribeKey with the key's alias names (in name order), from one
+    /// read.
+    pub async fn describe_key_with_aliases(
+        &self,
+        call: &Call,
+        key_ref: &str,
+    ) -> Result<(Key, Vec<AliasName>), Error> {
+        let ctx = self.ctx(call);
+        let mut audit = self.audit_entry(call, &ctx, actions::DESCRIBE_KEY);
+        let parsed = KeyRef::parse(&ctx.scope, "key_id", key_ref)?;
+        audit.resources = vec![key_ref.to_owned()];
+        let op_ctx = ctx.clone();
+        self.read(&ctx, audit, move |txn| {
+            let key = ops::describe_key(txn, &op_ctx, &parsed)?;
+            let aliases = ops::alias_names_of(txn, &op_ctx, &key.key_id)?;
+            Ok((key, aliases))
+        })
+        .await
+    }
+
     /// The names of a key's aliases, in name order.
     pub async fn key_alias_names(
         &self,

@@ -182,8 +182,9 @@ async fn serve(
             }}))
         }
         Operation::DescribeKey => {
-            let key = app.describe_key(&call, input.required("key_id")?).await?;
-            let aliases = app.key_alias_names(&call, key.key_id.as_str()).await?;
+            let (key, aliases) = app
+                .describe_key_with_aliases(&call, input.required("key_id")?)
+                .await?;
             ok(json!({ "key_info": key_details(&scope, &key, &aliases) }))
         }
         Operation::ListKeys => {

@@ -316,6 +316,29 @@ impl Replayable for Vec<crate::domain::AliasName> {
     }
 }
 
+/// A key and its alias names (a read's answer).
+impl Replayable for (Key, Vec<crate::domain::AliasName>) {
+    fn to_bytes(&self) -> Vec<u8> {
+        let key = self.0.to_bytes();
+        let mut bytes = (key.len() as u32).to_be_bytes().to_vec();
+        bytes.extend(key);
+        bytes.extend(self.1.to_bytes());
+        bytes
+    }
+    fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        let corrupt = || Error::internal("a key with aliases: truncated record");
+        let len = u32::from_be_bytes(
+            bytes
+                .get(..4)
+                .ok_or_else(corrupt)?
+                .try_into()
+                .map_err(|_| corrupt())?,
+        ) as usize;
+        let key = bytes.get(4..4 + len).ok_or_else(corrupt)?;
+        Ok((Key::from_bytes(key)?, Vec::from_bytes(&bytes[4 + len..])?))
+    }
+}
+
 impl Replayable for () {
     fn to_bytes(&self) -> Vec<u8> {
         Vec::new()
@@ -363,6 +386,21 @@ mod tests {
             pending_window_in_days: 7,
         };
         assert_eq!(Key::from_bytes(&key.to_bytes()).unwrap(), key);
+        let names = vec![
+            crate::domain::AliasName::parse("alias_name", "alias/a").unwrap(),
+            crate::domain::AliasName::parse("alias_name", "alias/b/c").unwrap(),
+        ];
+        let both = (key.clone(), names.clone());
+        assert_eq!(
+            <(Key, Vec<crate::domain::AliasName>)>::from_bytes(&both.to_bytes()).unwrap(),
+            both
+        );
+        let none = (key, Vec::new());
+        assert_eq!(
+            <(Key, Vec<crate::domain::AliasName>)>::from_bytes(&none.to_bytes()).unwrap(),
+            none
+        );
+        assert!(<(Key, Vec<crate::domain::AliasName>)>::from_bytes(&[0, 0]).is_err());
     }
 
     #[test]
