@@ -89,8 +89,10 @@ pub fn json_response(
 /// The HTTP router of both dialects.
 fn router(door: Door) -> Router {
     Router::new()
-        .route("/", post(aws_entry))
-        .route("/ping", get(ping))
+        // Other methods on these paths get the dialect's answer, not an
+        // empty 405.
+        .route("/", post(aws_entry).fallback(unknown_path))
+        .route("/ping", get(ping).fallback(unknown_path))
         .route("/v1.0/{project_id}/kms/{*operation}", any(huawei_entry))
         .fallback(unknown_path)
         .with_state(door)

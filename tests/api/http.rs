@@ -29,6 +29,19 @@ async fn an_unknown_path_is_a_404_in_the_dialect_of_its_prefix() {
         .unwrap()
         .contains("/nothing/here"));
 
+    // A method a path does not take: the same answer, not a bare 405.
+    let reply = http_call(
+        &server,
+        "PUT",
+        "/",
+        &[("X-Amz-Target", "TrentService.CreateKey")],
+        b"{}",
+    )
+    .await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.json()["__type"], "UnknownOperationException");
+    assert!(reply.json()["message"].as_str().unwrap().contains("PUT /"));
+
     let reply = http_call(&server, "POST", "/v1.0/p1/nothing", &[], b"{}").await;
     assert_eq!(reply.status, 404);
     assert_eq!(reply.json()["error"]["error_code"], "KMS.0201");
