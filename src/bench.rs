@@ -605,7 +605,10 @@ impl Table {
             "operation", "calls/s", "of empty", "p50 ms", "p99 ms", "p99.9 ms"
         );
         for (name, run) in &self.rows {
-            let base = if name.starts_with("HTTP") || name.starts_with("AWS") {
+            let base = if ["HTTP", "AWS", "Huawei"]
+                .iter()
+                .any(|door| name.starts_with(door))
+            {
                 empty_http
             } else {
                 Some(empty_grpc)
@@ -1000,6 +1003,58 @@ async fn measure_http(
         )
         .await?,
     );
+
+    // Huawei: describe-key by key id, and update-key-alias, each caller
+    // renaming the one alias of a key of its own back and forth.
+    let set = data.clone();
+    table.rows.push(
+        run_http(
+            "Huawei describe-key",
+            Arc::new(move |w, i| {
+                let key = &set.keys[(w * 7919 + i * 104_729) % set.keys.len()];
+                Some(HttpCall::huawei(
+                    "describe-key",
+                    serde_json::json!({ "key_id": key }),
+                ))
+            }),
+        )
+        .await?,
+    );
+    let run = run_id.to_owned();
+    let alias_of = move |w: usize, i: usize| format!("bench/{run}/huawei/{w}/{}", i % 2);
+    let own = Arc::new(Mutex::new(vec![String::new(); c]));
+    let made = drive(c, 3600.0, |w, _| {
+        let (senders, own, alias) = (senders.clone(), own.clone(), alias_of(w, 0));
+        async move {
+            let mut sender = senders[w].lock().await;
+            let call = HttpCall::huawei("create-key", serde_json::json!({ "key_alias": alias }));
+            let (status, body) = send_full(&mut sender, &call).await?;
+            let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            match answer["key_info"]["key_id"].as_str() {
+                Some(id) if status == 200 => {
+                    own.lock().unwrap_or_else(|p| p.into_inner())[w] = id.to_owned();
+                    Ok(Vec::new())
+                }
+                _ => Err(format!("Huawei create-key: HTTP {status}")),
+            }
+        }
+    });
+    made.await?;
+    let own: Arc<Vec<String>> = Arc::new(std::mem::take(
+        &mut *own.lock().unwrap_or_else(|p| p.into_inner()),
+    ));
+    table.rows.push(
+        run_http(
+            "Huawei update-key-alias (durable)",
+            Arc::new(move |w, i| {
+                Some(HttpCall::huawei(
+                    "update-key-alias",
+                    serde_json::json!({ "key_id": own[w], "key_alias": alias_of(w, i + 1) }),
+                ))
+            }),
+        )
+        .await?,
+    );
     Ok(empty_rate)
 }
 
@@ -1008,18 +1063,24 @@ type HttpSender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 /// One HTTP request of a row, and the status it must get.
 struct HttpCall {
     method: http::Method,
-    path: &'static str,
+    path: String,
+    /// The `X-Amz-Target` of an AWS call.
     target: Option<String>,
+    content_type: &'static str,
     body: Bytes,
     expect: u16,
 }
 
+/// The project id of the bench's Huawei calls.
+const HUAWEI_PROJECT: &str = "bench";
+
 impl HttpCall {
-    fn get(path: &'static str, expect: u16) -> HttpCall {
+    fn get(path: &str, expect: u16) -> HttpCall {
         HttpCall {
             method: http::Method::GET,
-            path,
+            path: path.to_owned(),
             target: None,
+            content_type: "text/plain",
             body: Bytes::new(),
             expect,
         }
@@ -1028,8 +1089,20 @@ impl HttpCall {
     fn aws(operation: &str, body: serde_json::Value) -> HttpCall {
         HttpCall {
             method: http::Method::POST,
-            path: "/",
+            path: "/".to_owned(),
             target: Some(format!("TrentService.{operation}")),
+            content_type: "application/x-amz-json-1.1",
+            body: Bytes::from(body.to_string()),
+            expect: 200,
+        }
+    }
+
+    fn huawei(operation: &str, body: serde_json::Value) -> HttpCall {
+        HttpCall {
+            method: http::Method::POST,
+            path: format!("/v1.0/{HUAWEI_PROJECT}/kms/{operation}"),
+            target: None,
+            content_type: "application/json",
             body: Bytes::from(body.to_string()),
             expect: 200,
         }
@@ -1056,12 +1129,11 @@ async fn send(sender: &mut HttpSender, call: &HttpCall) -> Result<u16, String> {
 async fn send_full(sender: &mut HttpSender, call: &HttpCall) -> Result<(u16, Bytes), String> {
     let mut request = http::Request::builder()
         .method(call.method.clone())
-        .uri(call.path)
-        .header(http::header::HOST, "localhost");
+        .uri(call.path.as_str())
+        .header(http::header::HOST, "localhost")
+        .header(http::header::CONTENT_TYPE, call.content_type);
     if let Some(target) = &call.target {
-        request = request
-            .header("x-amz-target", target)
-            .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1");
+        request = request.header("x-amz-target", target);
     }
     let request = request
         .body(Full::new(call.body.clone()))

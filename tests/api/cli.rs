@@ -168,6 +168,8 @@ fn bench_measures_every_operation_and_removes_its_temporary_directory() {
         "HTTP GET /ping (empty call)",
         "AWS DescribeKey by alias name",
         "AWS CreateAlias (durable)",
+        "Huawei describe-key",
+        "Huawei update-key-alias (durable)",
     ] {
         let line = stdout
             .lines()
