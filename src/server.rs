@@ -150,12 +150,17 @@ pub async fn start_with_syncer(
     // Before listening: every connection costs a file descriptor.
     let limits = connection_limits(&config, crate::net::raise_file_limit());
     // SIGHUP's default action kills the process: take it over before anyone
-    // can know the server is up (tokio keeps the handler for the process's
-    // life; the reload task listens to it once serving).
+    // can know the server is up, and keep the stream, so that a SIGHUP sent
+    // right after "listening on" reaches the reload task (a stream made
+    // later would miss it).
     #[cfg(unix)]
-    if let Err(error) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        tracing::error!(%error, "cannot take over SIGHUP");
-    }
+    let hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(hangups) => Some(hangups),
+        Err(error) => {
+            tracing::error!(%error, "cannot take over SIGHUP; the auth file will not be reloaded");
+            None
+        }
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -219,6 +224,8 @@ pub async fn start_with_syncer(
         Listeners {
             grpc: incoming,
             http: http_incoming,
+            #[cfg(unix)]
+            hangups,
         },
         signal,
     ));
@@ -235,6 +242,9 @@ pub async fn start_with_syncer(
 struct Listeners {
     grpc: crate::net::Incoming,
     http: Option<crate::net::Incoming>,
+    /// SIGHUPs since before listening (see `start_with_syncer`).
+    #[cfg(unix)]
+    hangups: Option<tokio::signal::unix::Signal>,
 }
 
 /// Who may call, over what transport: loaded before the server binds, so
@@ -299,38 +309,28 @@ impl Access {
 
 /// Re-reads the auth file on SIGHUP until shutdown; a bad file keeps the
 /// one in force.
+#[cfg(unix)]
 async fn reload_on_sighup(
     authenticator: Option<Arc<Authenticator>>,
+    hangups: Option<tokio::signal::unix::Signal>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hangups = match signal(SignalKind::hangup()) {
-            Ok(hangups) => hangups,
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGHUP; the auth file will not be reloaded");
-                return;
-            }
-        };
-        loop {
-            tokio::select! {
-                _ = hangups.recv() => match authenticator.as_ref().map(|auth| auth.reload()) {
-                    // SIGHUP's default action would kill the server.
-                    None => tracing::info!("SIGHUP: no --auth-file, so nothing to reload"),
-                    Some(Ok(())) => tracing::info!("SIGHUP: auth file reloaded"),
-                    Some(Err(error)) => tracing::error!(
-                        error = %error.message,
-                        "SIGHUP: the auth file is not valid; keeping the one in force"
-                    ),
-                },
-                _ = shutdown.changed() => return,
-            }
+    let Some(mut hangups) = hangups else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hangups.recv() => match authenticator.as_ref().map(|auth| auth.reload()) {
+                // SIGHUP's default action would kill the server.
+                None => tracing::info!("SIGHUP: no --auth-file, so nothing to reload"),
+                Some(Ok(())) => tracing::info!("SIGHUP: auth file reloaded"),
+                Some(Err(error)) => tracing::error!(
+                    error = %error.message,
+                    "SIGHUP: the auth file is not valid; keeping the one in force"
+                ),
+            },
+            _ = shutdown.changed() => return,
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (authenticator, shutdown.changed().await);
     }
 }
 
@@ -371,8 +371,10 @@ async fn serve(
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (shutting_down, shutdown_seen) = watch::channel(false);
+    #[cfg(unix)]
     tokio::spawn(reload_on_sighup(
         access.authenticator.clone(),
+        listeners.hangups,
         shutdown_seen.clone(),
     ));
     let app = Arc::new(App {
