@@ -396,36 +396,43 @@ fn lower_camel(name: &str) -> String {
 }
 
 fn key_spec(name: &str) -> Result<KeySpec, Error> {
-    KeySpec::from_name(name).ok_or_else(|| {
-        Error::invalid(
-            Reason::INVALID_KEY_SPEC,
-            "KeySpec",
-            format!(
-                "1 validation error detected: Value '{name}' at 'keySpec' failed to satisfy \
-                 constraint: Member must satisfy enum value set: [{}]",
-                KeySpec::ALL
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )
-    })
+    enum_value(
+        name,
+        "KeySpec",
+        Reason::INVALID_KEY_SPEC,
+        KeySpec::from_name,
+        || KeySpec::ALL.iter().map(|s| s.as_str()).collect(),
+    )
 }
 
 fn key_usage(name: &str) -> Result<KeyUsage, Error> {
-    KeyUsage::from_name(name).ok_or_else(|| {
+    enum_value(
+        name,
+        "KeyUsage",
+        Reason::INVALID_KEY_USAGE,
+        KeyUsage::from_name,
+        || KeyUsage::ALL.iter().map(|s| s.as_str()).collect(),
+    )
+}
+
+/// An enum field by its AWS name, or AWS's ValidationException listing the
+/// names it takes.
+fn enum_value<T>(
+    name: &str,
+    field: &'static str,
+    reason: Reason,
+    parse: impl Fn(&str) -> Option<T>,
+    names: impl Fn() -> Vec<&'static str>,
+) -> Result<T, Error> {
+    parse(name).ok_or_else(|| {
         Error::invalid(
-            Reason::INVALID_KEY_USAGE,
-            "KeyUsage",
+            reason,
+            field,
             format!(
-                "1 validation error detected: Value '{name}' at 'keyUsage' failed to satisfy \
+                "1 validation error detected: Value '{name}' at '{}' failed to satisfy \
                  constraint: Member must satisfy enum value set: [{}]",
-                KeyUsage::ALL
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                lower_camel(field),
+                names().join(", ")
             ),
         )
     })

@@ -102,17 +102,7 @@ async fn boto3_runs_the_seed_example_the_lifecycle_paging_and_every_alias_error(
     let out: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
 
     // The seed example re-pointed the alias.
-    let example = server
-        .aliases
-        .clone()
-        .get_alias(pb::GetAliasRequest {
-            alias_name: "alias/ExampleAlias".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .alias
-        .unwrap();
+    let example = server.get_alias("alias/ExampleAlias").await.unwrap();
     assert_eq!(example.target_key_id, SEED_KEY);
     // The refused calls changed nothing; the accepted ones are there.
     let second = out["second"].as_str().unwrap();
@@ -154,9 +144,9 @@ async fn boto3_runs_the_seed_example_the_lifecycle_paging_and_every_alias_error(
 async fn signed_requests_run_as_their_principal_and_bad_signatures_are_refused() {
     let files = tempfile::tempdir().unwrap();
     let auth = files.path().join("auth.toml");
-    std::fs::write(
+    write_secret_file(
         &auth,
-        format!(
+        &format!(
             r#"
 [[principals]]
 name = "signer"
@@ -169,10 +159,7 @@ resources = "*"
 "#,
             token_sha256("signer-token")
         ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&auth, std::fs::Permissions::from_mode(0o600)).unwrap();
+    );
     let log = files.path().join("audit.jsonl");
     let (auth_path, log_path) = (auth.clone(), log.clone());
     let server = TestServer::start_http(move |config| {
@@ -241,9 +228,9 @@ resources = "*"
 async fn unsigned_malformed_and_stale_requests_get_awss_exceptions() {
     let files = tempfile::tempdir().unwrap();
     let auth = files.path().join("auth.toml");
-    std::fs::write(
+    write_secret_file(
         &auth,
-        format!(
+        &format!(
             r#"
 [[principals]]
 name = "signer"
@@ -251,10 +238,7 @@ account = "{SIGNER_ACCOUNT}"
 access_keys = [{{ id = "{ACCESS_KEY}", secret = "{SECRET}" }}]
 "#
         ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&auth, std::fs::Permissions::from_mode(0o600)).unwrap();
+    );
     let server = TestServer::start_http(move |config| config.auth_file = Some(auth)).await;
     let target = ("X-Amz-Target", "TrentService.ListAliases");
     let json = ("Content-Type", "application/x-amz-json-1.1");
@@ -398,17 +382,7 @@ async fn raw_requests_as_the_api_reference_prints_them() {
     let files = tempfile::tempdir().unwrap();
     let seed = seed_file(files.path());
     let server = TestServer::start_http(move |config| config.seed = Some(seed)).await;
-    let before = server
-        .aliases
-        .clone()
-        .get_alias(pb::GetAliasRequest {
-            alias_name: "alias/ExampleAlias".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .alias
-        .unwrap();
+    let before = server.get_alias("alias/ExampleAlias").await.unwrap();
     let body = format!(r#"{{"AliasName": "alias/ExampleAlias", "TargetKeyId": "{SEED_KEY}"}}"#);
     let reply = http_call(
         &server,
@@ -429,17 +403,7 @@ async fn raw_requests_as_the_api_reference_prints_them() {
     );
     assert!(reply.body.is_empty());
     assert!(!reply.headers["x-amzn-requestid"].is_empty());
-    let after = server
-        .aliases
-        .clone()
-        .get_alias(pb::GetAliasRequest {
-            alias_name: "alias/ExampleAlias".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .alias
-        .unwrap();
+    let after = server.get_alias("alias/ExampleAlias").await.unwrap();
     assert_eq!(after.target_key_id, SEED_KEY);
     assert_ne!(after.etag, before.etag);
 

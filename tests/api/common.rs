@@ -448,3 +448,11 @@ pub async fn http_call(
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     http_exchange(stream, method, path, headers, body).await
 }
+
+/// Writes a file that holds secrets (an auth file with access keys), readable
+/// by its owner only, as the server requires.
+pub fn write_secret_file(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}

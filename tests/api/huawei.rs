@@ -46,9 +46,9 @@ account = "{account}"
 
 fn auth_file(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("auth.toml");
-    std::fs::write(
+    write_secret_file(
         &path,
-        format!(
+        &format!(
             r#"
 [[principals]]
 name = "huawei-app"
@@ -62,10 +62,7 @@ resources = "*"
 "#,
             token_sha256("huawei-token")
         ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    );
     path
 }
 
