@@ -72,6 +72,21 @@ struct ReadGate {
     exclusive: std::sync::RwLock<()>,
 }
 
+impl ReadGate {
+    /// Runs `read` if no transaction is in progress, and answers what it
+    /// read if none started meanwhile (it then saw one committed state);
+    /// `None` otherwise.
+    fn quiet<T>(&self, read: impl FnOnce() -> T) -> Option<T> {
+        let finished = self.finished.load(Ordering::SeqCst);
+        let started = self.started.load(Ordering::SeqCst);
+        if started != finished {
+            return None;
+        }
+        let value = read();
+        (self.started.load(Ordering::SeqCst) == started).then_some(value)
+    }
+}
+
 /// The backend's plain reads, as a [`Reads`] of their own.
 struct BackendReads<'a>(&'a dyn Backend);
 
@@ -461,13 +476,8 @@ impl Store {
     pub fn consistent<T>(&self, f: impl Fn(&Store) -> Result<T, Error>) -> Result<T, Error> {
         let gate = &self.gate;
         for _ in 0..8 {
-            let finished = gate.finished.load(Ordering::SeqCst);
-            let started = gate.started.load(Ordering::SeqCst);
-            if started == finished {
-                let read = f(self)?;
-                if gate.started.load(Ordering::SeqCst) == started {
-                    return Ok(read);
-                }
+            if let Some(read) = gate.quiet(|| f(self)) {
+                return read;
             }
             std::thread::yield_now();
         }
@@ -485,18 +495,14 @@ impl Store {
         account: &str,
         op: &dyn Fn(&AccountTxn) -> Result<T, Fail>,
     ) -> Option<Result<T, Error>> {
-        let gate = &self.gate;
+        let reads = BackendReads(&*self.backend);
         for _ in 0..2 {
-            let finished = gate.finished.load(Ordering::SeqCst);
-            let started = gate.started.load(Ordering::SeqCst);
-            if started != finished {
-                return None;
-            }
-            let reads = BackendReads(&*self.backend);
-            let outcome = op(&AccountTxn::new(&ReadOnlyTx(&reads), account));
-            if gate.started.load(Ordering::SeqCst) != started {
+            let Some(outcome) = self
+                .gate
+                .quiet(|| op(&AccountTxn::new(&ReadOnlyTx(&reads), account)))
+            else {
                 continue;
-            }
+            };
             return match outcome {
                 Ok(value) => Some(Ok(value)),
                 Err(Fail::Abort(error)) => Some(Err(error)),
