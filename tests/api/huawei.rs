@@ -422,3 +422,25 @@ async fn delete_aliases_is_all_or_nothing() {
     assert!(server.alias_names(&key).await.is_empty());
     assert_eq!(server.alias_names(&other).await, vec!["alias/elsewhere"]);
 }
+
+/// create-key with a `key_alias` creates both in one transaction: a name in
+/// use refuses the call and leaves no key behind.
+#[tokio::test]
+async fn create_key_with_a_taken_alias_creates_no_key() {
+    let server = TestServer::start_http(|_| {}).await;
+    let key = server.create_key().await.key_id;
+    server.create_alias("alias/taken", &key).await.unwrap();
+    let path = format!("/v1.0/{PROJECT}/kms/create-key");
+    let reply = http_call(&server, "POST", &path, &[], br#"{"key_alias": "taken"}"#).await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.json()["error"]["error_code"], "KMS.1104");
+    let keys = server
+        .keys
+        .clone()
+        .list_keys(pb::ListKeysRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .keys;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+}
