@@ -81,6 +81,19 @@ pub struct BenchArgs {
     /// Extra flags for the server the bench starts, e.g. "--cache-mb 64".
     #[arg(long, allow_hyphen_values = true, conflicts_with = "endpoint")]
     pub server_flags: Option<String>,
+    /// Run only the rows whose name contains this text (any case), e.g.
+    /// "ListAliases" or "AWS"; the empty calls always run. For profiling.
+    #[arg(long)]
+    pub only: Option<String>,
+}
+
+impl BenchArgs {
+    /// Whether the row `name` runs.
+    fn wants(&self, name: &str) -> bool {
+        self.only
+            .as_deref()
+            .is_none_or(|only| name.to_lowercase().contains(&only.to_lowercase()))
+    }
 }
 
 /// One operation's measurements.
@@ -644,6 +657,11 @@ async fn measure(args: &BenchArgs, server: &Target) -> Result<(), String> {
         args.aliases, args.connections
     );
     let data = Arc::new(prefill(&channels, c, args.aliases, &run_id).await?);
+    // Every prefill write was acknowledged, so it is on disk.
+    let prefilled_size = server
+        .process
+        .as_ref()
+        .map(|(_, data_dir, _)| disk_usage(data_dir));
     let prefix = format!("alias/bench/{run_id}/");
     let deep_token = Arc::new(token_halfway(&channels[0], &data, &prefix).await?);
     let mut table = Table { rows: Vec::new() };
@@ -665,45 +683,52 @@ async fn measure(args: &BenchArgs, server: &Target) -> Result<(), String> {
     };
     let first_ping = ping("Ping (empty call), first").await?;
 
-    let run = drive(c, secs, |w, deadline| {
-        let client = AliasServiceClient::new(channel(w));
-        let (data, mut rng) = (data.clone(), XorShift::new(w));
-        until(deadline, move |_| {
-            let mut client = client.clone();
-            let alias_name = data.names[rng.below(data.names.len())].clone();
-            async move {
-                client
-                    .get_alias(pb::GetAliasRequest { alias_name })
-                    .await
-                    .map(|_| true)
-            }
+    if args.wants("GetAlias") {
+        let run = drive(c, secs, |w, deadline| {
+            let client = AliasServiceClient::new(channel(w));
+            let (data, mut rng) = (data.clone(), XorShift::new(w));
+            until(deadline, move |_| {
+                let mut client = client.clone();
+                let alias_name = data.names[rng.below(data.names.len())].clone();
+                async move {
+                    client
+                        .get_alias(pb::GetAliasRequest { alias_name })
+                        .await
+                        .map(|_| true)
+                }
+            })
         })
-    })
-    .await?;
-    table.rows.push(("GetAlias".into(), run));
+        .await?;
+        table.rows.push(("GetAlias".into(), run));
+    }
 
-    let run = drive(c, secs, |w, deadline| {
-        let client = KeyServiceClient::new(channel(w));
-        let (data, mut rng) = (data.clone(), XorShift::new(w));
-        until(deadline, move |_| {
-            let mut client = client.clone();
-            let key_id = data.names[rng.below(data.names.len())].clone();
-            async move {
-                client
-                    .describe_key(pb::DescribeKeyRequest { key_id })
-                    .await
-                    .map(|_| true)
-            }
+    if args.wants("DescribeKey by alias name") {
+        let run = drive(c, secs, |w, deadline| {
+            let client = KeyServiceClient::new(channel(w));
+            let (data, mut rng) = (data.clone(), XorShift::new(w));
+            until(deadline, move |_| {
+                let mut client = client.clone();
+                let key_id = data.names[rng.below(data.names.len())].clone();
+                async move {
+                    client
+                        .describe_key(pb::DescribeKeyRequest { key_id })
+                        .await
+                        .map(|_| true)
+                }
+            })
         })
-    })
-    .await?;
-    table.rows.push(("DescribeKey by alias name".into(), run));
+        .await?;
+        table.rows.push(("DescribeKey by alias name".into(), run));
+    }
 
     for (name, deep, by_key) in [
         ("ListAliases, first page of 50", false, false),
         ("ListAliases, a page halfway in", true, false),
         ("ListAliases of one key", false, true),
     ] {
+        if !args.wants(name) {
+            continue;
+        }
         let run = drive(c, secs, |w, deadline| {
             let client = AliasServiceClient::new(channel(w));
             let (data, token, mut rng) = (data.clone(), deep_token.clone(), XorShift::new(w));
@@ -731,142 +756,154 @@ async fn measure(args: &BenchArgs, server: &Target) -> Result<(), String> {
     // every 40 aliases (that CreateKey is not timed).
     let created: Arc<Vec<Mutex<Vec<String>>>> =
         Arc::new((0..c).map(|_| Mutex::new(Vec::new())).collect());
-    let run = drive(c, secs, |w, deadline| {
-        let channel = channel(w);
-        let (created, prefix) = (created.clone(), format!("alias/bench/{run_id}/create/{w}/"));
-        async move {
-            let mut keys = KeyServiceClient::new(channel.clone());
-            let mut aliases = AliasServiceClient::new(channel);
-            let mut latencies = Vec::new();
-            let mut key = String::new();
-            let mut i = 0;
-            while Instant::now() < deadline {
-                if i % ALIASES_PER_KEY == 0 {
-                    key = keys
-                        .create_key(pb::CreateKeyRequest::default())
+    if args.wants("CreateAlias (durable)") || args.wants("DeleteAlias (durable)") {
+        let run = drive(c, secs, |w, deadline| {
+            let channel = channel(w);
+            let (created, prefix) = (created.clone(), format!("alias/bench/{run_id}/create/{w}/"));
+            async move {
+                let mut keys = KeyServiceClient::new(channel.clone());
+                let mut aliases = AliasServiceClient::new(channel);
+                let mut latencies = Vec::new();
+                let mut key = String::new();
+                let mut i = 0;
+                while Instant::now() < deadline {
+                    if i % ALIASES_PER_KEY == 0 {
+                        key = keys
+                            .create_key(pb::CreateKeyRequest::default())
+                            .await
+                            .map_err(|e| format!("CreateKey: {e:?}"))?
+                            .into_inner()
+                            .key
+                            .ok_or("no key")?
+                            .key_id;
+                    }
+                    let name = format!("{prefix}{i}");
+                    let t = Instant::now();
+                    aliases
+                        .create_alias(pb::CreateAliasRequest {
+                            alias_name: name.clone(),
+                            target_key_id: key.clone(),
+                            request_id: String::new(),
+                        })
                         .await
-                        .map_err(|e| format!("CreateKey: {e:?}"))?
-                        .into_inner()
-                        .key
-                        .ok_or("no key")?
-                        .key_id;
+                        .map_err(|e| format!("CreateAlias: {e:?}"))?;
+                    latencies.push(t.elapsed());
+                    created[w]
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(name);
+                    i += 1;
                 }
-                let name = format!("{prefix}{i}");
-                let t = Instant::now();
+                Ok(latencies)
+            }
+        })
+        .await?;
+        if args.wants("CreateAlias (durable)") {
+            table.rows.push(("CreateAlias (durable)".into(), run));
+        }
+    }
+
+    // UpdateAlias and RenameAlias: each caller moves an alias of its own
+    // between two keys of its own, and renames it back and forth.
+    if args.wants("UpdateAlias (durable)") || args.wants("RenameAlias (durable)") {
+        let mut own = Vec::with_capacity(c);
+        {
+            let mut keys = KeyServiceClient::new(channel(0));
+            let mut aliases = AliasServiceClient::new(channel(0));
+            for w in 0..c {
+                let mut pair = Vec::new();
+                for _ in 0..2 {
+                    pair.push(
+                        keys.create_key(pb::CreateKeyRequest::default())
+                            .await
+                            .map_err(|e| format!("CreateKey: {e:?}"))?
+                            .into_inner()
+                            .key
+                            .ok_or("no key")?
+                            .key_id,
+                    );
+                }
+                let name = format!("alias/bench/{run_id}/own/{w}");
                 aliases
                     .create_alias(pb::CreateAliasRequest {
                         alias_name: name.clone(),
-                        target_key_id: key.clone(),
+                        target_key_id: pair[0].clone(),
                         request_id: String::new(),
                     })
                     .await
                     .map_err(|e| format!("CreateAlias: {e:?}"))?;
-                latencies.push(t.elapsed());
-                created[w]
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(name);
-                i += 1;
+                own.push((name, pair));
             }
-            Ok(latencies)
         }
-    })
-    .await?;
-    table.rows.push(("CreateAlias (durable)".into(), run));
-
-    // UpdateAlias and RenameAlias: each caller moves an alias of its own
-    // between two keys of its own, and renames it back and forth.
-    let mut own = Vec::with_capacity(c);
-    {
-        let mut keys = KeyServiceClient::new(channel(0));
-        let mut aliases = AliasServiceClient::new(channel(0));
-        for w in 0..c {
-            let mut pair = Vec::new();
-            for _ in 0..2 {
-                pair.push(
-                    keys.create_key(pb::CreateKeyRequest::default())
-                        .await
-                        .map_err(|e| format!("CreateKey: {e:?}"))?
-                        .into_inner()
-                        .key
-                        .ok_or("no key")?
-                        .key_id,
-                );
-            }
-            let name = format!("alias/bench/{run_id}/own/{w}");
-            aliases
-                .create_alias(pb::CreateAliasRequest {
+        let own = Arc::new(own);
+        let run = drive(c, secs, |w, deadline| {
+            let client = AliasServiceClient::new(channel(w));
+            let own = own.clone();
+            until(deadline, move |i| {
+                let mut client = client.clone();
+                let (name, pair) = &own[w];
+                let request = pb::UpdateAliasRequest {
                     alias_name: name.clone(),
-                    target_key_id: pair[0].clone(),
-                    request_id: String::new(),
-                })
-                .await
-                .map_err(|e| format!("CreateAlias: {e:?}"))?;
-            own.push((name, pair));
+                    target_key_id: pair[(i + 1) % 2].clone(),
+                    ..Default::default()
+                };
+                async move { client.update_alias(request).await.map(|_| true) }
+            })
+        })
+        .await?;
+        if args.wants("UpdateAlias (durable)") {
+            table.rows.push(("UpdateAlias (durable)".into(), run));
+        }
+        let run = drive(c, secs, |w, deadline| {
+            let client = AliasServiceClient::new(channel(w));
+            let own = own.clone();
+            until(deadline, move |i| {
+                let mut client = client.clone();
+                let name = &own[w].0;
+                let other = format!("{name}-renamed");
+                let (from, to) = match i % 2 {
+                    0 => (name.clone(), other),
+                    _ => (other, name.clone()),
+                };
+                let request = pb::RenameAliasRequest {
+                    alias_name: from,
+                    new_alias_name: to,
+                    ..Default::default()
+                };
+                async move { client.rename_alias(request).await.map(|_| true) }
+            })
+        })
+        .await?;
+        if args.wants("RenameAlias (durable)") {
+            table.rows.push(("RenameAlias (durable)".into(), run));
         }
     }
-    let own = Arc::new(own);
-    let run = drive(c, secs, |w, deadline| {
-        let client = AliasServiceClient::new(channel(w));
-        let own = own.clone();
-        until(deadline, move |i| {
-            let mut client = client.clone();
-            let (name, pair) = &own[w];
-            let request = pb::UpdateAliasRequest {
-                alias_name: name.clone(),
-                target_key_id: pair[(i + 1) % 2].clone(),
-                ..Default::default()
-            };
-            async move { client.update_alias(request).await.map(|_| true) }
-        })
-    })
-    .await?;
-    table.rows.push(("UpdateAlias (durable)".into(), run));
-    let run = drive(c, secs, |w, deadline| {
-        let client = AliasServiceClient::new(channel(w));
-        let own = own.clone();
-        until(deadline, move |i| {
-            let mut client = client.clone();
-            let name = &own[w].0;
-            let other = format!("{name}-renamed");
-            let (from, to) = match i % 2 {
-                0 => (name.clone(), other),
-                _ => (other, name.clone()),
-            };
-            let request = pb::RenameAliasRequest {
-                alias_name: from,
-                new_alias_name: to,
-                ..Default::default()
-            };
-            async move { client.rename_alias(request).await.map(|_| true) }
-        })
-    })
-    .await?;
-    table.rows.push(("RenameAlias (durable)".into(), run));
 
-    // DeleteAlias: the aliases the CreateAlias row made.
-    let run = drive(c, secs, |w, deadline| {
-        let client = AliasServiceClient::new(channel(w));
-        let names = std::mem::take(&mut *created[w].lock().unwrap_or_else(|p| p.into_inner()));
-        until(deadline, move |i| {
-            let mut client = client.clone();
-            let name = names.get(i).cloned();
-            async move {
-                match name {
-                    Some(alias_name) => client
-                        .delete_alias(pb::DeleteAliasRequest {
-                            alias_name,
-                            ..Default::default()
-                        })
-                        .await
-                        .map(|_| true),
-                    None => Ok(false),
+    if args.wants("DeleteAlias (durable)") {
+        // DeleteAlias: the aliases the CreateAlias row made.
+        let run = drive(c, secs, |w, deadline| {
+            let client = AliasServiceClient::new(channel(w));
+            let names = std::mem::take(&mut *created[w].lock().unwrap_or_else(|p| p.into_inner()));
+            until(deadline, move |i| {
+                let mut client = client.clone();
+                let name = names.get(i).cloned();
+                async move {
+                    match name {
+                        Some(alias_name) => client
+                            .delete_alias(pb::DeleteAliasRequest {
+                                alias_name,
+                                ..Default::default()
+                            })
+                            .await
+                            .map(|_| true),
+                        None => Ok(false),
+                    }
                 }
-            }
+            })
         })
-    })
-    .await?;
-    table.rows.push(("DeleteAlias (durable)".into(), run));
+        .await?;
+        table.rows.push(("DeleteAlias (durable)".into(), run));
+    }
 
     let last_ping = ping("Ping (empty call), last").await?;
     let empty_grpc = (first_ping.1.per_second() + last_ping.1.per_second()) / 2.0;
@@ -879,14 +916,16 @@ async fn measure(args: &BenchArgs, server: &Target) -> Result<(), String> {
     };
     table.print(empty_grpc, empty_http);
 
-    if let Some((process, data_dir, _)) = &server.process {
+    if let (Some((process, data_dir, _)), Some(prefilled)) = (&server.process, prefilled_size) {
         let rss = process.rss_bytes().unwrap_or(0);
-        let size = disk_usage(data_dir);
+        let mib = |bytes: u64| bytes as f64 / 1048576.0;
         println!(
-            "server RSS: {:.0} MiB; data directory: {:.1} MiB, {:.0} bytes per prefilled alias",
-            rss as f64 / 1048576.0,
-            size as f64 / 1048576.0,
-            size as f64 / args.aliases as f64
+            "server RSS: {:.0} MiB; data directory after the prefill: {:.1} MiB, {:.0} bytes \
+             per alias; after the run: {:.1} MiB",
+            mib(rss),
+            mib(prefilled),
+            prefilled as f64 / args.aliases as f64,
+            mib(disk_usage(data_dir))
         );
     }
     Ok(())
@@ -945,116 +984,125 @@ async fn measure_http(
     .await?;
     let empty_rate = empty.1.per_second();
     table.rows.push(empty);
-    let names = data.clone();
-    table.rows.push(
-        run_http(
-            "AWS DescribeKey by alias name",
-            Arc::new(move |w, i| {
-                let name = &names.names[(w * 7919 + i * 104_729) % names.names.len()];
-                Some(HttpCall::aws(
-                    "DescribeKey",
-                    serde_json::json!({ "KeyId": name }),
-                ))
-            }),
-        )
-        .await?,
-    );
+    if args.wants("AWS DescribeKey by alias name") {
+        let names = data.clone();
+        table.rows.push(
+            run_http(
+                "AWS DescribeKey by alias name",
+                Arc::new(move |w, i| {
+                    let name = &names.names[(w * 7919 + i * 104_729) % names.names.len()];
+                    Some(HttpCall::aws(
+                        "DescribeKey",
+                        serde_json::json!({ "KeyId": name }),
+                    ))
+                }),
+            )
+            .await?,
+        );
+    }
     // CreateAlias over AWS: each caller names up to `per_caller` aliases on
     // keys made first (40 aliases each), then stops.
-    let per_caller = ((secs * 1000.0) as usize).div_ceil(ALIASES_PER_KEY) * ALIASES_PER_KEY;
-    let keys_per_caller = per_caller / ALIASES_PER_KEY;
-    let made = Arc::new(Mutex::new(Vec::new()));
-    let make_keys = drive(c, 3600.0, |w, _| {
-        let (senders, made) = (senders.clone(), made.clone());
-        async move {
-            let mut sender = senders[w].lock().await;
-            for k in 0..keys_per_caller {
-                let call = HttpCall::aws("CreateKey", serde_json::json!({}));
-                let (status, body) = send_full(&mut sender, &call).await?;
-                let key: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                match key["KeyMetadata"]["KeyId"].as_str() {
-                    Some(id) if status == 200 => made
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push((w, k, id.to_owned())),
-                    _ => return Err(format!("AWS CreateKey: HTTP {status}")),
+    if args.wants("AWS CreateAlias (durable)") {
+        let per_caller = ((secs * 1000.0) as usize).div_ceil(ALIASES_PER_KEY) * ALIASES_PER_KEY;
+        let keys_per_caller = per_caller / ALIASES_PER_KEY;
+        let made = Arc::new(Mutex::new(Vec::new()));
+        let make_keys = drive(c, 3600.0, |w, _| {
+            let (senders, made) = (senders.clone(), made.clone());
+            async move {
+                let mut sender = senders[w].lock().await;
+                for k in 0..keys_per_caller {
+                    let call = HttpCall::aws("CreateKey", serde_json::json!({}));
+                    let (status, body) = send_full(&mut sender, &call).await?;
+                    let key: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                    match key["KeyMetadata"]["KeyId"].as_str() {
+                        Some(id) if status == 200 => made
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push((w, k, id.to_owned())),
+                        _ => return Err(format!("AWS CreateKey: HTTP {status}")),
+                    }
                 }
+                Ok(Vec::new())
             }
-            Ok(Vec::new())
-        }
-    });
-    make_keys.await?;
-    let mut made = std::mem::take(&mut *made.lock().unwrap_or_else(|p| p.into_inner()));
-    made.sort();
-    let keys: Arc<Vec<String>> = Arc::new(made.into_iter().map(|(_, _, id)| id).collect());
-    let prefix = format!("alias/bench/{run_id}/aws/");
-    table.rows.push(
-        run_http(
-            "AWS CreateAlias (durable)",
-            Arc::new(move |w, i| {
-                (i < per_caller).then(|| {
-                    let key = &keys[w * keys_per_caller + i / ALIASES_PER_KEY];
-                    HttpCall::aws(
-                        "CreateAlias",
-                        serde_json::json!({ "AliasName": format!("{prefix}{w}/{i}"), "TargetKeyId": key }),
-                    )
-                })
-            }),
-        )
-        .await?,
-    );
+        });
+        make_keys.await?;
+        let mut made = std::mem::take(&mut *made.lock().unwrap_or_else(|p| p.into_inner()));
+        made.sort();
+        let keys: Arc<Vec<String>> = Arc::new(made.into_iter().map(|(_, _, id)| id).collect());
+        let prefix = format!("alias/bench/{run_id}/aws/");
+        table.rows.push(
+            run_http(
+                "AWS CreateAlias (durable)",
+                Arc::new(move |w, i| {
+                    (i < per_caller).then(|| {
+                        let key = &keys[w * keys_per_caller + i / ALIASES_PER_KEY];
+                        HttpCall::aws(
+                            "CreateAlias",
+                            serde_json::json!({ "AliasName": format!("{prefix}{w}/{i}"), "TargetKeyId": key }),
+                        )
+                    })
+                }),
+            )
+            .await?,
+        );
+    }
 
     // Huawei: describe-key by key id, and update-key-alias, each caller
     // renaming the one alias of a key of its own back and forth.
-    let set = data.clone();
-    table.rows.push(
-        run_http(
-            "Huawei describe-key",
-            Arc::new(move |w, i| {
-                let key = &set.keys[(w * 7919 + i * 104_729) % set.keys.len()];
-                Some(HttpCall::huawei(
-                    "describe-key",
-                    serde_json::json!({ "key_id": key }),
-                ))
-            }),
-        )
-        .await?,
-    );
-    let run = run_id.to_owned();
-    let alias_of = move |w: usize, i: usize| format!("bench/{run}/huawei/{w}/{}", i % 2);
-    let own = Arc::new(Mutex::new(vec![String::new(); c]));
-    let made = drive(c, 3600.0, |w, _| {
-        let (senders, own, alias) = (senders.clone(), own.clone(), alias_of(w, 0));
-        async move {
-            let mut sender = senders[w].lock().await;
-            let call = HttpCall::huawei("create-key", serde_json::json!({ "key_alias": alias }));
-            let (status, body) = send_full(&mut sender, &call).await?;
-            let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            match answer["key_info"]["key_id"].as_str() {
-                Some(id) if status == 200 => {
-                    own.lock().unwrap_or_else(|p| p.into_inner())[w] = id.to_owned();
-                    Ok(Vec::new())
+    if args.wants("Huawei describe-key") {
+        let set = data.clone();
+        table.rows.push(
+            run_http(
+                "Huawei describe-key",
+                Arc::new(move |w, i| {
+                    let key = &set.keys[(w * 7919 + i * 104_729) % set.keys.len()];
+                    Some(HttpCall::huawei(
+                        "describe-key",
+                        serde_json::json!({ "key_id": key }),
+                    ))
+                }),
+            )
+            .await?,
+        );
+    }
+    if args.wants("Huawei update-key-alias (durable)") {
+        let run = run_id.to_owned();
+        let alias_of = move |w: usize, i: usize| format!("bench/{run}/huawei/{w}/{}", i % 2);
+        let own = Arc::new(Mutex::new(vec![String::new(); c]));
+        let made = drive(c, 3600.0, |w, _| {
+            let (senders, own, alias) = (senders.clone(), own.clone(), alias_of(w, 0));
+            async move {
+                let mut sender = senders[w].lock().await;
+                let call =
+                    HttpCall::huawei("create-key", serde_json::json!({ "key_alias": alias }));
+                let (status, body) = send_full(&mut sender, &call).await?;
+                let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                match answer["key_info"]["key_id"].as_str() {
+                    Some(id) if status == 200 => {
+                        own.lock().unwrap_or_else(|p| p.into_inner())[w] = id.to_owned();
+                        Ok(Vec::new())
+                    }
+                    _ => Err(format!("Huawei create-key: HTTP {status}")),
                 }
-                _ => Err(format!("Huawei create-key: HTTP {status}")),
             }
-        }
-    });
-    made.await?;
-    let own: Arc<Vec<String>> = Arc::new(std::mem::take(
-        &mut *own.lock().unwrap_or_else(|p| p.into_inner()),
-    ));
-    table.rows.push(
-        run_http(
-            "Huawei update-key-alias (durable)",
-            Arc::new(move |w, i| {
-                Some(HttpCall::huawei(
-                    "update-key-alias",
-                    serde_json::json!({ "key_id": own[w], "key_alias": alias_of(w, i + 1) }),
-                ))
-            }),
-        )
-        .await?,
-    );
+        });
+        made.await?;
+        let own: Arc<Vec<String>> = Arc::new(std::mem::take(
+            &mut *own.lock().unwrap_or_else(|p| p.into_inner()),
+        ));
+        table.rows.push(
+            run_http(
+                "Huawei update-key-alias (durable)",
+                Arc::new(move |w, i| {
+                    Some(HttpCall::huawei(
+                        "update-key-alias",
+                        serde_json::json!({ "key_id": own[w], "key_alias": alias_of(w, i + 1) }),
+                    ))
+                }),
+            )
+            .await?,
+        );
+    }
     Ok(empty_rate)
 }
 

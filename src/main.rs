@@ -25,7 +25,7 @@ struct Cli {
 enum Command {
     /// Run the gRPC server.
     Serve(Box<ServeConfig>),
-    /// Measure throughput and latency against an in-process server on loopback.
+    /// Measure throughput and latency of a server on loopback (one it starts, or --endpoint).
     Bench(aliasd::bench::BenchArgs),
     /// Verify the store's invariants (the server must not be running on it).
     /// Exit 0: all hold; 1: problems found; 2: no store to check.

@@ -182,12 +182,60 @@ fn bench_measures_every_operation_and_removes_its_temporary_directory() {
             .unwrap_or_else(|| panic!("no rate in {line:?}"));
         assert!(rate > 0.0, "{line}");
     }
-    assert!(stdout.contains("bytes per prefilled alias"), "{stdout}");
+    assert!(
+        stdout.contains("data directory after the prefill"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("bytes per alias"), "{stdout}");
     assert!(
         stdout.contains("start-up on this data directory"),
         "{stdout}"
     );
     assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
+}
+
+/// `--only` runs the rows it names (and the empty calls), no others.
+#[test]
+fn bench_only_runs_the_rows_asked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let output = bench(
+        tmp.path(),
+        &[
+            "--aliases",
+            "100",
+            "--seconds",
+            "0.1",
+            "--concurrency",
+            "2",
+            "--connections",
+            "1",
+            "--only",
+            "listaliases",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", stderr(&output));
+    let rows: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("operation"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("server RSS"))
+        .map(|l| l.split("  ").next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "Ping (empty call), first",
+            "ListAliases, first page of 50",
+            "ListAliases, a page halfway in",
+            "ListAliases of one key",
+            "Ping (empty call), last",
+            "HTTP GET /ping (empty call)",
+        ],
+        "{stdout}"
+    );
 }
 
 #[test]
