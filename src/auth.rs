@@ -283,6 +283,13 @@ impl AuthConfig {
         Ok(config)
     }
 
+    /// The principals' names, sorted.
+    pub fn principal_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.by_name.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
     /// The principal and secret of an access key.
     pub fn access_key(&self, id: &str) -> Option<&(Arc<Principal>, Secret)> {
         self.by_access_key.get(id)

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod bench;
+pub mod client;
 pub mod domain;
 pub mod store;
 

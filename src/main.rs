@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+
+use aliasd::client::{AliasCommand, AuditCommand, ClientArgs, ClientCommand, KeyCommand};
 
 use aliasd::config::{LogFormat, ServeConfig};
 use aliasd::domain::ops::Limits;
@@ -23,8 +25,38 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the gRPC server.
+    /// Run the server.
     Serve(Box<ServeConfig>),
+    /// Keys of a running server: create, describe, list, enable, disable,
+    /// schedule-deletion, cancel-deletion.
+    Key {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Aliases of a running server: create, get, update, rename, delete,
+    /// list, watch.
+    Alias {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: AliasCommand,
+    },
+    /// The audit log of a running server.
+    Audit {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Auth file tools: a new token, a check of a file.
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
+    /// Print a shell completion script: `source <(aliasd completions bash)`.
+    Completions { shell: clap_complete::Shell },
     /// Measure throughput and latency of a server on loopback (one it starts, or --endpoint).
     Bench(aliasd::bench::BenchArgs),
     /// Verify the store's invariants (the server must not be running on it).
@@ -40,6 +72,24 @@ enum Command {
         #[arg(long, env = "ALIASD_MAX_KEYS_PER_ACCOUNT", default_value_t = 100_000)]
         max_keys_per_account: u64,
     },
+}
+
+#[derive(Subcommand)]
+enum AuthCommand {
+    /// A new random bearer token, and the auth-file entry that admits it.
+    Token {
+        /// The principal's name in the auth file.
+        #[arg(long)]
+        name: String,
+        /// The principal's account.
+        #[arg(long, default_value = "000000000000")]
+        account: String,
+        /// Print only the token.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Check an auth file as the server would (exit 0: accepted; 1: refused).
+    Check { file: PathBuf },
 }
 
 fn init_logging(format: LogFormat) {
@@ -67,6 +117,30 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(config) => serve(*config),
         Command::Bench(args) => bench(args),
+        Command::Key { client, command } => {
+            aliasd::client::run(&client, ClientCommand::Key(command))
+        }
+        Command::Alias { client, command } => {
+            aliasd::client::run(&client, ClientCommand::Alias(command))
+        }
+        Command::Audit { client, command } => {
+            aliasd::client::run(&client, ClientCommand::Audit(command))
+        }
+        Command::Auth {
+            command:
+                AuthCommand::Token {
+                    name,
+                    account,
+                    quiet,
+                },
+        } => aliasd::client::auth_file::token(&name, &account, quiet),
+        Command::Auth {
+            command: AuthCommand::Check { file },
+        } => aliasd::client::auth_file::check(&file),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "aliasd", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Command::Check {
             data_dir,
             max_aliases_per_key,

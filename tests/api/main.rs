@@ -6,6 +6,7 @@ mod access;
 mod aliases;
 mod aws;
 mod cli;
+mod client;
 mod common;
 mod concurrency;
 mod crash;

@@ -135,4 +135,12 @@ trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
     );
     assert!(stdout.contains("ETAG_MISMATCH"), "{stdout}");
     assert!(stdout.contains("x-request-id: my-trace-1"), "{stdout}");
+    // The command-line client's tour.
+    assert!(
+        stdout.contains(
+            "2 ALIAS_EVENT_TYPE_RENAMED alias/billing\n3 ALIAS_EVENT_TYPE_DELETED alias/billing"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("exit 3"), "{stdout}");
 }

@@ -1,0 +1,543 @@
+//! One function per client command: build the request, make the call, print
+//! the answer.
+
+use std::time::Duration;
+
+use super::failure::Failure;
+use super::render::{self, json, print_fields, print_json, print_json_line, Table};
+use super::{AliasCommand, AuditCommand, Client, KeyCommand, Output, RequestId};
+use crate::pb;
+use crate::pb::alias_service_client::AliasServiceClient;
+use crate::pb::audit_service_client::AuditServiceClient;
+use crate::pb::key_service_client::KeyServiceClient;
+
+/// The most a page may hold (the server's cap).
+const PAGE: u64 = 100;
+
+impl Client {
+    fn keys(&self) -> KeyServiceClient<tonic::transport::Channel> {
+        KeyServiceClient::new(self.channel.clone())
+    }
+
+    fn aliases(&self) -> AliasServiceClient<tonic::transport::Channel> {
+        AliasServiceClient::new(self.channel.clone())
+    }
+
+    fn audit(&self) -> AuditServiceClient<tonic::transport::Channel> {
+        AuditServiceClient::new(self.channel.clone())
+    }
+
+    fn output(&self) -> Output {
+        self.args.output
+    }
+
+    fn quiet(&self) -> bool {
+        self.args.quiet
+    }
+}
+
+/// The call's idempotency key: the flag's, or a new one.
+fn request_id(retry: RequestId) -> String {
+    retry
+        .request_id
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// A failed write: its request_id goes into the hint when the outcome is
+/// unknown.
+fn write_failed(id: &str) -> impl Fn(tonic::Status) -> Failure + '_ {
+    move |status| Failure::from_status(&status, Some(id))
+}
+
+fn read_failed(status: tonic::Status) -> Failure {
+    Failure::from_status(&status, None)
+}
+
+fn print_key(client: &Client, key: Option<pb::Key>) {
+    let Some(key) = key else { return };
+    match (client.quiet(), client.output()) {
+        (true, _) => println!("{}", key.key_id),
+        (false, Output::Json) => print_json(&json(&key)),
+        (false, Output::Table) => print_fields(&render::key_fields(&key)),
+    }
+}
+
+fn print_alias(client: &Client, alias: Option<pb::Alias>) {
+    let Some(alias) = alias else { return };
+    match (client.quiet(), client.output()) {
+        (true, _) => println!("{}", alias.alias_name),
+        (false, Output::Json) => print_json(&json(&alias)),
+        (false, Output::Table) => print_fields(&render::alias_fields(&alias)),
+    }
+}
+
+pub async fn key(client: &Client, command: KeyCommand) -> Result<(), Failure> {
+    let mut keys = client.keys();
+    let answer = match command {
+        KeyCommand::Create {
+            description,
+            key_spec,
+            key_usage,
+            retry,
+        } => {
+            let key_spec = key_spec.map_or(0, |spec| spec as i32);
+            let key_usage = key_usage.map_or(0, |usage| usage as i32);
+            let id = request_id(retry);
+            let request = pb::CreateKeyRequest {
+                description,
+                key_spec,
+                key_usage,
+                request_id: id.clone(),
+            };
+            keys.create_key(client.request(request))
+                .await
+                .map_err(write_failed(&id))?
+                .into_inner()
+                .key
+        }
+        KeyCommand::Describe { key } => {
+            keys.describe_key(client.request(pb::DescribeKeyRequest { key_id: key }))
+                .await
+                .map_err(read_failed)?
+                .into_inner()
+                .key
+        }
+        KeyCommand::List { limit } => return list_keys(client, limit.limit).await,
+        KeyCommand::Enable { key, retry } => {
+            let id = request_id(retry);
+            let request = pb::EnableKeyRequest {
+                key_id: key,
+                request_id: id.clone(),
+            };
+            keys.enable_key(client.request(request))
+                .await
+                .map_err(write_failed(&id))?
+                .into_inner()
+                .key
+        }
+        KeyCommand::Disable { key, retry } => {
+            let id = request_id(retry);
+            let request = pb::DisableKeyRequest {
+                key_id: key,
+                request_id: id.clone(),
+            };
+            keys.disable_key(client.request(request))
+                .await
+                .map_err(write_failed(&id))?
+                .into_inner()
+                .key
+        }
+        KeyCommand::ScheduleDeletion {
+            key,
+            pending_window_days,
+            retry,
+        } => {
+            let id = request_id(retry);
+            let request = pb::ScheduleKeyDeletionRequest {
+                key_id: key,
+                pending_window_in_days: pending_window_days.unwrap_or(0),
+                request_id: id.clone(),
+            };
+            keys.schedule_key_deletion(client.request(request))
+                .await
+                .map_err(write_failed(&id))?
+                .into_inner()
+                .key
+        }
+        KeyCommand::CancelDeletion { key, retry } => {
+            let id = request_id(retry);
+            let request = pb::CancelKeyDeletionRequest {
+                key_id: key,
+                request_id: id.clone(),
+            };
+            keys.cancel_key_deletion(client.request(request))
+                .await
+                .map_err(write_failed(&id))?
+                .into_inner()
+                .key
+        }
+    };
+    print_key(client, answer);
+    Ok(())
+}
+
+/// How many to ask for next: a full page, or what is left of `--limit`.
+fn next_page_size(limit: Option<u64>, so_far: usize) -> i32 {
+    let left = limit.map_or(PAGE, |l| l.saturating_sub(so_far as u64));
+    left.min(PAGE) as i32
+}
+
+fn limit_reached(limit: Option<u64>, so_far: usize) -> bool {
+    limit.is_some_and(|l| so_far as u64 >= l)
+}
+
+async fn list_keys(client: &Client, limit: Option<u64>) -> Result<(), Failure> {
+    let mut keys = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = pb::ListKeysRequest {
+            page_size: next_page_size(limit, keys.len()),
+            page_token,
+        };
+        let page = client
+            .keys()
+            .list_keys(client.request(request))
+            .await
+            .map_err(read_failed)?
+            .into_inner();
+        keys.extend(page.keys);
+        page_token = page.next_page_token;
+        if page_token.is_empty() || limit_reached(limit, keys.len()) {
+            break;
+        }
+    }
+    match (client.quiet(), client.output()) {
+        (true, _) => keys.iter().for_each(|k| println!("{}", k.key_id)),
+        (false, Output::Json) => print_json(&serde_json::json!({
+            "keys": keys.iter().map(json).collect::<Vec<_>>(),
+        })),
+        (false, Output::Table) => {
+            let mut table = Table::new(vec![
+                "KEY ID",
+                "STATE",
+                "SPEC",
+                "USAGE",
+                "CREATED",
+                "DESCRIPTION",
+            ]);
+            for key in &keys {
+                table.push(vec![
+                    key.key_id.clone(),
+                    render::key_state(key),
+                    render::enum_name(key.key_spec().as_str_name(), "KEY_SPEC_"),
+                    render::enum_name(key.key_usage().as_str_name(), "KEY_USAGE_"),
+                    render::time(&key.creation_time),
+                    key.description.clone(),
+                ]);
+            }
+            table.print();
+        }
+    }
+    Ok(())
+}
+
+pub async fn alias(client: &Client, command: AliasCommand) -> Result<(), Failure> {
+    let mut aliases = client.aliases();
+    let answer = match command {
+        AliasCommand::Create { name, key, retry } => {
+            let id = request_id(retry);
+            let request = pb::CreateAliasRequest {
+                alias_name: name,
+                target_key_id: key,
+                request_id: id.clone(),
+            };
+            aliases
+                .create_alias(client.request(request))
+                .await
+                .map_err(write_failed(&id))?
+                .into_inner()
+                .alias
+        }
+        AliasCommand::Get { name } => {
+            aliases
+                .get_alias(client.request(pb::GetAliasRequest { alias_name: name }))
+                .await
+                .map_err(read_failed)?
+                .into_inner()
+                .alias
+        }
+        AliasCommand::Update {
+            name,
+            key,
+            etag,
+            retry,
+        } => {
+            let id = request_id(retry);
+            let request = pb::UpdateAliasRequest {
+                alias_name: name,
+                target_key_id: key,
+                etag: etag.unwrap_or_default(),
+                request_id: id.clone(),
+            };
+            aliases
+                .update_alias(client.request(request))
+                .await
+                .map_err(write_failed(&id))?
+                .into_inner()
+                .alias
+        }
+        AliasCommand::Rename {
+            name,
+            new_name,
+            etag,
+            retry,
+        } => {
+            let id = request_id(retry);
+            let request = pb::RenameAliasRequest {
+                alias_name: name,
+                new_alias_name: new_name,
+                etag: etag.unwrap_or_default(),
+                request_id: id.clone(),
+            };
+            aliases
+                .rename_alias(client.request(request))
+                .await
+                .map_err(write_failed(&id))?
+                .into_inner()
+                .alias
+        }
+        AliasCommand::Delete { name, etag, retry } => {
+            let id = request_id(retry);
+            let request = pb::DeleteAliasRequest {
+                alias_name: name.clone(),
+                etag: etag.unwrap_or_default(),
+                request_id: id.clone(),
+            };
+            aliases
+                .delete_alias(client.request(request))
+                .await
+                .map_err(write_failed(&id))?;
+            match (client.quiet(), client.output()) {
+                (true, _) => println!("{name}"),
+                (false, Output::Json) => print_json(&serde_json::json!({ "deleted": name })),
+                (false, Output::Table) => println!("deleted {name}"),
+            }
+            return Ok(());
+        }
+        AliasCommand::List { key, limit } => return list_aliases(client, key, limit.limit).await,
+        AliasCommand::Watch {
+            key,
+            from_revision,
+            count,
+        } => return watch(client, key.unwrap_or_default(), from_revision, count).await,
+    };
+    print_alias(client, answer);
+    Ok(())
+}
+
+async fn list_aliases(
+    client: &Client,
+    key: Option<String>,
+    limit: Option<u64>,
+) -> Result<(), Failure> {
+    let mut aliases = Vec::new();
+    let mut page_token = String::new();
+    let mut revision = None;
+    loop {
+        let request = pb::ListAliasesRequest {
+            key_id: key.clone().unwrap_or_default(),
+            page_size: next_page_size(limit, aliases.len()),
+            page_token,
+        };
+        let page = client
+            .aliases()
+            .list_aliases(client.request(request))
+            .await
+            .map_err(read_failed)?
+            .into_inner();
+        revision.get_or_insert(page.revision);
+        aliases.extend(page.aliases);
+        page_token = page.next_page_token;
+        if page_token.is_empty() || limit_reached(limit, aliases.len()) {
+            break;
+        }
+    }
+    match (client.quiet(), client.output()) {
+        (true, _) => aliases.iter().for_each(|a| println!("{}", a.alias_name)),
+        (false, Output::Json) => print_json(&serde_json::json!({
+            "aliases": aliases.iter().map(json).collect::<Vec<_>>(),
+            // As the proto3 JSON mapping writes a uint64.
+            "revision": revision.unwrap_or_default().to_string(),
+        })),
+        (false, Output::Table) => {
+            let mut table = Table::new(vec!["ALIAS", "TARGET KEY", "LAST UPDATED"]);
+            for alias in &aliases {
+                table.push(vec![
+                    alias.alias_name.clone(),
+                    alias.target_key_id.clone(),
+                    render::time(&alias.last_updated_time),
+                ]);
+            }
+            table.print();
+        }
+    }
+    Ok(())
+}
+
+/// Whether a watch that ended with `status` should reconnect and resume:
+/// the connection or the server went away, or this client fell behind.
+fn resumable(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    let reason = Failure::from_status(status, None).reason;
+    match status.code() {
+        Code::Unavailable | Code::Cancelled => true,
+        // A broken connection surfaces as UNKNOWN or INTERNAL without a
+        // reason of ours.
+        Code::Unknown | Code::Internal => reason.is_none(),
+        Code::ResourceExhausted => reason.as_deref() == Some("WATCH_TOO_SLOW"),
+        _ => false,
+    }
+}
+
+async fn watch(
+    client: &Client,
+    key_id: String,
+    from_revision: Option<u64>,
+    count: Option<u64>,
+) -> Result<(), Failure> {
+    // Start from an explicit revision, so a reconnection before the first
+    // change still misses nothing.
+    let mut after = match from_revision {
+        Some(revision) => revision,
+        None => {
+            let request = pb::ListAliasesRequest {
+                key_id: key_id.clone(),
+                page_size: 1,
+                page_token: String::new(),
+            };
+            client
+                .aliases()
+                .list_aliases(client.request(request))
+                .await
+                .map_err(read_failed)?
+                .into_inner()
+                .revision
+        }
+    };
+    if client.output() == Output::Table && !client.quiet() {
+        println!("REVISION  EVENT     ALIAS  TARGET KEY  (PREVIOUS)");
+    }
+    let mut printed = 0u64;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let request = pb::WatchAliasesRequest {
+            key_id: key_id.clone(),
+            start_revision: Some(after),
+        };
+        let interruption = match client
+            .aliases()
+            .watch_aliases(client.stream_request(request))
+            .await
+        {
+            Err(status) if resumable(&status) => status.message().to_owned(),
+            Err(status) => return Err(read_failed(status)),
+            Ok(response) => {
+                let mut stream = response.into_inner();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(pb::WatchAliasesResponse { event: Some(event) })) => {
+                            pause = Duration::from_millis(100);
+                            after = event.revision;
+                            print_event(client, &event);
+                            printed += 1;
+                            if count.is_some_and(|c| printed >= c) {
+                                return Ok(());
+                            }
+                        }
+                        Ok(Some(_)) => {}
+                        Ok(None) => break "the server ended the stream".to_owned(),
+                        Err(status) if resumable(&status) => break status.message().to_owned(),
+                        Err(status) => return Err(read_failed(status)),
+                    }
+                }
+            }
+        };
+        eprintln!("aliasd: watch interrupted ({interruption}); resuming after revision {after}");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn print_event(client: &Client, event: &pb::AliasEvent) {
+    let alias = event.alias.clone().unwrap_or_default();
+    match (client.quiet(), client.output()) {
+        (true, _) => println!("{}", alias.alias_name),
+        (false, Output::Json) => print_json_line(&json(event)),
+        (false, Output::Table) => {
+            let kind = render::enum_name(event.r#type().as_str_name(), "ALIAS_EVENT_TYPE_");
+            let previous = match (&*event.previous_alias_name, &*event.previous_target_key_id) {
+                ("", "") => String::new(),
+                (name, "") => format!("(was {name})"),
+                ("", key) => format!("(was on {key})"),
+                (name, key) => format!("(was {name} on {key})"),
+            };
+            let line = format!(
+                "{:<8}  {kind:<8}  {}  {}  {previous}",
+                event.revision, alias.alias_name, alias.target_key_id
+            );
+            println!("{}", line.trim_end());
+        }
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}
+
+pub async fn audit(client: &Client, command: AuditCommand) -> Result<(), Failure> {
+    let AuditCommand::List {
+        principal,
+        action,
+        since,
+        until,
+        limit,
+    } = command;
+    let timestamp = |millis: i64| prost_types::Timestamp {
+        seconds: millis.div_euclid(1000),
+        nanos: (millis.rem_euclid(1000) * 1_000_000) as i32,
+    };
+    if let (Some(since), Some(until)) = (since, until) {
+        if since >= until {
+            return Err(Failure::usage("--since must be before --until".into()));
+        }
+    }
+    let mut events = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = pb::ListAuditEventsRequest {
+            page_size: next_page_size(limit.limit, events.len()),
+            page_token,
+            start_time: since.map(timestamp),
+            end_time: until.map(timestamp),
+            principal: principal.clone().unwrap_or_default(),
+            action: action.clone().unwrap_or_default(),
+        };
+        let page = client
+            .audit()
+            .list_audit_events(client.request(request))
+            .await
+            .map_err(read_failed)?
+            .into_inner();
+        events.extend(page.events);
+        page_token = page.next_page_token;
+        if page_token.is_empty() || limit_reached(limit.limit, events.len()) {
+            break;
+        }
+    }
+    match (client.quiet(), client.output()) {
+        (true, _) => events.iter().for_each(|e| println!("{}", e.sequence)),
+        (false, Output::Json) => print_json(&serde_json::json!({
+            "events": events.iter().map(json).collect::<Vec<_>>(),
+        })),
+        (false, Output::Table) => {
+            let mut table = Table::new(vec![
+                "SEQ",
+                "TIME",
+                "PRINCIPAL",
+                "ACTION",
+                "OUTCOME",
+                "RESOURCES",
+            ]);
+            for event in &events {
+                table.push(vec![
+                    event.sequence.to_string(),
+                    render::time(&event.time),
+                    event.principal.clone(),
+                    event.action.clone(),
+                    event.outcome.clone(),
+                    event.resources.join(" "),
+                ]);
+            }
+            table.print();
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,415 @@
+//! `aliasd key|alias|audit ...`: a command-line client of a running server,
+//! over the same gRPC API every other client uses. It translates flags into
+//! requests and answers into tables or JSON; it holds no rules of its own.
+//!
+//! - [`ClientArgs`]: where the server is and how to reach it (flags, each
+//!   with an environment variable), and how to print.
+//! - [`commands`]: one function per command.
+//! - [`render`]: tables, `--output json`, `--quiet`.
+//! - [`failure`]: a failed call as a message, a reason, a hint and an exit
+//!   code.
+
+pub mod auth_file;
+mod commands;
+mod failure;
+mod render;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+pub use failure::{exit, Failure};
+
+use crate::pb;
+
+/// The default endpoint: the server's default `--listen`.
+pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:50051";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON document (JSON lines for `alias watch`), in the proto3
+    /// JSON mapping that grpcurl and generated clients use.
+    Json,
+}
+
+/// How to reach the server and how to print; each flag also reads an
+/// environment variable.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// The server: HOST:PORT, http://HOST:PORT or https://HOST:PORT.
+    #[arg(long, global = true, env = "ALIASD_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
+    pub endpoint: String,
+    /// Bearer token (the server's auth file holds its SHA-256).
+    #[arg(long, global = true, env = "ALIASD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// CA certificate (PEM) to verify the server with; turns TLS on.
+    /// An https:// endpoint without it uses the system's roots.
+    #[arg(long, global = true, env = "ALIASD_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for a server that asks for one.
+    #[arg(long, global = true, env = "ALIASD_TLS_CLIENT_CERT")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, env = "ALIASD_TLS_CLIENT_KEY")]
+    pub tls_client_key: Option<PathBuf>,
+    /// The name to check in the server's certificate (default: the
+    /// endpoint's host).
+    #[arg(long, global = true, env = "ALIASD_TLS_SERVER_NAME")]
+    pub tls_server_name: Option<String>,
+    /// How to print answers.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "ALIASD_OUTPUT",
+        value_enum,
+        default_value = "table"
+    )]
+    pub output: Output,
+    /// Print only the id or name of what a command made or found (one per
+    /// line for lists), for scripts.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Seconds a call may take before it is abandoned.
+    #[arg(long, global = true, env = "ALIASD_TIMEOUT_SECS", default_value_t = 10.0,
+          value_parser = timeout_secs)]
+    pub timeout_secs: f64,
+}
+
+fn timeout_secs(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value > 0.0 && value <= 3600.0 => Ok(value),
+        _ => Err(format!("{text} is not a number of seconds in (0, 3600]")),
+    }
+}
+
+/// `aliasd key ...`
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create a key; prints it (--quiet: its id).
+    Create {
+        #[arg(long, default_value = "")]
+        description: String,
+        /// SYMMETRIC_DEFAULT (default), RSA_2048, RSA_3072, RSA_4096,
+        /// ECC_NIST_P256, ECC_NIST_P384, ECC_NIST_P521, ECC_SECG_P256K1,
+        /// HMAC_224, HMAC_256, HMAC_384, HMAC_512, SM2.
+        #[arg(long, value_parser = key_spec)]
+        key_spec: Option<pb::KeySpec>,
+        /// ENCRYPT_DECRYPT, SIGN_VERIFY, GENERATE_VERIFY_MAC, KEY_AGREEMENT.
+        #[arg(long, value_parser = key_usage)]
+        key_usage: Option<pb::KeyUsage>,
+        #[command(flatten)]
+        retry: RequestId,
+    },
+    /// Show a key, by key id, key ARN, alias name or alias ARN.
+    Describe { key: String },
+    /// List the account's keys (every page; --limit to stop).
+    List {
+        #[command(flatten)]
+        limit: Limit,
+    },
+    /// Enable a key.
+    Enable {
+        key: String,
+        #[command(flatten)]
+        retry: RequestId,
+    },
+    /// Disable a key.
+    Disable {
+        key: String,
+        #[command(flatten)]
+        retry: RequestId,
+    },
+    /// Schedule a key's deletion; its aliases go with it.
+    ScheduleDeletion {
+        key: String,
+        /// Days until deletion, 7..=30 (the server's default: 30).
+        #[arg(long)]
+        pending_window_days: Option<i32>,
+        #[command(flatten)]
+        retry: RequestId,
+    },
+    /// Cancel a scheduled deletion (the key comes back disabled).
+    CancelDeletion {
+        key: String,
+        #[command(flatten)]
+        retry: RequestId,
+    },
+}
+
+/// `aliasd alias ...`
+#[derive(Debug, Subcommand)]
+pub enum AliasCommand {
+    /// Create an alias for a key; prints it (--quiet: its name).
+    Create {
+        /// alias/NAME
+        name: String,
+        /// The key: its id or ARN.
+        key: String,
+        #[command(flatten)]
+        retry: RequestId,
+    },
+    /// Show an alias.
+    Get { name: String },
+    /// Point an alias at another key.
+    Update {
+        name: String,
+        key: String,
+        /// Only if the alias is still at this etag (from `alias get`).
+        #[arg(long)]
+        etag: Option<String>,
+        #[command(flatten)]
+        retry: RequestId,
+    },
+    /// Rename an alias (it keeps its key).
+    Rename {
+        name: String,
+        new_name: String,
+        #[arg(long)]
+        etag: Option<String>,
+        #[command(flatten)]
+        retry: RequestId,
+    },
+    /// Delete an alias.
+    Delete {
+        name: String,
+        #[arg(long)]
+        etag: Option<String>,
+        #[command(flatten)]
+        retry: RequestId,
+    },
+    /// List the account's aliases, or one key's (every page; --limit to
+    /// stop).
+    List {
+        /// Only the aliases of this key (id, ARN or alias name).
+        #[arg(long)]
+        key: Option<String>,
+        #[command(flatten)]
+        limit: Limit,
+    },
+    /// Print alias changes as they happen. After a lost connection it
+    /// reconnects and resumes after the last change it printed.
+    Watch {
+        /// Only the changes touching this key.
+        #[arg(long)]
+        key: Option<String>,
+        /// Start after this revision (default: now; `alias list --output
+        /// json` prints the revision a listing was read at).
+        #[arg(long)]
+        from_revision: Option<u64>,
+        /// Stop after this many changes.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+}
+
+/// `aliasd audit ...`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List the account's audit records, oldest first (every page;
+    /// --limit to stop).
+    List {
+        /// Only this principal's calls.
+        #[arg(long)]
+        principal: Option<String>,
+        /// Only this action, e.g. kms:CreateAlias.
+        #[arg(long)]
+        action: Option<String>,
+        /// Only records at or after this time (RFC 3339, e.g.
+        /// 2026-11-23T08:00:00Z).
+        #[arg(long, value_parser = rfc3339)]
+        since: Option<i64>,
+        /// Only records before this time (RFC 3339).
+        #[arg(long, value_parser = rfc3339)]
+        until: Option<i64>,
+        #[command(flatten)]
+        limit: Limit,
+    },
+}
+
+/// Parses an enum flag given as its short name (RSA_2048) or its proto name
+/// (KEY_SPEC_RSA_2048), in any case.
+fn enum_flag<E>(value: &str, prefix: &str, parse: fn(&str) -> Option<E>) -> Result<E, String> {
+    let upper = value.trim().to_ascii_uppercase().replace('-', "_");
+    let full = match upper.starts_with(prefix) {
+        true => upper,
+        false => format!("{prefix}{upper}"),
+    };
+    match parse(&full) {
+        Some(parsed) if !full.ends_with("_UNSPECIFIED") => Ok(parsed),
+        _ => Err("see --help for the values".into()),
+    }
+}
+
+fn key_spec(value: &str) -> Result<pb::KeySpec, String> {
+    enum_flag(value, "KEY_SPEC_", pb::KeySpec::from_str_name)
+}
+
+fn key_usage(value: &str) -> Result<pb::KeyUsage, String> {
+    enum_flag(value, "KEY_USAGE_", pb::KeyUsage::from_str_name)
+}
+
+fn rfc3339(text: &str) -> Result<i64, String> {
+    crate::domain::time::parse_rfc3339(text)
+        .ok_or_else(|| format!("{text} is not an RFC 3339 time such as 2026-11-23T08:00:00Z"))
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RequestId {
+    /// Idempotency key (a UUID). Default: a new one, printed if the outcome
+    /// is unknown so the same change can be retried safely.
+    #[arg(long)]
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Limit {
+    /// Stop after this many items.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+}
+
+/// A connected client: the channel and what every request carries.
+pub struct Client {
+    channel: Channel,
+    args: ClientArgs,
+}
+
+impl Client {
+    /// Connects to `--endpoint` (failing fast when nothing answers there).
+    pub async fn connect(args: &ClientArgs) -> Result<Client, Failure> {
+        let endpoint = endpoint(args)?;
+        let channel = endpoint.connect().await.map_err(|error| {
+            Failure::unreachable(&args.endpoint, &crate::client::failure::chain(&error))
+        })?;
+        Ok(Client {
+            channel,
+            args: args.clone(),
+        })
+    }
+
+    /// `message` as a request with the token and the call's deadline.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(Duration::from_secs_f64(self.args.timeout_secs));
+        self.authorize(&mut request);
+        request
+    }
+
+    /// `message` as a streaming request: the token, no deadline.
+    fn stream_request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        self.authorize(&mut request);
+        request
+    }
+
+    fn authorize<T>(&self, request: &mut tonic::Request<T>) {
+        if let Some(token) = &self.args.token {
+            if let Ok(value) = MetadataValue::try_from(format!("Bearer {token}")) {
+                request.metadata_mut().insert("authorization", value);
+            }
+        }
+    }
+}
+
+/// The tonic endpoint `--endpoint` and the TLS flags describe.
+fn endpoint(args: &ClientArgs) -> Result<Endpoint, Failure> {
+    let tls_wanted = args.tls_ca.is_some() || args.tls_client_cert.is_some();
+    let text = args.endpoint.trim();
+    let uri = if text.contains("://") {
+        text.to_owned()
+    } else if tls_wanted {
+        format!("https://{text}")
+    } else {
+        format!("http://{text}")
+    };
+    let bad = |why: String| Failure::usage(format!("--endpoint {text}: {why}"));
+    let mut endpoint = Endpoint::from_shared(uri.clone()).map_err(|e| bad(e.to_string()))?;
+    let scheme = uri.split("://").next().unwrap_or_default();
+    match scheme {
+        "http" if tls_wanted => {
+            return Err(bad(
+                "an http:// endpoint with TLS flags; use https:// (or HOST:PORT)".into(),
+            ))
+        }
+        "http" => {}
+        "https" => {
+            endpoint = endpoint
+                .tls_config(tls(args)?)
+                .map_err(|e| bad(e.to_string()))?
+        }
+        other => return Err(bad(format!("unknown scheme {other}://"))),
+    }
+    Ok(endpoint
+        .connect_timeout(Duration::from_secs_f64(args.timeout_secs.min(10.0)))
+        .tcp_nodelay(true))
+}
+
+fn tls(args: &ClientArgs) -> Result<ClientTlsConfig, Failure> {
+    let read = |flag: &str, path: &PathBuf| {
+        std::fs::read(path).map_err(|e| Failure::usage(format!("{flag} {}: {e}", path.display())))
+    };
+    let mut config = ClientTlsConfig::new();
+    config = match &args.tls_ca {
+        Some(ca) => config.ca_certificate(Certificate::from_pem(read("--tls-ca", ca)?)),
+        None => config.with_native_roots(),
+    };
+    match (&args.tls_client_cert, &args.tls_client_key) {
+        (Some(cert), Some(key)) => {
+            config = config.identity(Identity::from_pem(
+                read("--tls-client-cert", cert)?,
+                read("--tls-client-key", key)?,
+            ))
+        }
+        (None, None) => {}
+        _ => {
+            return Err(Failure::usage(
+                "--tls-client-cert and --tls-client-key go together".into(),
+            ))
+        }
+    }
+    if let Some(name) = &args.tls_server_name {
+        config = config.domain_name(name.clone());
+    }
+    Ok(config)
+}
+
+/// Runs `aliasd key ...`, `alias ...` or `audit ...` and prints its outcome;
+/// the exit code says how it ended (README: "The command-line client").
+pub fn run(args: &ClientArgs, command: ClientCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("aliasd: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        let client = Client::connect(args).await?;
+        match command {
+            ClientCommand::Key(command) => commands::key(&client, command).await,
+            ClientCommand::Alias(command) => commands::alias(&client, command).await,
+            ClientCommand::Audit(command) => commands::audit(&client, command).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => exit(&failure, args.output),
+    }
+}
+
+/// The client's command groups.
+pub enum ClientCommand {
+    Key(KeyCommand),
+    Alias(AliasCommand),
+    Audit(AuditCommand),
+}

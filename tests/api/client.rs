@@ -1,0 +1,532 @@
+//! The command-line client (`aliasd key|alias|audit|auth|completions`) run
+//! as a user runs it: the real binary against a real server on a loopback
+//! port, checking its output, its exit code, and the server's state after.
+
+use std::process::Output;
+use std::time::Duration;
+
+use aliasd::pb;
+use serde_json::Value;
+
+use crate::common::{uuid, TestServer};
+
+/// Runs `aliasd ARGS` against `endpoint` and waits for it.
+async fn run(endpoint: &str, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_aliasd"))
+        .args(args)
+        .env("ALIASD_ENDPOINT", endpoint)
+        .env_remove("ALIASD_TOKEN")
+        .env_remove("ALIASD_OUTPUT")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap()
+}
+
+fn endpoint(server: &TestServer) -> String {
+    server.running.as_ref().unwrap().addr.to_string()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout.
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        stdout(output),
+        stderr(output)
+    );
+    stdout(output)
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_str(&ok(output)).unwrap_or_else(|e| panic!("{e}: {}", stdout(output)))
+}
+
+/// Asserts the exit code and that stderr names the reason and gives a hint.
+fn failed(output: &Output, code: i32, reason: &str) {
+    let err = stderr(output);
+    assert_eq!(output.status.code(), Some(code), "stderr: {err}");
+    assert!(err.contains(&format!("reason: {reason} (")), "{err}");
+    assert!(err.contains("hint: "), "{err}");
+    assert!(stdout(output).is_empty(), "{}", stdout(output));
+}
+
+/// The value of `field` in a two-column `describe`/`get` table.
+fn field(table: &str, field: &str) -> String {
+    table
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(' ')?;
+            (name == field).then(|| value.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no {field} in\n{table}"))
+}
+
+#[tokio::test]
+async fn key_commands_print_tables_json_and_ids_and_change_the_server() {
+    let server = TestServer::start().await;
+    let at = endpoint(&server);
+    let at = at.as_str();
+
+    let id = ok(&run(at, &["key", "create", "--description", "payments", "-q"]).await);
+    let id = id.trim();
+    let key = server.describe(id).await.unwrap();
+    assert_eq!(key.description, "payments");
+    assert_eq!(key.key_state(), pb::KeyState::Enabled);
+
+    let table = ok(&run(at, &["key", "describe", id]).await);
+    assert_eq!(field(&table, "key_id"), id);
+    assert_eq!(field(&table, "state"), "ENABLED");
+    assert_eq!(field(&table, "key_spec"), "SYMMETRIC_DEFAULT");
+    assert_eq!(field(&table, "description"), "payments");
+    assert_eq!(field(&table, "arn"), key.arn);
+
+    let document = json(&run(at, &["key", "describe", id, "--output", "json"]).await);
+    assert_eq!(document["keyId"], id);
+    assert_eq!(document["keyState"], "KEY_STATE_ENABLED");
+    assert_eq!(document["description"], "payments");
+
+    let disabled = json(&run(at, &["key", "disable", id, "-o", "json"]).await);
+    assert_eq!(disabled["keyState"], "KEY_STATE_DISABLED");
+    assert_eq!(
+        server.describe(id).await.unwrap().key_state(),
+        pb::KeyState::Disabled
+    );
+    ok(&run(at, &["key", "enable", id]).await);
+    assert_eq!(
+        server.describe(id).await.unwrap().key_state(),
+        pb::KeyState::Enabled
+    );
+
+    let scheduled = json(
+        &run(
+            at,
+            &[
+                "key",
+                "schedule-deletion",
+                id,
+                "--pending-window-days",
+                "7",
+                "-o",
+                "json",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(scheduled["keyState"], "KEY_STATE_PENDING_DELETION");
+    assert_eq!(scheduled["pendingWindowInDays"], 7);
+    let key = server.describe(id).await.unwrap();
+    assert_eq!(key.key_state(), pb::KeyState::PendingDeletion);
+    assert_eq!(key.pending_window_in_days, 7);
+    let table = ok(&run(at, &["key", "cancel-deletion", id]).await);
+    assert_eq!(field(&table, "state"), "DISABLED");
+    assert_eq!(
+        server.describe(id).await.unwrap().key_state(),
+        pb::KeyState::Disabled
+    );
+
+    let rsa = ok(&run(
+        at,
+        &[
+            "key",
+            "create",
+            "--key-spec",
+            "rsa_2048",
+            "--key-usage",
+            "sign-verify",
+            "-q",
+        ],
+    )
+    .await);
+    let rsa = server.describe(rsa.trim()).await.unwrap();
+    assert_eq!(rsa.key_spec(), pb::KeySpec::Rsa2048);
+    assert_eq!(rsa.key_usage(), pb::KeyUsage::SignVerify);
+
+    // Listing follows pages (100 each) by itself; --limit stops it.
+    for _ in 0..103 {
+        server.create_key().await;
+    }
+    let ids = ok(&run(at, &["key", "list", "-q"]).await);
+    assert_eq!(ids.lines().count(), 105, "{ids}");
+    assert!(ids.lines().any(|line| line == id));
+    assert_eq!(
+        ok(&run(at, &["key", "list", "-q", "--limit", "101"]).await)
+            .lines()
+            .count(),
+        101
+    );
+    let table = ok(&run(at, &["key", "list", "--limit", "2"]).await);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[0].starts_with("KEY ID"), "{table}");
+    let listed = json(&run(at, &["key", "list", "-o", "json"]).await);
+    assert_eq!(listed["keys"].as_array().unwrap().len(), 105);
+
+    // Exit codes: not found 3, invalid input 4, usage 2.
+    failed(
+        &run(at, &["key", "describe", &uuid()]).await,
+        3,
+        "KEY_NOT_FOUND",
+    );
+    failed(
+        &run(at, &["key", "describe", "not-a-key"]).await,
+        4,
+        "INVALID_KEY_ID",
+    );
+    failed(
+        &run(
+            at,
+            &["key", "schedule-deletion", id, "--pending-window-days", "3"],
+        )
+        .await,
+        4,
+        "INVALID_PENDING_WINDOW",
+    );
+    assert_eq!(
+        server.describe(id).await.unwrap().key_state(),
+        pb::KeyState::Disabled
+    );
+    let usage = run(at, &["key", "create", "--key-spec", "RSA_9"]).await;
+    assert_eq!(usage.status.code(), Some(2), "{}", stderr(&usage));
+    assert!(stderr(&usage).contains("--key-spec"), "{}", stderr(&usage));
+    let ids = ok(&run(at, &["key", "list", "-q"]).await);
+    assert_eq!(ids.lines().count(), 105, "a refused create made nothing");
+}
+
+#[tokio::test]
+async fn alias_commands_change_aliases_and_tell_conflicts_apart() {
+    let server = TestServer::start().await;
+    let at = endpoint(&server);
+    let at = at.as_str();
+    let (k1, k2) = (
+        server.create_key().await.key_id,
+        server.create_key().await.key_id,
+    );
+
+    assert_eq!(
+        ok(&run(at, &["alias", "create", "alias/x", &k1, "-q"]).await),
+        "alias/x\n"
+    );
+    assert_eq!(server.get_alias("alias/x").await.unwrap().target_key_id, k1);
+
+    let got = json(&run(at, &["alias", "get", "alias/x", "-o", "json"]).await);
+    assert_eq!(got["targetKeyId"], k1.as_str());
+    let etag = got["etag"].as_str().unwrap().to_owned();
+    let table = ok(&run(at, &["alias", "get", "alias/x"]).await);
+    assert_eq!(field(&table, "etag"), etag);
+    assert_eq!(field(&table, "target_key_id"), k1);
+
+    let updated = ok(&run(at, &["alias", "update", "alias/x", &k2, "--etag", &etag]).await);
+    assert_eq!(field(&updated, "target_key_id"), k2);
+    assert_eq!(server.get_alias("alias/x").await.unwrap().target_key_id, k2);
+
+    // Conflicts exit 6 and change nothing.
+    failed(
+        &run(at, &["alias", "update", "alias/x", &k1, "--etag", &etag]).await,
+        6,
+        "ETAG_MISMATCH",
+    );
+    failed(
+        &run(at, &["alias", "create", "alias/x", &k1]).await,
+        6,
+        "ALIAS_ALREADY_EXISTS",
+    );
+    assert_eq!(server.get_alias("alias/x").await.unwrap().target_key_id, k2);
+    failed(
+        &run(at, &["alias", "create", "x", &k1]).await,
+        4,
+        "INVALID_ALIAS_NAME",
+    );
+
+    let renamed = ok(&run(at, &["alias", "rename", "alias/x", "alias/y"]).await);
+    assert_eq!(field(&renamed, "alias_name"), "alias/y");
+    assert_eq!(server.get_alias("alias/y").await.unwrap().target_key_id, k2);
+    assert_eq!(
+        server.get_alias("alias/x").await.unwrap_err().code(),
+        tonic::Code::NotFound
+    );
+
+    ok(&run(at, &["alias", "create", "alias/z", &k1]).await);
+    assert_eq!(
+        ok(&run(at, &["alias", "list", "--key", &k2, "-q"]).await),
+        "alias/y\n"
+    );
+    let table = ok(&run(at, &["alias", "list"]).await);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("ALIAS "), "{table}");
+    assert!(
+        lines[1].starts_with("alias/y ") && lines[1].contains(&k2),
+        "{table}"
+    );
+    assert!(
+        lines[2].starts_with("alias/z ") && lines[2].contains(&k1),
+        "{table}"
+    );
+    let listed = json(&run(at, &["alias", "list", "-o", "json"]).await);
+    assert_eq!(listed["aliases"].as_array().unwrap().len(), 2);
+    assert_eq!(listed["revision"], "4");
+    assert_eq!(
+        ok(&run(at, &["alias", "list", "-q", "--limit", "1"]).await),
+        "alias/y\n"
+    );
+
+    assert_eq!(
+        ok(&run(at, &["alias", "delete", "alias/y", "-q"]).await),
+        "alias/y\n"
+    );
+    assert_eq!(
+        server.get_alias("alias/y").await.unwrap_err().code(),
+        tonic::Code::NotFound
+    );
+    failed(
+        &run(at, &["alias", "get", "alias/y"]).await,
+        3,
+        "ALIAS_NOT_FOUND",
+    );
+
+    // With --output json a failure is a JSON document on stderr.
+    let missing = run(at, &["alias", "delete", "alias/y", "-o", "json"]).await;
+    assert_eq!(missing.status.code(), Some(3));
+    let error: Value = serde_json::from_str(stderr(&missing).trim()).unwrap();
+    assert_eq!(error["error"]["reason"], "ALIAS_NOT_FOUND");
+    assert_eq!(error["error"]["code"], "NOT_FOUND");
+    assert!(error["error"]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("alias list"));
+
+    // The audit log of all that, through the client.
+    let audit = json(
+        &run(
+            at,
+            &["audit", "list", "--action", "kms:CreateAlias", "-o", "json"],
+        )
+        .await,
+    );
+    let events = audit["events"].as_array().unwrap();
+    let created: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["resources"][0].as_str().unwrap(),
+                e["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // Calls the rules refused are not audited; successes and denials are.
+    assert_eq!(created, [("alias/x", "OK"), ("alias/z", "OK")], "{audit}");
+    let table = ok(&run(at, &["audit", "list", "--limit", "1"]).await);
+    assert!(
+        table.starts_with("SEQ ") && table.lines().count() == 2,
+        "{table}"
+    );
+    let future = ok(&run(
+        at,
+        &["audit", "list", "-q", "--since", "2999-01-01T00:00:00Z"],
+    )
+    .await);
+    assert_eq!(future, "");
+    let bad = run(at, &["audit", "list", "--since", "yesterday"]).await;
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+}
+
+#[tokio::test]
+async fn auth_token_output_is_accepted_by_the_server_and_denials_exit_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = ok(&run(
+        "unused",
+        &["auth", "token", "--name", "ci", "--account", "111122223333"],
+    )
+    .await);
+    let token = made
+        .lines()
+        .find_map(|line| line.strip_prefix("token: "))
+        .unwrap()
+        .to_owned();
+    let entry: String = made
+        .lines()
+        .skip_while(|line| !line.starts_with("[[principals]]"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let reader_token = ok(&run("unused", &["auth", "token", "--name", "reader", "-q"]).await);
+    let reader_token = reader_token.trim();
+    assert_eq!(reader_token.len(), 43);
+    let auth = dir.path().join("auth.toml");
+    std::fs::write(
+        &auth,
+        format!(
+            "{entry}\n[[principals]]\nname = \"reader\"\naccount = \"111122223333\"\n\
+             token_sha256 = \"{}\"\n[[principals.statements]]\nactions = \"kms:Describe*\"\n\
+             resources = \"*\"\n",
+            crate::common::token_sha256(reader_token)
+        ),
+    )
+    .unwrap();
+    let checked = ok(&run("unused", &["auth", "check", auth.to_str().unwrap()]).await);
+    assert_eq!(checked, "ok: 2 principals (ci, reader)\n");
+
+    let auth_file = auth.clone();
+    let server = TestServer::start_configured(move |c| c.auth_file = Some(auth_file)).await;
+    let at = endpoint(&server);
+    let at = at.as_str();
+    let id = ok(&run(at, &["key", "create", "-q", "--token", &token]).await);
+    let described = ok(&run(at, &["key", "describe", id.trim(), "--token", reader_token]).await);
+    assert_eq!(field(&described, "account"), "111122223333");
+
+    failed(
+        &run(at, &["key", "create", "--token", reader_token]).await,
+        5,
+        "ACCESS_DENIED",
+    );
+    failed(&run(at, &["key", "list"]).await, 5, "UNAUTHENTICATED");
+    let err = stderr(&run(at, &["key", "list", "--token", "wrong"]).await);
+    assert!(err.contains("--token"), "{err}");
+
+    // A broken file: exit 1 and the server's own message.
+    std::fs::write(
+        &auth,
+        "[[principals]]\nname = \"x\"\naccount = \"1\"\ntoken_sha256 = \"nothex\"\n",
+    )
+    .unwrap();
+    let refused = run("unused", &["auth", "check", auth.to_str().unwrap()]).await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("token_sha256 must be 64 hex digits"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_server_exits_7_with_a_hint() {
+    // A port nothing listens on: bind one, then free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = run(&format!("127.0.0.1:{port}"), &["alias", "list"]).await;
+    assert_eq!(output.status.code(), Some(7), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("cannot reach the server"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        stderr(&output).contains("hint: Is `aliasd serve` running"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test]
+async fn watch_prints_changes_and_resumes_after_the_server_restarts() {
+    let server = TestServer::start().await;
+    let addr = server.running.as_ref().unwrap().addr;
+    let key = server.create_key().await.key_id;
+    let mut watch = tokio::process::Command::new(env!("CARGO_BIN_EXE_aliasd"))
+        .args([
+            "alias",
+            "watch",
+            "--from-revision",
+            "0",
+            "--count",
+            "3",
+            "-o",
+            "json",
+        ])
+        .env("ALIASD_ENDPOINT", addr.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    server.create_alias("alias/w", &key).await.unwrap();
+    // Wait until the watcher has printed the first change, then restart the
+    // server on the same port and data directory.
+    let mut stdout = tokio::io::BufReader::new(watch.stdout.take().unwrap());
+    let mut first = String::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        use tokio::io::AsyncBufReadExt;
+        stdout.read_line(&mut first).await.unwrap();
+    })
+    .await
+    .expect("the watcher printed the first change");
+    let dir = server.stop().await;
+    let server = TestServer::start_in(
+        dir,
+        |c| c.listen = addr,
+        std::sync::Arc::new(aliasd::domain::SystemClock),
+    )
+    .await;
+    server.rename_alias("alias/w", "alias/v").await.unwrap();
+    server.delete_alias("alias/v").await.unwrap();
+    let rest = tokio::time::timeout(Duration::from_secs(30), async {
+        use tokio::io::AsyncReadExt;
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).await.unwrap();
+        rest
+    })
+    .await
+    .expect("the watcher printed the rest and stopped");
+    let status = watch.wait().await.unwrap();
+    let mut err = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut watch.stderr.take().unwrap(), &mut err)
+        .await
+        .unwrap();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("resuming after revision 1"), "{err}");
+    let events: Vec<Value> = std::iter::once(first.as_str())
+        .chain(rest.lines())
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let seen: Vec<(&str, &str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["revision"].as_str().unwrap(),
+                e["type"].as_str().unwrap(),
+                e["alias"]["aliasName"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("1", "ALIAS_EVENT_TYPE_CREATED", "alias/w"),
+            ("2", "ALIAS_EVENT_TYPE_RENAMED", "alias/v"),
+            ("3", "ALIAS_EVENT_TYPE_DELETED", "alias/v"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn completions_are_generated_for_bash_zsh_and_fish() {
+    for shell in ["bash", "zsh", "fish"] {
+        let script = ok(&run("unused", &["completions", shell]).await);
+        for word in ["alias", "watch", "schedule-deletion", "--endpoint"] {
+            assert!(script.contains(word), "{shell}: no {word}");
+        }
+    }
+    // The bash script parses.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("aliasd.bash");
+    std::fs::write(&path, ok(&run("unused", &["completions", "bash"]).await)).unwrap();
+    let checked = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(checked.status.success(), "{}", stderr(&checked));
+    let bad = run("unused", &["completions", "powershell-9"]).await;
+    assert_eq!(bad.status.code(), Some(2));
+}
