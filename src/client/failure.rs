@@ -70,6 +70,27 @@ impl Failure {
             .get_details_error_info()
             .map(|info| info.reason)
             .filter(|r| !r.is_empty());
+        // The connection itself failed (tonic reports it without a reason of
+        // ours): most often plaintext spoken to a TLS port, or the reverse.
+        let message = status.message();
+        if reason.is_none()
+            && matches!(status.code(), Code::Internal | Code::Unknown | Code::Unavailable)
+            && ["h2 protocol error", "transport error", "connection"]
+                .iter()
+                .any(|sign| message.contains(sign))
+        {
+            return Failure {
+                message: format!("the connection to the server failed: {message}"),
+                reason: None,
+                code: Some(code_name(status.code())),
+                hint: Some(
+                    "A TLS server needs --tls-ca (or an https:// endpoint); a plaintext one \
+                     needs neither. Is --endpoint the gRPC port?"
+                        .into(),
+                ),
+                exit: codes::UNAVAILABLE,
+            };
+        }
         let exit = match (status.code(), reason.as_deref()) {
             (_, Some("WRITE_OUTCOME_UNKNOWN")) => codes::OTHER,
             (_, Some("ALIAS_QUOTA_EXCEEDED" | "KEY_QUOTA_EXCEEDED")) => codes::CONFLICT,

@@ -507,3 +507,88 @@ async fn the_http_door_serves_tls_with_the_grpc_certificate_and_refuses_plaintex
         String::from_utf8_lossy(&answer)
     );
 }
+
+/// `aliasd key|alias ...` over TLS: trusting the CA given, with a client
+/// certificate (mutual TLS) or a token; plaintext to a TLS port fails
+/// with a hint.
+#[tokio::test]
+async fn the_command_line_client_speaks_tls_and_mutual_tls() {
+    let m = mtls_server().await;
+    let files = tempfile::tempdir().unwrap();
+    let (cert, key) = leaf(
+        &m.ca,
+        "spiffe client",
+        vec![SanType::URI(SPIFFE_ID.try_into().unwrap())],
+    );
+    let path = |name: &str| files.path().join(name).to_str().unwrap().to_owned();
+    std::fs::write(path("ca.pem"), &m.ca.pem).unwrap();
+    std::fs::write(path("client.pem"), cert).unwrap();
+    std::fs::write(path("client.key"), key).unwrap();
+    let endpoint = m.server.running.as_ref().unwrap().addr.to_string();
+    let run = |args: Vec<String>| {
+        let endpoint = endpoint.clone();
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_aliasd"))
+                .args(&args)
+                .args(["--endpoint", &endpoint])
+                .env_remove("ALIASD_TOKEN")
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let owned = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let mtls = [
+        "--tls-ca",
+        &path("ca.pem"),
+        "--tls-client-cert",
+        &path("client.pem"),
+        "--tls-client-key",
+        &path("client.key"),
+    ]
+    .map(str::to_owned);
+
+    let created = run([owned(&["key", "create", "-q"]), mtls.to_vec()].concat()).await;
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let id = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    let described = run([
+        owned(&["key", "describe", &id, "-o", "json"]),
+        mtls.to_vec(),
+    ]
+    .concat())
+    .await;
+    assert!(described.status.success());
+    let key: serde_json::Value = serde_json::from_slice(&described.stdout).unwrap();
+    assert_eq!(
+        key["account"], "111111111111",
+        "the certificate's principal"
+    );
+
+    // A token over TLS, the server checked against the CA only.
+    let listed = run(owned(&[
+        "key",
+        "list",
+        "-q",
+        "--tls-ca",
+        &path("ca.pem"),
+        "--token",
+        "token-over-tls",
+    ]))
+    .await;
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert_eq!(String::from_utf8(listed.stdout).unwrap().trim(), id);
+
+    // Plaintext to the TLS port.
+    let plain = run(owned(&["key", "list"])).await;
+    let stderr = String::from_utf8_lossy(&plain.stderr);
+    assert_eq!(plain.status.code(), Some(7), "{stderr}");
+    assert!(stderr.contains("--tls-ca"), "{stderr}");
+}
