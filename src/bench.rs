@@ -345,22 +345,6 @@ async fn connect(addr: SocketAddr) -> Result<Channel, String> {
         .map_err(|e| format!("cannot connect to {addr}: {e}"))
 }
 
-/// Bytes a directory takes on disk (allocated blocks, as `du`).
-fn disk_usage(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|entry| match entry.metadata() {
-            Ok(meta) if meta.is_dir() => disk_usage(&entry.path()),
-            Ok(meta) => meta.blocks() * 512,
-            Err(_) => 0,
-        })
-        .sum()
-}
-
 /// Runs the benchmark. Without `--data-dir` or `--endpoint` it works in a
 /// fresh temporary directory that is removed on every way out: success,
 /// error, panic, SIGINT or SIGTERM.
@@ -661,7 +645,7 @@ async fn measure(args: &BenchArgs, server: &Target) -> Result<(), String> {
     let prefilled_size = server
         .process
         .as_ref()
-        .map(|(_, data_dir, _)| disk_usage(data_dir));
+        .map(|(_, data_dir, _)| crate::store::disk_usage(data_dir));
     let prefix = format!("alias/bench/{run_id}/");
     let deep_token = Arc::new(token_halfway(&channels[0], &data, &prefix).await?);
     let mut table = Table { rows: Vec::new() };
@@ -925,7 +909,7 @@ async fn measure(args: &BenchArgs, server: &Target) -> Result<(), String> {
             mib(rss),
             mib(prefilled),
             prefilled as f64 / args.aliases as f64,
-            mib(disk_usage(data_dir))
+            mib(crate::store::disk_usage(data_dir))
         );
     }
     Ok(())

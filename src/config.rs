@@ -38,6 +38,12 @@ pub struct ServeConfig {
     #[arg(long, env = "ALIASD_HTTP_LISTEN", value_parser = parse_listen)]
     pub http_listen: Option<SocketAddr>,
 
+    /// Address for Prometheus metrics (`GET /metrics`, plaintext HTTP):
+    /// IP:PORT or HOST:PORT. Off unless given. The exposition names the
+    /// accounts with the most aliases (100 at most).
+    #[arg(long, env = "ALIASD_METRICS_LISTEN", value_parser = parse_listen)]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Directory of the sled database (created if missing).
     #[arg(long, env = "ALIASD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,

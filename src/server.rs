@@ -24,6 +24,7 @@ use crate::grpc::codec::MAX_MESSAGE_BYTES;
 use crate::grpc::layers::RequestContextLayer;
 use crate::grpc::{AliasApi, AuditApi, DiagnosticsApi, KeyApi};
 use crate::maintenance::Maintenance;
+use crate::metrics::{Metrics, Sources};
 use crate::pb::alias_service_server::AliasServiceServer;
 use crate::pb::audit_service_server::AuditServiceServer;
 use crate::pb::diagnostics_service_server::DiagnosticsServiceServer;
@@ -79,6 +80,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The address of the HTTP compatibility endpoints, with --http-listen.
     pub http_addr: Option<SocketAddr>,
+    /// The address of `GET /metrics`, with --metrics-listen.
+    pub metrics_addr: Option<SocketAddr>,
     /// Flushes run and writers served (for benchmarks).
     pub flush_stats: Arc<crate::store::FlushStats>,
     stop: Option<oneshot::Sender<()>>,
@@ -172,23 +175,18 @@ pub async fn start_with_syncer(
         source,
     })?;
     let http_listener = match config.http_listen {
-        Some(http_addr) => {
-            let listener =
-                TcpListener::bind(http_addr)
-                    .await
-                    .map_err(|source| ServeError::Listen {
-                        addr: http_addr,
-                        source,
-                    })?;
-            let bound = listener.local_addr().map_err(|source| ServeError::Listen {
-                addr: http_addr,
-                source,
-            })?;
-            Some((listener, bound))
-        }
+        Some(http_addr) => Some(bind(http_addr).await?),
         None => None,
     };
     let http_addr = http_listener.as_ref().map(|(_, addr)| *addr);
+    let metrics_listener = match config.metrics_listen {
+        Some(metrics_addr) => Some(bind(metrics_addr).await?),
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().map(|(_, addr)| *addr);
+    if let Some(metrics_addr) = metrics_addr {
+        tracing::info!("metrics on http://{metrics_addr}/metrics");
+    }
     if let Some(http_addr) = http_addr {
         let scheme = if config.tls_cert.is_some() {
             "https"
@@ -224,6 +222,7 @@ pub async fn start_with_syncer(
         Listeners {
             grpc: incoming,
             http: http_incoming,
+            metrics: metrics_listener.map(|(listener, _)| listener),
             #[cfg(unix)]
             hangups,
         },
@@ -232,6 +231,7 @@ pub async fn start_with_syncer(
     Ok(Running {
         addr,
         http_addr,
+        metrics_addr,
         flush_stats,
         stop: Some(stop),
         done,
@@ -242,9 +242,21 @@ pub async fn start_with_syncer(
 struct Listeners {
     grpc: crate::net::Incoming,
     http: Option<crate::net::Incoming>,
+    metrics: Option<TcpListener>,
     /// SIGHUPs since before listening (see `start_with_syncer`).
     #[cfg(unix)]
     hangups: Option<tokio::signal::unix::Signal>,
+}
+
+/// Binds an operators' listener.
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServeError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| ServeError::Listen { addr, source })?;
+    Ok((listener, bound))
 }
 
 /// Who may call, over what transport: loaded before the server binds, so
@@ -393,6 +405,26 @@ async fn serve(
         admission: access.admission,
     });
     let auth_layer = AuthLayer { app: app.clone() };
+    let metrics = Arc::new(Metrics::new());
+    metrics.observe_flushes(&store.flush_stats());
+    let until_shutdown = || {
+        let mut shutdown = shutdown_seen.clone();
+        async move {
+            let _ = shutdown.wait_for(|stopping| *stopping).await;
+        }
+    };
+    let metrics_task = listeners.metrics.map(|listener| {
+        let sources = Arc::new(Sources {
+            store: store.clone(),
+            data_dir: (!config.ephemeral).then(|| config.data_dir.clone()),
+            watches: app.watch_slots.clone(),
+        });
+        tokio::spawn(crate::ops::serve(
+            listener,
+            crate::ops::metrics_router(metrics.clone(), sources),
+            until_shutdown(),
+        ))
+    });
     let http = listeners.http.map(|incoming| {
         let mut shutdown = shutdown_seen.clone();
         tokio::spawn(crate::http::serve(
@@ -400,6 +432,7 @@ async fn serve(
             incoming,
             crate::http::HttpSettings {
                 body_timeout: Duration::from_secs(config.request_body_timeout_secs),
+                metrics: metrics.clone(),
                 max_in_flight: config.max_in_flight,
                 tls: access.http_tls.clone(),
                 drain: config.drain_timeout(),
@@ -485,6 +518,7 @@ async fn serve(
             MAX_MESSAGE_BYTES,
             Duration::from_secs(config.request_body_timeout_secs),
             config.max_in_flight,
+            metrics,
         ))
         .layer(auth_layer)
         .add_service(health_service)
@@ -518,6 +552,9 @@ async fn serve(
     };
     if let Some(http) = http {
         let _ = http.await;
+    }
+    if let Some(metrics_task) = metrics_task {
+        let _ = metrics_task.await;
     }
     maintenance.abort();
     let _ = maintenance.await;

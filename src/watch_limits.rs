@@ -78,8 +78,7 @@ impl WatchSlots {
     }
 
     /// Watches open now (all accounts).
-    #[cfg(test)]
-    fn open_total(&self) -> usize {
+    pub fn open_total(&self) -> usize {
         self.open().total
     }
 }

@@ -7,6 +7,7 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 use super::Output;
+use crate::grpc::code_name;
 
 /// Exit codes of the client commands (README: "The command-line client").
 pub mod codes {
@@ -74,7 +75,10 @@ impl Failure {
         // ours): most often plaintext spoken to a TLS port, or the reverse.
         let message = status.message();
         if reason.is_none()
-            && matches!(status.code(), Code::Internal | Code::Unknown | Code::Unavailable)
+            && matches!(
+                status.code(),
+                Code::Internal | Code::Unknown | Code::Unavailable
+            )
             && ["h2 protocol error", "transport error", "connection"]
                 .iter()
                 .any(|sign| message.contains(sign))
@@ -170,28 +174,6 @@ fn hint(code: Code, reason: Option<&str>, request_id: Option<&str>) -> Option<St
         },
     };
     Some(text.to_owned())
-}
-
-fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
 }
 
 /// An error and its causes, one after another (a transport error's own

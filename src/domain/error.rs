@@ -53,6 +53,11 @@ macro_rules! reasons {
             /// Every reason, in table order.
             pub const ALL: &'static [Reason] = &[ $( Reason::$variant, )* ];
 
+            /// The reason named `name` (its ErrorInfo.reason).
+            pub fn from_name(name: &str) -> Option<Reason> {
+                Reason::ALL.iter().copied().find(|r| r.as_str() == name)
+            }
+
             /// The UPPER_SNAKE name sent as ErrorInfo.reason.
             pub fn as_str(self) -> &'static str {
                 match self { $( Reason::$variant => stringify!($variant), )* }

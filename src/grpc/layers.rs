@@ -25,6 +25,7 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 
 use crate::domain::{Error, Reason};
+use crate::metrics::{Door, Metrics, Status};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Longest x-request-id taken from a caller; longer ones are replaced.
@@ -51,6 +52,7 @@ pub struct RequestContextLayer {
     open_in_flight: Arc<Semaphore>,
     /// Warns that calls are refused for want of room, once in a while.
     busy: Arc<crate::net::RateLimitedWarning>,
+    metrics: Arc<Metrics>,
 }
 
 impl RequestContextLayer {
@@ -60,6 +62,7 @@ impl RequestContextLayer {
         max_message_bytes: usize,
         request_body_timeout: Duration,
         max_in_flight: usize,
+        metrics: Arc<Metrics>,
     ) -> RequestContextLayer {
         RequestContextLayer {
             max_message_bytes,
@@ -68,6 +71,7 @@ impl RequestContextLayer {
             max_in_flight,
             open_in_flight: Arc::new(Semaphore::new(MAX_OPEN_SERVICE_CALLS)),
             busy: Arc::new(crate::net::RateLimitedWarning::default()),
+            metrics,
         }
     }
 }
@@ -240,6 +244,27 @@ pub fn connection<B>(request: &Request<B>) -> Option<&ConnectionInfo> {
     })
 }
 
+/// Counts an answered call in the metrics: its method, its status, and
+/// the reason of a refusal (read from the status details, failures only).
+fn record<B>(metrics: &Metrics, path: &str, response: &http::Response<B>, started: Instant) {
+    let code = grpc_code(response.headers());
+    let reason = match code {
+        tonic::Code::Ok => None,
+        _ => tonic::Status::from_header_map(response.headers())
+            .and_then(|status| {
+                tonic_types::StatusExt::get_details_error_info(&status).map(|info| info.reason)
+            })
+            .and_then(|reason| Reason::from_name(&reason)),
+    };
+    metrics.call(
+        Door::Grpc,
+        crate::metrics::grpc_method(path),
+        Status::Grpc(super::code_name(code)),
+        reason,
+        started.elapsed(),
+    );
+}
+
 /// The peer of a request, over plain TCP or TLS.
 pub fn peer_addr<B>(request: &Request<B>) -> Option<std::net::SocketAddr> {
     connection(request).and_then(|info| info.tcp.remote_addr())
@@ -382,6 +407,7 @@ where
         };
         let permit = pool.clone().try_acquire_owned();
         let busy = self.bounds.busy.clone();
+        let metrics = self.bounds.metrics.clone();
         let call_in_progress = connection(&request).map(ConnectionInfo::call_started);
         let timeout = self.bounds.request_body_timeout;
         request = request.map(|body| {
@@ -395,6 +421,7 @@ where
         Box::pin(
             async move {
                 let started = Instant::now();
+                let _in_flight = metrics.in_flight(Door::Grpc);
                 if !grpc {
                     let mut response = unsupported_media_type();
                     response.headers_mut().insert(REQUEST_ID_HEADER, id);
@@ -417,6 +444,7 @@ where
                             ),
                         ));
                     response.headers_mut().insert(REQUEST_ID_HEADER, id);
+                    record(&metrics, &method, &response, started);
                     return Ok(response);
                 };
                 let response = match deadline {
@@ -458,6 +486,7 @@ where
                 } else {
                     tracing::info!(status = ?status, latency_ms, "call");
                 }
+                record(&metrics, &method, &response, started);
                 Ok(response)
             }
             .instrument(span),
@@ -488,7 +517,9 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(5)).await;
             Ok::<_, std::convert::Infallible>(Response::new(Body::default()))
         });
-        let mut service = RequestContextLayer::new(1024, Duration::from_secs(10), 16).layer(slow);
+        let mut service =
+            RequestContextLayer::new(1024, Duration::from_secs(10), 16, Arc::new(Metrics::new()))
+                .layer(slow);
         let request = Request::builder()
             .uri("/aliasd.v1.KeyService/CreateKey")
             .header("content-type", "application/grpc")

@@ -128,7 +128,14 @@ pub fn error_response(error: &Error) -> HttpResponse {
         "x-amzn-errortype",
         HeaderValue::from_static(spec.kms_exception),
     );
+    // For the metrics: why it was refused.
+    response.extensions_mut().insert(error.reason);
     response
+}
+
+/// An `X-Amz-Target` as a metric label: the operation's name, or `unknown`.
+pub fn operation_label(target: &str) -> &'static str {
+    Operation::of_target(target).map_or("unknown", |op| op.action().trim_start_matches("kms:"))
 }
 
 async fn serve(app: &Arc<App>, request: &HttpRequest) -> Result<Option<Value>, Error> {

@@ -63,6 +63,25 @@ impl Operation {
         })
     }
 
+    /// Its name as a metric label.
+    fn label(self) -> &'static str {
+        use Operation::*;
+        match self {
+            CreateKey => "create-key",
+            DescribeKey => "describe-key",
+            ListKeys => "list-keys",
+            EnableKey => "enable-key",
+            DisableKey => "disable-key",
+            ScheduleKeyDeletion => "schedule-key-deletion",
+            CancelKeyDeletion => "cancel-key-deletion",
+            UpdateKeyAlias => "update-key-alias",
+            CreateAlias => "create-alias",
+            DeleteAliases => "delete-aliases",
+            ListAliases => "list-aliases",
+            AssociateAlias => "associate-alias",
+        }
+    }
+
     /// The action admission throttles it under (each operation authorizes
     /// its own resources inside).
     fn action(self) -> &'static str {
@@ -103,11 +122,20 @@ pub fn error_response(error: &Error) -> HttpResponse {
     let spec = error.reason.spec();
     let status =
         StatusCode::from_u16(spec.huawei_http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json_response(
+    let mut response = json_response(
         status,
         CONTENT_TYPE,
         &json!({"error": {"error_code": spec.huawei_error_code, "error_msg": error.message}}),
-    )
+    );
+    // For the metrics: why it was refused.
+    response.extensions_mut().insert(error.reason);
+    response
+}
+
+/// An operation (`POST create-key`) as a metric label; `unknown` for a
+/// method and path the door does not serve.
+pub fn operation_label(method: &Method, path: &str) -> &'static str {
+    Operation::of(method, path).map_or("unknown", Operation::label)
 }
 
 async fn serve(

@@ -32,6 +32,7 @@ use crate::app::App;
 use crate::auth::CertIdentities;
 use crate::domain::{Error, Reason};
 use crate::grpc::layers::REQUEST_ID_HEADER;
+use crate::metrics::{self, Metrics};
 use crate::net::{ConnectionInfo, Incoming};
 
 /// The largest request body taken (as gRPC's largest message).
@@ -69,6 +70,7 @@ struct Door {
     app: Arc<App>,
     body_timeout: Duration,
     in_flight: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
 }
 
 /// A JSON response with a content type (`application/x-amz-json-1.1`,
@@ -105,9 +107,11 @@ async fn aws_entry(State(door): State<Door>, request: Request<Body>) -> HttpResp
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    let label = (metrics::Door::Aws, aws::operation_label(&operation));
     door.serve(
         request,
         operation,
+        label,
         aws::error_response,
         |app, request| async move { aws::handle(&app, request).await },
     )
@@ -120,9 +124,14 @@ async fn huawei_entry(
     request: Request<Body>,
 ) -> HttpResponse {
     let name = format!("{} {operation}", request.method());
+    let label = (
+        metrics::Door::Huawei,
+        huawei::operation_label(request.method(), &operation),
+    );
     door.serve(
         request,
         name,
+        label,
         huawei::error_response,
         |app, request| async move { huawei::handle(&app, &project_id, &operation, request).await },
     )
@@ -135,6 +144,7 @@ async fn ping(State(door): State<Door>, request: Request<Body>) -> HttpResponse 
     door.serve(
         request,
         "ping".to_owned(),
+        (metrics::Door::Http, "ping"),
         aws::error_response,
         |_, _| async {
             Response::builder()
@@ -178,6 +188,7 @@ impl Door {
         &self,
         request: Request<Body>,
         operation: String,
+        (door, label): (metrics::Door, &'static str),
         render_error: fn(&Error) -> HttpResponse,
         handler: F,
     ) -> HttpResponse
@@ -203,6 +214,7 @@ impl Door {
             peer = %peer,
         );
         let app = self.app.clone();
+        let in_flight = self.metrics.in_flight(door);
         let work = async move {
             let response = match self.receive(request, x_request_id.clone(), peer).await {
                 Ok((request, in_progress)) => {
@@ -213,6 +225,14 @@ impl Door {
                 Err(error) => render_error(&error),
             };
             let status = response.status().as_u16();
+            self.metrics.call(
+                door,
+                label,
+                metrics::Status::Http(status),
+                response.extensions().get::<Reason>().copied(),
+                started.elapsed(),
+            );
+            drop(in_flight);
             let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
             if response.status().is_server_error() {
                 tracing::error!(http_status = status, latency_ms, "call failed");
@@ -293,6 +313,7 @@ struct InProgress {
 /// How the HTTP door serves.
 pub struct HttpSettings {
     pub body_timeout: Duration,
+    pub metrics: Arc<Metrics>,
     pub max_in_flight: usize,
     /// TLS, with the same certificate, key and client CA as gRPC.
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -312,6 +333,7 @@ pub async fn serve(
         app,
         body_timeout: settings.body_timeout,
         in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
+        metrics: settings.metrics,
     });
     let tls = settings.tls.map(tokio_rustls::TlsAcceptor::from);
     let builder =

@@ -196,16 +196,45 @@ pub trait Backend: Reads + Send + Sync + 'static {
     fn follow_other_writers(&self, _feed: Arc<Feed>) {}
 }
 
+/// Told of each flush: the writers it served and how long it took.
+pub type FlushObserver = Box<dyn Fn(u64, std::time::Duration) + Send + Sync>;
+
 /// How many flushes ran and how many writers they served.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct FlushStats {
     pub flushes: AtomicU64,
     pub writers: AtomicU64,
     /// Flush requests queued so far (tests wait on it).
     pub requested: AtomicU64,
+    /// Set once, by whoever reports flushes (the metrics).
+    observer: std::sync::OnceLock<FlushObserver>,
+}
+
+impl std::fmt::Debug for FlushStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlushStats")
+            .field("flushes", &self.flushes)
+            .field("writers", &self.writers)
+            .field("requested", &self.requested)
+            .finish_non_exhaustive()
+    }
 }
 
 impl FlushStats {
+    /// Counts a flush that served `writers` and took `took`.
+    pub fn flushed(&self, writers: u64, took: std::time::Duration) {
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        self.writers.fetch_add(writers, Ordering::Relaxed);
+        if let Some(observe) = self.observer.get() {
+            observe(writers, took);
+        }
+    }
+
+    /// Reports every later flush to `observer` (the first caller wins).
+    pub fn observe(&self, observer: FlushObserver) {
+        let _ = self.observer.set(observer);
+    }
+
     /// (flushes, writers served) so far.
     pub fn snapshot(&self) -> (u64, u64) {
         (

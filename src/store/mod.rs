@@ -41,6 +41,29 @@ use crate::domain::request::Idempotency;
 use crate::domain::{Alias, AliasEvent, Error, Key, KeyId, Millis, Reason};
 
 pub use self::backend::FlushStats;
+
+/// An account's keys and aliases ([`Store::census`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Census {
+    pub keys: u64,
+    pub aliases: u64,
+}
+
+/// Bytes a directory takes on disk (allocated blocks, as `du` counts them).
+pub fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => disk_usage(&entry.path()),
+            Ok(meta) => meta.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
+}
 pub use self::sled::{sync, OpenError};
 
 /// Change-log revisions, or request records, removed per transaction when
@@ -793,6 +816,42 @@ impl Store {
         self.backend
             .flush_blocking()
             .map_err(|cause| store_failed(&cause))
+    }
+
+    /// Keys and aliases per account, read by scanning both trees (in
+    /// batches, outside transactions: each count is of committed records,
+    /// the two may be a moment apart). For metrics: call it seldom.
+    pub fn census(&self) -> Result<std::collections::BTreeMap<String, Census>, Error> {
+        let mut counts = std::collections::BTreeMap::<String, Census>::new();
+        for (tree, is_key) in [(Tree::Keys, true), (Tree::Aliases, false)] {
+            let mut last: Option<(String, u64)> = None;
+            let mut add = |account: &str, n: u64| {
+                let entry = counts.entry(account.to_owned()).or_default();
+                match is_key {
+                    true => entry.keys += n,
+                    false => entry.aliases += n,
+                }
+            };
+            scan_all(&*self.backend, tree, &[], None, |key, _| {
+                let Some((account, _)) = layout::split(key) else {
+                    return Ok(());
+                };
+                match &mut last {
+                    Some((current, n)) if current == account => *n += 1,
+                    _ => {
+                        if let Some((done, n)) = last.take() {
+                            add(&done, n);
+                        }
+                        last = Some((account.to_owned(), 1));
+                    }
+                }
+                Ok(())
+            })?;
+            if let Some((done, n)) = last {
+                add(&done, n);
+            }
+        }
+        Ok(counts)
     }
 
     /// Flushes run and writers served since the store was opened: writers

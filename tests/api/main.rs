@@ -19,6 +19,7 @@ mod http;
 mod huawei;
 mod keys;
 mod listing;
+mod metrics;
 mod python;
 mod readme;
 mod seed;

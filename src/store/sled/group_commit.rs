@@ -51,14 +51,12 @@ impl GroupCommit {
                         // Never flush or sync again after a failure (see failure.rs).
                         Some(cause) => Err(cause),
                         None => {
+                            let started = std::time::Instant::now();
                             let done = db
                                 .flush()
                                 .map_err(|e| format!("flush: {e}"))
                                 .and_then(|_| syncer.sync().map_err(|e| format!("fsync: {e}")));
-                            counted.flushes.fetch_add(1, Ordering::Relaxed);
-                            counted
-                                .writers
-                                .fetch_add(waiters.len() as u64, Ordering::Relaxed);
+                            counted.flushed(waiters.len() as u64, started.elapsed());
                             done.map_err(|cause| {
                                 failed.fail(&cause);
                                 failed.cause().unwrap_or_else(|| cause.into())

@@ -1,0 +1,470 @@
+//! Prometheus metrics (`--metrics-listen`), kept with `prometheus-client`
+//! in a registry of the server's own (no global state: several servers in
+//! one process, as in the tests, keep apart).
+//!
+//! The doors report each call ([`Metrics::call`]); the store's flusher
+//! reports each group commit; gauges of state (open watches, keys and
+//! aliases per account, the store's size on disk) are read when scraped.
+//! Every label's values are bounded: methods are the API's own (anything
+//! else is `unknown`), statuses are gRPC codes or HTTP statuses, accounts
+//! are the [`MAX_ACCOUNTS`] largest (the rest summed as `_other`).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::domain::Reason;
+use crate::store::Store;
+
+/// Accounts shown by name in the per-account gauges; the others are summed
+/// under `account="_other"`.
+pub const MAX_ACCOUNTS: usize = 100;
+/// How old the per-account counts may be when scraped.
+const CENSUS_EVERY: Duration = Duration::from_secs(30);
+
+/// Which door a call came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Door {
+    Grpc,
+    Aws,
+    Huawei,
+    Http,
+}
+
+impl EncodeLabelValue for Door {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        let name = match self {
+            Door::Grpc => "grpc",
+            Door::Aws => "aws",
+            Door::Huawei => "huawei",
+            Door::Http => "http",
+        };
+        EncodeLabelValue::encode(&name, encoder)
+    }
+}
+
+/// A call's outcome: a gRPC code's name, or an HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    Grpc(&'static str),
+    Http(u16),
+}
+
+impl EncodeLabelValue for Status {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        match self {
+            Status::Grpc(name) => EncodeLabelValue::encode(name, encoder),
+            Status::Http(code) => EncodeLabelValue::encode(&u32::from(*code), encoder),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CallLabels {
+    door: Door,
+    method: &'static str,
+    status: Status,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct MethodLabels {
+    door: Door,
+    method: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DoorLabels {
+    door: Door,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabels {
+    door: Door,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AccountLabels {
+    account: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. about 13 s.
+    Histogram::new(exponential_buckets(0.00005, 2.5, 14))
+}
+
+/// The server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    calls: Family<CallLabels, Counter>,
+    latency: HistogramFamily<MethodLabels>,
+    in_flight: Family<DoorLabels, Gauge>,
+    throttled: Family<ReasonLabels, Counter>,
+    denied: Family<ReasonLabels, Counter>,
+    watches_open: Gauge,
+    commit_batch: Histogram,
+    flush_latency: Histogram,
+    keys: Family<AccountLabels, Gauge>,
+    aliases: Family<AccountLabels, Gauge>,
+    store_bytes: Gauge,
+    /// When the per-account counts were last taken.
+    census_taken: Mutex<Option<Instant>>,
+}
+
+/// What scraping reads besides the counters.
+pub struct Sources {
+    pub store: Arc<Store>,
+    /// The data directory (None: in memory).
+    pub data_dir: Option<PathBuf>,
+    pub watches: Arc<crate::watch_limits::WatchSlots>,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("aliasd");
+        let calls = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "calls",
+            "Calls answered, by door, method and status (gRPC code or HTTP status)",
+            calls.clone(),
+        );
+        let latency: HistogramFamily<MethodLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "call_duration",
+            "Time from a call's arrival to its answer, by door and method",
+            Unit::Seconds,
+            latency.clone(),
+        );
+        let in_flight = Family::<DoorLabels, Gauge>::default();
+        registry.register(
+            "calls_in_flight",
+            "Calls in progress now, by door",
+            in_flight.clone(),
+        );
+        let throttled = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "throttled_calls",
+            "Calls refused for load: THROTTLED (the account's rate), SERVER_BUSY (--max-in-flight), TOO_MANY_WATCHES",
+            throttled.clone(),
+        );
+        let denied = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "denied_calls",
+            "Calls refused for who made them: not authenticated, or not allowed",
+            denied.clone(),
+        );
+        let watches_open = Gauge::default();
+        registry.register(
+            "watches_open",
+            "WatchAliases streams open now",
+            watches_open.clone(),
+        );
+        let commit_batch = Histogram::new(exponential_buckets(1.0, 2.0, 11));
+        registry.register(
+            "group_commit_batch_size",
+            "Writers whose changes one flush and sync made durable",
+            commit_batch.clone(),
+        );
+        let flush_latency = Histogram::new(exponential_buckets(0.0001, 2.5, 12));
+        registry.register_with_unit(
+            "flush_duration",
+            "Time of one group-commit flush and sync",
+            Unit::Seconds,
+            flush_latency.clone(),
+        );
+        let keys = Family::<AccountLabels, Gauge>::default();
+        registry.register(
+            "keys",
+            "Keys per account (the largest accounts by aliases; the rest as _other), counted at most every 30 s",
+            keys.clone(),
+        );
+        let aliases = Family::<AccountLabels, Gauge>::default();
+        registry.register(
+            "aliases",
+            "Aliases per account (the largest accounts; the rest as _other), counted at most every 30 s",
+            aliases.clone(),
+        );
+        let store_bytes = Gauge::default();
+        registry.register_with_unit(
+            "store_size",
+            "Bytes the data directory takes on disk (0 in memory)",
+            Unit::Bytes,
+            store_bytes.clone(),
+        );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        registry.register(
+            "build_info",
+            "The running version (always 1)",
+            build_info.clone(),
+        );
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        Metrics {
+            registry,
+            calls,
+            latency,
+            in_flight,
+            throttled,
+            denied,
+            watches_open,
+            commit_batch,
+            flush_latency,
+            keys,
+            aliases,
+            store_bytes,
+            census_taken: Mutex::new(None),
+        }
+    }
+
+    /// Reports the store's group commits from now on.
+    pub fn observe_flushes(self: &Arc<Self>, stats: &crate::store::FlushStats) {
+        let metrics = self.clone();
+        stats.observe(Box::new(move |writers, took| {
+            metrics.commit_batch.observe(writers as f64);
+            metrics.flush_latency.observe(took.as_secs_f64());
+        }));
+    }
+
+    /// A call is in progress until the guard is dropped.
+    pub fn in_flight(self: &Arc<Self>, door: Door) -> InFlight {
+        self.in_flight.get_or_create(&DoorLabels { door }).inc();
+        InFlight {
+            metrics: self.clone(),
+            door,
+        }
+    }
+
+    /// Counts an answered call. `method`: one of the API's (see the
+    /// doors); `reason`: the refusal's, when it was refused.
+    pub fn call(
+        &self,
+        door: Door,
+        method: &'static str,
+        status: Status,
+        reason: Option<Reason>,
+        took: Duration,
+    ) {
+        self.calls
+            .get_or_create(&CallLabels {
+                door,
+                method,
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&MethodLabels { door, method })
+            .observe(took.as_secs_f64());
+        let Some(reason) = reason else { return };
+        let labels = ReasonLabels {
+            door,
+            reason: reason.as_str(),
+        };
+        match reason {
+            Reason::THROTTLED | Reason::SERVER_BUSY | Reason::TOO_MANY_WATCHES => {
+                self.throttled.get_or_create(&labels).inc();
+            }
+            Reason::UNAUTHENTICATED
+            | Reason::MISSING_AUTHENTICATION_TOKEN
+            | Reason::INCOMPLETE_SIGNATURE
+            | Reason::UNRECOGNIZED_CLIENT
+            | Reason::INVALID_SIGNATURE
+            | Reason::SIGNATURE_EXPIRED
+            | Reason::ACCESS_DENIED
+            | Reason::PROJECT_NOT_FOUND => {
+                self.denied.get_or_create(&labels).inc();
+            }
+            _ => {}
+        }
+    }
+
+    /// The exposition (OpenMetrics text), with the gauges of state read now.
+    pub async fn render(&self, sources: &Sources) -> String {
+        self.watches_open.set(sources.watches.open_total() as i64);
+        if let Some(dir) = &sources.data_dir {
+            let dir = dir.clone();
+            let bytes = tokio::task::spawn_blocking(move || crate::store::disk_usage(&dir))
+                .await
+                .unwrap_or(0);
+            self.store_bytes
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+        self.take_census(&sources.store).await;
+        let mut text = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!(%error, "cannot encode the metrics");
+        }
+        text
+    }
+
+    /// Refreshes the per-account gauges if they are older than
+    /// [`CENSUS_EVERY`].
+    async fn take_census(&self, store: &Arc<Store>) {
+        {
+            let mut taken = self.census_taken.lock().unwrap_or_else(|p| p.into_inner());
+            if taken.is_some_and(|at| at.elapsed() < CENSUS_EVERY) {
+                return;
+            }
+            *taken = Some(Instant::now());
+        }
+        let store = store.clone();
+        let census = match tokio::task::spawn_blocking(move || store.census()).await {
+            Ok(Ok(census)) => census,
+            Ok(Err(error)) => {
+                tracing::warn!(error = %error.message, "cannot count keys and aliases for metrics");
+                return;
+            }
+            Err(_) => return,
+        };
+        let mut accounts: Vec<_> = census.into_iter().collect();
+        accounts.sort_by(|(a, x), (b, y)| y.aliases.cmp(&x.aliases).then(a.cmp(b)));
+        self.keys.clear();
+        self.aliases.clear();
+        let (shown, rest) = accounts.split_at(accounts.len().min(MAX_ACCOUNTS));
+        let set = |account: String, keys: u64, aliases: u64| {
+            let labels = AccountLabels { account };
+            self.keys.get_or_create(&labels).set(keys as i64);
+            self.aliases.get_or_create(&labels).set(aliases as i64);
+        };
+        for (account, counts) in shown {
+            set(account.clone(), counts.keys, counts.aliases);
+        }
+        if !rest.is_empty() {
+            let keys = rest.iter().map(|(_, c)| c.keys).sum();
+            let aliases = rest.iter().map(|(_, c)| c.aliases).sum();
+            set("_other".to_owned(), keys, aliases);
+        }
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// A call in progress (see [`Metrics::in_flight`]).
+pub struct InFlight {
+    metrics: Arc<Metrics>,
+    door: Door,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.metrics
+            .in_flight
+            .get_or_create(&DoorLabels { door: self.door })
+            .dec();
+    }
+}
+
+/// The gRPC methods this server has, as metric labels: `/package.Service/Method`.
+fn grpc_methods() -> &'static std::collections::HashSet<&'static str> {
+    static METHODS: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
+        std::sync::OnceLock::new();
+    METHODS.get_or_init(|| {
+        let mut methods: std::collections::HashSet<&'static str> = [
+            "/grpc.health.v1.Health/Check",
+            "/grpc.health.v1.Health/Watch",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ]
+        .into_iter()
+        .collect();
+        if let Ok(pool) = prost_reflect::DescriptorPool::decode(crate::pb::FILE_DESCRIPTOR_SET) {
+            for service in pool.services() {
+                for method in service.methods() {
+                    let path = format!("/{}/{}", service.full_name(), method.name());
+                    methods.insert(Box::leak(path.into_boxed_str()));
+                }
+            }
+        }
+        methods
+    })
+}
+
+/// A request path as a metric label: the method's path if the server has
+/// it, else `unknown` (so clients cannot grow the label set).
+pub fn grpc_method(path: &str) -> &'static str {
+    grpc_methods().get(path).copied().unwrap_or("unknown")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_servers_own_methods_become_labels() {
+        assert_eq!(
+            grpc_method("/aliasd.v1.AliasService/CreateAlias"),
+            "/aliasd.v1.AliasService/CreateAlias"
+        );
+        assert_eq!(
+            grpc_method("/grpc.health.v1.Health/Check"),
+            "/grpc.health.v1.Health/Check"
+        );
+        assert_eq!(grpc_method("/aliasd.v1.AliasService/Nope"), "unknown");
+        assert_eq!(grpc_method("/x"), "unknown");
+    }
+
+    #[test]
+    fn calls_and_refusals_are_counted_under_bounded_labels() {
+        let metrics = Metrics::new();
+        metrics.call(
+            Door::Grpc,
+            "/aliasd.v1.AliasService/CreateAlias",
+            Status::Grpc("OK"),
+            None,
+            Duration::from_millis(2),
+        );
+        metrics.call(
+            Door::Aws,
+            "CreateAlias",
+            Status::Http(400),
+            Some(Reason::THROTTLED),
+            Duration::from_millis(1),
+        );
+        metrics.call(
+            Door::Huawei,
+            "create-key",
+            Status::Http(403),
+            Some(Reason::ACCESS_DENIED),
+            Duration::from_millis(1),
+        );
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &metrics.registry).unwrap();
+        for line in [
+            r#"aliasd_calls_total{door="grpc",method="/aliasd.v1.AliasService/CreateAlias",status="OK"} 1"#,
+            r#"aliasd_calls_total{door="aws",method="CreateAlias",status="400"} 1"#,
+            r#"aliasd_throttled_calls_total{door="aws",reason="THROTTLED"} 1"#,
+            r#"aliasd_denied_calls_total{door="huawei",reason="ACCESS_DENIED"} 1"#,
+            r#"aliasd_call_duration_seconds_count{door="grpc",method="/aliasd.v1.AliasService/CreateAlias"} 1"#,
+            r#"aliasd_build_info{version=""#,
+        ] {
+            assert!(text.contains(line), "no {line} in\n{text}");
+        }
+    }
+}
