@@ -44,6 +44,12 @@ pub struct ServeConfig {
     #[arg(long, env = "ALIASD_METRICS_LISTEN", value_parser = parse_listen)]
     pub metrics_listen: Option<SocketAddr>,
 
+    /// Address for probes, always plaintext even with TLS on the API: gRPC
+    /// health (grpc.health.v1) and HTTP `/healthz` (liveness) and `/readyz`
+    /// (readiness). IP:PORT or HOST:PORT. Off unless given.
+    #[arg(long, env = "ALIASD_HEALTH_LISTEN", value_parser = parse_listen)]
+    pub health_listen: Option<SocketAddr>,
+
     /// Directory of the sled database (created if missing).
     #[arg(long, env = "ALIASD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,

@@ -1,6 +1,8 @@
 //! The operators' listeners, apart from the API: Prometheus metrics
-//! (`--metrics-listen`). Plaintext HTTP/1.1 and HTTP/2, few connections,
-//! nothing that changes state.
+//! (`--metrics-listen`) and probes (`--health-listen`: gRPC health,
+//! `/healthz`, `/readyz`). Plaintext HTTP/1.1 and HTTP/2, few connections,
+//! nothing that changes state. They serve until the server has drained, so
+//! probes see it go NOT_SERVING rather than vanish.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 use crate::metrics::{Metrics, Sources};
+use crate::store::Store;
 
 /// Connections an operators' listener serves at once; more wait in the
 /// kernel's backlog.
@@ -40,6 +43,57 @@ async fn scrape(State((metrics, sources)): State<(Arc<Metrics>, Arc<Sources>)>) 
         )
         .body(Body::from(text))
         .unwrap_or_default()
+}
+
+/// What the HTTP probes read.
+pub struct Probes {
+    pub store: Arc<Store>,
+    pub shutting_down: tokio::sync::watch::Receiver<bool>,
+}
+
+/// `/healthz` (liveness: 503 once the store has failed, which only a restart
+/// mends), `/readyz` (readiness: 503 also while shutting down), and gRPC
+/// health (`grpc_health`, the same statuses as on the main port).
+pub fn health_router(grpc_health: Router, probes: Arc<Probes>) -> Router {
+    Router::new()
+        .route("/healthz", get(live))
+        .route("/readyz", get(ready))
+        .with_state(probes)
+        .merge(grpc_health)
+}
+
+fn text(status: StatusCode, body: String) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Body::from(body))
+        .unwrap_or_default()
+}
+
+async fn live(State(probes): State<Arc<Probes>>) -> Response<Body> {
+    match probes.store.failure() {
+        Some(cause) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store failed: {cause}; restart the server\n"),
+        ),
+        None => text(StatusCode::OK, "ok\n".into()),
+    }
+}
+
+async fn ready(State(probes): State<Arc<Probes>>) -> Response<Body> {
+    if let Some(cause) = probes.store.failure() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: store failed: {cause}\n"),
+        );
+    }
+    if *probes.shutting_down.borrow() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: shutting down\n".into(),
+        );
+    }
+    text(StatusCode::OK, "ready\n".into())
 }
 
 /// Serves `router` on `listener` until `shutdown` completes; requests in
@@ -92,4 +146,39 @@ pub async fn serve(
         });
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), graceful.shutdown()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn status(router: &Router, path: &str) -> StatusCode {
+        let request = http::Request::get(path).body(Body::empty()).unwrap();
+        router.clone().oneshot(request).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn readiness_ends_when_shutdown_starts_and_liveness_does_not() {
+        let store = tokio::task::spawn_blocking(Store::open_in_memory)
+            .await
+            .unwrap()
+            .unwrap();
+        let (shutdown, shutting_down) = tokio::sync::watch::channel(false);
+        let router = health_router(
+            Router::new(),
+            Arc::new(Probes {
+                store,
+                shutting_down,
+            }),
+        );
+        assert_eq!(status(&router, "/readyz").await, StatusCode::OK);
+        assert_eq!(status(&router, "/healthz").await, StatusCode::OK);
+        shutdown.send(true).unwrap();
+        assert_eq!(
+            status(&router, "/readyz").await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(status(&router, "/healthz").await, StatusCode::OK);
+        assert_eq!(status(&router, "/other").await, StatusCode::NOT_FOUND);
+    }
 }

@@ -82,6 +82,8 @@ pub struct Running {
     pub http_addr: Option<SocketAddr>,
     /// The address of `GET /metrics`, with --metrics-listen.
     pub metrics_addr: Option<SocketAddr>,
+    /// The address of the probes, with --health-listen.
+    pub health_addr: Option<SocketAddr>,
     /// Flushes run and writers served (for benchmarks).
     pub flush_stats: Arc<crate::store::FlushStats>,
     stop: Option<oneshot::Sender<()>>,
@@ -187,6 +189,17 @@ pub async fn start_with_syncer(
     if let Some(metrics_addr) = metrics_addr {
         tracing::info!("metrics on http://{metrics_addr}/metrics");
     }
+    let health_listener = match config.health_listen {
+        Some(health_addr) => Some(bind(health_addr).await?),
+        None => None,
+    };
+    let health_addr = health_listener.as_ref().map(|(_, addr)| *addr);
+    if let Some(health_addr) = health_addr {
+        tracing::info!(
+            "probes on {health_addr} (plaintext): gRPC health, http://{health_addr}/healthz, \
+             http://{health_addr}/readyz"
+        );
+    }
     if let Some(http_addr) = http_addr {
         let scheme = if config.tls_cert.is_some() {
             "https"
@@ -223,6 +236,7 @@ pub async fn start_with_syncer(
             grpc: incoming,
             http: http_incoming,
             metrics: metrics_listener.map(|(listener, _)| listener),
+            health: health_listener.map(|(listener, _)| listener),
             #[cfg(unix)]
             hangups,
         },
@@ -232,6 +246,7 @@ pub async fn start_with_syncer(
         addr,
         http_addr,
         metrics_addr,
+        health_addr,
         flush_stats,
         stop: Some(stop),
         done,
@@ -243,6 +258,7 @@ struct Listeners {
     grpc: crate::net::Incoming,
     http: Option<crate::net::Incoming>,
     metrics: Option<TcpListener>,
+    health: Option<TcpListener>,
     /// SIGHUPs since before listening (see `start_with_syncer`).
     #[cfg(unix)]
     hangups: Option<tokio::signal::unix::Signal>,
@@ -407,10 +423,12 @@ async fn serve(
     let auth_layer = AuthLayer { app: app.clone() };
     let metrics = Arc::new(Metrics::new());
     metrics.observe_flushes(&store.flush_stats());
-    let until_shutdown = || {
-        let mut shutdown = shutdown_seen.clone();
+    // The operators' listeners serve until the API has drained.
+    let (drained, drained_seen) = watch::channel(false);
+    let until_drained = || {
+        let mut drained = drained_seen.clone();
         async move {
-            let _ = shutdown.wait_for(|stopping| *stopping).await;
+            let _ = drained.wait_for(|done| *done).await;
         }
     };
     let metrics_task = listeners.metrics.map(|listener| {
@@ -422,7 +440,7 @@ async fn serve(
         tokio::spawn(crate::ops::serve(
             listener,
             crate::ops::metrics_router(metrics.clone(), sources),
-            until_shutdown(),
+            until_drained(),
         ))
     });
     let http = listeners.http.map(|incoming| {
@@ -460,6 +478,26 @@ async fn serve(
         store.failures(),
         health.clone(),
     ));
+    let health_task = listeners.health.map(|listener| {
+        let grpc_health =
+            tonic::service::Routes::new(tonic_health::pb::health_server::HealthServer::new(
+                crate::grpc::health::ShutdownAwareHealth::new(
+                    tonic_health::server::HealthService::from_health_reporter(health.clone()),
+                    shutdown_seen.clone(),
+                ),
+            ))
+            .prepare()
+            .into_axum_router();
+        let probes = Arc::new(crate::ops::Probes {
+            store: store.clone(),
+            shutting_down: shutdown_seen.clone(),
+        });
+        tokio::spawn(crate::ops::serve(
+            listener,
+            crate::ops::health_router(grpc_health, probes),
+            until_drained(),
+        ))
+    });
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -553,8 +591,9 @@ async fn serve(
     if let Some(http) = http {
         let _ = http.await;
     }
-    if let Some(metrics_task) = metrics_task {
-        let _ = metrics_task.await;
+    let _ = drained.send(true);
+    for task in [metrics_task, health_task].into_iter().flatten() {
+        let _ = task.await;
     }
     maintenance.abort();
     let _ = maintenance.await;

@@ -39,10 +39,19 @@ impl Syncer for SwitchableSyncer {
 
 /// Starts a server in `dir` whose syncs fail once the returned switch is set.
 async fn start_switchable(dir: tempfile::TempDir) -> (TestServer, Arc<AtomicBool>) {
+    start_switchable_with(dir, |_| {}).await
+}
+
+async fn start_switchable_with(
+    dir: tempfile::TempDir,
+    tweak: impl FnOnce(&mut aliasd::config::ServeConfig),
+) -> (TestServer, Arc<AtomicBool>) {
     let fail = Arc::new(AtomicBool::new(false));
     let switch = fail.clone();
+    let mut config = config(&dir);
+    tweak(&mut config);
     let running = aliasd::server::start_with_syncer(
-        config(&dir),
+        config,
         Arc::new(SystemClock),
         pending(),
         Box::new(move |path| {
@@ -225,4 +234,42 @@ async fn the_stop_of_a_server_whose_store_failed_has_exit_code_3_and_a_clean_one
     let refused = aliasd::server::start(bad, Arc::new(SystemClock), pending()).await;
     let error = refused.err().expect("an invalid configuration is refused");
     assert_eq!(error.exit_code(), 1, "{error}");
+}
+
+/// The probes of `--health-listen` after a store failure: liveness and
+/// readiness 503 (only a restart mends it), gRPC health NOT_SERVING.
+#[tokio::test]
+async fn the_health_listener_reports_a_failed_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, switch) = start_switchable_with(dir, |c| {
+        c.health_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let health = server.running.as_ref().unwrap().health_addr.unwrap();
+    let probe = |path: &'static str| async move {
+        let stream = tokio::net::TcpStream::connect(health).await.unwrap();
+        crate::common::http_exchange(stream, "GET", path, &[], b"").await
+    };
+    assert_eq!(probe("/healthz").await.status, 200);
+    assert_eq!(probe("/readyz").await.status, 200);
+    let key = server.create_key().await;
+    fail_the_store(&server, &switch, &key.key_id).await;
+    let live = probe("/healthz").await;
+    assert_eq!(live.status, 503);
+    assert!(String::from_utf8_lossy(&live.body).contains("store failed"));
+    assert_eq!(probe("/readyz").await.status, 503);
+    let channel = tonic::transport::Channel::from_shared(format!("http://{health}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let status = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status();
+    assert_eq!(status, ServingStatus::NotServing);
 }

@@ -592,3 +592,74 @@ async fn the_command_line_client_speaks_tls_and_mutual_tls() {
     assert_eq!(plain.status.code(), Some(7), "{stderr}");
     assert!(stderr.contains("--tls-ca"), "{stderr}");
 }
+
+/// `--health-listen` is plaintext while the API is TLS: Kubernetes probes
+/// (native gRPC, HTTP) reach it without certificates.
+#[tokio::test]
+async fn the_health_listener_answers_in_plaintext_while_the_api_is_tls() {
+    let files = tempfile::tempdir().unwrap();
+    let ca = ca("probe CA");
+    let (cert, key) = leaf(
+        &ca,
+        "localhost",
+        vec![SanType::IpAddress("127.0.0.1".parse().unwrap())],
+    );
+    std::fs::write(files.path().join("server.pem"), cert).unwrap();
+    std::fs::write(files.path().join("server.key"), key).unwrap();
+    // Started directly: TestServer connects in plaintext, which a TLS port
+    // refuses.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir);
+    config.tls_cert = Some(files.path().join("server.pem"));
+    config.tls_key = Some(files.path().join("server.key"));
+    config.health_listen = Some("127.0.0.1:0".parse().unwrap());
+    let running = aliasd::server::start(config, Arc::new(SystemClock), std::future::pending())
+        .await
+        .unwrap();
+    let health = running.health_addr.unwrap();
+    assert_ne!(health, running.addr);
+
+    let channel = Channel::from_shared(format!("http://{health}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut probe = tonic_health::pb::health_client::HealthClient::new(channel);
+    for service in ["", "aliasd.v1.AliasService"] {
+        let status = probe
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status();
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving,
+            "{service:?}"
+        );
+    }
+    for (path, body) in [("/healthz", "ok\n"), ("/readyz", "ready\n")] {
+        let stream = tokio::net::TcpStream::connect(health).await.unwrap();
+        let reply = http_exchange(stream, "GET", path, &[], b"").await;
+        assert_eq!(
+            (
+                reply.status,
+                String::from_utf8(reply.body).unwrap().as_str()
+            ),
+            (200, body)
+        );
+    }
+    // The API port itself stays TLS only.
+    let plaintext = Channel::from_shared(format!("http://{}", running.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let refused = tonic_health::pb::health_client::HealthClient::new(plaintext)
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await;
+    assert!(refused.is_err());
+    running.stop().await.unwrap();
+}
