@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "aliasd/v1/aliases.proto",
     "aliasd/v1/audit.proto",
     "aliasd/v1/diagnostics.proto",
+    "aliasd/v1/admin.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

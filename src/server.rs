@@ -22,9 +22,10 @@ use crate::domain::{Clock, Error};
 use crate::grpc::auth_layer::AuthLayer;
 use crate::grpc::codec::MAX_MESSAGE_BYTES;
 use crate::grpc::layers::RequestContextLayer;
-use crate::grpc::{AliasApi, AuditApi, DiagnosticsApi, KeyApi};
+use crate::grpc::{AdminApi, AliasApi, AuditApi, DiagnosticsApi, KeyApi};
 use crate::maintenance::Maintenance;
 use crate::metrics::{Metrics, Sources};
+use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::alias_service_server::AliasServiceServer;
 use crate::pb::audit_service_server::AuditServiceServer;
 use crate::pb::diagnostics_service_server::DiagnosticsServiceServer;
@@ -32,10 +33,11 @@ use crate::pb::key_service_server::KeyServiceServer;
 use crate::store::Store;
 
 /// The gRPC service names, as health checks and reflection know them.
-pub const SERVICE_NAMES: [&str; 3] = [
+pub const SERVICE_NAMES: [&str; 4] = [
     "aliasd.v1.KeyService",
     "aliasd.v1.AliasService",
     "aliasd.v1.AuditService",
+    "aliasd.v1.AdminService",
 ];
 
 /// Why the server could not start or stopped badly.
@@ -573,6 +575,7 @@ async fn serve(
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(DiagnosticsServiceServer::new(DiagnosticsApi))
+        .add_service(AdminServiceServer::new(AdminApi::new(app.clone())))
         .add_service(
             AuditServiceServer::new(AuditApi::new(app))
                 .accept_compressed(CompressionEncoding::Gzip)

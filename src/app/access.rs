@@ -104,7 +104,7 @@ impl App {
         };
         let store = self.store.clone();
         tokio::spawn(async move {
-            if let Err(error) = store.record_denial(entry).await {
+            if let Err(error) = store.record_audit(entry).await {
                 tracing::error!(%error, "cannot record a denied call");
             }
         });

@@ -11,6 +11,7 @@
 //! its wire format to these calls and renders the answer or the error.
 
 mod access;
+mod admin;
 mod aliases;
 mod audit;
 mod keys;
@@ -187,7 +188,7 @@ impl App {
             if error.reason == Reason::ACCESS_DENIED {
                 audit.outcome = error.reason.as_str().to_owned();
                 audit.message = error.message.clone();
-                if let Err(failure) = self.store.record_denial(audit).await {
+                if let Err(failure) = self.store.record_audit(audit).await {
                     tracing::error!(error = %failure, "cannot record a denied call");
                 }
             }

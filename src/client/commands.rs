@@ -541,3 +541,90 @@ pub async fn audit(client: &Client, command: AuditCommand) -> Result<(), Failure
     }
     Ok(())
 }
+
+/// `aliasd backup --output FILE`: streams the server's snapshot into
+/// `FILE.partial`, checks it whole, makes it durable, then renames it to
+/// `FILE` (so `FILE` is only ever a complete, checked snapshot).
+pub async fn backup(client: &Client, output: &std::path::Path) -> Result<(), Failure> {
+    use std::io::Write;
+    if output.exists() {
+        return Err(Failure::usage(format!(
+            "{} exists: choose a new file (a backup never overwrites one)",
+            output.display()
+        )));
+    }
+    let mut partial_name = output.as_os_str().to_owned();
+    partial_name.push(".partial");
+    let partial = std::path::PathBuf::from(partial_name);
+    let local = |what: String| Failure {
+        message: what,
+        reason: None,
+        code: None,
+        hint: None,
+        exit: 1,
+    };
+    let mut file = std::fs::File::create(&partial)
+        .map_err(|e| local(format!("cannot create {}: {e}", partial.display())))?;
+    let outcome = async {
+        let mut stream =
+            crate::pb::admin_service_client::AdminServiceClient::new(client.channel.clone())
+                .backup(client.stream_request(pb::BackupRequest {}))
+                .await
+                .map_err(read_failed)?
+                .into_inner();
+        while let Some(response) = stream.message().await.map_err(read_failed)? {
+            file.write_all(&response.chunk)
+                .map_err(|e| local(format!("cannot write {}: {e}", partial.display())))?;
+        }
+        file.sync_all()
+            .map_err(|e| local(format!("cannot sync {}: {e}", partial.display())))?;
+        let summary = crate::store::snapshot::read_snapshot(&partial, |_, _, _| Ok(()))
+            .map_err(|e| local(format!("the backup received is not whole: {}", e.message)))?;
+        std::fs::rename(&partial, output)
+            .map_err(|e| local(format!("cannot rename to {}: {e}", output.display())))?;
+        if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Ok(dir) = std::fs::File::open(parent) {
+                let _ = dir.sync_all();
+            }
+        }
+        Ok::<_, Failure>(summary)
+    }
+    .await;
+    let summary = match outcome {
+        Ok(summary) => summary,
+        Err(failure) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(failure);
+        }
+    };
+    match (client.quiet(), client.output()) {
+        (true, _) => println!("{}", output.display()),
+        (false, Output::Json) => print_json(&serde_json::json!({
+            "file": output.display().to_string(),
+            "entries": summary.entries,
+            "bytes": summary.bytes,
+            "sha256": summary.sha256,
+            "trees": summary
+                .trees
+                .iter()
+                .map(|(tree, n)| (tree.clone(), serde_json::json!(n)))
+                .collect::<serde_json::Map<_, _>>(),
+        })),
+        (false, Output::Table) => {
+            println!(
+                "backup {}: {} records, {} bytes, sha256 {}",
+                output.display(),
+                summary.entries,
+                summary.bytes,
+                summary.sha256
+            );
+            let counts: Vec<String> = summary
+                .trees
+                .iter()
+                .map(|(tree, n)| format!("{tree} {n}"))
+                .collect();
+            println!("  {}", counts.join(", "));
+        }
+    }
+    Ok(())
+}

@@ -399,6 +399,7 @@ pub fn run(args: &ClientArgs, command: ClientCommand) -> ExitCode {
             ClientCommand::Key(command) => commands::key(&client, command).await,
             ClientCommand::Alias(command) => commands::alias(&client, command).await,
             ClientCommand::Audit(command) => commands::audit(&client, command).await,
+            ClientCommand::Backup { output } => commands::backup(&client, &output).await,
         }
     });
     match outcome {
@@ -412,4 +413,8 @@ pub enum ClientCommand {
     Key(KeyCommand),
     Alias(AliasCommand),
     Audit(AuditCommand),
+    /// A snapshot of the server's whole store, into `output`.
+    Backup {
+        output: PathBuf,
+    },
 }

@@ -33,9 +33,11 @@ pub mod actions {
     pub const LIST_ALIASES: &str = "kms:ListAliases";
     pub const WATCH_ALIASES: &str = "kms:WatchAliases";
     pub const LIST_AUDIT_EVENTS: &str = "kms:ListAuditEvents";
+    /// A snapshot of the whole server (every account): AdminService/Backup.
+    pub const BACKUP: &str = "kms:Backup";
 
     /// Actions that only a statement naming them exactly grants.
-    pub const EXPLICIT_ONLY: &[&str] = &[LIST_AUDIT_EVENTS];
+    pub const EXPLICIT_ONLY: &[&str] = &[LIST_AUDIT_EVENTS, BACKUP];
 
     /// Every action of the API.
     pub const ALL: &[&str] = &[
@@ -54,6 +56,7 @@ pub mod actions {
         LIST_ALIASES,
         WATCH_ALIASES,
         LIST_AUDIT_EVENTS,
+        BACKUP,
     ];
 }
 

@@ -2,6 +2,7 @@
 //! and nothing else, the layer that extracts credentials and admits calls,
 //! and the rendering of errors as gRPC statuses.
 
+mod admin;
 mod aliases;
 mod audit;
 pub mod auth_layer;
@@ -22,6 +23,7 @@ use crate::app::{App, Call};
 use crate::domain::policy::Caller;
 use crate::domain::{Code, Error, Reason};
 
+pub use admin::AdminApi;
 pub use aliases::AliasApi;
 pub use audit::AuditApi;
 pub use diagnostics::DiagnosticsApi;

@@ -499,7 +499,7 @@ pub async fn an_audit_record_commits_with_its_change_and_not_with_a_failed_one(f
     );
 
     f.store
-        .record_denial(AuditEntry {
+        .record_audit(AuditEntry {
             account: ACCOUNT.into(),
             action: "kms:DeleteAlias".into(),
             outcome: "ACCESS_DENIED".into(),

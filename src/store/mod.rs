@@ -22,6 +22,7 @@ pub mod records;
 #[cfg(test)]
 mod rules_tests;
 pub mod sled;
+pub mod snapshot;
 pub mod txn;
 pub mod watch;
 
@@ -360,9 +361,9 @@ impl Store {
         Ok(())
     }
 
-    /// Records a denied call: its own small transaction (the call changed
-    /// nothing), made durable with the next flush.
-    pub async fn record_denial(self: &Arc<Self>, entry: AuditEntry) -> Result<(), Error> {
+    /// Records the audit entry of a call that changed nothing (a denial, a
+    /// backup): its own small transaction, made durable with the next flush.
+    pub async fn record_audit(self: &Arc<Self>, entry: AuditEntry) -> Result<(), Error> {
         if self.failure().is_some() {
             // Nothing can be recorded any more; the failure was logged once.
             return Ok(());

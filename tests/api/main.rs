@@ -5,6 +5,7 @@
 mod access;
 mod aliases;
 mod aws;
+mod backup;
 mod cli;
 mod client;
 mod common;

@@ -47,11 +47,16 @@ fn the_readme_walkthrough_runs_as_written() {
     let blocks = walkthrough_blocks(&readme);
     assert!(blocks.len() >= 10, "the walk-through lost its blocks");
     let (first, second, http) = (free_port(), free_port(), free_port());
+    // Through placeholders, so that a port chosen for one pattern cannot
+    // contain another pattern and be rewritten again.
     let script: String = blocks
         .concat()
-        .replace("50051", &first.to_string())
-        .replace("50052", &second.to_string())
-        .replace("4566", &http.to_string());
+        .replace("50051", "\u{1}FIRST\u{1}")
+        .replace("50052", "\u{1}SECOND\u{1}")
+        .replace("4566", "\u{1}HTTP\u{1}")
+        .replace("\u{1}FIRST\u{1}", &first.to_string())
+        .replace("\u{1}SECOND\u{1}", &second.to_string())
+        .replace("\u{1}HTTP\u{1}", &http.to_string());
 
     let python = crate::python::python();
     let work = tempfile::tempdir().unwrap();
