@@ -498,8 +498,18 @@ impl Store {
     /// Runs a read of several calls (a listing page) over one committed
     /// state (see [`ReadGate`]).
     pub fn consistent<T>(&self, f: impl Fn(&Store) -> Result<T, Error>) -> Result<T, Error> {
+        self.consistent_tries(8, f)
+    }
+
+    /// [`Store::consistent`], trying `tries` times without holding writes
+    /// off (a long read that overlapped writes once will again: one try).
+    pub fn consistent_tries<T>(
+        &self,
+        tries: usize,
+        f: impl Fn(&Store) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let gate = &self.gate;
-        for _ in 0..8 {
+        for _ in 0..tries {
             if let Some(read) = gate.quiet(|| f(self)) {
                 return read;
             }

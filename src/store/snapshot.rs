@@ -76,12 +76,14 @@ impl<W: Write> Write for Hashing<W> {
 
 impl Store {
     /// Writes a snapshot of the whole store to `file` (from its start,
-    /// truncating it), all of it at one instant: reads run while no
-    /// transaction does, and if writes keep coming they are held off
-    /// while the snapshot is read (see [`Store::consistent`]).
+    /// truncating it), all of it at one instant: read while no transaction
+    /// runs, or, if a write overlaps that read, read again with writes held
+    /// off until it ends (see [`Store::consistent`]).
     pub fn snapshot_to(&self, file: &mut std::fs::File, created_ms: i64) -> Result<Summary, Error> {
         let file = RefCell::new(file);
-        self.consistent(|store| {
+        // One try without holding writes off: a whole-store read that
+        // overlapped writes once would most likely overlap them again.
+        self.consistent_tries(1, |store| {
             let mut file = file.borrow_mut();
             file.set_len(0).map_err(io)?;
             file.seek(SeekFrom::Start(0)).map_err(io)?;
