@@ -195,6 +195,40 @@ pub struct ServeConfig {
     #[arg(long, env = "ALIASD_MAX_CONCURRENT_STREAMS", default_value_t = 200)]
     pub max_concurrent_streams: u32,
 
+    /// Seconds between HTTP/2 PINGs the server sends on an idle gRPC
+    /// connection, to find dead peers and keep middleboxes from dropping it
+    /// (0: none).
+    #[arg(
+        long,
+        env = "ALIASD_HTTP2_KEEPALIVE_INTERVAL_SECS",
+        default_value_t = 30
+    )]
+    pub http2_keepalive_interval_secs: u64,
+
+    /// Seconds a keepalive PING may go unanswered before the connection is
+    /// closed.
+    #[arg(
+        long,
+        env = "ALIASD_HTTP2_KEEPALIVE_TIMEOUT_SECS",
+        default_value_t = 20
+    )]
+    pub http2_keepalive_timeout_secs: u64,
+
+    /// Seconds after which a gRPC connection is asked to go away (GOAWAY),
+    /// so that clients reconnect and load spreads over new instances behind
+    /// a connection-level balancer (0: connections live on).
+    #[arg(long, env = "ALIASD_MAX_CONNECTION_AGE_SECS", default_value_t = 0)]
+    pub max_connection_age_secs: u64,
+
+    /// Seconds the calls of a connection past its age get to finish before
+    /// it is closed.
+    #[arg(
+        long,
+        env = "ALIASD_MAX_CONNECTION_AGE_GRACE_SECS",
+        default_value_t = 30
+    )]
+    pub max_connection_age_grace_secs: u64,
+
     /// Most calls in progress at once over all connections (health checks
     /// aside); past it a call is RESOURCE_EXHAUSTED (SERVER_BUSY).
     #[arg(long, env = "ALIASD_MAX_IN_FLIGHT", default_value_t = 4096)]

@@ -551,8 +551,18 @@ async fn serve(
     if let Some(tls) = access.tls {
         builder = builder.tls_config(tls)?;
     }
+    if config.max_connection_age_secs > 0 {
+        builder = builder
+            .max_connection_age(Duration::from_secs(config.max_connection_age_secs))
+            .max_connection_age_grace(Duration::from_secs(config.max_connection_age_grace_secs));
+    }
+    let keepalive = (config.http2_keepalive_interval_secs > 0)
+        .then(|| Duration::from_secs(config.http2_keepalive_interval_secs));
     let server = builder
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_interval(keepalive)
+        .http2_keepalive_timeout(Some(Duration::from_secs(
+            config.http2_keepalive_timeout_secs.max(1),
+        )))
         .max_concurrent_streams(config.max_concurrent_streams)
         .layer(RequestContextLayer::new(
             MAX_MESSAGE_BYTES,
@@ -567,18 +577,31 @@ async fn serve(
         .add_service(
             KeyServiceServer::new(KeyApi::new(app.clone()))
                 .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .send_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Zstd)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
             AliasServiceServer::new(AliasApi::new(app.clone()))
                 .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .send_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Zstd)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(DiagnosticsServiceServer::new(DiagnosticsApi))
-        .add_service(AdminServiceServer::new(AdminApi::new(app.clone())))
+        .add_service(
+            AdminServiceServer::new(AdminApi::new(app.clone()))
+                .send_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Zstd),
+        )
         .add_service(
             AuditServiceServer::new(AuditApi::new(app))
                 .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .send_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Zstd)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .serve_with_incoming_shutdown(listeners.grpc, signal);

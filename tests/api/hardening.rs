@@ -193,6 +193,58 @@ async fn gzip_compressed_requests_are_accepted() {
     assert_eq!(server.alias_names("").await, ["alias/zipped"]);
 }
 
+/// gzip and zstd both ways: requests compressed with either are accepted,
+/// and a client that accepts one gets its answers compressed with it.
+#[tokio::test]
+async fn gzip_and_zstd_are_accepted_and_offered() {
+    let server = TestServer::start().await;
+    let key = server.create_key().await;
+    for (encoding, name) in [
+        (CompressionEncoding::Gzip, "gzip"),
+        (CompressionEncoding::Zstd, "zstd"),
+    ] {
+        let mut keys = pb::key_service_client::KeyServiceClient::new(server.channel.clone())
+            .send_compressed(encoding)
+            .accept_compressed(encoding);
+        let answer = keys
+            .describe_key(pb::DescribeKeyRequest {
+                key_id: key.key_id.clone(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            answer
+                .metadata()
+                .get("grpc-encoding")
+                .map(|v| v.to_str().unwrap()),
+            Some(name)
+        );
+        assert_eq!(answer.into_inner().key.unwrap().key_id, key.key_id);
+        let mut aliases = pb::alias_service_client::AliasServiceClient::new(server.channel.clone())
+            .send_compressed(encoding)
+            .accept_compressed(encoding);
+        let listed = aliases
+            .list_aliases(pb::ListAliasesRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            listed
+                .metadata()
+                .get("grpc-encoding")
+                .map(|v| v.to_str().unwrap()),
+            Some(name)
+        );
+    }
+    // A client that accepts neither gets plain answers.
+    let plain = server
+        .keys
+        .clone()
+        .list_keys(pb::ListKeysRequest::default())
+        .await
+        .unwrap();
+    assert!(plain.metadata().get("grpc-encoding").is_none());
+}
+
 /// A stream whose request body never ends: it holds a call open.
 struct StalledCall {
     _body: h2::SendStream<Bytes>,
@@ -461,4 +513,57 @@ async fn a_health_check_whose_body_stalls_is_cut_off_too() {
         .unwrap();
     let status = tonic::Status::from_header_map(response.headers()).expect("a gRPC status");
     assert_error::<()>(Err(status), Code::InvalidArgument, "REQUEST_BODY_TIMEOUT");
+}
+
+/// Opens an h2 connection with a health Watch stream open on it (so the
+/// idle timeout cannot end it), and returns the connection's task.
+async fn busy_connection(
+    addr: std::net::SocketAddr,
+) -> tokio::task::JoinHandle<Result<(), h2::Error>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = h2::client::handshake(tcp).await.unwrap();
+    let driven = tokio::spawn(connection);
+    let request = http::Request::post("/grpc.health.v1.Health/Watch")
+        .header("content-type", "application/grpc")
+        .body(())
+        .unwrap();
+    let (response, mut body) = sender.send_request(request, false).unwrap();
+    body.send_data(Bytes::from(frame(0, 0, &[])), true).unwrap();
+    let response = response.await.unwrap();
+    // Keep the stream (and the sender) alive as long as the connection.
+    tokio::spawn(async move {
+        let _sender = sender;
+        let mut stream = response.into_body();
+        while let Some(Ok(_)) = stream.data().await {}
+    });
+    driven
+}
+
+/// `--max-connection-age-secs`: a connection is sent away after its age
+/// (and closed after the grace), even with a stream open; without the flag
+/// it lives on.
+#[tokio::test]
+async fn connections_are_retired_at_max_connection_age() {
+    let server = TestServer::start().await;
+    let driven = busy_connection(server.running.as_ref().unwrap().addr).await;
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_secs(3), driven)
+            .await
+            .is_err(),
+        "without a maximum age the connection lives on"
+    );
+
+    let server = TestServer::start_configured(|config| {
+        config.max_connection_age_secs = 1;
+        config.max_connection_age_grace_secs = 1;
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let driven = busy_connection(server.running.as_ref().unwrap().addr).await;
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(15), driven).await;
+    assert!(
+        ended.is_ok(),
+        "the connection is closed after its age and grace"
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
 }
