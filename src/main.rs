@@ -130,10 +130,12 @@ fn init_logging(format: LogFormat) {
         .log_internal_errors(false);
     match format {
         LogFormat::Text => builder.init(),
+        // The call's span once (as "span"), not again in "spans".
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .with_current_span(true)
+            .with_span_list(false)
             .init(),
     }
 }

@@ -215,9 +215,36 @@ pub async fn start_with_syncer(
     }
     let kept = match config.ephemeral {
         true => "in memory only: --ephemeral keeps nothing on disk".to_owned(),
-        false => format!("data directory {}", config.data_dir.display()),
+        false => format!("sled, data directory {}", config.data_dir.display()),
     };
-    tracing::info!("listening on {addr} ({kept})");
+    let tls = match (&config.tls_cert, &config.tls_client_ca) {
+        (None, _) => "plaintext",
+        (Some(_), None) => "TLS",
+        (Some(_), Some(_)) => "TLS, client certificates checked against --tls-client-ca",
+    };
+    let auth = match &access.authenticator {
+        Some(authenticator) => format!(
+            "{} principals from {}",
+            authenticator.current().principal_names().len(),
+            config
+                .auth_file
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""))
+                .display()
+        ),
+        None => format!("none: every call runs in account {}", config.account),
+    };
+    let optional = |addr: Option<SocketAddr>| addr.map_or("off".to_owned(), |a| a.to_string());
+    // One line that says what is running, where, and how it is guarded.
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        "listening on {addr} (gRPC, {tls}); aliasd {}; store: {kept}; auth: {auth}; \
+         http: {}; metrics: {}; health: {}",
+        env!("CARGO_PKG_VERSION"),
+        optional(http_addr),
+        optional(metrics_addr),
+        optional(health_addr),
+    );
 
     let flush_stats = store.flush_stats();
     let (stop, stopped) = oneshot::channel::<()>();

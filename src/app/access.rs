@@ -63,6 +63,8 @@ impl App {
                 }
             },
         };
+        // The call's log lines name who made it.
+        tracing::Span::current().record("principal", caller.name());
         if let Some(action) = action {
             let throttle = config.as_ref().and_then(|c| c.throttle.as_ref());
             // Throttled calls are not audited: they would flood the log.

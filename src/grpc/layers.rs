@@ -244,9 +244,86 @@ pub fn connection<B>(request: &Request<B>) -> Option<&ConnectionInfo> {
     })
 }
 
+/// The Ping of DiagnosticsService: logged as other calls are (the
+/// benchmark's baseline must cost what a call costs).
+const PING_PATH: &str = "/aliasd.v1.DiagnosticsService/Ping";
+
+/// Milliseconds, rounded to two decimals for the log (`latency_ms=0.04`).
+pub fn rounded_ms(elapsed: Duration) -> f64 {
+    (elapsed.as_secs_f64() * 100_000.0).round() / 100.0
+}
+
+/// The span of one call, at either door: its method, x-request-id and
+/// peer; the W3C trace context the caller sent (`traceparent`: trace_id
+/// and parent_span_id; `tracestate`), so that its log lines join the
+/// caller's trace; and the principal, recorded once admitted.
+pub fn call_span(
+    method: &str,
+    x_request_id: &str,
+    peer: &str,
+    headers: &http::HeaderMap,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "call",
+        method = %method,
+        x_request_id = %x_request_id,
+        peer = %peer,
+        trace_id = tracing::field::Empty,
+        parent_span_id = tracing::field::Empty,
+        tracestate = tracing::field::Empty,
+        principal = tracing::field::Empty,
+    );
+    if let Some((trace_id, parent)) = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_traceparent)
+    {
+        span.record("trace_id", trace_id);
+        span.record("parent_span_id", parent);
+        if let Some(state) = headers
+            .get("tracestate")
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| s.len() <= 512 && !s.is_empty())
+        {
+            span.record("tracestate", state);
+        }
+    }
+    span
+}
+
+/// A W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`): its trace id and
+/// parent span id, if it is well formed and neither id is all zeros.
+pub fn parse_traceparent(value: &str) -> Option<(&str, &str)> {
+    let mut parts = value.trim().split('-');
+    let (version, trace_id, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    // Version 00 has exactly four parts; a later version may add more.
+    let more = parts.next().is_some();
+    let valid = hex(version, 2)
+        && version != "ff"
+        && !(version == "00" && more)
+        && hex(trace_id, 32)
+        && hex(parent, 16)
+        && hex(flags, 2)
+        && trace_id.bytes().any(|b| b != b'0')
+        && parent.bytes().any(|b| b != b'0');
+    valid.then_some((trace_id, parent))
+}
+
 /// Counts an answered call in the metrics: its method, its status, and
-/// the reason of a refusal (read from the status details, failures only).
-fn record<B>(metrics: &Metrics, path: &str, response: &http::Response<B>, started: Instant) {
+/// the reason of a refusal (read from the status details, failures only),
+/// which it returns.
+fn record<B>(
+    metrics: &Metrics,
+    path: &str,
+    response: &http::Response<B>,
+    started: Instant,
+) -> Option<Reason> {
     let code = grpc_code(response.headers());
     let reason = match code {
         tonic::Code::Ok => None,
@@ -263,6 +340,7 @@ fn record<B>(metrics: &Metrics, path: &str, response: &http::Response<B>, starte
         reason,
         started.elapsed(),
     );
+    reason
 }
 
 /// The peer of a request, over plain TCP or TLS.
@@ -388,11 +466,11 @@ where
             .map(|addr| addr.to_string())
             .unwrap_or_default();
         let method = request.uri().path().to_owned();
-        let span = tracing::info_span!(
-            "call",
-            method = %method,
-            x_request_id = %id.to_str().unwrap_or_default(),
-            peer = %peer,
+        let span = call_span(
+            &method,
+            id.to_str().unwrap_or_default(),
+            &peer,
+            request.headers(),
         );
         // The clone that was made ready is the one to call.
         let clone = self.inner.clone();
@@ -445,6 +523,7 @@ where
                         ));
                     response.headers_mut().insert(REQUEST_ID_HEADER, id);
                     record(&metrics, &method, &response, started);
+                    tracing::info!(status = "RESOURCE_EXHAUSTED", reason = "SERVER_BUSY", "call");
                     return Ok(response);
                 };
                 let response = match deadline {
@@ -476,17 +555,24 @@ where
                 });
                 response.headers_mut().insert(REQUEST_ID_HEADER, id);
                 let status = grpc_code(response.headers());
-                let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+                let reason = record(&metrics, &method, &response, started);
+                let latency_ms = rounded_ms(started.elapsed());
+                let status = super::code_name(status);
+                let reason = reason.map(Reason::as_str).unwrap_or_default();
                 // ERROR only for faults of ours (they carry our ErrorInfo):
                 // a client that resets its stream mid-body makes tonic
                 // answer UNKNOWN, and must not be able to write error lines.
                 let ours = response.headers().contains_key("grpc-status-details-bin");
-                if ours && matches!(status, tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::DataLoss) {
-                    tracing::error!(status = ?status, latency_ms, "call failed");
+                if ours && matches!(status, "INTERNAL" | "UNKNOWN" | "DATA_LOSS") {
+                    tracing::error!(status, reason, latency_ms, "call failed");
+                } else if is_open_service(&method) && method != PING_PATH {
+                    // Probes and API discovery: frequent and routine.
+                    tracing::debug!(status, reason, latency_ms, "call");
+                } else if reason.is_empty() {
+                    tracing::info!(status, latency_ms, "call");
                 } else {
-                    tracing::info!(status = ?status, latency_ms, "call");
+                    tracing::info!(status, reason, latency_ms, "call");
                 }
-                record(&metrics, &method, &response, started);
                 Ok(response)
             }
             .instrument(span),
@@ -497,6 +583,31 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_well_formed_traceparent_is_taken() {
+        assert_eq!(
+            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            Some(("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"))
+        );
+        // A later version may carry more fields.
+        assert!(
+            parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x")
+                .is_some()
+        );
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(parse_traceparent(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn grpc_timeouts_parse() {

@@ -207,12 +207,8 @@ impl Door {
             .to_str()
             .unwrap_or_default()
             .to_owned();
-        let span = tracing::info_span!(
-            "call",
-            method = %operation,
-            x_request_id = %x_request_id,
-            peer = %peer,
-        );
+        let span =
+            crate::grpc::layers::call_span(&operation, &x_request_id, &peer, request.headers());
         let app = self.app.clone();
         let in_flight = self.metrics.in_flight(door);
         let work = async move {
@@ -233,11 +229,18 @@ impl Door {
                 started.elapsed(),
             );
             drop(in_flight);
-            let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let latency_ms = crate::grpc::layers::rounded_ms(started.elapsed());
+            let reason = response
+                .extensions()
+                .get::<Reason>()
+                .map(|r| r.as_str())
+                .unwrap_or_default();
             if response.status().is_server_error() {
-                tracing::error!(http_status = status, latency_ms, "call failed");
-            } else {
+                tracing::error!(http_status = status, reason, latency_ms, "call failed");
+            } else if reason.is_empty() {
                 tracing::info!(http_status = status, latency_ms, "call");
+            } else {
+                tracing::info!(http_status = status, reason, latency_ms, "call");
             }
             with_request_id(response, &x_request_id)
         };
@@ -378,7 +381,9 @@ pub async fn serve(
                     let stream = match acceptor.accept(stream).await {
                         Ok(stream) => stream,
                         Err(error) => {
-                            tracing::debug!(?peer, %error, "TLS handshake failed");
+                            // A client with the wrong CA, name or certificate:
+                            // what its operator needs to see.
+                            tracing::info!(?peer, %error, "HTTP: TLS handshake failed");
                             return;
                         }
                     };

@@ -228,6 +228,15 @@ async fn json_logs_carry_method_request_id_peer_status_and_latency() {
     request
         .metadata_mut()
         .insert("x-request-id", "json-log-test-1".parse().unwrap());
+    request.metadata_mut().insert(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            .parse()
+            .unwrap(),
+    );
+    request
+        .metadata_mut()
+        .insert("tracestate", "congo=t61rcWkgMzE".parse().unwrap());
     assert!(client.describe_key(request).await.is_err());
     drop(client);
     stop_with_sigterm(child);
@@ -242,8 +251,40 @@ async fn json_logs_carry_method_request_id_peer_status_and_latency() {
         .as_str()
         .unwrap()
         .starts_with("127.0.0.1:"));
-    assert_eq!(call["status"], "InvalidArgument");
-    assert!(call["latency_ms"].as_f64().is_some());
+    assert_eq!(call["status"], "INVALID_ARGUMENT");
+    assert_eq!(call["reason"], "INVALID_KEY_ID");
+    assert_eq!(call["span"]["principal"], "anonymous");
+    assert_eq!(call["span"]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(call["span"]["parent_span_id"], "00f067aa0ba902b7");
+    assert_eq!(call["span"]["tracestate"], "congo=t61rcWkgMzE");
+    let latency = call["latency_ms"].as_f64().unwrap();
+    assert_eq!(
+        latency,
+        (latency * 100.0).round() / 100.0,
+        "rounded: {latency}"
+    );
+    assert!(
+        call.get("spans").is_none(),
+        "the span is written once: {call}"
+    );
+    // Health checks (the test's own readiness probes) are DEBUG, not INFO.
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("grpc.health.v1.Health/Check")),
+        "{lines:#?}"
+    );
+    // The start-up line says what runs and how it is guarded.
+    let startup = lines.iter().find(|l| l.contains("listening on")).unwrap();
+    for part in [
+        "(gRPC, plaintext)",
+        "aliasd 0.1.0",
+        "store: sled, data directory",
+        "auth: none",
+        "http: off",
+    ] {
+        assert!(startup.contains(part), "{part} in {startup}");
+    }
     assert!(
         lines
             .iter()
