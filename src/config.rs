@@ -150,6 +150,16 @@ pub struct ServeConfig {
     #[arg(long, env = "ALIASD_AUDIT_LOG")]
     pub audit_log: Option<PathBuf>,
 
+    /// How many seconds a day of a deletion's pending window lasts. Only
+    /// with --ephemeral: a throwaway server can let ScheduleKeyDeletion's
+    /// 7 days pass in 7 seconds (`--pending-window-day-secs 1`), so that a
+    /// test suite sees a key and its aliases removed. Key states and
+    /// `pending_window_in_days` are unchanged; the deletion time is when
+    /// the removal really happens.
+    #[arg(long, env = "ALIASD_PENDING_WINDOW_DAY_SECS", default_value_t = 86_400,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub pending_window_day_secs: u64,
+
     /// Seconds between sweeps that remove keys whose deletion time passed.
     #[arg(long, env = "ALIASD_REAP_INTERVAL_SECS", default_value_t = 5)]
     pub reap_interval_secs: u64,
@@ -265,6 +275,7 @@ impl ServeConfig {
         Limits {
             max_aliases_per_key: self.max_aliases_per_key,
             max_keys_per_account: self.max_keys_per_account,
+            pending_window_day_millis: (self.pending_window_day_secs as i64).saturating_mul(1000),
         }
     }
 
@@ -314,6 +325,13 @@ impl ServeConfig {
                      (given {}); drop one of them",
                     self.data_dir.display()
                 ),
+            ));
+        }
+        if self.pending_window_day_secs != 86_400 && !self.ephemeral {
+            return Err(Error::new(
+                Reason::INTERNAL,
+                "--pending-window-day-secs shortens deletion windows and is only for a throwaway \
+                 server: add --ephemeral, or drop it",
             ));
         }
         if self.request_id_ttl_hours < 24 {

@@ -167,6 +167,7 @@ fn main() -> ExitCode {
             Limits {
                 max_aliases_per_key,
                 max_keys_per_account,
+                ..Limits::default()
             },
         ),
         Command::Auth {
@@ -193,6 +194,7 @@ fn main() -> ExitCode {
             Limits {
                 max_aliases_per_key,
                 max_keys_per_account,
+                ..Limits::default()
             },
         ),
     }

@@ -10,7 +10,7 @@ pub const MAX_DESCRIPTION_CHARS: usize = 8192;
 pub const DEFAULT_PENDING_WINDOW_DAYS: i32 = 30;
 pub const MIN_PENDING_WINDOW_DAYS: i32 = 7;
 pub const MAX_PENDING_WINDOW_DAYS: i32 = 30;
-const DAY_MILLIS: i64 = 24 * 60 * 60 * 1000;
+pub const DAY_MILLIS: i64 = 24 * 60 * 60 * 1000;
 
 macro_rules! named_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident),* $(,)? }) => {
@@ -228,15 +228,22 @@ impl Key {
         Ok(key)
     }
 
-    /// ScheduleKeyDeletion with a resolved window.
-    pub fn schedule_deletion(&self, scope: &Scope, window_days: i32, now: Millis) -> Result<Key> {
+    /// ScheduleKeyDeletion with a resolved window of days `day_millis` long.
+    pub fn schedule_deletion(
+        &self,
+        scope: &Scope,
+        window_days: i32,
+        now: Millis,
+        day_millis: i64,
+    ) -> Result<Key> {
         self.ensure_customer(scope)?;
         if self.is_pending_deletion() {
             return Err(self.invalid_state(scope, "its deletion is already scheduled"));
         }
         let mut key = self.clone();
         key.key_state = KeyState::PENDING_DELETION;
-        key.deletion_time = Some(now.saturating_add(i64::from(window_days) * DAY_MILLIS));
+        key.deletion_time =
+            Some(now.saturating_add(i64::from(window_days).saturating_mul(day_millis)));
         key.pending_window_in_days = window_days;
         Ok(key)
     }

@@ -36,11 +36,14 @@ pub trait Txn {
     fn log(&self, event: &AliasEvent) -> Result<(), Self::Fail>;
 }
 
-/// Quotas.
+/// Quotas, and how long a day of a deletion's pending window lasts.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_aliases_per_key: u64,
     pub max_keys_per_account: u64,
+    /// A day of ScheduleKeyDeletion's window, in milliseconds: a real day,
+    /// except on an `--ephemeral` server told otherwise (for test suites).
+    pub pending_window_day_millis: i64,
 }
 
 impl Default for Limits {
@@ -48,6 +51,7 @@ impl Default for Limits {
         Limits {
             max_aliases_per_key: 50,
             max_keys_per_account: 100_000,
+            pending_window_day_millis: crate::domain::key::DAY_MILLIS,
         }
     }
 }
@@ -269,7 +273,12 @@ pub fn schedule_key_deletion<T: Txn>(
     window_days: i32,
 ) -> Result<Key, T::Fail> {
     ctx.authorize(actions::SCHEDULE_KEY_DELETION, id.as_str())?;
-    let key = existing_key(txn, ctx, id)?.schedule_deletion(&ctx.scope, window_days, ctx.now)?;
+    let key = existing_key(txn, ctx, id)?.schedule_deletion(
+        &ctx.scope,
+        window_days,
+        ctx.now,
+        ctx.limits.pending_window_day_millis,
+    )?;
     txn.put_key(&key, false)?;
     Ok(key)
 }

@@ -130,3 +130,75 @@ fn ephemeral_with_a_data_dir_is_refused_and_creates_nothing() {
     );
     assert!(!data.exists());
 }
+
+/// `--ephemeral --pending-window-day-secs 1`: a 7-day deletion window passes
+/// in 7 seconds, and the key and its aliases are removed, as a test suite
+/// needs to see.
+#[tokio::test]
+async fn an_ephemeral_server_can_let_deletions_happen_in_seconds() {
+    let server = crate::common::TestServer::start_configured(|config| {
+        config.ephemeral = true;
+        config.data_dir = aliasd::config::DEFAULT_DATA_DIR.into();
+        config.pending_window_day_secs = 1;
+        config.reap_interval_secs = 1;
+    })
+    .await;
+    let key = server.create_key().await;
+    server
+        .create_alias("alias/short-lived", &key.key_id)
+        .await
+        .unwrap();
+    let scheduled = server.schedule_deletion(&key.key_id, 7).await.unwrap();
+    assert_eq!(scheduled.pending_window_in_days, 7);
+    let due = scheduled.deletion_time.unwrap().seconds;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((6..=8).contains(&(due - now)), "due in {} s", due - now);
+    let started = std::time::Instant::now();
+    loop {
+        match server.describe(&key.key_id).await {
+            Err(status) if status.code() == tonic::Code::NotFound => break,
+            Ok(_) => {
+                assert!(started.elapsed() < Duration::from_secs(30), "never removed");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "removed too early"
+    );
+    assert_eq!(
+        server
+            .get_alias("alias/short-lived")
+            .await
+            .unwrap_err()
+            .code(),
+        tonic::Code::NotFound
+    );
+}
+
+#[test]
+fn a_short_pending_window_needs_ephemeral() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_aliasd"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--pending-window-day-secs",
+            "1",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--pending-window-day-secs"), "{stderr}");
+    assert!(stderr.contains("--ephemeral"), "{stderr}");
+    assert!(!dir.path().join("data").exists());
+}
