@@ -12,6 +12,7 @@ mod common;
 mod concurrency;
 mod crash;
 mod deletion;
+mod deploy;
 mod doors;
 mod durability;
 mod ephemeral;
