@@ -115,10 +115,8 @@ fn starts(args: &[String]) -> String {
     let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("listening on")
-                || line.contains("cannot start")
-                || line.contains("error")
-            {
+            let started = line.contains("listening on") && !line.contains("HTTP listening on");
+            if started || line.contains("cannot start") || line.contains("\"ERROR\"") {
                 let _ = found.send(line);
             }
         }
