@@ -6,6 +6,7 @@ mod access;
 mod aliases;
 mod aws;
 mod backup;
+mod buf;
 mod cli;
 mod client;
 mod common;
