@@ -119,7 +119,11 @@ enum AuthCommand {
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // tonic reports a failed TLS handshake on the gRPC port only at
+        // DEBUG (and without the peer): shown by default.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,tonic::transport::server::io_stream=debug")
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

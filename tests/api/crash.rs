@@ -506,3 +506,59 @@ async fn a_server_whose_log_reader_went_away_still_stops_cleanly() {
     // The reader is gone (dropped above); shutdown logs must not panic.
     stop_with_sigterm(child);
 }
+
+/// A failed TLS handshake on the gRPC port is logged at the default level
+/// (tonic reports it at DEBUG, which the default filter shows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_tls_handshake_on_the_grpc_port_is_logged_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aliasd"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--tls-cert")
+        .arg(&cert_path)
+        .arg("--tls-key")
+        .arg(&key_path)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let log = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            log.lock().unwrap().push(line);
+        }
+    });
+    assert!(
+        logs_within_5s(&lines, "listening on").await,
+        "{:?}",
+        lines.lock().unwrap()
+    );
+    let addr: SocketAddr = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|l| l.split("listening on ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Plaintext HTTP/2 to the TLS port.
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        logs_within_5s(&lines, "tls accept error").await,
+        "{:?}",
+        lines.lock().unwrap()
+    );
+    stop_with_sigterm(child);
+}
