@@ -14,6 +14,7 @@ pub mod backend;
 pub mod check;
 #[cfg(test)]
 mod conformance;
+pub mod etcd;
 pub mod failure;
 pub mod feed;
 pub mod layout;

@@ -17,6 +17,7 @@ mod deploy;
 mod doors;
 mod durability;
 mod ephemeral;
+mod etcd;
 mod hardening;
 mod http;
 mod huawei;
