@@ -273,16 +273,7 @@ fn restore(data_dir: &std::path::Path, file: &std::path::Path, limits: Limits) -
                 report.changes,
                 summary.sha256
             );
-            if report.is_clean() {
-                println!("ok: all invariants hold");
-                ExitCode::SUCCESS
-            } else {
-                for problem in &report.problems {
-                    println!("PROBLEM: {problem}");
-                }
-                println!("{} problem(s) found", report.problems.len());
-                ExitCode::FAILURE
-            }
+            verdict(&report)
         }
         Err(error) => {
             eprintln!("aliasd restore: {}", error.message);
@@ -307,14 +298,18 @@ fn check(data_dir: PathBuf, limits: Limits) -> ExitCode {
         report.changes,
         report.requests
     );
+    verdict(&report)
+}
+
+/// Prints a check's problems, or that there are none: exit 0 when clean.
+fn verdict(report: &aliasd::store::check::Report) -> ExitCode {
     if report.is_clean() {
         println!("ok: all invariants hold");
-        ExitCode::SUCCESS
-    } else {
-        for problem in &report.problems {
-            println!("PROBLEM: {problem}");
-        }
-        println!("{} problem(s) found", report.problems.len());
-        ExitCode::FAILURE
+        return ExitCode::SUCCESS;
     }
+    for problem in &report.problems {
+        println!("PROBLEM: {problem}");
+    }
+    println!("{} problem(s) found", report.problems.len());
+    ExitCode::FAILURE
 }

@@ -556,13 +556,7 @@ pub async fn backup(client: &Client, output: &std::path::Path) -> Result<(), Fai
     let mut partial_name = output.as_os_str().to_owned();
     partial_name.push(".partial");
     let partial = std::path::PathBuf::from(partial_name);
-    let local = |what: String| Failure {
-        message: what,
-        reason: None,
-        code: None,
-        hint: None,
-        exit: 1,
-    };
+    let local = Failure::local;
     let mut file = std::fs::File::create(&partial)
         .map_err(|e| local(format!("cannot create {}: {e}", partial.display())))?;
     let outcome = async {

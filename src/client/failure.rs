@@ -51,6 +51,17 @@ impl Failure {
         }
     }
 
+    /// A failure on this side (a file that cannot be written, ...).
+    pub fn local(message: String) -> Failure {
+        Failure {
+            message,
+            reason: None,
+            code: None,
+            hint: None,
+            exit: codes::OTHER,
+        }
+    }
+
     pub fn unreachable(endpoint: &str, cause: &str) -> Failure {
         Failure {
             message: format!("cannot reach the server at {endpoint}: {cause}"),
