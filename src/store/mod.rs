@@ -69,8 +69,9 @@ pub fn disk_usage(dir: &Path) -> u64 {
 pub use self::sled::{sync, OpenError};
 
 /// Change-log revisions, or request records, removed per transaction when
-/// pruning: each batch is one bounded transaction.
-const PRUNE_BATCH: usize = 512;
+/// pruning: each batch is one bounded transaction, within etcd's 128
+/// operations (a request record is two deletions and a read).
+const PRUNE_BATCH: usize = 60;
 
 pub struct Store {
     backend: Arc<dyn Backend>,

@@ -1,13 +1,11 @@
-//! The etcd backend's groundwork (#11): a real etcd server for tests,
-//! installed by the project itself (Debian's etcd-server 3.4.23, the .deb
-//! unpacked under target/, its checksum pinned), and the v3 client aliasd
-//! generates from `src/store/etcd/proto/` talking to it: conditional
-//! transactions, ranges, watches from a revision, leases.
+//! The etcd client aliasd generates from `src/store/etcd/proto/`, against
+//! a real etcd (Debian's etcd-server 3.4.23, installed by the project under
+//! target/; see `aliasd::store::etcd::testing`): conditional transactions,
+//! ranges, watches from a revision, leases. The backend itself passes the
+//! conformance suite (`src/store/conformance.rs`).
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use aliasd::store::etcd::etcdserverpb as pb;
 use aliasd::store::etcd::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
@@ -15,144 +13,22 @@ use aliasd::store::etcd::etcdserverpb::kv_client::KvClient;
 use aliasd::store::etcd::etcdserverpb::lease_client::LeaseClient;
 use aliasd::store::etcd::etcdserverpb::request_op::Request;
 use aliasd::store::etcd::etcdserverpb::watch_client::WatchClient;
+use aliasd::store::etcd::testing::EtcdServer;
 use tonic::transport::Channel;
 
-const PACKAGE: &str = "etcd-server_3.4.23-4+b4_amd64.deb";
-const PACKAGE_URL: &str =
-    "http://deb.debian.org/debian/pool/main/e/etcd/etcd-server_3.4.23-4+b4_amd64.deb";
-const PACKAGE_SHA256: &str = "3a9445d4560ad6de1c375756b2a17d97713df44cbd20a658c871fe108af7ef5d";
-
-fn sha256(path: &Path) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(std::fs::read(path).unwrap())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// The etcd binary, unpacked under target/ on first use.
-pub fn etcd_binary() -> PathBuf {
-    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _installing = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("etcd");
-    let binary = dir.join("root/usr/bin/etcd");
-    if binary.exists() {
-        return binary;
-    }
-    std::fs::create_dir_all(&dir).unwrap();
-    let deb = dir.join(PACKAGE);
-    if !deb.exists() || sha256(&deb) != PACKAGE_SHA256 {
-        // apt's cache of the package lists, else Debian's mirror directly.
-        let apt = Command::new("apt-get")
-            .args(["download", "etcd-server=3.4.23-4+b4"])
-            .current_dir(&dir)
-            .output();
-        if !matches!(apt, Ok(ref out) if out.status.success()) || !deb.exists() {
-            let curl = Command::new("curl")
-                .args(["-fsSL", "-o"])
-                .arg(&deb)
-                .arg(PACKAGE_URL)
-                .status()
-                .expect("curl runs");
-            assert!(curl.success(), "cannot download {PACKAGE_URL}");
-        }
-    }
-    assert_eq!(
-        sha256(&deb),
-        PACKAGE_SHA256,
-        "{PACKAGE} is not the pinned package"
-    );
-    let unpacked = Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(&deb)
-        .arg(dir.join("root"))
-        .status()
-        .expect("dpkg-deb runs");
-    assert!(unpacked.success() && binary.exists());
-    binary
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+/// A fresh etcd (the project installs it under target/ on first use).
+async fn etcd() -> EtcdServer {
+    tokio::task::spawn_blocking(|| EtcdServer::start(Path::new(env!("CARGO_TARGET_TMPDIR"))))
+        .await
         .unwrap()
-        .local_addr()
+}
+
+async fn channel(etcd: &EtcdServer) -> Channel {
+    Channel::from_shared(etcd.endpoint.clone())
         .unwrap()
-        .port()
-}
-
-/// A single-member etcd on loopback ports, stopped when dropped.
-pub struct EtcdServer {
-    child: Child,
-    pub endpoint: String,
-    _dir: tempfile::TempDir,
-}
-
-impl EtcdServer {
-    pub async fn start() -> EtcdServer {
-        let binary = tokio::task::spawn_blocking(etcd_binary).await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let (client, peer) = (free_port(), free_port());
-        let endpoint = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = Command::new(binary)
-            .args(["--name", "test", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args([
-                "--listen-client-urls",
-                &endpoint,
-                "--advertise-client-urls",
-                &endpoint,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-            ])
-            .args(["--initial-cluster", &format!("test={peer_url}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let server = EtcdServer {
-            child,
-            endpoint,
-            _dir: dir,
-        };
-        let started = Instant::now();
-        loop {
-            if let Ok(channel) = server.channel().await {
-                let probe = KvClient::new(channel)
-                    .range(pb::RangeRequest {
-                        key: b"probe".to_vec(),
-                        ..Default::default()
-                    })
-                    .await;
-                if probe.is_ok() {
-                    return server;
-                }
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "etcd did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    pub async fn channel(&self) -> Result<Channel, tonic::transport::Error> {
-        Channel::from_shared(self.endpoint.clone())
-            .unwrap()
-            .connect()
-            .await
-    }
-}
-
-impl Drop for EtcdServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+        .connect()
+        .await
+        .unwrap()
 }
 
 fn put(key: &str, value: &str) -> pb::RequestOp {
@@ -179,8 +55,8 @@ fn absent(key: &str) -> pb::Compare {
 
 #[tokio::test]
 async fn the_generated_etcd_client_transacts_ranges_watches_and_leases() {
-    let etcd = EtcdServer::start().await;
-    let channel = etcd.channel().await.unwrap();
+    let etcd = etcd().await;
+    let channel = channel(&etcd).await;
     let mut kv = KvClient::new(channel.clone());
 
     // Two writers race to create one key: one transaction succeeds.

@@ -1,0 +1,387 @@
+//! The etcd backend: every tree is a range of etcd keys
+//! (`{prefix}{tree}/{key}`), and every transaction one etcd transaction.
+//!
+//! A transaction's body runs against a snapshot: its reads are etcd ranges
+//! at one revision (the first read's), remembered with their `mod_revision`
+//! (absent keys as such); its writes are buffered. The commit is one etcd
+//! `Txn` that compares every key read on its `mod_revision` (an absent key
+//! on `create_revision == 0`) and applies every write; if another writer
+//! got there first, the compare fails, nothing is applied, and the body
+//! runs again (bounded, with backoff). Within one process, transactions
+//! take turns, so that they do not conflict with each other.
+//!
+//! etcd has made a transaction durable (replicated and synced by a quorum)
+//! when it answers, so there is nothing to flush. etcd being unreachable is
+//! not a failure of the store: calls fail (UNAVAILABLE) until it is back.
+//!
+//! The client is async (tonic); the backend interface is blocking, so calls
+//! run on a runtime of the backend's own and the caller waits.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tonic::transport::Channel;
+
+use super::etcdserverpb as pb;
+use super::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use super::etcdserverpb::kv_client::KvClient;
+use super::etcdserverpb::request_op::Request;
+use crate::domain::{Error, Reason};
+use crate::store::backend::{Backend, Entries, Fail, FlushStats, Flushing, Reads, Tree, Tx};
+use crate::store::failure::Failure;
+
+/// Runs of one transaction before it gives up on conflicts.
+const MAX_RUNS: usize = 64;
+/// etcd's default limit of operations (and of compares) per transaction.
+const MAX_TXN_OPS: usize = 128;
+/// How long one call to etcd may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the backend's etcd is.
+#[derive(Debug, Clone)]
+pub struct EtcdConfig {
+    /// `http://host:port`, one or more (tried in turn).
+    pub endpoints: Vec<String>,
+    /// Every key this store writes begins with it (several deployments can
+    /// share a cluster under different prefixes).
+    pub prefix: String,
+}
+
+pub struct EtcdBackend {
+    /// Taken when dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+    kv: KvClient<Channel>,
+    prefix: Vec<u8>,
+    /// Writing transactions of this process take turns.
+    writer: Mutex<()>,
+    failure: Failure,
+    stats: Arc<FlushStats>,
+}
+
+fn unavailable(what: &str, error: impl std::fmt::Display) -> Error {
+    Error::new(
+        Reason::STORE_FAILED,
+        format!("etcd {what} failed ({error}); nothing was changed: retry shortly"),
+    )
+}
+
+impl EtcdBackend {
+    /// Connects (lazily: an etcd that is down now fails the first calls,
+    /// not the start).
+    pub fn connect(config: &EtcdConfig) -> Result<EtcdBackend, Error> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("aliasd-etcd")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::internal(format!("etcd client runtime: {e}")))?;
+        let endpoints = config
+            .endpoints
+            .iter()
+            .map(|url| {
+                tonic::transport::Endpoint::from_shared(url.clone())
+                    .map(|e| e.connect_timeout(CALL_TIMEOUT).timeout(CALL_TIMEOUT))
+                    .map_err(|e| Error::internal(format!("etcd endpoint {url:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if endpoints.is_empty() {
+            return Err(Error::internal("no etcd endpoint given"));
+        }
+        let channel = {
+            let _entered = runtime.enter();
+            Channel::balance_list(endpoints.into_iter())
+        };
+        Ok(EtcdBackend {
+            runtime: Some(runtime),
+            kv: KvClient::new(channel),
+            prefix: config.prefix.as_bytes().to_vec(),
+            writer: Mutex::new(()),
+            failure: Failure::new(),
+            stats: Arc::new(FlushStats::default()),
+        })
+    }
+
+    /// Runs `future` on the backend's runtime and waits for it (from any
+    /// thread, async or not).
+    fn run<T: Send + 'static>(
+        &self,
+        future: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
+        let (done, result) = std::sync::mpsc::sync_channel(1);
+        self.runtime
+            .as_ref()
+            .expect("the runtime is there until the backend is dropped")
+            .spawn(async move {
+                let _ = done.send(future.await);
+            });
+        result
+            .recv()
+            .expect("the etcd runtime runs every task it is given to the end")
+    }
+
+    /// The etcd key of `key` in `tree`.
+    fn key(&self, tree: Tree, key: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.prefix.len() + 24 + key.len());
+        out.extend_from_slice(&self.prefix);
+        out.extend_from_slice(tree.name().as_bytes());
+        out.push(b'/');
+        out.extend_from_slice(key);
+        out
+    }
+
+    /// One range: its entries and the revision it was read at.
+    fn range(
+        &self,
+        key: Vec<u8>,
+        range_end: Vec<u8>,
+        limit: i64,
+        revision: i64,
+    ) -> Result<(Vec<Found>, i64), Error> {
+        let mut kv = self.kv.clone();
+        let response = self
+            .run(async move {
+                kv.range(pb::RangeRequest {
+                    key,
+                    range_end,
+                    limit,
+                    revision,
+                    ..Default::default()
+                })
+                .await
+            })
+            .map_err(|status| unavailable("read", status.message()))?
+            .into_inner();
+        let revision = response.header.map_or(0, |h| h.revision);
+        Ok((
+            response
+                .kvs
+                .into_iter()
+                .map(|kv| (kv.key, kv.value, kv.mod_revision))
+                .collect(),
+            revision,
+        ))
+    }
+
+    /// Runs `body` once against a snapshot: its reads and writes, or None
+    /// when the body asked to be run again.
+    fn run_body(
+        &self,
+        body: &dyn Fn(&dyn Tx) -> Result<(), Fail>,
+    ) -> Result<Option<EtcdTx<'_>>, Error> {
+        let tx = EtcdTx {
+            backend: self,
+            revision: Cell::new(0),
+            reads: RefCell::new(HashMap::new()),
+            writes: RefCell::new(BTreeMap::new()),
+        };
+        match body(&tx) {
+            Ok(()) => Ok(Some(tx)),
+            Err(Fail::Abort(error)) => Err(error),
+            Err(Fail::Conflict) => Ok(None),
+            Err(Fail::Storage(message)) => Err(unavailable("read", message)),
+        }
+    }
+
+    /// Commits `tx`'s writes if nothing it read has changed: Ok(false) when
+    /// something had.
+    fn commit(&self, tx: &EtcdTx<'_>) -> Result<bool, Error> {
+        let reads = tx.reads.borrow();
+        let writes = tx.writes.borrow();
+        if reads.len() > MAX_TXN_OPS || writes.len() > MAX_TXN_OPS {
+            return Err(Error::internal(format!(
+                "a transaction of {} reads and {} writes is more than etcd takes in one \
+                 ({MAX_TXN_OPS} of each)",
+                reads.len(),
+                writes.len()
+            )));
+        }
+        let compare = reads
+            .iter()
+            .map(|(key, mod_revision)| match mod_revision {
+                Some(revision) => pb::Compare {
+                    result: CompareResult::Equal as i32,
+                    target: CompareTarget::Mod as i32,
+                    key: key.clone(),
+                    target_union: Some(TargetUnion::ModRevision(*revision)),
+                    range_end: Vec::new(),
+                },
+                None => pb::Compare {
+                    result: CompareResult::Equal as i32,
+                    target: CompareTarget::Create as i32,
+                    key: key.clone(),
+                    target_union: Some(TargetUnion::CreateRevision(0)),
+                    range_end: Vec::new(),
+                },
+            })
+            .collect();
+        let success = writes
+            .iter()
+            .map(|(key, value)| pb::RequestOp {
+                request: Some(match value {
+                    Some(value) => Request::RequestPut(pb::PutRequest {
+                        key: key.clone(),
+                        value: value.clone(),
+                        ..Default::default()
+                    }),
+                    None => Request::RequestDeleteRange(pb::DeleteRangeRequest {
+                        key: key.clone(),
+                        ..Default::default()
+                    }),
+                }),
+            })
+            .collect();
+        let mut kv = self.kv.clone();
+        let request = pb::TxnRequest {
+            compare,
+            success,
+            failure: Vec::new(),
+        };
+        match self.run(async move { kv.txn(request).await }) {
+            Ok(response) => Ok(response.into_inner().succeeded),
+            // The request may have reached etcd and committed.
+            Err(status) => Err(Error::new(
+                Reason::WRITE_OUTCOME_UNKNOWN,
+                format!(
+                    "etcd did not answer the commit ({}): the change may or may not have been \
+                     made. Retry with the same request_id; a change that was made is answered \
+                     from its record.",
+                    status.message()
+                ),
+            )),
+        }
+    }
+}
+
+/// An entry read: key, value, mod_revision.
+type Found = (Vec<u8>, Vec<u8>, i64);
+
+/// One run of a transaction (see the module comment).
+struct EtcdTx<'a> {
+    backend: &'a EtcdBackend,
+    /// The revision reads are made at (0 until the first read).
+    revision: Cell<i64>,
+    /// etcd keys read, with their mod_revision (None: absent).
+    reads: RefCell<HashMap<Vec<u8>, Option<i64>>>,
+    /// etcd keys written: the value, or None for a deletion.
+    writes: RefCell<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+}
+
+impl Tx for EtcdTx<'_> {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, Fail> {
+        let key = self.backend.key(tree, key);
+        if let Some(written) = self.writes.borrow().get(&key) {
+            return Ok(written.clone());
+        }
+        let (found, revision) = self
+            .backend
+            .range(key.clone(), Vec::new(), 1, self.revision.get())
+            .map_err(|e| Fail::Storage(e.message))?;
+        if self.revision.get() == 0 {
+            self.revision.set(revision);
+        }
+        let (value, mod_revision) = match found.into_iter().next() {
+            Some((_, value, mod_revision)) => (Some(value), Some(mod_revision)),
+            None => (None, None),
+        };
+        self.reads.borrow_mut().entry(key).or_insert(mod_revision);
+        Ok(value)
+    }
+
+    fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), Fail> {
+        let key = self.backend.key(tree, key);
+        self.writes.borrow_mut().insert(key, Some(value.to_vec()));
+        Ok(())
+    }
+
+    fn delete(&self, tree: Tree, key: &[u8]) -> Result<(), Fail> {
+        let key = self.backend.key(tree, key);
+        self.writes.borrow_mut().insert(key, None);
+        Ok(())
+    }
+}
+
+impl Reads for EtcdBackend {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        let (found, _) = self.range(self.key(tree, key), Vec::new(), 1, 0)?;
+        Ok(found.into_iter().next().map(|(_, value, _)| value))
+    }
+
+    fn scan(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, Error> {
+        let from = self.key(tree, start);
+        let to = match end {
+            Some(end) => self.key(tree, end),
+            None => crate::store::layout::prefix_end(&self.key(tree, b"")),
+        };
+        let skip = self.key(tree, b"").len();
+        let (found, _) = self.range(from, to, limit as i64, 0)?;
+        Ok(found
+            .into_iter()
+            .map(|(key, value, _)| (key[skip..].to_vec(), value))
+            .collect())
+    }
+}
+
+impl Backend for EtcdBackend {
+    fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<(), Fail>) -> Result<(), Error> {
+        // This process's transactions take turns: they would only conflict
+        // with one another. Other processes' are caught by the compares.
+        let _turn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pause = Duration::from_millis(1);
+        for _ in 0..MAX_RUNS {
+            if let Some(tx) = self.run_body(body)? {
+                if tx.writes.borrow().is_empty() {
+                    // A read: its reads were all at one revision.
+                    return Ok(());
+                }
+                if self.commit(&tx)? {
+                    self.stats.flushed(1, Duration::ZERO);
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+        Err(Error::new(
+            Reason::STORE_FAILED,
+            format!(
+                "a transaction met a conflicting write {MAX_RUNS} times in a row; nothing was \
+                 changed: retry"
+            ),
+        ))
+    }
+
+    fn flush(&self) -> Flushing<'_> {
+        // etcd answered each commit once a quorum had it on disk.
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn flush_blocking(&self) -> Result<(), Arc<str>> {
+        Ok(())
+    }
+
+    fn failure(&self) -> &Failure {
+        &self.failure
+    }
+
+    fn flush_stats(&self) -> Arc<FlushStats> {
+        self.stats.clone()
+    }
+}
+
+impl Drop for EtcdBackend {
+    fn drop(&mut self) {
+        // The store may be closed on an async thread, where a runtime cannot
+        // be dropped (it would block): let its threads go without waiting.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
