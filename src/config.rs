@@ -19,6 +19,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where the records are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// A sled database in --data-dir: one process.
+    Sled,
+    /// An etcd cluster (--etcd-endpoints), under --etcd-prefix.
+    Etcd,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
     /// Address to listen on for gRPC: IP:PORT or HOST:PORT (a host name is
@@ -49,6 +58,26 @@ pub struct ServeConfig {
     /// (readiness). IP:PORT or HOST:PORT. Off unless given.
     #[arg(long, env = "ALIASD_HEALTH_LISTEN", value_parser = parse_listen)]
     pub health_listen: Option<SocketAddr>,
+
+    /// Where records are kept: `sled` (a data directory) or `etcd` (an etcd
+    /// cluster, --etcd-endpoints).
+    #[arg(long, env = "ALIASD_BACKEND", value_enum, default_value = "sled")]
+    pub backend: BackendKind,
+
+    /// With --backend etcd: the cluster's client URLs, comma-separated
+    /// (http://HOST:PORT).
+    #[arg(
+        long,
+        env = "ALIASD_ETCD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
+    pub etcd_endpoints: Vec<String>,
+
+    /// With --backend etcd: the prefix of every key this store writes, so
+    /// that several deployments can share one cluster.
+    #[arg(long, env = "ALIASD_ETCD_PREFIX", default_value = "/aliasd/")]
+    pub etcd_prefix: String,
 
     /// Directory of the sled database (created if missing).
     #[arg(long, env = "ALIASD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
@@ -279,6 +308,14 @@ impl ServeConfig {
         }
     }
 
+    /// The etcd backend's settings.
+    pub fn etcd(&self) -> crate::store::etcd::EtcdConfig {
+        crate::store::etcd::EtcdConfig {
+            endpoints: self.etcd_endpoints.clone(),
+            prefix: self.etcd_prefix.clone(),
+        }
+    }
+
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.drain_timeout_secs)
     }
@@ -326,6 +363,20 @@ impl ServeConfig {
                     self.data_dir.display()
                 ),
             ));
+        }
+        if self.backend == BackendKind::Etcd {
+            if self.ephemeral || self.data_dir != Path::new(DEFAULT_DATA_DIR) {
+                return Err(Error::new(
+                    Reason::INTERNAL,
+                    "--backend etcd keeps records in etcd: drop --ephemeral and --data-dir",
+                ));
+            }
+            if self.etcd_endpoints.is_empty() || self.etcd_prefix.is_empty() {
+                return Err(Error::new(
+                    Reason::INTERNAL,
+                    "--backend etcd needs --etcd-endpoints and a non-empty --etcd-prefix",
+                ));
+            }
         }
         if self.pending_window_day_secs != 86_400 && !self.ephemeral {
             return Err(Error::new(

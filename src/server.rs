@@ -16,7 +16,7 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::app::{Admission, App};
 use crate::auth::Authenticator;
-use crate::config::ServeConfig;
+use crate::config::{BackendKind, ServeConfig};
 use crate::domain::paging::PageTokens;
 use crate::domain::{Clock, Error};
 use crate::grpc::auth_layer::AuthLayer;
@@ -131,9 +131,11 @@ pub async fn start_with_syncer(
         .map_err(|e| ServeError::Config(e.message))?;
     let data_dir = config.data_dir.clone();
     let (ephemeral, cache_bytes) = (config.ephemeral, config.cache_mb * 1024 * 1024);
-    let store = tokio::task::spawn_blocking(move || match ephemeral {
-        true => Store::open_in_memory(),
-        false => Store::open_with_syncer(&data_dir, make_syncer, cache_bytes),
+    let (backend, etcd) = (config.backend, config.etcd());
+    let store = tokio::task::spawn_blocking(move || match (ephemeral, backend) {
+        (true, _) => Store::open_in_memory(),
+        (false, BackendKind::Sled) => Store::open_with_syncer(&data_dir, make_syncer, cache_bytes),
+        (false, BackendKind::Etcd) => Store::open_etcd(&etcd),
     })
     .await
     .map_err(|e| ServeError::Other(format!("open task failed: {e}")))??;
@@ -213,9 +215,14 @@ pub async fn start_with_syncer(
              Huawei Cloud KMS at {scheme}://{http_addr}/v1.0/{{project_id}}/kms/"
         );
     }
-    let kept = match config.ephemeral {
-        true => "in memory only: --ephemeral keeps nothing on disk".to_owned(),
-        false => format!("sled, data directory {}", config.data_dir.display()),
+    let kept = match (config.ephemeral, config.backend) {
+        (true, _) => "in memory only: --ephemeral keeps nothing on disk".to_owned(),
+        (false, BackendKind::Sled) => format!("sled, data directory {}", config.data_dir.display()),
+        (false, BackendKind::Etcd) => format!(
+            "etcd at {}, prefix {}",
+            config.etcd_endpoints.join(","),
+            config.etcd_prefix
+        ),
     };
     let tls = match (&config.tls_cert, &config.tls_client_ca) {
         (None, _) => "plaintext",
@@ -463,7 +470,8 @@ async fn serve(
     let metrics_task = listeners.metrics.map(|listener| {
         let sources = Arc::new(Sources {
             store: store.clone(),
-            data_dir: (!config.ephemeral).then(|| config.data_dir.clone()),
+            data_dir: (!config.ephemeral && config.backend == BackendKind::Sled)
+                .then(|| config.data_dir.clone()),
             watches: app.watch_slots.clone(),
         });
         tokio::spawn(crate::ops::serve(

@@ -180,6 +180,13 @@ pub trait Backend: Reads + Send + Sync + 'static {
     /// Flushes run and writers served (the benchmark reads them).
     fn flush_stats(&self) -> Arc<FlushStats>;
 
+    /// Whether reads are answered in this process without waiting on a
+    /// network, so that the store may make them on async threads. A remote
+    /// backend (etcd) says no: its reads run on blocking threads.
+    fn local_reads(&self) -> bool {
+        true
+    }
+
     /// Whether this process may run background maintenance (removing keys
     /// past their deletion time, pruning) now. A backend shared by several
     /// processes grants it to one of them at a time (a lease it keeps

@@ -159,6 +159,14 @@ impl Store {
         Self::with_backend(Arc::new(backend)).map_err(|e| OpenError::Prepare(e.message))
     }
 
+    /// A store on etcd (`serve --backend etcd`): fails when etcd cannot be
+    /// reached (opening writes the store-wide settings if absent).
+    pub fn open_etcd(config: &etcd::EtcdConfig) -> Result<Arc<Store>, OpenError> {
+        let backend =
+            etcd::EtcdBackend::connect(config).map_err(|e| OpenError::Prepare(e.message))?;
+        Self::with_backend(Arc::new(backend)).map_err(|e| OpenError::Prepare(e.message))
+    }
+
     /// A store that keeps everything in memory (`serve --ephemeral`).
     pub fn open_in_memory() -> Result<Arc<Store>, OpenError> {
         Self::with_backend(Arc::new(memory::MemoryBackend::new()))
@@ -459,7 +467,11 @@ impl Store {
         F: Fn(&AccountTxn) -> Result<T, Fail> + Send + 'static,
     {
         self.check_not_failed()?;
-        if let Some(value) = self.read_view(account, &op) {
+        let inline = match self.backend.local_reads() {
+            true => self.read_view(account, &op),
+            false => None,
+        };
+        if let Some(value) = inline {
             let value = value?;
             self.settle().await?;
             return Ok(value);
@@ -555,9 +567,21 @@ impl Store {
     /// scan of records that are mostly in memory) on this thread, over one
     /// committed state ([`Store::consistent`]): a hand-off to a blocking
     /// thread would cost more than the read.
-    pub async fn read_now<T>(&self, f: impl Fn(&Store) -> Result<T, Error>) -> Result<T, Error> {
+    pub async fn read_now<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl Fn(&Store) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
         self.check_not_failed()?;
-        let value = self.consistent(f)?;
+        let value = match self.backend.local_reads() {
+            true => self.consistent(f)?,
+            // Reads that wait on the network wait off the async threads.
+            false => {
+                let store = self.clone();
+                tokio::task::spawn_blocking(move || store.consistent(f))
+                    .await
+                    .map_err(|e| Error::internal(format!("read task failed: {e}")))??
+            }
+        };
         self.settle().await?;
         Ok(value)
     }

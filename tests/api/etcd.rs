@@ -16,6 +16,8 @@ use aliasd::store::etcd::etcdserverpb::watch_client::WatchClient;
 use aliasd::store::etcd::testing::EtcdServer;
 use tonic::transport::Channel;
 
+use crate::common::TestServer;
+
 /// A fresh etcd (the project installs it under target/ on first use).
 async fn etcd() -> EtcdServer {
     tokio::task::spawn_blocking(|| EtcdServer::start(Path::new(env!("CARGO_TARGET_TMPDIR"))))
@@ -184,4 +186,131 @@ async fn the_generated_etcd_client_transacts_ranges_watches_and_leases() {
         .unwrap()
         .into_inner();
     assert!(gone.kvs.is_empty());
+}
+
+/// An aliasd server on `etcd` under `prefix`.
+async fn instance(etcd: &EtcdServer, prefix: &str, max_aliases_per_key: u64) -> TestServer {
+    let (endpoint, prefix) = (etcd.endpoint.clone(), prefix.to_owned());
+    TestServer::start_configured(move |c| {
+        c.backend = aliasd::config::BackendKind::Etcd;
+        c.etcd_endpoints = vec![endpoint];
+        c.etcd_prefix = prefix;
+        c.data_dir = aliasd::config::DEFAULT_DATA_DIR.into();
+        c.max_aliases_per_key = max_aliases_per_key;
+    })
+    .await
+}
+
+/// Two aliasd instances on one etcd: concurrent creates of one name through
+/// both give exactly one OK; concurrent creates onto one key never pass its
+/// quota; a request_id replays on the other instance; each sees the other's
+/// writes at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_one_etcd_share_one_store_with_its_guarantees() {
+    let etcd = etcd().await;
+    let a = instance(&etcd, "/shared/", 10).await;
+    let b = instance(&etcd, "/shared/", 10).await;
+    let key = a.create_key().await.key_id;
+    assert_eq!(
+        b.describe(&key).await.unwrap().key_id,
+        key,
+        "B sees A's key"
+    );
+
+    let calls = (0..64).map(|i| {
+        let server = if i % 2 == 0 { &a } else { &b };
+        let mut aliases = server.aliases.clone();
+        let key = key.clone();
+        async move {
+            aliases
+                .create_alias(aliasd::pb::CreateAliasRequest {
+                    alias_name: "alias/one".into(),
+                    target_key_id: key,
+                    request_id: String::new(),
+                })
+                .await
+        }
+    });
+    let results = futures_join_all(calls).await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, 1, "{results:?}");
+    for result in &results {
+        if let Err(status) = result {
+            assert_eq!(status.code(), tonic::Code::AlreadyExists, "{status:?}");
+        }
+    }
+
+    // 20 creates of different names onto one key (quota 10, one taken).
+    let calls = (0..20).map(|i| {
+        let server = if i % 2 == 0 { &a } else { &b };
+        let mut aliases = server.aliases.clone();
+        let key = key.clone();
+        async move {
+            aliases
+                .create_alias(aliasd::pb::CreateAliasRequest {
+                    alias_name: format!("alias/q{i}"),
+                    target_key_id: key,
+                    request_id: String::new(),
+                })
+                .await
+        }
+    });
+    let results = futures_join_all(calls).await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        9,
+        "{results:?}"
+    );
+    assert_eq!(a.alias_names(&key).await.len(), 10);
+    assert_eq!(b.alias_names(&key).await.len(), 10);
+
+    // A request_id used on A replays on B.
+    let other = a.create_key().await.key_id;
+    let request = aliasd::pb::CreateAliasRequest {
+        alias_name: "alias/replayed".into(),
+        target_key_id: other.clone(),
+        request_id: crate::common::uuid(),
+    };
+    let first = a
+        .aliases
+        .clone()
+        .create_alias(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let again = b
+        .aliases
+        .clone()
+        .create_alias(request)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first, again);
+    assert_eq!(b.alias_names(&other).await, ["alias/replayed"]);
+
+    // Another prefix is another store.
+    let c = instance(&etcd, "/elsewhere/", 10).await;
+    assert_eq!(
+        c.describe(&key).await.unwrap_err().code(),
+        tonic::Code::NotFound
+    );
+}
+
+/// Joins futures without another dependency.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F: Send + 'static,
+    F::Output: Send + 'static,
+{
+    let mut handles = Vec::new();
+    for future in futures {
+        handles.push(tokio::spawn(future));
+    }
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.unwrap());
+    }
+    out
 }

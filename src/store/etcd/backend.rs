@@ -8,7 +8,8 @@
 //! on `create_revision == 0`) and applies every write; if another writer
 //! got there first, the compare fails, nothing is applied, and the body
 //! runs again (bounded, with backoff). Within one process, transactions
-//! take turns, so that they do not conflict with each other.
+//! that met a conflict take turns, so that they do not keep conflicting
+//! with each other.
 //!
 //! etcd has made a transaction durable (replicated and synced by a quorum)
 //! when it answers, so there is nothing to flush. etcd being unreachable is
@@ -331,9 +332,10 @@ impl Reads for EtcdBackend {
 
 impl Backend for EtcdBackend {
     fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<(), Fail>) -> Result<(), Error> {
-        // This process's transactions take turns: they would only conflict
-        // with one another. Other processes' are caught by the compares.
-        let _turn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        // Optimistic first; after a conflict, this process's transactions
+        // take turns (they would only keep conflicting with one another),
+        // while other processes' are still caught by the compares.
+        let mut turn = None;
         let mut pause = Duration::from_millis(1);
         for _ in 0..MAX_RUNS {
             if let Some(tx) = self.run_body(body)? {
@@ -346,6 +348,10 @@ impl Backend for EtcdBackend {
                     return Ok(());
                 }
             }
+            if turn.is_none() {
+                turn = Some(self.writer.lock().unwrap_or_else(|p| p.into_inner()));
+                continue;
+            }
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(100));
         }
@@ -356,6 +362,10 @@ impl Backend for EtcdBackend {
                  changed: retry"
             ),
         ))
+    }
+
+    fn local_reads(&self) -> bool {
+        false
     }
 
     fn flush(&self) -> Flushing<'_> {
