@@ -297,11 +297,9 @@ async fn two_instances_on_one_etcd_share_one_store_with_its_guarantees() {
 }
 
 /// Joins futures without another dependency.
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output>
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let mut handles = Vec::new();
