@@ -288,6 +288,55 @@ async fn two_instances_on_one_etcd_share_one_store_with_its_guarantees() {
     assert_eq!(first, again);
     assert_eq!(b.alias_names(&other).await, ["alias/replayed"]);
 
+    // A watcher on A receives, in order, the changes made through B.
+    let head = a
+        .aliases
+        .clone()
+        .list_aliases(aliasd::pb::ListAliasesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .revision;
+    let mut watch = a
+        .aliases
+        .clone()
+        .watch_aliases(aliasd::pb::WatchAliasesRequest {
+            key_id: String::new(),
+            start_revision: Some(head),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    b.create_alias("alias/from-b", &other).await.unwrap();
+    b.rename_alias("alias/from-b", "alias/renamed-on-b")
+        .await
+        .unwrap();
+    b.delete_alias("alias/renamed-on-b").await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let event = tokio::time::timeout(Duration::from_secs(10), watch.message())
+            .await
+            .expect("A's watcher hears of B's changes")
+            .unwrap()
+            .unwrap()
+            .event
+            .unwrap();
+        seen.push((
+            event.revision,
+            event.r#type,
+            event.alias.unwrap().alias_name,
+        ));
+    }
+    use aliasd::pb::AliasEventType::{Created, Deleted, Renamed};
+    assert_eq!(
+        seen,
+        [
+            (head + 1, Created as i32, "alias/from-b".to_owned()),
+            (head + 2, Renamed as i32, "alias/renamed-on-b".to_owned()),
+            (head + 3, Deleted as i32, "alias/renamed-on-b".to_owned()),
+        ]
+    );
+
     // Another prefix is another store.
     let c = instance(&etcd, "/elsewhere/", 10).await;
     assert_eq!(

@@ -17,6 +17,9 @@
 //!
 //! The client is async (tonic); the backend interface is blocking, so calls
 //! run on a runtime of the backend's own and the caller waits.
+//!
+//! Other processes' commits reach this process's watchers through an etcd
+//! watch on the accounts' revision counters (`follow_other_writers`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -29,9 +32,11 @@ use super::etcdserverpb as pb;
 use super::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use super::etcdserverpb::kv_client::KvClient;
 use super::etcdserverpb::request_op::Request;
+use super::etcdserverpb::watch_client::WatchClient;
 use crate::domain::{Error, Reason};
 use crate::store::backend::{Backend, Entries, Fail, FlushStats, Flushing, Reads, Tree, Tx};
 use crate::store::failure::Failure;
+use crate::store::feed::Feed;
 
 /// Runs of one transaction before it gives up on conflicts.
 const MAX_RUNS: usize = 64;
@@ -54,6 +59,7 @@ pub struct EtcdBackend {
     /// Taken when dropped.
     runtime: Option<tokio::runtime::Runtime>,
     kv: KvClient<Channel>,
+    kv_channel: Channel,
     prefix: Vec<u8>,
     /// Writing transactions of this process take turns.
     writer: Mutex<()>,
@@ -96,7 +102,8 @@ impl EtcdBackend {
         };
         Ok(EtcdBackend {
             runtime: Some(runtime),
-            kv: KvClient::new(channel),
+            kv: KvClient::new(channel.clone()),
+            kv_channel: channel,
             prefix: config.prefix.as_bytes().to_vec(),
             writer: Mutex::new(()),
             failure: Failure::new(),
@@ -368,6 +375,19 @@ impl Backend for EtcdBackend {
         false
     }
 
+    /// Follows every account's revision counter (`meta/{account}\0revision`)
+    /// with an etcd watch, so that watchers here see changes committed by
+    /// other processes: etcd answered their commits once durable.
+    fn follow_other_writers(&self, feed: Arc<Feed>) {
+        let mut from = self.key(Tree::Meta, b"");
+        let to = crate::store::layout::prefix_end(&from);
+        let watch = WatchClient::new(self.kv_channel.clone());
+        let skip = from.len();
+        if let Some(runtime) = &self.runtime {
+            runtime.spawn(follow(watch, from, to, skip, feed));
+        }
+    }
+
     fn flush(&self) -> Flushing<'_> {
         // etcd answered each commit once a quorum had it on disk.
         Box::pin(std::future::ready(Ok(())))
@@ -383,6 +403,75 @@ impl Backend for EtcdBackend {
 
     fn flush_stats(&self) -> Arc<FlushStats> {
         self.stats.clone()
+    }
+}
+
+/// Publishes each revision-counter write under `[from, to)` to `feed`,
+/// watching again (from the next revision) whenever the watch ends.
+async fn follow(
+    mut client: WatchClient<Channel>,
+    from: Vec<u8>,
+    to: Vec<u8>,
+    skip: usize,
+    feed: Arc<Feed>,
+) {
+    let suffix = [
+        &[crate::store::layout::SEP][..],
+        crate::store::layout::REVISION,
+    ]
+    .concat();
+    // 0: from now on.
+    let mut next: i64 = 0;
+    loop {
+        let (requests, stream) = tokio::sync::mpsc::channel(1);
+        let create = pb::WatchRequest {
+            request_union: Some(pb::watch_request::RequestUnion::CreateRequest(
+                pb::WatchCreateRequest {
+                    key: from.clone(),
+                    range_end: to.clone(),
+                    start_revision: next,
+                    ..Default::default()
+                },
+            )),
+        };
+        if requests.send(create).await.is_ok() {
+            let opened = client
+                .watch(tokio_stream::wrappers::ReceiverStream::new(stream))
+                .await;
+            if let Ok(response) = opened {
+                let mut events = response.into_inner();
+                while let Ok(Some(message)) = events.message().await {
+                    if message.compact_revision > 0 {
+                        // Revisions in between are gone; the counters' latest
+                        // values are all the feed needs.
+                        next = message.compact_revision;
+                        break;
+                    }
+                    for event in message.events {
+                        let Some(kv) = event.kv else { continue };
+                        next = next.max(kv.mod_revision + 1);
+                        let Some(rest) = kv.key.get(skip..) else {
+                            continue;
+                        };
+                        let Some(account) = rest.strip_suffix(suffix.as_slice()) else {
+                            continue;
+                        };
+                        let (Ok(account), Ok(revision)) = (
+                            std::str::from_utf8(account),
+                            <[u8; 8]>::try_from(kv.value.as_slice()),
+                        ) else {
+                            continue;
+                        };
+                        feed.publish(account, u64::from_be_bytes(revision));
+                    }
+                    if message.canceled {
+                        break;
+                    }
+                }
+            }
+            drop(requests);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
