@@ -379,7 +379,7 @@ impl Backend for EtcdBackend {
     /// with an etcd watch, so that watchers here see changes committed by
     /// other processes: etcd answered their commits once durable.
     fn follow_other_writers(&self, feed: Arc<Feed>) {
-        let mut from = self.key(Tree::Meta, b"");
+        let from = self.key(Tree::Meta, b"");
         let to = crate::store::layout::prefix_end(&from);
         let watch = WatchClient::new(self.kv_channel.clone());
         let skip = from.len();
