@@ -63,9 +63,12 @@ enum Command {
     /// Exit 0: restored and every invariant holds; 1: not restored (nothing
     /// is left behind) or problems found.
     Restore {
-        /// The directory to create the store in (new, or empty).
+        /// The directory to create the store in (new, or empty); with
+        /// --backend sled.
         #[arg(long, env = "ALIASD_DATA_DIR")]
-        data_dir: PathBuf,
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
         /// The backup file.
         file: PathBuf,
         /// The quota to check against.
@@ -90,6 +93,8 @@ enum Command {
         /// Directory of an existing store (nothing is created).
         #[arg(long, env = "ALIASD_DATA_DIR", default_value = "./aliasd-data")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// The quota to check against.
         #[arg(long, env = "ALIASD_MAX_ALIASES_PER_KEY", default_value_t = 50)]
         max_aliases_per_key: u64,
@@ -97,6 +102,37 @@ enum Command {
         #[arg(long, env = "ALIASD_MAX_KEYS_PER_ACCOUNT", default_value_t = 100_000)]
         max_keys_per_account: u64,
     },
+}
+
+/// Which store `check` and `restore` work on: a sled data directory, or an
+/// etcd prefix.
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// `sled` (--data-dir) or `etcd` (--etcd-endpoints, --etcd-prefix).
+    #[arg(long, env = "ALIASD_BACKEND", value_enum, default_value = "sled")]
+    backend: aliasd::config::BackendKind,
+    /// With --backend etcd: the cluster's client URLs, comma-separated.
+    #[arg(
+        long,
+        env = "ALIASD_ETCD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
+    etcd_endpoints: Vec<String>,
+    /// With --backend etcd: the store's key prefix.
+    #[arg(long, env = "ALIASD_ETCD_PREFIX", default_value = "/aliasd/")]
+    etcd_prefix: String,
+}
+
+impl StoreArgs {
+    fn etcd(&self) -> Option<aliasd::store::etcd::EtcdConfig> {
+        (self.backend == aliasd::config::BackendKind::Etcd).then(|| {
+            aliasd::store::etcd::EtcdConfig {
+                endpoints: self.etcd_endpoints.clone(),
+                prefix: self.etcd_prefix.clone(),
+            }
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -162,11 +198,13 @@ fn main() -> ExitCode {
         }
         Command::Restore {
             data_dir,
+            store,
             file,
             max_aliases_per_key,
             max_keys_per_account,
         } => restore(
-            &data_dir,
+            data_dir.as_deref(),
+            &store,
             &file,
             Limits {
                 max_aliases_per_key,
@@ -191,10 +229,12 @@ fn main() -> ExitCode {
         }
         Command::Check {
             data_dir,
+            store,
             max_aliases_per_key,
             max_keys_per_account,
         } => check(
             data_dir,
+            &store,
             Limits {
                 max_aliases_per_key,
                 max_keys_per_account,
@@ -260,13 +300,32 @@ fn bench(args: aliasd::bench::BenchArgs) -> ExitCode {
     }
 }
 
-fn restore(data_dir: &std::path::Path, file: &std::path::Path, limits: Limits) -> ExitCode {
-    match aliasd::store::snapshot::restore_dir(data_dir, file, &limits) {
+fn restore(
+    data_dir: Option<&std::path::Path>,
+    store: &StoreArgs,
+    file: &std::path::Path,
+    limits: Limits,
+) -> ExitCode {
+    use aliasd::store::snapshot;
+    let (outcome, into) = match (store.etcd(), data_dir) {
+        (Some(etcd), _) => (
+            snapshot::restore_etcd(&etcd, file, &limits),
+            format!("etcd prefix {}", etcd.prefix),
+        ),
+        (None, Some(dir)) => (
+            snapshot::restore_dir(dir, file, &limits),
+            dir.display().to_string(),
+        ),
+        (None, None) => {
+            eprintln!("aliasd restore: --data-dir is needed with --backend sled");
+            return ExitCode::from(2);
+        }
+    };
+    match outcome {
         Ok((summary, report)) => {
             println!(
-                "restored {} into {}: {} records ({} keys, {} aliases, {} change-log entries), sha256 {}",
+                "restored {} into {into}: {} records ({} keys, {} aliases, {} change-log entries), sha256 {}",
                 file.display(),
-                data_dir.display(),
                 summary.entries,
                 report.keys,
                 report.aliases,
@@ -282,8 +341,18 @@ fn restore(data_dir: &std::path::Path, file: &std::path::Path, limits: Limits) -
     }
 }
 
-fn check(data_dir: PathBuf, limits: Limits) -> ExitCode {
-    let report = match aliasd::store::check::check_dir(&data_dir, &limits) {
+fn check(data_dir: PathBuf, store: &StoreArgs, limits: Limits) -> ExitCode {
+    let (checked, what) = match store.etcd() {
+        Some(etcd) => (
+            aliasd::store::check::check_etcd(&etcd, &limits),
+            format!("etcd prefix {}", etcd.prefix),
+        ),
+        None => (
+            aliasd::store::check::check_dir(&data_dir, &limits).map_err(|e| e.to_string()),
+            data_dir.display().to_string(),
+        ),
+    };
+    let report = match checked {
         Ok(report) => report,
         Err(error) => {
             eprintln!("aliasd check: {error}");
@@ -291,12 +360,8 @@ fn check(data_dir: PathBuf, limits: Limits) -> ExitCode {
         }
     };
     println!(
-        "checked {}: {} keys, {} aliases, {} change-log entries, {} request_id records",
-        data_dir.display(),
-        report.keys,
-        report.aliases,
-        report.changes,
-        report.requests
+        "checked {what}: {} keys, {} aliases, {} change-log entries, {} request_id records",
+        report.keys, report.aliases, report.changes, report.requests
     );
     verdict(&report)
 }

@@ -89,6 +89,21 @@ pub fn check_dir(dir: &Path, limits: &Limits) -> Result<Report, CheckError> {
     }
 }
 
+/// Checks the store under an etcd prefix without creating one: a prefix
+/// that holds no aliasd store (no page-token secret) is an error.
+pub fn check_etcd(config: &super::etcd::EtcdConfig, limits: &Limits) -> Result<Report, String> {
+    let backend = super::etcd::EtcdBackend::connect(config).map_err(|e| e.message)?;
+    match backend.get(super::backend::Tree::Meta, layout::TOKEN_SECRET) {
+        Ok(Some(_)) => Ok(check_trees(&backend, limits)),
+        Ok(None) => Err(format!(
+            "no aliasd store under prefix {} at {}",
+            config.prefix,
+            config.endpoints.join(",")
+        )),
+        Err(error) => Err(error.message),
+    }
+}
+
 impl Store {
     /// Checks every invariant of this open store (see [`check_trees`]).
     pub fn check(&self, limits: &Limits) -> Report {

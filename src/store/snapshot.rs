@@ -229,6 +229,36 @@ pub fn restore_dir(
     loaded
 }
 
+/// Restores the snapshot at `file` into etcd under `config`'s prefix,
+/// which must hold nothing: checked whole first, loaded, then checked as
+/// `aliasd check` does. On a failure after writing, everything under the
+/// prefix is deleted again.
+pub fn restore_etcd(
+    config: &super::etcd::EtcdConfig,
+    file: &Path,
+    limits: &crate::domain::ops::Limits,
+) -> Result<(Summary, super::check::Report), Error> {
+    let probe = super::etcd::EtcdBackend::connect(config)?;
+    if !probe.is_empty()? {
+        return Err(Error::internal(format!(
+            "etcd prefix {} is not empty: restore only into an empty prefix",
+            config.prefix
+        )));
+    }
+    read_snapshot(file, |_, _, _| Ok(()))?;
+    let loaded = (|| {
+        let store = Store::open_etcd(config).map_err(|e| Error::internal(e.to_string()))?;
+        let summary = store.load_snapshot(file)?;
+        drop(store);
+        let report = super::check::check_etcd(config, limits).map_err(Error::internal)?;
+        Ok((summary, report))
+    })();
+    if loaded.is_err() {
+        let _ = probe.delete_everything();
+    }
+    loaded
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

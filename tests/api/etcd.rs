@@ -361,3 +361,74 @@ where
     }
     out
 }
+
+async fn aliasd(args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_aliasd"))
+        .args(args)
+        .env_remove("ALIASD_BACKEND")
+        .env_remove("ALIASD_DATA_DIR")
+        .output()
+        .await
+        .unwrap()
+}
+
+/// A snapshot moves a store from sled to etcd: backup of a sled server,
+/// restore under an etcd prefix, `aliasd check` on it, and an etcd
+/// instance serving the same aliases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_of_a_sled_store_restores_into_etcd_and_serves() {
+    let sled = TestServer::start().await;
+    let key = sled.create_key().await.key_id;
+    for name in ["alias/moved-1", "alias/moved-2"] {
+        sled.create_alias(name, &key).await.unwrap();
+    }
+    let files = tempfile::tempdir().unwrap();
+    let backup = files.path().join("b");
+    let backup = backup.to_str().unwrap();
+    let endpoint = sled.running.as_ref().unwrap().addr.to_string();
+    let taken = aliasd(&["backup", "--endpoint", &endpoint, "-f", backup]).await;
+    assert!(taken.status.success(), "{taken:?}");
+
+    let etcd = etcd().await;
+    let into = [
+        "--backend",
+        "etcd",
+        "--etcd-endpoints",
+        &etcd.endpoint,
+        "--etcd-prefix",
+        "/moved/",
+    ];
+    let empty = aliasd(&[&["check"][..], &into].concat()).await;
+    assert_eq!(
+        empty.status.code(),
+        Some(2),
+        "no store there yet: {empty:?}"
+    );
+    let restored = aliasd(&[&["restore"][..], &into, &[backup]].concat()).await;
+    let out = String::from_utf8_lossy(&restored.stdout);
+    assert!(restored.status.success(), "{restored:?}");
+    assert!(
+        out.contains("into etcd prefix /moved/") && out.contains("ok: all invariants hold"),
+        "{out}"
+    );
+    let checked = aliasd(&[&["check"][..], &into].concat()).await;
+    assert!(checked.status.success(), "{checked:?}");
+    assert!(String::from_utf8_lossy(&checked.stdout).contains("2 aliases"));
+    // Not twice into the same prefix.
+    let again = aliasd(&[&["restore"][..], &into, &[backup]].concat()).await;
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("not empty"),
+        "{again:?}"
+    );
+
+    let served = instance(&etcd, "/moved/", 50).await;
+    assert_eq!(
+        served.alias_names(&key).await,
+        ["alias/moved-1", "alias/moved-2"]
+    );
+    assert_eq!(
+        served.get_alias("alias/moved-1").await.unwrap(),
+        sled.get_alias("alias/moved-1").await.unwrap()
+    );
+}

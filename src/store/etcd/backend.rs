@@ -111,6 +111,30 @@ impl EtcdBackend {
         })
     }
 
+    /// Whether nothing at all is stored under the prefix.
+    pub fn is_empty(&self) -> Result<bool, Error> {
+        let (found, _) = self.range(
+            self.prefix.clone(),
+            crate::store::layout::prefix_end(&self.prefix),
+            1,
+            0,
+        )?;
+        Ok(found.is_empty())
+    }
+
+    /// Deletes everything under the prefix (a restore that failed).
+    pub fn delete_everything(&self) -> Result<(), Error> {
+        let mut kv = self.kv.clone();
+        let request = pb::DeleteRangeRequest {
+            key: self.prefix.clone(),
+            range_end: crate::store::layout::prefix_end(&self.prefix),
+            prev_kv: false,
+        };
+        self.run(async move { kv.delete_range(request).await })
+            .map(drop)
+            .map_err(|status| unavailable("delete", status.message()))
+    }
+
     /// Runs `future` on the backend's runtime and waits for it (from any
     /// thread, async or not).
     fn run<T: Send + 'static>(
