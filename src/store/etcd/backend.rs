@@ -31,6 +31,7 @@ use tonic::transport::Channel;
 use super::etcdserverpb as pb;
 use super::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use super::etcdserverpb::kv_client::KvClient;
+use super::etcdserverpb::lease_client::LeaseClient;
 use super::etcdserverpb::request_op::Request;
 use super::etcdserverpb::watch_client::WatchClient;
 use crate::domain::{Error, Reason};
@@ -63,6 +64,10 @@ pub struct EtcdBackend {
     prefix: Vec<u8>,
     /// Writing transactions of this process take turns.
     writer: Mutex<()>,
+    /// Whether this process holds the maintenance lease now.
+    maintaining: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether the competition for it has started.
+    competing: std::sync::atomic::AtomicBool,
     failure: Failure,
     stats: Arc<FlushStats>,
 }
@@ -106,6 +111,8 @@ impl EtcdBackend {
             kv_channel: channel,
             prefix: config.prefix.as_bytes().to_vec(),
             writer: Mutex::new(()),
+            maintaining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            competing: std::sync::atomic::AtomicBool::new(false),
             failure: Failure::new(),
             stats: Arc::new(FlushStats::default()),
         })
@@ -399,6 +406,30 @@ impl Backend for EtcdBackend {
         false
     }
 
+    /// Starts competing for the maintenance lease (once, however many
+    /// stores open over this backend).
+    fn prepared(&self) -> Result<(), Error> {
+        if self
+            .competing
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Ok(());
+        }
+        if let Some(runtime) = &self.runtime {
+            runtime.spawn(hold_maintenance(
+                self.kv.clone(),
+                LeaseClient::new(self.kv_channel.clone()),
+                self.key(Tree::Meta, MAINTENANCE_KEY),
+                self.maintaining.clone(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn maintenance_lease(&self) -> bool {
+        self.maintaining.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Follows every account's revision counter (`meta/{account}\0revision`)
     /// with an etcd watch, so that watchers here see changes committed by
     /// other processes: etcd answered their commits once durable.
@@ -427,6 +458,147 @@ impl Backend for EtcdBackend {
 
     fn flush_stats(&self) -> Arc<FlushStats> {
         self.stats.clone()
+    }
+}
+
+/// The key whose holder runs maintenance (under the empty account's
+/// server-wide entries of `meta`).
+const MAINTENANCE_KEY: &[u8] = b"\0maintenance";
+/// Seconds the maintenance lease lives without a keep-alive: how long the
+/// other instances wait after its holder dies.
+const MAINTENANCE_TTL: i64 = 6;
+
+/// Competes for the maintenance key, attached to a lease of this process:
+/// created only if absent, kept alive while held, competed for again when
+/// the lease is lost (its holder died, or etcd could not be reached).
+async fn hold_maintenance(
+    mut kv: KvClient<Channel>,
+    mut leases: LeaseClient<Channel>,
+    key: Vec<u8>,
+    holding: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    let every = Duration::from_secs((MAINTENANCE_TTL as u64 / 3).max(1));
+    loop {
+        holding.store(false, Ordering::SeqCst);
+        let lease = match leases
+            .lease_grant(pb::LeaseGrantRequest {
+                ttl: MAINTENANCE_TTL,
+                id: 0,
+            })
+            .await
+        {
+            Ok(granted) => granted.into_inner().id,
+            Err(_) => {
+                tokio::time::sleep(every).await;
+                continue;
+            }
+        };
+        if !claim_maintenance(&mut kv, &mut leases, &key, lease, every).await {
+            continue;
+        }
+        // Held: keep the lease alive; losing it ends the hold. (etcd answers
+        // the call only once its first request is in.)
+        let (requests, stream) = tokio::sync::mpsc::channel(1);
+        if requests
+            .send(pb::LeaseKeepAliveRequest { id: lease })
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        let Ok(response) = leases
+            .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(stream))
+            .await
+        else {
+            tokio::time::sleep(every).await;
+            continue;
+        };
+        let mut answers = response.into_inner();
+        let mut first = true;
+        loop {
+            let sent = first
+                || requests
+                    .send(pb::LeaseKeepAliveRequest { id: lease })
+                    .await
+                    .is_ok();
+            first = false;
+            if !sent {
+                break;
+            }
+            match answers.message().await {
+                Ok(Some(answer)) if answer.ttl > 0 => {
+                    let ours = kv
+                        .range(pb::RangeRequest {
+                            key: key.clone(),
+                            ..Default::default()
+                        })
+                        .await
+                        .map(|r| r.into_inner().kvs.first().is_some_and(|kv| kv.lease == lease))
+                        .unwrap_or(false);
+                    holding.store(ours, Ordering::SeqCst);
+                    if !ours {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+            tokio::time::sleep(every).await;
+        }
+        holding.store(false, Ordering::SeqCst);
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Tries to create the maintenance key under `lease` every `every` until it
+/// is ours (true) or the lease is lost (false).
+async fn claim_maintenance(
+    kv: &mut KvClient<Channel>,
+    leases: &mut LeaseClient<Channel>,
+    key: &[u8],
+    lease: i64,
+    every: Duration,
+) -> bool {
+    loop {
+        let claim = pb::TxnRequest {
+            compare: vec![pb::Compare {
+                result: CompareResult::Equal as i32,
+                target: CompareTarget::Create as i32,
+                key: key.to_vec(),
+                target_union: Some(TargetUnion::CreateRevision(0)),
+                range_end: Vec::new(),
+            }],
+            success: vec![pb::RequestOp {
+                request: Some(Request::RequestPut(pb::PutRequest {
+                    key: key.to_vec(),
+                    value: lease.to_string().into_bytes(),
+                    lease,
+                    ..Default::default()
+                })),
+            }],
+            failure: Vec::new(),
+        };
+        if matches!(kv.txn(claim).await, Ok(r) if r.get_ref().succeeded) {
+            return true;
+        }
+        // Keep the unused lease alive meanwhile, or start over.
+        let (requests, stream) = tokio::sync::mpsc::channel(1);
+        let _ = requests.send(pb::LeaseKeepAliveRequest { id: lease }).await;
+        drop(requests);
+        let alive = match leases
+            .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(stream))
+            .await
+        {
+            Ok(response) => matches!(
+                response.into_inner().message().await,
+                Ok(Some(answer)) if answer.ttl > 0
+            ),
+            Err(_) => false,
+        };
+        if !alive {
+            return false;
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

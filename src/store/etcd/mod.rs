@@ -18,3 +18,48 @@ pub mod mvccpb {
 pub mod etcdserverpb {
     tonic::include_proto!("etcdserverpb");
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::testing::{cache_dir, EtcdServer};
+    use crate::store::Store;
+
+    /// Waits up to `within` for `holds` to be true.
+    fn eventually(within: Duration, holds: impl Fn() -> bool) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if holds() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    #[test]
+    fn one_instance_at_a_time_holds_the_maintenance_lease() {
+        let etcd = EtcdServer::start(&cache_dir());
+        let a = Store::open_etcd(&etcd.config("/lease/")).unwrap();
+        let b = Store::open_etcd(&etcd.config("/lease/")).unwrap();
+        let one = || a.may_run_maintenance() != b.may_run_maintenance();
+        assert!(eventually(Duration::from_secs(15), one), "one of them holds it");
+        // Never both, for a while.
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(3) {
+            assert!(!(a.may_run_maintenance() && b.may_run_maintenance()));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The holder goes away: the other takes over once its lease lapses.
+        let (holder, other) = match a.may_run_maintenance() {
+            true => (a, b),
+            false => (b, a),
+        };
+        drop(holder);
+        assert!(
+            eventually(Duration::from_secs(30), || other.may_run_maintenance()),
+            "the other instance takes the lease over"
+        );
+    }
+}
