@@ -371,6 +371,13 @@ impl ServeConfig {
                     "--backend etcd keeps records in etcd: drop --ephemeral and --data-dir",
                 ));
             }
+            if self.max_aliases_per_key > 60 {
+                return Err(Error::new(
+                    Reason::INTERNAL,
+                    "--backend etcd takes --max-aliases-per-key up to 60: removing a key with all \
+                     its aliases is one etcd transaction, which holds at most 128 operations",
+                ));
+            }
             if self.etcd_endpoints.is_empty() || self.etcd_prefix.is_empty() {
                 return Err(Error::new(
                     Reason::INTERNAL,

@@ -711,6 +711,41 @@ pub async fn a_read_outside_a_transaction_never_sees_half_of_one(f: Fixture) {
     eprintln!("{views} reads outside transactions while writers ran");
 }
 
+/// A key with its full quota of aliases (50) is removed with all of them in
+/// one transaction, which fits every backend (etcd: 128 operations).
+pub async fn a_key_with_a_full_quota_of_aliases_is_removed_whole(f: Fixture) {
+    let limits = Limits::default();
+    let ctx = ctx(limits);
+    let key = create_key(&f.store, &ctx, symmetric()).await.unwrap().key_id;
+    for batch in 0..5 {
+        let target = key.clone();
+        write(&f.store, &ctx, move |txn, ctx| {
+            for i in batch * 10..(batch + 1) * 10 {
+                ops::create_alias(txn, ctx, &name(&format!("alias/full-{i:02}")), &target)?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    }
+    let target = key.clone();
+    write(&f.store, &ctx, move |txn, ctx| {
+        ops::schedule_key_deletion(txn, ctx, &target, 7).map(drop)
+    })
+    .await
+    .unwrap();
+    let mut later = ctx.clone();
+    later.now += 8 * crate::domain::key::DAY_MILLIS;
+    let target = key.clone();
+    let removed = write(&f.store, &later, move |txn, ctx| ops::remove_due_key(txn, ctx, &target))
+        .await
+        .unwrap();
+    assert_eq!(removed, limits.max_aliases_per_key as usize);
+    let (left, _) = f.store.list_aliases(ACCOUNT, None, None, 100).unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    f.assert_consistent(limits);
+}
+
 /// Runs every check against one backend, one `#[test]` per check.
 macro_rules! suite {
     ($backend:ident) => {
@@ -731,6 +766,7 @@ macro_rules! suite {
                 pruning_request_records_forgets_only_expired_ones,
                 a_write_over_several_accounts_commits_all_or_nothing,
                 a_read_outside_a_transaction_never_sees_half_of_one,
+                a_key_with_a_full_quota_of_aliases_is_removed_whole,
             );
         }
     };
