@@ -716,7 +716,10 @@ pub async fn a_read_outside_a_transaction_never_sees_half_of_one(f: Fixture) {
 pub async fn a_key_with_a_full_quota_of_aliases_is_removed_whole(f: Fixture) {
     let limits = Limits::default();
     let ctx = ctx(limits);
-    let key = create_key(&f.store, &ctx, symmetric()).await.unwrap().key_id;
+    let key = create_key(&f.store, &ctx, symmetric())
+        .await
+        .unwrap()
+        .key_id;
     for batch in 0..5 {
         let target = key.clone();
         write(&f.store, &ctx, move |txn, ctx| {
@@ -737,9 +740,11 @@ pub async fn a_key_with_a_full_quota_of_aliases_is_removed_whole(f: Fixture) {
     let mut later = ctx.clone();
     later.now += 8 * crate::domain::key::DAY_MILLIS;
     let target = key.clone();
-    let removed = write(&f.store, &later, move |txn, ctx| ops::remove_due_key(txn, ctx, &target))
-        .await
-        .unwrap();
+    let removed = write(&f.store, &later, move |txn, ctx| {
+        ops::remove_due_key(txn, ctx, &target)
+    })
+    .await
+    .unwrap();
     assert_eq!(removed, limits.max_aliases_per_key as usize);
     let (left, _) = f.store.list_aliases(ACCOUNT, None, None, 100).unwrap();
     assert!(left.is_empty(), "{left:?}");

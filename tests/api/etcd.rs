@@ -432,3 +432,64 @@ async fn a_backup_of_a_sled_store_restores_into_etcd_and_serves() {
         sled.get_alias("alias/moved-1").await.unwrap()
     );
 }
+
+/// With etcd down, calls fail fast with UNAVAILABLE and change nothing; when
+/// it is back, the same instance serves again by itself, with every
+/// acknowledged change there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_etcd_down_calls_fail_fast_and_the_instance_recovers_by_itself() {
+    let mut etcd = etcd().await;
+    let server = instance(&etcd, "/outage/", 50).await;
+    let key = server.create_key().await.key_id;
+    server.create_alias("alias/before", &key).await.unwrap();
+
+    let mut etcd = tokio::task::spawn_blocking(move || {
+        etcd.kill();
+        etcd
+    })
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let refused = server.create_alias("alias/during", &key).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "failed fast: {:?}",
+        started.elapsed()
+    );
+    let status = refused.unwrap_err();
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::Unavailable | tonic::Code::Unknown
+        ),
+        "{status:?}"
+    );
+    let read = server.get_alias("alias/before").await.unwrap_err();
+    assert_eq!(read.code(), tonic::Code::Unavailable, "{read:?}");
+
+    etcd = tokio::task::spawn_blocking(move || {
+        etcd.restart();
+        etcd
+    })
+    .await
+    .unwrap();
+    let recovered = std::time::Instant::now();
+    loop {
+        match server.get_alias("alias/before").await {
+            Ok(alias) => {
+                assert_eq!(alias.target_key_id, key);
+                break;
+            }
+            Err(status) => {
+                assert!(recovered.elapsed() < Duration::from_secs(30), "{status:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    server.create_alias("alias/after", &key).await.unwrap();
+    let names = server.alias_names(&key).await;
+    assert!(
+        names.contains(&"alias/before".to_owned()) && names.contains(&"alias/after".to_owned())
+    );
+    drop(etcd);
+}

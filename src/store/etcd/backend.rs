@@ -534,7 +534,12 @@ async fn hold_maintenance(
                             ..Default::default()
                         })
                         .await
-                        .map(|r| r.into_inner().kvs.first().is_some_and(|kv| kv.lease == lease))
+                        .map(|r| {
+                            r.into_inner()
+                                .kvs
+                                .first()
+                                .is_some_and(|kv| kv.lease == lease)
+                        })
                         .unwrap_or(false);
                     holding.store(ours, Ordering::SeqCst);
                     if !ours {

@@ -44,7 +44,10 @@ mod tests {
         let a = Store::open_etcd(&etcd.config("/lease/")).unwrap();
         let b = Store::open_etcd(&etcd.config("/lease/")).unwrap();
         let one = || a.may_run_maintenance() != b.may_run_maintenance();
-        assert!(eventually(Duration::from_secs(15), one), "one of them holds it");
+        assert!(
+            eventually(Duration::from_secs(15), one),
+            "one of them holds it"
+        );
         // Never both, for a while.
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(3) {

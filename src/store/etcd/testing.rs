@@ -85,6 +85,8 @@ fn free_port() -> u16 {
 /// A single-member etcd on loopback ports, killed when dropped.
 pub struct EtcdServer {
     child: Child,
+    /// How it was started (to start it again).
+    command: Command,
     pub endpoint: String,
     /// Its data directory, removed when it stops.
     dir: PathBuf,
@@ -101,7 +103,8 @@ impl EtcdServer {
         let (client, peer) = (free_port(), free_port());
         let endpoint = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args(["--name", "test", "--data-dir"])
             .arg(dir.join("data"))
             .args([
@@ -118,15 +121,20 @@ impl EtcdServer {
             ])
             .args(["--initial-cluster", &format!("test={peer_url}")])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("etcd starts");
+            .stderr(Stdio::null());
+        let child = command.spawn().expect("etcd starts");
         let server = EtcdServer {
             child,
+            command,
             endpoint,
             dir,
         };
-        let probe = EtcdBackend::connect(&server.config("/probe/")).expect("a client");
+        server.wait_until_serving();
+        server
+    }
+
+    fn wait_until_serving(&self) {
+        let probe = EtcdBackend::connect(&self.config("/probe/")).expect("a client");
         let started = Instant::now();
         while probe.get(Tree::Meta, b"probe").is_err() {
             assert!(
@@ -135,7 +143,19 @@ impl EtcdServer {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        server
+    }
+
+    /// Kills it (SIGKILL): its data stays.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same ports and data, and waits until it answers.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = self.command.spawn().expect("etcd starts again");
+        self.wait_until_serving();
     }
 
     /// A backend configuration for this server under `prefix`.
