@@ -493,3 +493,173 @@ async fn with_etcd_down_calls_fail_fast_and_the_instance_recovers_by_itself() {
     );
     drop(etcd);
 }
+
+/// Starts `aliasd serve --backend etcd` as a process and reads its address.
+fn spawn_on_etcd(
+    endpoints: &[String],
+    prefix: &str,
+) -> (std::process::Child, std::net::SocketAddr) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aliasd"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--backend",
+            "etcd",
+            "--etcd-prefix",
+            prefix,
+        ])
+        .arg("--etcd-endpoints")
+        .arg(endpoints.join(","))
+        .env_remove("ALIASD_DATA_DIR")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (found, addr) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                if !line.contains("HTTP listening") {
+                    let addr = rest.split_whitespace().next().unwrap().to_owned();
+                    let _ = found.send(addr.parse::<std::net::SocketAddr>().unwrap());
+                }
+            }
+        }
+    });
+    let addr = addr
+        .recv_timeout(Duration::from_secs(30))
+        .expect("aliasd starts on etcd");
+    (child, addr)
+}
+
+/// A three-member etcd cluster: one member killed under write load, then
+/// the aliasd instance killed with SIGKILL: a new instance finds every
+/// acknowledged change, and `aliasd check` is clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_and_an_instance_killed_under_load_lose_no_acknowledged_change() {
+    use aliasd::pb::alias_service_client::AliasServiceClient;
+    use aliasd::pb::key_service_client::KeyServiceClient;
+    use std::sync::{Arc, Mutex};
+
+    let mut cluster = tokio::task::spawn_blocking(|| {
+        aliasd::store::etcd::testing::EtcdCluster::start(Path::new(env!("CARGO_TARGET_TMPDIR")))
+    })
+    .await
+    .unwrap();
+    let (mut first, addr) = spawn_on_etcd(&cluster.endpoints, "/faults/");
+    let connect = |addr: std::net::SocketAddr| async move {
+        Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    };
+    let channel = connect(addr).await;
+    let mut keys = Vec::new();
+    for _ in 0..4 {
+        keys.push(
+            KeyServiceClient::new(channel.clone())
+                .create_key(aliasd::pb::CreateKeyRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .key
+                .unwrap()
+                .key_id,
+        );
+    }
+    let acknowledged = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    let failed = Arc::new(Mutex::new(0usize));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let mut client = AliasServiceClient::new(channel.clone());
+            let (key, acknowledged, failed) =
+                (keys[w].clone(), acknowledged.clone(), failed.clone());
+            tokio::spawn(async move {
+                for i in 0..45 {
+                    let name = format!("alias/f{w}-{i}");
+                    let request = aliasd::pb::CreateAliasRequest {
+                        alias_name: name.clone(),
+                        target_key_id: key.clone(),
+                        request_id: String::new(),
+                    };
+                    match client.create_alias(request).await {
+                        Ok(_) => acknowledged.lock().unwrap().push((name, key.clone())),
+                        // Refused or unknown: not acknowledged; keep going
+                        // until the instance is gone.
+                        Err(status)
+                            if status.code() == tonic::Code::Unavailable
+                                && status.message().contains("transport") =>
+                        {
+                            return
+                        }
+                        Err(_) => *failed.lock().unwrap() += 1,
+                    }
+                }
+            })
+        })
+        .collect();
+    let wait_for = |n: usize| {
+        let acknowledged = acknowledged.clone();
+        async move {
+            // Long enough for a leader election after a member dies.
+            for _ in 0..1500 {
+                if acknowledged.lock().unwrap().len() >= n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    wait_for(20).await;
+    // A member dies; the cluster (2 of 3) keeps a quorum.
+    cluster.kill(0);
+    let before_member = acknowledged.lock().unwrap().len();
+    wait_for(before_member + 20).await;
+    assert!(
+        acknowledged.lock().unwrap().len() > before_member,
+        "writes go on with one member down"
+    );
+    // Then the aliasd instance dies mid-write.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+
+    let (mut second, addr) = spawn_on_etcd(&cluster.endpoints, "/faults/");
+    let mut client = AliasServiceClient::new(connect(addr).await);
+    for (name, key) in &acknowledged {
+        let alias = client
+            .get_alias(aliasd::pb::GetAliasRequest {
+                alias_name: name.clone(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("acknowledged {name} lost: {e:?}"))
+            .into_inner()
+            .alias
+            .unwrap();
+        assert_eq!(&alias.target_key_id, key);
+    }
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let checked = aliasd(&[
+        "check",
+        "--backend",
+        "etcd",
+        "--etcd-endpoints",
+        &cluster.endpoints.join(","),
+        "--etcd-prefix",
+        "/faults/",
+    ])
+    .await;
+    assert!(checked.status.success(), "{checked:?}");
+}

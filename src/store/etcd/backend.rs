@@ -179,16 +179,30 @@ impl EtcdBackend {
         revision: i64,
     ) -> Result<(Vec<Found>, i64), Error> {
         let mut kv = self.kv.clone();
+        let request = pb::RangeRequest {
+            key,
+            range_end,
+            limit,
+            revision,
+            ..Default::default()
+        };
+        // A read changes nothing: tried again while the endpoints connect
+        // (at start, or after a member went away).
         let response = self
             .run(async move {
-                kv.range(pb::RangeRequest {
-                    key,
-                    range_end,
-                    limit,
-                    revision,
-                    ..Default::default()
-                })
-                .await
+                let mut pause = Duration::from_millis(50);
+                loop {
+                    match kv.range(request.clone()).await {
+                        Err(status)
+                            if status.code() == tonic::Code::Unavailable
+                                && pause < Duration::from_secs(2) =>
+                        {
+                            tokio::time::sleep(pause).await;
+                            pause *= 2;
+                        }
+                        answer => return answer,
+                    }
+                }
             })
             .map_err(|status| unavailable("read", status.message()))?
             .into_inner();

@@ -174,3 +174,100 @@ impl Drop for EtcdServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A three-member etcd cluster on loopback ports, killed when dropped.
+pub struct EtcdCluster {
+    members: Vec<Child>,
+    pub endpoints: Vec<String>,
+    dir: PathBuf,
+}
+
+impl EtcdCluster {
+    /// Starts three members and waits (blocking) until the cluster answers.
+    pub fn start(cache: &Path) -> EtcdCluster {
+        let binary = etcd_binary(cache);
+        let dir = cache
+            .join("etcd/runs")
+            .join(uuid::Uuid::new_v4().to_string());
+        std::fs::create_dir_all(&dir).expect("a data directory");
+        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let initial: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect();
+        let initial = initial.join(",");
+        let mut members = Vec::new();
+        let mut endpoints = Vec::new();
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let endpoint = format!("http://127.0.0.1:{client}");
+            let peer_url = format!("http://127.0.0.1:{peer}");
+            let child = Command::new(&binary)
+                .args(["--name", &format!("m{i}"), "--data-dir"])
+                .arg(dir.join(format!("m{i}")))
+                .args([
+                    "--listen-client-urls",
+                    &endpoint,
+                    "--advertise-client-urls",
+                    &endpoint,
+                ])
+                .args([
+                    "--listen-peer-urls",
+                    &peer_url,
+                    "--initial-advertise-peer-urls",
+                    &peer_url,
+                ])
+                .args([
+                    "--initial-cluster",
+                    &initial,
+                    "--initial-cluster-state",
+                    "new",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("etcd starts");
+            members.push(child);
+            endpoints.push(endpoint);
+        }
+        let cluster = EtcdCluster {
+            members,
+            endpoints,
+            dir,
+        };
+        let probe = EtcdBackend::connect(&cluster.config("/probe/")).expect("a client");
+        let started = Instant::now();
+        while probe.get(Tree::Meta, b"probe").is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the cluster did not start"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        cluster
+    }
+
+    /// Kills member `i` (SIGKILL).
+    pub fn kill(&mut self, i: usize) {
+        let _ = self.members[i].kill();
+        let _ = self.members[i].wait();
+    }
+
+    /// A backend configuration for the whole cluster under `prefix`.
+    pub fn config(&self, prefix: &str) -> EtcdConfig {
+        EtcdConfig {
+            endpoints: self.endpoints.clone(),
+            prefix: prefix.to_owned(),
+        }
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for member in &mut self.members {
+            let _ = member.kill();
+            let _ = member.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
