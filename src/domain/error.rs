@@ -182,6 +182,8 @@ reasons! {
         "A storage or server fault; details are in the server log.";
     STORE_FAILED => Unavailable, "KMSInternalException", "KMS.0000" 503,
         "The store hit an I/O error (a full disk, say) and this server must be restarted; it reports NOT_SERVING until then. The call changed nothing (`may_have_committed` = `false`): retry against the restarted server.";
+    STORE_UNAVAILABLE => Unavailable, "KMSInternalException", "KMS.0000" 503,
+        "The store cannot be reached now (etcd, with --backend etcd), or a transaction kept meeting conflicting writes. The call changed nothing (`may_have_committed` = `false`); the server recovers by itself: retry shortly.";
     WRITE_OUTCOME_UNKNOWN => Unknown, "KMSInternalException", "KMS.0000" 500,
         "The change committed but could not be made durable, and the store failed: it may or may not be there after the restart (`may_have_committed` = `true`). Retry with the same request_id; not retried automatically by gRPC clients.";
 }
@@ -206,7 +208,7 @@ impl Reason {
     pub fn may_have_committed(self) -> Option<bool> {
         match self {
             Reason::WRITE_OUTCOME_UNKNOWN | Reason::DEADLINE_EXCEEDED => Some(true),
-            Reason::STORE_FAILED => Some(false),
+            Reason::STORE_FAILED | Reason::STORE_UNAVAILABLE => Some(false),
             _ => None,
         }
     }

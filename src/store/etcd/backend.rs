@@ -74,7 +74,7 @@ pub struct EtcdBackend {
 
 fn unavailable(what: &str, error: impl std::fmt::Display) -> Error {
     Error::new(
-        Reason::STORE_FAILED,
+        Reason::STORE_UNAVAILABLE,
         format!("etcd {what} failed ({error}); nothing was changed: retry shortly"),
     )
 }
@@ -408,7 +408,7 @@ impl Backend for EtcdBackend {
             pause = (pause * 2).min(Duration::from_millis(100));
         }
         Err(Error::new(
-            Reason::STORE_FAILED,
+            Reason::STORE_UNAVAILABLE,
             format!(
                 "a transaction met a conflicting write {MAX_RUNS} times in a row; nothing was \
                  changed: retry"
