@@ -79,6 +79,20 @@ pub struct ServeConfig {
     #[arg(long, env = "ALIASD_ETCD_PREFIX", default_value = "/aliasd/")]
     pub etcd_prefix: String,
 
+    /// With https etcd endpoints: the CA (PEM) that signed etcd's
+    /// certificates (default: the system's roots).
+    #[arg(long, env = "ALIASD_ETCD_CA")]
+    pub etcd_ca: Option<PathBuf>,
+
+    /// With https etcd endpoints: a client certificate (PEM) for an etcd
+    /// that requires one (--client-cert-auth).
+    #[arg(long, env = "ALIASD_ETCD_CERT", requires = "etcd_key")]
+    pub etcd_cert: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "ALIASD_ETCD_KEY", requires = "etcd_cert")]
+    pub etcd_key: Option<PathBuf>,
+
     /// Directory of the sled database (created if missing).
     #[arg(long, env = "ALIASD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
@@ -311,8 +325,9 @@ impl ServeConfig {
     /// The etcd backend's settings.
     pub fn etcd(&self) -> crate::store::etcd::EtcdConfig {
         crate::store::etcd::EtcdConfig {
-            endpoints: self.etcd_endpoints.clone(),
-            prefix: self.etcd_prefix.clone(),
+            ca: self.etcd_ca.clone(),
+            client_cert: self.etcd_cert.clone().zip(self.etcd_key.clone()),
+            ..crate::store::etcd::EtcdConfig::plain(self.etcd_endpoints.clone(), &self.etcd_prefix)
         }
     }
 

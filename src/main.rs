@@ -122,14 +122,27 @@ struct StoreArgs {
     /// With --backend etcd: the store's key prefix.
     #[arg(long, env = "ALIASD_ETCD_PREFIX", default_value = "/aliasd/")]
     etcd_prefix: String,
+    /// With https etcd endpoints: the CA (PEM) of etcd's certificates.
+    #[arg(long, env = "ALIASD_ETCD_CA")]
+    etcd_ca: Option<PathBuf>,
+    /// A client certificate (PEM) for etcd.
+    #[arg(long, env = "ALIASD_ETCD_CERT", requires = "etcd_key")]
+    etcd_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, env = "ALIASD_ETCD_KEY", requires = "etcd_cert")]
+    etcd_key: Option<PathBuf>,
 }
 
 impl StoreArgs {
     fn etcd(&self) -> Option<aliasd::store::etcd::EtcdConfig> {
         (self.backend == aliasd::config::BackendKind::Etcd).then(|| {
             aliasd::store::etcd::EtcdConfig {
-                endpoints: self.etcd_endpoints.clone(),
-                prefix: self.etcd_prefix.clone(),
+                ca: self.etcd_ca.clone(),
+                client_cert: self.etcd_cert.clone().zip(self.etcd_key.clone()),
+                ..aliasd::store::etcd::EtcdConfig::plain(
+                    self.etcd_endpoints.clone(),
+                    &self.etcd_prefix,
+                )
             }
         })
     }

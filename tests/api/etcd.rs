@@ -663,3 +663,96 @@ async fn a_member_and_an_instance_killed_under_load_lose_no_acknowledged_change(
     .await;
     assert!(checked.status.success(), "{checked:?}");
 }
+
+/// etcd over TLS with client certificates: aliasd trusts `--etcd-ca` and
+/// presents `--etcd-cert`/`--etcd-key`; without the client certificate it
+/// cannot start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aliasd_speaks_tls_with_client_certificates_to_etcd() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+        SanType,
+    };
+    let files = tempfile::tempdir().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "etcd test CA");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf = |name: &str, sans: Vec<SanType>| {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.subject_alt_names = sans;
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let write = |name: &str, text: &str| {
+        let path = files.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (server_cert, server_key) = leaf(
+        "etcd",
+        vec![SanType::IpAddress("127.0.0.1".parse().unwrap())],
+    );
+    let (client_cert, client_key) = leaf("aliasd", vec![]);
+    let tls = aliasd::store::etcd::testing::EtcdTls {
+        ca: write("ca.pem", &ca_cert.pem()),
+        server_cert: write("server.pem", &server_cert),
+        server_key: write("server.key", &server_key),
+        cert: write("client.pem", &client_cert),
+        key: write("client.key", &client_key),
+    };
+    let etcd = tokio::task::spawn_blocking({
+        let tls = tls.clone();
+        move || EtcdServer::start_tls(Path::new(env!("CARGO_TARGET_TMPDIR")), tls)
+    })
+    .await
+    .unwrap();
+    assert!(etcd.endpoint.starts_with("https://"));
+
+    let (endpoint, t) = (etcd.endpoint.clone(), tls.clone());
+    let server = TestServer::start_configured(move |c| {
+        c.backend = aliasd::config::BackendKind::Etcd;
+        c.etcd_endpoints = vec![endpoint];
+        c.data_dir = aliasd::config::DEFAULT_DATA_DIR.into();
+        c.etcd_ca = Some(t.ca);
+        c.etcd_cert = Some(t.cert);
+        c.etcd_key = Some(t.key);
+    })
+    .await;
+    let key = server.create_key().await.key_id;
+    server.create_alias("alias/over-tls", &key).await.unwrap();
+    assert_eq!(
+        server
+            .get_alias("alias/over-tls")
+            .await
+            .unwrap()
+            .target_key_id,
+        key
+    );
+
+    // Without a client certificate etcd refuses the connection: no start.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::common::config(&dir);
+    config.backend = aliasd::config::BackendKind::Etcd;
+    config.etcd_endpoints = vec![etcd.endpoint.clone()];
+    config.data_dir = aliasd::config::DEFAULT_DATA_DIR.into();
+    config.etcd_ca = Some(tls.ca.clone());
+    let refused = aliasd::server::start(
+        config,
+        std::sync::Arc::new(aliasd::domain::SystemClock),
+        std::future::pending(),
+    )
+    .await;
+    assert!(refused.is_err(), "started without a client certificate");
+}

@@ -49,11 +49,44 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Where the backend's etcd is.
 #[derive(Debug, Clone)]
 pub struct EtcdConfig {
-    /// `http://host:port`, one or more (tried in turn).
+    /// `http://host:port` or `https://host:port`, one or more.
     pub endpoints: Vec<String>,
     /// Every key this store writes begins with it (several deployments can
     /// share a cluster under different prefixes).
     pub prefix: String,
+    /// For https endpoints: the CA that signed etcd's certificates (PEM;
+    /// None: the system's roots), and a client certificate and key (PEM)
+    /// for an etcd that asks for one.
+    pub ca: Option<std::path::PathBuf>,
+    pub client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl EtcdConfig {
+    /// Plain endpoints under `prefix`.
+    pub fn plain(endpoints: Vec<String>, prefix: &str) -> EtcdConfig {
+        EtcdConfig {
+            endpoints,
+            prefix: prefix.to_owned(),
+            ca: None,
+            client_cert: None,
+        }
+    }
+
+    fn tls(&self) -> Result<tonic::transport::ClientTlsConfig, Error> {
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let read = |path: &std::path::Path| {
+            std::fs::read(path)
+                .map_err(|e| Error::internal(format!("cannot read {}: {e}", path.display())))
+        };
+        let mut tls = match &self.ca {
+            Some(ca) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?)),
+            None => ClientTlsConfig::new().with_native_roots(),
+        };
+        if let Some((cert, key)) = &self.client_cert {
+            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        Ok(tls)
+    }
 }
 
 pub struct EtcdBackend {
@@ -93,9 +126,17 @@ impl EtcdBackend {
             .endpoints
             .iter()
             .map(|url| {
-                tonic::transport::Endpoint::from_shared(url.clone())
-                    .map(|e| e.connect_timeout(CALL_TIMEOUT).timeout(CALL_TIMEOUT))
-                    .map_err(|e| Error::internal(format!("etcd endpoint {url:?}: {e}")))
+                let bad = |e: &dyn std::fmt::Display| {
+                    Error::internal(format!("etcd endpoint {url:?}: {e}"))
+                };
+                let mut endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+                    .map_err(|e| bad(&e))?
+                    .connect_timeout(CALL_TIMEOUT)
+                    .timeout(CALL_TIMEOUT);
+                if url.starts_with("https://") {
+                    endpoint = endpoint.tls_config(config.tls()?).map_err(|e| bad(&e))?;
+                }
+                Ok(endpoint)
             })
             .collect::<Result<Vec<_>, _>>()?;
         if endpoints.is_empty() {

@@ -82,11 +82,23 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// PEM files for an etcd that serves TLS and checks client certificates.
+#[derive(Debug, Clone)]
+pub struct EtcdTls {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    /// The client's certificate and key (signed by `ca`).
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// A single-member etcd on loopback ports, killed when dropped.
 pub struct EtcdServer {
     child: Child,
     /// How it was started (to start it again).
     command: Command,
+    tls: Option<EtcdTls>,
     pub endpoint: String,
     /// Its data directory, removed when it stops.
     dir: PathBuf,
@@ -95,15 +107,37 @@ pub struct EtcdServer {
 impl EtcdServer {
     /// Starts one and waits (blocking) until it answers.
     pub fn start(cache: &Path) -> EtcdServer {
+        Self::start_with(cache, None)
+    }
+
+    /// Starts one serving TLS with `tls`'s server certificate, requiring
+    /// client certificates signed by its CA (the client certificate in
+    /// `tls` is what [`EtcdServer::config`] presents).
+    pub fn start_tls(cache: &Path, tls: EtcdTls) -> EtcdServer {
+        Self::start_with(cache, Some(tls))
+    }
+
+    fn start_with(cache: &Path, tls: Option<EtcdTls>) -> EtcdServer {
         let binary = etcd_binary(cache);
         let dir = cache
             .join("etcd/runs")
             .join(uuid::Uuid::new_v4().to_string());
         std::fs::create_dir_all(&dir).expect("a data directory");
         let (client, peer) = (free_port(), free_port());
-        let endpoint = format!("http://127.0.0.1:{client}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let endpoint = format!("{scheme}://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let mut command = Command::new(binary);
+        if let Some(tls) = &tls {
+            command
+                .arg("--cert-file")
+                .arg(&tls.server_cert)
+                .arg("--key-file")
+                .arg(&tls.server_key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca)
+                .arg("--client-cert-auth");
+        }
         command
             .args(["--name", "test", "--data-dir"])
             .arg(dir.join("data"))
@@ -128,6 +162,7 @@ impl EtcdServer {
             command,
             endpoint,
             dir,
+            tls,
         };
         server.wait_until_serving();
         server
@@ -161,8 +196,9 @@ impl EtcdServer {
     /// A backend configuration for this server under `prefix`.
     pub fn config(&self, prefix: &str) -> EtcdConfig {
         EtcdConfig {
-            endpoints: vec![self.endpoint.clone()],
-            prefix: prefix.to_owned(),
+            ca: self.tls.as_ref().map(|t| t.ca.clone()),
+            client_cert: self.tls.as_ref().map(|t| (t.cert.clone(), t.key.clone())),
+            ..EtcdConfig::plain(vec![self.endpoint.clone()], prefix)
         }
     }
 }
@@ -255,10 +291,7 @@ impl EtcdCluster {
 
     /// A backend configuration for the whole cluster under `prefix`.
     pub fn config(&self, prefix: &str) -> EtcdConfig {
-        EtcdConfig {
-            endpoints: self.endpoints.clone(),
-            prefix: prefix.to_owned(),
-        }
+        EtcdConfig::plain(self.endpoints.clone(), prefix)
     }
 }
 
