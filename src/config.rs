@@ -93,6 +93,21 @@ pub struct ServeConfig {
     #[arg(long, env = "ALIASD_ETCD_KEY", requires = "etcd_cert")]
     pub etcd_key: Option<PathBuf>,
 
+    /// An etcd user, for an etcd with authentication on (with
+    /// ALIASD_ETCD_PASSWORD).
+    #[arg(long, env = "ALIASD_ETCD_USER", requires = "etcd_password")]
+    pub etcd_user: Option<String>,
+
+    /// The etcd user's password: best given as ALIASD_ETCD_PASSWORD (a
+    /// flag shows in the process list).
+    #[arg(
+        long,
+        env = "ALIASD_ETCD_PASSWORD",
+        hide_env_values = true,
+        requires = "etcd_user"
+    )]
+    pub etcd_password: Option<String>,
+
     /// Directory of the sled database (created if missing).
     #[arg(long, env = "ALIASD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
@@ -327,6 +342,7 @@ impl ServeConfig {
         crate::store::etcd::EtcdConfig {
             ca: self.etcd_ca.clone(),
             client_cert: self.etcd_cert.clone().zip(self.etcd_key.clone()),
+            user: self.etcd_user.clone().zip(self.etcd_password.clone()),
             ..crate::store::etcd::EtcdConfig::plain(self.etcd_endpoints.clone(), &self.etcd_prefix)
         }
     }

@@ -131,6 +131,17 @@ struct StoreArgs {
     /// The client certificate's key (PEM).
     #[arg(long, env = "ALIASD_ETCD_KEY", requires = "etcd_cert")]
     etcd_key: Option<PathBuf>,
+    /// An etcd user (with ALIASD_ETCD_PASSWORD).
+    #[arg(long, env = "ALIASD_ETCD_USER", requires = "etcd_password")]
+    etcd_user: Option<String>,
+    /// The etcd user's password.
+    #[arg(
+        long,
+        env = "ALIASD_ETCD_PASSWORD",
+        hide_env_values = true,
+        requires = "etcd_user"
+    )]
+    etcd_password: Option<String>,
 }
 
 impl StoreArgs {
@@ -139,6 +150,7 @@ impl StoreArgs {
             aliasd::store::etcd::EtcdConfig {
                 ca: self.etcd_ca.clone(),
                 client_cert: self.etcd_cert.clone().zip(self.etcd_key.clone()),
+                user: self.etcd_user.clone().zip(self.etcd_password.clone()),
                 ..aliasd::store::etcd::EtcdConfig::plain(
                     self.etcd_endpoints.clone(),
                     &self.etcd_prefix,

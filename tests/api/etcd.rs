@@ -756,3 +756,62 @@ async fn aliasd_speaks_tls_with_client_certificates_to_etcd() {
     .await;
     assert!(refused.is_err(), "started without a client certificate");
 }
+
+/// etcd with authentication on: aliasd signs in with `--etcd-user` and the
+/// password, and cannot start without them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aliasd_signs_in_to_an_etcd_with_authentication() {
+    use aliasd::store::etcd::etcdserverpb::auth_client::AuthClient;
+    let etcd = etcd().await;
+    let mut auth = AuthClient::new(channel(&etcd).await);
+    auth.user_add(pb::AuthUserAddRequest {
+        name: "root".into(),
+        password: "root-password".into(),
+    })
+    .await
+    .unwrap();
+    auth.user_grant_role(pb::AuthUserGrantRoleRequest {
+        user: "root".into(),
+        role: "root".into(),
+    })
+    .await
+    .unwrap();
+    auth.auth_enable(pb::AuthEnableRequest {}).await.unwrap();
+
+    let endpoint = etcd.endpoint.clone();
+    let server = TestServer::start_configured(move |c| {
+        c.backend = aliasd::config::BackendKind::Etcd;
+        c.etcd_endpoints = vec![endpoint];
+        c.data_dir = aliasd::config::DEFAULT_DATA_DIR.into();
+        c.etcd_user = Some("root".into());
+        c.etcd_password = Some("root-password".into());
+    })
+    .await;
+    let key = server.create_key().await.key_id;
+    server.create_alias("alias/signed-in", &key).await.unwrap();
+    assert_eq!(
+        server
+            .get_alias("alias/signed-in")
+            .await
+            .unwrap()
+            .target_key_id,
+        key
+    );
+
+    for user in [None, Some(("root", "wrong"))] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::common::config(&dir);
+        config.backend = aliasd::config::BackendKind::Etcd;
+        config.etcd_endpoints = vec![etcd.endpoint.clone()];
+        config.data_dir = aliasd::config::DEFAULT_DATA_DIR.into();
+        config.etcd_user = user.map(|(u, _)| u.to_owned());
+        config.etcd_password = user.map(|(_, p)| p.to_owned());
+        let refused = aliasd::server::start(
+            config,
+            std::sync::Arc::new(aliasd::domain::SystemClock),
+            std::future::pending(),
+        )
+        .await;
+        assert!(refused.is_err(), "started with {user:?}");
+    }
+}

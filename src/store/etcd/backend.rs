@@ -29,6 +29,7 @@ use std::time::Duration;
 use tonic::transport::Channel;
 
 use super::etcdserverpb as pb;
+use super::etcdserverpb::auth_client::AuthClient;
 use super::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use super::etcdserverpb::kv_client::KvClient;
 use super::etcdserverpb::lease_client::LeaseClient;
@@ -46,6 +47,65 @@ const MAX_TXN_OPS: usize = 128;
 /// How long one call to etcd may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The channel every etcd call goes through: it carries the auth token.
+type AuthChannel = tonic::service::interceptor::InterceptedService<Channel, TokenInterceptor>;
+
+/// Adds the current auth token (if any) to each call as `token` metadata.
+#[derive(Clone)]
+pub struct TokenInterceptor(Arc<std::sync::RwLock<Option<String>>>);
+
+impl tonic::service::Interceptor for TokenInterceptor {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        let token = self.0.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(token) = token {
+            if let Ok(value) = token.parse() {
+                request.metadata_mut().insert("token", value);
+            }
+        }
+        Ok(request)
+    }
+}
+
+/// etcd user/password authentication: a token, renewed when etcd refuses it.
+struct Auth {
+    user: Option<(String, String)>,
+    token: Arc<std::sync::RwLock<Option<String>>>,
+    client: AuthClient<Channel>,
+}
+
+impl Auth {
+    async fn sign_in(&self) -> Result<(), Error> {
+        let Some((name, password)) = self.user.clone() else {
+            return Ok(());
+        };
+        let token = self
+            .client
+            .clone()
+            .authenticate(pb::AuthenticateRequest { name, password })
+            .await
+            .map_err(|status| unavailable("sign-in", status.message()))?
+            .into_inner()
+            .token;
+        *self.token.write().unwrap_or_else(|p| p.into_inner()) = Some(token);
+        Ok(())
+    }
+
+    /// Whether `status` says the token is missing or stale (then signs in
+    /// again): the call may be repeated, it was not served.
+    async fn renewed(&self, status: &tonic::Status) -> bool {
+        let stale = self.user.is_some()
+            && matches!(
+                status.code(),
+                tonic::Code::Unauthenticated | tonic::Code::InvalidArgument
+            )
+            && status.message().contains("token");
+        stale && self.sign_in().await.is_ok()
+    }
+}
+
 /// Where the backend's etcd is.
 #[derive(Debug, Clone)]
 pub struct EtcdConfig {
@@ -59,6 +119,8 @@ pub struct EtcdConfig {
     /// for an etcd that asks for one.
     pub ca: Option<std::path::PathBuf>,
     pub client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// An etcd user and password, for an etcd with authentication on.
+    pub user: Option<(String, String)>,
 }
 
 impl EtcdConfig {
@@ -69,6 +131,7 @@ impl EtcdConfig {
             prefix: prefix.to_owned(),
             ca: None,
             client_cert: None,
+            user: None,
         }
     }
 
@@ -92,8 +155,10 @@ impl EtcdConfig {
 pub struct EtcdBackend {
     /// Taken when dropped.
     runtime: Option<tokio::runtime::Runtime>,
-    kv: KvClient<Channel>,
-    kv_channel: Channel,
+    kv: KvClient<AuthChannel>,
+    kv_channel: AuthChannel,
+    /// Signs in again when etcd says the token is no longer good.
+    auth: Arc<Auth>,
     prefix: Vec<u8>,
     /// Writing transactions of this process take turns.
     writer: Mutex<()>,
@@ -142,14 +207,28 @@ impl EtcdBackend {
         if endpoints.is_empty() {
             return Err(Error::internal("no etcd endpoint given"));
         }
-        let channel = {
+        let plain = {
             let _entered = runtime.enter();
             Channel::balance_list(endpoints.into_iter())
         };
+        let auth = Arc::new(Auth {
+            user: config.user.clone(),
+            token: Arc::new(std::sync::RwLock::new(None)),
+            client: AuthClient::new(plain.clone()),
+        });
+        let channel = tonic::service::interceptor::InterceptedService::new(
+            plain,
+            TokenInterceptor(auth.token.clone()),
+        );
+        if auth.user.is_some() {
+            let signing_in = auth.clone();
+            runtime.block_on(async move { signing_in.sign_in().await })?;
+        }
         Ok(EtcdBackend {
             runtime: Some(runtime),
             kv: KvClient::new(channel.clone()),
             kv_channel: channel,
+            auth,
             prefix: config.prefix.as_bytes().to_vec(),
             writer: Mutex::new(()),
             maintaining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
@@ -229,11 +308,17 @@ impl EtcdBackend {
         };
         // A read changes nothing: tried again while the endpoints connect
         // (at start, or after a member went away).
+        let auth = self.auth.clone();
         let response = self
             .run(async move {
                 let mut pause = Duration::from_millis(50);
                 loop {
                     match kv.range(request.clone()).await {
+                        Err(status)
+                            if pause < Duration::from_secs(2) && auth.renewed(&status).await =>
+                        {
+                            pause *= 2;
+                        }
                         Err(status)
                             if status.code() == tonic::Code::Unavailable
                                 && pause < Duration::from_secs(2) =>
@@ -332,7 +417,15 @@ impl EtcdBackend {
             success,
             failure: Vec::new(),
         };
-        match self.run(async move { kv.txn(request).await }) {
+        let auth = self.auth.clone();
+        let answer = self.run(async move {
+            match kv.txn(request.clone()).await {
+                // Refused for its token: not applied; once more, signed in.
+                Err(status) if auth.renewed(&status).await => kv.txn(request).await,
+                answer => answer,
+            }
+        });
+        match answer {
             Ok(response) => Ok(response.into_inner().succeeded),
             // The request may have reached etcd and committed.
             Err(status) => Err(Error::new(
@@ -476,6 +569,7 @@ impl Backend for EtcdBackend {
                 LeaseClient::new(self.kv_channel.clone()),
                 self.key(Tree::Meta, MAINTENANCE_KEY),
                 self.maintaining.clone(),
+                self.auth.clone(),
             ));
         }
         Ok(())
@@ -494,7 +588,7 @@ impl Backend for EtcdBackend {
         let watch = WatchClient::new(self.kv_channel.clone());
         let skip = from.len();
         if let Some(runtime) = &self.runtime {
-            runtime.spawn(follow(watch, from, to, skip, feed));
+            runtime.spawn(follow(watch, from, to, skip, feed, self.auth.clone()));
         }
     }
 
@@ -527,10 +621,11 @@ const MAINTENANCE_TTL: i64 = 6;
 /// created only if absent, kept alive while held, competed for again when
 /// the lease is lost (its holder died, or etcd could not be reached).
 async fn hold_maintenance(
-    mut kv: KvClient<Channel>,
-    mut leases: LeaseClient<Channel>,
+    mut kv: KvClient<AuthChannel>,
+    mut leases: LeaseClient<AuthChannel>,
     key: Vec<u8>,
     holding: Arc<std::sync::atomic::AtomicBool>,
+    auth: Arc<Auth>,
 ) {
     use std::sync::atomic::Ordering;
     let every = Duration::from_secs((MAINTENANCE_TTL as u64 / 3).max(1));
@@ -544,7 +639,8 @@ async fn hold_maintenance(
             .await
         {
             Ok(granted) => granted.into_inner().id,
-            Err(_) => {
+            Err(status) => {
+                auth.renewed(&status).await;
                 tokio::time::sleep(every).await;
                 continue;
             }
@@ -613,8 +709,8 @@ async fn hold_maintenance(
 /// Tries to create the maintenance key under `lease` every `every` until it
 /// is ours (true) or the lease is lost (false).
 async fn claim_maintenance(
-    kv: &mut KvClient<Channel>,
-    leases: &mut LeaseClient<Channel>,
+    kv: &mut KvClient<AuthChannel>,
+    leases: &mut LeaseClient<AuthChannel>,
     key: &[u8],
     lease: i64,
     every: Duration,
@@ -665,11 +761,12 @@ async fn claim_maintenance(
 /// Publishes each revision-counter write under `[from, to)` to `feed`,
 /// watching again (from the next revision) whenever the watch ends.
 async fn follow(
-    mut client: WatchClient<Channel>,
+    mut client: WatchClient<AuthChannel>,
     from: Vec<u8>,
     to: Vec<u8>,
     skip: usize,
     feed: Arc<Feed>,
+    auth: Arc<Auth>,
 ) {
     let suffix = [
         &[crate::store::layout::SEP][..],
@@ -694,6 +791,9 @@ async fn follow(
             let opened = client
                 .watch(tokio_stream::wrappers::ReceiverStream::new(stream))
                 .await;
+            if let Err(status) = &opened {
+                auth.renewed(status).await;
+            }
             if let Ok(response) = opened {
                 let mut events = response.into_inner();
                 while let Ok(Some(message)) = events.message().await {
