@@ -118,6 +118,17 @@ impl EtcdServer {
     }
 
     fn start_with(cache: &Path, tls: Option<EtcdTls>) -> EtcdServer {
+        // A port picked free can be taken by another test before etcd binds
+        // it: then etcd exits, and it is tried again on other ports.
+        for _ in 0..3 {
+            if let Some(server) = Self::try_start(cache, tls.clone()) {
+                return server;
+            }
+        }
+        panic!("etcd did not start three times (see the lines above)");
+    }
+
+    fn try_start(cache: &Path, tls: Option<EtcdTls>) -> Option<EtcdServer> {
         let binary = etcd_binary(cache);
         let dir = cache
             .join("etcd/runs")
@@ -138,6 +149,7 @@ impl EtcdServer {
                 .arg(&tls.ca)
                 .arg("--client-cert-auth");
         }
+        let log = std::fs::File::create(dir.join("etcd.log")).expect("a log file");
         command
             .args(["--name", "test", "--data-dir"])
             .arg(dir.join("data"))
@@ -155,29 +167,37 @@ impl EtcdServer {
             ])
             .args(["--initial-cluster", &format!("test={peer_url}")])
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(log);
         let child = command.spawn().expect("etcd starts");
-        let server = EtcdServer {
+        let mut server = EtcdServer {
             child,
             command,
             endpoint,
             dir,
             tls,
         };
-        server.wait_until_serving();
-        server
+        if server.serving() {
+            return Some(server);
+        }
+        let log = std::fs::read_to_string(server.dir.join("etcd.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(5).collect();
+        eprintln!("etcd did not start on {}: {tail:?}", server.endpoint);
+        None
     }
 
-    fn wait_until_serving(&self) {
+    /// Waits until it answers (true), or until it exits or 60 s pass.
+    fn serving(&mut self) -> bool {
         let probe = EtcdBackend::connect(&self.config("/probe/")).expect("a client");
         let started = Instant::now();
         while probe.get(Tree::Meta, b"probe").is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "etcd did not start"
-            );
+            if matches!(self.child.try_wait(), Ok(Some(_)))
+                || started.elapsed() > Duration::from_secs(60)
+            {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
+        true
     }
 
     /// Kills it (SIGKILL): its data stays.
@@ -190,7 +210,7 @@ impl EtcdServer {
     pub fn restart(&mut self) {
         self.kill();
         self.child = self.command.spawn().expect("etcd starts again");
-        self.wait_until_serving();
+        assert!(self.serving(), "etcd did not start again");
     }
 
     /// A backend configuration for this server under `prefix`.
@@ -219,8 +239,18 @@ pub struct EtcdCluster {
 }
 
 impl EtcdCluster {
-    /// Starts three members and waits (blocking) until the cluster answers.
+    /// Starts three members and waits (blocking) until the cluster answers
+    /// (tried again on other ports if a member could not start).
     pub fn start(cache: &Path) -> EtcdCluster {
+        for _ in 0..3 {
+            if let Some(cluster) = Self::try_start(cache) {
+                return cluster;
+            }
+        }
+        panic!("the etcd cluster did not start three times");
+    }
+
+    fn try_start(cache: &Path) -> Option<EtcdCluster> {
         let binary = etcd_binary(cache);
         let dir = cache
             .join("etcd/runs")
@@ -273,14 +303,18 @@ impl EtcdCluster {
         };
         let probe = EtcdBackend::connect(&cluster.config("/probe/")).expect("a client");
         let started = Instant::now();
+        let mut cluster = cluster;
         while probe.get(Tree::Meta, b"probe").is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the cluster did not start"
-            );
+            let exited = cluster
+                .members
+                .iter_mut()
+                .any(|m| matches!(m.try_wait(), Ok(Some(_))));
+            if exited || started.elapsed() > Duration::from_secs(60) {
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
-        cluster
+        Some(cluster)
     }
 
     /// Kills member `i` (SIGKILL).
