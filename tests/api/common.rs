@@ -96,6 +96,7 @@ impl TestServer {
     ) -> TestServer {
         let mut config = config(&dir);
         tweak(&mut config);
+        on_etcd_if_asked(&mut config, &dir);
         let running = aliasd::server::start(config, clock, pending())
             .await
             .expect("server starts");
@@ -455,4 +456,34 @@ pub fn write_secret_file(path: &std::path::Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// With ALIASD_TEST_BACKEND=etcd, a server that would use sled in `dir`
+/// uses one shared etcd instead, under a prefix of its own (the same
+/// prefix again for the same directory, as a restart would).
+fn on_etcd_if_asked(config: &mut ServeConfig, dir: &tempfile::TempDir) {
+    static ETCD: std::sync::OnceLock<aliasd::store::etcd::testing::EtcdServer> =
+        std::sync::OnceLock::new();
+    if std::env::var("ALIASD_TEST_BACKEND").as_deref() != Ok("etcd")
+        || config.ephemeral
+        || config.backend == aliasd::config::BackendKind::Etcd
+        || config.data_dir != dir.path()
+    {
+        return;
+    }
+    let etcd = ETCD.get_or_init(|| {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                aliasd::store::etcd::testing::EtcdServer::start(std::path::Path::new(env!(
+                    "CARGO_TARGET_TMPDIR"
+                )))
+            })
+            .join()
+            .unwrap()
+        })
+    });
+    config.backend = aliasd::config::BackendKind::Etcd;
+    config.etcd_endpoints = vec![etcd.endpoint.clone()];
+    config.etcd_prefix = format!("/{}/", dir.path().display());
+    config.data_dir = aliasd::config::DEFAULT_DATA_DIR.into();
 }
