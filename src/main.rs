@@ -209,18 +209,22 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(config) => serve(*config),
         Command::Bench(args) => bench(args),
-        Command::Key { client, command } => {
-            aliasd::client::run(&client, ClientCommand::Key(command))
-        }
-        Command::Alias { client, command } => {
-            aliasd::client::run(&client, ClientCommand::Alias(command))
-        }
-        Command::Audit { client, command } => {
-            aliasd::client::run(&client, ClientCommand::Audit(command))
-        }
-        Command::Backup { client, file } => {
-            aliasd::client::run(&client, ClientCommand::Backup { output: file })
-        }
+        Command::Key { client, command } => block_on(
+            false,
+            aliasd::client::run(&client, ClientCommand::Key(command)),
+        ),
+        Command::Alias { client, command } => block_on(
+            false,
+            aliasd::client::run(&client, ClientCommand::Alias(command)),
+        ),
+        Command::Audit { client, command } => block_on(
+            false,
+            aliasd::client::run(&client, ClientCommand::Audit(command)),
+        ),
+        Command::Backup { client, file } => block_on(
+            false,
+            aliasd::client::run(&client, ClientCommand::Backup { output: file }),
+        ),
         Command::Restore {
             data_dir,
             store,
@@ -269,17 +273,32 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(config: ServeConfig) -> ExitCode {
-    init_logging(config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+/// The async runtime: a thread per core (`multi_thread`) or this thread
+/// only; None after saying why it could not start.
+fn runtime(multi_thread: bool) -> Option<tokio::runtime::Runtime> {
+    let mut builder = match multi_thread {
+        true => tokio::runtime::Builder::new_multi_thread(),
+        false => tokio::runtime::Builder::new_current_thread(),
+    };
+    builder
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("aliasd: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        .map_err(|error| eprintln!("aliasd: cannot start the async runtime: {error}"))
+        .ok()
+}
+
+/// Runs `work` to its end on a new runtime.
+fn block_on(multi_thread: bool, work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match runtime(multi_thread) {
+        Some(runtime) => runtime.block_on(work),
+        None => ExitCode::FAILURE,
+    }
+}
+
+fn serve(config: ServeConfig) -> ExitCode {
+    init_logging(config.log_format);
+    let Some(runtime) = runtime(true) else {
+        return ExitCode::FAILURE;
     };
     let code = runtime.block_on(async {
         let shutdown = aliasd::server::termination_signal();
@@ -306,23 +325,15 @@ fn serve(config: ServeConfig) -> ExitCode {
 }
 
 fn bench(args: aliasd::bench::BenchArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("aliasd: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
+    block_on(true, async {
+        match aliasd::bench::run(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("aliasd bench: {error}");
+                ExitCode::FAILURE
+            }
         }
-    };
-    match runtime.block_on(aliasd::bench::run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("aliasd bench: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 fn restore(

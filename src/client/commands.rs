@@ -368,7 +368,7 @@ async fn list_aliases(
 /// the connection or the server went away, or this client fell behind.
 fn resumable(status: &tonic::Status) -> bool {
     use tonic::Code;
-    let reason = Failure::from_status(status, None).reason;
+    let reason = super::failure::reason_of(status);
     match status.code() {
         Code::Unavailable | Code::Cancelled => true,
         // A broken connection surfaces as UNKNOWN or INTERNAL without a

@@ -78,10 +78,7 @@ impl Failure {
 
     /// A failed call. `request_id`: the idempotency key the call carried.
     pub fn from_status(status: &tonic::Status, request_id: Option<&str>) -> Failure {
-        let reason = status
-            .get_details_error_info()
-            .map(|info| info.reason)
-            .filter(|r| !r.is_empty());
+        let reason = reason_of(status);
         // The connection itself failed (tonic reports it without a reason of
         // ours): most often plaintext spoken to a TLS port, or the reverse.
         let message = status.message();
@@ -130,6 +127,14 @@ impl Failure {
             exit,
         }
     }
+}
+
+/// The server's reason (ErrorInfo) of a failed call, when it sent one.
+pub fn reason_of(status: &tonic::Status) -> Option<String> {
+    status
+        .get_details_error_info()
+        .map(|info| info.reason)
+        .filter(|r| !r.is_empty())
 }
 
 /// What to do about a failure, where there is something to say.

@@ -382,18 +382,8 @@ fn tls(args: &ClientArgs) -> Result<ClientTlsConfig, Failure> {
 
 /// Runs `aliasd key ...`, `alias ...` or `audit ...` and prints its outcome;
 /// the exit code says how it ended (README: "The command-line client").
-pub fn run(args: &ClientArgs, command: ClientCommand) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("aliasd: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let outcome = runtime.block_on(async {
+pub async fn run(args: &ClientArgs, command: ClientCommand) -> ExitCode {
+    let outcome = async {
         let client = Client::connect(args).await?;
         match command {
             ClientCommand::Key(command) => commands::key(&client, command).await,
@@ -401,7 +391,8 @@ pub fn run(args: &ClientArgs, command: ClientCommand) -> ExitCode {
             ClientCommand::Audit(command) => commands::audit(&client, command).await,
             ClientCommand::Backup { output } => commands::backup(&client, &output).await,
         }
-    });
+    }
+    .await;
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => exit(&failure, args.output),

@@ -113,7 +113,7 @@ pub fn print_fields(fields: &[(&str, String)]) {
     let width = fields.iter().map(|(f, _)| f.len()).max().unwrap_or(0);
     let mut out = std::io::stdout().lock();
     for (field, value) in fields {
-        let _ = writeln!(out, "{field:<width$}  {value}").map(|_| ());
+        let _ = writeln!(out, "{field:<width$}  {value}");
     }
 }
 

@@ -48,17 +48,18 @@ pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` (UTC, whole seconds).
-pub fn rfc3339(millis: Millis) -> String {
+/// A UTC instant as `[year, month, day, hour, minute, second]`.
+pub fn utc_fields(millis: Millis) -> [i64; 6] {
     let secs = millis.div_euclid(1000);
     let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    [y, m, d, rest / 3600, rest % 3600 / 60, rest % 60]
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` (UTC, whole seconds).
+pub fn rfc3339(millis: Millis) -> String {
+    let [y, m, d, hh, mm, ss] = utc_fields(millis);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
 }
 
 /// Parses RFC 3339: `YYYY-MM-DDTHH:MM:SS`, optional fraction, then `Z` or

@@ -146,6 +146,22 @@ pub async fn create_alias(
     .await
 }
 
+/// Creates `count` aliases `{prefix}000`, `{prefix}001`, ... on `key`, 10
+/// to a write (a write must stay within etcd's 128 operations).
+async fn create_aliases(store: &Arc<Store>, ctx: &Ctx, key: &KeyId, prefix: &str, count: usize) {
+    for first in (0..count).step_by(10) {
+        let (target, prefix) = (key.clone(), prefix.to_owned());
+        write(store, ctx, move |txn, ctx| {
+            for i in first..(first + 10).min(count) {
+                ops::create_alias(txn, ctx, &name(&format!("{prefix}{i:03}")), &target)?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    }
+}
+
 fn reason<T: std::fmt::Debug>(result: &Result<T, Error>) -> Option<Reason> {
     result.as_ref().err().map(|e| e.reason)
 }
@@ -549,19 +565,8 @@ pub async fn pruning_the_change_log_keeps_the_newest_and_moves_the_floor(f: Fixt
         .await
         .unwrap()
         .key_id;
-    // 600 changes, 20 to a write (etcd takes 128 operations in one): the
-    // prune takes more than one batch.
-    for batch in 0..30 {
-        let target = key.clone();
-        write(&f.store, &ctx, move |txn, ctx| {
-            for i in batch * 20..(batch + 1) * 20 {
-                ops::create_alias(txn, ctx, &name(&format!("alias/p{i:03}")), &target)?;
-            }
-            Ok(())
-        })
-        .await
-        .unwrap();
-    }
+    // 600 changes: the prune takes more than one batch.
+    create_aliases(&f.store, &ctx, &key, "alias/p", 600).await;
     assert_eq!(f.store.prune_changes(10).unwrap(), 590);
     assert_eq!(f.store.floor(ACCOUNT).unwrap(), 590);
     let kept = f.store.changes_after(ACCOUNT, 0, 600, 1_000).unwrap();
@@ -720,17 +725,7 @@ pub async fn a_key_with_a_full_quota_of_aliases_is_removed_whole(f: Fixture) {
         .await
         .unwrap()
         .key_id;
-    for batch in 0..5 {
-        let target = key.clone();
-        write(&f.store, &ctx, move |txn, ctx| {
-            for i in batch * 10..(batch + 1) * 10 {
-                ops::create_alias(txn, ctx, &name(&format!("alias/full-{i:02}")), &target)?;
-            }
-            Ok(())
-        })
-        .await
-        .unwrap();
-    }
+    create_aliases(&f.store, &ctx, &key, "alias/full-", 50).await;
     let target = key.clone();
     write(&f.store, &ctx, move |txn, ctx| {
         ops::schedule_key_deletion(txn, ctx, &target, 7).map(drop)

@@ -147,7 +147,13 @@ impl Store {
     /// records (a new store: only what opening writes). The file is read
     /// through once to check it before anything is written.
     pub fn load_snapshot(&self, path: &Path) -> Result<Summary, Error> {
-        let summary = read_snapshot(path, |_, _, _| Ok(()))?;
+        read_snapshot(path, |_, _, _| Ok(()))?;
+        self.load_checked_snapshot(path)
+    }
+
+    /// [`Store::load_snapshot`] of a file already read through and found
+    /// whole.
+    fn load_checked_snapshot(&self, path: &Path) -> Result<Summary, Error> {
         for tree in [Tree::Keys, Tree::Aliases, Tree::Audit, Tree::Changes] {
             if !self.backend.scan(tree, &[], None, 1)?.is_empty() {
                 return Err(Error::internal(
@@ -166,7 +172,7 @@ impl Store {
             batch.clear();
             Ok(())
         };
-        read_snapshot(path, |tree, key, value| {
+        let summary = read_snapshot(path, |tree, key, value| {
             batch.push((tree, key.to_vec(), value.to_vec()));
             if batch.len() >= LOAD_BATCH {
                 flush(&mut batch)?;
@@ -209,7 +215,7 @@ pub fn restore_dir(
     read_snapshot(file, |_, _, _| Ok(()))?;
     let loaded = (|| {
         let store = Store::open(dir).map_err(|e| Error::internal(e.to_string()))?;
-        let summary = store.load_snapshot(file)?;
+        let summary = store.load_checked_snapshot(file)?;
         drop(store);
         let report = super::check::check_dir(dir, limits)
             .map_err(|e| Error::internal(format!("cannot check the restored store: {e}")))?;
@@ -248,7 +254,7 @@ pub fn restore_etcd(
     read_snapshot(file, |_, _, _| Ok(()))?;
     let loaded = (|| {
         let store = Store::open_etcd(config).map_err(|e| Error::internal(e.to_string()))?;
-        let summary = store.load_snapshot(file)?;
+        let summary = store.load_checked_snapshot(file)?;
         drop(store);
         let report = super::check::check_etcd(config, limits).map_err(Error::internal)?;
         Ok((summary, report))
@@ -310,11 +316,17 @@ pub fn read_snapshot(
     };
     let mut tree: Option<Tree> = None;
     loop {
-        let digest_so_far = reader.hash.clone().finalize();
+        // The tag is hashed only if it is not the end's: the checksum covers
+        // every byte before the 'Z'.
         let mut tag = [0u8; 1];
         reader
+            .inner
             .read_exact(&mut tag)
             .map_err(|_| bad("cut short: no end"))?;
+        if tag[0] != b'Z' {
+            reader.hash.update(tag);
+            reader.bytes += 1;
+        }
         match tag[0] {
             b'T' => {
                 let mut len = [0u8; 1];
@@ -366,7 +378,7 @@ pub fn read_snapshot(
                 if u64::from_be_bytes(count) != summary.entries {
                     return Err(bad("its entry count does not match its entries"));
                 }
-                if digest.as_slice() != digest_so_far.as_slice() {
+                if digest.as_slice() != reader.hash.clone().finalize().as_slice() {
                     return Err(bad("its checksum does not match (the file is damaged)"));
                 }
                 let mut rest = [0u8; 1];
@@ -378,7 +390,7 @@ pub fn read_snapshot(
                 {
                     return Err(bad("bytes follow its end"));
                 }
-                summary.bytes = reader.bytes + 8 + 32;
+                summary.bytes = reader.bytes + 1 + 8 + 32;
                 summary.sha256 = hex(&digest);
                 return Ok(summary);
             }

@@ -14,14 +14,7 @@ use aliasd::pb;
 use crate::common::*;
 
 async fn aliasd(args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_aliasd"))
-        .args(args)
-        .env_remove("ALIASD_TOKEN")
-        .env_remove("ALIASD_DATA_DIR")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap()
+    run_aliasd(args, &[]).await
 }
 
 fn text(output: &Output) -> String {

@@ -12,15 +12,7 @@ use crate::common::{uuid, TestServer};
 
 /// Runs `aliasd ARGS` against `endpoint` and waits for it.
 async fn run(endpoint: &str, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_aliasd"))
-        .args(args)
-        .env("ALIASD_ENDPOINT", endpoint)
-        .env_remove("ALIASD_TOKEN")
-        .env_remove("ALIASD_OUTPUT")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap()
+    crate::common::run_aliasd(args, &[("ALIASD_ENDPOINT", endpoint)]).await
 }
 
 fn endpoint(server: &TestServer) -> String {

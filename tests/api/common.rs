@@ -11,6 +11,9 @@ use aliasd::pb::alias_service_client::AliasServiceClient;
 use aliasd::pb::key_service_client::KeyServiceClient;
 use aliasd::pb::{self, KeySpec, KeyUsage};
 use aliasd::server::Running;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
@@ -486,4 +489,61 @@ fn on_etcd_if_asked(config: &mut ServeConfig, dir: &tempfile::TempDir) {
     config.etcd_endpoints = vec![etcd.endpoint.clone()];
     config.etcd_prefix = format!("/{}/", dir.path().display());
     config.data_dir = aliasd::config::DEFAULT_DATA_DIR.into();
+}
+
+/// A test certificate authority (rcgen), for TLS tests.
+pub struct Ca {
+    pub pem: String,
+    pub issuer: Issuer<'static, KeyPair>,
+}
+
+pub fn ca(name: &str) -> Ca {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    Ca {
+        pem: cert.pem(),
+        issuer: Issuer::new(params, key),
+    }
+}
+
+/// A certificate and key (PEM) signed by `ca`.
+pub fn leaf(ca: &Ca, common_name: &str, sans: Vec<SanType>) -> (String, String) {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.subject_alt_names = sans;
+    params.use_authority_key_identifier_extension = true;
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca.issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// Runs the `aliasd` binary with `args` and `env`, none of the caller's
+/// ALIASD_* settings leaking in, and waits for it.
+pub async fn run_aliasd(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_aliasd"));
+    for leaking in [
+        "ALIASD_TOKEN",
+        "ALIASD_OUTPUT",
+        "ALIASD_ENDPOINT",
+        "ALIASD_DATA_DIR",
+        "ALIASD_BACKEND",
+    ] {
+        command.env_remove(leaking);
+    }
+    command
+        .args(args)
+        .envs(env.iter().copied())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap()
 }

@@ -192,13 +192,36 @@ async fn the_generated_etcd_client_transacts_ranges_watches_and_leases() {
 async fn instance(etcd: &EtcdServer, prefix: &str, max_aliases_per_key: u64) -> TestServer {
     let (endpoint, prefix) = (etcd.endpoint.clone(), prefix.to_owned());
     TestServer::start_configured(move |c| {
-        c.backend = aliasd::config::BackendKind::Etcd;
-        c.etcd_endpoints = vec![endpoint];
+        on_etcd(c, &endpoint);
         c.etcd_prefix = prefix;
-        c.data_dir = aliasd::config::DEFAULT_DATA_DIR.into();
         c.max_aliases_per_key = max_aliases_per_key;
     })
     .await
+}
+
+/// Points `config` at the etcd at `endpoint` instead of a data directory.
+fn on_etcd(config: &mut aliasd::config::ServeConfig, endpoint: &str) {
+    config.backend = aliasd::config::BackendKind::Etcd;
+    config.etcd_endpoints = vec![endpoint.to_owned()];
+    config.data_dir = aliasd::config::DEFAULT_DATA_DIR.into();
+}
+
+/// Whether a server with `tweak` on the etcd at `endpoint` fails to start.
+async fn cannot_start(
+    endpoint: &str,
+    tweak: impl FnOnce(&mut aliasd::config::ServeConfig),
+) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::common::config(&dir);
+    on_etcd(&mut config, endpoint);
+    tweak(&mut config);
+    aliasd::server::start(
+        config,
+        std::sync::Arc::new(aliasd::domain::SystemClock),
+        std::future::pending(),
+    )
+    .await
+    .is_err()
 }
 
 /// Two aliasd instances on one etcd: concurrent creates of one name through
@@ -363,13 +386,7 @@ where
 }
 
 async fn aliasd(args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_aliasd"))
-        .args(args)
-        .env_remove("ALIASD_BACKEND")
-        .env_remove("ALIASD_DATA_DIR")
-        .output()
-        .await
-        .unwrap()
+    crate::common::run_aliasd(args, &[]).await
 }
 
 /// A snapshot moves a store from sled to etcd: backup of a sled server,
@@ -669,32 +686,10 @@ async fn a_member_and_an_instance_killed_under_load_lose_no_acknowledged_change(
 /// cannot start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aliasd_speaks_tls_with_client_certificates_to_etcd() {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-        SanType,
-    };
+    use rcgen::SanType;
     let files = tempfile::tempdir().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "etcd test CA");
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf = |name: &str, sans: Vec<SanType>| {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.subject_alt_names = sans;
-        params.use_authority_key_identifier_extension = true;
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    };
+    let ca = crate::common::ca("etcd test CA");
+    let leaf = |name: &str, sans| crate::common::leaf(&ca, name, sans);
     let write = |name: &str, text: &str| {
         let path = files.path().join(name);
         std::fs::write(&path, text).unwrap();
@@ -706,7 +701,7 @@ async fn aliasd_speaks_tls_with_client_certificates_to_etcd() {
     );
     let (client_cert, client_key) = leaf("aliasd", vec![]);
     let tls = aliasd::store::etcd::testing::EtcdTls {
-        ca: write("ca.pem", &ca_cert.pem()),
+        ca: write("ca.pem", &ca.pem),
         server_cert: write("server.pem", &server_cert),
         server_key: write("server.key", &server_key),
         cert: write("client.pem", &client_cert),
@@ -722,9 +717,7 @@ async fn aliasd_speaks_tls_with_client_certificates_to_etcd() {
 
     let (endpoint, t) = (etcd.endpoint.clone(), tls.clone());
     let server = TestServer::start_configured(move |c| {
-        c.backend = aliasd::config::BackendKind::Etcd;
-        c.etcd_endpoints = vec![endpoint];
-        c.data_dir = aliasd::config::DEFAULT_DATA_DIR.into();
+        on_etcd(c, &endpoint);
         c.etcd_ca = Some(t.ca);
         c.etcd_cert = Some(t.cert);
         c.etcd_key = Some(t.key);
@@ -742,19 +735,9 @@ async fn aliasd_speaks_tls_with_client_certificates_to_etcd() {
     );
 
     // Without a client certificate etcd refuses the connection: no start.
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = crate::common::config(&dir);
-    config.backend = aliasd::config::BackendKind::Etcd;
-    config.etcd_endpoints = vec![etcd.endpoint.clone()];
-    config.data_dir = aliasd::config::DEFAULT_DATA_DIR.into();
-    config.etcd_ca = Some(tls.ca.clone());
-    let refused = aliasd::server::start(
-        config,
-        std::sync::Arc::new(aliasd::domain::SystemClock),
-        std::future::pending(),
-    )
-    .await;
-    assert!(refused.is_err(), "started without a client certificate");
+    let ca = tls.ca.clone();
+    let refused = cannot_start(&etcd.endpoint, move |c| c.etcd_ca = Some(ca)).await;
+    assert!(refused, "started without a client certificate");
 }
 
 /// etcd with authentication on: aliasd signs in with `--etcd-user` and the
@@ -780,9 +763,7 @@ async fn aliasd_signs_in_to_an_etcd_with_authentication() {
 
     let endpoint = etcd.endpoint.clone();
     let server = TestServer::start_configured(move |c| {
-        c.backend = aliasd::config::BackendKind::Etcd;
-        c.etcd_endpoints = vec![endpoint];
-        c.data_dir = aliasd::config::DEFAULT_DATA_DIR.into();
+        on_etcd(c, &endpoint);
         c.etcd_user = Some("root".into());
         c.etcd_password = Some("root-password".into());
     })
@@ -799,19 +780,11 @@ async fn aliasd_signs_in_to_an_etcd_with_authentication() {
     );
 
     for user in [None, Some(("root", "wrong"))] {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = crate::common::config(&dir);
-        config.backend = aliasd::config::BackendKind::Etcd;
-        config.etcd_endpoints = vec![etcd.endpoint.clone()];
-        config.data_dir = aliasd::config::DEFAULT_DATA_DIR.into();
-        config.etcd_user = user.map(|(u, _)| u.to_owned());
-        config.etcd_password = user.map(|(_, p)| p.to_owned());
-        let refused = aliasd::server::start(
-            config,
-            std::sync::Arc::new(aliasd::domain::SystemClock),
-            std::future::pending(),
-        )
+        let refused = cannot_start(&etcd.endpoint, |c| {
+            c.etcd_user = user.map(|(u, _)| u.to_owned());
+            c.etcd_password = user.map(|(_, p)| p.to_owned());
+        })
         .await;
-        assert!(refused.is_err(), "started with {user:?}");
+        assert!(refused, "started with {user:?}");
     }
 }

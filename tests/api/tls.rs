@@ -5,9 +5,7 @@ use std::sync::Arc;
 use aliasd::domain::SystemClock;
 use aliasd::pb;
 use aliasd::pb::key_service_client::KeyServiceClient;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
-};
+use rcgen::SanType;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::{Code, Request};
 
@@ -15,40 +13,6 @@ use crate::common::*;
 
 const SPIFFE_ID: &str = "spiffe://example.org/ns/payments/sa/app";
 const OTHER_SPIFFE_ID: &str = "spiffe://example.org/ns/billing/sa/app";
-
-struct Ca {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-fn ca(name: &str) -> Ca {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let key = KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    Ca {
-        pem: cert.pem(),
-        issuer: Issuer::new(params, key),
-    }
-}
-
-/// A certificate and key (PEM) signed by `ca`.
-fn leaf(ca: &Ca, common_name: &str, sans: Vec<SanType>) -> (String, String) {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, common_name);
-    params.subject_alt_names = sans;
-    params.use_authority_key_identifier_extension = true;
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca.issuer).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
 
 struct Mtls {
     server: TestServer,

@@ -8,7 +8,7 @@ use hmac::{Hmac, Mac};
 use http::{HeaderMap, Method, Uri};
 use sha2::{Digest, Sha256};
 
-use crate::domain::time::{civil_from_days, days_from_civil};
+use crate::domain::time::{days_from_civil, utc_fields};
 use crate::domain::{Error, Millis, Reason};
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
@@ -346,15 +346,8 @@ pub fn parse_amz_date(text: &str) -> Option<Millis> {
 
 /// Milliseconds since the epoch as `YYYYMMDD'T'HHMMSS'Z'`.
 pub fn format_amz_date(millis: Millis) -> String {
-    let secs = millis.div_euclid(1000);
-    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    let [y, m, d, hh, mm, ss] = utc_fields(millis);
+    format!("{y:04}{m:02}{d:02}T{hh:02}{mm:02}{ss:02}Z")
 }
 
 #[cfg(test)]

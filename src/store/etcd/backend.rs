@@ -502,12 +502,13 @@ impl Reads for EtcdBackend {
         end: Option<&[u8]>,
         limit: usize,
     ) -> Result<Entries, Error> {
+        let base = self.key(tree, b"");
         let from = self.key(tree, start);
         let to = match end {
             Some(end) => self.key(tree, end),
-            None => crate::store::layout::prefix_end(&self.key(tree, b"")),
+            None => crate::store::layout::prefix_end(&base),
         };
-        let skip = self.key(tree, b"").len();
+        let skip = base.len();
         let (found, _) = self.range(from, to, limit as i64, 0)?;
         Ok(found
             .into_iter()

@@ -75,6 +75,31 @@ pub fn etcd_binary(cache: &Path) -> PathBuf {
     binary
 }
 
+/// A member's name, data directory, and client and peer URLs.
+fn member_args<'a>(
+    command: &'a mut Command,
+    name: &str,
+    data_dir: &Path,
+    client_url: &str,
+    peer_url: &str,
+) -> &'a mut Command {
+    command
+        .args(["--name", name, "--data-dir"])
+        .arg(data_dir)
+        .args([
+            "--listen-client-urls",
+            client_url,
+            "--advertise-client-urls",
+            client_url,
+        ])
+        .args([
+            "--listen-peer-urls",
+            peer_url,
+            "--initial-advertise-peer-urls",
+            peer_url,
+        ])
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -150,24 +175,16 @@ impl EtcdServer {
                 .arg("--client-cert-auth");
         }
         let log = std::fs::File::create(dir.join("etcd.log")).expect("a log file");
-        command
-            .args(["--name", "test", "--data-dir"])
-            .arg(dir.join("data"))
-            .args([
-                "--listen-client-urls",
-                &endpoint,
-                "--advertise-client-urls",
-                &endpoint,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-            ])
-            .args(["--initial-cluster", &format!("test={peer_url}")])
-            .stdout(Stdio::null())
-            .stderr(log);
+        member_args(
+            &mut command,
+            "test",
+            &dir.join("data"),
+            &endpoint,
+            &peer_url,
+        )
+        .args(["--initial-cluster", &format!("test={peer_url}")])
+        .stdout(Stdio::null())
+        .stderr(log);
         let child = command.spawn().expect("etcd starts");
         let mut server = EtcdServer {
             child,
@@ -268,21 +285,9 @@ impl EtcdCluster {
         for (i, (client, peer)) in ports.iter().enumerate() {
             let endpoint = format!("http://127.0.0.1:{client}");
             let peer_url = format!("http://127.0.0.1:{peer}");
-            let child = Command::new(&binary)
-                .args(["--name", &format!("m{i}"), "--data-dir"])
-                .arg(dir.join(format!("m{i}")))
-                .args([
-                    "--listen-client-urls",
-                    &endpoint,
-                    "--advertise-client-urls",
-                    &endpoint,
-                ])
-                .args([
-                    "--listen-peer-urls",
-                    &peer_url,
-                    "--initial-advertise-peer-urls",
-                    &peer_url,
-                ])
+            let name = format!("m{i}");
+            let mut command = Command::new(&binary);
+            let child = member_args(&mut command, &name, &dir.join(&name), &endpoint, &peer_url)
                 .args([
                     "--initial-cluster",
                     &initial,
