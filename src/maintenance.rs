@@ -14,6 +14,9 @@ use crate::store::Store;
 
 /// How often the change log and request_id records are pruned.
 pub const PRUNE_INTERVAL: Duration = Duration::from_secs(10);
+/// How often a process that shares its store (etcd) looks whether it has
+/// gained the maintenance lease.
+const LEASE_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
 pub struct Maintenance {
     pub store: Arc<Store>,
@@ -82,7 +85,10 @@ impl Maintenance {
             .await
     }
 
-    /// Runs both jobs until `shutdown` turns true.
+    /// Runs both jobs until `shutdown` turns true. They run only while this
+    /// process holds the store's maintenance lease (always, on sled), and
+    /// both run at once when it gains the lease (an instance taking over
+    /// from one that stopped does not wait for its next tick).
     pub async fn run(
         self,
         reap_interval: Duration,
@@ -90,37 +96,54 @@ impl Maintenance {
     ) {
         let mut reap = tokio::time::interval(reap_interval);
         let mut prune = tokio::time::interval(PRUNE_INTERVAL);
-        reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut lease = tokio::time::interval(LEASE_CHECK_INTERVAL);
+        for timer in [&mut reap, &mut prune, &mut lease] {
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+        let mut held = self.store.may_run_maintenance();
         loop {
             tokio::select! {
                 _ = reap.tick() => {
                     // Another process holds the lease: the work is its.
-                    if !self.store.may_run_maintenance() {
-                        continue;
-                    }
-                    match self.reap_due_keys().await {
-                        // The store logged its failure once; no line per tick.
-                        Err(error) if error.reason == Reason::STORE_FAILED => {}
-                        Err(error) => tracing::error!(%error, "removing keys due for deletion failed"),
-                        Ok(_) => {}
+                    if self.store.may_run_maintenance() {
+                        self.reap_logged().await;
                     }
                 }
                 _ = prune.tick() => {
-                    if !self.store.may_run_maintenance() {
-                        continue;
+                    if self.store.may_run_maintenance() {
+                        self.prune_logged().await;
                     }
-                    match self.prune().await {
-                        Ok((changes, requests)) if changes + requests > 0 => {
-                            tracing::debug!(changes, requests, "pruned change log and request_ids");
-                        }
-                        Ok(_) => {}
-                        Err(error) if error.reason == Reason::STORE_FAILED => {}
-                        Err(error) => tracing::error!(%error, "pruning failed"),
+                }
+                _ = lease.tick() => {
+                    let holds = self.store.may_run_maintenance();
+                    if holds && !held {
+                        self.reap_logged().await;
+                        self.prune_logged().await;
                     }
+                    held = holds;
                 }
                 _ = shutdown.changed() => return,
             }
+        }
+    }
+
+    async fn reap_logged(&self) {
+        match self.reap_due_keys().await {
+            // The store logged its failure once; no line per tick.
+            Err(error) if error.reason == Reason::STORE_FAILED => {}
+            Err(error) => tracing::error!(%error, "removing keys due for deletion failed"),
+            Ok(_) => {}
+        }
+    }
+
+    async fn prune_logged(&self) {
+        match self.prune().await {
+            Ok((changes, requests)) if changes + requests > 0 => {
+                tracing::debug!(changes, requests, "pruned change log and request_ids");
+            }
+            Ok(_) => {}
+            Err(error) if error.reason == Reason::STORE_FAILED => {}
+            Err(error) => tracing::error!(%error, "pruning failed"),
         }
     }
 }

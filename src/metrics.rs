@@ -202,7 +202,7 @@ impl Metrics {
         let store_bytes = Gauge::default();
         registry.register_with_unit(
             "store_size",
-            "Bytes the data directory takes on disk (0 in memory)",
+            "Bytes the data directory takes on disk (0 in memory and on etcd)",
             Unit::Bytes,
             store_bytes.clone(),
         );

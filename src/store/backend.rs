@@ -187,6 +187,12 @@ pub trait Backend: Reads + Send + Sync + 'static {
         true
     }
 
+    /// The most writes one transaction may make (etcd takes 128 operations
+    /// in a transaction); bulk writers (a restore) batch within it.
+    fn max_writes_per_transaction(&self) -> usize {
+        usize::MAX
+    }
+
     /// Whether this process may run background maintenance (removing keys
     /// past their deletion time, pruning) now. A backend shared by several
     /// processes grants it to one of them at a time (a lease it keeps

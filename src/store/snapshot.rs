@@ -161,7 +161,8 @@ impl Store {
                 ));
             }
         }
-        let mut batch: Vec<(Tree, Vec<u8>, Vec<u8>)> = Vec::with_capacity(LOAD_BATCH);
+        let batch_size = LOAD_BATCH.min(self.backend.max_writes_per_transaction());
+        let mut batch: Vec<(Tree, Vec<u8>, Vec<u8>)> = Vec::with_capacity(batch_size);
         let flush = |batch: &mut Vec<(Tree, Vec<u8>, Vec<u8>)>| -> Result<(), Error> {
             self.gated_transact(&|tx| {
                 for (tree, key, value) in batch.iter() {
@@ -174,7 +175,7 @@ impl Store {
         };
         let summary = read_snapshot(path, |tree, key, value| {
             batch.push((tree, key.to_vec(), value.to_vec()));
-            if batch.len() >= LOAD_BATCH {
+            if batch.len() >= batch_size {
                 flush(&mut batch)?;
             }
             Ok(())

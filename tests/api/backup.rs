@@ -116,20 +116,22 @@ async fn a_backup_under_write_load_restores_every_acknowledged_alias() {
     assert_eq!(again.status.code(), Some(2), "{}", text(&again));
 
     let restored_dir = tempfile::tempdir().unwrap();
-    let data = restored_dir.path().to_str().unwrap();
-    let restored = aliasd(&["restore", "--data-dir", data, backup_arg]).await;
+    // The store of that directory: sled, or an etcd prefix on etcd runs.
+    let store_args = crate::common::store_args(restored_dir.path());
+    let data: Vec<&str> = store_args.iter().map(String::as_str).collect();
+    let restored = aliasd(&[&["restore"], &data[..], &[backup_arg]].concat()).await;
     assert!(restored.status.success(), "{}", text(&restored));
     assert!(
         String::from_utf8_lossy(&restored.stdout).contains("ok: all invariants hold"),
         "{}",
         text(&restored)
     );
-    let checked = aliasd(&["check", "--data-dir", data]).await;
+    let checked = aliasd(&[&["check"], &data[..]].concat()).await;
     assert!(checked.status.success(), "{}", text(&checked));
 
     // Restoring again into the now full directory is refused, and changes
     // nothing there.
-    let refused = aliasd(&["restore", "--data-dir", data, backup_arg]).await;
+    let refused = aliasd(&[&["restore"], &data[..], &[backup_arg]].concat()).await;
     assert_eq!(refused.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("not empty"),

@@ -461,20 +461,19 @@ pub fn write_secret_file(path: &std::path::Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
-/// With ALIASD_TEST_BACKEND=etcd, a server that would use sled in `dir`
-/// uses one shared etcd instead, under a prefix of its own (the same
-/// prefix again for the same directory, as a restart would).
-fn on_etcd_if_asked(config: &mut ServeConfig, dir: &tempfile::TempDir) {
+/// Whether this run keeps the in-process servers' stores on etcd
+/// (`ALIASD_TEST_BACKEND=etcd`; `etcd::the_integration_suite_passes_on_etcd`
+/// runs the suite so).
+pub fn on_etcd() -> bool {
+    std::env::var("ALIASD_TEST_BACKEND").as_deref() == Ok("etcd")
+}
+
+/// The etcd that the in-process servers share when [`on_etcd`].
+fn shared_etcd() -> &'static aliasd::store::etcd::testing::EtcdServer {
     static ETCD: std::sync::OnceLock<aliasd::store::etcd::testing::EtcdServer> =
         std::sync::OnceLock::new();
-    if std::env::var("ALIASD_TEST_BACKEND").as_deref() != Ok("etcd")
-        || config.ephemeral
-        || config.backend == aliasd::config::BackendKind::Etcd
-        || config.data_dir != dir.path()
-    {
-        return;
-    }
-    let etcd = ETCD.get_or_init(|| {
+    ETCD.get_or_init(|| {
+        // Started off the async threads (it waits for etcd to answer).
         std::thread::scope(|s| {
             s.spawn(|| {
                 aliasd::store::etcd::testing::EtcdServer::start(std::path::Path::new(env!(
@@ -484,11 +483,60 @@ fn on_etcd_if_asked(config: &mut ServeConfig, dir: &tempfile::TempDir) {
             .join()
             .unwrap()
         })
-    });
+    })
+}
+
+/// The etcd prefix that stands for the data directory `dir` when
+/// [`on_etcd`] (the same again for the same directory, as a restart needs).
+fn etcd_prefix(dir: &std::path::Path) -> String {
+    format!("/{}/", dir.display())
+}
+
+/// With ALIASD_TEST_BACKEND=etcd, a server that would use sled in `dir`
+/// uses one shared etcd instead, under a prefix of its own.
+fn on_etcd_if_asked(config: &mut ServeConfig, dir: &tempfile::TempDir) {
+    if !on_etcd()
+        || config.ephemeral
+        || config.backend == aliasd::config::BackendKind::Etcd
+        || config.data_dir != dir.path()
+    {
+        return;
+    }
     config.backend = aliasd::config::BackendKind::Etcd;
-    config.etcd_endpoints = vec![etcd.endpoint.clone()];
-    config.etcd_prefix = format!("/{}/", dir.path().display());
+    config.etcd_endpoints = vec![shared_etcd().endpoint.clone()];
+    config.etcd_prefix = etcd_prefix(dir.path());
     config.data_dir = aliasd::config::DEFAULT_DATA_DIR.into();
+}
+
+/// Opens the store a test server kept for `dir` (its sled data directory,
+/// or its etcd prefix when [`on_etcd`]), as `aliasd check` would.
+pub fn open_store(dir: &std::path::Path) -> std::sync::Arc<aliasd::store::Store> {
+    if on_etcd() {
+        aliasd::store::Store::open_etcd(&aliasd::store::etcd::EtcdConfig::plain(
+            vec![shared_etcd().endpoint.clone()],
+            &etcd_prefix(dir),
+        ))
+        .unwrap()
+    } else {
+        aliasd::store::Store::open(dir).unwrap()
+    }
+}
+
+/// The `aliasd check`/`restore` arguments that name the store of `dir`
+/// (see [`open_store`]).
+pub fn store_args(dir: &std::path::Path) -> Vec<String> {
+    if on_etcd() {
+        vec![
+            "--backend".into(),
+            "etcd".into(),
+            "--etcd-endpoints".into(),
+            shared_etcd().endpoint.clone(),
+            "--etcd-prefix".into(),
+            etcd_prefix(dir),
+        ]
+    } else {
+        vec!["--data-dir".into(), dir.display().to_string()]
+    }
 }
 
 /// A test certificate authority (rcgen), for TLS tests.

@@ -8,7 +8,6 @@ use aliasd::domain::ops::Limits;
 use aliasd::domain::SystemClock;
 use aliasd::pb;
 use aliasd::pb::alias_service_client::AliasServiceClient;
-use aliasd::store::Store;
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -193,7 +192,7 @@ async fn concurrent_updates_renames_and_deletes_leave_the_store_consistent() {
     let dir = server.stop().await;
 
     // The library's checker and the `aliasd check` command agree: consistent.
-    let store = Store::open(dir.path()).unwrap();
+    let store = crate::common::open_store(dir.path());
     let report = store.check(&Limits {
         max_aliases_per_key: 6,
         ..Limits::default()
@@ -202,8 +201,8 @@ async fn concurrent_updates_renames_and_deletes_leave_the_store_consistent() {
     assert_eq!(report.aliases, listed.len());
     drop(store);
     let output = Command::new(env!("CARGO_BIN_EXE_aliasd"))
-        .args(["check", "--max-aliases-per-key", "6", "--data-dir"])
-        .arg(dir.path())
+        .args(["check", "--max-aliases-per-key", "6"])
+        .args(crate::common::store_args(dir.path()))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

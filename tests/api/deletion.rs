@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use aliasd::domain::ops::Limits;
 use aliasd::pb::{self, AliasEventType};
-use aliasd::store::Store;
 use tokio_stream::StreamExt;
 use tonic::Code;
 
@@ -97,7 +96,7 @@ async fn a_key_past_its_deletion_time_goes_with_all_its_aliases() {
 
     // The key counter moved too: the store's invariants hold.
     let dir = server.stop().await;
-    let store = Store::open(dir.path()).unwrap();
+    let store = crate::common::open_store(dir.path());
     let report = store.check(&Limits::default());
     assert!(report.is_clean(), "{:?}", report.problems);
     assert_eq!((report.keys, report.aliases), (2, 1));

@@ -788,3 +788,56 @@ async fn aliasd_signs_in_to_an_etcd_with_authentication() {
         assert!(refused, "started with {user:?}");
     }
 }
+
+/// The tests of this binary that start no in-process server of their own
+/// (they run `aliasd` processes on sled, or are about etcd already), or
+/// are about sled alone: the run on etcd leaves them out.
+const NOT_ON_ETCD: &[(&str, &str)] = &[
+    ("buf::", "lints proto/, no server"),
+    ("cli::", "aliasd processes on sled data directories"),
+    ("crash::", "kills aliasd processes on sled data directories"),
+    ("deploy::", "container and unit files, no server"),
+    ("durability::", "injects fsync failures into sled"),
+    ("ephemeral::", "the in-memory store"),
+    ("etcd::", "on etcd already (and would run itself)"),
+    ("readme::", "runs the README's commands on sled"),
+    (
+        "serving::a_second_server_on_the_same_data_directory",
+        "sled's directory lock (instances share etcd by design)",
+    ),
+];
+
+/// The gRPC, HTTP and Python integration tests, run again with every
+/// in-process server's store on one real etcd (a prefix per server): this
+/// binary, run as a child with ALIASD_TEST_BACKEND=etcd.
+#[test]
+fn the_integration_suite_passes_on_etcd() {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+    child.env("ALIASD_TEST_BACKEND", "etcd");
+    for (skip, _why) in NOT_ON_ETCD {
+        child.args(["--skip", skip]);
+    }
+    let output = child.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary = stdout
+        .lines()
+        .filter(|line| line.starts_with("test result:"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        output.status.success(),
+        "the suite on etcd failed: {summary}\n{}\n{}",
+        stdout
+            .find("\nfailures:")
+            .map_or(&stdout[..], |at| &stdout[at..]),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // It ran the servers' tests, not nothing.
+    let passed: usize = summary
+        .split_whitespace()
+        .skip_while(|word| *word != "ok.")
+        .nth(1)
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(0);
+    assert!(passed >= 120, "only {passed} tests ran on etcd: {summary}");
+}

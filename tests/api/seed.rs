@@ -219,7 +219,7 @@ target_key_id = "{KEY_B}"
 #[tokio::test]
 async fn a_seed_file_with_a_bad_entry_late_in_it_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = aliasd::store::Store::open(dir.path()).unwrap();
+    let store = crate::common::open_store(dir.path());
     let lates = [
         // Found by checking the file: an unknown spec.
         format!("[[keys]]\nkey_id = \"{CUSTOMER}\"\nkey_spec = \"RSA_1024\""),
@@ -245,7 +245,7 @@ async fn a_seed_file_with_a_bad_entry_late_in_it_changes_nothing() {
 #[tokio::test]
 async fn a_corrected_seed_file_applies_after_a_failed_one() {
     let dir = tempfile::tempdir().unwrap();
-    let store = aliasd::store::Store::open(dir.path()).unwrap();
+    let store = crate::common::open_store(dir.path());
     // The mistake: the key of a reserved alias is not marked PROVIDER.
     let wrong = format!(
         "[[keys]]\nkey_id = \"{KEY_A}\"\n\n\
@@ -275,7 +275,7 @@ async fn a_corrected_seed_file_applies_after_a_failed_one() {
 #[tokio::test]
 async fn stored_records_that_differ_from_the_file_are_kept_and_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let store = aliasd::store::Store::open(dir.path()).unwrap();
+    let store = crate::common::open_store(dir.path());
     let first = format!(
         "[[keys]]\nkey_id = \"{KEY_A}\"\ndescription = \"first\"\n\n\
          [[aliases]]\nalias_name = \"alias/x\"\ntarget_key_id = \"{KEY_A}\""
@@ -324,7 +324,7 @@ async fn stored_records_that_differ_from_the_file_are_kept_and_reported() {
 #[tokio::test]
 async fn seed_enum_fields_take_the_api_names_and_the_bare_names() {
     let dir = tempfile::tempdir().unwrap();
-    let store = aliasd::store::Store::open(dir.path()).unwrap();
+    let store = crate::common::open_store(dir.path());
     let file = format!(
         "[[keys]]\nkey_id = \"{KEY_A}\"\nkey_spec = \"KEY_SPEC_RSA_2048\"\n\
          key_usage = \"KEY_USAGE_SIGN_VERIFY\"\nkey_manager = \"KEY_MANAGER_PROVIDER\"\n\

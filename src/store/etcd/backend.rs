@@ -164,6 +164,9 @@ pub struct EtcdBackend {
     writer: Mutex<()>,
     /// Whether this process holds the maintenance lease now.
     maintaining: Arc<std::sync::atomic::AtomicBool>,
+    /// The etcd lease it competes with (0: none yet), revoked when the
+    /// backend is dropped so that another instance takes over at once.
+    lease: Arc<std::sync::atomic::AtomicI64>,
     /// Whether the competition for it has started.
     competing: std::sync::atomic::AtomicBool,
     failure: Failure,
@@ -232,6 +235,7 @@ impl EtcdBackend {
             prefix: config.prefix.as_bytes().to_vec(),
             writer: Mutex::new(()),
             maintaining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            lease: Arc::new(std::sync::atomic::AtomicI64::new(0)),
             competing: std::sync::atomic::AtomicBool::new(false),
             failure: Failure::new(),
             stats: Arc::new(FlushStats::default()),
@@ -530,8 +534,10 @@ impl Backend for EtcdBackend {
                     // A read: its reads were all at one revision.
                     return Ok(());
                 }
+                let started = std::time::Instant::now();
                 if self.commit(&tx)? {
-                    self.stats.flushed(1, Duration::ZERO);
+                    // The commit is the durable write (etcd synced it).
+                    self.stats.flushed(1, started.elapsed());
                     return Ok(());
                 }
             }
@@ -555,6 +561,10 @@ impl Backend for EtcdBackend {
         false
     }
 
+    fn max_writes_per_transaction(&self) -> usize {
+        MAX_TXN_OPS
+    }
+
     /// Starts competing for the maintenance lease (once, however many
     /// stores open over this backend).
     fn prepared(&self) -> Result<(), Error> {
@@ -570,6 +580,7 @@ impl Backend for EtcdBackend {
                 LeaseClient::new(self.kv_channel.clone()),
                 self.key(Tree::Meta, MAINTENANCE_KEY),
                 self.maintaining.clone(),
+                self.lease.clone(),
                 self.auth.clone(),
             ));
         }
@@ -626,6 +637,7 @@ async fn hold_maintenance(
     mut leases: LeaseClient<AuthChannel>,
     key: Vec<u8>,
     holding: Arc<std::sync::atomic::AtomicBool>,
+    current: Arc<std::sync::atomic::AtomicI64>,
     auth: Arc<Auth>,
 ) {
     use std::sync::atomic::Ordering;
@@ -639,7 +651,11 @@ async fn hold_maintenance(
             })
             .await
         {
-            Ok(granted) => granted.into_inner().id,
+            Ok(granted) => {
+                let lease = granted.into_inner().id;
+                current.store(lease, Ordering::SeqCst);
+                lease
+            }
             Err(status) => {
                 auth.renewed(&status).await;
                 tokio::time::sleep(every).await;
@@ -834,6 +850,21 @@ async fn follow(
 
 impl Drop for EtcdBackend {
     fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        // Give the maintenance lease back, so that another instance takes
+        // maintenance over now rather than when the lease lapses (waiting a
+        // second at most: an etcd that is away lets it lapse instead).
+        let lease = self.lease.swap(0, Ordering::SeqCst);
+        if let (Some(runtime), true) = (&self.runtime, lease != 0) {
+            let mut leases = LeaseClient::new(self.kv_channel.clone());
+            let (done, revoked) = std::sync::mpsc::sync_channel(1);
+            runtime.spawn(async move {
+                let revoke = leases.lease_revoke(pb::LeaseRevokeRequest { id: lease });
+                let _ = tokio::time::timeout(Duration::from_secs(1), revoke).await;
+                let _ = done.send(());
+            });
+            let _ = revoked.recv_timeout(Duration::from_secs(2));
+        }
         // The store may be closed on an async thread, where a runtime cannot
         // be dropped (it would block): let its threads go without waiting.
         if let Some(runtime) = self.runtime.take() {

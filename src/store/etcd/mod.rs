@@ -54,7 +54,7 @@ mod tests {
             assert!(!(a.may_run_maintenance() && b.may_run_maintenance()));
             std::thread::sleep(Duration::from_millis(50));
         }
-        // The holder goes away: the other takes over once its lease lapses.
+        // The holder goes away (giving its lease back): the other takes over.
         let (holder, other) = match a.may_run_maintenance() {
             true => (a, b),
             false => (b, a),
