@@ -78,6 +78,11 @@ pub struct BenchArgs {
     /// With --endpoint: the server's --http-listen address, for the HTTP rows.
     #[arg(long, requires = "endpoint")]
     pub http_endpoint: Option<SocketAddr>,
+    /// Start the server on this etcd cluster instead of a data directory
+    /// (`--backend etcd`; client URLs, comma-separated), under a fresh
+    /// `--etcd-prefix` that is removed afterwards.
+    #[arg(long, conflicts_with_all = ["endpoint", "data_dir"])]
+    pub etcd_endpoints: Option<String>,
     /// Extra flags for the server the bench starts, e.g. "--cache-mb 64".
     #[arg(long, allow_hyphen_values = true, conflicts_with = "endpoint")]
     pub server_flags: Option<String>,
@@ -204,10 +209,10 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts the server on `data_dir`, logging to `log`; returns it and
-    /// the time from spawning it to its first answered Ping.
+    /// Starts the server on `store`, logging to `log`; returns it and the
+    /// time from spawning it to its first answered Ping.
     async fn start(
-        data_dir: &Path,
+        store: &Place,
         log: &Path,
         extra: &[String],
     ) -> Result<(ServerProcess, Duration), String> {
@@ -226,9 +231,8 @@ impl ServerProcess {
                 "json",
                 "--max-keys-per-account",
                 "100000000",
-                "--data-dir",
             ])
-            .arg(data_dir)
+            .args(store.flags())
             .args(extra)
             // The bench reads the addresses from the start-up lines, whatever
             // else RUST_LOG leaves out.
@@ -362,17 +366,27 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             process: None,
         },
         None => {
-            let data_dir = args
-                .data_dir
-                .clone()
-                .unwrap_or_else(|| scratch.0.join("data"));
+            let store = match &args.etcd_endpoints {
+                Some(endpoints) => Place::Etcd {
+                    endpoints: endpoints.split(',').map(str::to_owned).collect(),
+                    prefix: format!("/aliasd-bench-{}/", uuid::Uuid::new_v4().simple()),
+                },
+                None => Place::Dir(
+                    args.data_dir
+                        .clone()
+                        .unwrap_or_else(|| scratch.0.join("data")),
+                ),
+            };
             let extra = server_flags(&args)?;
-            let (process, _) =
-                ServerProcess::start(&data_dir, &scratch.0.join("server.log"), &extra).await?;
+            let started = ServerProcess::start(&store, &scratch.0.join("server.log"), &extra).await;
+            let process = match started {
+                Ok((process, _)) => process,
+                Err(error) => return Err(store.remove().await.err().unwrap_or(error)),
+            };
             Target {
                 grpc: process.grpc,
                 http: Some(process.http),
-                process: Some((process, data_dir, extra)),
+                process: Some((process, store, extra)),
             }
         }
     };
@@ -381,15 +395,14 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         signal = stop_signal => Err(format!("stopped by {signal}")),
     };
     let stopped = match server.process {
-        Some((process, data_dir, extra)) => {
+        Some((process, store, extra)) => {
             let stopped = process.stop().await;
-            match (&outcome, stopped) {
-                // Start-up: a new server on the directory the run filled.
-                (Ok(()), Ok(())) => {
-                    restart(&data_dir, &scratch.0.join("restart.log"), &extra).await
-                }
+            let stopped = match (&outcome, stopped) {
+                // Start-up: a new server on the store the run filled.
+                (Ok(()), Ok(())) => restart(&store, &scratch.0.join("restart.log"), &extra).await,
                 (_, stopped) => stopped,
-            }
+            };
+            stopped.and(store.remove().await)
         }
         None => Ok(()),
     };
@@ -397,15 +410,74 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     outcome.and(stopped)
 }
 
-/// Starts a server on `data_dir` again, reports how long it took to answer,
+/// Starts a server on `store` again, reports how long it took to answer,
 /// and stops it.
-async fn restart(data_dir: &Path, log: &Path, extra: &[String]) -> Result<(), String> {
-    let (process, startup) = ServerProcess::start(data_dir, log, extra).await?;
+async fn restart(store: &Place, log: &Path, extra: &[String]) -> Result<(), String> {
+    let (process, startup) = ServerProcess::start(store, log, extra).await?;
+    let what = match store {
+        Place::Dir(_) => "this data directory",
+        Place::Etcd { .. } => "this etcd prefix",
+    };
     println!(
-        "start-up on this data directory: {:.2} s (from spawning the server to its first answer)",
+        "start-up on {what}: {:.2} s (from spawning the server to its first answer)",
         startup.as_secs_f64()
     );
     process.stop().await
+}
+
+/// Where the server the bench starts keeps its store.
+enum Place {
+    /// A sled data directory (the scratch one is removed with the scratch
+    /// directory).
+    Dir(PathBuf),
+    /// A fresh prefix on an etcd cluster, removed at the end.
+    Etcd {
+        endpoints: Vec<String>,
+        prefix: String,
+    },
+}
+
+impl Place {
+    fn flags(&self) -> Vec<String> {
+        match self {
+            Place::Dir(dir) => vec!["--data-dir".into(), dir.display().to_string()],
+            Place::Etcd { endpoints, prefix } => vec![
+                "--backend".into(),
+                "etcd".into(),
+                "--etcd-endpoints".into(),
+                endpoints.join(","),
+                "--etcd-prefix".into(),
+                prefix.clone(),
+            ],
+        }
+    }
+
+    /// The data directory, if the store is one.
+    fn dir(&self) -> Option<&Path> {
+        match self {
+            Place::Dir(dir) => Some(dir),
+            Place::Etcd { .. } => None,
+        }
+    }
+
+    /// Removes what the run left on etcd.
+    async fn remove(&self) -> Result<(), String> {
+        let Place::Etcd { endpoints, prefix } = self else {
+            return Ok(());
+        };
+        let config = crate::store::etcd::EtcdConfig::plain(endpoints.clone(), prefix);
+        tokio::task::spawn_blocking(move || {
+            crate::store::etcd::EtcdBackend::connect(&config)?.delete_everything()
+        })
+        .await
+        .map_err(|e| format!("cannot remove the bench's etcd prefix {prefix}: {e}"))?
+        .map_err(|e| {
+            format!(
+                "cannot remove the bench's etcd prefix {prefix}: {}",
+                e.message
+            )
+        })
+    }
 }
 
 fn server_flags(args: &BenchArgs) -> Result<Vec<String>, String> {
@@ -422,8 +494,8 @@ fn server_flags(args: &BenchArgs) -> Result<Vec<String>, String> {
 struct Target {
     grpc: SocketAddr,
     http: Option<SocketAddr>,
-    /// The child process, its data directory and extra flags.
-    process: Option<(ServerProcess, PathBuf, Vec<String>)>,
+    /// The child process, its store and extra flags.
+    process: Option<(ServerProcess, Place, Vec<String>)>,
 }
 
 /// Resolves with the signal's name on SIGINT or SIGTERM. The handlers are
@@ -645,7 +717,8 @@ async fn measure(args: &BenchArgs, server: &Target) -> Result<(), String> {
     let prefilled_size = server
         .process
         .as_ref()
-        .map(|(_, data_dir, _)| crate::store::disk_usage(data_dir));
+        .and_then(|(_, store, _)| store.dir())
+        .map(crate::store::disk_usage);
     let prefix = format!("alias/bench/{run_id}/");
     let deep_token = Arc::new(token_halfway(&channels[0], &data, &prefix).await?);
     let mut table = Table { rows: Vec::new() };
@@ -900,17 +973,20 @@ async fn measure(args: &BenchArgs, server: &Target) -> Result<(), String> {
     };
     table.print(empty_grpc, empty_http);
 
-    if let (Some((process, data_dir, _)), Some(prefilled)) = (&server.process, prefilled_size) {
-        let rss = process.rss_bytes().unwrap_or(0);
+    if let Some((process, store, _)) = &server.process {
         let mib = |bytes: u64| bytes as f64 / 1048576.0;
-        println!(
-            "server RSS: {:.0} MiB; data directory after the prefill: {:.1} MiB, {:.0} bytes \
-             per alias; after the run: {:.1} MiB",
-            mib(rss),
-            mib(prefilled),
-            prefilled as f64 / args.aliases as f64,
-            mib(crate::store::disk_usage(data_dir))
-        );
+        let rss = mib(process.rss_bytes().unwrap_or(0));
+        match (store.dir(), prefilled_size) {
+            (Some(data_dir), Some(prefilled)) => println!(
+                "server RSS: {rss:.0} MiB; data directory after the prefill: {:.1} MiB, {:.0} \
+                 bytes per alias; after the run: {:.1} MiB",
+                mib(prefilled),
+                prefilled as f64 / args.aliases as f64,
+                mib(crate::store::disk_usage(data_dir))
+            ),
+            // etcd's disk is etcd's (and shared with whatever else it keeps).
+            _ => println!("server RSS: {rss:.0} MiB"),
+        }
     }
     Ok(())
 }

@@ -158,6 +158,12 @@ pub trait Backend: Reads + Send + Sync + 'static {
     /// was applied, WRITE_OUTCOME_UNKNOWN when the commit may have been).
     fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<(), Fail>) -> Result<(), Error>;
 
+    /// [`Backend::transact`] for a body that only reads: a backend may run
+    /// it without queueing it behind writers.
+    fn read_transact(&self, body: &dyn Fn(&dyn Tx) -> Result<(), Fail>) -> Result<(), Error> {
+        self.transact(body)
+    }
+
     /// Called once, when the store has written what opening writes (the
     /// page-token secret): makes that durable and starts whatever the
     /// backend runs in the background. Calls before it may only transact

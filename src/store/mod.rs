@@ -236,9 +236,11 @@ impl Store {
     /// Runs `op` in one transaction, scoped to `account`. With
     /// `idempotency`, a repeat returns the recorded response (and changes
     /// nothing), and a first call records its response in the same
-    /// transaction; `audit` is appended in it too.
+    /// transaction; `audit` is appended in it too. `reading`: `op` only
+    /// reads (the backend need not queue it behind writers).
     fn transact<T: Replayable>(
         &self,
+        reading: bool,
         account: &str,
         idempotency: Option<&Idempotency>,
         audit: Option<&AuditEntry>,
@@ -246,7 +248,7 @@ impl Store {
         op: &dyn Fn(&AccountTxn) -> Result<T, Fail>,
     ) -> Result<(T, Option<u64>, Option<AuditEntry>), Error> {
         let outcome = RefCell::new(None);
-        self.gated_transact(&|tx| {
+        let body = |tx: &dyn Tx| {
             let txn = AccountTxn::new(tx, account);
             let record_key =
                 idempotency.map(|i| layout::scoped(account, i.request_id.as_str().as_bytes()));
@@ -282,7 +284,11 @@ impl Store {
             };
             *outcome.borrow_mut() = Some((value, txn.last_revision(), audited));
             Ok(())
-        })?;
+        };
+        match reading {
+            true => self.backend.read_transact(&body)?,
+            false => self.gated_transact(&body)?,
+        }
         outcome
             .into_inner()
             .ok_or_else(|| Error::internal("a transaction committed without running"))
@@ -334,7 +340,14 @@ impl Store {
                 let store = store.clone();
                 let account = account.clone();
                 tokio::task::spawn_blocking(move || {
-                    store.transact(&account, idempotency.as_ref(), audit.as_ref(), now, &op)
+                    store.transact(
+                        false,
+                        &account,
+                        idempotency.as_ref(),
+                        audit.as_ref(),
+                        now,
+                        &op,
+                    )
                 })
                 .await
                 .map_err(|e| Error::internal(format!("transaction task failed: {e}")))??
@@ -480,7 +493,7 @@ impl Store {
         let account = account.to_owned();
         let value = tokio::task::spawn_blocking(move || {
             store
-                .transact(&account, None, None, 0, &op)
+                .transact(true, &account, None, None, 0, &op)
                 .map(|(value, _, _)| value)
         })
         .await

@@ -841,3 +841,63 @@ fn the_integration_suite_passes_on_etcd() {
         .unwrap_or(0);
     assert!(passed >= 120, "only {passed} tests ran on etcd: {summary}");
 }
+
+/// `aliasd bench --etcd-endpoints` measures a server it starts on etcd,
+/// under a prefix of its own that it removes afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_runs_a_server_on_etcd_and_removes_its_prefix() {
+    let etcd = etcd().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let tmpdir = tmp.path().to_str().unwrap();
+    let output = crate::common::run_aliasd(
+        &[
+            "bench",
+            "--etcd-endpoints",
+            &etcd.endpoint,
+            "--aliases",
+            "40",
+            "--seconds",
+            "0.1",
+            "--concurrency",
+            "8",
+            "--only",
+            "CreateAlias",
+        ],
+        &[("TMPDIR", tmpdir)],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let row = stdout
+        .lines()
+        .find(|line| line.starts_with("CreateAlias (durable)"))
+        .unwrap_or_else(|| panic!("no CreateAlias row in\n{stdout}"));
+    let rate: f64 = row["CreateAlias (durable)".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(rate > 0.0, "{row}");
+    assert!(stdout.contains("start-up on this etcd prefix"), "{stdout}");
+    assert!(!stdout.contains("data directory"), "{stdout}");
+    // Nothing left on etcd, nor in the temporary directory.
+    let mut kv = KvClient::new(channel(&etcd).await);
+    let left = kv
+        .range(pb::RangeRequest {
+            key: b"/aliasd-bench-".to_vec(),
+            range_end: b"/aliasd-bench.".to_vec(),
+            count_only: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .count;
+    assert_eq!(left, 0, "the bench's prefix was removed");
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}

@@ -21,8 +21,6 @@
 //! Other processes' commits reach this process's watchers through an etcd
 //! watch on the accounts' revision counters (`follow_other_writers`).
 
-use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +33,7 @@ use super::etcdserverpb::kv_client::KvClient;
 use super::etcdserverpb::lease_client::LeaseClient;
 use super::etcdserverpb::request_op::Request;
 use super::etcdserverpb::watch_client::WatchClient;
+use super::group::{self, Group, Outcome, Ran, Read, Source, View, MAX_TXN_OPS};
 use crate::domain::{Error, Reason};
 use crate::store::backend::{Backend, Entries, Fail, FlushStats, Flushing, Reads, Tree, Tx};
 use crate::store::failure::Failure;
@@ -42,8 +41,6 @@ use crate::store::feed::Feed;
 
 /// Runs of one transaction before it gives up on conflicts.
 const MAX_RUNS: usize = 64;
-/// etcd's default limit of operations (and of compares) per transaction.
-const MAX_TXN_OPS: usize = 128;
 /// How long one call to etcd may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -160,8 +157,11 @@ pub struct EtcdBackend {
     /// Signs in again when etcd says the token is no longer good.
     auth: Arc<Auth>,
     prefix: Vec<u8>,
-    /// Writing transactions of this process take turns.
+    /// Groups of writing transactions of this process commit one at a time
+    /// (group.rs), under this lock.
     writer: Mutex<()>,
+    /// The group that takes new members now, if any.
+    forming: Mutex<Option<Arc<Group>>>,
     /// Whether this process holds the maintenance lease now.
     maintaining: Arc<std::sync::atomic::AtomicBool>,
     /// The etcd lease it competes with (0: none yet), revoked when the
@@ -173,7 +173,25 @@ pub struct EtcdBackend {
     stats: Arc<FlushStats>,
 }
 
-fn unavailable(what: &str, error: impl std::fmt::Display) -> Error {
+/// What a member that wrote nothing is told when its group's commit failed.
+fn changed_nothing(error: Error) -> Error {
+    match error.reason {
+        Reason::WRITE_OUTCOME_UNKNOWN => unavailable("commit", "no answer"),
+        _ => error,
+    }
+}
+
+fn too_many_conflicts() -> Error {
+    Error::new(
+        Reason::STORE_UNAVAILABLE,
+        format!(
+            "a transaction met a conflicting write {MAX_RUNS} times in a row; nothing was \
+             changed: retry"
+        ),
+    )
+}
+
+pub(super) fn unavailable(what: &str, error: impl std::fmt::Display) -> Error {
     Error::new(
         Reason::STORE_UNAVAILABLE,
         format!("etcd {what} failed ({error}); nothing was changed: retry shortly"),
@@ -234,6 +252,7 @@ impl EtcdBackend {
             auth,
             prefix: config.prefix.as_bytes().to_vec(),
             writer: Mutex::new(()),
+            forming: Mutex::new(None),
             maintaining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             lease: Arc::new(std::sync::atomic::AtomicI64::new(0)),
             competing: std::sync::atomic::AtomicBool::new(false),
@@ -303,11 +322,17 @@ impl EtcdBackend {
         revision: i64,
     ) -> Result<(Vec<Found>, i64), Error> {
         let mut kv = self.kv.clone();
-        let request = pb::RangeRequest {
+        let mut request = pb::RangeRequest {
             key,
             range_end,
             limit,
             revision,
+            // What etcd holds at a past revision never changes, so the
+            // member asked may answer it alone, without a round of the
+            // cluster (a linearizable read's ReadIndex); a member that has
+            // not applied that revision yet says so, and the read is made
+            // linearizable.
+            serializable: revision != 0,
             ..Default::default()
         };
         // A read changes nothing: tried again while the endpoints connect
@@ -318,6 +343,11 @@ impl EtcdBackend {
                 let mut pause = Duration::from_millis(50);
                 loop {
                     match kv.range(request.clone()).await {
+                        Err(status)
+                            if request.serializable && status.code() == tonic::Code::OutOfRange =>
+                        {
+                            request.serializable = false;
+                        }
                         Err(status)
                             if pause < Duration::from_secs(2) && auth.renewed(&status).await =>
                         {
@@ -347,42 +377,60 @@ impl EtcdBackend {
         ))
     }
 
-    /// Runs `body` once against a snapshot: its reads and writes, or None
-    /// when the body asked to be run again.
-    fn run_body(
-        &self,
-        body: &dyn Fn(&dyn Tx) -> Result<(), Fail>,
-    ) -> Result<Option<EtcdTx<'_>>, Error> {
-        let tx = EtcdTx {
-            backend: self,
-            revision: Cell::new(0),
-            reads: RefCell::new(HashMap::new()),
-            writes: RefCell::new(BTreeMap::new()),
-        };
-        match body(&tx) {
-            Ok(()) => Ok(Some(tx)),
-            Err(Fail::Abort(error)) => Err(error),
-            Err(Fail::Conflict) => Ok(None),
-            Err(Fail::Storage(message)) => Err(unavailable("read", message)),
+    /// The forming group, joined, or a new one led by the caller (index 0).
+    fn join_group(&self) -> (Arc<Group>, usize) {
+        let mut forming = self.forming.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(index) = forming.as_ref().and_then(|group| group.join()) {
+            let group = forming.as_ref().expect("joined").clone();
+            return (group, index);
         }
+        let group = Group::new();
+        *forming = Some(group.clone());
+        (group, 0)
     }
 
-    /// Commits `tx`'s writes if nothing it read has changed: Ok(false) when
-    /// something had.
-    fn commit(&self, tx: &EtcdTx<'_>) -> Result<bool, Error> {
-        let reads = tx.reads.borrow();
-        let writes = tx.writes.borrow();
-        if reads.len() > MAX_TXN_OPS || writes.len() > MAX_TXN_OPS {
-            return Err(Error::internal(format!(
-                "a transaction of {} reads and {} writes is more than etcd takes in one \
-                 ({MAX_TXN_OPS} of each)",
-                reads.len(),
-                writes.len()
-            )));
+    /// Closes `group` to new members (the next caller starts another).
+    fn close_group(&self, group: &Arc<Group>) {
+        {
+            // Out of `forming`, it takes no one else (they join under that
+            // lock).
+            let mut forming = self.forming.lock().unwrap_or_else(|p| p.into_inner());
+            if forming.as_ref().is_some_and(|g| Arc::ptr_eq(g, group)) {
+                *forming = None;
+            }
         }
-        let compare = reads
+        group.close(self);
+    }
+
+    /// Commits a group's attempt: Ok(false) when another process changed
+    /// what it read (after a pause that grows with the attempts), an error
+    /// after too many such attempts.
+    fn commit_group(&self, view: &View, attempt: u32, members: usize) -> Result<bool, Error> {
+        if view.writes.is_empty() {
+            // Reads and refusals only: they stand at the group's revision.
+            return Ok(true);
+        }
+        let started = std::time::Instant::now();
+        if self.commit(view)? {
+            // The commit is the durable write (etcd synced it).
+            self.stats.flushed(members as u64, started.elapsed());
+            return Ok(true);
+        }
+        if attempt as usize + 1 >= MAX_RUNS {
+            return Err(too_many_conflicts());
+        }
+        let pause = Duration::from_millis(1 << attempt.min(6));
+        std::thread::sleep(pause.min(Duration::from_millis(100)));
+        Ok(false)
+    }
+
+    /// Commits a group's writes if nothing it read has changed: Ok(false)
+    /// when something had.
+    fn commit(&self, view: &View) -> Result<bool, Error> {
+        let compare = view
+            .reads
             .iter()
-            .map(|(key, mod_revision)| match mod_revision {
+            .map(|(key, (_, mod_revision))| match mod_revision {
                 Some(revision) => pb::Compare {
                     result: CompareResult::Equal as i32,
                     target: CompareTarget::Mod as i32,
@@ -399,7 +447,8 @@ impl EtcdBackend {
                 },
             })
             .collect();
-        let success = writes
+        let success = view
+            .writes
             .iter()
             .map(|(key, value)| pb::RequestOp {
                 request: Some(match value {
@@ -448,48 +497,24 @@ impl EtcdBackend {
 /// An entry read: key, value, mod_revision.
 type Found = (Vec<u8>, Vec<u8>, i64);
 
-/// One run of a transaction (see the module comment).
-struct EtcdTx<'a> {
-    backend: &'a EtcdBackend,
-    /// The revision reads are made at (0 until the first read).
-    revision: Cell<i64>,
-    /// etcd keys read, with their mod_revision (None: absent).
-    reads: RefCell<HashMap<Vec<u8>, Option<i64>>>,
-    /// etcd keys written: the value, or None for a deletion.
-    writes: RefCell<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
-}
-
-impl Tx for EtcdTx<'_> {
-    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, Fail> {
-        let key = self.backend.key(tree, key);
-        if let Some(written) = self.writes.borrow().get(&key) {
-            return Ok(written.clone());
-        }
-        let (found, revision) = self
-            .backend
-            .range(key.clone(), Vec::new(), 1, self.revision.get())
-            .map_err(|e| Fail::Storage(e.message))?;
-        if self.revision.get() == 0 {
-            self.revision.set(revision);
-        }
-        let (value, mod_revision) = match found.into_iter().next() {
+impl Source for EtcdBackend {
+    fn read(&self, key: &[u8], revision: i64) -> Result<(Read, i64), Error> {
+        let (found, at) = self.range(key.to_vec(), Vec::new(), 1, revision)?;
+        let read = match found.into_iter().next() {
             Some((_, value, mod_revision)) => (Some(value), Some(mod_revision)),
             None => (None, None),
         };
-        self.reads.borrow_mut().entry(key).or_insert(mod_revision);
-        Ok(value)
+        Ok((read, at))
     }
 
-    fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), Fail> {
-        let key = self.backend.key(tree, key);
-        self.writes.borrow_mut().insert(key, Some(value.to_vec()));
-        Ok(())
+    fn latest_revision(&self) -> Result<i64, Error> {
+        let key = self.key(Tree::Meta, MAINTENANCE_KEY);
+        self.range(key, Vec::new(), 1, 0)
+            .map(|(_, revision)| revision)
     }
 
-    fn delete(&self, tree: Tree, key: &[u8]) -> Result<(), Fail> {
-        let key = self.backend.key(tree, key);
-        self.writes.borrow_mut().insert(key, None);
-        Ok(())
+    fn key(&self, tree: Tree, key: &[u8]) -> Vec<u8> {
+        EtcdBackend::key(self, tree, key)
     }
 }
 
@@ -522,39 +547,51 @@ impl Reads for EtcdBackend {
 }
 
 impl Backend for EtcdBackend {
+    /// Joins this process's forming group of transactions (see group.rs)
+    /// and runs the body in it; a body left out of one group runs in the
+    /// next.
     fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<(), Fail>) -> Result<(), Error> {
-        // Optimistic first; after a conflict, this process's transactions
-        // take turns (they would only keep conflicting with one another),
-        // while other processes' are still caught by the compares.
-        let mut turn = None;
-        let mut pause = Duration::from_millis(1);
         for _ in 0..MAX_RUNS {
-            if let Some(tx) = self.run_body(body)? {
-                if tx.writes.borrow().is_empty() {
-                    // A read: its reads were all at one revision.
-                    return Ok(());
+            let (group, index) = self.join_group();
+            let (ran, outcome) = if index == 0 {
+                // Groups commit one at a time: this one forms meanwhile.
+                let _turn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+                self.close_group(&group);
+                let commit = |view: &View, attempt: u32, members: usize| {
+                    self.commit_group(view, attempt, members)
+                };
+                group.take_part(index, self, body, Some(&commit))
+            } else {
+                group.take_part(index, self, body, None)
+            };
+            match (ran, outcome) {
+                (Ran::Done, Outcome::Committed) => return Ok(()),
+                // A refusal stands once what it read is known to be so.
+                (Ran::Aborted(error), Outcome::Committed) | (Ran::Failed(error), _) => {
+                    return Err(error)
                 }
-                let started = std::time::Instant::now();
-                if self.commit(&tx)? {
-                    // The commit is the durable write (etcd synced it).
-                    self.stats.flushed(1, started.elapsed());
-                    return Ok(());
+                (Ran::Deferred, Outcome::Committed) => continue,
+                (Ran::Done, Outcome::Failed(error)) => return Err(error),
+                (Ran::Aborted(_) | Ran::Deferred, Outcome::Failed(error)) => {
+                    return Err(changed_nothing(error))
                 }
             }
-            if turn.is_none() {
-                turn = Some(self.writer.lock().unwrap_or_else(|p| p.into_inner()));
-                continue;
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(100));
         }
-        Err(Error::new(
-            Reason::STORE_UNAVAILABLE,
-            format!(
-                "a transaction met a conflicting write {MAX_RUNS} times in a row; nothing was \
-                 changed: retry"
-            ),
-        ))
+        Err(too_many_conflicts())
+    }
+
+    /// A read runs on its own, at one revision, queueing behind no writer.
+    fn read_transact(&self, body: &dyn Fn(&dyn Tx) -> Result<(), Fail>) -> Result<(), Error> {
+        for _ in 0..MAX_RUNS {
+            let mut view = View::default();
+            match group::run_member(self, None, &mut view, body) {
+                Ran::Done if view.writes.is_empty() => return Ok(()),
+                Ran::Done => return Err(Error::internal("a read wrote")),
+                Ran::Aborted(error) | Ran::Failed(error) => return Err(error),
+                Ran::Deferred => continue,
+            }
+        }
+        Err(too_many_conflicts())
     }
 
     fn local_reads(&self) -> bool {

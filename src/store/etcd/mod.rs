@@ -4,6 +4,7 @@
 //! `protoc` (the `etcd-client` crate's build does).
 
 mod backend;
+mod group;
 #[doc(hidden)]
 pub mod testing;
 
@@ -64,5 +65,71 @@ mod tests {
             eventually(Duration::from_secs(30), || other.may_run_maintenance()),
             "the other instance takes the lease over"
         );
+    }
+
+    /// Many transactions of one process at once: they commit in groups of
+    /// etcd transactions (fewer than the transactions, each within etcd's
+    /// limits), serially: a counter every one of them increments ends at
+    /// their number, each one's own keys are there, and a refused one
+    /// writes nothing while its group commits.
+    #[test]
+    fn concurrent_transactions_commit_in_groups_within_etcds_limits() {
+        use crate::domain::Error;
+        use crate::store::backend::{Backend, Fail, Reads, Tree};
+
+        let etcd = EtcdServer::start(&cache_dir());
+        let backend =
+            std::sync::Arc::new(super::EtcdBackend::connect(&etcd.config("/groups/")).unwrap());
+        let counter = |tx: &dyn crate::store::backend::Tx| -> Result<u64, Fail> {
+            Ok(tx
+                .get(Tree::Meta, b"counter")?
+                .map_or(0, |v| u64::from_be_bytes(v.try_into().unwrap())))
+        };
+        const THREADS: u64 = 48;
+        const KEYS_EACH: u64 = 12;
+        std::thread::scope(|s| {
+            for thread in 0..THREADS {
+                let backend = backend.clone();
+                s.spawn(move || {
+                    let outcome = backend.transact(&|tx| {
+                        let next = counter(tx)? + 1;
+                        tx.put(Tree::Meta, b"counter", &next.to_be_bytes())?;
+                        for key in 0..KEYS_EACH {
+                            tx.put(Tree::Keys, format!("{thread}/{key}").as_bytes(), b"v")?;
+                        }
+                        // Every fourth is refused after writing.
+                        if thread % 4 == 3 {
+                            return Err(Fail::Abort(Error::internal(format!("no {thread}"))));
+                        }
+                        Ok(())
+                    });
+                    match thread % 4 {
+                        3 => assert_eq!(outcome.unwrap_err().message, format!("no {thread}")),
+                        _ => outcome.unwrap(),
+                    }
+                });
+            }
+        });
+        let committed = THREADS - THREADS / 4;
+        let reads: &dyn Reads = backend.as_ref();
+        let value = reads.get(Tree::Meta, b"counter").unwrap().unwrap();
+        assert_eq!(u64::from_be_bytes(value.try_into().unwrap()), committed);
+        let keys = reads.scan(Tree::Keys, b"", None, 10_000).unwrap();
+        assert_eq!(keys.len() as u64, committed * KEYS_EACH);
+        let refused = |key: &[u8]| {
+            let thread = String::from_utf8_lossy(key)
+                .split('/')
+                .next()
+                .unwrap()
+                .to_owned();
+            thread.parse::<u64>().unwrap() % 4 == 3
+        };
+        assert!(!keys.iter().any(|(key, _)| refused(key)));
+        // Grouped: 36 transactions of 13 writes cannot go in one etcd
+        // transaction (128 operations), nor did each take one of its own.
+        let (commits, writers) = backend.flush_stats().snapshot();
+        assert!(commits >= 4, "{commits} commits");
+        assert!(commits < committed, "{commits} commits for {committed}");
+        assert!(writers >= committed, "{writers} writers");
     }
 }

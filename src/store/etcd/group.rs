@@ -1,0 +1,435 @@
+//! Group commit on etcd: the writing transactions of one process that
+//! arrive while a commit is under way are committed together, as one etcd
+//! transaction.
+//!
+//! Every change of an account writes its revision counter, so two
+//! transactions of one account always conflict: run side by side, all but
+//! one would fail their compares and run again. Instead, the transactions
+//! of a process form a [`Group`] while the previous group commits. Then
+//! each member runs its body in turn, on its own thread, over a [`View`]
+//! that holds what the members before it read and wrote, so that it sees
+//! their writes as committed (the group is serial in member order). The
+//! last turn done, the group's leader (its first member) commits the whole
+//! view in one etcd `Txn`, comparing every key any member read from etcd on
+//! its `mod_revision`; then every member has its answer. If another process
+//! changed a key the group read, nothing is applied and every member runs
+//! again, in the same order.
+//!
+//! Reads are what takes the time (each is a round trip to etcd), and turns
+//! run one after another; so first, once the group is closed, every member
+//! runs its body at once, side by side, against etcd at the group's
+//! revision, discarding its writes: a rehearsal that fills the group's
+//! cache of what etcd holds at that revision. The turns then read mostly
+//! from that cache. (The values at one revision never change, so a cached
+//! read is the read the turn would have made.)
+//!
+//! A member whose writes would take the group past etcd's limits (128
+//! operations and 128 compares per transaction, 1.5 MiB per request)
+//! leaves them out and runs again in the next group. A member whose rule
+//! refused the operation (an abort) keeps its reads in the group's
+//! compares: its answer holds only if what it read is still so at the
+//! commit.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use crate::domain::Error;
+use crate::store::backend::{Fail, Tree, Tx};
+
+/// The most transactions one group takes.
+pub const MAX_MEMBERS: usize = 64;
+/// etcd's default limit of operations (and of compares) per transaction.
+pub const MAX_TXN_OPS: usize = 128;
+/// The most bytes of keys and values a group writes (etcd takes requests
+/// of up to 1.5 MiB).
+const MAX_BYTES: usize = 1 << 20;
+
+/// A key as etcd holds it: its value (None: absent) and its mod_revision
+/// (None: absent).
+pub type Read = (Option<Vec<u8>>, Option<i64>);
+
+/// What a group has read from etcd and written so far, in one attempt.
+#[derive(Default)]
+pub struct View {
+    /// The etcd revision every read is made at (0 until the first read,
+    /// which takes the latest).
+    pub revision: i64,
+    /// Keys read from etcd, compared at the commit.
+    pub reads: HashMap<Vec<u8>, Read>,
+    /// Keys written: the value, or None for a deletion.
+    pub writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Bytes of the keys and values written.
+    bytes: usize,
+}
+
+impl View {
+    /// Whether `reads` and `writes` fit into this view within etcd's limits.
+    fn fits(
+        &self,
+        reads: &HashMap<Vec<u8>, Read>,
+        writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    ) -> bool {
+        let new_reads = reads.keys().filter(|k| !self.reads.contains_key(*k));
+        let new_writes = writes.keys().filter(|k| !self.writes.contains_key(*k));
+        self.reads.len() + new_reads.count() <= MAX_TXN_OPS
+            && self.writes.len() + new_writes.count() <= MAX_TXN_OPS
+            && self.bytes + bytes_of(writes) <= MAX_BYTES
+    }
+
+    fn is_empty(&self) -> bool {
+        self.reads.is_empty() && self.writes.is_empty()
+    }
+
+    fn merge(&mut self, reads: HashMap<Vec<u8>, Read>, writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
+        self.bytes += bytes_of(&writes);
+        self.reads.extend(reads);
+        self.writes.extend(writes);
+    }
+}
+
+fn bytes_of(writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> usize {
+    writes
+        .iter()
+        .map(|(key, value)| key.len() + value.as_ref().map_or(0, Vec::len))
+        .sum()
+}
+
+/// Reads from etcd at a revision (0: the latest): a key's value and
+/// mod_revision, and the revision read at.
+pub trait Source {
+    fn read(&self, key: &[u8], revision: i64) -> Result<(Read, i64), Error>;
+    /// etcd's revision now.
+    fn latest_revision(&self) -> Result<i64, Error>;
+    /// The etcd key of `key` in `tree`.
+    fn key(&self, tree: Tree, key: &[u8]) -> Vec<u8>;
+}
+
+/// How one member's run ended.
+pub enum Ran {
+    /// Its writes are in the view.
+    Done,
+    /// A rule refused it; its reads are in the view (compared).
+    Aborted(Error),
+    /// Left out of this group (it did not fit, or asked to run again).
+    Deferred,
+    /// Its reads failed (etcd unreachable): it changed nothing.
+    Failed(Error),
+}
+
+/// One member's run of its body over the group's view: reads see its own
+/// writes, then the earlier members', then what the group read, then etcd
+/// at the group's revision.
+pub fn run_member(
+    source: &dyn Source,
+    cache: Option<&Cache>,
+    view: &mut View,
+    body: &dyn Fn(&dyn Tx) -> Result<(), Fail>,
+) -> Ran {
+    let tx = MemberTx {
+        source,
+        cache,
+        view: RefCell::new(std::mem::take(view)),
+        reads: RefCell::new(HashMap::new()),
+        writes: RefCell::new(BTreeMap::new()),
+    };
+    let outcome = body(&tx);
+    let MemberTx {
+        view: taken,
+        reads,
+        writes,
+        ..
+    } = tx;
+    *view = taken.into_inner();
+    let (reads, writes) = (reads.into_inner(), writes.into_inner());
+    let alone = view.is_empty();
+    let fits = |writes: &BTreeMap<_, _>| view.fits(&reads, writes);
+    match outcome {
+        Ok(()) if fits(&writes) => {
+            view.merge(reads, writes);
+            Ran::Done
+        }
+        Err(Fail::Abort(error)) if fits(&BTreeMap::new()) => {
+            view.merge(reads, BTreeMap::new());
+            Ran::Aborted(error)
+        }
+        Ok(()) | Err(Fail::Abort(_)) if alone => Ran::Failed(Error::internal(format!(
+            "a transaction of {} reads and {} writes is more than etcd takes in one \
+             ({MAX_TXN_OPS} of each, 1 MiB)",
+            reads.len(),
+            writes.len()
+        ))),
+        Ok(()) | Err(Fail::Abort(_)) | Err(Fail::Conflict) => Ran::Deferred,
+        Err(Fail::Storage(message)) => Ran::Failed(super::backend::unavailable("read", message)),
+    }
+}
+
+/// A member's transaction (see [`run_member`]).
+struct MemberTx<'a> {
+    source: &'a dyn Source,
+    cache: Option<&'a Cache>,
+    view: RefCell<View>,
+    reads: RefCell<HashMap<Vec<u8>, Read>>,
+    writes: RefCell<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+}
+
+impl Tx for MemberTx<'_> {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, Fail> {
+        let key = self.source.key(tree, key);
+        if let Some(written) = self.writes.borrow().get(&key) {
+            return Ok(written.clone());
+        }
+        let mut view = self.view.borrow_mut();
+        if let Some(written) = view.writes.get(&key) {
+            return Ok(written.clone());
+        }
+        if let Some((value, _)) = view.reads.get(&key) {
+            return Ok(value.clone());
+        }
+        if let Some((value, _)) = self.reads.borrow().get(&key) {
+            return Ok(value.clone());
+        }
+        let cached = self
+            .cache
+            .filter(|cache| cache.revision == view.revision && view.revision != 0)
+            .and_then(|cache| cache.get(&key));
+        let read = match cached {
+            Some(read) => read,
+            None => {
+                let (read, revision) = self
+                    .source
+                    .read(&key, view.revision)
+                    .map_err(|e| Fail::Storage(e.message))?;
+                if view.revision == 0 {
+                    view.revision = revision;
+                }
+                read
+            }
+        };
+        let value = read.0.clone();
+        self.reads.borrow_mut().insert(key, read);
+        Ok(value)
+    }
+
+    fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), Fail> {
+        let key = self.source.key(tree, key);
+        self.writes.borrow_mut().insert(key, Some(value.to_vec()));
+        Ok(())
+    }
+
+    fn delete(&self, tree: Tree, key: &[u8]) -> Result<(), Fail> {
+        let key = self.source.key(tree, key);
+        self.writes.borrow_mut().insert(key, None);
+        Ok(())
+    }
+}
+
+/// What etcd holds at one revision, as the group's rehearsal read it.
+#[derive(Default)]
+pub struct Cache {
+    revision: i64,
+    reads: Mutex<HashMap<Vec<u8>, Read>>,
+}
+
+impl Cache {
+    fn get(&self, key: &[u8]) -> Option<Read> {
+        let reads = self.reads.lock().unwrap_or_else(|p| p.into_inner());
+        reads.get(key).cloned()
+    }
+}
+
+/// A rehearsal's transaction: reads through the cache at its revision,
+/// writes seen by its own reads only, then dropped.
+struct RehearsalTx<'a> {
+    source: &'a dyn Source,
+    cache: &'a Cache,
+    writes: RefCell<HashMap<Vec<u8>, Option<Vec<u8>>>>,
+}
+
+impl Tx for RehearsalTx<'_> {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, Fail> {
+        let key = self.source.key(tree, key);
+        if let Some(written) = self.writes.borrow().get(&key) {
+            return Ok(written.clone());
+        }
+        if let Some((value, _)) = self.cache.get(&key) {
+            return Ok(value);
+        }
+        let (read, _) = self
+            .source
+            .read(&key, self.cache.revision)
+            .map_err(|e| Fail::Storage(e.message))?;
+        let value = read.0.clone();
+        let mut reads = self.cache.reads.lock().unwrap_or_else(|p| p.into_inner());
+        reads.insert(key, read);
+        Ok(value)
+    }
+
+    fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), Fail> {
+        let key = self.source.key(tree, key);
+        self.writes.borrow_mut().insert(key, Some(value.to_vec()));
+        Ok(())
+    }
+
+    fn delete(&self, tree: Tree, key: &[u8]) -> Result<(), Fail> {
+        let key = self.source.key(tree, key);
+        self.writes.borrow_mut().insert(key, None);
+        Ok(())
+    }
+}
+
+/// How a group's attempt ended.
+#[derive(Clone)]
+pub enum Outcome {
+    /// Its writes are in etcd (or it wrote nothing and its reads stand).
+    Committed,
+    /// Not applied, for the reason given (etcd unreachable, a commit of
+    /// unknown outcome, too many conflicts).
+    Failed(Error),
+}
+
+/// The leader's commit of an attempt: the view, the attempt (from 0), the
+/// members; Ok(false) when another process changed what the group read.
+pub type Commit<'a> = dyn Fn(&View, u32, usize) -> Result<bool, Error> + 'a;
+
+/// A group of transactions (see the module comment).
+pub struct Group {
+    state: Mutex<State>,
+    /// One per member, so that a turn wakes only the member it is for (the
+    /// leader's also tells it that every turn is done).
+    wake: Vec<Condvar>,
+    /// Set when the group closes.
+    cache: std::sync::OnceLock<Cache>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Still taking members: its leader waits for the previous group.
+    open: bool,
+    members: usize,
+    /// The member whose body runs now; `members` once all have run.
+    turn: usize,
+    /// Attempts so far (a conflict starts another).
+    attempt: u32,
+    view: View,
+    outcome: Option<Outcome>,
+}
+
+impl Group {
+    /// A new group, open, with its leader as member 0.
+    pub fn new() -> Arc<Group> {
+        Arc::new(Group {
+            state: Mutex::new(State {
+                open: true,
+                members: 1,
+                ..State::default()
+            }),
+            wake: (0..MAX_MEMBERS).map(|_| Condvar::new()).collect(),
+            cache: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Wakes every member (the group closed, or an attempt ended).
+    fn wake_all(&self, state: &State) {
+        for wake in &self.wake[..state.members] {
+            wake.notify_one();
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Member `index` waits until `done` holds.
+    fn wait_until(&self, index: usize, done: impl Fn(&State) -> bool) -> MutexGuard<'_, State> {
+        let mut state = self.lock();
+        while !done(&state) {
+            state = self.wake[index]
+                .wait(state)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        state
+    }
+
+    /// Joins the group if it still takes members: the member's index.
+    pub fn join(&self) -> Option<usize> {
+        let mut state = self.lock();
+        if !state.open || state.members >= MAX_MEMBERS {
+            return None;
+        }
+        state.members += 1;
+        Some(state.members - 1)
+    }
+
+    /// Takes no more members; the rehearsals and the first turn begin, at
+    /// etcd's revision now (if etcd answers).
+    pub fn close(&self, source: &dyn Source) {
+        let revision = source.latest_revision().unwrap_or(0);
+        let _ = self.cache.set(Cache {
+            revision,
+            ..Cache::default()
+        });
+        let mut state = self.lock();
+        state.view.revision = revision;
+        state.open = false;
+        self.wake_all(&state);
+    }
+
+    /// Member `index` runs its body in its turns until the group's outcome
+    /// is known; the leader (`commit` is Some) commits each attempt.
+    pub fn take_part(
+        &self,
+        index: usize,
+        source: &dyn Source,
+        body: &dyn Fn(&dyn Tx) -> Result<(), Fail>,
+        commit: Option<&Commit<'_>>,
+    ) -> (Ran, Outcome) {
+        drop(self.wait_until(index, |s| !s.open));
+        let cache = self.cache.get().filter(|cache| cache.revision != 0);
+        if let Some(cache) = cache {
+            // What a rehearsal did is dropped; what it read stays cached.
+            let _ = body(&RehearsalTx {
+                source,
+                cache,
+                writes: RefCell::new(HashMap::new()),
+            });
+        }
+        loop {
+            let mut state = self.wait_until(index, |s| !s.open && s.turn == index);
+            let attempt = state.attempt;
+            let mut view = std::mem::take(&mut state.view);
+            drop(state);
+            let ran = run_member(source, cache, &mut view, body);
+            let mut state = self.lock();
+            state.view = view;
+            state.turn += 1;
+            // The next member's turn, or (all done) the leader's commit.
+            self.wake[state.turn % state.members].notify_one();
+            drop(state);
+            if let Some(commit) = commit {
+                let state = self.wait_until(index, |s| s.turn == s.members);
+                let decided = match commit(&state.view, attempt, state.members) {
+                    Ok(true) => Some(Outcome::Committed),
+                    Ok(false) => None,
+                    Err(error) => Some(Outcome::Failed(error)),
+                };
+                let mut state = state;
+                match decided {
+                    Some(outcome) => state.outcome = Some(outcome),
+                    None => {
+                        // Another process changed what the group read:
+                        // every member runs again, in the same order.
+                        state.attempt += 1;
+                        state.turn = 0;
+                        state.view = View::default();
+                    }
+                }
+                self.wake_all(&state);
+            }
+            let state = self.wait_until(index, |s| s.outcome.is_some() || s.attempt != attempt);
+            if let Some(outcome) = &state.outcome {
+                return (ran, outcome.clone());
+            }
+        }
+    }
+}
