@@ -5,8 +5,10 @@
 //! conformance suite (`src/store/conformance.rs`).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use aliasd::domain::SystemClock;
 use aliasd::store::etcd::etcdserverpb as pb;
 use aliasd::store::etcd::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use aliasd::store::etcd::etcdserverpb::kv_client::KvClient;
@@ -391,7 +393,7 @@ async fn aliasd(args: &[&str]) -> std::process::Output {
 
 /// A snapshot moves a store from sled to etcd: backup of a sled server,
 /// restore under an etcd prefix, `aliasd check` on it, and an etcd
-/// instance serving the same aliases.
+/// instance serving the same aliases; and from etcd back to sled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_of_a_sled_store_restores_into_etcd_and_serves() {
     let sled = TestServer::start().await;
@@ -447,6 +449,30 @@ async fn a_backup_of_a_sled_store_restores_into_etcd_and_serves() {
     assert_eq!(
         served.get_alias("alias/moved-1").await.unwrap(),
         sled.get_alias("alias/moved-1").await.unwrap()
+    );
+
+    // And back: a backup of the etcd instance restores into a sled data
+    // directory, checks clean, and serves the same records.
+    served.create_alias("alias/on-etcd", &key).await.unwrap();
+    let back = files.path().join("back");
+    let back = back.to_str().unwrap();
+    let served_at = served.running.as_ref().unwrap().addr.to_string();
+    let taken = aliasd(&["backup", "--endpoint", &served_at, "-f", back]).await;
+    assert!(taken.status.success(), "{taken:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let restored = aliasd(&["restore", "--data-dir", data, back]).await;
+    assert!(restored.status.success(), "{restored:?}");
+    let checked = aliasd(&["check", "--data-dir", data]).await;
+    assert!(checked.status.success(), "{checked:?}");
+    let on_sled = TestServer::start_in(dir, |_| {}, Arc::new(SystemClock)).await;
+    assert_eq!(
+        on_sled.alias_names(&key).await,
+        ["alias/moved-1", "alias/moved-2", "alias/on-etcd"]
+    );
+    assert_eq!(
+        on_sled.get_alias("alias/on-etcd").await.unwrap(),
+        served.get_alias("alias/on-etcd").await.unwrap()
     );
 }
 
@@ -773,6 +799,42 @@ async fn aliasd_signs_in_to_an_etcd_with_authentication() {
     assert_eq!(
         server
             .get_alias("alias/signed-in")
+            .await
+            .unwrap()
+            .target_key_id,
+        key
+    );
+
+    // etcd's tokens here lapse after a second unused (`--auth-token-ttl 1`):
+    // one taken now is refused after three...
+    let token = auth
+        .authenticate(pb::AuthenticateRequest {
+            name: "root".into(),
+            password: "root-password".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut request = tonic::Request::new(pb::RangeRequest {
+        key: b"/".to_vec(),
+        ..Default::default()
+    });
+    request
+        .metadata_mut()
+        .insert("token", token.parse().unwrap());
+    let lapsed = KvClient::new(channel(&etcd).await).range(request).await;
+    let status = lapsed.expect_err("a lapsed token is refused");
+    assert!(status.message().contains("token"), "{status:?}");
+    // ...while aliasd, idle as long, signs in again and goes on serving.
+    server
+        .create_alias("alias/after-a-pause", &key)
+        .await
+        .unwrap();
+    assert_eq!(
+        server
+            .get_alias("alias/after-a-pause")
             .await
             .unwrap()
             .target_key_id,

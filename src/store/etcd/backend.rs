@@ -69,6 +69,8 @@ impl tonic::service::Interceptor for TokenInterceptor {
 /// etcd user/password authentication: a token, renewed when etcd refuses it.
 struct Auth {
     user: Option<(String, String)>,
+    /// Sign-ins so far.
+    sign_ins: std::sync::atomic::AtomicU64,
     token: Arc<std::sync::RwLock<Option<String>>>,
     client: AuthClient<Channel>,
 }
@@ -87,6 +89,8 @@ impl Auth {
             .into_inner()
             .token;
         *self.token.write().unwrap_or_else(|p| p.into_inner()) = Some(token);
+        self.sign_ins
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -234,6 +238,7 @@ impl EtcdBackend {
         };
         let auth = Arc::new(Auth {
             user: config.user.clone(),
+            sign_ins: Default::default(),
             token: Arc::new(std::sync::RwLock::new(None)),
             client: AuthClient::new(plain.clone()),
         });
@@ -259,6 +264,13 @@ impl EtcdBackend {
             failure: Failure::new(),
             stats: Arc::new(FlushStats::default()),
         })
+    }
+
+    /// How many times it has signed in to etcd (user/password auth).
+    pub fn sign_ins(&self) -> u64 {
+        self.auth
+            .sign_ins
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether nothing at all is stored under the prefix.

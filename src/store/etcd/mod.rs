@@ -132,4 +132,50 @@ mod tests {
         assert!(commits < committed, "{commits} commits for {committed}");
         assert!(writers >= committed, "{writers} writers");
     }
+
+    /// etcd's tokens lapse (after a second unused, in the test etcd): the
+    /// backend signs in again and the call goes through.
+    #[test]
+    fn a_lapsed_auth_token_is_renewed() {
+        use super::etcdserverpb as pb;
+        use super::etcdserverpb::auth_client::AuthClient;
+        use crate::store::backend::{Backend, Reads, Tree};
+
+        let etcd = EtcdServer::start(&cache_dir());
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let channel = tonic::transport::Channel::from_shared(etcd.endpoint.clone())
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let mut auth = AuthClient::new(channel);
+            let (name, password) = ("root".to_owned(), "pw".to_owned());
+            auth.user_add(pb::AuthUserAddRequest {
+                name: name.clone(),
+                password: password.clone(),
+            })
+            .await
+            .unwrap();
+            auth.user_grant_role(pb::AuthUserGrantRoleRequest {
+                user: name,
+                role: "root".into(),
+            })
+            .await
+            .unwrap();
+            auth.auth_enable(pb::AuthEnableRequest {}).await.unwrap();
+        });
+        let mut config = etcd.config("/renewal/");
+        config.user = Some(("root".into(), "pw".into()));
+        let backend = super::EtcdBackend::connect(&config).unwrap();
+        assert_eq!(backend.sign_ins(), 1);
+        let put = |value: &'static [u8]| backend.transact(&|tx| tx.put(Tree::Meta, b"k", value));
+        put(b"1").unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        put(b"2").unwrap();
+        assert_eq!(backend.sign_ins(), 2, "signed in again once");
+        std::thread::sleep(Duration::from_secs(3));
+        assert_eq!(backend.get(Tree::Meta, b"k").unwrap().unwrap(), b"2");
+        assert_eq!(backend.sign_ins(), 3, "a read signs in again too");
+    }
 }

@@ -98,6 +98,9 @@ fn member_args<'a>(
             "--initial-advertise-peer-urls",
             peer_url,
         ])
+        // Auth tokens (when auth is enabled) lapse after a second unused,
+        // not 300 s: the auth test sees aliasd sign in again.
+        .args(["--auth-token-ttl", "1"])
 }
 
 fn free_port() -> u16 {
