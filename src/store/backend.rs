@@ -135,6 +135,11 @@ pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 /// see different commits (callers that need one view use a transaction).
 pub trait Reads {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, Error>;
+    /// The values of `keys`, in their order (a remote backend reads them in
+    /// one round trip, all at one moment).
+    fn get_many(&self, tree: Tree, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        keys.iter().map(|key| self.get(tree, key)).collect()
+    }
     /// Up to `limit` entries with `start <= key < end` (`end` None: to the
     /// end of the tree), in key order.
     fn scan(

@@ -315,6 +315,25 @@ pub async fn scans_page_through_every_record_once_in_order(f: Fixture) {
     let of_first: Vec<String> = expected.iter().step_by(2).cloned().collect();
     assert_eq!(page_through(Some(&first)), of_first);
 
+    // Several records read at once, in the order asked, absent ones as
+    // None; more than one etcd transaction takes (128).
+    let record = |name: &str| super::layout::scoped(ACCOUNT, name.as_bytes());
+    let mut asked: Vec<Vec<u8>> = (0..130).map(|i| record(&format!("alias/x{i}"))).collect();
+    asked[0] = record("alias/n00");
+    asked[129] = record("alias/n22");
+    let values = f.backend.get_many(super::Tree::Aliases, &asked).unwrap();
+    assert_eq!(values.len(), 130);
+    assert_eq!(
+        values[0],
+        f.backend.get(super::Tree::Aliases, &asked[0]).unwrap()
+    );
+    assert_eq!(
+        values[129],
+        f.backend.get(super::Tree::Aliases, &asked[129]).unwrap()
+    );
+    assert!(values[0].is_some() && values[129].is_some());
+    assert!(values[1..129].iter().all(Option::is_none));
+
     let mut ids = Vec::new();
     let mut after: Option<String> = None;
     loop {

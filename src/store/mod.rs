@@ -121,6 +121,10 @@ impl Reads for BackendReads<'_> {
         self.0.get(tree, key)
     }
 
+    fn get_many(&self, tree: Tree, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        self.0.get_many(tree, keys)
+    }
+
     fn scan(
         &self,
         tree: Tree,
@@ -672,17 +676,20 @@ impl Store {
                     }
                     None => Vec::new(),
                 };
-                for name in names
+                let mut names = names
                     .iter()
                     .filter(|n| after.is_none_or(|a| n.as_str() > a))
-                {
-                    if page.len() > limit {
-                        break;
-                    }
-                    let record = self
-                        .backend
-                        .get(Tree::Aliases, &layout::scoped(account, name.as_bytes()))?;
-                    if let Some(bytes) = record {
+                    .peekable();
+                // Read in batches of what the page still needs.
+                while page.len() <= limit && names.peek().is_some() {
+                    let wanted = limit + 1 - page.len();
+                    let batch: Vec<Vec<u8>> = names
+                        .by_ref()
+                        .take(wanted)
+                        .map(|name| layout::scoped(account, name.as_bytes()))
+                        .collect();
+                    for bytes in self.backend.get_many(Tree::Aliases, &batch)?.into_iter() {
+                        let Some(bytes) = bytes else { continue };
                         let alias = decode_alias(&bytes)?;
                         // Read outside a transaction: skip one re-pointed meanwhile.
                         if &alias.target == key {

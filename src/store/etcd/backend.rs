@@ -536,6 +536,53 @@ impl Reads for EtcdBackend {
         Ok(found.into_iter().next().map(|(_, value, _)| value))
     }
 
+    /// One read-only etcd transaction of ranges per 128 keys (etcd answers
+    /// it as one linearizable read).
+    fn get_many(&self, tree: Tree, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        let mut values = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(MAX_TXN_OPS) {
+            let success = chunk
+                .iter()
+                .map(|key| pb::RequestOp {
+                    request: Some(Request::RequestRange(pb::RangeRequest {
+                        key: self.key(tree, key),
+                        limit: 1,
+                        ..Default::default()
+                    })),
+                })
+                .collect();
+            let request = pb::TxnRequest {
+                compare: Vec::new(),
+                success,
+                failure: Vec::new(),
+            };
+            let mut kv = self.kv.clone();
+            let auth = self.auth.clone();
+            let response = self
+                .run(async move {
+                    match kv.txn(request.clone()).await {
+                        Err(status) if auth.renewed(&status).await => kv.txn(request).await,
+                        answer => answer,
+                    }
+                })
+                .map_err(|status| unavailable("read", status.message()))?
+                .into_inner();
+            for answer in response.responses {
+                let value = match answer.response {
+                    Some(pb::response_op::Response::ResponseRange(range)) => {
+                        range.kvs.into_iter().next().map(|kv| kv.value)
+                    }
+                    _ => return Err(unavailable("read", "etcd answered a range with another op")),
+                };
+                values.push(value);
+            }
+        }
+        if values.len() != keys.len() {
+            return Err(unavailable("read", "etcd answered fewer ranges than asked"));
+        }
+        Ok(values)
+    }
+
     fn scan(
         &self,
         tree: Tree,
