@@ -121,9 +121,40 @@ pub struct EtcdTls {
     pub key: PathBuf,
 }
 
-/// A single-member etcd on loopback ports, killed when dropped.
+/// Kills a process and removes its directory when the test process ends,
+/// however it ends (a shared etcd in a `static` is never dropped; a test
+/// binary may be killed): a shell that waits for its standard input, which
+/// only this process writes, to close.
+struct Watchdog(Child);
+
+impl Watchdog {
+    fn over(process: &Child, dir: &Path) -> Option<Watchdog> {
+        Command::new("sh")
+            .args(["-c", r#"read _; kill -9 "$0" 2>/dev/null; sleep 1; rm -rf "$1""#])
+            .arg(process.id().to_string())
+            .arg(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()
+            .map(Watchdog)
+    }
+}
+
+impl Drop for Watchdog {
+    /// Called off: the owner stops its process itself.
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A single-member etcd on loopback ports, killed when dropped (or when the
+/// test process ends).
 pub struct EtcdServer {
     child: Child,
+    watchdog: Option<Watchdog>,
     /// How it was started (to start it again).
     command: Command,
     tls: Option<EtcdTls>,
@@ -190,6 +221,7 @@ impl EtcdServer {
         .stderr(log);
         let child = command.spawn().expect("etcd starts");
         let mut server = EtcdServer {
+            watchdog: Watchdog::over(&child, &dir),
             child,
             command,
             endpoint,
@@ -222,6 +254,7 @@ impl EtcdServer {
 
     /// Kills it (SIGKILL): its data stays.
     pub fn kill(&mut self) {
+        self.watchdog = None;
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -230,6 +263,7 @@ impl EtcdServer {
     pub fn restart(&mut self) {
         self.kill();
         self.child = self.command.spawn().expect("etcd starts again");
+        self.watchdog = Watchdog::over(&self.child, &self.dir);
         assert!(self.serving(), "etcd did not start again");
     }
 
@@ -245,15 +279,18 @@ impl EtcdServer {
 
 impl Drop for EtcdServer {
     fn drop(&mut self) {
+        self.watchdog = None;
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-/// A three-member etcd cluster on loopback ports, killed when dropped.
+/// A three-member etcd cluster on loopback ports, killed when dropped (or
+/// when the test process ends).
 pub struct EtcdCluster {
     members: Vec<Child>,
+    watchdogs: Vec<Option<Watchdog>>,
     pub endpoints: Vec<String>,
     dir: PathBuf,
 }
@@ -305,6 +342,7 @@ impl EtcdCluster {
             endpoints.push(endpoint);
         }
         let cluster = EtcdCluster {
+            watchdogs: members.iter().map(|m| Watchdog::over(m, &dir)).collect(),
             members,
             endpoints,
             dir,
@@ -327,6 +365,7 @@ impl EtcdCluster {
 
     /// Kills member `i` (SIGKILL).
     pub fn kill(&mut self, i: usize) {
+        self.watchdogs[i] = None;
         let _ = self.members[i].kill();
         let _ = self.members[i].wait();
     }
@@ -339,6 +378,7 @@ impl EtcdCluster {
 
 impl Drop for EtcdCluster {
     fn drop(&mut self) {
+        self.watchdogs.clear();
         for member in &mut self.members {
             let _ = member.kill();
             let _ = member.wait();
