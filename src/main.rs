@@ -59,6 +59,12 @@ enum Command {
         #[arg(long, short = 'f')]
         file: PathBuf,
     },
+    /// Check that a server answers: one empty call (DiagnosticsService/Ping)
+    /// and how long it took.
+    Ping {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Restore a backup into a new or empty data directory, then check it.
     /// Exit 0: restored and every invariant holds; 1: not restored (nothing
     /// is left behind) or problems found.
@@ -225,6 +231,9 @@ fn main() -> ExitCode {
             false,
             aliasd::client::run(&client, ClientCommand::Backup { output: file }),
         ),
+        Command::Ping { client } => {
+            block_on(false, aliasd::client::run(&client, ClientCommand::Ping))
+        }
         Command::Restore {
             data_dir,
             store,

@@ -622,3 +622,24 @@ pub async fn backup(client: &Client, output: &std::path::Path) -> Result<(), Fai
     }
     Ok(())
 }
+
+/// `aliasd ping`: one Ping (a call that does nothing on the server) and its
+/// round trip.
+pub async fn ping(client: &Client) -> Result<(), Failure> {
+    let started = std::time::Instant::now();
+    crate::pb::diagnostics_service_client::DiagnosticsServiceClient::new(client.channel.clone())
+        .ping(client.request(pb::PingRequest {}))
+        .await
+        .map_err(read_failed)?;
+    let round_trip_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let endpoint = &client.args.endpoint;
+    match (client.quiet(), client.output()) {
+        (true, _) => {}
+        (false, Output::Json) => print_json(&serde_json::json!({
+            "endpoint": endpoint,
+            "round_trip_ms": round_trip_ms,
+        })),
+        (false, Output::Table) => println!("{endpoint} answered in {round_trip_ms:.2} ms"),
+    }
+    Ok(())
+}

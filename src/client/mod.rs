@@ -390,6 +390,7 @@ pub async fn run(args: &ClientArgs, command: ClientCommand) -> ExitCode {
             ClientCommand::Alias(command) => commands::alias(&client, command).await,
             ClientCommand::Audit(command) => commands::audit(&client, command).await,
             ClientCommand::Backup { output } => commands::backup(&client, &output).await,
+            ClientCommand::Ping => commands::ping(&client).await,
         }
     }
     .await;
@@ -408,4 +409,6 @@ pub enum ClientCommand {
     Backup {
         output: PathBuf,
     },
+    /// One empty call, timed.
+    Ping,
 }

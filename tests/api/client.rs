@@ -420,6 +420,30 @@ async fn an_unreachable_server_exits_7_with_a_hint() {
     );
 }
 
+/// `aliasd ping` times one empty call; a server that is not there exits 7.
+#[tokio::test]
+async fn ping_answers_with_the_round_trip_or_says_why_not() {
+    let server = TestServer::start().await;
+    let endpoint = endpoint(&server);
+    let text = ok(&run(&endpoint, &["ping"]).await);
+    assert!(
+        text.starts_with(&format!("{endpoint} answered in ")) && text.trim_end().ends_with(" ms"),
+        "{text}"
+    );
+    let answer = json(&run(&endpoint, &["ping", "--output", "json"]).await);
+    assert_eq!(answer["endpoint"], endpoint.as_str());
+    assert!(answer["round_trip_ms"].as_f64().unwrap() > 0.0, "{answer}");
+    assert_eq!(ok(&run(&endpoint, &["ping", "--quiet"]).await), "");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = run(&format!("127.0.0.1:{port}"), &["ping"]).await;
+    assert_eq!(output.status.code(), Some(7), "{}", stderr(&output));
+}
+
 #[tokio::test]
 async fn watch_prints_changes_and_resumes_after_the_server_restarts() {
     let server = TestServer::start().await;

@@ -130,7 +130,10 @@ struct Watchdog(Child);
 impl Watchdog {
     fn over(process: &Child, dir: &Path) -> Option<Watchdog> {
         Command::new("sh")
-            .args(["-c", r#"read _; kill -9 "$0" 2>/dev/null; sleep 1; rm -rf "$1""#])
+            .args([
+                "-c",
+                r#"read _; kill -9 "$0" 2>/dev/null; sleep 1; rm -rf "$1""#,
+            ])
             .arg(process.id().to_string())
             .arg(dir)
             .stdin(Stdio::piped())
