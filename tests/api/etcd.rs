@@ -226,24 +226,28 @@ async fn cannot_start(
     .is_err()
 }
 
-/// Two aliasd instances on one etcd: concurrent creates of one name through
-/// both give exactly one OK; concurrent creates onto one key never pass its
-/// quota; a request_id replays on the other instance; each sees the other's
-/// writes at once.
+/// Three aliasd instances on one etcd: concurrent creates of one name
+/// spread over them give exactly one OK; concurrent creates onto one key
+/// never pass its quota; a request_id replays on the other instances; each
+/// sees the others' writes at once, and a watcher on one hears of the
+/// changes made through the others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_instances_on_one_etcd_share_one_store_with_its_guarantees() {
+async fn three_instances_on_one_etcd_share_one_store_with_its_guarantees() {
     let etcd = etcd().await;
     let a = instance(&etcd, "/shared/", 10).await;
     let b = instance(&etcd, "/shared/", 10).await;
+    let c = instance(&etcd, "/shared/", 10).await;
+    let all = [&a, &b, &c];
     let key = a.create_key().await.key_id;
     assert_eq!(
         b.describe(&key).await.unwrap().key_id,
         key,
         "B sees A's key"
     );
+    assert_eq!(c.describe(&key).await.unwrap().key_id, key);
 
     let calls = (0..64).map(|i| {
-        let server = if i % 2 == 0 { &a } else { &b };
+        let server = all[i % 3];
         let mut aliases = server.aliases.clone();
         let key = key.clone();
         async move {
@@ -267,7 +271,7 @@ async fn two_instances_on_one_etcd_share_one_store_with_its_guarantees() {
 
     // 20 creates of different names onto one key (quota 10, one taken).
     let calls = (0..20).map(|i| {
-        let server = if i % 2 == 0 { &a } else { &b };
+        let server = all[i % 3];
         let mut aliases = server.aliases.clone();
         let key = key.clone();
         async move {
@@ -286,10 +290,11 @@ async fn two_instances_on_one_etcd_share_one_store_with_its_guarantees() {
         9,
         "{results:?}"
     );
-    assert_eq!(a.alias_names(&key).await.len(), 10);
-    assert_eq!(b.alias_names(&key).await.len(), 10);
+    for server in all {
+        assert_eq!(server.alias_names(&key).await.len(), 10);
+    }
 
-    // A request_id used on A replays on B.
+    // A request_id used on A replays on B and on C.
     let other = a.create_key().await.key_id;
     let request = aliasd::pb::CreateAliasRequest {
         alias_name: "alias/replayed".into(),
@@ -303,17 +308,19 @@ async fn two_instances_on_one_etcd_share_one_store_with_its_guarantees() {
         .await
         .unwrap()
         .into_inner();
-    let again = b
-        .aliases
-        .clone()
-        .create_alias(request)
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(first, again);
-    assert_eq!(b.alias_names(&other).await, ["alias/replayed"]);
+    for server in [&b, &c] {
+        let again = server
+            .aliases
+            .clone()
+            .create_alias(request.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(first, again);
+    }
+    assert_eq!(c.alias_names(&other).await, ["alias/replayed"]);
 
-    // A watcher on A receives, in order, the changes made through B.
+    // A watcher on A receives, in order, the changes made through B and C.
     let head = a
         .aliases
         .clone()
@@ -333,10 +340,10 @@ async fn two_instances_on_one_etcd_share_one_store_with_its_guarantees() {
         .unwrap()
         .into_inner();
     b.create_alias("alias/from-b", &other).await.unwrap();
-    b.rename_alias("alias/from-b", "alias/renamed-on-b")
+    c.rename_alias("alias/from-b", "alias/renamed-on-c")
         .await
         .unwrap();
-    b.delete_alias("alias/renamed-on-b").await.unwrap();
+    b.delete_alias("alias/renamed-on-c").await.unwrap();
     let mut seen = Vec::new();
     while seen.len() < 3 {
         let event = tokio::time::timeout(Duration::from_secs(10), watch.message())
@@ -357,15 +364,15 @@ async fn two_instances_on_one_etcd_share_one_store_with_its_guarantees() {
         seen,
         [
             (head + 1, Created as i32, "alias/from-b".to_owned()),
-            (head + 2, Renamed as i32, "alias/renamed-on-b".to_owned()),
-            (head + 3, Deleted as i32, "alias/renamed-on-b".to_owned()),
+            (head + 2, Renamed as i32, "alias/renamed-on-c".to_owned()),
+            (head + 3, Deleted as i32, "alias/renamed-on-c".to_owned()),
         ]
     );
 
     // Another prefix is another store.
-    let c = instance(&etcd, "/elsewhere/", 10).await;
+    let elsewhere = instance(&etcd, "/elsewhere/", 10).await;
     assert_eq!(
-        c.describe(&key).await.unwrap_err().code(),
+        elsewhere.describe(&key).await.unwrap_err().code(),
         tonic::Code::NotFound
     );
 }
