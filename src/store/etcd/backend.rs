@@ -436,6 +436,27 @@ impl EtcdBackend {
         Ok(false)
     }
 
+    /// Follows the revision counters for `feed` from etcd revision `next`
+    /// (0: from what they hold now); see [`follow`].
+    pub(super) fn follow_from(&self, feed: Arc<Feed>, next: i64) {
+        let from = self.key(Tree::Meta, b"");
+        let counters = Counters {
+            to: crate::store::layout::prefix_end(&from),
+            from,
+            feed,
+        };
+        let watch = WatchClient::new(self.kv_channel.clone());
+        if let Some(runtime) = &self.runtime {
+            runtime.spawn(follow(
+                self.kv.clone(),
+                watch,
+                counters,
+                next,
+                self.auth.clone(),
+            ));
+        }
+    }
+
     /// Commits a group's writes if nothing it read has changed: Ok(false)
     /// when something had.
     fn commit(&self, view: &View) -> Result<bool, Error> {
@@ -691,13 +712,7 @@ impl Backend for EtcdBackend {
     /// with an etcd watch, so that watchers here see changes committed by
     /// other processes: etcd answered their commits once durable.
     fn follow_other_writers(&self, feed: Arc<Feed>) {
-        let from = self.key(Tree::Meta, b"");
-        let to = crate::store::layout::prefix_end(&from);
-        let watch = WatchClient::new(self.kv_channel.clone());
-        let skip = from.len();
-        if let Some(runtime) = &self.runtime {
-            runtime.spawn(follow(watch, from, to, skip, feed, self.auth.clone()));
-        }
+        self.follow_from(feed, 0);
     }
 
     fn flush(&self) -> Flushing<'_> {
@@ -871,30 +886,87 @@ async fn claim_maintenance(
     }
 }
 
-/// Publishes each revision-counter write under `[from, to)` to `feed`,
-/// watching again (from the next revision) whenever the watch ends.
-async fn follow(
-    mut client: WatchClient<AuthChannel>,
+/// The accounts' revision counters under `meta/`, followed for the feed.
+#[derive(Clone)]
+struct Counters {
+    /// The range `[from, to)` of `meta/` keys.
     from: Vec<u8>,
     to: Vec<u8>,
-    skip: usize,
     feed: Arc<Feed>,
+}
+
+impl Counters {
+    /// Publishes `key`'s value to the feed if `key` is an account's
+    /// revision counter (`meta/{account}\0revision`).
+    fn publish(&self, key: &[u8], value: &[u8]) {
+        let suffix = [
+            &[crate::store::layout::SEP][..],
+            crate::store::layout::REVISION,
+        ]
+        .concat();
+        let Some(account) = key
+            .get(self.from.len()..)
+            .and_then(|rest| rest.strip_suffix(suffix.as_slice()))
+        else {
+            return;
+        };
+        if let (Ok(account), Ok(revision)) =
+            (std::str::from_utf8(account), <[u8; 8]>::try_from(value))
+        {
+            self.feed.publish(account, u64::from_be_bytes(revision));
+        }
+    }
+
+    /// Reads every counter now and publishes it; returns the etcd revision
+    /// to watch from (the one after the read's).
+    async fn catch_up(&self, kv: &mut KvClient<AuthChannel>, auth: &Auth) -> Option<i64> {
+        let request = pb::RangeRequest {
+            key: self.from.clone(),
+            range_end: self.to.clone(),
+            ..Default::default()
+        };
+        let response = match kv.range(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => {
+                auth.renewed(&status).await;
+                return None;
+            }
+        };
+        for kv in &response.kvs {
+            self.publish(&kv.key, &kv.value);
+        }
+        Some(response.header?.revision + 1)
+    }
+}
+
+/// Publishes each revision-counter write to the feed, watching from `next`
+/// (0: catching up first) and again whenever the watch ends. A watch from
+/// a revision etcd has compacted away starts over by catching up: every
+/// counter read as it is now, then watched from there, so no change is
+/// missed (watchers read the change log itself; the feed only wakes them).
+async fn follow(
+    mut kv: KvClient<AuthChannel>,
+    mut client: WatchClient<AuthChannel>,
+    counters: Counters,
+    mut next: i64,
     auth: Arc<Auth>,
 ) {
-    let suffix = [
-        &[crate::store::layout::SEP][..],
-        crate::store::layout::REVISION,
-    ]
-    .concat();
-    // 0: from now on.
-    let mut next: i64 = 0;
     loop {
+        if next == 0 {
+            match counters.catch_up(&mut kv, &auth).await {
+                Some(revision) => next = revision,
+                None => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            }
+        }
         let (requests, stream) = tokio::sync::mpsc::channel(1);
         let create = pb::WatchRequest {
             request_union: Some(pb::watch_request::RequestUnion::CreateRequest(
                 pb::WatchCreateRequest {
-                    key: from.clone(),
-                    range_end: to.clone(),
+                    key: counters.from.clone(),
+                    range_end: counters.to.clone(),
                     start_revision: next,
                     ..Default::default()
                 },
@@ -911,27 +983,14 @@ async fn follow(
                 let mut events = response.into_inner();
                 while let Ok(Some(message)) = events.message().await {
                     if message.compact_revision > 0 {
-                        // Revisions in between are gone; the counters' latest
-                        // values are all the feed needs.
-                        next = message.compact_revision;
+                        // The revisions since `next` are gone: catch up.
+                        next = 0;
                         break;
                     }
                     for event in message.events {
                         let Some(kv) = event.kv else { continue };
                         next = next.max(kv.mod_revision + 1);
-                        let Some(rest) = kv.key.get(skip..) else {
-                            continue;
-                        };
-                        let Some(account) = rest.strip_suffix(suffix.as_slice()) else {
-                            continue;
-                        };
-                        let (Ok(account), Ok(revision)) = (
-                            std::str::from_utf8(account),
-                            <[u8; 8]>::try_from(kv.value.as_slice()),
-                        ) else {
-                            continue;
-                        };
-                        feed.publish(account, u64::from_be_bytes(revision));
+                        counters.publish(&kv.key, &kv.value);
                     }
                     if message.canceled {
                         break;
