@@ -13,6 +13,11 @@ use crate::domain::{Error, Reason, Scope};
 /// Where the store lives unless --data-dir (or --ephemeral) says otherwise.
 pub const DEFAULT_DATA_DIR: &str = "./aliasd-data";
 
+/// The most aliases per key with `--backend etcd`: removing a key deletes
+/// each alias and writes one change-log entry for all of them, with the key's
+/// own records, in one etcd transaction (128 operations, 128 compares).
+pub const MAX_ALIASES_PER_KEY_ON_ETCD: u64 = 100;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -157,8 +162,8 @@ pub struct ServeConfig {
     #[arg(long, env = "ALIASD_DRAIN_TIMEOUT_SECS", default_value_t = 10)]
     pub drain_timeout_secs: u64,
 
-    /// Change-log entries kept per account: WatchAliases can resume from any
-    /// of them (older ones are pruned every 10 s).
+    /// Change-log revisions (events) kept per account: WatchAliases can resume
+    /// from any of them (older ones are pruned every 10 s).
     #[arg(long, env = "ALIASD_CHANGE_LOG_RETENTION", default_value_t = 100_000)]
     pub change_log_retention: u64,
 
@@ -402,11 +407,14 @@ impl ServeConfig {
                     "--backend etcd keeps records in etcd: drop --ephemeral and --data-dir",
                 ));
             }
-            if self.max_aliases_per_key > 60 {
+            if self.max_aliases_per_key > MAX_ALIASES_PER_KEY_ON_ETCD {
                 return Err(Error::new(
                     Reason::INTERNAL,
-                    "--backend etcd takes --max-aliases-per-key up to 60: removing a key with all \
-                     its aliases is one etcd transaction, which holds at most 128 operations",
+                    format!(
+                        "--backend etcd takes --max-aliases-per-key up to \
+                         {MAX_ALIASES_PER_KEY_ON_ETCD}: removing a key with all its aliases is \
+                         one etcd transaction, which holds at most 128 operations"
+                    ),
                 ));
             }
             if self.etcd_endpoints.is_empty() || self.etcd_prefix.is_empty() {

@@ -274,7 +274,8 @@ fn check_trees(t: &dyn Reads, limits: &Limits) -> Report {
         ));
     }
 
-    // Change logs: contiguous from floor+1 to head.
+    // Change logs: entries of consecutive events, each under its last
+    // revision; above the floor, together contiguous from floor+1 to head.
     let mut logs: HashMap<String, Vec<u64>> = HashMap::new();
     for (key, bytes) in all(t, Tree::Changes, problems) {
         let Some((account, revision)) = layout::split(&key) else {
@@ -284,17 +285,32 @@ fn check_trees(t: &dyn Reads, limits: &Limits) -> Report {
         let revision = <[u8; 8]>::try_from(revision)
             .map(u64::from_be_bytes)
             .unwrap_or(0);
-        report.changes += 1;
-        match records::decode::<ChangeRecord>("change", &bytes) {
-            Ok(record) if record.revision == revision => {
-                logs.entry(account.to_owned()).or_default().push(revision)
+        let events = match records::decode::<ChangeRecord>("change", &bytes) {
+            Ok(record) => record.events(),
+            Err(e) => {
+                problems.push(format!("change {account}/{revision}: {e}"));
+                continue;
             }
-            Ok(record) => problems.push(format!(
-                "change {account}/{revision}: record says revision {}",
-                record.revision
-            )),
-            Err(e) => problems.push(format!("change {account}/{revision}: {e}")),
+        };
+        let revisions: Vec<u64> = events.iter().map(|event| event.revision).collect();
+        let first = revisions[0];
+        if revisions != (first..first + revisions.len() as u64).collect::<Vec<_>>()
+            || revisions.last() != Some(&revision)
+        {
+            problems.push(format!(
+                "change {account}/{revision}: entry holds revisions {revisions:?}"
+            ));
+            continue;
         }
+        if revision <= meta_u64(t, account, layout::FLOOR) {
+            problems.push(format!(
+                "change {account}/{revision}: entry wholly at or under the floor"
+            ));
+        }
+        report.changes += revisions.len();
+        logs.entry(account.to_owned())
+            .or_default()
+            .extend(revisions);
     }
     for (key, value) in all(t, Tree::Meta, problems) {
         let Some((account, layout::REVISION)) = layout::split(&key) else {
@@ -302,7 +318,9 @@ fn check_trees(t: &dyn Reads, limits: &Limits) -> Report {
         };
         let head = txn::read_u64(Some(&value));
         let floor = meta_u64(t, account, layout::FLOOR);
-        let revisions = logs.remove(account).unwrap_or_default();
+        let mut revisions = logs.remove(account).unwrap_or_default();
+        // An entry straddling the floor keeps the events under it.
+        revisions.retain(|revision| *revision > floor);
         let expected: Vec<u64> = (floor + 1..=head).collect();
         if revisions != expected {
             problems.push(format!(

@@ -584,9 +584,20 @@ pub async fn pruning_the_change_log_keeps_the_newest_and_moves_the_floor(f: Fixt
         .await
         .unwrap()
         .key_id;
-    // 600 changes: the prune takes more than one batch.
+    // 600 changes, in entries of 10 (10 per write): the prune takes more
+    // than one batch (60 entries). Keeping 15 puts the floor inside an
+    // entry (581..=590), which stays whole; only what is above the floor
+    // is read.
     create_aliases(&f.store, &ctx, &key, "alias/p", 600).await;
-    assert_eq!(f.store.prune_changes(10).unwrap(), 590);
+    assert_eq!(f.store.prune_changes(15).unwrap(), 585);
+    assert_eq!(f.store.floor(ACCOUNT).unwrap(), 585);
+    let kept = f.store.changes_after(ACCOUNT, 585, 600, 1_000).unwrap();
+    assert_eq!(
+        kept.iter().map(|e| e.revision).collect::<Vec<_>>(),
+        (586..=600).collect::<Vec<_>>()
+    );
+    f.assert_consistent(limits);
+    assert_eq!(f.store.prune_changes(10).unwrap(), 5);
     assert_eq!(f.store.floor(ACCOUNT).unwrap(), 590);
     let kept = f.store.changes_after(ACCOUNT, 0, 600, 1_000).unwrap();
     assert_eq!(
@@ -735,22 +746,29 @@ pub async fn a_read_outside_a_transaction_never_sees_half_of_one(f: Fixture) {
     eprintln!("{views} reads outside transactions while writers ran");
 }
 
-/// A key with its full quota of aliases (50) is removed with all of them in
-/// one transaction, which fits every backend (etcd: 128 operations).
+/// A key with the largest quota of aliases any backend allows (100: etcd)
+/// is removed with all of them in one transaction, which fits every backend
+/// (etcd: 128 operations; the removal's events share one change-log entry),
+/// and the change log reads back every removal.
 pub async fn a_key_with_a_full_quota_of_aliases_is_removed_whole(f: Fixture) {
-    let limits = Limits::default();
+    let limits = Limits {
+        max_aliases_per_key: crate::config::MAX_ALIASES_PER_KEY_ON_ETCD,
+        ..Limits::default()
+    };
     let ctx = ctx(limits);
     let key = create_key(&f.store, &ctx, symmetric())
         .await
         .unwrap()
         .key_id;
-    create_aliases(&f.store, &ctx, &key, "alias/full-", 50).await;
+    let count = limits.max_aliases_per_key as usize;
+    create_aliases(&f.store, &ctx, &key, "alias/full-", count).await;
     let target = key.clone();
     write(&f.store, &ctx, move |txn, ctx| {
         ops::schedule_key_deletion(txn, ctx, &target, 7).map(drop)
     })
     .await
     .unwrap();
+    let before = f.store.durable_revision(ACCOUNT);
     let mut later = ctx.clone();
     later.now += 8 * crate::domain::key::DAY_MILLIS;
     let target = key.clone();
@@ -759,9 +777,20 @@ pub async fn a_key_with_a_full_quota_of_aliases_is_removed_whole(f: Fixture) {
     })
     .await
     .unwrap();
-    assert_eq!(removed, limits.max_aliases_per_key as usize);
+    assert_eq!(removed, count);
     let (left, _) = f.store.list_aliases(ACCOUNT, None, None, 100).unwrap();
     assert!(left.is_empty(), "{left:?}");
+    // The change log holds each removal, in order, whole or read from the
+    // middle of its entry.
+    let head = before + count as u64;
+    assert_eq!(f.store.durable_revision(ACCOUNT), head);
+    let events = f.store.changes_after(ACCOUNT, before, head, 1_000).unwrap();
+    let revisions: Vec<u64> = events.iter().map(|e| e.revision).collect();
+    assert_eq!(revisions, (before + 1..=head).collect::<Vec<_>>());
+    assert!(events.iter().all(|e| e.kind == ChangeKind::Deleted));
+    let tail = f.store.changes_after(ACCOUNT, head - 3, head, 2).unwrap();
+    let revisions: Vec<u64> = tail.iter().map(|e| e.revision).collect();
+    assert_eq!(revisions, [head - 2, head - 1]);
     f.assert_consistent(limits);
 }
 

@@ -7,7 +7,7 @@
 //! | `keys`        | account \0 key_id                    | KeyRecord          |
 //! | `aliases`     | account \0 alias_name                | AliasRecord        |
 //! | `key_aliases` | account \0 key_id                    | AliasSetRecord     |
-//! | `changes`     | account \0 revision (u64 BE)         | ChangeRecord       |
+//! | `changes`     | account \0 last revision (u64 BE)    | ChangeRecord(s)    |
 //! | `meta`        | account \0 `revision` / `key_count` / `floor` | u64 BE    |
 //! | `requests`    | account \0 request_id                | RequestRecord      |
 //! | `schedule`    | deletion_time (i64 BE) account \0 key_id | empty          |

@@ -269,6 +269,7 @@ impl Store {
                 }
             }
             let value = op(&txn)?;
+            txn.finish()?;
             if let (Some(idempotency), Some(record_key)) = (idempotency, &record_key) {
                 let record = RequestRecord {
                     fingerprint: idempotency.fingerprint.0.to_vec(),
@@ -756,18 +757,30 @@ impl Store {
         if after >= up_to {
             return Ok(Vec::new());
         }
-        let start = layout::change_key(account, after + 1);
-        let end = backend::after(&layout::change_key(account, up_to));
+        // Entries sit under their last revision: the first at or after
+        // `after + 1` may begin before it.
+        let mut start = layout::change_key(account, after + 1);
+        let end = layout::prefix_end(&layout::prefix(account));
         let mut events = Vec::new();
-        for (_, bytes) in self
-            .backend
-            .scan(Tree::Changes, &start, Some(&end), limit)?
-        {
-            events.push(AliasEvent::try_from(records::decode::<ChangeRecord>(
-                "change", &bytes,
-            )?)?);
+        loop {
+            let entries = self
+                .backend
+                .scan(Tree::Changes, &start, Some(&end), limit)?;
+            for (_, bytes) in &entries {
+                for record in records::decode::<ChangeRecord>("change", bytes)?.events() {
+                    if record.revision > up_to || events.len() == limit {
+                        return Ok(events);
+                    }
+                    if record.revision > after {
+                        events.push(AliasEvent::try_from(record)?);
+                    }
+                }
+            }
+            match entries.last() {
+                Some((last, _)) if entries.len() == limit => start = backend::after(last),
+                _ => return Ok(events),
+            }
         }
-        Ok(events)
     }
 
     /// Keys whose deletion time is at or before `now`: (account, key id).
@@ -795,11 +808,12 @@ impl Store {
     /// gap, and two processes pruning at once remove each entry once.
     pub fn prune_changes(&self, retain: u64) -> Result<u64, Error> {
         let mut pruned = 0;
-        for (account, _) in Self::heads(self.backend.as_ref())? {
+        for (account, head) in Self::heads(self.backend.as_ref())? {
+            let target = head.saturating_sub(retain);
             loop {
-                let batch = self.prune_change_batch(&account, retain)?;
-                pruned += batch;
-                if batch < PRUNE_BATCH as u64 {
+                let (revisions, more) = self.prune_change_batch(&account, target)?;
+                pruned += revisions;
+                if !more {
                     break;
                 }
             }
@@ -807,27 +821,51 @@ impl Store {
         Ok(pruned)
     }
 
-    /// Prunes up to [`PRUNE_BATCH`] revisions of `account`; returns how many.
-    fn prune_change_batch(&self, account: &str, retain: u64) -> Result<u64, Error> {
-        let pruned = Cell::new(0);
+    /// Moves `account`'s floor towards `target`, removing up to
+    /// [`PRUNE_BATCH`] change-log entries wholly under it (an entry that
+    /// straddles the floor stays: reads start above the floor). Returns the
+    /// revisions the floor moved by, and whether more remain.
+    fn prune_change_batch(&self, account: &str, target: u64) -> Result<(u64, bool), Error> {
+        let floor = self.floor(account)?;
+        if target <= floor {
+            return Ok((0, false));
+        }
+        // Entries under the head never change (but by pruning, which the
+        // transaction's read of the floor orders): read them outside it.
+        let entries: Vec<Vec<u8>> = self
+            .backend
+            .scan(
+                Tree::Changes,
+                &layout::change_key(account, floor + 1),
+                Some(&backend::after(&layout::change_key(account, target))),
+                PRUNE_BATCH,
+            )?
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        let more = entries.len() == PRUNE_BATCH;
+        let new_floor = match entries.last().and_then(|key| layout::split(key)) {
+            Some((_, revision)) if more => txn::read_u64(Some(revision)),
+            _ => target,
+        };
+        let moved = Cell::new(false);
         self.gated_transact(&|tx| {
-            pruned.set(0);
             let floor_key = layout::scoped(account, layout::FLOOR);
-            let head = txn::counter(tx, &layout::scoped(account, layout::REVISION))?;
-            let floor = txn::counter(tx, &floor_key)?;
-            let target = head.saturating_sub(retain);
-            if target <= floor {
+            // Another process pruned meanwhile: the work is its.
+            moved.set(txn::counter(tx, &floor_key)? == floor);
+            if !moved.get() {
                 return Ok(());
             }
-            let new_floor = target.min(floor + PRUNE_BATCH as u64);
             tx.put(Tree::Meta, &floor_key, &new_floor.to_be_bytes())?;
-            for revision in floor + 1..=new_floor {
-                tx.delete(Tree::Changes, &layout::change_key(account, revision))?;
+            for key in &entries {
+                tx.delete(Tree::Changes, key)?;
             }
-            pruned.set(new_floor - floor);
             Ok(())
         })?;
-        Ok(pruned.get())
+        Ok(match moved.get() {
+            true => (new_floor - floor, more),
+            false => (0, false),
+        })
     }
 
     /// Forgets request_ids recorded before `before`, in bounded
@@ -943,6 +981,9 @@ impl Store {
                         .map(|account| AccountTxn::new(tx, account))
                         .collect();
                     let value = op(&txns)?;
+                    for txn in &txns {
+                        txn.finish()?;
+                    }
                     let revisions: Vec<(String, u64)> = txns
                         .iter()
                         .filter_map(|txn| Some((txn.account().to_owned(), txn.last_revision()?)))

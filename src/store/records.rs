@@ -70,6 +70,28 @@ pub struct ChangeRecord {
     pub previous_target: Option<String>,
     #[prost(int64, tag = "6")]
     pub time: i64,
+    /// The events after this one in the same change-log entry (one entry
+    /// holds a transaction's events, consecutive revisions; its key is the
+    /// last one's revision). Empty in entries of one event, and in entries
+    /// written before entries held several.
+    #[prost(message, repeated, tag = "7")]
+    pub more: Vec<ChangeRecord>,
+}
+
+impl ChangeRecord {
+    /// One change-log entry holding `events` (consecutive revisions, at
+    /// least one).
+    pub fn entry(mut events: Vec<ChangeRecord>) -> ChangeRecord {
+        let mut first = events.remove(0);
+        first.more = events;
+        first
+    }
+
+    /// The events of an entry, in revision order.
+    pub fn events(mut self) -> Vec<ChangeRecord> {
+        let more = std::mem::take(&mut self.more);
+        std::iter::once(self).chain(more).collect()
+    }
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -242,6 +264,7 @@ impl From<&AliasEvent> for ChangeRecord {
             previous_name: event.previous_name.as_ref().map(|n| n.to_string()),
             previous_target: event.previous_target.as_ref().map(|k| k.to_string()),
             time: event.time,
+            more: Vec::new(),
         }
     }
 }

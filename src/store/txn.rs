@@ -3,7 +3,7 @@
 //! index, the key counter, the deletion schedule and the revision counter in
 //! step with the records.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use super::backend::{Tree, Tx};
 use super::layout;
@@ -19,7 +19,13 @@ pub struct AccountTxn<'a> {
     /// The last revision this run allocated, so that the store can publish
     /// it once the transaction is durable.
     last_revision: Cell<Option<u64>>,
+    /// Events logged by this run, written as change-log entries by
+    /// [`AccountTxn::finish`].
+    logged: RefCell<Vec<ChangeRecord>>,
 }
+
+/// The most events one change-log entry holds.
+pub const MAX_EVENTS_PER_ENTRY: usize = 256;
 
 /// Reads a record inside a transaction.
 pub fn get<M: prost::Message + Default>(
@@ -60,7 +66,41 @@ impl<'a> AccountTxn<'a> {
             tx,
             account,
             last_revision: Cell::new(None),
+            logged: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Writes the events this run logged: one change-log entry per run of
+    /// consecutive revisions (of at most [`MAX_EVENTS_PER_ENTRY`]), under
+    /// its last revision, so that removing a key with all its aliases puts
+    /// one entry, not one per alias (etcd takes 128 operations in a
+    /// transaction). Every writing transaction calls it after its
+    /// operation succeeded.
+    pub fn finish(&self) -> Result<(), Fail> {
+        let logged = std::mem::take(&mut *self.logged.borrow_mut());
+        let mut entry: Vec<ChangeRecord> = Vec::new();
+        for event in logged {
+            let follows = entry
+                .last()
+                .is_some_and(|last| last.revision + 1 == event.revision);
+            if !entry.is_empty() && (!follows || entry.len() == MAX_EVENTS_PER_ENTRY) {
+                self.put_entry(std::mem::take(&mut entry))?;
+            }
+            entry.push(event);
+        }
+        if !entry.is_empty() {
+            self.put_entry(entry)?;
+        }
+        Ok(())
+    }
+
+    fn put_entry(&self, events: Vec<ChangeRecord>) -> Result<(), Fail> {
+        let last = events.last().map_or(0, |event| event.revision);
+        self.tx.put(
+            Tree::Changes,
+            &layout::change_key(self.account, last),
+            &records::encode(&ChangeRecord::entry(events)),
+        )
     }
 
     pub fn account(&self) -> &str {
@@ -214,11 +254,9 @@ impl Txn for AccountTxn<'_> {
         Ok(revision)
     }
 
+    /// Kept until [`AccountTxn::finish`].
     fn log(&self, event: &AliasEvent) -> Result<(), Fail> {
-        self.tx.put(
-            Tree::Changes,
-            &layout::change_key(self.account, event.revision),
-            &records::encode(&ChangeRecord::from(event)),
-        )
+        self.logged.borrow_mut().push(ChangeRecord::from(event));
+        Ok(())
     }
 }

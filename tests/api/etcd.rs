@@ -369,6 +369,11 @@ async fn three_instances_on_one_etcd_share_one_store_with_its_guarantees() {
         ]
     );
 
+    // Up to 100 aliases per key on etcd (a key's removal with all of them is
+    // one etcd transaction); more is refused at start-up.
+    drop(instance(&etcd, "/most/", 100).await);
+    assert!(cannot_start(&etcd.endpoint, |c| c.max_aliases_per_key = 101).await);
+
     // Another prefix is another store.
     let elsewhere = instance(&etcd, "/elsewhere/", 10).await;
     assert_eq!(
