@@ -133,7 +133,7 @@ pub fn run_member(
         reads: RefCell::new(HashMap::new()),
         writes: RefCell::new(BTreeMap::new()),
     };
-    let outcome = body(&tx);
+    let outcome = guarded(|| body(&tx));
     let MemberTx {
         view: taken,
         reads,
@@ -162,6 +162,16 @@ pub fn run_member(
         Ok(()) | Err(Fail::Abort(_)) | Err(Fail::Conflict) => Ran::Deferred,
         Err(Fail::Storage(message)) => Ran::Failed(super::backend::unavailable("read", message)),
     }
+}
+
+/// Runs a body, turning a panic into an error: the members after it wait
+/// for its turn to end, so a panic must not skip the rest of the turn.
+fn guarded(body: impl FnOnce() -> Result<(), Fail>) -> Result<(), Fail> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|_| {
+        Err(Fail::Abort(Error::internal(
+            "the operation panicked; it changed nothing",
+        )))
+    })
 }
 
 /// A member's transaction (see [`run_member`]).
@@ -388,11 +398,12 @@ impl Group {
         let cache = self.cache.get().filter(|cache| cache.revision != 0);
         if let Some(cache) = cache {
             // What a rehearsal did is dropped; what it read stays cached.
-            let _ = body(&RehearsalTx {
+            let rehearsal = RehearsalTx {
                 source,
                 cache,
                 writes: RefCell::new(HashMap::new()),
-            });
+            };
+            let _ = guarded(|| body(&rehearsal));
         }
         loop {
             let mut state = self.wait_until(index, |s| !s.open && s.turn == index);

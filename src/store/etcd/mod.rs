@@ -70,8 +70,8 @@ mod tests {
     /// Many transactions of one process at once: they commit in groups of
     /// etcd transactions (fewer than the transactions, each within etcd's
     /// limits), serially: a counter every one of them increments ends at
-    /// their number, each one's own keys are there, and a refused one
-    /// writes nothing while its group commits.
+    /// their number, each one's own keys are there, and a refused one (or
+    /// one that panics) writes nothing while its group commits.
     #[test]
     fn concurrent_transactions_commit_in_groups_within_etcds_limits() {
         use crate::domain::Error;
@@ -97,14 +97,21 @@ mod tests {
                         for key in 0..KEYS_EACH {
                             tx.put(Tree::Keys, format!("{thread}/{key}").as_bytes(), b"v")?;
                         }
-                        // Every fourth is refused after writing.
+                        // Every fourth is refused after writing; one panics
+                        // (the members after it still have their turns).
+                        if thread == 7 {
+                            panic!("a bug in an operation");
+                        }
                         if thread % 4 == 3 {
                             return Err(Fail::Abort(Error::internal(format!("no {thread}"))));
                         }
                         Ok(())
                     });
-                    match thread % 4 {
-                        3 => assert_eq!(outcome.unwrap_err().message, format!("no {thread}")),
+                    match thread {
+                        7 => assert!(outcome.unwrap_err().message.contains("panicked")),
+                        _ if thread % 4 == 3 => {
+                            assert_eq!(outcome.unwrap_err().message, format!("no {thread}"))
+                        }
                         _ => outcome.unwrap(),
                     }
                 });
