@@ -222,16 +222,26 @@ impl Tx for MemberTx<'_> {
     }
 
     fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), Fail> {
-        let key = self.source.key(tree, key);
-        self.writes.borrow_mut().insert(key, Some(value.to_vec()));
-        Ok(())
+        buffer(self.source, &self.writes, tree, key, Some(value))
     }
 
     fn delete(&self, tree: Tree, key: &[u8]) -> Result<(), Fail> {
-        let key = self.source.key(tree, key);
-        self.writes.borrow_mut().insert(key, None);
-        Ok(())
+        buffer(self.source, &self.writes, tree, key, None)
     }
+}
+
+/// Buffers a write (None: a deletion) of `key` in `tree`.
+fn buffer(
+    source: &dyn Source,
+    writes: &RefCell<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+    tree: Tree,
+    key: &[u8],
+    value: Option<&[u8]>,
+) -> Result<(), Fail> {
+    writes
+        .borrow_mut()
+        .insert(source.key(tree, key), value.map(<[u8]>::to_vec));
+    Ok(())
 }
 
 /// What etcd holds at one revision, as the group's rehearsal read it.
@@ -253,7 +263,7 @@ impl Cache {
 struct RehearsalTx<'a> {
     source: &'a dyn Source,
     cache: &'a Cache,
-    writes: RefCell<HashMap<Vec<u8>, Option<Vec<u8>>>>,
+    writes: RefCell<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
 }
 
 impl Tx for RehearsalTx<'_> {
@@ -276,15 +286,11 @@ impl Tx for RehearsalTx<'_> {
     }
 
     fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), Fail> {
-        let key = self.source.key(tree, key);
-        self.writes.borrow_mut().insert(key, Some(value.to_vec()));
-        Ok(())
+        buffer(self.source, &self.writes, tree, key, Some(value))
     }
 
     fn delete(&self, tree: Tree, key: &[u8]) -> Result<(), Fail> {
-        let key = self.source.key(tree, key);
-        self.writes.borrow_mut().insert(key, None);
-        Ok(())
+        buffer(self.source, &self.writes, tree, key, None)
     }
 }
 
@@ -401,7 +407,7 @@ impl Group {
             let rehearsal = RehearsalTx {
                 source,
                 cache,
-                writes: RefCell::new(HashMap::new()),
+                writes: RefCell::new(BTreeMap::new()),
             };
             let _ = guarded(|| body(&rehearsal));
         }
