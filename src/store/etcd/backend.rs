@@ -513,6 +513,21 @@ impl EtcdBackend {
         });
         match answer {
             Ok(response) => Ok(response.into_inner().succeeded),
+            // Refused as it stands (too large, too many operations, no
+            // space, not allowed): etcd applied nothing.
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::InvalidArgument
+                        | tonic::Code::ResourceExhausted
+                        | tonic::Code::FailedPrecondition
+                        | tonic::Code::PermissionDenied
+                        | tonic::Code::Unauthenticated
+                        | tonic::Code::OutOfRange
+                ) =>
+            {
+                Err(unavailable("commit", status.message()))
+            }
             // The request may have reached etcd and committed.
             Err(status) => Err(Error::new(
                 Reason::WRITE_OUTCOME_UNKNOWN,
@@ -631,8 +646,14 @@ impl Backend for EtcdBackend {
     /// and runs the body in it; a body left out of one group runs in the
     /// next.
     fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<(), Fail>) -> Result<(), Error> {
+        // Left out of a group (it did not fit), it runs in a group of its own
+        // next, so that a large transaction is not left out again and again.
+        let mut alone = false;
         for _ in 0..MAX_RUNS {
-            let (group, index) = self.join_group();
+            let (group, index) = match alone {
+                true => (Group::new(), 0),
+                false => self.join_group(),
+            };
             let (ran, outcome) = if index == 0 {
                 // Groups commit one at a time: this one forms meanwhile.
                 let _turn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
@@ -650,7 +671,7 @@ impl Backend for EtcdBackend {
                 (Ran::Aborted(error), Outcome::Committed) | (Ran::Failed(error), _) => {
                     return Err(error)
                 }
-                (Ran::Deferred, Outcome::Committed) => continue,
+                (Ran::Deferred, Outcome::Committed) => alone = true,
                 (Ran::Done, Outcome::Failed(error)) => return Err(error),
                 (Ran::Aborted(_) | Ran::Deferred, Outcome::Failed(error)) => {
                     return Err(changed_nothing(error))
@@ -663,12 +684,13 @@ impl Backend for EtcdBackend {
     /// A read runs on its own, at one revision, queueing behind no writer.
     fn read_transact(&self, body: &dyn Fn(&dyn Tx) -> Result<(), Fail>) -> Result<(), Error> {
         for _ in 0..MAX_RUNS {
-            let mut view = View::default();
-            match group::run_member(self, None, &mut view, body) {
-                Ran::Done if view.writes.is_empty() => return Ok(()),
-                Ran::Done => return Err(Error::internal("a read wrote")),
-                Ran::Aborted(error) | Ran::Failed(error) => return Err(error),
-                Ran::Deferred => continue,
+            match group::run_read(self, body) {
+                Err(Fail::Conflict) => continue,
+                Err(Fail::Abort(error)) => return Err(error),
+                Err(Fail::Storage(message)) => {
+                    return Err(Error::new(Reason::STORE_UNAVAILABLE, message))
+                }
+                Ok(()) => return Ok(()),
             }
         }
         Err(too_many_conflicts())

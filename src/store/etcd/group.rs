@@ -105,6 +105,9 @@ pub trait Source {
     fn key(&self, tree: Tree, key: &[u8]) -> Vec<u8>;
 }
 
+/// What etcd says of a read at a revision it has compacted away.
+const COMPACTED: &str = "required revision has been compacted";
+
 /// How one member's run ended.
 pub enum Ran {
     /// Its writes are in the view.
@@ -160,7 +163,10 @@ pub fn run_member(
             writes.len()
         ))),
         Ok(()) | Err(Fail::Abort(_)) | Err(Fail::Conflict) => Ran::Deferred,
-        Err(Fail::Storage(message)) => Ran::Failed(super::backend::unavailable("read", message)),
+        // The message already says what failed (`EtcdBackend::range`).
+        Err(Fail::Storage(message)) => {
+            Ran::Failed(Error::new(crate::domain::Reason::STORE_UNAVAILABLE, message))
+        }
     }
 }
 
@@ -172,6 +178,24 @@ fn guarded(body: impl FnOnce() -> Result<(), Fail>) -> Result<(), Fail> {
             "the operation panicked; it changed nothing",
         )))
     })
+}
+
+/// Runs a body that only reads, on its own at one revision (the first
+/// read's): no limits apply, as it makes no etcd transaction.
+pub fn run_read(source: &dyn Source, body: &dyn Fn(&dyn Tx) -> Result<(), Fail>) -> Result<(), Fail> {
+    let tx = MemberTx {
+        source,
+        cache: None,
+        view: RefCell::new(View::default()),
+        reads: RefCell::new(HashMap::new()),
+        writes: RefCell::new(BTreeMap::new()),
+    };
+    guarded(|| body(&tx))?;
+    let wrote = !tx.writes.borrow().is_empty();
+    match wrote {
+        false => Ok(()),
+        true => Err(Fail::Abort(Error::internal("a read wrote"))),
+    }
 }
 
 /// A member's transaction (see [`run_member`]).
@@ -206,10 +230,15 @@ impl Tx for MemberTx<'_> {
         let read = match cached {
             Some(read) => read,
             None => {
-                let (read, revision) = self
-                    .source
-                    .read(&key, view.revision)
-                    .map_err(|e| Fail::Storage(e.message))?;
+                let (read, revision) =
+                    self.source
+                        .read(&key, view.revision)
+                        .map_err(|e| match e.message.contains(COMPACTED) {
+                            // The group's revision is gone: run again at a
+                            // newer one.
+                            true => Fail::Conflict,
+                            false => Fail::Storage(e.message),
+                        })?;
                 if view.revision == 0 {
                     view.revision = revision;
                 }
@@ -379,14 +408,24 @@ impl Group {
 
     /// Takes no more members; the rehearsals and the first turn begin, at
     /// etcd's revision now (if etcd answers).
+    /// If etcd cannot be read now, the group fails at once (rather than each
+    /// turn waiting out its own timeout while later writers queue).
     pub fn close(&self, source: &dyn Source) {
-        let revision = source.latest_revision().unwrap_or(0);
-        let _ = self.cache.set(Cache {
-            revision,
-            ..Cache::default()
-        });
+        let latest = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            source.latest_revision()
+        }))
+        .unwrap_or_else(|_| Err(Error::internal("reading etcd's revision panicked")));
         let mut state = self.lock();
-        state.view.revision = revision;
+        match latest {
+            Ok(revision) => {
+                let _ = self.cache.set(Cache {
+                    revision,
+                    ..Cache::default()
+                });
+                state.view.revision = revision;
+            }
+            Err(error) => state.outcome = Some(Outcome::Failed(error)),
+        }
         state.open = false;
         self.wake_all(&state);
     }
@@ -400,7 +439,10 @@ impl Group {
         body: &dyn Fn(&dyn Tx) -> Result<(), Fail>,
         commit: Option<&Commit<'_>>,
     ) -> (Ran, Outcome) {
-        drop(self.wait_until(index, |s| !s.open));
+        if let Some(outcome) = self.wait_until(index, |s| !s.open).outcome.clone() {
+            // It failed before any turn (etcd unreachable): nothing ran.
+            return (Ran::Deferred, outcome);
+        }
         let cache = self.cache.get().filter(|cache| cache.revision != 0);
         if let Some(cache) = cache {
             // What a rehearsal did is dropped; what it read stays cached.
@@ -425,7 +467,12 @@ impl Group {
             drop(state);
             if let Some(commit) = commit {
                 let state = self.wait_until(index, |s| s.turn == s.members);
-                let decided = match commit(&state.view, attempt, state.members) {
+                // A panic here must not leave the members waiting.
+                let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    commit(&state.view, attempt, state.members)
+                }))
+                .unwrap_or_else(|_| Err(Error::internal("the commit panicked")));
+                let decided = match committed {
                     Ok(true) => Some(Outcome::Committed),
                     Ok(false) => None,
                     Err(error) => Some(Outcome::Failed(error)),
