@@ -164,9 +164,10 @@ pub fn run_member(
         ))),
         Ok(()) | Err(Fail::Abort(_)) | Err(Fail::Conflict) => Ran::Deferred,
         // The message already says what failed (`EtcdBackend::range`).
-        Err(Fail::Storage(message)) => {
-            Ran::Failed(Error::new(crate::domain::Reason::STORE_UNAVAILABLE, message))
-        }
+        Err(Fail::Storage(message)) => Ran::Failed(Error::new(
+            crate::domain::Reason::STORE_UNAVAILABLE,
+            message,
+        )),
     }
 }
 
@@ -182,7 +183,10 @@ fn guarded(body: impl FnOnce() -> Result<(), Fail>) -> Result<(), Fail> {
 
 /// Runs a body that only reads, on its own at one revision (the first
 /// read's): no limits apply, as it makes no etcd transaction.
-pub fn run_read(source: &dyn Source, body: &dyn Fn(&dyn Tx) -> Result<(), Fail>) -> Result<(), Fail> {
+pub fn run_read(
+    source: &dyn Source,
+    body: &dyn Fn(&dyn Tx) -> Result<(), Fail>,
+) -> Result<(), Fail> {
     let tx = MemberTx {
         source,
         cache: None,
@@ -231,14 +235,14 @@ impl Tx for MemberTx<'_> {
             Some(read) => read,
             None => {
                 let (read, revision) =
-                    self.source
-                        .read(&key, view.revision)
-                        .map_err(|e| match e.message.contains(COMPACTED) {
+                    self.source.read(&key, view.revision).map_err(|e| {
+                        match e.message.contains(COMPACTED) {
                             // The group's revision is gone: run again at a
                             // newer one.
                             true => Fail::Conflict,
                             false => Fail::Storage(e.message),
-                        })?;
+                        }
+                    })?;
                 if view.revision == 0 {
                     view.revision = revision;
                 }
@@ -411,10 +415,9 @@ impl Group {
     /// If etcd cannot be read now, the group fails at once (rather than each
     /// turn waiting out its own timeout while later writers queue).
     pub fn close(&self, source: &dyn Source) {
-        let latest = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            source.latest_revision()
-        }))
-        .unwrap_or_else(|_| Err(Error::internal("reading etcd's revision panicked")));
+        let latest =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.latest_revision()))
+                .unwrap_or_else(|_| Err(Error::internal("reading etcd's revision panicked")));
         let mut state = self.lock();
         match latest {
             Ok(revision) => {
