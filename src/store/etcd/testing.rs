@@ -350,10 +350,22 @@ impl EtcdCluster {
             endpoints,
             dir,
         };
-        let probe = EtcdBackend::connect(&cluster.config("/probe/")).expect("a client");
+        // Every member answers a linearizable read (one alone may answer
+        // while another is still joining).
+        let probes: Vec<EtcdBackend> = cluster
+            .endpoints
+            .iter()
+            .map(|endpoint| {
+                EtcdBackend::connect(&EtcdConfig::plain(vec![endpoint.clone()], "/probe/"))
+                    .expect("a client")
+            })
+            .collect();
         let started = Instant::now();
         let mut cluster = cluster;
-        while probe.get(Tree::Meta, b"probe").is_err() {
+        while probes
+            .iter()
+            .any(|probe| probe.get(Tree::Meta, b"probe").is_err())
+        {
             let exited = cluster
                 .members
                 .iter_mut()
