@@ -234,15 +234,14 @@ impl Tx for MemberTx<'_> {
         let read = match cached {
             Some(read) => read,
             None => {
-                let (read, revision) =
-                    self.source.read(&key, view.revision).map_err(|e| {
-                        match e.message.contains(COMPACTED) {
-                            // The group's revision is gone: run again at a
-                            // newer one.
-                            true => Fail::Conflict,
-                            false => Fail::Storage(e.message),
-                        }
-                    })?;
+                let (read, revision) = self.source.read(&key, view.revision).map_err(|e| {
+                    match e.message.contains(COMPACTED) {
+                        // The group's revision is gone: run again at a
+                        // newer one.
+                        true => Fail::Conflict,
+                        false => Fail::Storage(e.message),
+                    }
+                })?;
                 if view.revision == 0 {
                     view.revision = revision;
                 }
