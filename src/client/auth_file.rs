@@ -10,11 +10,17 @@ use sha2::{Digest, Sha256};
 use crate::auth::AuthConfig;
 
 /// A new random bearer token (256 bits, URL-safe base64) and its SHA-256
-/// (hex), the form the auth file keeps.
+/// (hex), the form the auth file keeps. It never begins with `-`, which a
+/// command line would take for a flag (`aliasd --token -x...`).
 pub fn new_token() -> Result<(String, String), String> {
-    let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes).map_err(|e| format!("no randomness: {e}"))?;
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let token = loop {
+        let mut bytes = [0u8; 32];
+        getrandom::getrandom(&mut bytes).map_err(|e| format!("no randomness: {e}"))?;
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        if !token.starts_with('-') {
+            break token;
+        }
+    };
     let hash = hex(&Sha256::digest(token.as_bytes()));
     Ok((token, hash))
 }
@@ -115,6 +121,14 @@ mod tests {
             hex(&Sha256::digest(b"abc")),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    /// One token in 64 would begin with `-` if nothing prevented it.
+    #[test]
+    fn no_token_begins_like_a_flag() {
+        for _ in 0..2_000 {
+            assert!(!new_token().unwrap().0.starts_with('-'));
+        }
     }
 
     #[test]
