@@ -166,6 +166,11 @@ pub struct EtcdBackend {
     writer: Mutex<()>,
     /// The group that takes new members now, if any.
     forming: Mutex<Option<Arc<Group>>>,
+    /// What a member of a group has cost lately, in etcd operations (the
+    /// larger of writes and compares) times 16, averaged: a group takes as
+    /// many members as fit etcd's limits at that cost, so that few are left
+    /// out.
+    member_cost: std::sync::atomic::AtomicUsize,
     /// Whether this process holds the maintenance lease now.
     maintaining: Arc<std::sync::atomic::AtomicBool>,
     /// The etcd lease it competes with (0: none yet), revoked when the
@@ -258,6 +263,7 @@ impl EtcdBackend {
             prefix: config.prefix.as_bytes().to_vec(),
             writer: Mutex::new(()),
             forming: Mutex::new(None),
+            member_cost: std::sync::atomic::AtomicUsize::new(16 * 16),
             maintaining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             lease: Arc::new(std::sync::atomic::AtomicI64::new(0)),
             competing: std::sync::atomic::AtomicBool::new(false),
@@ -391,8 +397,14 @@ impl EtcdBackend {
 
     /// The forming group, joined, or a new one led by the caller (index 0).
     fn join_group(&self) -> (Arc<Group>, usize) {
+        let cost = self
+            .member_cost
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(1);
+        // A tenth of etcd's limit is left for members that cost more.
+        let limit = (MAX_TXN_OPS * 16 * 9 / 10 / cost).max(1);
         let mut forming = self.forming.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(index) = forming.as_ref().and_then(|group| group.join()) {
+        if let Some(index) = forming.as_ref().and_then(|group| group.join(limit)) {
             let group = forming.as_ref().expect("joined").clone();
             return (group, index);
         }
@@ -422,6 +434,12 @@ impl EtcdBackend {
             // Reads and refusals only: they stand at the group's revision.
             return Ok(true);
         }
+        let cost = view.writes.len().max(view.reads.len()) * 16 / members.max(1);
+        let _ = self.member_cost.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |average| Some((average * 3 + cost.max(16)) / 4),
+        );
         let started = std::time::Instant::now();
         if self.commit(view)? {
             // The commit is the durable write (etcd synced it).
@@ -646,11 +664,12 @@ impl Backend for EtcdBackend {
     /// and runs the body in it; a body left out of one group runs in the
     /// next.
     fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<(), Fail>) -> Result<(), Error> {
-        // Left out of a group (it did not fit), it runs in a group of its own
-        // next, so that a large transaction is not left out again and again.
-        let mut alone = false;
+        // Left out of a group twice (it did not fit), it runs in a group of
+        // its own next, so that a large transaction is not left out again and
+        // again.
+        let mut left_out = 0;
         for _ in 0..MAX_RUNS {
-            let (group, index) = match alone {
+            let (group, index) = match left_out >= 2 {
                 true => (Group::new(), 0),
                 false => self.join_group(),
             };
@@ -671,7 +690,7 @@ impl Backend for EtcdBackend {
                 (Ran::Aborted(error), Outcome::Committed) | (Ran::Failed(error), _) => {
                     return Err(error)
                 }
-                (Ran::Deferred, Outcome::Committed) => alone = true,
+                (Ran::Deferred, Outcome::Committed) => left_out += 1,
                 (Ran::Done, Outcome::Failed(error)) => return Err(error),
                 (Ran::Aborted(_) | Ran::Deferred, Outcome::Failed(error)) => {
                     return Err(changed_nothing(error))

@@ -399,10 +399,11 @@ impl Group {
         state
     }
 
-    /// Joins the group if it still takes members: the member's index.
-    pub fn join(&self) -> Option<usize> {
+    /// Joins the group if it still takes members and has fewer than
+    /// `limit`: the member's index.
+    pub fn join(&self, limit: usize) -> Option<usize> {
         let mut state = self.lock();
-        if !state.open || state.members >= MAX_MEMBERS {
+        if !state.open || state.members >= limit.min(MAX_MEMBERS) {
             return None;
         }
         state.members += 1;
