@@ -940,19 +940,10 @@ impl Counters {
     /// Publishes `key`'s value to the feed if `key` is an account's
     /// revision counter (`meta/{account}\0revision`).
     fn publish(&self, key: &[u8], value: &[u8]) {
-        let suffix = [
-            &[crate::store::layout::SEP][..],
-            crate::store::layout::REVISION,
-        ]
-        .concat();
-        let Some(account) = key
-            .get(self.from.len()..)
-            .and_then(|rest| rest.strip_suffix(suffix.as_slice()))
-        else {
-            return;
-        };
-        if let (Ok(account), Ok(revision)) =
-            (std::str::from_utf8(account), <[u8; 8]>::try_from(value))
+        use crate::store::layout;
+        let counter = key.get(self.from.len()..).and_then(layout::split);
+        if let (Some((account, layout::REVISION)), Ok(revision)) =
+            (counter, <[u8; 8]>::try_from(value))
         {
             self.feed.publish(account, u64::from_be_bytes(revision));
         }

@@ -129,13 +129,7 @@ pub fn run_member(
     view: &mut View,
     body: &dyn Fn(&dyn Tx) -> Result<(), Fail>,
 ) -> Ran {
-    let tx = MemberTx {
-        source,
-        cache,
-        view: RefCell::new(std::mem::take(view)),
-        reads: RefCell::new(HashMap::new()),
-        writes: RefCell::new(BTreeMap::new()),
-    };
+    let tx = MemberTx::new(source, cache, std::mem::take(view));
     let outcome = guarded(|| body(&tx));
     let MemberTx {
         view: taken,
@@ -187,13 +181,7 @@ pub fn run_read(
     source: &dyn Source,
     body: &dyn Fn(&dyn Tx) -> Result<(), Fail>,
 ) -> Result<(), Fail> {
-    let tx = MemberTx {
-        source,
-        cache: None,
-        view: RefCell::new(View::default()),
-        reads: RefCell::new(HashMap::new()),
-        writes: RefCell::new(BTreeMap::new()),
-    };
+    let tx = MemberTx::new(source, None, View::default());
     guarded(|| body(&tx))?;
     let wrote = !tx.writes.borrow().is_empty();
     match wrote {
@@ -209,6 +197,18 @@ struct MemberTx<'a> {
     view: RefCell<View>,
     reads: RefCell<HashMap<Vec<u8>, Read>>,
     writes: RefCell<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+}
+
+impl<'a> MemberTx<'a> {
+    fn new(source: &'a dyn Source, cache: Option<&'a Cache>, view: View) -> MemberTx<'a> {
+        MemberTx {
+            source,
+            cache,
+            view: RefCell::new(view),
+            reads: RefCell::new(HashMap::new()),
+            writes: RefCell::new(BTreeMap::new()),
+        }
+    }
 }
 
 impl Tx for MemberTx<'_> {
