@@ -124,6 +124,19 @@ pub struct Credentials {
     pub refused: Option<Error>,
 }
 
+/// What a request's headers claim about who sends it, before its body has
+/// arrived (a signature covers the body, so it cannot be checked yet).
+#[derive(Debug, Default)]
+pub enum Claim {
+    /// No credentials, or none this door can read before the body.
+    #[default]
+    Nothing,
+    /// A bearer token (it can be checked at once).
+    Bearer(String),
+    /// The access key id a signature names (checked once the body is in).
+    AccessKey(String),
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StatementEntry {
@@ -280,6 +293,16 @@ impl AuthConfig {
                 }
             }
         }
+        // A file that names nobody would lock every caller out (a file
+        // emptied by mistake, a reload of a half-written one).
+        if config.by_name.is_empty() {
+            return Err(invalid(
+                path,
+                "it names no principal, so every call would be refused; add a [[principals]] \
+                 entry (or serve without --auth-file)"
+                    .to_owned(),
+            ));
+        }
         Ok(config)
     }
 
@@ -336,6 +359,17 @@ impl AuthConfig {
                     .collect::<Vec<_>>()
                     .join(", ")
             ))),
+        }
+    }
+
+    /// The principal a request's headers claim to be, if the claim is worth
+    /// a share of that principal's capacity: a known token, or a known
+    /// access key id (its signature is checked later, with the body).
+    pub fn claimant(&self, claim: &Claim) -> Option<Arc<Principal>> {
+        match claim {
+            Claim::Nothing => None,
+            Claim::Bearer(token) => self.by_token(token),
+            Claim::AccessKey(id) => self.access_key(id).map(|(principal, _)| principal.clone()),
         }
     }
 

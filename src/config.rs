@@ -142,6 +142,13 @@ pub struct ServeConfig {
     #[arg(long, env = "ALIASD_PARTITION", default_value = "aws")]
     pub partition: String,
 
+    /// Record this server's --partition, --region, --account and quotas in
+    /// the store, replacing those it was made with (which a server with
+    /// other values otherwise refuses to start on). Every other instance
+    /// on the store must then be restarted with the new values.
+    #[arg(long, env = "ALIASD_UPDATE_STORE_SETTINGS", value_parser = boolish())]
+    pub update_store_settings: bool,
+
     /// Most aliases one key may have.
     #[arg(long, env = "ALIASD_MAX_ALIASES_PER_KEY", default_value_t = 50)]
     pub max_aliases_per_key: u64,
@@ -166,6 +173,12 @@ pub struct ServeConfig {
     /// from any of them (older ones are pruned every 10 s).
     #[arg(long, env = "ALIASD_CHANGE_LOG_RETENTION", default_value_t = 100_000)]
     pub change_log_retention: u64,
+
+    /// Days audit records are kept (0: for ever); older ones are pruned
+    /// every 10 s, in bounded transactions. The `--audit-log` file is the
+    /// operator's to rotate.
+    #[arg(long, env = "ALIASD_AUDIT_RETENTION_DAYS", default_value_t = 90)]
+    pub audit_retention_days: u64,
 
     /// Hours a request_id is remembered (at least 24).
     #[arg(long, env = "ALIASD_REQUEST_ID_TTL_HOURS", default_value_t = 24)]
@@ -307,10 +320,47 @@ pub struct ServeConfig {
     #[arg(long, env = "ALIASD_MAX_IN_FLIGHT", default_value_t = 4096)]
     pub max_in_flight: usize,
 
+    /// Most calls one principal may have in progress at once, at every door
+    /// together (without an auth file: one client address), so that one
+    /// caller cannot hold the capacity every other caller needs; past it a
+    /// call is RESOURCE_EXHAUSTED (SERVER_BUSY).
+    #[arg(
+        long,
+        env = "ALIASD_MAX_IN_FLIGHT_PER_PRINCIPAL",
+        default_value_t = 1024
+    )]
+    pub max_in_flight_per_principal: usize,
+
+    /// Most HTTP requests in progress at once whose credentials are not
+    /// checked yet (a body still arriving, with no known access key id or
+    /// token in the headers). They never take the capacity of
+    /// authenticated callers.
+    #[arg(
+        long,
+        env = "ALIASD_MAX_UNAUTHENTICATED_IN_FLIGHT",
+        default_value_t = 256
+    )]
+    pub max_unauthenticated_in_flight: usize,
+
+    /// Most such requests from one client address.
+    #[arg(
+        long,
+        env = "ALIASD_MAX_UNAUTHENTICATED_IN_FLIGHT_PER_IP",
+        default_value_t = 16
+    )]
+    pub max_unauthenticated_in_flight_per_ip: usize,
+
     /// Seconds a request body may take to arrive in full; a call whose body
     /// stalls longer is refused (REQUEST_BODY_TIMEOUT) and its stream freed.
     #[arg(long, env = "ALIASD_REQUEST_BODY_TIMEOUT_SECS", default_value_t = 10)]
     pub request_body_timeout_secs: u64,
+
+    /// Seconds an HTTP/1.1 client has to send a request's headers in full
+    /// on the HTTP door (--http-listen), counted from when the server
+    /// starts waiting for them: a half-sent header block, or a keep-alive
+    /// connection that sends nothing, is closed after it.
+    #[arg(long, env = "ALIASD_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 30)]
+    pub http_header_timeout_secs: u64,
 }
 
 impl ServeConfig {
@@ -349,6 +399,26 @@ impl ServeConfig {
             client_cert: self.etcd_cert.clone().zip(self.etcd_key.clone()),
             user: self.etcd_user.clone().zip(self.etcd_password.clone()),
             ..crate::store::etcd::EtcdConfig::plain(self.etcd_endpoints.clone(), &self.etcd_prefix)
+        }
+    }
+
+    /// The settings the store records at first start, and checks after.
+    pub fn store_settings(&self) -> crate::store::StoreSettings {
+        crate::store::StoreSettings {
+            partition: self.partition.clone(),
+            region: self.region.clone(),
+            account: self.account.clone(),
+            max_aliases_per_key: self.max_aliases_per_key,
+            max_keys_per_account: self.max_keys_per_account,
+        }
+    }
+
+    /// The shares of the calls in progress.
+    pub fn call_bounds(&self) -> crate::app::CallBounds {
+        crate::app::CallBounds {
+            per_principal: self.max_in_flight_per_principal,
+            unauthenticated: self.max_unauthenticated_in_flight,
+            unauthenticated_per_address: self.max_unauthenticated_in_flight_per_ip,
         }
     }
 
@@ -448,15 +518,21 @@ impl ServeConfig {
             || self.connection_preface_timeout_secs == 0
             || self.max_concurrent_streams == 0
             || self.max_in_flight == 0
+            || self.max_in_flight_per_principal == 0
+            || self.max_unauthenticated_in_flight == 0
+            || self.max_unauthenticated_in_flight_per_ip == 0
             || self.request_body_timeout_secs == 0
+            || self.http_header_timeout_secs == 0
         {
             return Err(Error::new(
                 Reason::INTERNAL,
                 "--max-aliases-per-key, --max-keys-per-account, --change-log-retention, \
                  --max-watches, --max-watches-per-account, --max-connections, \
                  --max-connections-per-ip, --idle-connection-timeout-secs, \
-                 --connection-preface-timeout-secs, --max-concurrent-streams, --max-in-flight \
-                 and --request-body-timeout-secs must be positive",
+                 --connection-preface-timeout-secs, --max-concurrent-streams, --max-in-flight, \
+                 --max-in-flight-per-principal, --max-unauthenticated-in-flight, \
+                 --max-unauthenticated-in-flight-per-ip, --request-body-timeout-secs and \
+                 --http-header-timeout-secs must be positive",
             ));
         }
         Ok(())

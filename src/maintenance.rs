@@ -1,6 +1,7 @@
 //! Background work: removing keys whose deletion time has passed (with their
-//! aliases, in one transaction each), and pruning the change log and old
-//! request_id records (in bounded transactions). Each tick runs only while
+//! aliases, in one transaction each), and pruning the change log, old
+//! request_id records and audit records past their retention (in bounded
+//! transactions). Each tick runs only while
 //! the backend grants this process the maintenance lease, so that processes
 //! sharing a store do not all do the same work.
 
@@ -25,6 +26,8 @@ pub struct Maintenance {
     pub limits: Limits,
     pub change_log_retention: u64,
     pub request_id_ttl: Duration,
+    /// How long audit records are kept (None: for ever).
+    pub audit_retention: Option<Duration>,
 }
 
 impl Maintenance {
@@ -71,15 +74,24 @@ impl Maintenance {
         Ok(removed)
     }
 
-    /// Prunes the change log and expired request_id records.
-    pub async fn prune(&self) -> Result<(u64, u64), Error> {
+    /// Prunes the change log, expired request_id records and audit records
+    /// past their retention; returns how many of each went.
+    pub async fn prune(&self) -> Result<(u64, u64, u64), Error> {
         let retention = self.change_log_retention;
-        let before = self.clock.now() - self.request_id_ttl.as_millis() as i64;
+        let now = self.clock.now();
+        let before = now - self.request_id_ttl.as_millis() as i64;
+        let audit_before = self
+            .audit_retention
+            .map(|kept| now.saturating_sub(kept.as_millis() as i64));
         self.store
             .blocking(move |store| {
                 Ok((
                     store.prune_changes(retention)?,
                     store.prune_requests(before)?,
+                    match audit_before {
+                        Some(before) => store.prune_audit(before)?,
+                        None => 0,
+                    },
                 ))
             })
             .await
@@ -138,8 +150,13 @@ impl Maintenance {
 
     async fn prune_logged(&self) {
         match self.prune().await {
-            Ok((changes, requests)) if changes + requests > 0 => {
-                tracing::debug!(changes, requests, "pruned change log and request_ids");
+            Ok((changes, requests, audit)) if changes + requests + audit > 0 => {
+                tracing::debug!(
+                    changes,
+                    requests,
+                    audit,
+                    "pruned change log, request_ids and audit records"
+                );
             }
             Ok(_) => {}
             Err(error) if error.reason == Reason::STORE_FAILED => {}

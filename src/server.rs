@@ -120,6 +120,12 @@ pub async fn start(
 }
 
 /// [`start`] with the store's file syncer replaced (tests delay or fail it).
+///
+/// Everything that can fail without the store (flags, the seed file's
+/// syntax, the auth file, TLS files, the audit log file, binding the
+/// listeners) is done before the store is opened; if start-up fails after
+/// it made a new data directory, the directory is removed, so a failed
+/// start leaves nothing behind.
 pub async fn start_with_syncer(
     config: ServeConfig,
     clock: Arc<dyn Clock>,
@@ -129,32 +135,77 @@ pub async fn start_with_syncer(
     config
         .validate()
         .map_err(|e| ServeError::Config(e.message))?;
-    let data_dir = config.data_dir.clone();
-    let (ephemeral, cache_bytes) = (config.ephemeral, config.cache_mb * 1024 * 1024);
-    let (backend, etcd) = (config.backend, config.etcd());
-    let store = tokio::task::spawn_blocking(move || match (ephemeral, backend) {
-        (true, _) => Store::open_in_memory(),
-        (false, BackendKind::Sled) => Store::open_with_syncer(&data_dir, make_syncer, cache_bytes),
-        (false, BackendKind::Etcd) => Store::open_etcd(&etcd),
-    })
-    .await
-    .map_err(|e| ServeError::Other(format!("open task failed: {e}")))??;
+    let new_dir = (!config.ephemeral && config.backend == BackendKind::Sled)
+        .then(|| NewDataDir::before(&config.data_dir))
+        .flatten();
+    let started = start_checked(config, clock, shutdown, make_syncer).await;
+    if let (Err(_), Some(new_dir)) = (&started, new_dir) {
+        new_dir.remove();
+    }
+    started
+}
 
-    if let Some(path) = &config.seed {
-        let seed = crate::seed::parse(path).map_err(|e| ServeError::Seed(e.message))?;
-        let outcome =
-            crate::seed::apply(&store, &seed, &config.scope(), config.limits(), clock.now())
-                .await
-                .map_err(|e| ServeError::Seed(e.message))?;
-        tracing::info!(
-            path = %path.display(),
-            keys_created = outcome.keys_created,
-            aliases_created = outcome.aliases_created,
-            "seed applied"
-        );
+/// A data directory start-up is about to create (it did not exist, or
+/// was empty): what to remove if start-up fails.
+struct NewDataDir {
+    path: std::path::PathBuf,
+    existed: bool,
+}
+
+impl NewDataDir {
+    fn before(path: &std::path::Path) -> Option<NewDataDir> {
+        match std::fs::read_dir(path) {
+            Ok(mut entries) => entries.next().is_none().then(|| NewDataDir {
+                path: path.to_owned(),
+                existed: true,
+            }),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Some(NewDataDir {
+                path: path.to_owned(),
+                existed: false,
+            }),
+            Err(_) => None,
+        }
     }
 
-    let access = Access::load(&config, &store)?;
+    fn remove(self) {
+        let removed = match self.existed {
+            false => std::fs::remove_dir_all(&self.path),
+            true => std::fs::read_dir(&self.path).and_then(|entries| {
+                entries
+                    .flatten()
+                    .try_for_each(|entry| match entry.file_type() {
+                        Ok(kind) if kind.is_dir() => std::fs::remove_dir_all(entry.path()),
+                        _ => std::fs::remove_file(entry.path()),
+                    })
+            }),
+        };
+        match removed {
+            Ok(()) => tracing::info!(
+                dir = %self.path.display(),
+                "start-up failed: removed what it had created in the data directory"
+            ),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => tracing::warn!(
+                dir = %self.path.display(),
+                %error,
+                "start-up failed and what it created could not be removed"
+            ),
+        }
+    }
+}
+
+/// [`start_with_syncer`] once the flags are valid.
+async fn start_checked(
+    config: ServeConfig,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    make_syncer: crate::store::sync::MakeSyncer,
+) -> Result<Running, ServeError> {
+    let seed = match &config.seed {
+        Some(path) => Some(crate::seed::parse(path).map_err(|e| ServeError::Seed(e.message))?),
+        None => None,
+    };
+    let access = Access::load(&config)?;
 
     // Before listening: every connection costs a file descriptor.
     let limits = connection_limits(&config, crate::net::raise_file_limit());
@@ -170,6 +221,8 @@ pub async fn start_with_syncer(
             None
         }
     };
+    // Bound before the store opens (connections wait in the backlog until
+    // serving starts), so that a port in use creates no store.
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -190,14 +243,51 @@ pub async fn start_with_syncer(
         None => None,
     };
     let metrics_addr = metrics_listener.as_ref().map(|(_, addr)| *addr);
-    if let Some(metrics_addr) = metrics_addr {
-        tracing::info!("metrics on http://{metrics_addr}/metrics");
-    }
     let health_listener = match config.health_listen {
         Some(health_addr) => Some(bind(health_addr).await?),
         None => None,
     };
     let health_addr = health_listener.as_ref().map(|(_, addr)| *addr);
+
+    let audit_log = match &config.audit_log {
+        Some(path) => {
+            Some(crate::store::open_audit_log(path).map_err(|e| ServeError::Config(e.message))?)
+        }
+        None => None,
+    };
+    let data_dir = config.data_dir.clone();
+    let (ephemeral, cache_bytes) = (config.ephemeral, config.cache_mb * 1024 * 1024);
+    let (backend, etcd) = (config.backend, config.etcd());
+    let store = tokio::task::spawn_blocking(move || match (ephemeral, backend) {
+        (true, _) => Store::open_in_memory(),
+        (false, BackendKind::Sled) => Store::open_with_syncer(&data_dir, make_syncer, cache_bytes),
+        (false, BackendKind::Etcd) => Store::open_etcd(&etcd),
+    })
+    .await
+    .map_err(|e| ServeError::Other(format!("open task failed: {e}")))??;
+    store
+        .settle_settings(&config.store_settings(), config.update_store_settings)
+        .map_err(|e| ServeError::Config(e.message))?;
+    if let Some(file) = audit_log {
+        store.mirror_audit_into(file);
+    }
+
+    if let (Some(seed), Some(path)) = (&seed, &config.seed) {
+        let outcome =
+            crate::seed::apply(&store, seed, &config.scope(), config.limits(), clock.now())
+                .await
+                .map_err(|e| ServeError::Seed(e.message))?;
+        tracing::info!(
+            path = %path.display(),
+            keys_created = outcome.keys_created,
+            aliases_created = outcome.aliases_created,
+            "seed applied"
+        );
+    }
+
+    if let Some(metrics_addr) = metrics_addr {
+        tracing::info!("metrics on http://{metrics_addr}/metrics");
+    }
     if let Some(health_addr) = health_addr {
         tracing::info!(
             "probes on {health_addr} (plaintext): gRPC health, http://{health_addr}/healthz, \
@@ -322,18 +412,14 @@ struct Access {
 }
 
 impl Access {
-    fn load(config: &ServeConfig, store: &Arc<Store>) -> Result<Access, ServeError> {
+    fn load(config: &ServeConfig) -> Result<Access, ServeError> {
         let authenticator = match &config.auth_file {
             Some(path) => Some(Arc::new(
                 Authenticator::load(path).map_err(|e| ServeError::Config(e.message))?,
             )),
             None => None,
         };
-        if let Some(path) = &config.audit_log {
-            store
-                .mirror_audit_to(path)
-                .map_err(|e| ServeError::Config(e.message))?;
-        }
+
         let read = |path: &std::path::Path| {
             std::fs::read(path)
                 .map_err(|e| ServeError::Config(format!("cannot read {}: {e}", path.display())))
@@ -366,7 +452,11 @@ impl Access {
             authenticator,
             tls,
             http_tls,
-            admission: Admission::new(config.throttle_rate, config.throttle_burst),
+            admission: Admission::new(
+                config.throttle_rate,
+                config.throttle_burst,
+                config.call_bounds(),
+            ),
         })
     }
 }
@@ -487,6 +577,7 @@ async fn serve(
             incoming,
             crate::http::HttpSettings {
                 body_timeout: Duration::from_secs(config.request_body_timeout_secs),
+                header_timeout: Duration::from_secs(config.http_header_timeout_secs),
                 metrics: metrics.clone(),
                 max_in_flight: config.max_in_flight,
                 tls: access.http_tls.clone(),
@@ -556,6 +647,8 @@ async fn serve(
         limits: config.limits(),
         change_log_retention: config.change_log_retention,
         request_id_ttl: Duration::from_secs(config.request_id_ttl_hours * 3600),
+        audit_retention: (config.audit_retention_days > 0)
+            .then(|| Duration::from_secs(config.audit_retention_days * 86_400)),
     };
     let maintenance = tokio::spawn(maintenance.run(
         Duration::from_secs(config.reap_interval_secs.max(1)),

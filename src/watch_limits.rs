@@ -4,95 +4,46 @@
 //! cannot grow memory without bound or slow writers: past a bound, a new
 //! watch is refused with RESOURCE_EXHAUSTED (TOO_MANY_WATCHES).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use crate::app::slots::{Full, Slot, Slots};
 use crate::domain::{Error, Reason};
 
 /// The bounds and the watches open now.
 #[derive(Debug)]
-pub struct WatchSlots {
-    max_total: usize,
-    max_per_account: usize,
-    open: Mutex<Open>,
-}
-
-#[derive(Debug, Default)]
-struct Open {
-    total: usize,
-    per_account: HashMap<String, usize>,
-}
+pub struct WatchSlots(Arc<Slots>);
 
 /// One admitted watch; dropping it frees its slot.
-#[derive(Debug)]
-pub struct WatchSlot {
-    slots: Arc<WatchSlots>,
-    account: String,
-}
+pub type WatchSlot = Slot;
 
 impl WatchSlots {
     pub fn new(max_total: usize, max_per_account: usize) -> Arc<WatchSlots> {
-        Arc::new(WatchSlots {
-            max_total,
-            max_per_account,
-            open: Mutex::new(Open::default()),
-        })
-    }
-
-    fn open(&self) -> std::sync::MutexGuard<'_, Open> {
-        // The counts stay consistent whatever panicked while holding it:
-        // every update is a single step.
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
+        Arc::new(WatchSlots(Slots::new(max_total, max_per_account)))
     }
 
     /// Takes a slot for a watch of `account`, or says why not.
-    pub fn admit(self: &Arc<Self>, account: &str) -> Result<WatchSlot, Error> {
-        let mut open = self.open();
-        let of_account = open.per_account.get(account).copied().unwrap_or(0);
-        if of_account >= self.max_per_account {
-            return Err(Error::new(
+    pub fn admit(&self, account: &str) -> Result<WatchSlot, Error> {
+        self.0.take(account).map_err(|full| {
+            Error::new(
                 Reason::TOO_MANY_WATCHES,
-                format!(
-                    "Account {account} already has {of_account} open WatchAliases streams, the \
-                     most one account may have (--max-watches-per-account); close one or share \
-                     a watch."
-                ),
-            ));
-        }
-        if open.total >= self.max_total {
-            return Err(Error::new(
-                Reason::TOO_MANY_WATCHES,
-                format!(
-                    "The server already has {} open WatchAliases streams, the most it serves \
-                     (--max-watches); retry later or on another instance.",
-                    open.total
-                ),
-            ));
-        }
-        open.total += 1;
-        *open.per_account.entry(account.to_owned()).or_insert(0) += 1;
-        Ok(WatchSlot {
-            slots: self.clone(),
-            account: account.to_owned(),
+                match full {
+                    Full::Key(open) => format!(
+                        "Account {account} already has {open} open WatchAliases streams, the \
+                         most one account may have (--max-watches-per-account); close one or \
+                         share a watch."
+                    ),
+                    Full::Total(open) => format!(
+                        "The server already has {open} open WatchAliases streams, the most it \
+                         serves (--max-watches); retry later or on another instance."
+                    ),
+                },
+            )
         })
     }
 
     /// Watches open now (all accounts).
     pub fn open_total(&self) -> usize {
-        self.open().total
-    }
-}
-
-impl Drop for WatchSlot {
-    fn drop(&mut self) {
-        let mut open = self.slots.open();
-        open.total = open.total.saturating_sub(1);
-        if let Some(count) = open.per_account.get_mut(&self.account) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                open.per_account.remove(&self.account);
-            }
-        }
+        self.0.held_total()
     }
 }
 

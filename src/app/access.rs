@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::slots::{CallBounds, CallSlots};
 use super::App;
 use crate::auth::Credentials;
 use crate::domain::audit::AuditEntry;
@@ -13,24 +14,28 @@ use crate::domain::policy::Caller;
 use crate::domain::Error;
 use crate::throttle::{ThrottleConfig, Throttler};
 
-/// The throttle, and the budget of audited unauthenticated calls.
+/// The throttle, the budget of audited unauthenticated calls, and the
+/// shares of the calls in progress.
 pub struct Admission {
     pub throttler: Arc<Throttler>,
     /// Limits how many unauthenticated calls per peer address are audited.
     pub denial_budget: Arc<Throttler>,
+    /// Calls in progress per principal, and requests not yet authenticated.
+    pub calls: CallSlots,
 }
 
 impl Admission {
-    /// Calls per second per account and action (`rate` 0: unlimited), and
-    /// at most 20 unauthenticated calls at once, then 5 a second, recorded
-    /// per peer.
-    pub fn new(rate: f64, burst: f64) -> Admission {
+    /// Calls per second per account and action (`rate` 0: unlimited), at
+    /// most 20 unauthenticated calls at once, then 5 a second, recorded per
+    /// peer address, and calls in progress within `bounds`.
+    pub fn new(rate: f64, burst: f64, bounds: CallBounds) -> Admission {
         Admission {
             throttler: Arc::new(Throttler::new(ThrottleConfig { rate, burst })),
             denial_budget: Arc::new(Throttler::new(ThrottleConfig {
                 rate: 5.0,
                 burst: 20.0,
             })),
+            calls: CallSlots::new(bounds),
         }
     }
 }
@@ -39,8 +44,9 @@ impl App {
     /// Admits a call to `action` (None for a method that is not an API
     /// action: it is neither throttled nor recorded under a name): with an
     /// auth file its credentials must name a principal, and the account must
-    /// be within its throttle. `peer` (an address, or "") and `x_request_id`
-    /// go into the audit record of a refusal.
+    /// be within its throttle. `peer` (the client's IP address, or "") keys
+    /// the budget of audited refusals; `x_request_id` goes into their
+    /// records.
     pub fn admit(
         &self,
         credentials: &Credentials,

@@ -1,5 +1,5 @@
-//! The application layer: the use cases, shared by every door (gRPC today;
-//! the AWS JSON and Huawei REST endpoints and the CLI next).
+//! The application layer: the use cases, shared by every door (gRPC, the
+//! AWS JSON and Huawei REST endpoints, and through gRPC the CLI).
 //!
 //! Each operation takes a transport-free [`Call`] (who is calling, the trace
 //! id) and plain arguments as the caller sent them, and returns domain values
@@ -15,6 +15,7 @@ mod admin;
 mod aliases;
 mod audit;
 mod keys;
+pub mod slots;
 
 use std::sync::Arc;
 
@@ -33,6 +34,7 @@ pub use access::Admission;
 pub use aliases::{AliasPage, WatchStream};
 pub use audit::AuditQuery;
 pub use keys::NewKeyRequest;
+pub use slots::{CallBounds, Slot};
 
 /// A call, as every door describes it.
 #[derive(Debug, Clone)]

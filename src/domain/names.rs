@@ -38,6 +38,14 @@ impl Scope {
     }
 }
 
+/// A count with its noun in the right number: `1 alias`, `2 aliases`.
+pub fn counted(count: impl Into<u64>, one: &str, many: &str) -> String {
+    match count.into() {
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
+    }
+}
+
 /// Quotes a caller's string for an error message: escaped, and cut short so
 /// that a megabyte of garbage does not come back in the message.
 pub fn quoted(input: &str) -> String {

@@ -2,6 +2,8 @@
 //! credentials (the `authorization` header, the client certificate of a
 //! mutual-TLS connection), asks the application to admit the call, and puts
 //! the [`Caller`] into the request for the handlers, or answers the refusal.
+//! An admitted call also holds one of its caller's share of the calls in
+//! progress until its response is ready.
 //! Health checks and reflection need no credentials.
 
 use std::future::Future;
@@ -124,18 +126,31 @@ where
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        let admitted = self.app.admit(
-            &credentials(&request),
-            action_of(path),
-            &peer,
-            &x_request_id,
-        );
+        // Admitted, and within the caller's share of the calls in progress
+        // (held until the response is ready: a principal whose bodies
+        // stall holds only its own share).
+        let admitted = self
+            .app
+            .admit(
+                &credentials(&request),
+                action_of(path),
+                &peer,
+                &x_request_id,
+            )
+            .and_then(|caller| {
+                let slot = self.app.admission.calls.for_caller(&caller, &peer)?;
+                Ok((caller, slot))
+            });
         match admitted {
-            Ok(caller) => {
+            Ok((caller, slot)) => {
                 request.extensions_mut().insert(caller);
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
-                Box::pin(async move { inner.call(request).await })
+                Box::pin(async move {
+                    let response = inner.call(request).await;
+                    drop(slot);
+                    response
+                })
             }
             Err(error) => {
                 let response = super::status(error).into_http();

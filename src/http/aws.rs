@@ -133,6 +133,16 @@ pub fn error_response(error: &Error) -> HttpResponse {
     response
 }
 
+/// Who the headers say signed the request: the access key id of its
+/// SigV4 `Credential`, read before the body (and the signature) arrive.
+pub fn claim(headers: &http::HeaderMap) -> crate::auth::Claim {
+    super::authorization_part(headers, "AWS4-HMAC-SHA256", "Credential")
+        .and_then(|credential| credential.split('/').next())
+        .map_or(crate::auth::Claim::Nothing, |id| {
+            crate::auth::Claim::AccessKey(id.to_owned())
+        })
+}
+
 /// An `X-Amz-Target` as a metric label: the operation's name, or `unknown`.
 pub fn operation_label(target: &str) -> &'static str {
     Operation::of_target(target).map_or("unknown", |op| op.action().trim_start_matches("kms:"))

@@ -418,6 +418,17 @@ fn credentials(app: &App, request: &HttpRequest) -> Result<Credentials, Error> {
     })
 }
 
+/// Who the headers say sent the request, before its body arrives: the
+/// `X-Auth-Token`, or the AK of an SDK-HMAC-SHA256 signature.
+pub fn claim(headers: &http::HeaderMap) -> crate::auth::Claim {
+    use crate::auth::Claim;
+    if let Some(token) = headers.get("x-auth-token").and_then(|v| v.to_str().ok()) {
+        return Claim::Bearer(token.trim().to_owned());
+    }
+    super::authorization_part(headers, "SDK-HMAC-SHA256", "Access")
+        .map_or(Claim::Nothing, |ak| Claim::AccessKey(ak.to_owned()))
+}
+
 /// `X` -> `alias/X`; a name already beginning `alias/` as is.
 fn full_alias_name(name: &str) -> String {
     match name.starts_with("alias/") {

@@ -5,8 +5,9 @@
 //!
 //! This module owns what both dialects share: the listener (the same
 //! connection limits and TLS options as gRPC, HTTP/1.1 and HTTP/2), routing,
-//! the request body (bounded in size and time), the x-request-id, a bound on
-//! requests in progress, and graceful shutdown. Each dialect only translates
+//! the request body (bounded in size and time), the x-request-id, bounds on
+//! requests in progress (a request holds the share its headers claim while
+//! its body arrives, see [`App::claim_slot`]), and graceful shutdown. Each dialect only translates
 //! its wire format to the application layer ([`crate::app`]) and renders the
 //! answer or the error; neither keeps a rule of its own.
 
@@ -28,8 +29,8 @@ use tokio::sync::Semaphore;
 use tokio_stream::StreamExt;
 use tower::ServiceExt;
 
-use crate::app::App;
-use crate::auth::CertIdentities;
+use crate::app::{App, Slot};
+use crate::auth::{CertIdentities, Claim};
 use crate::domain::{Error, Reason};
 use crate::grpc::layers::REQUEST_ID_HEADER;
 use crate::metrics::{self, Metrics};
@@ -48,7 +49,8 @@ pub struct HttpRequest {
     pub uri: Uri,
     pub headers: HeaderMap,
     pub body: Bytes,
-    /// The client's address ("ip:port"), for audit records of refusals.
+    /// The client's IP address: the key of its budget of audited
+    /// refusals (one per address, however many connections it opens).
     pub peer: String,
     /// The x-request-id of the request (the caller's, or a fresh UUID),
     /// also returned in the response.
@@ -112,7 +114,7 @@ async fn aws_entry(State(door): State<Door>, request: Request<Body>) -> HttpResp
         request,
         operation,
         label,
-        aws::error_response,
+        (aws::claim, aws::error_response),
         |app, request| async move { aws::handle(&app, request).await },
     )
     .await
@@ -132,7 +134,7 @@ async fn huawei_entry(
         request,
         name,
         label,
-        huawei::error_response,
+        (huawei::claim, huawei::error_response),
         |app, request| async move { huawei::handle(&app, &project_id, &operation, request).await },
     )
     .await
@@ -145,7 +147,7 @@ async fn ping(State(door): State<Door>, request: Request<Body>) -> HttpResponse 
         request,
         "ping".to_owned(),
         (metrics::Door::Http, "ping"),
-        aws::error_response,
+        (|_| Claim::Nothing, aws::error_response),
         |_, _| async {
             Response::builder()
                 .status(StatusCode::NO_CONTENT)
@@ -174,6 +176,21 @@ async fn unknown_path(uri: Uri, method: Method, headers: HeaderMap) -> HttpRespo
     response
 }
 
+/// The value of `name` in an `Authorization: ALGORITHM name=value, ...`
+/// header, read without checking anything else.
+pub fn authorization_part<'h>(
+    headers: &'h HeaderMap,
+    algorithm: &str,
+    name: &str,
+) -> Option<&'h str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let rest = value.strip_prefix(algorithm)?.strip_prefix(' ')?;
+    rest.split(',').find_map(|part| {
+        let (key, value) = part.trim().split_once('=')?;
+        (key == name).then_some(value)
+    })
+}
+
 fn with_request_id(mut response: HttpResponse, id: &str) -> HttpResponse {
     if let Ok(value) = HeaderValue::from_str(id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
@@ -184,12 +201,14 @@ fn with_request_id(mut response: HttpResponse, id: &str) -> HttpResponse {
 impl Door {
     /// Serves one request of a dialect: reads it, runs `handler`, and logs
     /// the outcome (as the gRPC layer does: ERROR only for server faults).
+    /// `claim` reads who the headers say sent the request, before the body
+    /// arrives: the share of capacity its body may hold while arriving.
     async fn serve<F, Fut>(
         &self,
         request: Request<Body>,
         operation: String,
         (door, label): (metrics::Door, &'static str),
-        render_error: fn(&Error) -> HttpResponse,
+        (claim, render_error): (fn(&HeaderMap) -> Claim, fn(&Error) -> HttpResponse),
         handler: F,
     ) -> HttpResponse
     where
@@ -197,12 +216,12 @@ impl Door {
         Fut: Future<Output = HttpResponse>,
     {
         let started = std::time::Instant::now();
-        let peer = request
+        let remote = request
             .extensions()
             .get::<Connection>()
-            .and_then(|c| c.info.tcp.remote_addr())
-            .map(|addr| addr.to_string())
-            .unwrap_or_default();
+            .and_then(|c| c.info.tcp.remote_addr());
+        let peer = remote.map(|addr| addr.to_string()).unwrap_or_default();
+        let address = remote.map(|addr| addr.ip().to_string()).unwrap_or_default();
         let x_request_id = crate::grpc::layers::request_id(request.headers())
             .to_str()
             .unwrap_or_default()
@@ -211,8 +230,16 @@ impl Door {
             crate::grpc::layers::call_span(&operation, &x_request_id, &peer, request.headers());
         let app = self.app.clone();
         let in_flight = self.metrics.in_flight(door);
+        let claimed = claim(request.headers());
         let work = async move {
-            let response = match self.receive(request, x_request_id.clone(), peer).await {
+            let received = match self.app.claim_slot(&claimed, &address) {
+                Ok(slot) => {
+                    self.receive(request, x_request_id.clone(), address, slot)
+                        .await
+                }
+                Err(error) => Err(error),
+            };
+            let response = match received {
                 Ok((request, in_progress)) => {
                     let response = handler(app, request).await;
                     drop(in_progress);
@@ -247,20 +274,16 @@ impl Door {
         tracing::Instrument::instrument(work, span).await
     }
 
-    /// Takes a slot of the in-flight bound and reads the body (at most
-    /// [`MAX_BODY_BYTES`], within the body timeout).
+    /// Reads the body (at most [`MAX_BODY_BYTES`], within the body
+    /// timeout) while holding `slot`, the share the headers' claim gives,
+    /// then takes a slot of the door's in-flight bound for the work.
     async fn receive(
         &self,
         request: Request<Body>,
         x_request_id: String,
-        peer: String,
+        address: String,
+        slot: Slot,
     ) -> Result<(HttpRequest, InProgress), Error> {
-        let permit = self.in_flight.clone().try_acquire_owned().map_err(|_| {
-            Error::new(
-                Reason::SERVER_BUSY,
-                "The server has the most requests in progress it takes (--max-in-flight); retry shortly.",
-            )
-        })?;
         let (parts, body) = request.into_parts();
         let connection = parts.extensions.get::<Connection>().cloned();
         // The connection is busy (not idle) until the answer is made.
@@ -288,17 +311,24 @@ impl Door {
                 ))
             }
         };
+        let permit = self.in_flight.clone().try_acquire_owned().map_err(|_| {
+            Error::new(
+                Reason::SERVER_BUSY,
+                "The server has the most requests in progress it takes (--max-in-flight); retry shortly.",
+            )
+        })?;
         Ok((
             HttpRequest {
                 method: parts.method,
                 uri: parts.uri,
                 headers: parts.headers,
                 body,
-                peer,
+                peer: address,
                 x_request_id,
                 certificate: connection.and_then(|c| c.certificate),
             },
             InProgress {
+                _slot: slot,
                 _permit: permit,
                 _call: call,
             },
@@ -309,6 +339,7 @@ impl Door {
 /// A request being served: it holds a slot of the in-flight bound and keeps
 /// its connection from counting as idle until it is dropped.
 struct InProgress {
+    _slot: Slot,
     _permit: tokio::sync::OwnedSemaphorePermit,
     _call: Option<crate::net::CallInProgress>,
 }
@@ -316,6 +347,8 @@ struct InProgress {
 /// How the HTTP door serves.
 pub struct HttpSettings {
     pub body_timeout: Duration,
+    /// How long an HTTP/1.1 client may take to send a request's headers.
+    pub header_timeout: Duration,
     pub metrics: Arc<Metrics>,
     pub max_in_flight: usize,
     /// TLS, with the same certificate, key and client CA as gRPC.
@@ -339,8 +372,14 @@ pub async fn serve(
         metrics: settings.metrics,
     });
     let tls = settings.tls.map(tokio_rustls::TlsAcceptor::from);
-    let builder =
+    let mut builder =
         hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    // Without a timer hyper does not time header reads at all: a half-sent
+    // header block would hold its connection until the idle timeout.
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(settings.header_timeout);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {

@@ -642,6 +642,48 @@ pub async fn pruning_request_records_forgets_only_expired_ones(f: Fixture) {
     f.assert_consistent(limits);
 }
 
+pub async fn pruning_audit_records_drops_only_those_past_retention_in_every_account(f: Fixture) {
+    // 130 old records in one account (more than two batches), 3 in
+    // another, then newer ones in both.
+    let record = |account: &str, time| AuditEntry {
+        time,
+        account: account.into(),
+        action: "kms:DeleteAlias".into(),
+        outcome: "ACCESS_DENIED".into(),
+        ..AuditEntry::default()
+    };
+    for (account, old) in [(ACCOUNT, 130), (OTHER_ACCOUNT, 3)] {
+        for i in 0..old {
+            f.store
+                .record_audit(record(account, 1_000 + i))
+                .await
+                .unwrap();
+        }
+        for i in 0..2 {
+            f.store
+                .record_audit(record(account, 9_000 + i))
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(f.store.prune_audit(5_000).unwrap(), 133);
+    for account in [ACCOUNT, OTHER_ACCOUNT] {
+        let (kept, _) = f
+            .store
+            .list_audit(account, 0, 100, 1_000, |_| true)
+            .unwrap();
+        let times: Vec<i64> = kept.iter().map(|e| e.time).collect();
+        assert_eq!(times, [9_000, 9_001], "{account}");
+    }
+    // Sequence numbers go on from where they were.
+    assert_eq!(f.store.audit_head(ACCOUNT).unwrap(), 132);
+    assert_eq!(
+        f.store.prune_audit(5_000).unwrap(),
+        0,
+        "nothing more to prune"
+    );
+}
+
 pub async fn a_write_over_several_accounts_commits_all_or_nothing(f: Fixture) {
     let limits = Limits::default();
     let accounts = vec![ACCOUNT.to_owned(), OTHER_ACCOUNT.to_owned()];
@@ -812,6 +854,7 @@ macro_rules! suite {
                 stores_sharing_a_backend_share_one_page_token_secret,
                 pruning_the_change_log_keeps_the_newest_and_moves_the_floor,
                 pruning_request_records_forgets_only_expired_ones,
+                pruning_audit_records_drops_only_those_past_retention_in_every_account,
                 a_write_over_several_accounts_commits_all_or_nothing,
                 a_read_outside_a_transaction_never_sees_half_of_one,
                 a_key_with_a_full_quota_of_aliases_is_removed_whole,

@@ -27,6 +27,8 @@ pub const FLOOR: &[u8] = b"floor";
 pub const AUDIT_SEQUENCE: &[u8] = b"audit_sequence";
 /// Server-wide: the page-token secret.
 pub const TOKEN_SECRET: &[u8] = b"\0token_secret";
+/// Server-wide: the settings that define the data (see `StoreSettings`).
+pub const SETTINGS: &[u8] = b"\0settings";
 
 pub fn prefix(account: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(account.len() + 1);

@@ -51,6 +51,59 @@ pub struct Census {
     pub aliases: u64,
 }
 
+/// Opens (or creates, owner-only) the `--audit-log` file for appending.
+pub fn open_audit_log(path: &Path) -> Result<std::fs::File, Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::internal(format!("cannot open audit log {}: {e}", path.display())))
+}
+
+/// The settings that define what a store's records mean: the ARNs its
+/// answers name (partition, region, the default account) and the quotas its
+/// invariants hold to. Recorded by the first server that opens the store.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoreSettings {
+    pub partition: String,
+    pub region: String,
+    pub account: String,
+    pub max_aliases_per_key: u64,
+    pub max_keys_per_account: u64,
+}
+
+impl StoreSettings {
+    /// `--flag: store's value (this server: value)`, for each that differs.
+    fn differences(&self, server: &StoreSettings) -> Vec<String> {
+        let pairs = [
+            (
+                "--partition",
+                self.partition.clone(),
+                server.partition.clone(),
+            ),
+            ("--region", self.region.clone(), server.region.clone()),
+            ("--account", self.account.clone(), server.account.clone()),
+            (
+                "--max-aliases-per-key",
+                self.max_aliases_per_key.to_string(),
+                server.max_aliases_per_key.to_string(),
+            ),
+            (
+                "--max-keys-per-account",
+                self.max_keys_per_account.to_string(),
+                server.max_keys_per_account.to_string(),
+            ),
+        ];
+        pairs
+            .into_iter()
+            .filter(|(_, stored, given)| stored != given)
+            .map(|(flag, stored, given)| format!("{flag} is {stored} in the store, {given} here"))
+            .collect()
+    }
+}
+
 /// Bytes a directory takes on disk (allocated blocks, as `du` counts them).
 pub fn disk_usage(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
@@ -214,6 +267,47 @@ impl Store {
             tx.put(Tree::Meta, layout::TOKEN_SECRET, &candidate)
         })?;
         Ok(chosen.get())
+    }
+
+    /// Records `settings` in a store that has none yet, or checks them
+    /// against those recorded: instances that share a store (or a server
+    /// restarted on it) must make the same ARNs and apply the same quotas.
+    /// A mismatch is refused, naming both values, unless `update` says to
+    /// record the new ones.
+    pub fn settle_settings(&self, settings: &StoreSettings, update: bool) -> Result<(), Error> {
+        let wanted =
+            serde_json::to_vec(settings).map_err(|e| Error::internal(format!("settings: {e}")))?;
+        let recorded = RefCell::new(None);
+        self.gated_transact(&|tx| {
+            let stored = tx.get(Tree::Meta, layout::SETTINGS)?;
+            *recorded.borrow_mut() = stored.clone();
+            match stored {
+                Some(stored) if !update && stored != wanted => Ok(()),
+                Some(stored) if stored == wanted => Ok(()),
+                _ => tx.put(Tree::Meta, layout::SETTINGS, &wanted),
+            }
+        })?;
+        let Some(stored) = recorded.into_inner().filter(|stored| *stored != wanted) else {
+            return Ok(());
+        };
+        if update {
+            tracing::warn!(
+                "the store's settings are updated; restart every other instance with them"
+            );
+            return Ok(());
+        }
+        let stored: StoreSettings = serde_json::from_slice(&stored).map_err(|e| {
+            Error::internal(format!("the store's recorded settings are unreadable: {e}"))
+        })?;
+        Err(Error::new(
+            Reason::INTERNAL,
+            format!(
+                "this store was made with other settings than this server's: {}. Start with the \
+                 store's values, or pass --update-store-settings to record this server's (every \
+                 other instance on the store must then be restarted with them).",
+                stored.differences(settings).join("; ")
+            ),
+        ))
     }
 
     /// The head revision of every account (each stored revision counter).
@@ -413,17 +507,10 @@ impl Store {
         Ok(())
     }
 
-    /// Mirrors audit records to `path` as JSON lines, from now on.
-    pub fn mirror_audit_to(&self, path: &Path) -> Result<(), Error> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| {
-                Error::internal(format!("cannot open audit log {}: {e}", path.display()))
-            })?;
+    /// Mirrors audit records into `file` (see [`open_audit_log`]) as JSON
+    /// lines, from now on.
+    pub fn mirror_audit_into(&self, file: std::fs::File) {
         let _ = self.audit_mirror.set(Mutex::new(file));
-        Ok(())
     }
 
     fn mirror_audit(&self, entry: &AuditEntry) {
@@ -904,6 +991,54 @@ impl Store {
                 return Ok(pruned);
             }
         }
+    }
+
+    /// Drops audit records made before `before`, oldest first, per account,
+    /// in bounded transactions; returns how many went. Each account costs a
+    /// read of its oldest record when there is nothing to drop.
+    pub fn prune_audit(&self, before: Millis) -> Result<u64, Error> {
+        let mut pruned = 0;
+        let mut from = Vec::new();
+        // One account at a time: the first record at or after `from` names
+        // the next account that has any.
+        while let Some((first, _)) = self
+            .backend
+            .scan(Tree::Audit, &from, None, 1)?
+            .into_iter()
+            .next()
+        {
+            let Some((account, _)) = layout::split(&first) else {
+                return Ok(pruned);
+            };
+            let end = layout::prefix_end(&layout::prefix(account));
+            loop {
+                let batch = self
+                    .backend
+                    .scan(Tree::Audit, &first, Some(&end), PRUNE_BATCH)?;
+                let old: Vec<&Vec<u8>> = batch
+                    .iter()
+                    .take_while(|(_, bytes)| {
+                        records::decode::<records::AuditRecord>("audit", bytes)
+                            .is_ok_and(|record| AuditEntry::from(record).time < before)
+                    })
+                    .map(|(key, _)| key)
+                    .collect();
+                if !old.is_empty() {
+                    self.gated_transact(&|tx| {
+                        for key in &old {
+                            tx.delete(Tree::Audit, key)?;
+                        }
+                        Ok(())
+                    })?;
+                    pruned += old.len() as u64;
+                }
+                if old.len() < PRUNE_BATCH {
+                    break;
+                }
+            }
+            from = end;
+        }
+        Ok(pruned)
     }
 
     /// Makes everything durable (shutdown); call it off the async threads.

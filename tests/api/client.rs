@@ -396,6 +396,16 @@ async fn auth_token_output_is_accepted_by_the_server_and_denials_exit_5() {
         "{}",
         stderr(&refused)
     );
+
+    // A file that names nobody would lock every caller out.
+    std::fs::write(&auth, "principals = []\n").unwrap();
+    let refused = run("unused", &["auth", "check", auth.to_str().unwrap()]).await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("names no principal"),
+        "{}",
+        stderr(&refused)
+    );
 }
 
 #[tokio::test]

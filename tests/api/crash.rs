@@ -355,6 +355,14 @@ async fn sighup_reloads_the_auth_file_and_a_bad_file_keeps_the_old_one() {
     let logged = logs_within_5s(&lines, "keeping the one in force").await;
     assert!(logged, "the rejected reload is logged");
     list_keys_as(&mut client, "token-2").await.unwrap();
+
+    // A file that names no principal would lock every caller out: refused
+    // like a broken one.
+    std::fs::write(&auth, "# emptied by mistake\n").unwrap();
+    hangup(&child);
+    let logged = logs_within_5s(&lines, "names no principal").await;
+    assert!(logged, "the empty file's reload is refused and logged");
+    list_keys_as(&mut client, "token-2").await.unwrap();
     drop(client);
     stop_with_sigterm(child);
 }

@@ -153,6 +153,12 @@ impl SignedParts {
                 ),
             ));
         }
+        require_signed(
+            headers,
+            &authorization.signed_headers,
+            |name| name.starts_with("x-amz-"),
+            "SignedHeaders must include host and every x-amz-* header the request carries.",
+        )?;
         let canonical_request =
             canonical_request(method, uri, headers, &authorization.signed_headers, body)?;
         Ok(SignedParts {
@@ -172,6 +178,28 @@ impl SignedParts {
             &self.canonical_request,
         );
         constant_time_eq(expected.as_bytes(), self.authorization.signature.as_bytes())
+    }
+}
+
+/// Refuses a request that carries a header the signature must cover but
+/// does not: AWS requires `host` (checked when the header is parsed) and
+/// every `x-amz-*` header present, so that a captured signature cannot be
+/// replayed with another `X-Amz-Target` or date. `must_sign` names the
+/// headers of the dialect's rule (lowercase names), `rule` says it.
+pub(crate) fn require_signed(
+    headers: &HeaderMap,
+    signed_headers: &[impl AsRef<str>],
+    must_sign: impl Fn(&str) -> bool,
+    rule: &str,
+) -> Result<(), Error> {
+    let unsigned = headers.keys().map(|name| name.as_str()).find(|name| {
+        must_sign(name) && !signed_headers.iter().any(|signed| signed.as_ref() == *name)
+    });
+    match unsigned {
+        None => Ok(()),
+        Some(name) => Err(incomplete(format!(
+            "The request signature does not cover the header '{name}': {rule}"
+        ))),
     }
 }
 
@@ -503,6 +531,34 @@ mod tests {
             let error = Authorization::parse(bad).unwrap_err();
             assert_eq!(error.reason, Reason::INCOMPLETE_SIGNATURE, "{bad}");
         }
+    }
+
+    #[test]
+    fn every_x_amz_header_must_be_signed() {
+        // Signed over host and x-amz-date only, with an X-Amz-Target beside:
+        // the target could be changed without breaking the signature.
+        let header = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
+             SignedHeaders=host;x-amz-date, Signature=5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b";
+        let mut map = HeaderMap::new();
+        map.insert("host", "example.amazonaws.com".parse().unwrap());
+        map.insert("x-amz-date", DATE.parse().unwrap());
+        map.insert("x-amz-target", "TrentService.DisableKey".parse().unwrap());
+        let error = SignedParts::new(
+            Authorization::parse(header).unwrap(),
+            &Method::POST,
+            &"/".parse().unwrap(),
+            &map,
+            b"",
+            parse_amz_date(DATE).unwrap(),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(error.reason, Reason::INCOMPLETE_SIGNATURE);
+        assert!(
+            error.message.contains("'x-amz-target'"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]

@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::{Error, Millis, Reason};
 use crate::http::aws::sigv4::{
-    constant_time_eq, format_amz_date, hex, parse_amz_date, percent_decode, uri_encode,
-    MAX_SKEW_MILLIS,
+    constant_time_eq, format_amz_date, hex, parse_amz_date, percent_decode, require_signed,
+    uri_encode, MAX_SKEW_MILLIS,
 };
 
 const ALGORITHM: &str = "SDK-HMAC-SHA256";
@@ -79,6 +79,14 @@ impl Signed {
                 "SignedHeaders must include host and x-sdk-date.",
             ));
         }
+        // The project names whose resources the call reaches: a signature
+        // that does not cover it could be replayed against another project.
+        require_signed(
+            headers,
+            &signed_headers,
+            |name| name == "x-project-id",
+            "SignedHeaders must include host, x-sdk-date and, when it is sent, x-project-id.",
+        )?;
         let date = headers
             .get("x-sdk-date")
             .and_then(|v| v.to_str().ok())
@@ -263,6 +271,8 @@ mod tests {
             "SDK-HMAC-SHA1 Access=a, SignedHeaders=host;x-sdk-date, Signature=00",
             "SDK-HMAC-SHA256 Access=a, Signature=00",
             "SDK-HMAC-SHA256 Access=a, SignedHeaders=host, Signature=0000000000000000000000000000000000000000000000000000000000000000",
+            // The request names a project the signature does not cover.
+            "SDK-HMAC-SHA256 Access=a, SignedHeaders=host;x-sdk-date, Signature=0000000000000000000000000000000000000000000000000000000000000000",
         ] {
             let error = Signed::new(bad, &Method::GET, &"/".parse().unwrap(), &headers(), b"", now)
                 .err()
