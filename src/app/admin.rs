@@ -48,10 +48,12 @@ impl App {
 /// A temporary file with no name (removed at once; gone when closed).
 fn spool() -> Result<std::fs::File, Error> {
     let path = std::env::temp_dir().join(format!("aliasd-backup-{}", uuid::Uuid::new_v4()));
+    use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(&path)
         .map_err(|e| Error::internal(format!("cannot create {}: {e}", path.display())))?;
     let _ = std::fs::remove_file(&path);

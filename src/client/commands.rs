@@ -557,8 +557,17 @@ pub async fn backup(client: &Client, output: &std::path::Path) -> Result<(), Fai
     partial_name.push(".partial");
     let partial = std::path::PathBuf::from(partial_name);
     let local = Failure::local;
-    let mut file = std::fs::File::create(&partial)
-        .map_err(|e| local(format!("cannot create {}: {e}", partial.display())))?;
+    // A backup holds every account's records: its owner's to read only.
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&partial)
+            .map_err(|e| local(format!("cannot create {}: {e}", partial.display())))?
+    };
     let outcome = async {
         let mut stream =
             crate::pb::admin_service_client::AdminServiceClient::new(client.channel.clone())

@@ -110,6 +110,10 @@ async fn a_backup_under_write_load_restores_every_acknowledged_alias() {
     let out = String::from_utf8_lossy(&taken.stdout);
     assert!(out.starts_with(&format!("backup {backup_arg}: ")), "{out}");
     assert!(!files.path().join("aliasd.backup.partial").exists());
+    // It holds every account's records: its owner's to read only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "backup mode {mode:o}");
 
     // A second backup never overwrites the first.
     let again = aliasd(&["backup", "--endpoint", &endpoint, "--file", backup_arg]).await;

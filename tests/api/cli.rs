@@ -322,3 +322,49 @@ fn boolean_env_vars_and_host_names_are_accepted_by_the_binary() {
         "nothing is created before the flags are valid"
     );
 }
+
+#[test]
+fn a_start_that_fails_leaves_no_store_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    // A port in use: nothing is created.
+    let data = dir.path().join("x1");
+    let output = aliasd()
+        .args(["serve", "--listen", &port, "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("cannot listen on"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!data.exists(), "a failed start created {}", data.display());
+
+    // A seed file that cannot apply (an alias onto a key it does not
+    // make): the store it opened is removed again, and an empty directory
+    // given is left empty.
+    let seed = dir.path().join("seed.json");
+    std::fs::write(
+        &seed,
+        r#"{"aliases": [{"alias_name": "alias/x", "target_key_id": "0d0466b0-e727-4d9c-b35d-f84bb474a37f"}]}"#,
+    )
+    .unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for data in [&data, &empty] {
+        let output = aliasd()
+            .args(["serve", "--listen", "127.0.0.1:0", "--seed"])
+            .arg(&seed)
+            .arg("--data-dir")
+            .arg(data)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        assert!(stderr(&output).contains("seed"), "{}", stderr(&output));
+    }
+    assert!(!data.exists(), "a failed start left {}", data.display());
+    assert!(entries(&empty).is_empty(), "{:?}", entries(&empty));
+}

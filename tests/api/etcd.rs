@@ -226,6 +226,55 @@ async fn cannot_start(
     .is_err()
 }
 
+/// Instances on one etcd make the same ARNs and hold the same quotas: the
+/// first records its settings in the store, and one with others refuses to
+/// start, naming both values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_with_other_store_settings_refuses_to_start() {
+    let etcd = etcd().await;
+    let first = instance(&etcd, "/settings/", 10).await;
+    first.create_key().await;
+    let start = |tweak: fn(&mut aliasd::config::ServeConfig)| {
+        let endpoint = etcd.endpoint.clone();
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = crate::common::config(&dir);
+            on_etcd(&mut config, &endpoint);
+            config.etcd_prefix = "/settings/".into();
+            config.max_aliases_per_key = 10;
+            tweak(&mut config);
+            aliasd::server::start(
+                config,
+                std::sync::Arc::new(aliasd::domain::SystemClock),
+                std::future::pending(),
+            )
+            .await
+        }
+    };
+    let refused = start(|c| c.max_aliases_per_key = 1).await.err().unwrap();
+    assert!(
+        refused
+            .to_string()
+            .contains("--max-aliases-per-key is 10 in the store, 1 here"),
+        "{refused}"
+    );
+    let refused = start(|c| c.region = "eu-west-1".into())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        refused
+            .to_string()
+            .contains("--region is us-east-1 in the store, eu-west-1 here"),
+        "{refused}"
+    );
+    // The same settings start and share the store.
+    let second = start(|_| {})
+        .await
+        .expect("an instance with the same settings");
+    second.stop().await.unwrap();
+}
+
 /// Three aliasd instances on one etcd: concurrent creates of one name
 /// spread over them give exactly one OK; concurrent creates onto one key
 /// never pass its quota; a request_id replays on the other instances; each

@@ -390,3 +390,52 @@ async fn a_second_server_on_the_same_data_directory_fails_at_once() {
     // The first one is unaffected.
     server.create_key().await;
 }
+
+#[tokio::test]
+async fn a_new_data_directory_is_readable_by_its_owner_only() {
+    if crate::common::on_etcd() {
+        return; // No data directory: the store is in etcd.
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let data = parent.path().join("new").join("data");
+    let data_dir = data.clone();
+    let server = TestServer::start_configured(move |config| config.data_dir = data_dir).await;
+    server.create_key().await;
+    for dir in [&data, &parent.path().join("new")] {
+        let mode = std::fs::metadata(dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{} has mode {mode:o}", dir.display());
+    }
+}
+
+#[tokio::test]
+async fn a_store_keeps_the_settings_it_was_made_with() {
+    let server = TestServer::start_configured(|config| config.max_aliases_per_key = 7).await;
+    server.create_key().await;
+    let dir = server.stop().await;
+
+    // Other ARNs or another quota would change what the records mean.
+    let mut other = config(&dir);
+    other.max_aliases_per_key = 7;
+    other.region = "eu-west-1".into();
+    let error = aliasd::server::start(other, Arc::new(SystemClock), std::future::pending())
+        .await
+        .err()
+        .expect("a server with another region must not start on the store");
+    let message = error.to_string();
+    assert!(
+        message.contains("--region is us-east-1 in the store, eu-west-1 here"),
+        "{message}"
+    );
+    assert!(!message.contains("--max-aliases-per-key"), "{message}");
+
+    // Asked to, it records its own; the next start with them is fine.
+    let mut updated = config(&dir);
+    updated.update_store_settings = true;
+    let running = aliasd::server::start(updated, Arc::new(SystemClock), std::future::pending())
+        .await
+        .expect("--update-store-settings records this server's settings");
+    running.stop().await.unwrap();
+    let server = TestServer::start_in(dir, |_| {}, Arc::new(SystemClock)).await;
+    assert_eq!(server.list_keys().await.len(), 1);
+}

@@ -125,6 +125,37 @@ pub fn open_existing(
     Trees::open(&db).map(Some).map_err(open_error(dir))
 }
 
+/// Creates `dir` (and missing parents) readable by its owner only: it holds
+/// every account's records, the audit log and the page-token secret. An
+/// existing directory others can enter is used as it is, with a warning.
+pub fn private_dir(dir: &Path) -> Result<(), crate::domain::Error> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::metadata(dir) {
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    "the data directory's mode is {mode:o}: other users can reach the store; \
+                     chmod 700 it"
+                );
+            }
+            Ok(())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| {
+                crate::domain::Error::internal(format!("cannot create {}: {e}", dir.display()))
+            }),
+        Err(error) => Err(crate::domain::Error::internal(format!(
+            "cannot read {}: {error}",
+            dir.display()
+        ))),
+    }
+}
+
 pub struct SledBackend {
     trees: Trees,
     db: ::sled::Db,
@@ -156,6 +187,7 @@ impl SledBackend {
         make_syncer: MakeSyncer,
         cache_bytes: u64,
     ) -> Result<SledBackend, OpenError> {
+        private_dir(dir).map_err(|e| OpenError::Prepare(e.message))?;
         let db = ::sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
