@@ -189,6 +189,18 @@ pub struct ServeConfig {
     #[arg(long, env = "ALIASD_WATCH_SEND_TIMEOUT_SECS", default_value_t = 10)]
     pub watch_send_timeout_secs: u64,
 
+    /// Seconds an idle WatchAliases stream that asked for progress
+    /// (`progress_notify`) waits before it sends its progress (the revision
+    /// it has seen every change up to), so that proxies that cut off quiet
+    /// streams (nginx's grpc_read_timeout, 60 s by default) see traffic
+    /// (0: never).
+    #[arg(
+        long,
+        env = "ALIASD_WATCH_PROGRESS_INTERVAL_SECS",
+        default_value_t = 30
+    )]
+    pub watch_progress_interval_secs: u64,
+
     /// Auth file (TOML): principals, tokens, certificate identities, policies,
     /// throttle limits. Re-read on SIGHUP. Without it every call is anonymous
     /// with full access to --account.

@@ -212,7 +212,13 @@ fn init_logging(format: LogFormat) {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    if !matches!(command, Command::Serve(_) | Command::Bench(_)) {
+        // A command whose output goes into a pipe that closed (`| head -1`)
+        // ends quietly, as Unix tools do, instead of panicking on the write.
+        aliasd::client::die_quietly_on_a_closed_pipe();
+    }
+    match command {
         Command::Serve(config) => serve(*config),
         Command::Bench(args) => bench(args),
         Command::Key { client, command } => block_on(

@@ -60,6 +60,14 @@ pub fn health_router(grpc_health: Router, probes: Arc<Probes>) -> Router {
         .route("/readyz", get(ready))
         .with_state(probes)
         .merge(grpc_health)
+        // Replaces the gRPC router's (which answers any path with HTTP 200
+        // and grpc-status UNIMPLEMENTED): a misspelt probe path must fail.
+        .fallback(|| async {
+            text(
+                StatusCode::NOT_FOUND,
+                "not found: probes are /healthz, /readyz and grpc.health.v1.Health\n".into(),
+            )
+        })
 }
 
 fn text(status: StatusCode, body: String) -> Response<Body> {

@@ -539,6 +539,8 @@ async fn serve(
         tokens: PageTokens::new(store.token_secret_bytes()),
         shutdown: shutdown_seen.clone(),
         watch_send_timeout: Duration::from_secs(config.watch_send_timeout_secs),
+        watch_progress_interval: (config.watch_progress_interval_secs > 0)
+            .then(|| Duration::from_secs(config.watch_progress_interval_secs)),
         authenticator: access.authenticator.clone(),
         watch_slots: crate::watch_limits::WatchSlots::new(
             config.max_watches,

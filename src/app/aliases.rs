@@ -15,7 +15,7 @@ use crate::domain::ops::{self, Ctx};
 use crate::domain::paging::{page_size, Listing};
 use crate::domain::policy::{actions, Caller, ANY_RESOURCE};
 use crate::domain::request::{Idempotency, RequestId};
-use crate::domain::{Alias, AliasEvent, AliasName, Error, KeyId, Reason};
+use crate::domain::{Alias, AliasName, Error, KeyId, Reason};
 use crate::store::watch;
 
 /// A page of ListAliases, with the store revision read before the scan.
@@ -247,13 +247,16 @@ impl App {
     /// WatchAliases: the account's alias changes after `start_revision`
     /// (None: after the current head), optionally only those touching
     /// `key_id`. With `deadline`, the stream ends with DEADLINE_EXCEEDED
-    /// when it passes. Each open watch holds one of the bounded watch slots.
+    /// when it passes. With `progress_notify`, an idle watch delivers its
+    /// progress every `--watch-progress-interval-secs`. Each open watch
+    /// holds one of the bounded watch slots.
     pub async fn watch_aliases(
         &self,
         call: &Call,
         key_id: &str,
         start_revision: Option<u64>,
         deadline: Option<Duration>,
+        progress_notify: bool,
     ) -> Result<WatchStream, Error> {
         let ctx = self.ctx(call);
         let audit = self.audit_entry(call, &ctx, actions::WATCH_ALIASES);
@@ -284,7 +287,10 @@ impl App {
             ctx.scope.account.clone(),
             filter,
             start_revision,
-            self.watch_send_timeout,
+            watch::Pace {
+                send_timeout: self.watch_send_timeout,
+                progress_every: self.watch_progress_interval.filter(|_| progress_notify),
+            },
             still_allowed,
             self.shutdown.clone(),
         )?;
@@ -336,7 +342,7 @@ pub struct WatchStream {
 }
 
 impl Stream for WatchStream {
-    type Item = Result<AliasEvent, Error>;
+    type Item = Result<watch::WatchItem, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.done {
@@ -352,7 +358,8 @@ impl Stream for WatchStream {
                         "The watch's deadline of {timeout:?} passed; watch again from the last \
                          revision received."
                     ),
-                ))));
+                )
+                .of_a_read())));
             }
         }
         let next = Pin::new(&mut self.events).poll_next(cx);

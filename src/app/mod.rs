@@ -74,6 +74,9 @@ pub struct App {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// How long a watch may leave its buffer full before it is cut off.
     pub watch_send_timeout: std::time::Duration,
+    /// How long an idle watch that asked for progress waits before it
+    /// delivers its progress (None: never).
+    pub watch_progress_interval: Option<std::time::Duration>,
     /// The auth file in force, if any: every call must then carry a known
     /// principal.
     pub authenticator: Option<Arc<crate::auth::Authenticator>>,

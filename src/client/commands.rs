@@ -404,15 +404,23 @@ async fn watch(
                 .revision
         }
     };
+    // The reader of the output may go away while nothing happens.
+    super::end_when_stdout_closes();
     if client.output() == Output::Table && !client.quiet() {
-        println!("REVISION  EVENT     ALIAS  TARGET KEY  (PREVIOUS)");
+        println!(
+            "{}",
+            watch_row("REVISION", "EVENT", "ALIAS", "TARGET KEY", "(PREVIOUS)")
+        );
     }
     let mut printed = 0u64;
     let mut pause = Duration::from_millis(100);
     loop {
+        // Progress keeps proxies from closing a quiet watch, and moves the
+        // revision to resume from.
         let request = pb::WatchAliasesRequest {
             key_id: key_id.clone(),
             start_revision: Some(after),
+            progress_notify: true,
         };
         let interruption = match client
             .aliases()
@@ -425,7 +433,9 @@ async fn watch(
                 let mut stream = response.into_inner();
                 loop {
                     match stream.message().await {
-                        Ok(Some(pb::WatchAliasesResponse { event: Some(event) })) => {
+                        Ok(Some(pb::WatchAliasesResponse {
+                            event: Some(event), ..
+                        })) => {
                             pause = Duration::from_millis(100);
                             after = event.revision;
                             print_event(client, &event);
@@ -433,6 +443,13 @@ async fn watch(
                             if count.is_some_and(|c| printed >= c) {
                                 return Ok(());
                             }
+                        }
+                        Ok(Some(pb::WatchAliasesResponse {
+                            progress: Some(progress),
+                            ..
+                        })) => {
+                            pause = Duration::from_millis(100);
+                            after = after.max(progress.revision);
                         }
                         Ok(Some(_)) => {}
                         Ok(None) => break "the server ended the stream".to_owned(),
@@ -448,6 +465,14 @@ async fn watch(
     }
 }
 
+/// One line of the watch table (the header too): columns of fixed widths,
+/// since the rows to come are not known (an alias name longer than its
+/// column pushes the rest of its line along).
+fn watch_row(revision: &str, kind: &str, alias: &str, target: &str, previous: &str) -> String {
+    let line = format!("{revision:<8}  {kind:<8}  {alias:<30}  {target:<36}  {previous}");
+    line.trim_end().to_owned()
+}
+
 fn print_event(client: &Client, event: &pb::AliasEvent) {
     let alias = event.alias.clone().unwrap_or_default();
     match (client.quiet(), client.output()) {
@@ -461,11 +486,15 @@ fn print_event(client: &Client, event: &pb::AliasEvent) {
                 ("", key) => format!("(was on {key})"),
                 (name, key) => format!("(was {name} on {key})"),
             };
-            let line = format!(
-                "{:<8}  {kind:<8}  {}  {}  {previous}",
-                event.revision, alias.alias_name, alias.target_key_id
+            let revision = event.revision.to_string();
+            let line = watch_row(
+                &revision,
+                &kind,
+                &alias.alias_name,
+                &alias.target_key_id,
+                &previous,
             );
-            println!("{}", line.trim_end());
+            println!("{line}");
         }
     }
     use std::io::Write;

@@ -412,3 +412,50 @@ pub enum ClientCommand {
     /// One empty call, timed.
     Ping,
 }
+
+/// Lets a write to a closed pipe end the process silently (SIGPIPE's
+/// default action), as Unix tools do: Rust ignores SIGPIPE, so that a
+/// closed pipe would otherwise surface as a panic in `println!`. For the
+/// commands of the command line only: the server must outlive its clients.
+pub fn die_quietly_on_a_closed_pipe() {
+    // SAFETY: setting a signal's disposition to its default has no
+    // preconditions; nothing else in this process handles SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// A command that may wait long between writes (a watch) learns that the
+/// reader of its output went away only at its next write. When stdout is a
+/// pipe, a thread waits for the pipe to close and then ends the process as
+/// the write would have (SIGPIPE), so that the watch does not hold its slot
+/// on the server meanwhile.
+pub fn end_when_stdout_closes() {
+    use std::os::fd::AsRawFd;
+    let fd = std::io::stdout().as_raw_fd();
+    // SAFETY: fstat writes into the zeroed struct it is given.
+    let is_pipe = unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        libc::fstat(fd, &mut stat) == 0 && (stat.st_mode & libc::S_IFMT) == libc::S_IFIFO
+    };
+    if !is_pipe {
+        return;
+    }
+    std::thread::spawn(move || loop {
+        let mut poll = libc::pollfd {
+            fd,
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; with no events asked, poll reports only
+        // POLLERR (the read end closed), POLLHUP and POLLNVAL.
+        let ready = unsafe { libc::poll(&mut poll, 1, -1) };
+        if ready > 0 && poll.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+            // SAFETY: raising a signal has no preconditions.
+            unsafe {
+                libc::raise(libc::SIGPIPE);
+            }
+            std::process::exit(0);
+        }
+    });
+}

@@ -224,6 +224,8 @@ pub struct Error {
     pub field: Option<&'static str>,
     /// When to retry, for google.rpc.RetryInfo (throttling).
     pub retry_after: Option<std::time::Duration>,
+    /// The call only reads: whatever the reason, it committed nothing.
+    pub read_only: bool,
 }
 
 impl Error {
@@ -233,6 +235,7 @@ impl Error {
             message: message.into(),
             field: None,
             retry_after: None,
+            read_only: false,
         }
     }
 
@@ -243,7 +246,23 @@ impl Error {
             message: message.into(),
             field: Some(field),
             retry_after: None,
+            read_only: false,
         }
+    }
+
+    /// The error of a call that only reads (a deadline that passed during
+    /// a watch, say): it committed nothing, whatever its reason.
+    pub fn of_a_read(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    /// Whether the call may have changed something, for the ErrorInfo
+    /// metadata `may_have_committed` (see [`Reason::may_have_committed`]).
+    pub fn may_have_committed(&self) -> Option<bool> {
+        self.reason
+            .may_have_committed()
+            .map(|may| may && !self.read_only)
     }
 
     pub fn internal(message: impl Into<String>) -> Self {

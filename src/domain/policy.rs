@@ -36,6 +36,20 @@ pub mod actions {
     /// A snapshot of the whole server (every account): AdminService/Backup.
     pub const BACKUP: &str = "kms:Backup";
 
+    /// The actions that change something (a deadline that passes during
+    /// one of them may still see it commit).
+    pub const CHANGES: &[&str] = &[
+        CREATE_KEY,
+        ENABLE_KEY,
+        DISABLE_KEY,
+        SCHEDULE_KEY_DELETION,
+        CANCEL_KEY_DELETION,
+        CREATE_ALIAS,
+        UPDATE_ALIAS,
+        DELETE_ALIAS,
+        RENAME_ALIAS,
+    ];
+
     /// Actions that only a statement naming them exactly grants.
     pub const EXPLICIT_ONLY: &[&str] = &[LIST_AUDIT_EVENTS, BACKUP];
 

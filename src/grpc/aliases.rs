@@ -10,6 +10,7 @@ use super::{convert, status, Door};
 use crate::app::{App, Call};
 use crate::domain::Alias;
 use crate::pb::{self, alias_service_server::AliasService};
+use crate::store::watch::WatchItem;
 
 pub struct AliasApi(Door);
 
@@ -153,12 +154,23 @@ impl AliasService for AliasApi {
         let events = self
             .0
             .app
-            .watch_aliases(&call, &r.key_id, r.start_revision, deadline)
+            .watch_aliases(
+                &call,
+                &r.key_id,
+                r.start_revision,
+                deadline,
+                r.progress_notify,
+            )
             .await?;
         let scope = self.0.app.scope_of(&call);
         let stream = events.map(move |item| match item {
-            Ok(event) => Ok(pb::WatchAliasesResponse {
+            Ok(WatchItem::Change(event)) => Ok(pb::WatchAliasesResponse {
                 event: Some(convert::event(&scope, &event)),
+                progress: None,
+            }),
+            Ok(WatchItem::Progress(revision)) => Ok(pb::WatchAliasesResponse {
+                event: None,
+                progress: Some(pb::WatchProgress { revision }),
             }),
             Err(error) => Err(status(error)),
         });

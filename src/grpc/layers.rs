@@ -477,6 +477,8 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let limit = self.bounds.max_message_bytes;
         let grpc = is_grpc_content_type(request.headers());
+        let changes = crate::grpc::auth_layer::action_of(&method)
+            .is_some_and(|action| crate::domain::policy::actions::CHANGES.contains(&action));
         // Held until the response (its headers) is ready.
         let (pool, max_in_flight) = if is_open_service(&method) {
             (&self.bounds.open_in_flight, MAX_OPEN_SERVICE_CALLS)
@@ -526,9 +528,15 @@ where
                     tracing::info!(status = "RESOURCE_EXHAUSTED", reason = "SERVER_BUSY", "call");
                     return Ok(response);
                 };
+                // A call that only reads committed nothing, whenever its
+                // deadline passed.
+                let late = |error: Error| match changes {
+                    true => error_response(error),
+                    false => error_response(error.of_a_read()),
+                };
                 let response = match deadline {
                     // Already expired: nothing can be done in time.
-                    Some(deadline) if deadline.is_zero() => error_response(Error::new(
+                    Some(deadline) if deadline.is_zero() => late(Error::new(
                         Reason::DEADLINE_EXCEEDED,
                         "The call's deadline had passed when it arrived.",
                     )),
@@ -537,7 +545,7 @@ where
                         let ours = deadline.saturating_sub(Duration::from_millis(1));
                         match tokio::time::timeout(ours, call).await {
                             Ok(response) => response?,
-                            Err(_) => error_response(Error::new(
+                            Err(_) => late(Error::new(
                                 Reason::DEADLINE_EXCEEDED,
                                 format!("The call's deadline of {deadline:?} passed before it finished."),
                             )),

@@ -96,7 +96,7 @@ pub fn status(error: Error) -> Status {
         tracing::error!(message = %error.message, "internal error");
     }
     let mut metadata = HashMap::from([("kms_exception".to_owned(), spec.kms_exception.to_owned())]);
-    if let Some(may) = error.reason.may_have_committed() {
+    if let Some(may) = error.may_have_committed() {
         metadata.insert("may_have_committed".to_owned(), may.to_string());
     }
     let mut details = ErrorDetails::with_error_info(error.reason.as_str(), ERROR_DOMAIN, metadata);

@@ -418,7 +418,10 @@ pub async fn the_change_feed_delivers_in_order_from_a_revision(f: Fixture) {
         ACCOUNT.into(),
         None,
         Some(3),
-        Duration::from_secs(10),
+        super::watch::Pace {
+            send_timeout: Duration::from_secs(10),
+            progress_every: None,
+        },
         Box::new(|| Ok(())),
         shutdown_seen,
     )
@@ -430,15 +433,69 @@ pub async fn the_change_feed_delivers_in_order_from_a_revision(f: Fixture) {
     f.assert_consistent(limits);
 }
 
+pub async fn an_idle_watch_that_asked_for_progress_hears_how_far_it_has_seen(f: Fixture) {
+    let limits = Limits::default();
+    let ctx = ctx(limits);
+    let watched = create_key(&f.store, &ctx, symmetric())
+        .await
+        .unwrap()
+        .key_id;
+    let other = create_key(&f.store, &ctx, symmetric())
+        .await
+        .unwrap()
+        .key_id;
+    create_alias(&f.store, &ctx, "alias/w", &watched)
+        .await
+        .unwrap();
+    let (_shutdown, shutdown_seen) = tokio::sync::watch::channel(false);
+    let mut watch = super::watch::open(
+        f.store.clone(),
+        ACCOUNT.into(),
+        Some(watched),
+        Some(0),
+        super::watch::Pace {
+            send_timeout: Duration::from_secs(10),
+            progress_every: Some(Duration::from_millis(50)),
+        },
+        Box::new(|| Ok(())),
+        shutdown_seen,
+    )
+    .unwrap();
+    assert_eq!(next_revision(&mut watch).await, 1);
+    // Changes the filter leaves out: the progress says they were seen.
+    create_alias(&f.store, &ctx, "alias/o1", &other)
+        .await
+        .unwrap();
+    create_alias(&f.store, &ctx, "alias/o2", &other)
+        .await
+        .unwrap();
+    loop {
+        // Hang guard only: progress comes every 50 ms while idle.
+        let item = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .expect("progress on an idle watch")
+            .expect("the watch goes on")
+            .expect("progress, not an error");
+        match item {
+            super::watch::WatchItem::Progress(3) => break,
+            super::watch::WatchItem::Progress(revision) => assert!(revision < 3, "{revision}"),
+            change => panic!("the filter lets no change through: {change:?}"),
+        }
+    }
+}
+
 /// The revision of a watch's next event.
 async fn next_revision(watch: &mut super::watch::WatchStream) -> u64 {
     // Hang guard only: the events are there or on their way.
-    tokio::time::timeout(Duration::from_secs(10), watch.next())
+    match tokio::time::timeout(Duration::from_secs(10), watch.next())
         .await
         .expect("an event arrives")
         .expect("the watch goes on")
         .expect("an event, not an error")
-        .revision
+    {
+        super::watch::WatchItem::Change(event) => event.revision,
+        progress => panic!("a change, not {progress:?}"),
+    }
 }
 
 /// CreateAlias of `alias` -> `target` under `request_id`, audited.
@@ -848,6 +905,7 @@ macro_rules! suite {
                 an_aborted_operation_leaves_nothing_behind,
                 scans_page_through_every_record_once_in_order,
                 the_change_feed_delivers_in_order_from_a_revision,
+                an_idle_watch_that_asked_for_progress_hears_how_far_it_has_seen,
                 a_repeated_request_replays_its_response_and_changes_nothing,
                 a_different_request_under_a_used_request_id_is_refused,
                 an_audit_record_commits_with_its_change_and_not_with_a_failed_one,

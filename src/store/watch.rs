@@ -4,7 +4,10 @@
 //! commit becomes durable. Writers never wait for watchers: they bump a
 //! counter and move on. A watcher whose client leaves its buffer full for
 //! the send timeout is cut off (WATCH_TOO_SLOW); one that falls behind the
-//! retained log is cut off with REVISION_COMPACTED.
+//! retained log is cut off with REVISION_COMPACTED. A watch that asked for
+//! progress hears, whenever it has had nothing to deliver for its interval,
+//! the revision up to which it has seen every change (so that a proxy in
+//! between sees traffic, and the client a revision to resume from).
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -22,9 +25,19 @@ pub const BUFFER: usize = 256;
 /// Log entries read per batch.
 const BATCH: usize = 512;
 
+/// What a watch delivers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchItem {
+    /// A committed change the watch shows.
+    Change(AliasEvent),
+    /// Every change up to this revision that the watch shows has been
+    /// delivered (sent on an idle watch that asked for progress).
+    Progress(u64),
+}
+
 /// The events of one watch, ending with an error if it was cut off.
 pub struct WatchStream {
-    events: mpsc::Receiver<AliasEvent>,
+    events: mpsc::Receiver<WatchItem>,
     failure: Arc<Mutex<Option<Error>>>,
     done: bool,
 }
@@ -39,7 +52,7 @@ impl WatchStream {
 }
 
 impl Stream for WatchStream {
-    type Item = Result<AliasEvent, Error>;
+    type Item = Result<WatchItem, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.done {
@@ -72,13 +85,23 @@ fn compacted(account_floor: u64, position: u64) -> Error {
     )
 }
 
+/// How a watch paces itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    /// How long a full buffer may wait for the client before it is cut off.
+    pub send_timeout: Duration,
+    /// With Some, how long the watch may go without delivering anything
+    /// before it delivers its progress.
+    pub progress_every: Option<Duration>,
+}
+
 /// Starts a watch of `account` after `start` (None: after the current head).
 pub fn open(
     store: Arc<Store>,
     account: String,
     filter: Option<KeyId>,
     start: Option<u64>,
-    send_timeout: Duration,
+    pace: Pace,
     still_allowed: StillAllowed,
     shutdown: watch::Receiver<bool>,
 ) -> Result<WatchStream, Error> {
@@ -105,7 +128,7 @@ pub fn open(
         filter,
         position,
         events,
-        send_timeout,
+        pace,
         still_allowed,
         failure: failure.clone(),
     };
@@ -122,8 +145,8 @@ struct Watcher {
     account: String,
     filter: Option<KeyId>,
     position: u64,
-    events: mpsc::Sender<AliasEvent>,
-    send_timeout: Duration,
+    events: mpsc::Sender<WatchItem>,
+    pace: Pace,
     still_allowed: StillAllowed,
     failure: Arc<Mutex<Option<Error>>>,
 }
@@ -140,11 +163,30 @@ impl Watcher {
         // Dropping the sender ends the stream (after the failure, if any).
     }
 
+    /// Delivers `item`, waiting at most the send timeout for room: Ok(false)
+    /// when the client went away.
+    async fn deliver(&self, item: WatchItem) -> Result<bool, Error> {
+        match tokio::time::timeout(self.pace.send_timeout, self.events.send(item)).await {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(_)) => Ok(false),
+            Err(_) => Err(Error::new(
+                Reason::WATCH_TOO_SLOW,
+                format!(
+                    "The watch fell behind: {BUFFER} events waited more than {:?} for the \
+                     client. List again and watch from the listed revision.",
+                    self.pace.send_timeout
+                ),
+            )),
+        }
+    }
+
     /// Streams until the client leaves (Ok) or the watch must end (Err).
     async fn follow(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), Error> {
         let mut durable_moved = self.store.subscribe();
         // A failed store ends every watch (checked at the top of the loop).
         let mut failures = self.store.failures();
+        let progress_due = |every: Duration| Box::pin(tokio::time::sleep(every));
+        let mut progress = self.pace.progress_every.map(progress_due);
         loop {
             if *shutdown.borrow() {
                 return Err(Error::new(
@@ -176,20 +218,10 @@ impl Watcher {
                     if self.filter.as_ref().is_some_and(|key| !event.touches(key)) {
                         continue;
                     }
-                    match tokio::time::timeout(self.send_timeout, self.events.send(event)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return Ok(()), // the client went away
-                        Err(_) => {
-                            return Err(Error::new(
-                                Reason::WATCH_TOO_SLOW,
-                                format!(
-                                    "The watch fell behind: {BUFFER} events waited more than {:?} \
-                                     for the client. List again and watch from the listed revision.",
-                                    self.send_timeout
-                            ),
-                            ))
-                        }
+                    if !self.deliver(WatchItem::Change(event)).await? {
+                        return Ok(()); // the client went away
                     }
+                    progress = self.pace.progress_every.map(progress_due);
                 }
             }
             tokio::select! {
@@ -197,6 +229,17 @@ impl Watcher {
                 failed = failures.changed() => if failed.is_err() { return Ok(()) },
                 _ = shutdown.changed() => {}
                 _ = self.events.closed() => return Ok(()),
+                _ = async {
+                    match progress.as_mut() {
+                        Some(due) => due.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if !self.deliver(WatchItem::Progress(self.position)).await? {
+                        return Ok(());
+                    }
+                    progress = self.pace.progress_every.map(progress_due);
+                }
             }
         }
     }

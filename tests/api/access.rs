@@ -271,6 +271,7 @@ async fn another_accounts_resources_are_not_found_never_permission_denied() {
     let watch = pb::WatchAliasesRequest {
         key_id: K1.into(),
         start_revision: Some(0),
+        progress_notify: false,
     };
     assert_error(
         aliases.watch_aliases(bearer(b, watch)).await,
@@ -343,6 +344,7 @@ async fn another_accounts_resources_are_not_found_never_permission_denied() {
             pb::WatchAliasesRequest {
                 key_id: String::new(),
                 start_revision: Some(0),
+                progress_notify: false,
             },
         ))
         .await
@@ -362,6 +364,7 @@ async fn another_accounts_resources_are_not_found_never_permission_denied() {
     let from_a = pb::WatchAliasesRequest {
         key_id: String::new(),
         start_revision: Some(a_head),
+        progress_notify: false,
     };
     assert_error(
         aliases.watch_aliases(bearer(b, from_a)).await,

@@ -556,3 +556,90 @@ async fn completions_are_generated_for_bash_zsh_and_fish() {
     let bad = run("unused", &["completions", "powershell-9"]).await;
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// The reader of a command's output goes away (`| head -1`): the command
+/// ends at once and quietly, without a panic and without holding a watch.
+#[tokio::test]
+async fn commands_whose_reader_goes_away_end_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use tokio::io::AsyncBufReadExt;
+    let server = TestServer::start_configured(|c| c.max_watches_per_account = 2).await;
+    let addr = server.running.as_ref().unwrap().addr;
+    let key = server.create_key().await.key_id;
+    server.create_alias("alias/first", &key).await.unwrap();
+    let quiet = |status: std::process::ExitStatus, err: &str, what: &str| {
+        assert!(
+            status.success() || status.signal() == Some(libc::SIGPIPE),
+            "{what}: {status:?} {err}"
+        );
+        assert!(!err.contains("panicked"), "{what}: {err}");
+        assert!(err.is_empty(), "{what}: {err}");
+    };
+    for args in [
+        &["alias", "watch", "--from-revision", "0", "-o", "json"][..],
+        &["alias", "watch", "--from-revision", "0"][..],
+        &["completions", "bash"][..],
+    ] {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aliasd"))
+            .args(args)
+            .env("ALIASD_ENDPOINT", addr.to_string())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        // Read one line, then close the pipe as `head -1` does.
+        let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).await.unwrap();
+        assert!(!line.is_empty(), "{args:?}");
+        drop(stdout);
+        // The watch has nothing more to write: it must notice by itself.
+        let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{args:?} still runs after its reader went away"))
+            .unwrap();
+        let mut err = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut err)
+            .await
+            .unwrap();
+        quiet(status, &err, &format!("{args:?}"));
+    }
+    // The two watches let go of their slots (the account may have two).
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let watch = server
+            .aliases
+            .clone()
+            .watch_aliases(pb::WatchAliasesRequest::default())
+            .await;
+        open.push(watch.expect("a free watch slot"));
+    }
+}
+
+#[tokio::test]
+async fn the_watch_table_lines_up_under_its_header() {
+    let server = TestServer::start().await;
+    let at = endpoint(&server);
+    let key = server.create_key().await.key_id;
+    server.create_alias("alias/a", &key).await.unwrap();
+    let printed = ok(&run(
+        &at,
+        &["alias", "watch", "--from-revision", "0", "--count", "1"],
+    )
+    .await);
+    let mut lines = printed.lines();
+    let header = lines.next().unwrap();
+    let row = lines.next().unwrap();
+    for (column, value) in [
+        ("EVENT", "CREATED"),
+        ("ALIAS", "alias/a"),
+        ("TARGET KEY", key.as_str()),
+    ] {
+        assert_eq!(
+            header.find(column),
+            row.find(value),
+            "{column} over {value}:\n{header}\n{row}"
+        );
+    }
+}

@@ -373,6 +373,7 @@ async fn three_instances_on_one_etcd_share_one_store_with_its_guarantees() {
         .watch_aliases(aliasd::pb::WatchAliasesRequest {
             key_id: String::new(),
             start_revision: Some(head),
+            progress_notify: false,
         })
         .await
         .unwrap()

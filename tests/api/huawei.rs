@@ -286,6 +286,7 @@ async fn update_key_alias_renames_atomically() {
         .watch_aliases(pb::WatchAliasesRequest {
             key_id: key.clone(),
             start_revision: None,
+            progress_notify: false,
         })
         .await
         .unwrap()

@@ -253,6 +253,7 @@ async fn list_then_watch_from_the_listed_revision_misses_nothing() {
         .watch_aliases(pb::WatchAliasesRequest {
             key_id: String::new(),
             start_revision: Some(listed.revision),
+            progress_notify: false,
         })
         .await
         .unwrap()
@@ -303,6 +304,7 @@ async fn watch_with_a_key_filter_sees_only_changes_touching_that_key() {
         .watch_aliases(pb::WatchAliasesRequest {
             key_id: b.key_id.clone(),
             start_revision: Some(0),
+            progress_notify: false,
         })
         .await
         .unwrap()
@@ -357,6 +359,7 @@ async fn watch_from_a_compacted_or_future_revision_is_out_of_range() {
         .watch_aliases(pb::WatchAliasesRequest {
             key_id: String::new(),
             start_revision: Some(99),
+            progress_notify: false,
         })
         .await;
     assert_error(result, Code::OutOfRange, "FUTURE_REVISION");
@@ -366,6 +369,7 @@ async fn watch_from_a_compacted_or_future_revision_is_out_of_range() {
         .watch_aliases(pb::WatchAliasesRequest {
             key_id: uuid(),
             start_revision: Some(0),
+            progress_notify: false,
         })
         .await;
     assert_error(result, Code::NotFound, "KEY_NOT_FOUND");
@@ -381,6 +385,7 @@ async fn watch_from_a_compacted_or_future_revision_is_out_of_range() {
             .watch_aliases(pb::WatchAliasesRequest {
                 key_id: String::new(),
                 start_revision: Some(0),
+                progress_notify: false,
             })
             .await;
         if result.is_err() {
@@ -403,6 +408,7 @@ async fn watch_from_a_compacted_or_future_revision_is_out_of_range() {
         .watch_aliases(pb::WatchAliasesRequest {
             key_id: String::new(),
             start_revision: Some(3),
+            progress_notify: false,
         })
         .await
         .unwrap()
@@ -456,6 +462,7 @@ async fn a_watcher_that_does_not_read_is_cut_off_and_writers_go_on() {
         .watch_aliases(pb::WatchAliasesRequest {
             key_id: String::new(),
             start_revision: Some(0),
+            progress_notify: false,
         })
         .await
         .unwrap()
@@ -534,6 +541,12 @@ async fn a_watch_ends_with_deadline_exceeded_when_its_grpc_timeout_passes() {
         .expect("the stream ends at its deadline, not hours later");
     match end {
         Some(result) => {
+            // A watch only reads: it cannot have committed anything.
+            if let Err(status) = &result {
+                use tonic_types::StatusExt;
+                let info = status.get_details_error_info().unwrap();
+                assert_eq!(info.metadata["may_have_committed"], "false", "{status:?}");
+            }
             assert_error(result, Code::DeadlineExceeded, "DEADLINE_EXCEEDED");
         }
         None => panic!("the stream ended without a status"),
@@ -590,4 +603,58 @@ async fn open_watches_are_bounded_per_account_and_freed_when_closed() {
         }
     }
     assert!(reopened.is_some(), "a closed watch's slot was never freed");
+}
+
+#[tokio::test]
+async fn an_idle_watch_that_asks_for_progress_gets_it_and_others_do_not() {
+    let server = TestServer::start_configured(|c| c.watch_progress_interval_secs = 1).await;
+    let (a, b) = (server.create_key().await, server.create_key().await);
+    server.create_alias("alias/on-b", &b.key_id).await.unwrap();
+    let watch = |progress_notify| {
+        let mut aliases = server.aliases.clone();
+        let key_id = a.key_id.clone();
+        async move {
+            aliases
+                .watch_aliases(pb::WatchAliasesRequest {
+                    key_id,
+                    start_revision: Some(0),
+                    progress_notify,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let mut asked = watch(true).await;
+    let mut silent = watch(false).await;
+    // Key B's change is not shown, but the progress says it was seen.
+    let first = tokio::time::timeout(Duration::from_secs(10), asked.next())
+        .await
+        .expect("progress within 10 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.event, None);
+    assert_eq!(first.progress, Some(pb::WatchProgress { revision: 1 }));
+    // A change resets the interval; the next progress covers it.
+    server.create_alias("alias/on-a", &a.key_id).await.unwrap();
+    let mut after_change = Vec::new();
+    while after_change.len() < 2 {
+        let message = tokio::time::timeout(Duration::from_secs(10), asked.next())
+            .await
+            .expect("a message within 10 s")
+            .unwrap()
+            .unwrap();
+        match (&message.event, &message.progress) {
+            // Progress sent before the change was committed.
+            (None, Some(pb::WatchProgress { revision: 1 })) if after_change.is_empty() => {}
+            _ => after_change.push(message),
+        }
+    }
+    assert_eq!(after_change[0].event.as_ref().map(|e| e.revision), Some(2));
+    assert_eq!(
+        after_change[1].progress,
+        Some(pb::WatchProgress { revision: 2 })
+    );
+    // The watch that did not ask gets only the change.
+    assert_eq!(next_event(&mut silent).await.revision, 2);
 }

@@ -261,7 +261,24 @@ async fn an_expired_deadline_is_deadline_exceeded_not_cancelled() {
     let mut request = tonic::Request::new(pb::CreateKeyRequest::default());
     request.set_timeout(Duration::ZERO);
     let result = client.create_key(request).await;
+    if let Err(status) = &result {
+        use tonic_types::StatusExt;
+        // A change that was late may have committed: the caller retries
+        // with its request_id.
+        let info = status.get_details_error_info().unwrap();
+        assert_eq!(info.metadata["may_have_committed"], "true", "{status:?}");
+    }
     assert_error(result, Code::DeadlineExceeded, "DEADLINE_EXCEEDED");
+    // A late read committed nothing.
+    let mut request = tonic::Request::new(pb::ListKeysRequest::default());
+    request.set_timeout(Duration::ZERO);
+    let status = client.list_keys(request).await.unwrap_err();
+    {
+        use tonic_types::StatusExt;
+        let info = status.get_details_error_info().unwrap();
+        assert_eq!(info.reason, "DEADLINE_EXCEEDED");
+        assert_eq!(info.metadata["may_have_committed"], "false", "{status:?}");
+    }
     assert!(
         server.list_keys().await.is_empty(),
         "the expired call did nothing"
@@ -438,4 +455,36 @@ async fn a_store_keeps_the_settings_it_was_made_with() {
     running.stop().await.unwrap();
     let server = TestServer::start_in(dir, |_| {}, Arc::new(SystemClock)).await;
     assert_eq!(server.list_keys().await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_health_port_answers_404_for_a_path_it_does_not_serve() {
+    let server = TestServer::start_configured(|c| {
+        c.health_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let health = server.running.as_ref().unwrap().health_addr.unwrap();
+    let probe = |path: &'static str| async move {
+        let stream = tokio::net::TcpStream::connect(health).await.unwrap();
+        http_exchange(stream, "GET", path, &[], b"").await
+    };
+    for misspelt in ["/garbage", "/healtz", "/ready"] {
+        let reply = probe(misspelt).await;
+        assert_eq!(reply.status, 404, "{misspelt}");
+        assert!(!reply.headers.contains_key("grpc-status"), "{misspelt}");
+    }
+    assert_eq!(probe("/healthz").await.status, 200);
+    // gRPC health still answers on the same port.
+    let channel = tonic::transport::Channel::from_shared(format!("http://{health}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let status = HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .status();
+    assert_eq!(status, ServingStatus::Serving);
 }

@@ -553,7 +553,10 @@ mod tests {
             "acct".into(),
             None,
             None,
-            Duration::from_secs(10),
+            watch::Pace {
+                send_timeout: Duration::from_secs(10),
+                progress_every: None,
+            },
             Box::new(|| Ok(())),
             shutdown_seen,
         )
