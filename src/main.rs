@@ -4,11 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use aliasd::client::{AliasCommand, AuditCommand, ClientArgs, ClientCommand, KeyCommand};
 
 use aliasd::config::{LogFormat, ServeConfig};
+use aliasd::domain::names::counted;
 use aliasd::domain::ops::Limits;
 use aliasd::domain::SystemClock;
 
@@ -26,6 +27,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
+    #[command(after_help = "Examples:\n  \
+        aliasd serve\n  \
+        aliasd serve --listen 0.0.0.0:50051 --auth-file auth.toml --tls-cert server.pem --tls-key server.key\n  \
+        aliasd serve --ephemeral --http-listen 127.0.0.1:4566")]
     Serve(Box<ServeConfig>),
     /// Keys of a running server: create, describe, list, enable, disable,
     /// schedule-deletion, cancel-deletion.
@@ -52,6 +57,7 @@ enum Command {
     },
     /// Back up a running server: a snapshot of its whole store at one
     /// instant, written to a new file (needs kms:Backup).
+    #[command(after_help = "Example:\n  aliasd backup --file aliasd-$(date +%F).backup")]
     Backup {
         #[command(flatten)]
         client: ClientArgs,
@@ -61,6 +67,9 @@ enum Command {
     },
     /// Check that a server answers: one empty call (DiagnosticsService/Ping)
     /// and how long it took.
+    #[command(
+        after_help = "Examples:\n  aliasd ping\n  aliasd ping --endpoint https://aliasd.example:50051 -q"
+    )]
     Ping {
         #[command(flatten)]
         client: ClientArgs,
@@ -68,6 +77,9 @@ enum Command {
     /// Restore a backup into a new or empty data directory, then check it.
     /// Exit 0: restored and every invariant holds; 1: not restored (nothing
     /// is left behind) or problems found.
+    #[command(
+        after_help = "Example:\n  aliasd restore --data-dir ./restored aliasd-2026-11-23.backup"
+    )]
     Restore {
         /// The directory to create the store in (new, or empty); with
         /// --backend sled.
@@ -90,11 +102,19 @@ enum Command {
         command: AuthCommand,
     },
     /// Print a shell completion script: `source <(aliasd completions bash)`.
-    Completions { shell: clap_complete::Shell },
+    #[command(after_help = "Example:\n  aliasd completions zsh > ~/.zfunc/_aliasd")]
+    Completions {
+        /// bash, elvish, fish, powershell or zsh.
+        shell: clap_complete::Shell,
+    },
     /// Measure throughput and latency of a server on loopback (one it starts, or --endpoint).
+    #[command(
+        after_help = "Examples:\n  aliasd bench\n  aliasd bench --aliases 1000000 --seconds 10"
+    )]
     Bench(aliasd::bench::BenchArgs),
     /// Verify the store's invariants (the server must not be running on it).
     /// Exit 0: all hold; 1: problems found; 2: no store to check.
+    #[command(after_help = "Example:\n  aliasd check --data-dir ./aliasd-data")]
     Check {
         /// Directory of an existing store (nothing is created).
         #[arg(long, env = "ALIASD_DATA_DIR", default_value = "./aliasd-data")]
@@ -169,6 +189,9 @@ impl StoreArgs {
 #[derive(Subcommand)]
 enum AuthCommand {
     /// A new random bearer token, and the auth-file entry that admits it.
+    #[command(
+        after_help = "Example:\n  aliasd auth token --name deployer --account 111122223333 >> auth.toml"
+    )]
     Token {
         /// The principal's name in the auth file.
         #[arg(long)]
@@ -181,7 +204,13 @@ enum AuthCommand {
         quiet: bool,
     },
     /// Check an auth file as the server would (exit 0: accepted; 1: refused).
-    Check { file: PathBuf },
+    #[command(
+        after_help = "Example:\n  aliasd auth check auth.toml && kill -HUP \"$(pidof aliasd)\""
+    )]
+    Check {
+        /// The auth file (TOML).
+        file: PathBuf,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -211,8 +240,27 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// `[env: NAME=]` in help reads as if NAME were set to nothing: for a
+/// variable that is not set, help shows only its name.
+fn hide_unset_env_values(command: clap::Command) -> clap::Command {
+    command
+        .mut_args(|arg| {
+            let unset = arg
+                .get_env()
+                .is_some_and(|name| std::env::var_os(name).is_none());
+            // Secrets (a token, a password) stay hidden when set.
+            let hidden = arg.is_hide_env_values_set();
+            arg.hide_env_values(unset || hidden)
+        })
+        .mut_subcommands(hide_unset_env_values)
+}
+
 fn main() -> ExitCode {
-    let command = Cli::parse().command;
+    let matches = hide_unset_env_values(Cli::command()).get_matches();
+    let command = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli.command,
+        Err(error) => error.exit(),
+    };
     if !matches!(command, Command::Serve(_) | Command::Bench(_)) {
         // A command whose output goes into a pipe that closed (`| head -1`)
         // ends quietly, as Unix tools do, instead of panicking on the write.
@@ -375,12 +423,10 @@ fn restore(
     match outcome {
         Ok((summary, report)) => {
             println!(
-                "restored {} into {into}: {} records ({} keys, {} aliases, {} change-log entries), sha256 {}",
+                "restored {} into {into}: {} ({}), sha256 {}",
                 file.display(),
-                summary.entries,
-                report.keys,
-                report.aliases,
-                report.changes,
+                counted(summary.entries, "record", "records"),
+                report.summary(),
                 summary.sha256
             );
             verdict(&report)
@@ -411,8 +457,13 @@ fn check(data_dir: PathBuf, store: &StoreArgs, limits: Limits) -> ExitCode {
         }
     };
     println!(
-        "checked {what}: {} keys, {} aliases, {} change-log entries, {} request_id records",
-        report.keys, report.aliases, report.changes, report.requests
+        "checked {what}: {}, {}",
+        report.summary(),
+        counted(
+            report.requests as u64,
+            "request_id record",
+            "request_id records"
+        )
     );
     verdict(&report)
 }

@@ -321,8 +321,12 @@ async fn start_checked(
     };
     let auth = match &access.authenticator {
         Some(authenticator) => format!(
-            "{} principals from {}",
-            authenticator.current().principal_names().len(),
+            "{} from {}",
+            crate::domain::names::counted(
+                authenticator.current().principal_names().len() as u64,
+                "principal",
+                "principals"
+            ),
             config
                 .auth_file
                 .as_deref()

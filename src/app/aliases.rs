@@ -10,7 +10,7 @@ use tokio_stream::Stream;
 use super::{request_id_text, App, Call, Page};
 use crate::domain::alias::parse_etag;
 use crate::domain::audit::AuditEntry;
-use crate::domain::names::{parse_alias_ref, parse_key_id};
+use crate::domain::names::{parse_alias_ref, parse_key_id, parse_key_id_of};
 use crate::domain::ops::{self, Ctx};
 use crate::domain::paging::{page_size, Listing};
 use crate::domain::policy::{actions, Caller, ANY_RESOURCE};
@@ -115,7 +115,7 @@ impl App {
     ) -> Result<(), Error> {
         let ctx = self.ctx(call);
         let mut audit = self.audit_entry(call, &ctx, actions::DELETE_ALIAS);
-        let key = parse_key_id(&ctx.scope, "key_id", key_id)?;
+        let key = parse_key_id_of(&ctx.scope, actions::DELETE_ALIAS, "key_id", key_id)?;
         let names = alias_names
             .iter()
             .map(|name| AliasName::parse("aliases", name))
@@ -172,7 +172,7 @@ impl App {
     ) -> Result<Alias, Error> {
         let ctx = self.ctx(call);
         let mut audit = self.audit_entry(call, &ctx, "kms:UpdateKeyAlias");
-        let id = parse_key_id(&ctx.scope, "key_id", key_id)?;
+        let id = parse_key_id_of(&ctx.scope, "kms:UpdateKeyAlias", "key_id", key_id)?;
         let name = AliasName::parse("key_alias", alias_name)?;
         name.ensure_not_reserved(&ctx.scope)?;
         let request_id = RequestId::parse(request_id)?;
@@ -313,7 +313,12 @@ impl App {
     ) -> Result<Option<KeyId>, Error> {
         let filter = match key_id {
             "" => None,
-            key_id => Some(parse_key_id(&ctx.scope, "key_id", key_id)?),
+            key_id => Some(parse_key_id_of(
+                &ctx.scope,
+                &audit.action,
+                "key_id",
+                key_id,
+            )?),
         };
         audit.resources = filter.iter().map(|k| k.to_string()).collect();
         let action = audit.action.clone();

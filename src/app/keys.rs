@@ -2,7 +2,7 @@
 
 use super::{request_id_text, App, Call, Page};
 use crate::domain::key::{check_description, resolve_pending_window};
-use crate::domain::names::parse_key_id;
+use crate::domain::names::parse_key_id_of;
 use crate::domain::ops::{self, Ctx, NewKey};
 use crate::domain::paging::{page_size, Listing};
 use crate::domain::policy::{actions, ANY_RESOURCE};
@@ -98,7 +98,7 @@ impl App {
     ) -> Result<Vec<AliasName>, Error> {
         let ctx = self.ctx(call);
         let mut audit = self.audit_entry(call, &ctx, actions::DESCRIBE_KEY);
-        let id = parse_key_id(&ctx.scope, "key_id", key_id)?;
+        let id = parse_key_id_of(&ctx.scope, actions::DESCRIBE_KEY, "key_id", key_id)?;
         audit.resources = vec![id.to_string()];
         let op_ctx = ctx.clone();
         self.read(&ctx, audit, move |txn| {
@@ -243,7 +243,7 @@ impl App {
     {
         let ctx = self.ctx(call);
         let mut audit = self.audit_entry(call, &ctx, action);
-        let id = parse_key_id(&ctx.scope, "key_id", key_id)?;
+        let id = parse_key_id_of(&ctx.scope, action, "key_id", key_id)?;
         let request_id = RequestId::parse(request_id)?;
         audit.resources = vec![id.to_string()];
         audit.request_id = request_id_text(&request_id);

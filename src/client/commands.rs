@@ -293,13 +293,15 @@ pub async fn alias(client: &Client, command: AliasCommand) -> Result<(), Failure
                 etag: etag.unwrap_or_default(),
                 request_id: id.clone(),
             };
-            aliases
+            let response = aliases
                 .delete_alias(client.request(request))
                 .await
-                .map_err(write_failed(&id))?;
+                .map_err(write_failed(&id))?
+                .into_inner();
             match (client.quiet(), client.output()) {
                 (true, _) => println!("{name}"),
-                (false, Output::Json) => print_json(&serde_json::json!({ "deleted": name })),
+                // The response in the proto3 JSON mapping, as every command.
+                (false, Output::Json) => print_json(&json(&response)),
                 (false, Output::Table) => println!("deleted {name}"),
             }
             return Ok(());

@@ -62,16 +62,30 @@ impl Failure {
         }
     }
 
-    pub fn unreachable(endpoint: &str, cause: &str) -> Failure {
+    /// Nothing usable answered at `endpoint`; `tls`: whether this client
+    /// spoke TLS (the hint names the mistake it most likely made).
+    pub fn unreachable(endpoint: &str, cause: &str, tls: bool) -> Failure {
+        let refused = cause.contains("refused") || cause.contains("timed out");
+        let hint = match (refused, tls) {
+            (false, true) => {
+                "This client spoke TLS (--tls-ca, a client certificate or an https:// endpoint) \
+                 and the handshake failed: if the server is plaintext, use an http:// endpoint \
+                 and no TLS flags; otherwise check --tls-ca and --tls-server-name."
+            }
+            (false, false) => {
+                "This client spoke plaintext: for a TLS server, give --tls-ca or an https:// \
+                 endpoint."
+            }
+            (true, _) => {
+                "Is `aliasd serve` running there? Set --endpoint (or ALIASD_ENDPOINT); for a TLS \
+                 server, --tls-ca or an https:// endpoint."
+            }
+        };
         Failure {
             message: format!("cannot reach the server at {endpoint}: {cause}"),
             reason: None,
             code: Some("UNAVAILABLE"),
-            hint: Some(
-                "Is `aliasd serve` running there? Set --endpoint (or ALIASD_ENDPOINT); \
-                 for a TLS server, --tls-ca or an https:// endpoint."
-                    .into(),
-            ),
+            hint: Some(hint.into()),
             exit: codes::UNAVAILABLE,
         }
     }
@@ -148,6 +162,7 @@ fn hint(code: Code, reason: Option<&str>, request_id: Option<&str>) -> Option<St
         Some("ETAG_MISMATCH") => {
             "The alias changed since you read it: `aliasd alias get NAME` shows its etag now."
         }
+        Some("INVALID_ETAG") => "Copy the etag `aliasd alias get NAME` shows (16 hex digits).",
         Some("INVALID_ALIAS_NAME") => {
             "An alias name is alias/ and then letters, digits, /, _ and -, at most 256 characters in all."
         }

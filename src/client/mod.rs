@@ -93,7 +93,12 @@ fn timeout_secs(text: &str) -> Result<f64, String> {
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
     /// Create a key; prints it (--quiet: its id).
+    #[command(after_help = "Examples:\n  \
+        aliasd key create --description payments\n  \
+        aliasd key create --key-spec RSA_2048 --key-usage SIGN_VERIFY\n  \
+        KEY=$(aliasd key create -q)")]
     Create {
+        /// Free text about the key, up to 8192 characters.
         #[arg(long, default_value = "")]
         description: String,
         /// SYMMETRIC_DEFAULT (default), RSA_2048, RSA_3072, RSA_4096,
@@ -108,26 +113,42 @@ pub enum KeyCommand {
         retry: RequestId,
     },
     /// Show a key, by key id, key ARN, alias name or alias ARN.
-    Describe { key: String },
+    #[command(after_help = "Examples:\n  \
+        aliasd key describe alias/payments\n  \
+        aliasd key describe 0d0466b0-e727-4d9c-b35d-f84bb474a37f -o json")]
+    Describe {
+        /// The key: its id, its ARN, one of its alias names or an alias ARN.
+        key: String,
+    },
     /// List the account's keys (every page; --limit to stop).
+    #[command(after_help = "Examples:\n  \
+        aliasd key list\n  \
+        aliasd key list --limit 10 -q")]
     List {
         #[command(flatten)]
         limit: Limit,
     },
     /// Enable a key.
+    #[command(after_help = "Example:\n  aliasd key enable 0d0466b0-e727-4d9c-b35d-f84bb474a37f")]
     Enable {
+        /// The key: its id or its ARN.
         key: String,
         #[command(flatten)]
         retry: RequestId,
     },
-    /// Disable a key.
+    /// Disable a key (its aliases stay; it cannot be used until enabled).
+    #[command(after_help = "Example:\n  aliasd key disable 0d0466b0-e727-4d9c-b35d-f84bb474a37f")]
     Disable {
+        /// The key: its id or its ARN.
         key: String,
         #[command(flatten)]
         retry: RequestId,
     },
     /// Schedule a key's deletion; its aliases go with it.
+    #[command(after_help = "Example:\n  \
+        aliasd key schedule-deletion 0d0466b0-e727-4d9c-b35d-f84bb474a37f --pending-window-days 7")]
     ScheduleDeletion {
+        /// The key: its id or its ARN.
         key: String,
         /// Days until deletion, 7..=30 (the server's default: 30).
         #[arg(long)]
@@ -136,7 +157,10 @@ pub enum KeyCommand {
         retry: RequestId,
     },
     /// Cancel a scheduled deletion (the key comes back disabled).
+    #[command(after_help = "Example:\n  \
+        aliasd key cancel-deletion 0d0466b0-e727-4d9c-b35d-f84bb474a37f")]
     CancelDeletion {
+        /// The key: its id or its ARN.
         key: String,
         #[command(flatten)]
         retry: RequestId,
@@ -147,8 +171,11 @@ pub enum KeyCommand {
 #[derive(Debug, Subcommand)]
 pub enum AliasCommand {
     /// Create an alias for a key; prints it (--quiet: its name).
+    #[command(after_help = "Examples:\n  \
+        aliasd alias create alias/payments 0d0466b0-e727-4d9c-b35d-f84bb474a37f\n  \
+        aliasd alias create alias/payments \"$(aliasd key create -q)\"")]
     Create {
-        /// alias/NAME
+        /// The new name: alias/ and then letters, digits, /, _ and -.
         name: String,
         /// The key: its id or ARN.
         key: String,
@@ -156,10 +183,22 @@ pub enum AliasCommand {
         retry: RequestId,
     },
     /// Show an alias.
-    Get { name: String },
-    /// Point an alias at another key.
-    Update {
+    #[command(after_help = "Examples:\n  \
+        aliasd alias get alias/payments\n  \
+        aliasd alias get alias/payments -o json")]
+    Get {
+        /// The alias: its name or its ARN.
         name: String,
+    },
+    /// Point an alias at another key (of the same type and usage).
+    #[command(after_help = "Examples:\n  \
+        aliasd alias update alias/payments 7c1f3a52-4b2d-4c59-9a0e-3d1e2f6a8b90\n  \
+        ETAG=$(aliasd alias get alias/payments -o json | jq -r .etag)\n  \
+        aliasd alias update alias/payments 7c1f3a52-4b2d-4c59-9a0e-3d1e2f6a8b90 --etag \"$ETAG\"")]
+    Update {
+        /// The alias to re-point: its name.
+        name: String,
+        /// The new key: its id or its ARN.
         key: String,
         /// Only if the alias is still at this etag (from `alias get`).
         #[arg(long)]
@@ -168,17 +207,24 @@ pub enum AliasCommand {
         retry: RequestId,
     },
     /// Rename an alias (it keeps its key).
+    #[command(after_help = "Example:\n  aliasd alias rename alias/payments alias/payments-v1")]
     Rename {
+        /// The alias's name now.
         name: String,
+        /// Its new name (not in use).
         new_name: String,
+        /// Only if the alias is still at this etag (from `alias get`).
         #[arg(long)]
         etag: Option<String>,
         #[command(flatten)]
         retry: RequestId,
     },
-    /// Delete an alias.
+    /// Delete an alias (its key stays).
+    #[command(after_help = "Example:\n  aliasd alias delete alias/payments-v1")]
     Delete {
+        /// The alias's name.
         name: String,
+        /// Only if the alias is still at this etag (from `alias get`).
         #[arg(long)]
         etag: Option<String>,
         #[command(flatten)]
@@ -186,6 +232,9 @@ pub enum AliasCommand {
     },
     /// List the account's aliases, or one key's (every page; --limit to
     /// stop).
+    #[command(after_help = "Examples:\n  \
+        aliasd alias list\n  \
+        aliasd alias list --key alias/payments -q")]
     List {
         /// Only the aliases of this key (id, ARN or alias name).
         #[arg(long)]
@@ -195,6 +244,10 @@ pub enum AliasCommand {
     },
     /// Print alias changes as they happen. After a lost connection it
     /// reconnects and resumes after the last change it printed.
+    #[command(after_help = "Examples:\n  \
+        aliasd alias watch\n  \
+        aliasd alias watch --key 0d0466b0-e727-4d9c-b35d-f84bb474a37f -o json\n  \
+        REV=$(aliasd alias list -o json | jq -r .revision); aliasd alias watch --from-revision \"$REV\"")]
     Watch {
         /// Only the changes touching this key.
         #[arg(long)]
@@ -214,6 +267,9 @@ pub enum AliasCommand {
 pub enum AuditCommand {
     /// List the account's audit records, oldest first (every page;
     /// --limit to stop).
+    #[command(after_help = "Examples:\n  \
+        aliasd audit list --since 2026-11-23T08:00:00Z\n  \
+        aliasd audit list --principal deployer --action kms:UpdateAlias -o json")]
     List {
         /// Only this principal's calls.
         #[arg(long)]
@@ -285,8 +341,9 @@ impl Client {
     /// Connects to `--endpoint` (failing fast when nothing answers there).
     pub async fn connect(args: &ClientArgs) -> Result<Client, Failure> {
         let endpoint = endpoint(args)?;
+        let tls = endpoint.uri().scheme_str() == Some("https");
         let channel = endpoint.connect().await.map_err(|error| {
-            Failure::unreachable(&args.endpoint, &crate::client::failure::chain(&error))
+            Failure::unreachable(&args.endpoint, &crate::client::failure::chain(&error), tls)
         })?;
         Ok(Client {
             channel,

@@ -26,6 +26,7 @@ proto_names! {
     pb::Alias => "aliasd.v1.Alias",
     pb::AliasEvent => "aliasd.v1.AliasEvent",
     pb::AuditEvent => "aliasd.v1.AuditEvent",
+    pb::DeleteAliasResponse => "aliasd.v1.DeleteAliasResponse",
 }
 
 fn pool() -> &'static DescriptorPool {

@@ -6,8 +6,8 @@ use super::error::{Error, Reason, Result};
 use super::names::{AliasName, KeyId, Scope};
 use super::time::Millis;
 
-/// Longest etag accepted from a caller (ours are 16 characters).
-pub const MAX_ETAG_CHARS: usize = 64;
+/// An etag's length: 16 lowercase hex digits (see [`Alias::etag_for`]).
+pub const ETAG_CHARS: usize = 16;
 
 /// An alias, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,11 +55,17 @@ pub fn parse_etag(input: &str) -> Result<Option<&str>> {
     if input.is_empty() {
         return Ok(None);
     }
-    if input.chars().count() > MAX_ETAG_CHARS {
+    // No alias has any other: a typo is a mistake to say, not a conflict.
+    let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    if input.len() != ETAG_CHARS || !input.bytes().all(hex) {
         return Err(Error::invalid(
             Reason::INVALID_ETAG,
             "etag",
-            format!("etag must be at most {MAX_ETAG_CHARS} characters."),
+            format!(
+                "etag {} is not an etag: an alias's etag is {ETAG_CHARS} lowercase hex digits \
+                 (its `etag` field).",
+                super::names::quoted(input)
+            ),
         ));
     }
     Ok(Some(input))

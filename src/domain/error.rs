@@ -105,7 +105,7 @@ reasons! {
     REQUEST_ID_REUSED => InvalidArgument, "ValidationException", "KMS.0206" 400,
         "A request_id already used for a different request.";
     INVALID_ETAG => InvalidArgument, "ValidationException", "KMS.0204" 400,
-        "An etag longer than 64 characters.";
+        "An etag that is not 16 lowercase hex digits (no alias has any other).";
     FIELD_TOO_LONG => InvalidArgument, "ValidationException", "KMS.0204" 400,
         "A string field is longer than its limit (see the proto comments).";
     REQUEST_BODY_TIMEOUT => InvalidArgument, "ValidationException", "KMS.0204" 400,

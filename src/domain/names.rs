@@ -237,6 +237,37 @@ impl KeyRef {
 /// Parses a *key id* parameter: a key id or key ARN. Alias forms are
 /// INVALID_ARGUMENT (TARGET_NOT_A_KEY).
 pub fn parse_key_id(scope: &Scope, field: &'static str, input: &str) -> Result<KeyId> {
+    key_id_or(scope, field, input, || {
+        format!(
+            "{} is an alias; aliases must refer to keys: give a key id or key ARN.",
+            quoted(input)
+        )
+    })
+}
+
+/// [`parse_key_id`] for an operation on a key (`kms:DisableKey`), whose
+/// refusal of an alias names the operation.
+pub fn parse_key_id_of(
+    scope: &Scope,
+    action: &str,
+    field: &'static str,
+    input: &str,
+) -> Result<KeyId> {
+    key_id_or(scope, field, input, || {
+        format!(
+            "{} takes a key id or key ARN, not an alias: {} is an alias.",
+            action.trim_start_matches("kms:"),
+            quoted(input)
+        )
+    })
+}
+
+fn key_id_or(
+    scope: &Scope,
+    field: &'static str,
+    input: &str,
+    an_alias: impl FnOnce() -> String,
+) -> Result<KeyId> {
     match KeyRef::parse(scope, field, input) {
         Ok(KeyRef::Key(id)) => Ok(id),
         // An alias ARN of another account is still the wrong kind of thing.
@@ -244,14 +275,7 @@ pub fn parse_key_id(scope: &Scope, field: &'static str, input: &str) -> Result<K
         | Err(Error {
             reason: Reason::ALIAS_NOT_FOUND,
             ..
-        }) => Err(Error::invalid(
-            Reason::TARGET_NOT_A_KEY,
-            field,
-            format!(
-                "{} is an alias; aliases must refer to keys: give a key id or key ARN.",
-                quoted(input)
-            ),
-        )),
+        }) => Err(Error::invalid(Reason::TARGET_NOT_A_KEY, field, an_alias())),
         Err(other) => Err(other),
     }
 }

@@ -131,8 +131,9 @@ fn ensure_alias_room<T: Txn>(txn: &T, ctx: &Ctx, key: &KeyId) -> Result<(), T::F
         return Err(Error::new(
             Reason::ALIAS_QUOTA_EXCEEDED,
             format!(
-                "Key '{}' already has {count} aliases, the most a key may have ({}).",
+                "Key '{}' already has {}, the most a key may have ({}).",
                 ctx.scope.key_arn(key),
+                super::names::counted(count, "alias", "aliases"),
                 ctx.limits.max_aliases_per_key
             ),
         )

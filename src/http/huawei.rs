@@ -125,11 +125,44 @@ pub fn error_response(error: &Error) -> HttpResponse {
     let mut response = json_response(
         status,
         CONTENT_TYPE,
-        &json!({"error": {"error_code": spec.huawei_error_code, "error_msg": error.message}}),
+        &json!({"error": {
+            "error_code": spec.huawei_error_code,
+            "error_msg": without_arns(&error.message),
+        }}),
     );
     // For the metrics: why it was refused.
     response.extensions_mut().insert(error.reason);
     response
+}
+
+/// A message as Huawei's clients read it: Huawei names a key by its id and
+/// an alias by its name, never by an AWS ARN. Each ARN in `message`
+/// (`arn:aws:kms:REGION:ACCOUNT:key/ID`, `...:alias/NAME`) becomes the id or
+/// the name it ends with.
+fn without_arns(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("arn:") {
+        out.push_str(&rest[..at]);
+        let arn = &rest[at..];
+        // arn:PARTITION:kms:REGION:ACCOUNT:RESOURCE: the resource follows
+        // the fifth colon.
+        let resource = arn
+            .match_indices(':')
+            .nth(4)
+            .map(|(colon, _)| &arn[colon + 1..])
+            .filter(|_| arn.split(':').nth(2) == Some("kms"));
+        match resource {
+            Some(resource) if resource.starts_with("key/") => rest = &resource["key/".len()..],
+            Some(resource) if resource.starts_with("alias/") => rest = resource,
+            _ => {
+                out.push_str("arn:");
+                rest = &arn["arn:".len()..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// An operation (`POST create-key`) as a metric label; `unknown` for a
@@ -623,6 +656,24 @@ fn alias_entity(scope: &Scope, alias: &Alias) -> Value {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn messages_name_key_ids_and_alias_names_not_arns() {
+        assert_eq!(
+            without_arns(
+                "Key 'arn:aws:kms:us-east-1:000000000000:key/0d0466b0-e727-4d9c-b35d-f84bb474a37f' \
+                 does not exist."
+            ),
+            "Key '0d0466b0-e727-4d9c-b35d-f84bb474a37f' does not exist."
+        );
+        assert_eq!(
+            without_arns("Alias arn:aws-cn:kms:cn-north-1:1:alias/a/b is not found."),
+            "Alias alias/a/b is not found."
+        );
+        for untouched in ["no ARN here", "arn:aws:s3:::bucket", "ends with arn:"] {
+            assert_eq!(without_arns(untouched), untouched);
+        }
+    }
+
     use super::*;
 
     #[test]

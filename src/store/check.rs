@@ -25,6 +25,21 @@ impl Report {
     pub fn is_clean(&self) -> bool {
         self.problems.is_empty()
     }
+
+    /// `3 keys, 1 alias, 4 change-log entries`.
+    pub fn summary(&self) -> String {
+        use crate::domain::names::counted;
+        format!(
+            "{}, {}, {}",
+            counted(self.keys as u64, "key", "keys"),
+            counted(self.aliases as u64, "alias", "aliases"),
+            counted(
+                self.changes as u64,
+                "change-log entry",
+                "change-log entries"
+            ),
+        )
+    }
 }
 
 /// Why a directory could not be checked.
@@ -253,8 +268,8 @@ fn check_trees(t: &dyn Reads, limits: &Limits) -> Report {
         };
         if names.len() as u64 > limits.max_aliases_per_key {
             problems.push(format!(
-                "key {account}/{id}: {} aliases, above the quota of {}",
-                names.len(),
+                "key {account}/{id}: {}, above the quota of {}",
+                crate::domain::names::counted(names.len() as u64, "alias", "aliases"),
                 limits.max_aliases_per_key
             ));
         }

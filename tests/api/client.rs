@@ -238,6 +238,12 @@ async fn alias_commands_change_aliases_and_tell_conflicts_apart() {
         4,
         "INVALID_ALIAS_NAME",
     );
+    // An etag no alias could have is a mistake in the input, not a conflict.
+    failed(
+        &run(at, &["alias", "update", "alias/x", &k1, "--etag", "nothex"]).await,
+        4,
+        "INVALID_ETAG",
+    );
 
     let renamed = ok(&run(at, &["alias", "rename", "alias/x", "alias/y"]).await);
     assert_eq!(field(&renamed, "alias_name"), "alias/y");
@@ -271,6 +277,11 @@ async fn alias_commands_change_aliases_and_tell_conflicts_apart() {
         "alias/y\n"
     );
 
+    // -o json prints the response in the proto3 JSON mapping (empty).
+    assert_eq!(
+        json(&run(at, &["alias", "delete", "alias/z", "-o", "json"]).await),
+        serde_json::json!({})
+    );
     assert_eq!(
         ok(&run(at, &["alias", "delete", "alias/y", "-q"]).await),
         "alias/y\n"
@@ -428,6 +439,46 @@ async fn an_unreachable_server_exits_7_with_a_hint() {
         "{}",
         stderr(&output)
     );
+}
+
+#[tokio::test]
+async fn help_has_examples_and_describes_every_argument_and_tls_mistakes_get_their_own_hint() {
+    // Help: examples, a description under every argument, and no
+    // `[env: NAME=]` for a variable that is not set.
+    for command in [
+        &["alias", "update", "--help"][..],
+        &["alias", "create", "--help"][..],
+        &["key", "describe", "--help"][..],
+        &["key", "disable", "--help"][..],
+    ] {
+        let help = ok(&run("unused", command).await);
+        assert!(help.contains("Example"), "{command:?}:\n{help}");
+        assert!(!help.contains("ALIASD_TLS_CA="), "{command:?}:\n{help}");
+        let arguments = help
+            .split("Arguments:")
+            .nth(1)
+            .and_then(|rest| rest.split("Options:").next())
+            .unwrap_or_default();
+        let lines: Vec<&str> = arguments.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if line.trim_start().starts_with('<') {
+                let description = lines.get(i + 1).map_or("", |next| next.trim());
+                assert!(
+                    !description.is_empty(),
+                    "{command:?}: {line} undescribed\n{help}"
+                );
+            }
+        }
+    }
+
+    // A TLS client at a plaintext server is told it spoke TLS.
+    let server = TestServer::start().await;
+    let addr = server.running.as_ref().unwrap().addr;
+    let output = run(&format!("https://{addr}"), &["key", "list"]).await;
+    assert_eq!(output.status.code(), Some(7), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains("This client spoke TLS"), "{err}");
+    assert!(err.contains("if the server is plaintext"), "{err}");
 }
 
 /// `aliasd ping` times one empty call; a server that is not there exits 7.

@@ -445,3 +445,39 @@ async fn create_key_with_a_taken_alias_creates_no_key() {
         .keys;
     assert_eq!(keys.len(), 1, "{keys:?}");
 }
+
+#[tokio::test]
+async fn huawei_messages_name_key_ids_not_aws_arns() {
+    let server = TestServer::start_http(|_| {}).await;
+    let missing = crate::common::uuid();
+    let reply = http_call(
+        &server,
+        "POST",
+        "/v1.0/0123456789abcdef/kms/describe-key",
+        &[("Content-Type", "application/json")],
+        format!(r#"{{"key_id": "{missing}"}}"#).as_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.json()["error"]["error_code"], "KMS.0207");
+    let message = reply.json()["error"]["error_msg"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains(&format!("'{missing}'")), "{message}");
+    assert!(!message.contains("arn:"), "{message}");
+    // The AWS door says the same in its own dialect, with the ARN.
+    let reply = http_call(
+        &server,
+        "POST",
+        "/",
+        &[
+            ("X-Amz-Target", "TrentService.DescribeKey"),
+            ("Content-Type", "application/x-amz-json-1.1"),
+        ],
+        format!(r#"{{"KeyId": "{missing}"}}"#).as_bytes(),
+    )
+    .await;
+    let message = reply.json()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains(":key/"), "{message}");
+}

@@ -401,3 +401,31 @@ async fn list_keys_pages_in_key_id_order_with_tamper_evident_tokens() {
         .await;
     assert_error(result, Code::InvalidArgument, "INVALID_PAGE_SIZE");
 }
+
+#[tokio::test]
+async fn refusals_name_the_operation_and_count_in_good_english() {
+    let server = TestServer::start_configured(|c| c.max_aliases_per_key = 1).await;
+    let key = server.create_key().await;
+    server
+        .create_alias("alias/only", &key.key_id)
+        .await
+        .unwrap();
+    let status = server.disable_key("alias/only").await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .starts_with("DisableKey takes a key id or key ARN, not an alias"),
+        "{}",
+        status.message()
+    );
+    let status = server
+        .create_alias("alias/second", &key.key_id)
+        .await
+        .unwrap_err();
+    assert!(
+        status.message().contains("already has 1 alias, the most"),
+        "{}",
+        status.message()
+    );
+}
