@@ -107,6 +107,190 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.00005, 2.5, 14))
 }
 
+/// Refusals for load (`aliasd_throttled_calls_total`).
+const THROTTLE_REASONS: [Reason; 3] = [
+    Reason::THROTTLED,
+    Reason::SERVER_BUSY,
+    Reason::TOO_MANY_WATCHES,
+];
+
+/// Refusals for who called (`aliasd_denied_calls_total`).
+const DENIAL_REASONS: [Reason; 8] = [
+    Reason::UNAUTHENTICATED,
+    Reason::MISSING_AUTHENTICATION_TOKEN,
+    Reason::INCOMPLETE_SIGNATURE,
+    Reason::UNRECOGNIZED_CLIENT,
+    Reason::INVALID_SIGNATURE,
+    Reason::SIGNATURE_EXPIRED,
+    Reason::ACCESS_DENIED,
+    Reason::PROJECT_NOT_FOUND,
+];
+
+/// The process's own metrics, read from `/proc` when scraped, under the
+/// names Prometheus client libraries use (`process_cpu_seconds_total`,
+/// `process_resident_memory_bytes`, ...), so stock dashboards show them.
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl prometheus_client::collector::Collector for ProcessCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let Some(process) = ProcessStats::read() else {
+            return Ok(());
+        };
+        let cpu = ConstCounter::new(process.cpu_seconds);
+        cpu.encode(encoder.encode_descriptor(
+            "process_cpu",
+            "Total user and system CPU time spent",
+            Some(&Unit::Seconds),
+            cpu.metric_type(),
+        )?)?;
+        let gauges: [(&str, &str, Option<Unit>, f64); 5] = [
+            (
+                "process_resident_memory",
+                "Resident memory size",
+                Some(Unit::Bytes),
+                process.resident_bytes,
+            ),
+            (
+                "process_virtual_memory",
+                "Virtual memory size",
+                Some(Unit::Bytes),
+                process.virtual_bytes,
+            ),
+            (
+                "process_start_time",
+                "Start time of the process since the Unix epoch",
+                Some(Unit::Seconds),
+                process.start_time_seconds,
+            ),
+            (
+                "process_open_fds",
+                "Open file descriptors",
+                None,
+                process.open_fds,
+            ),
+            (
+                "process_max_fds",
+                "The most file descriptors the process may open",
+                None,
+                process.max_fds,
+            ),
+        ];
+        for (name, help, unit, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(
+                name,
+                help,
+                unit.as_ref(),
+                gauge.metric_type(),
+            )?)?;
+        }
+        Ok(())
+    }
+}
+
+/// What `/proc` says about this process.
+struct ProcessStats {
+    cpu_seconds: f64,
+    resident_bytes: f64,
+    virtual_bytes: f64,
+    start_time_seconds: f64,
+    open_fds: f64,
+    max_fds: f64,
+}
+
+impl ProcessStats {
+    fn read() -> Option<ProcessStats> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // The fields after the command name (which may hold spaces), from
+        // field 3 (state) on.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3)?.parse::<f64>().ok();
+        // SAFETY: sysconf has no preconditions.
+        let (ticks, page) = unsafe {
+            (
+                libc::sysconf(libc::_SC_CLK_TCK) as f64,
+                libc::sysconf(libc::_SC_PAGESIZE) as f64,
+            )
+        };
+        let boot_time = std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|line| line.strip_prefix("btime "))?
+            .trim()
+            .parse::<f64>()
+            .ok()?;
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct it is given.
+        let max_fds = match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
+            0 => limit.rlim_cur as f64,
+            _ => 0.0,
+        };
+        Some(ProcessStats {
+            cpu_seconds: (field(14)? + field(15)?) / ticks,
+            start_time_seconds: boot_time + field(22)? / ticks,
+            virtual_bytes: field(23)?,
+            resident_bytes: field(24)? * page,
+            open_fds: std::fs::read_dir("/proc/self/fd").ok()?.count() as f64,
+            max_fds,
+        })
+    }
+}
+
+/// The exposition in Prometheus's text format 0.0.4, from OpenMetrics
+/// text, for scrapers that ask for it (`Accept: text/plain`): no `# EOF`
+/// or `# UNIT` lines, and a counter family named as its samples
+/// (`aliasd_calls_total`).
+pub fn to_text_format(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut help: Option<&str> = None;
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            if let Some(held) = help.replace(line) {
+                out.push_str(held);
+                out.push('\n');
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
+            let name = match kind {
+                "counter" => format!("{name}_total"),
+                _ => name.to_owned(),
+            };
+            let kind = match kind {
+                "counter" | "gauge" | "histogram" | "summary" => kind,
+                _ => "untyped",
+            };
+            if let Some(held) = help.take() {
+                let text = held.splitn(4, ' ').nth(3).unwrap_or_default();
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        if let Some(held) = help.take() {
+            out.push_str(held);
+            out.push('\n');
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 /// The server's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -135,7 +319,11 @@ pub struct Sources {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("aliasd");
+        // aliasd's own families under `aliasd_`; the process's under the
+        // names every Prometheus client library gives them (`process_`).
+        let mut root = Registry::default();
+        root.register_collector(Box::new(ProcessCollector));
+        let registry = root.sub_registry_with_prefix("aliasd");
         let calls = Family::<CallLabels, Counter>::default();
         registry.register(
             "calls",
@@ -217,8 +405,28 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION"),
             })
             .set(1);
+        // Refusals are counted from zero, so that alerts on their rate have
+        // data before the first one.
+        for door in [Door::Grpc, Door::Aws, Door::Huawei] {
+            for reason in THROTTLE_REASONS {
+                throttled
+                    .get_or_create(&ReasonLabels {
+                        door,
+                        reason: reason.as_str(),
+                    })
+                    .inc_by(0);
+            }
+            for reason in DENIAL_REASONS {
+                denied
+                    .get_or_create(&ReasonLabels {
+                        door,
+                        reason: reason.as_str(),
+                    })
+                    .inc_by(0);
+            }
+        }
         Metrics {
-            registry,
+            registry: root,
             calls,
             latency,
             in_flight,
@@ -277,21 +485,10 @@ impl Metrics {
             door,
             reason: reason.as_str(),
         };
-        match reason {
-            Reason::THROTTLED | Reason::SERVER_BUSY | Reason::TOO_MANY_WATCHES => {
-                self.throttled.get_or_create(&labels).inc();
-            }
-            Reason::UNAUTHENTICATED
-            | Reason::MISSING_AUTHENTICATION_TOKEN
-            | Reason::INCOMPLETE_SIGNATURE
-            | Reason::UNRECOGNIZED_CLIENT
-            | Reason::INVALID_SIGNATURE
-            | Reason::SIGNATURE_EXPIRED
-            | Reason::ACCESS_DENIED
-            | Reason::PROJECT_NOT_FOUND => {
-                self.denied.get_or_create(&labels).inc();
-            }
-            _ => {}
+        if THROTTLE_REASONS.contains(&reason) {
+            self.throttled.get_or_create(&labels).inc();
+        } else if DENIAL_REASONS.contains(&reason) {
+            self.denied.get_or_create(&labels).inc();
         }
     }
 
@@ -404,6 +601,34 @@ fn grpc_methods() -> &'static std::collections::HashSet<&'static str> {
         }
         methods
     })
+}
+
+/// Whether a method streams its answer (WatchAliases, Backup, health Watch,
+/// reflection): its status comes when the stream ends.
+pub fn is_server_streaming(path: &str) -> bool {
+    static STREAMING: std::sync::OnceLock<std::collections::HashSet<String>> =
+        std::sync::OnceLock::new();
+    STREAMING
+        .get_or_init(|| {
+            let mut streaming: std::collections::HashSet<String> = [
+                "/grpc.health.v1.Health/Watch",
+                "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            ]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+            if let Ok(pool) = prost_reflect::DescriptorPool::decode(crate::pb::FILE_DESCRIPTOR_SET)
+            {
+                for service in pool.services() {
+                    for method in service.methods().filter(|m| m.is_server_streaming()) {
+                        streaming.insert(format!("/{}/{}", service.full_name(), method.name()));
+                    }
+                }
+            }
+            streaming
+        })
+        .contains(path)
 }
 
 /// A request path as a metric label: the method's path if the server has

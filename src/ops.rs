@@ -33,14 +33,33 @@ pub fn metrics_router(metrics: Arc<Metrics>, sources: Arc<Sources>) -> Router {
         .with_state((metrics, sources))
 }
 
-async fn scrape(State((metrics, sources)): State<(Arc<Metrics>, Arc<Sources>)>) -> Response<Body> {
+/// OpenMetrics, unless the scraper asks for Prometheus's text format
+/// 0.0.4 only (`Accept: text/plain;version=0.0.4`).
+async fn scrape(
+    State((metrics, sources)): State<(Arc<Metrics>, Arc<Sources>)>,
+    headers: http::HeaderMap,
+) -> Response<Body> {
+    let accept = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
     let text = metrics.render(&sources).await;
+    let plain = accept.contains("text/plain") && !accept.contains("application/openmetrics-text");
+    let (content_type, text) = match plain {
+        true => (
+            "text/plain; version=0.0.4; charset=utf-8",
+            crate::metrics::to_text_format(&text),
+        ),
+        false => (
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            text,
+        ),
+    };
     Response::builder()
         .status(StatusCode::OK)
-        .header(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )
+        .header(header::CONTENT_TYPE, content_type)
         .body(Body::from(text))
         .unwrap_or_default()
 }

@@ -95,10 +95,48 @@ pub struct RequestContext<S> {
 
 /// A response body that keeps its call counted as in progress on its
 /// connection until the body ends (a watch stream lasts long after its
-/// headers), so that the connection is not closed as idle meanwhile.
+/// headers), so that the connection is not closed as idle meanwhile. A
+/// stream's outcome is known only when it ends (its trailers): then, or
+/// when the body is dropped unfinished (the client went away: CANCELLED),
+/// the call is counted and logged.
 struct CountedBody {
     inner: Body,
     _call: Option<crate::net::CallInProgress>,
+    stream_end: Option<StreamEnd>,
+}
+
+/// What a stream's end reports.
+struct StreamEnd {
+    metrics: Arc<Metrics>,
+    method: String,
+    started: Instant,
+    span: tracing::Span,
+}
+
+impl StreamEnd {
+    fn report(self, trailers: Option<&http::HeaderMap>) {
+        let (code, reason, ours) = match trailers {
+            Some(trailers) => outcome(trailers),
+            None => (tonic::Code::Cancelled, None, false),
+        };
+        let _entered = self.span.enter();
+        finish(
+            &self.metrics,
+            &self.method,
+            code,
+            reason,
+            ours,
+            self.started,
+        );
+    }
+}
+
+impl Drop for CountedBody {
+    fn drop(&mut self) {
+        if let Some(end) = self.stream_end.take() {
+            end.report(None);
+        }
+    }
 }
 
 impl http_body::Body for CountedBody {
@@ -109,7 +147,22 @@ impl http_body::Body for CountedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => {
+                if let Some(end) = self.stream_end.take() {
+                    end.report(frame.trailers_ref());
+                }
+            }
+            // Ended without trailers: as tonic reads it, OK.
+            Poll::Ready(None) => {
+                if let Some(end) = self.stream_end.take() {
+                    end.report(Some(&http::HeaderMap::new()));
+                }
+            }
+            _ => {}
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -315,32 +368,59 @@ pub fn parse_traceparent(value: &str) -> Option<(&str, &str)> {
     valid.then_some((trace_id, parent))
 }
 
-/// Counts an answered call in the metrics: its method, its status, and
-/// the reason of a refusal (read from the status details, failures only),
-/// which it returns.
-fn record<B>(
-    metrics: &Metrics,
-    path: &str,
-    response: &http::Response<B>,
-    started: Instant,
-) -> Option<Reason> {
-    let code = grpc_code(response.headers());
+/// A call's outcome from the headers (or trailers) that carry its status:
+/// the code, the reason of a refusal (from the status details, failures
+/// only), and whether the status is one of ours (it has our details).
+fn outcome(headers: &http::HeaderMap) -> (tonic::Code, Option<Reason>, bool) {
+    let code = grpc_code(headers);
     let reason = match code {
         tonic::Code::Ok => None,
-        _ => tonic::Status::from_header_map(response.headers())
+        _ => tonic::Status::from_header_map(headers)
             .and_then(|status| {
                 tonic_types::StatusExt::get_details_error_info(&status).map(|info| info.reason)
             })
             .and_then(|reason| Reason::from_name(&reason)),
     };
+    (
+        code,
+        reason,
+        headers.contains_key("grpc-status-details-bin"),
+    )
+}
+
+/// Counts an answered call in the metrics (its method, its status, the
+/// reason of a refusal) and logs it, in the call's span.
+fn finish(
+    metrics: &Metrics,
+    method: &str,
+    code: tonic::Code,
+    reason: Option<Reason>,
+    ours: bool,
+    started: Instant,
+) {
     metrics.call(
         Door::Grpc,
-        crate::metrics::grpc_method(path),
+        crate::metrics::grpc_method(method),
         Status::Grpc(super::code_name(code)),
         reason,
         started.elapsed(),
     );
-    reason
+    let latency_ms = rounded_ms(started.elapsed());
+    let status = super::code_name(code);
+    let reason = reason.map(Reason::as_str).unwrap_or_default();
+    // ERROR only for faults of ours (they carry our ErrorInfo): a client
+    // that resets its stream mid-body makes tonic answer UNKNOWN, and must
+    // not be able to write error lines.
+    if ours && matches!(status, "INTERNAL" | "UNKNOWN" | "DATA_LOSS") {
+        tracing::error!(status, reason, latency_ms, "call failed");
+    } else if is_open_service(method) && method != PING_PATH {
+        // Probes and API discovery: frequent and routine.
+        tracing::debug!(status, reason, latency_ms, "call");
+    } else if reason.is_empty() {
+        tracing::info!(status, latency_ms, "call");
+    } else {
+        tracing::info!(status, reason, latency_ms, "call");
+    }
 }
 
 /// The peer of a request, over plain TCP or TLS.
@@ -524,8 +604,8 @@ where
                             ),
                         ));
                     response.headers_mut().insert(REQUEST_ID_HEADER, id);
-                    record(&metrics, &method, &response, started);
-                    tracing::info!(status = "RESOURCE_EXHAUSTED", reason = "SERVER_BUSY", "call");
+                    let (code, reason, ours) = outcome(response.headers());
+                    finish(&metrics, &method, code, reason, ours, started);
                     return Ok(response);
                 };
                 // A call that only reads committed nothing, whenever its
@@ -554,34 +634,32 @@ where
                     None => inner.call(request).await?,
                 };
                 let response = rewrite_client_errors(response, limit);
-                let response = explain_unimplemented(response, &method);
-                let mut response = response.map(|body| {
+                let mut response = explain_unimplemented(response, &method);
+                response.headers_mut().insert(REQUEST_ID_HEADER, id);
+                // A stream that started has its status in its trailers:
+                // counted and logged when it ends.
+                let started_stream = crate::metrics::is_server_streaming(&method)
+                    && !response.headers().contains_key("grpc-status");
+                let stream_end = match started_stream {
+                    true => Some(StreamEnd {
+                        metrics: metrics.clone(),
+                        method: method.clone(),
+                        started,
+                        span: tracing::Span::current(),
+                    }),
+                    false => {
+                        let (code, reason, ours) = outcome(response.headers());
+                        finish(&metrics, &method, code, reason, ours, started);
+                        None
+                    }
+                };
+                Ok(response.map(|body| {
                     Body::new(CountedBody {
                         inner: body,
                         _call: call_in_progress,
+                        stream_end,
                     })
-                });
-                response.headers_mut().insert(REQUEST_ID_HEADER, id);
-                let status = grpc_code(response.headers());
-                let reason = record(&metrics, &method, &response, started);
-                let latency_ms = rounded_ms(started.elapsed());
-                let status = super::code_name(status);
-                let reason = reason.map(Reason::as_str).unwrap_or_default();
-                // ERROR only for faults of ours (they carry our ErrorInfo):
-                // a client that resets its stream mid-body makes tonic
-                // answer UNKNOWN, and must not be able to write error lines.
-                let ours = response.headers().contains_key("grpc-status-details-bin");
-                if ours && matches!(status, "INTERNAL" | "UNKNOWN" | "DATA_LOSS") {
-                    tracing::error!(status, reason, latency_ms, "call failed");
-                } else if is_open_service(&method) && method != PING_PATH {
-                    // Probes and API discovery: frequent and routine.
-                    tracing::debug!(status, reason, latency_ms, "call");
-                } else if reason.is_empty() {
-                    tracing::info!(status, latency_ms, "call");
-                } else {
-                    tracing::info!(status, reason, latency_ms, "call");
-                }
-                Ok(response)
+                }))
             }
             .instrument(span),
         )

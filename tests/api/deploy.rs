@@ -95,7 +95,7 @@ fn starts(args: &[String]) -> String {
                 "127.0.0.1:0".to_owned()
             } else if value == "/var/lib/aliasd" {
                 data.to_str().unwrap().to_owned()
-            } else if value == "/etc/aliasd/auth.toml" {
+            } else if value == "/etc/aliasd/auth.toml" || value == "%d/auth.toml" {
                 auth.to_str().unwrap().to_owned()
             } else {
                 value
@@ -151,7 +151,7 @@ fn the_dockerfile_kubernetes_and_systemd_commands_start_the_server() {
                 "{file}: {line}"
             );
         }
-        assert!(line.contains("principals from"), "{file}: {line}");
+        assert!(line.contains("1 principal from"), "{file}: {line}");
     }
 }
 
@@ -246,4 +246,101 @@ fn the_ports_published_and_probed_are_the_ones_listened_on() {
         .parse()
         .unwrap();
     assert!(stop >= unit_drain + 5);
+}
+
+#[test]
+fn the_systemd_unit_hands_its_dynamic_user_the_auth_file_as_a_credential() {
+    // A dynamic user cannot own a file in /etc, and aliasd refuses an auth
+    // file with secrets that others may read: the file must come through
+    // LoadCredential= (a copy only the service can read) and be named by
+    // its place in the credentials directory (%d).
+    let unit = deploy("aliasd.service");
+    assert!(unit.contains("DynamicUser=yes"));
+    let loaded = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("LoadCredential="))
+        .expect("LoadCredential= for the auth file");
+    assert_eq!(loaded, "auth.toml:/etc/aliasd/auth.toml");
+    let auth_file = flags(&systemd_args())
+        .into_iter()
+        .find(|(flag, _)| flag == "--auth-file")
+        .unwrap()
+        .1;
+    assert_eq!(auth_file, "%d/auth.toml");
+}
+
+#[test]
+fn the_image_has_ca_roots_and_a_small_build_context() {
+    let dockerfile = deploy("Dockerfile");
+    let runtime = dockerfile.split("FROM ").nth(2).expect("a runtime stage");
+    assert!(runtime.contains("ca-certificates"), "{runtime}");
+    let ignore =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(".dockerignore"))
+            .expect("a .dockerignore beside the Dockerfile's context");
+    let ignored: Vec<&str> = ignore
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .collect();
+    for needed in ["target/", "aliasd-data/", ".git/"] {
+        assert!(ignored.contains(&needed), "{needed} not in .dockerignore");
+    }
+}
+
+#[test]
+fn the_manifest_pins_its_image_says_its_kubernetes_and_governs_with_a_headless_service() {
+    let manifest = deploy("kubernetes.yaml");
+    assert!(
+        manifest.contains("Kubernetes 1.30 or later"),
+        "the preStop sleep needs 1.30"
+    );
+    let images: Vec<&str> = manifest
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("image: "))
+        .collect();
+    assert!(!images.is_empty());
+    for image in &images {
+        let (_, tag) = image.rsplit_once(':').expect("a tagged image");
+        assert_ne!(tag, "latest", "{image}");
+    }
+    let pull_policies = manifest
+        .lines()
+        .filter(|l| l.trim() == "imagePullPolicy: IfNotPresent")
+        .count();
+    assert_eq!(pull_policies, images.len());
+    // serviceName names a Service whose clusterIP is None.
+    let governing = manifest
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("serviceName: "))
+        .unwrap();
+    let service = manifest
+        .split("---")
+        .find(|doc| doc.contains("kind: Service") && doc.contains(&format!("name: {governing}\n")))
+        .unwrap_or_else(|| panic!("no Service named {governing}"));
+    assert!(service.contains("clusterIP: None"), "{service}");
+}
+
+#[test]
+fn the_release_binary_carries_no_debug_info_and_a_profile_keeps_it() {
+    // Line tables made 91 MB of a 114 MB binary: the release profile has
+    // none, and `--profile profiling` builds the same code with them.
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
+    let section = |name: &str| -> String {
+        manifest
+            .split(&format!("[profile.{name}]\n"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no [profile.{name}]"))
+            .split("\n[")
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let release = section("release");
+    assert!(release.contains("debug = false"), "{release}");
+    let profiling = section("profiling");
+    assert!(profiling.contains("inherits = \"release\""), "{profiling}");
+    assert!(
+        profiling.contains("debug = \"line-tables-only\""),
+        "{profiling}"
+    );
 }

@@ -918,6 +918,10 @@ const NOT_ON_ETCD: &[(&str, &str)] = &[
         "serving::a_second_server_on_the_same_data_directory",
         "sled's directory lock (instances share etcd by design)",
     ),
+    (
+        "serving::a_store_keeps_the_settings_it_was_made_with",
+        "restarts on a sled directory (an_instance_with_other_store_settings_refuses_to_start is its etcd twin)",
+    ),
 ];
 
 /// The gRPC, HTTP and Python integration tests, run again with every

@@ -190,3 +190,118 @@ async fn the_metrics_listener_is_off_unless_asked_for() {
     let server = TestServer::start().await;
     assert_eq!(server.running.as_ref().unwrap().metrics_addr, None);
 }
+
+#[tokio::test]
+async fn watches_count_how_they_ended_and_refusals_and_the_process_are_there_from_the_start() {
+    let server = TestServer::start_configured(|c| {
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    // Before any refusal: the refusal counters exist, at zero, and so do
+    // the process's own families.
+    let text = scrape(&server).await;
+    for series in [
+        r#"aliasd_denied_calls_total{door="grpc",reason="ACCESS_DENIED"} 0"#,
+        r#"aliasd_throttled_calls_total{door="grpc",reason="THROTTLED"} 0"#,
+        "# TYPE process_cpu_seconds counter",
+        "# TYPE process_resident_memory_bytes gauge",
+        "# TYPE process_open_fds gauge",
+        "# TYPE process_start_time_seconds gauge",
+    ] {
+        assert!(text.contains(series), "no {series} in\n{text}");
+    }
+    assert!(sample(&text, "process_resident_memory_bytes") > 0.0);
+    assert!(sample(&text, "process_open_fds") > 0.0);
+
+    // A watch that ends at its 1.5 s deadline counts as DEADLINE_EXCEEDED,
+    // lasting as long as it did.
+    let mut request = tonic::Request::new(pb::WatchAliasesRequest::default());
+    request.set_timeout(std::time::Duration::from_millis(1500));
+    let mut stream = server
+        .aliases
+        .clone()
+        .watch_aliases(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let end = stream.message().await;
+    assert_eq!(end.unwrap_err().code(), Code::DeadlineExceeded);
+    let method = "/aliasd.v1.AliasService/WatchAliases";
+    let mut text = scrape(&server).await;
+    // Counted when the stream's end is sent: a moment after the client saw it.
+    for _ in 0..100 {
+        if text.contains(&format!(r#"method="{method}",status="DEADLINE_EXCEEDED""#)) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        text = scrape(&server).await;
+    }
+    let ended = format!(
+        r#"aliasd_calls_total{{door="grpc",method="{method}",status="DEADLINE_EXCEEDED"}}"#
+    );
+    assert_eq!(sample(&text, &ended), 1.0, "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            &format!(r#"aliasd_calls_total{{door="grpc",method="{method}",status="OK"}}"#)
+        ),
+        0.0
+    );
+    let took = sample(
+        &text,
+        &format!(r#"aliasd_call_duration_seconds_sum{{door="grpc",method="{method}"}}"#),
+    );
+    assert!(took >= 1.0, "the watch lasted {took} s");
+}
+
+#[tokio::test]
+async fn a_scraper_that_asks_for_the_text_format_gets_it() {
+    let server = TestServer::start_configured(|c| {
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    server.create_key().await;
+    let addr = server.running.as_ref().unwrap().metrics_addr.unwrap();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let reply = http_exchange(
+        stream,
+        "GET",
+        "/metrics",
+        &[("Accept", "text/plain;version=0.0.4;q=1,*/*;q=0.1")],
+        b"",
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.headers["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = String::from_utf8(reply.body).unwrap();
+    assert!(!text.contains("# EOF"), "{text}");
+    assert!(!text.contains("# UNIT"), "{text}");
+    assert!(text.contains("# TYPE aliasd_calls_total counter"), "{text}");
+    assert!(
+        text.contains("# HELP aliasd_calls_total Calls answered"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"aliasd_calls_total{door="grpc",method="/aliasd.v1.KeyService/CreateKey",status="OK"} 1"#),
+        "{text}"
+    );
+    // Every sample belongs to a family declared before it.
+    let mut declared: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            declared.push(rest.split(' ').next().unwrap().to_owned());
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let name = line.split(['{', ' ']).next().unwrap();
+            assert!(
+                declared.iter().any(|family| name == family
+                    || ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .any(|suffix| name.strip_suffix(suffix) == Some(family))),
+                "{name} has no # TYPE line before it"
+            );
+        }
+    }
+}

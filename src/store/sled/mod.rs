@@ -127,21 +127,11 @@ pub fn open_existing(
 
 /// Creates `dir` (and missing parents) readable by its owner only: it holds
 /// every account's records, the audit log and the page-token secret. An
-/// existing directory others can enter is used as it is, with a warning.
+/// existing directory keeps the mode its owner gave it.
 pub fn private_dir(dir: &Path) -> Result<(), crate::domain::Error> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     match std::fs::metadata(dir) {
-        Ok(meta) => {
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                tracing::warn!(
-                    dir = %dir.display(),
-                    "the data directory's mode is {mode:o}: other users can reach the store; \
-                     chmod 700 it"
-                );
-            }
-            Ok(())
-        }
+        Ok(_) => Ok(()),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
