@@ -90,6 +90,25 @@ pub fn json_response(
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
+/// What the shared request handling needs of a dialect.
+#[derive(Clone, Copy)]
+struct Dialect {
+    /// Who the headers say sent the request, read before the body arrives.
+    claim: fn(&HeaderMap) -> Claim,
+    /// An error as the dialect renders it.
+    render_error: fn(&Error) -> HttpResponse,
+}
+
+const AWS: Dialect = Dialect {
+    claim: aws::claim,
+    render_error: aws::error_response,
+};
+
+const HUAWEI: Dialect = Dialect {
+    claim: huawei::claim,
+    render_error: huawei::error_response,
+};
+
 /// The HTTP router of both dialects.
 fn router(door: Door) -> Router {
     Router::new()
@@ -110,13 +129,9 @@ async fn aws_entry(State(door): State<Door>, request: Request<Body>) -> HttpResp
         .unwrap_or_default()
         .to_owned();
     let label = (metrics::Door::Aws, aws::operation_label(&operation));
-    door.serve(
-        request,
-        operation,
-        label,
-        (aws::claim, aws::error_response),
-        |app, request| async move { aws::handle(&app, request).await },
-    )
+    door.serve(request, operation, label, AWS, |app, request| async move {
+        aws::handle(&app, request).await
+    })
     .await
 }
 
@@ -130,13 +145,9 @@ async fn huawei_entry(
         metrics::Door::Huawei,
         huawei::operation_label(request.method(), &operation),
     );
-    door.serve(
-        request,
-        name,
-        label,
-        (huawei::claim, huawei::error_response),
-        |app, request| async move { huawei::handle(&app, &project_id, &operation, request).await },
-    )
+    door.serve(request, name, label, HUAWEI, |app, request| async move {
+        huawei::handle(&app, &project_id, &operation, request).await
+    })
     .await
 }
 
@@ -147,7 +158,10 @@ async fn ping(State(door): State<Door>, request: Request<Body>) -> HttpResponse 
         request,
         "ping".to_owned(),
         (metrics::Door::Http, "ping"),
-        (|_| Claim::Nothing, aws::error_response),
+        Dialect {
+            claim: |_| Claim::Nothing,
+            ..AWS
+        },
         |_, _| async {
             Response::builder()
                 .status(StatusCode::NO_CONTENT)
@@ -208,7 +222,10 @@ impl Door {
         request: Request<Body>,
         operation: String,
         (door, label): (metrics::Door, &'static str),
-        (claim, render_error): (fn(&HeaderMap) -> Claim, fn(&Error) -> HttpResponse),
+        Dialect {
+            claim,
+            render_error,
+        }: Dialect,
         handler: F,
     ) -> HttpResponse
     where
