@@ -913,6 +913,7 @@ const NOT_ON_ETCD: &[(&str, &str)] = &[
     ("durability::", "injects fsync failures into sled"),
     ("ephemeral::", "the in-memory store"),
     ("etcd::", "on etcd already (and would run itself)"),
+    ("proxy::", "nginx in front: what it tests does not depend on the store"),
     ("readme::", "runs the README's commands on sled"),
     (
         "serving::a_second_server_on_the_same_data_directory",

@@ -25,6 +25,7 @@ mod huawei;
 mod keys;
 mod listing;
 mod metrics;
+mod proxy;
 mod python;
 mod readme;
 mod seed;

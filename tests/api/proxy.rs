@@ -1,0 +1,224 @@
+//! aliasd behind a real nginx (Debian's package, unpacked under `target/`
+//! by `apt-get download`): nginx cuts off a gRPC stream on which the
+//! upstream sent nothing for `grpc_read_timeout`; a watch that asks for
+//! progress outlives it, and so does the CLI's watch.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use aliasd::pb;
+use aliasd::pb::alias_service_client::AliasServiceClient;
+
+use crate::common::*;
+
+/// nginx's binary, unpacked from Debian's package on first use (the
+/// system's package tools fetch and verify it).
+fn nginx_binary() -> PathBuf {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = aliasd::store::etcd::testing::cache_dir().join("nginx");
+    let binary = dir.join("root/usr/sbin/nginx");
+    if binary.exists() {
+        return binary;
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    let fetched = Command::new("apt-get")
+        .args(["download", "nginx"])
+        .current_dir(&dir)
+        .output()
+        .expect("apt-get runs");
+    assert!(
+        fetched.status.success(),
+        "apt-get download nginx: {}",
+        String::from_utf8_lossy(&fetched.stderr)
+    );
+    let deb = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|ext| ext == "deb"))
+        .expect("the nginx package");
+    let unpacked = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(dir.join("root"))
+        .status()
+        .expect("dpkg-deb runs");
+    assert!(
+        unpacked.success() && binary.exists(),
+        "nginx did not unpack"
+    );
+    binary
+}
+
+/// An nginx in front of `upstream` (h2c on both sides), with
+/// `grpc_read_timeout` as given; killed when dropped.
+struct Nginx {
+    child: Child,
+    addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start(upstream: std::net::SocketAddr, read_timeout: &str) -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        let config = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {pid};\n\
+             error_log {log} info;\nevents {{}}\nhttp {{\n  access_log off;\n\
+             client_body_temp_path {tmp};\n  proxy_temp_path {tmp};\n  fastcgi_temp_path {tmp};\n\
+             uwsgi_temp_path {tmp};\n  scgi_temp_path {tmp};\n\
+             server {{\n    listen 127.0.0.1:{port} http2;\n    location / {{\n\
+             grpc_pass grpc://{upstream};\n      grpc_read_timeout {read_timeout};\n\
+             grpc_send_timeout {read_timeout};\n    }}\n  }}\n}}\n",
+            pid = path("nginx.pid"),
+            log = path("error.log"),
+            tmp = path("tmp"),
+        );
+        std::fs::create_dir(dir.path().join("tmp")).unwrap();
+        std::fs::write(dir.path().join("nginx.conf"), config).unwrap();
+        let child = Command::new(nginx_binary())
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        // Hang guard only: nginx listens within milliseconds.
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                return Nginx {
+                    child,
+                    addr,
+                    _dir: dir,
+                };
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!(
+            "nginx did not listen: {}",
+            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn through(nginx: &Nginx) -> AliasServiceClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", nginx.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    AliasServiceClient::new(channel)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_that_asks_for_progress_outlives_nginxs_read_timeout() {
+    let server = TestServer::start_configured(|c| c.watch_progress_interval_secs = 1).await;
+    let nginx = Nginx::start(server.running.as_ref().unwrap().addr, "3s");
+    let key = server.create_key().await.key_id;
+    let watch = |progress_notify| {
+        let nginx = &nginx;
+        async move {
+            through(nginx)
+                .await
+                .watch_aliases(pb::WatchAliasesRequest {
+                    key_id: String::new(),
+                    start_revision: Some(0),
+                    progress_notify,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let mut quiet = watch(false).await;
+    let mut kept = watch(true).await;
+
+    // Nothing happens for longer than nginx's read timeout: the watch that
+    // sent nothing is cut off (nginx answers INTERNAL)...
+    let cut = tokio::time::timeout(Duration::from_secs(30), quiet.message())
+        .await
+        .expect("nginx ends the quiet watch");
+    let status = cut.expect_err("the quiet watch ends with an error");
+    assert_eq!(status.code(), tonic::Code::Internal, "{status:?}");
+
+    // ...while the one with progress has heard from the server meanwhile
+    // and still delivers the next change.
+    server.create_alias("alias/late", &key).await.unwrap();
+    let mut progress = 0;
+    let change = loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), kept.message())
+            .await
+            .expect("a message within 30 s")
+            .expect("the watch with progress is still open")
+            .expect("the stream goes on");
+        match message.event {
+            Some(event) => break event,
+            None => progress += 1,
+        }
+    };
+    assert!(progress >= 2, "{progress} progress messages while idle");
+    assert_eq!(change.alias.unwrap().alias_name, "alias/late");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clis_watch_through_nginx_is_not_interrupted_by_a_quiet_spell() {
+    let server = TestServer::start_configured(|c| c.watch_progress_interval_secs = 1).await;
+    let nginx = Nginx::start(server.running.as_ref().unwrap().addr, "3s");
+    let key = server.create_key().await.key_id;
+    let watch = tokio::process::Command::new(env!("CARGO_BIN_EXE_aliasd"))
+        .args([
+            "alias",
+            "watch",
+            "--from-revision",
+            "0",
+            "--count",
+            "1",
+            "-o",
+            "json",
+        ])
+        .env("ALIASD_ENDPOINT", nginx.addr.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Quiet for longer than nginx's read timeout (the watch is open by then:
+    // it started before the change below, from revision 0 either way).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    server
+        .create_alias("alias/after-a-while", &key)
+        .await
+        .unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(30), watch.wait_with_output())
+        .await
+        .expect("the watch printed the change and stopped")
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{err}");
+    assert!(out.contains("alias/after-a-while"), "{out}");
+    assert!(
+        !err.contains("interrupted"),
+        "the proxy cut the watch: {err}"
+    );
+}
