@@ -94,20 +94,22 @@ impl Nginx {
             .spawn()
             .unwrap();
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        // Killed on drop, whatever happens next.
+        let nginx = Nginx {
+            child,
+            addr,
+            _dir: dir,
+        };
         // Hang guard only: nginx listens within milliseconds.
         for _ in 0..200 {
             if std::net::TcpStream::connect(addr).is_ok() {
-                return Nginx {
-                    child,
-                    addr,
-                    _dir: dir,
-                };
+                return nginx;
             }
             std::thread::sleep(Duration::from_millis(25));
         }
         panic!(
             "nginx did not listen: {}",
-            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+            std::fs::read_to_string(nginx._dir.path().join("error.log")).unwrap_or_default()
         );
     }
 }
