@@ -30,17 +30,22 @@ pub fn now_amz_date() -> String {
     format!("{y:04}{m:02}{d:02}T{hh:02}{mm:02}{ss:02}Z")
 }
 
-/// `headers` as (lowercase name, value), the signed ones named by
-/// `signed`; returns the Authorization header of a SigV4 signature over
-/// `POST /` with `body`.
-pub fn sigv4(headers: &[(&str, &str)], signed: &[&str], body: &[u8], date: &str) -> String {
-    let canonical_headers: String = signed
+/// `name:value` lines of the `signed` headers, in the order given.
+fn canonical_headers(headers: &[(&str, &str)], signed: &[&str]) -> String {
+    signed
         .iter()
         .map(|name| {
             let value = headers.iter().find(|(n, _)| n == name).unwrap().1;
             format!("{name}:{value}\n")
         })
-        .collect();
+        .collect()
+}
+
+/// `headers` as (lowercase name, value), the signed ones named by
+/// `signed`; returns the Authorization header of a SigV4 signature over
+/// `POST /` with `body`.
+pub fn sigv4(headers: &[(&str, &str)], signed: &[&str], body: &[u8], date: &str) -> String {
+    let canonical_headers = canonical_headers(headers, signed);
     let canonical = format!(
         "POST\n/\n\n{canonical_headers}\n{}\n{}",
         signed.join(";"),
@@ -66,13 +71,7 @@ pub fn sigv4(headers: &[(&str, &str)], signed: &[&str], body: &[u8], date: &str)
 /// path` (the canonical URI ends in `/`, as Huawei's SDK signs it).
 fn sdk_hmac(path: &str, headers: &[(&str, &str)], signed: &[&str], body: &[u8]) -> String {
     let date = headers.iter().find(|(n, _)| *n == "x-sdk-date").unwrap().1;
-    let canonical_headers: String = signed
-        .iter()
-        .map(|name| {
-            let value = headers.iter().find(|(n, _)| n == name).unwrap().1;
-            format!("{name}:{value}\n")
-        })
-        .collect();
+    let canonical_headers = canonical_headers(headers, signed);
     let canonical = format!(
         "POST\n{path}/\n\n{canonical_headers}\n{}\n{}",
         signed.join(";"),
@@ -121,6 +120,17 @@ resources = "*"
     (server, files)
 }
 
+/// A new key of the owner's.
+async fn owner_key(server: &TestServer) -> pb::Key {
+    let mut keys = server.keys.clone();
+    keys.create_key(bearer("owner-token", pb::CreateKeyRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .key
+        .unwrap()
+}
+
 async fn key_state(server: &TestServer, key_id: &str) -> i32 {
     let mut keys = server.keys.clone();
     keys.describe_key(bearer(
@@ -140,14 +150,7 @@ async fn key_state(server: &TestServer, key_id: &str) -> i32 {
 #[tokio::test]
 async fn an_aws_signature_that_leaves_out_x_amz_target_is_refused_and_changes_nothing() {
     let (server, _files) = signing_server(|_| {}).await;
-    let mut keys = server.keys.clone();
-    let key = keys
-        .create_key(bearer("owner-token", pb::CreateKeyRequest::default()))
-        .await
-        .unwrap()
-        .into_inner()
-        .key
-        .unwrap();
+    let key = owner_key(&server).await;
     let body = format!(r#"{{"KeyId": "{}"}}"#, key.key_id);
     let date = now_amz_date();
     let headers = [
@@ -200,14 +203,7 @@ async fn an_aws_signature_that_leaves_out_x_amz_target_is_refused_and_changes_no
 #[tokio::test]
 async fn a_huawei_signature_that_leaves_out_x_project_id_is_refused_and_changes_nothing() {
     let (server, _files) = signing_server(|_| {}).await;
-    let mut keys = server.keys.clone();
-    let key = keys
-        .create_key(bearer("owner-token", pb::CreateKeyRequest::default()))
-        .await
-        .unwrap()
-        .into_inner()
-        .key
-        .unwrap();
+    let key = owner_key(&server).await;
     let path = format!("/v1.0/{PROJECT}/kms/disable-key");
     let body = format!(r#"{{"key_id": "{}"}}"#, key.key_id);
     let date = now_amz_date();
