@@ -1,13 +1,23 @@
 //! aliasd: a key-and-alias registry with AWS KMS alias semantics, served over
-//! gRPC, stored in sled.
+//! gRPC and the AWS and Huawei KMS HTTP dialects, stored in sled, in memory
+//! or in etcd.
 //!
-//! A request flows one way: [`service`] (proto <-> domain) -> [`domain`]
-//! (the rules) -> [`store`] (one sled transaction, group commit).
+//! A request flows one way: a door ([`grpc`], [`http`], sharing [`door`])
+//! -> [`app`] (admission, the use cases) -> [`domain`] (the rules, over a
+//! transaction) -> [`store`] (one transaction on a backend), and back out
+//! through the same door. [`server`] assembles them; [`operator`] holds what
+//! operators look at (metrics, probes); [`cli`] is the command-line client
+//! and [`bench`] the benchmark.
 
-pub mod auth;
+pub mod app;
 pub mod bench;
-pub mod client;
+pub mod cli;
 pub mod domain;
+pub mod door;
+pub mod grpc;
+pub mod http;
+pub mod operator;
+pub mod server;
 pub mod store;
 
 /// Generated protobuf messages, clients and servers of `proto/aliasd/v1`.
@@ -18,16 +28,3 @@ pub mod pb {
     /// The descriptor set of `proto/`, for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("aliasd_descriptor");
 }
-pub mod app;
-pub mod config;
-pub mod grpc;
-pub mod http;
-pub mod maintenance;
-pub mod metrics;
-pub mod net;
-pub mod ops;
-pub mod seed;
-pub mod server;
-pub mod throttle;
-pub mod tls;
-pub mod watch_limits;

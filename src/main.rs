@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use aliasd::client::{AliasCommand, AuditCommand, ClientArgs, ClientCommand, KeyCommand};
+use aliasd::cli::{AliasCommand, AuditCommand, ClientArgs, ClientCommand, KeyCommand};
 
-use aliasd::config::{LogFormat, ServeConfig};
 use aliasd::domain::names::counted;
 use aliasd::domain::ops::Limits;
 use aliasd::domain::SystemClock;
+use aliasd::server::config::{LogFormat, ServeConfig};
 
 #[derive(Parser)]
 #[command(
@@ -136,7 +136,7 @@ enum Command {
 struct StoreArgs {
     /// `sled` (--data-dir) or `etcd` (--etcd-endpoints, --etcd-prefix).
     #[arg(long, env = "ALIASD_BACKEND", value_enum, default_value = "sled")]
-    backend: aliasd::config::BackendKind,
+    backend: aliasd::server::config::BackendKind,
     /// With --backend etcd: the cluster's client URLs, comma-separated.
     #[arg(
         long,
@@ -172,7 +172,7 @@ struct StoreArgs {
 
 impl StoreArgs {
     fn etcd(&self) -> Option<aliasd::store::etcd::EtcdConfig> {
-        (self.backend == aliasd::config::BackendKind::Etcd).then(|| {
+        (self.backend == aliasd::server::config::BackendKind::Etcd).then(|| {
             aliasd::store::etcd::EtcdConfig {
                 ca: self.etcd_ca.clone(),
                 client_cert: self.etcd_cert.clone().zip(self.etcd_key.clone()),
@@ -261,33 +261,26 @@ fn main() -> ExitCode {
         Ok(cli) => cli.command,
         Err(error) => error.exit(),
     };
-    if !matches!(command, Command::Serve(_) | Command::Bench(_)) {
-        // A command whose output goes into a pipe that closed (`| head -1`)
-        // ends quietly, as Unix tools do, instead of panicking on the write.
-        aliasd::client::die_quietly_on_a_closed_pipe();
-    }
     match command {
         Command::Serve(config) => serve(*config),
         Command::Bench(args) => bench(args),
         Command::Key { client, command } => block_on(
             false,
-            aliasd::client::run(&client, ClientCommand::Key(command)),
+            aliasd::cli::run(&client, ClientCommand::Key(command)),
         ),
         Command::Alias { client, command } => block_on(
             false,
-            aliasd::client::run(&client, ClientCommand::Alias(command)),
+            aliasd::cli::run(&client, ClientCommand::Alias(command)),
         ),
         Command::Audit { client, command } => block_on(
             false,
-            aliasd::client::run(&client, ClientCommand::Audit(command)),
+            aliasd::cli::run(&client, ClientCommand::Audit(command)),
         ),
         Command::Backup { client, file } => block_on(
             false,
-            aliasd::client::run(&client, ClientCommand::Backup { output: file }),
+            aliasd::cli::run(&client, ClientCommand::Backup { output: file }),
         ),
-        Command::Ping { client } => {
-            block_on(false, aliasd::client::run(&client, ClientCommand::Ping))
-        }
+        Command::Ping { client } => block_on(false, aliasd::cli::run(&client, ClientCommand::Ping)),
         Command::Restore {
             data_dir,
             store,
@@ -311,12 +304,15 @@ fn main() -> ExitCode {
                     account,
                     quiet,
                 },
-        } => aliasd::client::auth_file::token(&name, &account, quiet),
+        } => aliasd::cli::auth_file::token(&name, &account, quiet),
         Command::Auth {
             command: AuthCommand::Check { file },
-        } => aliasd::client::auth_file::check(&file),
+        } => aliasd::cli::auth_file::check(&file),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "aliasd", &mut std::io::stdout());
+            // Into a buffer first: clap_complete panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "aliasd", &mut script);
+            aliasd::cli::write_stdout(&script);
             ExitCode::SUCCESS
         }
         Command::Check {
@@ -422,7 +418,7 @@ fn restore(
     };
     match outcome {
         Ok((summary, report)) => {
-            println!(
+            aliasd::outln!(
                 "restored {} into {into}: {} ({}), sha256 {}",
                 file.display(),
                 counted(summary.entries, "record", "records"),
@@ -456,7 +452,7 @@ fn check(data_dir: PathBuf, store: &StoreArgs, limits: Limits) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    println!(
+    aliasd::outln!(
         "checked {what}: {}, {}",
         report.summary(),
         counted(
@@ -471,12 +467,12 @@ fn check(data_dir: PathBuf, store: &StoreArgs, limits: Limits) -> ExitCode {
 /// Prints a check's problems, or that there are none: exit 0 when clean.
 fn verdict(report: &aliasd::store::check::Report) -> ExitCode {
     if report.is_clean() {
-        println!("ok: all invariants hold");
+        aliasd::outln!("ok: all invariants hold");
         return ExitCode::SUCCESS;
     }
     for problem in &report.problems {
-        println!("PROBLEM: {problem}");
+        aliasd::outln!("PROBLEM: {problem}");
     }
-    println!("{} problem(s) found", report.problems.len());
+    aliasd::outln!("{} problem(s) found", report.problems.len());
     ExitCode::FAILURE
 }

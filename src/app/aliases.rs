@@ -343,7 +343,7 @@ pub struct WatchStream {
     events: watch::WatchStream,
     deadline: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
     done: bool,
-    _slot: crate::watch_limits::WatchSlot,
+    _slot: crate::app::admission::watches::WatchSlot,
 }
 
 impl Stream for WatchStream {

@@ -10,12 +10,13 @@
 //! denials), listing with page tokens, and watching. A door only translates
 //! its wire format to these calls and renders the answer or the error.
 
-mod access;
 mod admin;
+pub mod admission;
 mod aliases;
 mod audit;
 mod keys;
-pub mod slots;
+pub mod maintenance;
+pub mod seed;
 
 use std::sync::Arc;
 
@@ -29,12 +30,12 @@ use crate::store::records::Replayable;
 use crate::store::txn::{AccountTxn, Fail};
 use crate::store::Store;
 
-pub use crate::auth::Credentials;
-pub use access::Admission;
+pub use admission::auth::Credentials;
+pub use admission::slots::{CallBounds, Slot};
+pub use admission::Admission;
 pub use aliases::{AliasPage, WatchStream};
 pub use audit::AuditQuery;
 pub use keys::NewKeyRequest;
-pub use slots::{CallBounds, Slot};
 
 /// A call, as every door describes it.
 #[derive(Debug, Clone)]
@@ -79,9 +80,9 @@ pub struct App {
     pub watch_progress_interval: Option<std::time::Duration>,
     /// The auth file in force, if any: every call must then carry a known
     /// principal.
-    pub authenticator: Option<Arc<crate::auth::Authenticator>>,
+    pub authenticator: Option<Arc<crate::app::admission::auth::Authenticator>>,
     /// Bounds on open watches, per account and in total.
-    pub watch_slots: Arc<crate::watch_limits::WatchSlots>,
+    pub watch_slots: Arc<crate::app::admission::watches::WatchSlots>,
     /// Authentication and throttling of every call.
     pub admission: Admission,
 }

@@ -38,6 +38,11 @@ impl Scope {
     }
 }
 
+/// Account, region and partition: 1..64 of A-Z a-z 0-9 -, so ARNs parse.
+pub fn is_arn_segment(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
 /// A count with its noun in the right number: `1 alias`, `2 aliases`.
 pub fn counted(count: impl Into<u64>, one: &str, many: &str) -> String {
     match count.into() {

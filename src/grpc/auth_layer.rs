@@ -16,10 +16,10 @@ use tonic::body::Body;
 use tonic::transport::server::TlsConnectInfo;
 use tower::{Layer, Service};
 
+use crate::app::admission::auth::{unauthenticated, CertIdentities, Credentials};
 use crate::app::App;
-use crate::auth::{unauthenticated, CertIdentities, Credentials};
 use crate::domain::policy::actions;
-use crate::net::ConnectionInfo;
+use crate::door::connections::ConnectionInfo;
 
 /// Paths that need no credentials: probes and API discovery.
 const OPEN_PATHS: &[&str] = &[
@@ -122,7 +122,7 @@ where
             .unwrap_or_default();
         let x_request_id = request
             .headers()
-            .get(crate::grpc::layers::REQUEST_ID_HEADER)
+            .get(crate::door::REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();

@@ -14,7 +14,7 @@ use tonic_prost::ProstEncoder;
 use crate::domain::{Error, Reason};
 
 /// Largest request message decoded, in bytes.
-pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+pub const MAX_MESSAGE_BYTES: usize = crate::door::MAX_REQUEST_BYTES;
 
 #[derive(Debug, Clone)]
 pub struct StrictProstCodec<T, U> {

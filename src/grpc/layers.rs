@@ -15,21 +15,18 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use tokio::sync::Semaphore;
 use tonic::body::Body;
 use tonic::transport::server::TlsConnectInfo;
 
-use crate::net::ConnectionInfo;
+use crate::door::connections::ConnectionInfo;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
 use crate::domain::{Error, Reason};
-use crate::metrics::{Door, Metrics, Status};
-
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
-/// Longest x-request-id taken from a caller; longer ones are replaced.
-const MAX_REQUEST_ID_LEN: usize = 128;
+use crate::door::{call_span, request_id, rounded_ms, Door, REQUEST_ID_HEADER};
+use crate::operator::metrics::{Metrics, Status};
 
 /// Calls that need no credentials (probes, API discovery) have a bound of
 /// their own: a busy API cannot starve probes, and nobody can hold memory
@@ -51,7 +48,7 @@ pub struct RequestContextLayer {
     max_in_flight: usize,
     open_in_flight: Arc<Semaphore>,
     /// Warns that calls are refused for want of room, once in a while.
-    busy: Arc<crate::net::RateLimitedWarning>,
+    busy: Arc<crate::door::connections::RateLimitedWarning>,
     metrics: Arc<Metrics>,
 }
 
@@ -70,7 +67,7 @@ impl RequestContextLayer {
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
             open_in_flight: Arc::new(Semaphore::new(MAX_OPEN_SERVICE_CALLS)),
-            busy: Arc::new(crate::net::RateLimitedWarning::default()),
+            busy: Arc::new(crate::door::connections::RateLimitedWarning::default()),
             metrics,
         }
     }
@@ -101,7 +98,7 @@ pub struct RequestContext<S> {
 /// the call is counted and logged.
 struct CountedBody {
     inner: Body,
-    _call: Option<crate::net::CallInProgress>,
+    _call: Option<crate::door::connections::CallInProgress>,
     stream_end: Option<StreamEnd>,
 }
 
@@ -226,27 +223,6 @@ impl http_body::Body for TimedBody {
     }
 }
 
-/// The caller's x-request-id when it is usable (visible ASCII, at most 128
-/// characters), else a fresh UUID.
-pub(crate) fn request_id(headers: &http::HeaderMap) -> HeaderValue {
-    headers
-        .get(REQUEST_ID_HEADER)
-        .filter(|v| {
-            let bytes = v.as_bytes();
-            !bytes.is_empty()
-                && bytes.len() <= MAX_REQUEST_ID_LEN
-                // Characters that cannot dress up a log line.
-                && bytes
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:/@+".contains(b))
-        })
-        .cloned()
-        .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-                .expect("a UUID is a valid header value")
-        })
-}
-
 /// Parses `grpc-timeout`: at most 8 digits and a unit (H M S m u n).
 pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
     let value = headers.get("grpc-timeout")?.to_str().ok()?;
@@ -286,7 +262,7 @@ fn explain_unimplemented(response: Response<Body>, method: &str) -> Response<Bod
     ))
 }
 
-/// The connection a request came on (accepted by [`crate::net::incoming`]),
+/// The connection a request came on (accepted by [`crate::door::connections::incoming`]),
 /// over plain TCP or TLS.
 pub fn connection<B>(request: &Request<B>) -> Option<&ConnectionInfo> {
     let extensions = request.extensions();
@@ -300,73 +276,6 @@ pub fn connection<B>(request: &Request<B>) -> Option<&ConnectionInfo> {
 /// The Ping of DiagnosticsService: logged as other calls are (the
 /// benchmark's baseline must cost what a call costs).
 const PING_PATH: &str = "/aliasd.v1.DiagnosticsService/Ping";
-
-/// Milliseconds, rounded to two decimals for the log (`latency_ms=0.04`).
-pub fn rounded_ms(elapsed: Duration) -> f64 {
-    (elapsed.as_secs_f64() * 100_000.0).round() / 100.0
-}
-
-/// The span of one call, at either door: its method, x-request-id and
-/// peer; the W3C trace context the caller sent (`traceparent`: trace_id
-/// and parent_span_id; `tracestate`), so that its log lines join the
-/// caller's trace; and the principal, recorded once admitted.
-pub fn call_span(
-    method: &str,
-    x_request_id: &str,
-    peer: &str,
-    headers: &http::HeaderMap,
-) -> tracing::Span {
-    let span = tracing::info_span!(
-        "call",
-        method = %method,
-        x_request_id = %x_request_id,
-        peer = %peer,
-        trace_id = tracing::field::Empty,
-        parent_span_id = tracing::field::Empty,
-        tracestate = tracing::field::Empty,
-        principal = tracing::field::Empty,
-    );
-    if let Some((trace_id, parent)) = headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_traceparent)
-    {
-        span.record("trace_id", trace_id);
-        span.record("parent_span_id", parent);
-        if let Some(state) = headers
-            .get("tracestate")
-            .and_then(|v| v.to_str().ok())
-            .filter(|s| s.len() <= 512 && !s.is_empty())
-        {
-            span.record("tracestate", state);
-        }
-    }
-    span
-}
-
-/// A W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`): its trace id and
-/// parent span id, if it is well formed and neither id is all zeros.
-pub fn parse_traceparent(value: &str) -> Option<(&str, &str)> {
-    let mut parts = value.trim().split('-');
-    let (version, trace_id, parent, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let hex = |s: &str, len: usize| {
-        s.len() == len
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    // Version 00 has exactly four parts; a later version may add more.
-    let more = parts.next().is_some();
-    let valid = hex(version, 2)
-        && version != "ff"
-        && !(version == "00" && more)
-        && hex(trace_id, 32)
-        && hex(parent, 16)
-        && hex(flags, 2)
-        && trace_id.bytes().any(|b| b != b'0')
-        && parent.bytes().any(|b| b != b'0');
-    valid.then_some((trace_id, parent))
-}
 
 /// A call's outcome from the headers (or trailers) that carry its status:
 /// the code, the reason of a refusal (from the status details, failures
@@ -400,7 +309,7 @@ fn finish(
 ) {
     metrics.call(
         Door::Grpc,
-        crate::metrics::grpc_method(method),
+        crate::operator::metrics::grpc_method(method),
         Status::Grpc(super::code_name(code)),
         reason,
         started.elapsed(),
@@ -638,7 +547,7 @@ where
                 response.headers_mut().insert(REQUEST_ID_HEADER, id);
                 // A stream that started has its status in its trailers:
                 // counted and logged when it ends.
-                let started_stream = crate::metrics::is_server_streaming(&method)
+                let started_stream = crate::operator::metrics::is_server_streaming(&method)
                     && !response.headers().contains_key("grpc-status");
                 let stream_end = match started_stream {
                     true => Some(StreamEnd {
@@ -669,31 +578,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_a_well_formed_traceparent_is_taken() {
-        assert_eq!(
-            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
-            Some(("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"))
-        );
-        // A later version may carry more fields.
-        assert!(
-            parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x")
-                .is_some()
-        );
-        for bad in [
-            "",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
-            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
-            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
-        ] {
-            assert_eq!(parse_traceparent(bad), None, "{bad}");
-        }
-    }
+    use http::HeaderValue;
 
     #[test]
     fn grpc_timeouts_parse() {
@@ -751,16 +636,5 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.insert("grpc-message", HeaderValue::from_static("a%20b%25c%2"));
         assert_eq!(grpc_message(&headers), "a b%c%2");
-    }
-
-    #[test]
-    fn caller_request_ids_are_kept_when_sane() {
-        let mut headers = http::HeaderMap::new();
-        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("abc-123"));
-        assert_eq!(request_id(&headers), "abc-123");
-        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("has space"));
-        assert_ne!(request_id(&headers), "has space");
-        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("a}:_status=Ok"));
-        assert_ne!(request_id(&headers), "a}:_status=Ok");
     }
 }

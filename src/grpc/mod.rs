@@ -49,7 +49,7 @@ fn call_of<T>(app: &App, request: &tonic::Request<T>) -> Result<Call, Status> {
     };
     let x_request_id = request
         .metadata()
-        .get(crate::grpc::layers::REQUEST_ID_HEADER)
+        .get(crate::door::REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     Ok(Call::new(caller, x_request_id))

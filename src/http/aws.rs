@@ -12,8 +12,8 @@ use http::{HeaderValue, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::{json_object, json_response, HttpRequest, HttpResponse};
+use crate::app::admission::auth::{Credentials, SignedRequest};
 use crate::app::{App, Call, NewKeyRequest};
-use crate::auth::{Credentials, SignedRequest};
 use crate::domain::policy::actions;
 use crate::domain::{
     Alias, Error, Key, KeyManager, KeySpec, KeyState, KeyUsage, Millis, Reason, Scope,
@@ -135,11 +135,11 @@ pub fn error_response(error: &Error) -> HttpResponse {
 
 /// Who the headers say signed the request: the access key id of its
 /// SigV4 `Credential`, read before the body (and the signature) arrive.
-pub fn claim(headers: &http::HeaderMap) -> crate::auth::Claim {
+pub fn claim(headers: &http::HeaderMap) -> crate::app::admission::auth::Claim {
     super::authorization_part(headers, "AWS4-HMAC-SHA256", "Credential")
         .and_then(|credential| credential.split('/').next())
-        .map_or(crate::auth::Claim::Nothing, |id| {
-            crate::auth::Claim::AccessKey(id.to_owned())
+        .map_or(crate::app::admission::auth::Claim::Nothing, |id| {
+            crate::app::admission::auth::Claim::AccessKey(id.to_owned())
         })
 }
 

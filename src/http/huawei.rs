@@ -16,8 +16,8 @@ use http::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::{json_object, json_response, HttpRequest, HttpResponse};
+use crate::app::admission::auth::{Credentials, SignedRequest};
 use crate::app::{App, Call, NewKeyRequest};
-use crate::auth::{Credentials, SignedRequest};
 use crate::domain::policy::{actions, Caller};
 use crate::domain::{
     Alias, AliasName, Error, Key, KeyManager, KeySpec, KeyState, KeyUsage, Reason, Scope,
@@ -453,8 +453,8 @@ fn credentials(app: &App, request: &HttpRequest) -> Result<Credentials, Error> {
 
 /// Who the headers say sent the request, before its body arrives: the
 /// `X-Auth-Token`, or the AK of an SDK-HMAC-SHA256 signature.
-pub fn claim(headers: &http::HeaderMap) -> crate::auth::Claim {
-    use crate::auth::Claim;
+pub fn claim(headers: &http::HeaderMap) -> crate::app::admission::auth::Claim {
+    use crate::app::admission::auth::Claim;
     if let Some(token) = headers.get("x-auth-token").and_then(|v| v.to_str().ok()) {
         return Claim::Bearer(token.trim().to_owned());
     }

@@ -29,15 +29,15 @@ use tokio::sync::Semaphore;
 use tokio_stream::StreamExt;
 use tower::ServiceExt;
 
+use crate::app::admission::auth::{CertIdentities, Claim};
 use crate::app::{App, Slot};
-use crate::auth::{CertIdentities, Claim};
 use crate::domain::{Error, Reason};
-use crate::grpc::layers::REQUEST_ID_HEADER;
-use crate::metrics::{self, Metrics};
-use crate::net::{ConnectionInfo, Incoming};
+use crate::door::connections::{ConnectionInfo, Incoming};
+use crate::door::{Door, REQUEST_ID_HEADER};
+use crate::operator::metrics::{self, Metrics};
 
 /// The largest request body taken (as gRPC's largest message).
-pub const MAX_BODY_BYTES: usize = crate::grpc::codec::MAX_MESSAGE_BYTES;
+pub const MAX_BODY_BYTES: usize = crate::door::MAX_REQUEST_BYTES;
 
 /// An HTTP response, as the dialects build them.
 pub type HttpResponse = Response<Body>;
@@ -68,7 +68,7 @@ struct Connection {
 
 /// What the routes share.
 #[derive(Clone)]
-struct Door {
+struct Shared {
     app: Arc<App>,
     body_timeout: Duration,
     in_flight: Arc<Semaphore>,
@@ -110,7 +110,7 @@ const HUAWEI: Dialect = Dialect {
 };
 
 /// The HTTP router of both dialects.
-fn router(door: Door) -> Router {
+fn router(door: Shared) -> Router {
     Router::new()
         // Other methods on these paths get the dialect's answer, not an
         // empty 405.
@@ -121,14 +121,14 @@ fn router(door: Door) -> Router {
         .with_state(door)
 }
 
-async fn aws_entry(State(door): State<Door>, request: Request<Body>) -> HttpResponse {
+async fn aws_entry(State(door): State<Shared>, request: Request<Body>) -> HttpResponse {
     let operation = request
         .headers()
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let label = (metrics::Door::Aws, aws::operation_label(&operation));
+    let label = (Door::Aws, aws::operation_label(&operation));
     door.serve(request, operation, label, AWS, |app, request| async move {
         aws::handle(&app, request).await
     })
@@ -136,13 +136,13 @@ async fn aws_entry(State(door): State<Door>, request: Request<Body>) -> HttpResp
 }
 
 async fn huawei_entry(
-    State(door): State<Door>,
+    State(door): State<Shared>,
     Path((project_id, operation)): Path<(String, String)>,
     request: Request<Body>,
 ) -> HttpResponse {
     let name = format!("{} {operation}", request.method());
     let label = (
-        metrics::Door::Huawei,
+        Door::Huawei,
         huawei::operation_label(request.method(), &operation),
     );
     door.serve(request, name, label, HUAWEI, |app, request| async move {
@@ -153,11 +153,11 @@ async fn huawei_entry(
 
 /// `GET /ping`: answers 204 and does nothing else, through the same
 /// request handling as the dialects (the benchmark's baseline).
-async fn ping(State(door): State<Door>, request: Request<Body>) -> HttpResponse {
+async fn ping(State(door): State<Shared>, request: Request<Body>) -> HttpResponse {
     door.serve(
         request,
         "ping".to_owned(),
-        (metrics::Door::Http, "ping"),
+        (Door::Http, "ping"),
         Dialect {
             claim: |_| Claim::Nothing,
             ..AWS
@@ -175,7 +175,7 @@ async fn ping(State(door): State<Door>, request: Request<Body>) -> HttpResponse 
 /// A path neither dialect has: Huawei's KMS.0201 under `/v1.0/`, else
 /// AWS's UnknownOperationException, both 404.
 async fn unknown_path(uri: Uri, method: Method, headers: HeaderMap) -> HttpResponse {
-    let id = crate::grpc::layers::request_id(&headers);
+    let id = crate::door::request_id(&headers);
     let error = Error::new(
         Reason::UNKNOWN_OPERATION,
         format!("No operation at {method} {}.", uri.path()),
@@ -212,7 +212,7 @@ fn with_request_id(mut response: HttpResponse, id: &str) -> HttpResponse {
     response
 }
 
-impl Door {
+impl Shared {
     /// Serves one request of a dialect: reads it, runs `handler`, and logs
     /// the outcome (as the gRPC layer does: ERROR only for server faults).
     /// `claim` reads who the headers say sent the request, before the body
@@ -221,7 +221,7 @@ impl Door {
         &self,
         request: Request<Body>,
         operation: String,
-        (door, label): (metrics::Door, &'static str),
+        (door, label): (Door, &'static str),
         Dialect {
             claim,
             render_error,
@@ -239,12 +239,11 @@ impl Door {
             .and_then(|c| c.info.tcp.remote_addr());
         let peer = remote.map(|addr| addr.to_string()).unwrap_or_default();
         let address = remote.map(|addr| addr.ip().to_string()).unwrap_or_default();
-        let x_request_id = crate::grpc::layers::request_id(request.headers())
+        let x_request_id = crate::door::request_id(request.headers())
             .to_str()
             .unwrap_or_default()
             .to_owned();
-        let span =
-            crate::grpc::layers::call_span(&operation, &x_request_id, &peer, request.headers());
+        let span = crate::door::call_span(&operation, &x_request_id, &peer, request.headers());
         let app = self.app.clone();
         let in_flight = self.metrics.in_flight(door);
         let claimed = claim(request.headers());
@@ -273,7 +272,7 @@ impl Door {
                 started.elapsed(),
             );
             drop(in_flight);
-            let latency_ms = crate::grpc::layers::rounded_ms(started.elapsed());
+            let latency_ms = crate::door::rounded_ms(started.elapsed());
             let reason = response
                 .extensions()
                 .get::<Reason>()
@@ -358,7 +357,7 @@ impl Door {
 struct InProgress {
     _slot: Slot,
     _permit: tokio::sync::OwnedSemaphorePermit,
-    _call: Option<crate::net::CallInProgress>,
+    _call: Option<crate::door::connections::CallInProgress>,
 }
 
 /// How the HTTP door serves.
@@ -382,7 +381,7 @@ pub async fn serve(
     settings: HttpSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let router = router(Door {
+    let router = router(Shared {
         app,
         body_timeout: settings.body_timeout,
         in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),

@@ -14,7 +14,7 @@
 //!   change log, the audit log, maintenance).
 //! - [`Backend::flush`]: makes durable everything committed so far (a
 //!   backend whose commits are durable when they return answers at once).
-//! - its failed state ([`Failure`]), a maintenance lease, and a seam to
+//! - its failed state ([`StoreHealth`]), a maintenance lease, and a seam to
 //!   report commits made by other processes to the change feed.
 
 use std::future::Future;
@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::failure::Failure;
+use super::failure::StoreHealth;
 use super::feed::Feed;
 use crate::domain::Error;
 
@@ -186,7 +186,7 @@ pub trait Backend: Reads + Send + Sync + 'static {
     fn flush_blocking(&self) -> Result<(), Arc<str>>;
 
     /// The backend's failed state (health and every call watch it).
-    fn failure(&self) -> &Failure;
+    fn failure(&self) -> &StoreHealth;
 
     /// Flushes run and writers served (the benchmark reads them).
     fn flush_stats(&self) -> Arc<FlushStats>;

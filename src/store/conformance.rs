@@ -851,7 +851,7 @@ pub async fn a_read_outside_a_transaction_never_sees_half_of_one(f: Fixture) {
 /// and the change log reads back every removal.
 pub async fn a_key_with_a_full_quota_of_aliases_is_removed_whole(f: Fixture) {
     let limits = Limits {
-        max_aliases_per_key: crate::config::MAX_ALIASES_PER_KEY_ON_ETCD,
+        max_aliases_per_key: crate::store::etcd::MAX_ALIASES_PER_KEY_ON_ETCD,
         ..Limits::default()
     };
     let ctx = ctx(limits);

@@ -22,19 +22,19 @@ pub type FailureCause = Option<Arc<str>>;
 
 /// Shared by the backend and its threads; health and watchers watch it.
 #[derive(Clone)]
-pub struct Failure {
+pub struct StoreHealth {
     state: watch::Sender<FailureCause>,
 }
 
-impl Default for Failure {
+impl Default for StoreHealth {
     fn default() -> Self {
-        Failure::new()
+        StoreHealth::new()
     }
 }
 
-impl Failure {
-    pub fn new() -> Failure {
-        Failure {
+impl StoreHealth {
+    pub fn new() -> StoreHealth {
+        StoreHealth {
             state: watch::channel(None).0,
         }
     }

@@ -217,9 +217,10 @@ pub fn restore_dir(
     let loaded = (|| {
         let store = Store::open(dir).map_err(|e| Error::internal(e.to_string()))?;
         let summary = store.load_checked_snapshot(file)?;
-        drop(store);
-        let report = super::check::check_dir(dir, limits)
-            .map_err(|e| Error::internal(format!("cannot check the restored store: {e}")))?;
+        // Checked through the store that loaded it: reopening the directory
+        // could race sled's own threads for its lock.
+        let report = store.check(limits);
+        store.flush_blocking()?;
         Ok((summary, report))
     })();
     if loaded.is_err() {

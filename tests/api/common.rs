@@ -5,11 +5,11 @@ use std::future::pending;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use aliasd::config::ServeConfig;
 use aliasd::domain::{Clock, Millis, SystemClock};
 use aliasd::pb::alias_service_client::AliasServiceClient;
 use aliasd::pb::key_service_client::KeyServiceClient;
 use aliasd::pb::{self, KeySpec, KeyUsage};
+use aliasd::server::config::ServeConfig;
 use aliasd::server::Running;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
@@ -497,15 +497,15 @@ fn etcd_prefix(dir: &std::path::Path) -> String {
 fn on_etcd_if_asked(config: &mut ServeConfig, dir: &tempfile::TempDir) {
     if !on_etcd()
         || config.ephemeral
-        || config.backend == aliasd::config::BackendKind::Etcd
+        || config.backend == aliasd::server::config::BackendKind::Etcd
         || config.data_dir != dir.path()
     {
         return;
     }
-    config.backend = aliasd::config::BackendKind::Etcd;
+    config.backend = aliasd::server::config::BackendKind::Etcd;
     config.etcd_endpoints = vec![shared_etcd().endpoint.clone()];
     config.etcd_prefix = etcd_prefix(dir.path());
-    config.data_dir = aliasd::config::DEFAULT_DATA_DIR.into();
+    config.data_dir = aliasd::server::config::DEFAULT_DATA_DIR.into();
 }
 
 /// Opens the store a test server kept for `dir` (its sled data directory,

@@ -44,7 +44,7 @@ async fn start_switchable(dir: tempfile::TempDir) -> (TestServer, Arc<AtomicBool
 
 async fn start_switchable_with(
     dir: tempfile::TempDir,
-    tweak: impl FnOnce(&mut aliasd::config::ServeConfig),
+    tweak: impl FnOnce(&mut aliasd::server::config::ServeConfig),
 ) -> (TestServer, Arc<AtomicBool>) {
     let fail = Arc::new(AtomicBool::new(false));
     let switch = fail.clone();

@@ -202,16 +202,16 @@ async fn instance(etcd: &EtcdServer, prefix: &str, max_aliases_per_key: u64) -> 
 }
 
 /// Points `config` at the etcd at `endpoint` instead of a data directory.
-fn on_etcd(config: &mut aliasd::config::ServeConfig, endpoint: &str) {
-    config.backend = aliasd::config::BackendKind::Etcd;
+fn on_etcd(config: &mut aliasd::server::config::ServeConfig, endpoint: &str) {
+    config.backend = aliasd::server::config::BackendKind::Etcd;
     config.etcd_endpoints = vec![endpoint.to_owned()];
-    config.data_dir = aliasd::config::DEFAULT_DATA_DIR.into();
+    config.data_dir = aliasd::server::config::DEFAULT_DATA_DIR.into();
 }
 
 /// Whether a server with `tweak` on the etcd at `endpoint` fails to start.
 async fn cannot_start(
     endpoint: &str,
-    tweak: impl FnOnce(&mut aliasd::config::ServeConfig),
+    tweak: impl FnOnce(&mut aliasd::server::config::ServeConfig),
 ) -> bool {
     let dir = tempfile::tempdir().unwrap();
     let mut config = crate::common::config(&dir);
@@ -234,7 +234,7 @@ async fn an_instance_with_other_store_settings_refuses_to_start() {
     let etcd = etcd().await;
     let first = instance(&etcd, "/settings/", 10).await;
     first.create_key().await;
-    let start = |tweak: fn(&mut aliasd::config::ServeConfig)| {
+    let start = |tweak: fn(&mut aliasd::server::config::ServeConfig)| {
         let endpoint = etcd.endpoint.clone();
         async move {
             let dir = tempfile::tempdir().unwrap();

@@ -343,7 +343,7 @@ async fn watch_without_start_revision_streams_only_new_changes() {
 
 #[tokio::test]
 async fn watch_from_a_compacted_or_future_revision_is_out_of_range() {
-    let retain = |c: &mut aliasd::config::ServeConfig| c.change_log_retention = 2;
+    let retain = |c: &mut aliasd::server::config::ServeConfig| c.change_log_retention = 2;
     let clock = std::sync::Arc::new(aliasd::domain::SystemClock);
     let server = TestServer::start_with(retain, clock.clone()).await;
     let key = server.create_key().await;

@@ -163,19 +163,19 @@ fn scope() -> aliasd::domain::Scope {
     }
 }
 
-fn seed_file(toml: &str) -> aliasd::seed::SeedFile {
+fn seed_file(toml: &str) -> aliasd::app::seed::SeedFile {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("seed.toml");
     std::fs::write(&path, toml).unwrap();
-    aliasd::seed::parse(&path).expect("the file parses")
+    aliasd::app::seed::parse(&path).expect("the file parses")
 }
 
 async fn apply(
     store: &Arc<aliasd::store::Store>,
     toml: &str,
-) -> Result<aliasd::seed::SeedOutcome, aliasd::domain::Error> {
+) -> Result<aliasd::app::seed::SeedOutcome, aliasd::domain::Error> {
     let limits = aliasd::domain::ops::Limits::default();
-    aliasd::seed::apply(store, &seed_file(toml), &scope(), limits, 1_000).await
+    aliasd::app::seed::apply(store, &seed_file(toml), &scope(), limits, 1_000).await
 }
 
 /// Keys, aliases and the change-log head of the account.
@@ -261,7 +261,7 @@ async fn a_corrected_seed_file_applies_after_a_failed_one() {
         .expect("the corrected file applies");
     assert_eq!(
         outcome,
-        aliasd::seed::SeedOutcome {
+        aliasd::app::seed::SeedOutcome {
             keys_created: 1,
             aliases_created: 1,
             differences: vec![],
@@ -288,16 +288,17 @@ async fn stored_records_that_differ_from_the_file_are_kept_and_reported() {
          [[aliases]]\nalias_name = \"alias/x\"\ntarget_key_id = \"{KEY_B}\""
     );
     let outcome = apply(&store, &second).await.unwrap();
-    let difference = |record: String, field, stored: &str, file: &str| aliasd::seed::Difference {
-        account: ACCOUNT.into(),
-        record,
-        field,
-        stored: stored.into(),
-        file: file.into(),
-    };
+    let difference =
+        |record: String, field, stored: &str, file: &str| aliasd::app::seed::Difference {
+            account: ACCOUNT.into(),
+            record,
+            field,
+            stored: stored.into(),
+            file: file.into(),
+        };
     assert_eq!(
         outcome,
-        aliasd::seed::SeedOutcome {
+        aliasd::app::seed::SeedOutcome {
             keys_created: 1,
             aliases_created: 0,
             differences: vec![

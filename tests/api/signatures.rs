@@ -91,7 +91,7 @@ fn sdk_hmac(path: &str, headers: &[(&str, &str)], signed: &[&str], body: &[u8]) 
 /// A server with the HTTP door and one principal, `owner` (token
 /// `owner-token`, the access key above, every action).
 pub async fn signing_server(
-    tweak: impl FnOnce(&mut aliasd::config::ServeConfig),
+    tweak: impl FnOnce(&mut aliasd::server::config::ServeConfig),
 ) -> (TestServer, tempfile::TempDir) {
     let files = tempfile::tempdir().unwrap();
     let auth = files.path().join("auth.toml");

@@ -36,7 +36,7 @@ use super::etcdserverpb::watch_client::WatchClient;
 use super::group::{self, Group, Outcome, Ran, Read, Source, View, MAX_TXN_OPS};
 use crate::domain::{Error, Reason};
 use crate::store::backend::{Backend, Entries, Fail, FlushStats, Flushing, Reads, Tree, Tx};
-use crate::store::failure::Failure;
+use crate::store::failure::StoreHealth;
 use crate::store::feed::Feed;
 
 /// Runs of one transaction before it gives up on conflicts.
@@ -178,7 +178,7 @@ pub struct EtcdBackend {
     lease: Arc<std::sync::atomic::AtomicI64>,
     /// Whether the competition for it has started.
     competing: std::sync::atomic::AtomicBool,
-    failure: Failure,
+    failure: StoreHealth,
     stats: Arc<FlushStats>,
 }
 
@@ -267,7 +267,7 @@ impl EtcdBackend {
             maintaining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             lease: Arc::new(std::sync::atomic::AtomicI64::new(0)),
             competing: std::sync::atomic::AtomicBool::new(false),
-            failure: Failure::new(),
+            failure: StoreHealth::new(),
             stats: Arc::new(FlushStats::default()),
         })
     }
@@ -765,7 +765,7 @@ impl Backend for EtcdBackend {
         Ok(())
     }
 
-    fn failure(&self) -> &Failure {
+    fn failure(&self) -> &StoreHealth {
         &self.failure
     }
 

@@ -14,7 +14,7 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::backend::{Backend, Entries, Fail, FlushStats, Flushing, Reads, Tree, Tx};
-use super::failure::Failure;
+use super::failure::StoreHealth;
 use crate::domain::Error;
 
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -25,7 +25,7 @@ type Writes = BTreeMap<(Tree, Vec<u8>), Option<Vec<u8>>>;
 pub struct MemoryBackend {
     trees: Mutex<[Map; Tree::ALL.len()]>,
     /// Never fails; held because every backend has one.
-    failure: Failure,
+    failure: StoreHealth,
     /// Stays at zero: nothing is flushed.
     stats: Arc<FlushStats>,
 }
@@ -139,7 +139,7 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    fn failure(&self) -> &Failure {
+    fn failure(&self) -> &StoreHealth {
         &self.failure
     }
 

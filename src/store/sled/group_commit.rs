@@ -8,7 +8,7 @@
 //! sled 0.34's concurrent `flush_async` can deadlock; a single thread calling
 //! the blocking `flush()` avoids that.
 //!
-//! The first failed flush or sync fails the store ([`Failure`]); later
+//! The first failed flush or sync fails the store ([`StoreHealth`]); later
 //! requests are answered with that failure without flushing again.
 
 use std::sync::atomic::Ordering;
@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use super::sync::Syncer;
 use crate::store::backend::FlushStats;
-use crate::store::failure::Failure;
+use crate::store::failure::StoreHealth;
 
 /// How a flush request is answered: `Err` carries why the store failed.
 type Answer = Box<dyn FnOnce(Result<(), Arc<str>>) + Send>;
@@ -28,14 +28,14 @@ pub struct GroupCommit {
     queue: Option<mpsc::Sender<Answer>>,
     flusher: Option<std::thread::JoinHandle<()>>,
     stats: Arc<FlushStats>,
-    failure: Failure,
+    failure: StoreHealth,
 }
 
 /// Why a flush request got no answer.
 const FLUSHER_GONE: &str = "the flusher thread has stopped";
 
 impl GroupCommit {
-    pub fn start(db: ::sled::Db, mut syncer: Box<dyn Syncer>, failure: Failure) -> GroupCommit {
+    pub fn start(db: ::sled::Db, mut syncer: Box<dyn Syncer>, failure: StoreHealth) -> GroupCommit {
         let (queue, requests) = mpsc::channel::<Answer>();
         let stats = Arc::new(FlushStats::default());
         let counted = stats.clone();

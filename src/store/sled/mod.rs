@@ -22,7 +22,7 @@ use ::sled::transaction::{
 use self::group_commit::GroupCommit;
 use self::sync::MakeSyncer;
 use super::backend::{Backend, Entries, Fail, FlushStats, Flushing, Reads, Tree, Tx};
-use super::failure::{outcome_unknown, store_failed, Failure};
+use super::failure::{outcome_unknown, store_failed, StoreHealth};
 use crate::domain::Error;
 
 /// Why the store could not be opened.
@@ -153,7 +153,7 @@ pub struct SledBackend {
     /// The syncer's maker until [`Backend::prepared`] starts the flusher.
     make_syncer: Mutex<Option<MakeSyncer>>,
     committer: OnceLock<GroupCommit>,
-    failure: Failure,
+    failure: StoreHealth,
 }
 
 /// sled's page cache unless told otherwise (`--cache-mb`): 256 MiB.
@@ -190,7 +190,7 @@ impl SledBackend {
             dir: dir.to_owned(),
             make_syncer: Mutex::new(Some(make_syncer)),
             committer: OnceLock::new(),
-            failure: Failure::new(),
+            failure: StoreHealth::new(),
         })
     }
 
@@ -348,7 +348,7 @@ impl Backend for SledBackend {
         self.committer()?.flush_blocking()
     }
 
-    fn failure(&self) -> &Failure {
+    fn failure(&self) -> &StoreHealth {
         &self.failure
     }
 

@@ -1,6 +1,9 @@
 //! Assembly: the store, the services, reflection, health, the request layer,
 //! background maintenance, and graceful shutdown with a bounded drain.
 
+pub mod config;
+pub mod tls;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,22 +17,22 @@ use tonic_health::ServingStatus;
 
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
+use crate::app::admission::auth::Authenticator;
+use crate::app::maintenance::Maintenance;
 use crate::app::{Admission, App};
-use crate::auth::Authenticator;
-use crate::config::{BackendKind, ServeConfig};
 use crate::domain::paging::PageTokens;
 use crate::domain::{Clock, Error};
 use crate::grpc::auth_layer::AuthLayer;
 use crate::grpc::codec::MAX_MESSAGE_BYTES;
 use crate::grpc::layers::RequestContextLayer;
 use crate::grpc::{AdminApi, AliasApi, AuditApi, DiagnosticsApi, KeyApi};
-use crate::maintenance::Maintenance;
-use crate::metrics::{Metrics, Sources};
+use crate::operator::metrics::{Metrics, Sources};
 use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::alias_service_server::AliasServiceServer;
 use crate::pb::audit_service_server::AuditServiceServer;
 use crate::pb::diagnostics_service_server::DiagnosticsServiceServer;
 use crate::pb::key_service_server::KeyServiceServer;
+use crate::server::config::{BackendKind, ServeConfig};
 use crate::store::Store;
 
 /// The gRPC service names, as health checks and reflection know them.
@@ -202,13 +205,13 @@ async fn start_checked(
     make_syncer: crate::store::sync::MakeSyncer,
 ) -> Result<Running, ServeError> {
     let seed = match &config.seed {
-        Some(path) => Some(crate::seed::parse(path).map_err(|e| ServeError::Seed(e.message))?),
+        Some(path) => Some(crate::app::seed::parse(path).map_err(|e| ServeError::Seed(e.message))?),
         None => None,
     };
     let access = Access::load(&config)?;
 
     // Before listening: every connection costs a file descriptor.
-    let limits = connection_limits(&config, crate::net::raise_file_limit());
+    let limits = connection_limits(&config, crate::door::connections::raise_file_limit());
     // SIGHUP's default action kills the process: take it over before anyone
     // can know the server is up, and keep the stream, so that a SIGHUP sent
     // right after "listening on" reaches the reload task (a stream made
@@ -274,7 +277,7 @@ async fn start_checked(
 
     if let (Some(seed), Some(path)) = (&seed, &config.seed) {
         let outcome =
-            crate::seed::apply(&store, seed, &config.scope(), config.limits(), clock.now())
+            crate::app::seed::apply(&store, seed, &config.scope(), config.limits(), clock.now())
                 .await
                 .map_err(|e| ServeError::Seed(e.message))?;
         tracing::info!(
@@ -355,8 +358,9 @@ async fn start_checked(
             _ = stopped => {}
         }
     };
-    let incoming = crate::net::incoming(listener, limits);
-    let http_incoming = http_listener.map(|(listener, _)| crate::net::incoming(listener, limits));
+    let incoming = crate::door::connections::incoming(listener, limits);
+    let http_incoming =
+        http_listener.map(|(listener, _)| crate::door::connections::incoming(listener, limits));
     let done = tokio::spawn(serve(
         config,
         store,
@@ -385,8 +389,8 @@ async fn start_checked(
 
 /// The bound listeners: gRPC, and the HTTP door with --http-listen.
 struct Listeners {
-    grpc: crate::net::Incoming,
-    http: Option<crate::net::Incoming>,
+    grpc: crate::door::connections::Incoming,
+    http: Option<crate::door::connections::Incoming>,
     metrics: Option<TcpListener>,
     health: Option<TcpListener>,
     /// SIGHUPs since before listening (see `start_with_syncer`).
@@ -430,7 +434,7 @@ impl Access {
         };
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => {
-                crate::tls::check(cert, key, config.tls_client_ca.as_deref())
+                crate::server::tls::check(cert, key, config.tls_client_ca.as_deref())
                     .map_err(|e| ServeError::Config(e.0))?;
                 let mut tls =
                     ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
@@ -498,7 +502,7 @@ async fn reload_on_sighup(
 fn connection_limits(
     config: &ServeConfig,
     open_files: Option<u64>,
-) -> crate::net::ConnectionLimits {
+) -> crate::door::connections::ConnectionLimits {
     let max_connections = match open_files {
         Some(files) if (files as usize).saturating_sub(128) < config.max_connections => {
             let fitting = (files as usize).saturating_sub(128).max(1);
@@ -512,7 +516,7 @@ fn connection_limits(
         }
         _ => config.max_connections,
     };
-    crate::net::ConnectionLimits {
+    crate::door::connections::ConnectionLimits {
         max_connections,
         max_connections_per_ip: config.max_connections_per_ip,
         preface_timeout: Duration::from_secs(config.connection_preface_timeout_secs),
@@ -546,7 +550,7 @@ async fn serve(
         watch_progress_interval: (config.watch_progress_interval_secs > 0)
             .then(|| Duration::from_secs(config.watch_progress_interval_secs)),
         authenticator: access.authenticator.clone(),
-        watch_slots: crate::watch_limits::WatchSlots::new(
+        watch_slots: crate::app::admission::watches::WatchSlots::new(
             config.max_watches,
             config.max_watches_per_account,
         ),
@@ -570,9 +574,9 @@ async fn serve(
                 .then(|| config.data_dir.clone()),
             watches: app.watch_slots.clone(),
         });
-        tokio::spawn(crate::ops::serve(
+        tokio::spawn(crate::operator::probes::serve(
             listener,
-            crate::ops::metrics_router(metrics.clone(), sources),
+            crate::operator::probes::metrics_router(metrics.clone(), sources),
             until_drained(),
         ))
     });
@@ -622,13 +626,13 @@ async fn serve(
             ))
             .prepare()
             .into_axum_router();
-        let probes = Arc::new(crate::ops::Probes {
+        let probes = Arc::new(crate::operator::probes::Probes {
             store: store.clone(),
             shutting_down: shutdown_seen.clone(),
         });
-        tokio::spawn(crate::ops::serve(
+        tokio::spawn(crate::operator::probes::serve(
             listener,
-            crate::ops::health_router(grpc_health, probes),
+            crate::operator::probes::health_router(grpc_health, probes),
             until_drained(),
         ))
     });

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::config::is_arn_segment;
 use crate::domain::key::check_description;
+use crate::domain::names::is_arn_segment;
 use crate::domain::names::{is_lowercase_uuid, quoted};
 use crate::domain::ops::{self, Ctx, Limits, Txn};
 use crate::domain::policy::Caller;

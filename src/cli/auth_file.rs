@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use crate::auth::AuthConfig;
+use crate::app::admission::auth::AuthConfig;
 
 /// A new random bearer token (256 bits, URL-safe base64) and its SHA-256
 /// (hex), the form the auth file keeps. It never begins with `-`, which a
@@ -32,7 +32,7 @@ fn hex(bytes: &[u8]) -> String {
 /// `aliasd auth token`: prints a new token and the auth-file entry that
 /// admits it. `quiet`: the token only.
 pub fn token(name: &str, account: &str, quiet: bool) -> ExitCode {
-    if name.is_empty() || !crate::config::is_arn_segment(account) {
+    if name.is_empty() || !crate::domain::names::is_arn_segment(account) {
         eprintln!(
             "aliasd auth token: --name must not be empty and --account must be 1..64 of A-Z a-z 0-9 -"
         );
@@ -46,22 +46,22 @@ pub fn token(name: &str, account: &str, quiet: bool) -> ExitCode {
         }
     };
     if quiet {
-        println!("{token}");
+        crate::outln!("{token}");
         return ExitCode::SUCCESS;
     }
-    println!("token: {token}");
-    println!(
+    crate::outln!("token: {token}");
+    crate::outln!(
         "(shown once: the auth file keeps only its SHA-256; pass it as --token or ALIASD_TOKEN)"
     );
-    println!();
-    println!("# Add to the auth file, narrow the statement, then reload the server (SIGHUP):");
-    println!("[[principals]]");
-    println!("name = {}", toml_string(name));
-    println!("account = {}", toml_string(account));
-    println!("token_sha256 = \"{hash}\"");
-    println!("[[principals.statements]]");
-    println!("actions = [\"kms:*\"]");
-    println!("resources = [\"*\"]");
+    crate::outln!();
+    crate::outln!("# Add to the auth file, narrow the statement, then reload the server (SIGHUP):");
+    crate::outln!("[[principals]]");
+    crate::outln!("name = {}", toml_string(name));
+    crate::outln!("account = {}", toml_string(account));
+    crate::outln!("token_sha256 = \"{hash}\"");
+    crate::outln!("[[principals.statements]]");
+    crate::outln!("actions = [\"kms:*\"]");
+    crate::outln!("resources = [\"*\"]");
     ExitCode::SUCCESS
 }
 
@@ -86,7 +86,7 @@ pub fn check(path: &Path) -> ExitCode {
     match AuthConfig::load(path) {
         Ok(config) => {
             let names = config.principal_names();
-            println!(
+            crate::outln!(
                 "ok: {} principal{} ({}){}",
                 names.len(),
                 if names.len() == 1 { "" } else { "s" },

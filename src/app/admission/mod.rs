@@ -3,16 +3,21 @@
 //! unauthenticated calls are audited, within a budget per peer address so
 //! that nobody can fill the disk without credentials.
 
+pub mod auth;
+pub mod slots;
+pub mod throttle;
+pub mod watches;
+
 use std::sync::Arc;
 
-use super::slots::{CallBounds, CallSlots};
-use super::App;
-use crate::auth::Credentials;
+use self::slots::{CallBounds, CallSlots};
+use crate::app::admission::auth::Credentials;
+use crate::app::admission::throttle::{ThrottleConfig, Throttler};
+use crate::app::App;
 use crate::domain::audit::AuditEntry;
 use crate::domain::error::Code;
 use crate::domain::policy::Caller;
 use crate::domain::Error;
-use crate::throttle::{ThrottleConfig, Throttler};
 
 /// The throttle, the budget of audited unauthenticated calls, and the
 /// shares of the calls in progress.

@@ -343,7 +343,7 @@ impl Client {
         let endpoint = endpoint(args)?;
         let tls = endpoint.uri().scheme_str() == Some("https");
         let channel = endpoint.connect().await.map_err(|error| {
-            Failure::unreachable(&args.endpoint, &crate::client::failure::chain(&error), tls)
+            Failure::unreachable(&args.endpoint, &crate::cli::failure::chain(&error), tls)
         })?;
         Ok(Client {
             channel,
@@ -470,22 +470,36 @@ pub enum ClientCommand {
     Ping,
 }
 
-/// Lets a write to a closed pipe end the process silently (SIGPIPE's
-/// default action), as Unix tools do: Rust ignores SIGPIPE, so that a
-/// closed pipe would otherwise surface as a panic in `println!`. For the
-/// commands of the command line only: the server must outlive its clients.
-pub fn die_quietly_on_a_closed_pipe() {
-    // SAFETY: setting a signal's disposition to its default has no
-    // preconditions; nothing else in this process handles SIGPIPE.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+/// Writes the command line's output to stdout. A reader that went away (a
+/// closed pipe: `aliasd alias list | head -1`) ends the process at once and
+/// quietly (exit 0), as Unix tools do, instead of a panic in `println!`.
+/// SIGPIPE stays ignored (Rust's default), so that a server closing the
+/// connection is an error the client reports, not a silent death.
+pub fn write_stdout(bytes: &[u8]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(error) = out.write_all(bytes).and_then(|()| out.flush()) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
     }
+}
+
+/// `println!` for the command line's output, through [`write_stdout`].
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::cli::write_stdout(b"\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format!("{}\n", format_args!($($arg)*)).as_bytes())
+    };
 }
 
 /// A command that may wait long between writes (a watch) learns that the
 /// reader of its output went away only at its next write. When stdout is a
 /// pipe, a thread waits for the pipe to close and then ends the process as
-/// the write would have (SIGPIPE), so that the watch does not hold its slot
+/// the write would have (quietly), so that the watch does not hold its slot
 /// on the server meanwhile.
 pub fn end_when_stdout_closes() {
     use std::os::fd::AsRawFd;
@@ -508,10 +522,6 @@ pub fn end_when_stdout_closes() {
         // POLLERR (the read end closed), POLLHUP and POLLNVAL.
         let ready = unsafe { libc::poll(&mut poll, 1, -1) };
         if ready > 0 && poll.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
-            // SAFETY: raising a signal has no preconditions.
-            unsafe {
-                libc::raise(libc::SIGPIPE);
-            }
             std::process::exit(0);
         }
     });

@@ -56,7 +56,7 @@ fn read_failed(status: tonic::Status) -> Failure {
 fn print_key(client: &Client, key: Option<pb::Key>) {
     let Some(key) = key else { return };
     match (client.quiet(), client.output()) {
-        (true, _) => println!("{}", key.key_id),
+        (true, _) => crate::outln!("{}", key.key_id),
         (false, Output::Json) => print_json(&json(&key)),
         (false, Output::Table) => print_fields(&render::key_fields(&key)),
     }
@@ -65,7 +65,7 @@ fn print_key(client: &Client, key: Option<pb::Key>) {
 fn print_alias(client: &Client, alias: Option<pb::Alias>) {
     let Some(alias) = alias else { return };
     match (client.quiet(), client.output()) {
-        (true, _) => println!("{}", alias.alias_name),
+        (true, _) => crate::outln!("{}", alias.alias_name),
         (false, Output::Json) => print_json(&json(&alias)),
         (false, Output::Table) => print_fields(&render::alias_fields(&alias)),
     }
@@ -192,7 +192,7 @@ async fn list_keys(client: &Client, limit: Option<u64>) -> Result<(), Failure> {
         }
     }
     match (client.quiet(), client.output()) {
-        (true, _) => keys.iter().for_each(|k| println!("{}", k.key_id)),
+        (true, _) => keys.iter().for_each(|k| crate::outln!("{}", k.key_id)),
         (false, Output::Json) => print_json(&serde_json::json!({
             "keys": keys.iter().map(json).collect::<Vec<_>>(),
         })),
@@ -299,10 +299,10 @@ pub async fn alias(client: &Client, command: AliasCommand) -> Result<(), Failure
                 .map_err(write_failed(&id))?
                 .into_inner();
             match (client.quiet(), client.output()) {
-                (true, _) => println!("{name}"),
+                (true, _) => crate::outln!("{name}"),
                 // The response in the proto3 JSON mapping, as every command.
                 (false, Output::Json) => print_json(&json(&response)),
-                (false, Output::Table) => println!("deleted {name}"),
+                (false, Output::Table) => crate::outln!("deleted {name}"),
             }
             return Ok(());
         }
@@ -345,7 +345,9 @@ async fn list_aliases(
         }
     }
     match (client.quiet(), client.output()) {
-        (true, _) => aliases.iter().for_each(|a| println!("{}", a.alias_name)),
+        (true, _) => aliases
+            .iter()
+            .for_each(|a| crate::outln!("{}", a.alias_name)),
         (false, Output::Json) => print_json(&serde_json::json!({
             "aliases": aliases.iter().map(json).collect::<Vec<_>>(),
             // As the proto3 JSON mapping writes a uint64.
@@ -409,7 +411,7 @@ async fn watch(
     // The reader of the output may go away while nothing happens.
     super::end_when_stdout_closes();
     if client.output() == Output::Table && !client.quiet() {
-        println!(
+        crate::outln!(
             "{}",
             watch_row("REVISION", "EVENT", "ALIAS", "TARGET KEY", "(PREVIOUS)")
         );
@@ -478,7 +480,7 @@ fn watch_row(revision: &str, kind: &str, alias: &str, target: &str, previous: &s
 fn print_event(client: &Client, event: &pb::AliasEvent) {
     let alias = event.alias.clone().unwrap_or_default();
     match (client.quiet(), client.output()) {
-        (true, _) => println!("{}", alias.alias_name),
+        (true, _) => crate::outln!("{}", alias.alias_name),
         (false, Output::Json) => print_json_line(&json(event)),
         (false, Output::Table) => {
             let kind = render::enum_name(event.r#type().as_str_name(), "ALIAS_EVENT_TYPE_");
@@ -496,7 +498,7 @@ fn print_event(client: &Client, event: &pb::AliasEvent) {
                 &alias.target_key_id,
                 &previous,
             );
-            println!("{line}");
+            crate::outln!("{line}");
         }
     }
     use std::io::Write;
@@ -544,7 +546,7 @@ pub async fn audit(client: &Client, command: AuditCommand) -> Result<(), Failure
         }
     }
     match (client.quiet(), client.output()) {
-        (true, _) => events.iter().for_each(|e| println!("{}", e.sequence)),
+        (true, _) => events.iter().for_each(|e| crate::outln!("{}", e.sequence)),
         (false, Output::Json) => print_json(&serde_json::json!({
             "events": events.iter().map(json).collect::<Vec<_>>(),
         })),
@@ -632,7 +634,7 @@ pub async fn backup(client: &Client, output: &std::path::Path) -> Result<(), Fai
         }
     };
     match (client.quiet(), client.output()) {
-        (true, _) => println!("{}", output.display()),
+        (true, _) => crate::outln!("{}", output.display()),
         (false, Output::Json) => print_json(&serde_json::json!({
             "file": output.display().to_string(),
             "entries": summary.entries,
@@ -645,7 +647,7 @@ pub async fn backup(client: &Client, output: &std::path::Path) -> Result<(), Fai
                 .collect::<serde_json::Map<_, _>>(),
         })),
         (false, Output::Table) => {
-            println!(
+            crate::outln!(
                 "backup {}: {} records, {} bytes, sha256 {}",
                 output.display(),
                 summary.entries,
@@ -657,7 +659,7 @@ pub async fn backup(client: &Client, output: &std::path::Path) -> Result<(), Fai
                 .iter()
                 .map(|(tree, n)| format!("{tree} {n}"))
                 .collect();
-            println!("  {}", counts.join(", "));
+            crate::outln!("  {}", counts.join(", "));
         }
     }
     Ok(())
@@ -679,7 +681,7 @@ pub async fn ping(client: &Client) -> Result<(), Failure> {
             "endpoint": endpoint,
             "round_trip_ms": round_trip_ms,
         })),
-        (false, Output::Table) => println!("{endpoint} answered in {round_trip_ms:.2} ms"),
+        (false, Output::Table) => crate::outln!("{endpoint} answered in {round_trip_ms:.2} ms"),
     }
     Ok(())
 }

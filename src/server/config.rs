@@ -7,16 +7,13 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::domain::names::is_arn_segment;
 use crate::domain::ops::Limits;
 use crate::domain::{Error, Reason, Scope};
+use crate::store::etcd::MAX_ALIASES_PER_KEY_ON_ETCD;
 
 /// Where the store lives unless --data-dir (or --ephemeral) says otherwise.
 pub const DEFAULT_DATA_DIR: &str = "./aliasd-data";
-
-/// The most aliases per key with `--backend etcd`: removing a key deletes
-/// each alias and writes one change-log entry for all of them, with the key's
-/// own records, in one etcd transaction (128 operations, 128 compares).
-pub const MAX_ALIASES_PER_KEY_ON_ETCD: u64 = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -440,17 +437,12 @@ impl ServeConfig {
 
     /// Refuses settings that would make ARNs unparsable or break a guarantee.
     pub fn validate(&self) -> Result<(), Error> {
-        let segment_ok = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 64
-                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        };
         for (flag, value) in [
             ("--account", &self.account),
             ("--region", &self.region),
             ("--partition", &self.partition),
         ] {
-            if !segment_ok(value) {
+            if !is_arn_segment(value) {
                 return Err(Error::new(
                     Reason::INTERNAL,
                     format!("{flag} {value:?}: use 1..64 characters of A-Z a-z 0-9 -"),
@@ -577,11 +569,6 @@ pub fn parse_listen(input: &str) -> Result<SocketAddr, String> {
 /// y/n, t/f).
 pub fn boolish() -> clap::builder::BoolishValueParser {
     clap::builder::BoolishValueParser::new()
-}
-
-/// Account, region and partition: 1..64 of A-Z a-z 0-9 -, so ARNs parse.
-pub fn is_arn_segment(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 #[cfg(test)]

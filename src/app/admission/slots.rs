@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::auth::Claim;
+use crate::app::admission::auth::Claim;
 use crate::domain::policy::Caller;
 use crate::domain::{Error, Reason};
 
@@ -182,13 +182,13 @@ impl CallSlots {
     }
 }
 
-impl super::App {
+impl crate::app::App {
     /// The slot a request takes before its body is read, from what its
     /// headers claim: a known access key or a valid token takes its
     /// principal's share, anything else the small unauthenticated bound
     /// (so that requests without credentials cannot hold what
     /// authenticated callers need). The request is still authenticated in
-    /// full once its body has arrived ([`App::admit`](super::App::admit)).
+    /// full once its body has arrived ([`App::admit`](crate::app::App::admit)).
     pub fn claim_slot(&self, claim: &Claim, address: &str) -> Result<Slot, Error> {
         let Some(auth) = &self.authenticator else {
             return self.admission.calls.for_caller(&Caller::Anonymous, address);

@@ -19,9 +19,9 @@ use std::sync::{Arc, RwLock};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::app::admission::throttle::ThrottleSettings;
 use crate::domain::policy::{Caller, Principal, Statement};
 use crate::domain::{Error, Reason};
-use crate::throttle::ThrottleSettings;
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -187,7 +187,7 @@ impl AuthConfig {
                     format!("principal name {:?} is empty or used twice", entry.name),
                 ));
             }
-            if !crate::config::is_arn_segment(&entry.account) {
+            if !crate::domain::names::is_arn_segment(&entry.account) {
                 return Err(invalid(
                     path,
                     format!(

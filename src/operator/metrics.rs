@@ -21,6 +21,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::domain::Reason;
+pub use crate::door::Door;
 use crate::store::Store;
 
 /// Accounts shown by name in the per-account gauges; the others are summed
@@ -28,15 +29,6 @@ use crate::store::Store;
 pub const MAX_ACCOUNTS: usize = 100;
 /// How old the per-account counts may be when scraped.
 const CENSUS_EVERY: Duration = Duration::from_secs(30);
-
-/// Which door a call came through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Door {
-    Grpc,
-    Aws,
-    Huawei,
-    Http,
-}
 
 impl EncodeLabelValue for Door {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
@@ -314,7 +306,7 @@ pub struct Sources {
     pub store: Arc<Store>,
     /// The data directory (None: in memory).
     pub data_dir: Option<PathBuf>,
-    pub watches: Arc<crate::watch_limits::WatchSlots>,
+    pub watches: Arc<crate::app::admission::watches::WatchSlots>,
 }
 
 impl Metrics {

@@ -2,7 +2,6 @@
 //! proto3 JSON mapping, read from the same descriptors reflection serves,
 //! so it matches grpcurl and generated clients field for field).
 
-use std::io::Write;
 use std::sync::OnceLock;
 
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
@@ -54,17 +53,13 @@ pub fn json<M: ProtoName>(message: &M) -> serde_json::Value {
 
 /// Prints one JSON document (or line) to stdout.
 pub fn print_json(value: &serde_json::Value) {
-    let mut out = std::io::stdout().lock();
-    let _ = serde_json::to_writer_pretty(&mut out, value);
-    let _ = writeln!(out);
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    crate::outln!("{text}");
 }
 
 /// Prints one compact JSON line and flushes (for streams).
 pub fn print_json_line(value: &serde_json::Value) {
-    let mut out = std::io::stdout().lock();
-    let _ = serde_json::to_writer(&mut out, value);
-    let _ = writeln!(out);
-    let _ = out.flush();
+    crate::outln!("{value}");
 }
 
 /// Rows under a header, each column as wide as its widest cell.
@@ -92,7 +87,7 @@ impl Table {
                 *width = (*width).max(cell.chars().count());
             }
         }
-        let mut out = std::io::stdout().lock();
+        let mut out = String::new();
         let header: Vec<String> = self.header.iter().map(|h| h.to_string()).collect();
         for row in std::iter::once(&header).chain(&self.rows) {
             let last = row.len().saturating_sub(1);
@@ -104,18 +99,21 @@ impl Table {
                     line.push_str(&format!("{cell:<width$}  "));
                 }
             }
-            let _ = writeln!(out, "{}", line.trim_end());
+            out.push_str(line.trim_end());
+            out.push('\n');
         }
+        super::write_stdout(out.as_bytes());
     }
 }
 
 /// Prints `(field, value)` pairs as two aligned columns.
 pub fn print_fields(fields: &[(&str, String)]) {
     let width = fields.iter().map(|(f, _)| f.len()).max().unwrap_or(0);
-    let mut out = std::io::stdout().lock();
+    let mut out = String::new();
     for (field, value) in fields {
-        let _ = writeln!(out, "{field:<width$}  {value}");
+        out.push_str(&format!("{field:<width$}  {value}\n"));
     }
+    super::write_stdout(out.as_bytes());
 }
 
 /// A timestamp as RFC 3339 (empty when absent).

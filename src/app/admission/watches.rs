@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use crate::app::slots::{Full, Slot, Slots};
+use crate::app::admission::slots::{Full, Slot, Slots};
 use crate::domain::{Error, Reason};
 
 /// The bounds and the watches open now.

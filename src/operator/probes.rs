@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-use crate::metrics::{Metrics, Sources};
+use crate::operator::metrics::{Metrics, Sources};
 use crate::store::Store;
 
 /// Connections an operators' listener serves at once; more wait in the
@@ -50,7 +50,7 @@ async fn scrape(
     let (content_type, text) = match plain {
         true => (
             "text/plain; version=0.0.4; charset=utf-8",
-            crate::metrics::to_text_format(&text),
+            crate::operator::metrics::to_text_format(&text),
         ),
         false => (
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
