@@ -11,7 +11,7 @@ use aliasd::cli::{AliasCommand, AuditCommand, ClientArgs, ClientCommand, KeyComm
 use aliasd::domain::names::counted;
 use aliasd::domain::ops::Limits;
 use aliasd::domain::SystemClock;
-use aliasd::server::config::{LogFormat, ServeConfig};
+use aliasd::server::config::{LogFormat, QuotaFlags, ServeConfig, StoreFlags};
 
 #[derive(Parser)]
 #[command(
@@ -81,20 +81,15 @@ enum Command {
         after_help = "Example:\n  aliasd restore --data-dir ./restored aliasd-2026-11-23.backup"
     )]
     Restore {
-        /// The directory to create the store in (new, or empty); with
-        /// --backend sled.
-        #[arg(long, env = "ALIASD_DATA_DIR")]
-        data_dir: Option<PathBuf>,
+        /// Where to restore: with --backend sled a new or empty --data-dir,
+        /// with --backend etcd an empty --etcd-prefix.
         #[command(flatten)]
-        store: StoreArgs,
+        store: StoreFlags,
+        /// The quotas the restored store is checked against.
+        #[command(flatten)]
+        quotas: QuotaFlags,
         /// The backup file.
         file: PathBuf,
-        /// The quota to check against.
-        #[arg(long, env = "ALIASD_MAX_ALIASES_PER_KEY", default_value_t = 50)]
-        max_aliases_per_key: u64,
-        /// The quota to check against.
-        #[arg(long, env = "ALIASD_MAX_KEYS_PER_ACCOUNT", default_value_t = 100_000)]
-        max_keys_per_account: u64,
     },
     /// Auth file tools: a new token, a check of a file.
     Auth {
@@ -116,74 +111,14 @@ enum Command {
     /// Exit 0: all hold; 1: problems found; 2: no store to check.
     #[command(after_help = "Example:\n  aliasd check --data-dir ./aliasd-data")]
     Check {
-        /// Directory of an existing store (nothing is created).
-        #[arg(long, env = "ALIASD_DATA_DIR", default_value = "./aliasd-data")]
-        data_dir: PathBuf,
+        /// The store to check: an existing --data-dir (nothing is created),
+        /// or --backend etcd and its prefix.
         #[command(flatten)]
-        store: StoreArgs,
-        /// The quota to check against.
-        #[arg(long, env = "ALIASD_MAX_ALIASES_PER_KEY", default_value_t = 50)]
-        max_aliases_per_key: u64,
-        /// The quota to check against.
-        #[arg(long, env = "ALIASD_MAX_KEYS_PER_ACCOUNT", default_value_t = 100_000)]
-        max_keys_per_account: u64,
+        store: StoreFlags,
+        /// The quotas to check against.
+        #[command(flatten)]
+        quotas: QuotaFlags,
     },
-}
-
-/// Which store `check` and `restore` work on: a sled data directory, or an
-/// etcd prefix.
-#[derive(clap::Args)]
-struct StoreArgs {
-    /// `sled` (--data-dir) or `etcd` (--etcd-endpoints, --etcd-prefix).
-    #[arg(long, env = "ALIASD_BACKEND", value_enum, default_value = "sled")]
-    backend: aliasd::server::config::BackendKind,
-    /// With --backend etcd: the cluster's client URLs, comma-separated.
-    #[arg(
-        long,
-        env = "ALIASD_ETCD_ENDPOINTS",
-        value_delimiter = ',',
-        default_value = "http://127.0.0.1:2379"
-    )]
-    etcd_endpoints: Vec<String>,
-    /// With --backend etcd: the store's key prefix.
-    #[arg(long, env = "ALIASD_ETCD_PREFIX", default_value = "/aliasd/")]
-    etcd_prefix: String,
-    /// With https etcd endpoints: the CA (PEM) of etcd's certificates.
-    #[arg(long, env = "ALIASD_ETCD_CA")]
-    etcd_ca: Option<PathBuf>,
-    /// A client certificate (PEM) for etcd.
-    #[arg(long, env = "ALIASD_ETCD_CERT", requires = "etcd_key")]
-    etcd_cert: Option<PathBuf>,
-    /// The client certificate's key (PEM).
-    #[arg(long, env = "ALIASD_ETCD_KEY", requires = "etcd_cert")]
-    etcd_key: Option<PathBuf>,
-    /// An etcd user (with ALIASD_ETCD_PASSWORD).
-    #[arg(long, env = "ALIASD_ETCD_USER", requires = "etcd_password")]
-    etcd_user: Option<String>,
-    /// The etcd user's password.
-    #[arg(
-        long,
-        env = "ALIASD_ETCD_PASSWORD",
-        hide_env_values = true,
-        requires = "etcd_user"
-    )]
-    etcd_password: Option<String>,
-}
-
-impl StoreArgs {
-    fn etcd(&self) -> Option<aliasd::store::etcd::EtcdConfig> {
-        (self.backend == aliasd::server::config::BackendKind::Etcd).then(|| {
-            aliasd::store::etcd::EtcdConfig {
-                ca: self.etcd_ca.clone(),
-                client_cert: self.etcd_cert.clone().zip(self.etcd_key.clone()),
-                user: self.etcd_user.clone().zip(self.etcd_password.clone()),
-                ..aliasd::store::etcd::EtcdConfig::plain(
-                    self.etcd_endpoints.clone(),
-                    &self.etcd_prefix,
-                )
-            }
-        })
-    }
 }
 
 #[derive(Subcommand)]
@@ -282,21 +217,10 @@ fn main() -> ExitCode {
         ),
         Command::Ping { client } => block_on(false, aliasd::cli::run(&client, ClientCommand::Ping)),
         Command::Restore {
-            data_dir,
             store,
+            quotas,
             file,
-            max_aliases_per_key,
-            max_keys_per_account,
-        } => restore(
-            data_dir.as_deref(),
-            &store,
-            &file,
-            Limits {
-                max_aliases_per_key,
-                max_keys_per_account,
-                ..Limits::default()
-            },
-        ),
+        } => restore(&store, &file, quotas.limits()),
         Command::Auth {
             command:
                 AuthCommand::Token {
@@ -315,20 +239,7 @@ fn main() -> ExitCode {
             aliasd::cli::write_stdout(&script);
             ExitCode::SUCCESS
         }
-        Command::Check {
-            data_dir,
-            store,
-            max_aliases_per_key,
-            max_keys_per_account,
-        } => check(
-            data_dir,
-            &store,
-            Limits {
-                max_aliases_per_key,
-                max_keys_per_account,
-                ..Limits::default()
-            },
-        ),
+        Command::Check { store, quotas } => check(&store, quotas.limits()),
     }
 }
 
@@ -395,26 +306,17 @@ fn bench(args: aliasd::bench::BenchArgs) -> ExitCode {
     })
 }
 
-fn restore(
-    data_dir: Option<&std::path::Path>,
-    store: &StoreArgs,
-    file: &std::path::Path,
-    limits: Limits,
-) -> ExitCode {
+fn restore(store: &StoreFlags, file: &std::path::Path, limits: Limits) -> ExitCode {
     use aliasd::store::snapshot;
-    let (outcome, into) = match (store.etcd(), data_dir) {
-        (Some(etcd), _) => (
+    let (outcome, into) = match store.etcd_if_chosen() {
+        Some(etcd) => (
             snapshot::restore_etcd(&etcd, file, &limits),
             format!("etcd prefix {}", etcd.prefix),
         ),
-        (None, Some(dir)) => (
-            snapshot::restore_dir(dir, file, &limits),
-            dir.display().to_string(),
+        None => (
+            snapshot::restore_dir(&store.data_dir, file, &limits),
+            store.data_dir.display().to_string(),
         ),
-        (None, None) => {
-            eprintln!("aliasd restore: --data-dir is needed with --backend sled");
-            return ExitCode::from(2);
-        }
     };
     match outcome {
         Ok((summary, report)) => {
@@ -434,14 +336,15 @@ fn restore(
     }
 }
 
-fn check(data_dir: PathBuf, store: &StoreArgs, limits: Limits) -> ExitCode {
-    let (checked, what) = match store.etcd() {
+fn check(store: &StoreFlags, limits: Limits) -> ExitCode {
+    let data_dir = &store.data_dir;
+    let (checked, what) = match store.etcd_if_chosen() {
         Some(etcd) => (
             aliasd::store::check::check_etcd(&etcd, &limits),
             format!("etcd prefix {}", etcd.prefix),
         ),
         None => (
-            aliasd::store::check::check_dir(&data_dir, &limits).map_err(|e| e.to_string()),
+            aliasd::store::check::check_dir(data_dir, &limits).map_err(|e| e.to_string()),
             data_dir.display().to_string(),
         ),
     };

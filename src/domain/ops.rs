@@ -46,11 +46,18 @@ pub struct Limits {
     pub pending_window_day_millis: i64,
 }
 
+impl Limits {
+    /// The alias quota per key unless configured (`--max-aliases-per-key`).
+    pub const DEFAULT_MAX_ALIASES_PER_KEY: u64 = 50;
+    /// The key quota per account unless configured.
+    pub const DEFAULT_MAX_KEYS_PER_ACCOUNT: u64 = 100_000;
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_aliases_per_key: 50,
-            max_keys_per_account: 100_000,
+            max_aliases_per_key: Limits::DEFAULT_MAX_ALIASES_PER_KEY,
+            max_keys_per_account: Limits::DEFAULT_MAX_KEYS_PER_ACCOUNT,
             pending_window_day_millis: crate::domain::key::DAY_MILLIS,
         }
     }

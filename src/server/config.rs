@@ -61,58 +61,8 @@ pub struct ServeConfig {
     #[arg(long, env = "ALIASD_HEALTH_LISTEN", value_parser = parse_listen)]
     pub health_listen: Option<SocketAddr>,
 
-    /// Where records are kept: `sled` (a data directory) or `etcd` (an etcd
-    /// cluster, --etcd-endpoints).
-    #[arg(long, env = "ALIASD_BACKEND", value_enum, default_value = "sled")]
-    pub backend: BackendKind,
-
-    /// With --backend etcd: the cluster's client URLs, comma-separated
-    /// (http://HOST:PORT).
-    #[arg(
-        long,
-        env = "ALIASD_ETCD_ENDPOINTS",
-        value_delimiter = ',',
-        default_value = "http://127.0.0.1:2379"
-    )]
-    pub etcd_endpoints: Vec<String>,
-
-    /// With --backend etcd: the prefix of every key this store writes, so
-    /// that several deployments can share one cluster.
-    #[arg(long, env = "ALIASD_ETCD_PREFIX", default_value = "/aliasd/")]
-    pub etcd_prefix: String,
-
-    /// With https etcd endpoints: the CA (PEM) that signed etcd's
-    /// certificates (default: the system's roots).
-    #[arg(long, env = "ALIASD_ETCD_CA")]
-    pub etcd_ca: Option<PathBuf>,
-
-    /// With https etcd endpoints: a client certificate (PEM) for an etcd
-    /// that requires one (--client-cert-auth).
-    #[arg(long, env = "ALIASD_ETCD_CERT", requires = "etcd_key")]
-    pub etcd_cert: Option<PathBuf>,
-
-    /// The client certificate's private key (PEM).
-    #[arg(long, env = "ALIASD_ETCD_KEY", requires = "etcd_cert")]
-    pub etcd_key: Option<PathBuf>,
-
-    /// An etcd user, for an etcd with authentication on (with
-    /// ALIASD_ETCD_PASSWORD).
-    #[arg(long, env = "ALIASD_ETCD_USER", requires = "etcd_password")]
-    pub etcd_user: Option<String>,
-
-    /// The etcd user's password: best given as ALIASD_ETCD_PASSWORD (a
-    /// flag shows in the process list).
-    #[arg(
-        long,
-        env = "ALIASD_ETCD_PASSWORD",
-        hide_env_values = true,
-        requires = "etcd_user"
-    )]
-    pub etcd_password: Option<String>,
-
-    /// Directory of the sled database (created if missing).
-    #[arg(long, env = "ALIASD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub store: StoreFlags,
 
     /// Memory for sled's page cache, in MiB (1..=65536): what bounds the
     /// server's memory as the store grows. Records not cached are read from
@@ -146,13 +96,8 @@ pub struct ServeConfig {
     #[arg(long, env = "ALIASD_UPDATE_STORE_SETTINGS", value_parser = boolish())]
     pub update_store_settings: bool,
 
-    /// Most aliases one key may have.
-    #[arg(long, env = "ALIASD_MAX_ALIASES_PER_KEY", default_value_t = 50)]
-    pub max_aliases_per_key: u64,
-
-    /// Most keys one account may have.
-    #[arg(long, env = "ALIASD_MAX_KEYS_PER_ACCOUNT", default_value_t = 100_000)]
-    pub max_keys_per_account: u64,
+    #[command(flatten)]
+    pub quotas: QuotaFlags,
 
     /// Seed file (JSON or TOML) applied idempotently at start-up.
     #[arg(long, env = "ALIASD_SEED")]
@@ -372,6 +317,107 @@ pub struct ServeConfig {
     pub http_header_timeout_secs: u64,
 }
 
+/// Where the records are kept: `serve`, `check` and `restore` take the
+/// same flags.
+#[derive(Debug, Clone, Args)]
+pub struct StoreFlags {
+    /// Where records are kept: `sled` (a data directory) or `etcd` (an etcd
+    /// cluster, --etcd-endpoints).
+    #[arg(long, env = "ALIASD_BACKEND", value_enum, default_value = "sled")]
+    pub backend: BackendKind,
+
+    /// With --backend etcd: the cluster's client URLs, comma-separated
+    /// (http://HOST:PORT).
+    #[arg(
+        long,
+        env = "ALIASD_ETCD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
+    pub etcd_endpoints: Vec<String>,
+
+    /// With --backend etcd: the prefix of every key this store writes, so
+    /// that several deployments can share one cluster.
+    #[arg(long, env = "ALIASD_ETCD_PREFIX", default_value = "/aliasd/")]
+    pub etcd_prefix: String,
+
+    /// With https etcd endpoints: the CA (PEM) that signed etcd's
+    /// certificates (default: the system's roots).
+    #[arg(long, env = "ALIASD_ETCD_CA")]
+    pub etcd_ca: Option<PathBuf>,
+
+    /// With https etcd endpoints: a client certificate (PEM) for an etcd
+    /// that requires one (--client-cert-auth).
+    #[arg(long, env = "ALIASD_ETCD_CERT", requires = "etcd_key")]
+    pub etcd_cert: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "ALIASD_ETCD_KEY", requires = "etcd_cert")]
+    pub etcd_key: Option<PathBuf>,
+
+    /// An etcd user, for an etcd with authentication on (with
+    /// ALIASD_ETCD_PASSWORD).
+    #[arg(long, env = "ALIASD_ETCD_USER", requires = "etcd_password")]
+    pub etcd_user: Option<String>,
+
+    /// The etcd user's password: best given as ALIASD_ETCD_PASSWORD (a
+    /// flag shows in the process list).
+    #[arg(
+        long,
+        env = "ALIASD_ETCD_PASSWORD",
+        hide_env_values = true,
+        requires = "etcd_user"
+    )]
+    pub etcd_password: Option<String>,
+
+    /// Directory of the sled database: `serve` creates it if missing (mode
+    /// 0700), `check` only opens an existing one, `restore` needs a new or
+    /// empty one.
+    #[arg(long, env = "ALIASD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+}
+
+impl StoreFlags {
+    /// The etcd backend's settings (whatever --backend says).
+    pub fn etcd(&self) -> crate::store::etcd::EtcdConfig {
+        crate::store::etcd::EtcdConfig {
+            ca: self.etcd_ca.clone(),
+            client_cert: self.etcd_cert.clone().zip(self.etcd_key.clone()),
+            user: self.etcd_user.clone().zip(self.etcd_password.clone()),
+            ..crate::store::etcd::EtcdConfig::plain(self.etcd_endpoints.clone(), &self.etcd_prefix)
+        }
+    }
+
+    /// The etcd settings with `--backend etcd`, None with sled.
+    pub fn etcd_if_chosen(&self) -> Option<crate::store::etcd::EtcdConfig> {
+        (self.backend == BackendKind::Etcd).then(|| self.etcd())
+    }
+}
+
+/// The quotas the store's invariants hold to: `serve` applies them,
+/// `check` and `restore` check against them.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct QuotaFlags {
+    /// Most aliases one key may have.
+    #[arg(long, env = "ALIASD_MAX_ALIASES_PER_KEY", default_value_t = Limits::DEFAULT_MAX_ALIASES_PER_KEY)]
+    pub max_aliases_per_key: u64,
+
+    /// Most keys one account may have.
+    #[arg(long, env = "ALIASD_MAX_KEYS_PER_ACCOUNT", default_value_t = Limits::DEFAULT_MAX_KEYS_PER_ACCOUNT)]
+    pub max_keys_per_account: u64,
+}
+
+impl QuotaFlags {
+    /// The quotas as the domain's limits (days of real length).
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_aliases_per_key: self.max_aliases_per_key,
+            max_keys_per_account: self.max_keys_per_account,
+            ..Limits::default()
+        }
+    }
+}
+
 impl ServeConfig {
     /// Defaults as if no flag were given, for tests and embedding.
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> ServeConfig {
@@ -381,7 +427,7 @@ impl ServeConfig {
             config: ServeConfig,
         }
         let mut config = <Wrapper as clap::Parser>::parse_from(["aliasd"]).config;
-        config.data_dir = data_dir.into();
+        config.store.data_dir = data_dir.into();
         config
     }
 
@@ -395,19 +441,8 @@ impl ServeConfig {
 
     pub fn limits(&self) -> Limits {
         Limits {
-            max_aliases_per_key: self.max_aliases_per_key,
-            max_keys_per_account: self.max_keys_per_account,
             pending_window_day_millis: (self.pending_window_day_secs as i64).saturating_mul(1000),
-        }
-    }
-
-    /// The etcd backend's settings.
-    pub fn etcd(&self) -> crate::store::etcd::EtcdConfig {
-        crate::store::etcd::EtcdConfig {
-            ca: self.etcd_ca.clone(),
-            client_cert: self.etcd_cert.clone().zip(self.etcd_key.clone()),
-            user: self.etcd_user.clone().zip(self.etcd_password.clone()),
-            ..crate::store::etcd::EtcdConfig::plain(self.etcd_endpoints.clone(), &self.etcd_prefix)
+            ..self.quotas.limits()
         }
     }
 
@@ -417,8 +452,8 @@ impl ServeConfig {
             partition: self.partition.clone(),
             region: self.region.clone(),
             account: self.account.clone(),
-            max_aliases_per_key: self.max_aliases_per_key,
-            max_keys_per_account: self.max_keys_per_account,
+            max_aliases_per_key: self.quotas.max_aliases_per_key,
+            max_keys_per_account: self.quotas.max_keys_per_account,
         }
     }
 
@@ -464,24 +499,24 @@ impl ServeConfig {
         // Checked here rather than by clap: clap would also refuse
         // ALIASD_EPHEMERAL=0 next to --data-dir (a false flag from the
         // environment counts as given).
-        if self.ephemeral && self.data_dir != Path::new(DEFAULT_DATA_DIR) {
+        if self.ephemeral && self.store.data_dir != Path::new(DEFAULT_DATA_DIR) {
             return Err(Error::new(
                 Reason::INTERNAL,
                 format!(
                     "--ephemeral keeps nothing on disk and cannot be combined with --data-dir \
                      (given {}); drop one of them",
-                    self.data_dir.display()
+                    self.store.data_dir.display()
                 ),
             ));
         }
-        if self.backend == BackendKind::Etcd {
-            if self.ephemeral || self.data_dir != Path::new(DEFAULT_DATA_DIR) {
+        if self.store.backend == BackendKind::Etcd {
+            if self.ephemeral || self.store.data_dir != Path::new(DEFAULT_DATA_DIR) {
                 return Err(Error::new(
                     Reason::INTERNAL,
                     "--backend etcd keeps records in etcd: drop --ephemeral and --data-dir",
                 ));
             }
-            if self.max_aliases_per_key > MAX_ALIASES_PER_KEY_ON_ETCD {
+            if self.quotas.max_aliases_per_key > MAX_ALIASES_PER_KEY_ON_ETCD {
                 return Err(Error::new(
                     Reason::INTERNAL,
                     format!(
@@ -491,7 +526,7 @@ impl ServeConfig {
                     ),
                 ));
             }
-            if self.etcd_endpoints.is_empty() || self.etcd_prefix.is_empty() {
+            if self.store.etcd_endpoints.is_empty() || self.store.etcd_prefix.is_empty() {
                 return Err(Error::new(
                     Reason::INTERNAL,
                     "--backend etcd needs --etcd-endpoints and a non-empty --etcd-prefix",
@@ -511,8 +546,8 @@ impl ServeConfig {
                 "--request-id-ttl-hours must be at least 24",
             ));
         }
-        if self.max_aliases_per_key == 0
-            || self.max_keys_per_account == 0
+        if self.quotas.max_aliases_per_key == 0
+            || self.quotas.max_keys_per_account == 0
             || self.change_log_retention == 0
             || self.max_watches == 0
             || self.max_watches_per_account == 0

@@ -138,8 +138,8 @@ pub async fn start_with_syncer(
     config
         .validate()
         .map_err(|e| ServeError::Config(e.message))?;
-    let new_dir = (!config.ephemeral && config.backend == BackendKind::Sled)
-        .then(|| NewDataDir::before(&config.data_dir))
+    let new_dir = (!config.ephemeral && config.store.backend == BackendKind::Sled)
+        .then(|| NewDataDir::before(&config.store.data_dir))
         .flatten();
     let started = start_checked(config, clock, shutdown, make_syncer).await;
     if let (Err(_), Some(new_dir)) = (&started, new_dir) {
@@ -258,9 +258,9 @@ async fn start_checked(
         }
         None => None,
     };
-    let data_dir = config.data_dir.clone();
+    let data_dir = config.store.data_dir.clone();
     let (ephemeral, cache_bytes) = (config.ephemeral, config.cache_mb * 1024 * 1024);
-    let (backend, etcd) = (config.backend, config.etcd());
+    let (backend, etcd) = (config.store.backend, config.store.etcd());
     let store = tokio::task::spawn_blocking(move || match (ephemeral, backend) {
         (true, _) => Store::open_in_memory(),
         (false, BackendKind::Sled) => Store::open_with_syncer(&data_dir, make_syncer, cache_bytes),
@@ -308,13 +308,15 @@ async fn start_checked(
              Huawei Cloud KMS at {scheme}://{http_addr}/v1.0/{{project_id}}/kms/"
         );
     }
-    let kept = match (config.ephemeral, config.backend) {
+    let kept = match (config.ephemeral, config.store.backend) {
         (true, _) => "in memory only: --ephemeral keeps nothing on disk".to_owned(),
-        (false, BackendKind::Sled) => format!("sled, data directory {}", config.data_dir.display()),
+        (false, BackendKind::Sled) => {
+            format!("sled, data directory {}", config.store.data_dir.display())
+        }
         (false, BackendKind::Etcd) => format!(
             "etcd at {}, prefix {}",
-            config.etcd_endpoints.join(","),
-            config.etcd_prefix
+            config.store.etcd_endpoints.join(","),
+            config.store.etcd_prefix
         ),
     };
     let tls = match (&config.tls_cert, &config.tls_client_ca) {
@@ -570,8 +572,8 @@ async fn serve(
     let metrics_task = listeners.metrics.map(|listener| {
         let sources = Arc::new(Sources {
             store: store.clone(),
-            data_dir: (!config.ephemeral && config.backend == BackendKind::Sled)
-                .then(|| config.data_dir.clone()),
+            data_dir: (!config.ephemeral && config.store.backend == BackendKind::Sled)
+                .then(|| config.store.data_dir.clone()),
             watches: app.watch_slots.clone(),
         });
         tokio::spawn(crate::operator::probes::serve(

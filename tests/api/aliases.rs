@@ -181,7 +181,7 @@ async fn create_alias_with_an_existing_name_is_already_exists() {
 #[tokio::test]
 async fn alias_quota_per_key_is_enforced_on_create_and_update() {
     let server = TestServer::start_with(
-        |c| c.max_aliases_per_key = 2,
+        |c| c.quotas.max_aliases_per_key = 2,
         std::sync::Arc::new(aliasd::domain::SystemClock),
     )
     .await;

@@ -497,15 +497,15 @@ fn etcd_prefix(dir: &std::path::Path) -> String {
 fn on_etcd_if_asked(config: &mut ServeConfig, dir: &tempfile::TempDir) {
     if !on_etcd()
         || config.ephemeral
-        || config.backend == aliasd::server::config::BackendKind::Etcd
-        || config.data_dir != dir.path()
+        || config.store.backend == aliasd::server::config::BackendKind::Etcd
+        || config.store.data_dir != dir.path()
     {
         return;
     }
-    config.backend = aliasd::server::config::BackendKind::Etcd;
-    config.etcd_endpoints = vec![shared_etcd().endpoint.clone()];
-    config.etcd_prefix = etcd_prefix(dir.path());
-    config.data_dir = aliasd::server::config::DEFAULT_DATA_DIR.into();
+    config.store.backend = aliasd::server::config::BackendKind::Etcd;
+    config.store.etcd_endpoints = vec![shared_etcd().endpoint.clone()];
+    config.store.etcd_prefix = etcd_prefix(dir.path());
+    config.store.data_dir = aliasd::server::config::DEFAULT_DATA_DIR.into();
 }
 
 /// Opens the store a test server kept for `dir` (its sled data directory,

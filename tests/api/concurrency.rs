@@ -70,7 +70,7 @@ async fn create_keys(server: &TestServer, n: usize) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_creates_onto_one_key_never_pass_its_quota() {
     let server =
-        TestServer::start_with(|c| c.max_aliases_per_key = 10, Arc::new(SystemClock)).await;
+        TestServer::start_with(|c| c.quotas.max_aliases_per_key = 10, Arc::new(SystemClock)).await;
     let key = server.create_key().await.key_id;
     let clients = clients(&server, 8).await;
     let calls: Vec<_> = (0..40)
@@ -115,7 +115,8 @@ impl Lcg {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_updates_renames_and_deletes_leave_the_store_consistent() {
-    let server = TestServer::start_with(|c| c.max_aliases_per_key = 6, Arc::new(SystemClock)).await;
+    let server =
+        TestServer::start_with(|c| c.quotas.max_aliases_per_key = 6, Arc::new(SystemClock)).await;
     let keys = create_keys(&server, 6).await;
     for i in 0..20 {
         server

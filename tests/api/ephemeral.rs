@@ -138,7 +138,7 @@ fn ephemeral_with_a_data_dir_is_refused_and_creates_nothing() {
 async fn an_ephemeral_server_can_let_deletions_happen_in_seconds() {
     let server = crate::common::TestServer::start_configured(|config| {
         config.ephemeral = true;
-        config.data_dir = aliasd::server::config::DEFAULT_DATA_DIR.into();
+        config.store.data_dir = aliasd::server::config::DEFAULT_DATA_DIR.into();
         config.pending_window_day_secs = 1;
         config.reap_interval_secs = 1;
     })

@@ -195,17 +195,17 @@ async fn instance(etcd: &EtcdServer, prefix: &str, max_aliases_per_key: u64) -> 
     let (endpoint, prefix) = (etcd.endpoint.clone(), prefix.to_owned());
     TestServer::start_configured(move |c| {
         on_etcd(c, &endpoint);
-        c.etcd_prefix = prefix;
-        c.max_aliases_per_key = max_aliases_per_key;
+        c.store.etcd_prefix = prefix;
+        c.quotas.max_aliases_per_key = max_aliases_per_key;
     })
     .await
 }
 
 /// Points `config` at the etcd at `endpoint` instead of a data directory.
 fn on_etcd(config: &mut aliasd::server::config::ServeConfig, endpoint: &str) {
-    config.backend = aliasd::server::config::BackendKind::Etcd;
-    config.etcd_endpoints = vec![endpoint.to_owned()];
-    config.data_dir = aliasd::server::config::DEFAULT_DATA_DIR.into();
+    config.store.backend = aliasd::server::config::BackendKind::Etcd;
+    config.store.etcd_endpoints = vec![endpoint.to_owned()];
+    config.store.data_dir = aliasd::server::config::DEFAULT_DATA_DIR.into();
 }
 
 /// Whether a server with `tweak` on the etcd at `endpoint` fails to start.
@@ -240,8 +240,8 @@ async fn an_instance_with_other_store_settings_refuses_to_start() {
             let dir = tempfile::tempdir().unwrap();
             let mut config = crate::common::config(&dir);
             on_etcd(&mut config, &endpoint);
-            config.etcd_prefix = "/settings/".into();
-            config.max_aliases_per_key = 10;
+            config.store.etcd_prefix = "/settings/".into();
+            config.quotas.max_aliases_per_key = 10;
             tweak(&mut config);
             aliasd::server::start(
                 config,
@@ -251,7 +251,10 @@ async fn an_instance_with_other_store_settings_refuses_to_start() {
             .await
         }
     };
-    let refused = start(|c| c.max_aliases_per_key = 1).await.err().unwrap();
+    let refused = start(|c| c.quotas.max_aliases_per_key = 1)
+        .await
+        .err()
+        .unwrap();
     assert!(
         refused
             .to_string()
@@ -411,7 +414,7 @@ async fn three_instances_on_one_etcd_share_one_store_with_its_guarantees() {
     // Up to 100 aliases per key on etcd (a key's removal with all of them is
     // one etcd transaction); more is refused at start-up.
     drop(instance(&etcd, "/most/", 100).await);
-    assert!(cannot_start(&etcd.endpoint, |c| c.max_aliases_per_key = 101).await);
+    assert!(cannot_start(&etcd.endpoint, |c| c.quotas.max_aliases_per_key = 101).await);
 
     // Another prefix is another store.
     let elsewhere = instance(&etcd, "/elsewhere/", 10).await;
@@ -795,9 +798,9 @@ async fn aliasd_speaks_tls_with_client_certificates_to_etcd() {
     let (endpoint, t) = (etcd.endpoint.clone(), tls.clone());
     let server = TestServer::start_configured(move |c| {
         on_etcd(c, &endpoint);
-        c.etcd_ca = Some(t.ca);
-        c.etcd_cert = Some(t.cert);
-        c.etcd_key = Some(t.key);
+        c.store.etcd_ca = Some(t.ca);
+        c.store.etcd_cert = Some(t.cert);
+        c.store.etcd_key = Some(t.key);
     })
     .await;
     let key = server.create_key().await.key_id;
@@ -813,7 +816,7 @@ async fn aliasd_speaks_tls_with_client_certificates_to_etcd() {
 
     // Without a client certificate etcd refuses the connection: no start.
     let ca = tls.ca.clone();
-    let refused = cannot_start(&etcd.endpoint, move |c| c.etcd_ca = Some(ca)).await;
+    let refused = cannot_start(&etcd.endpoint, move |c| c.store.etcd_ca = Some(ca)).await;
     assert!(refused, "started without a client certificate");
 }
 
@@ -841,8 +844,8 @@ async fn aliasd_signs_in_to_an_etcd_with_authentication() {
     let endpoint = etcd.endpoint.clone();
     let server = TestServer::start_configured(move |c| {
         on_etcd(c, &endpoint);
-        c.etcd_user = Some("root".into());
-        c.etcd_password = Some("root-password".into());
+        c.store.etcd_user = Some("root".into());
+        c.store.etcd_password = Some("root-password".into());
     })
     .await;
     let key = server.create_key().await.key_id;
@@ -894,8 +897,8 @@ async fn aliasd_signs_in_to_an_etcd_with_authentication() {
 
     for user in [None, Some(("root", "wrong"))] {
         let refused = cannot_start(&etcd.endpoint, |c| {
-            c.etcd_user = user.map(|(u, _)| u.to_owned());
-            c.etcd_password = user.map(|(_, p)| p.to_owned());
+            c.store.etcd_user = user.map(|(u, _)| u.to_owned());
+            c.store.etcd_password = user.map(|(_, p)| p.to_owned());
         })
         .await;
         assert!(refused, "started with {user:?}");

@@ -340,7 +340,7 @@ async fn create_key_request_ids_compare_requests_with_defaults_applied() {
 #[tokio::test]
 async fn key_quota_per_account_is_enforced() {
     let server = TestServer::start_with(
-        |c| c.max_keys_per_account = 3,
+        |c| c.quotas.max_keys_per_account = 3,
         std::sync::Arc::new(aliasd::domain::SystemClock),
     )
     .await;
@@ -404,7 +404,7 @@ async fn list_keys_pages_in_key_id_order_with_tamper_evident_tokens() {
 
 #[tokio::test]
 async fn refusals_name_the_operation_and_count_in_good_english() {
-    let server = TestServer::start_configured(|c| c.max_aliases_per_key = 1).await;
+    let server = TestServer::start_configured(|c| c.quotas.max_aliases_per_key = 1).await;
     let key = server.create_key().await;
     server
         .create_alias("alias/only", &key.key_id)

@@ -96,7 +96,7 @@ async fn a_bad_seed_file_stops_start_up_with_a_clear_error() {
     let path = dir.path().join("seed.toml");
     std::fs::write(&path, "[[keys]]\nkey_id = \"not-a-uuid\"\n").unwrap();
     let mut config = config(&dir);
-    config.data_dir = dir.path().join("data");
+    config.store.data_dir = dir.path().join("data");
     config.seed = Some(path);
     let error = aliasd::server::start(config, Arc::new(SystemClock), std::future::pending())
         .await
@@ -360,7 +360,7 @@ async fn start_up_error(file_name: &str, contents: &str) -> (String, std::path::
     let path = dir.path().join(file_name);
     std::fs::write(&path, contents).unwrap();
     let mut config = config(&dir);
-    config.data_dir = dir.path().join("data");
+    config.store.data_dir = dir.path().join("data");
     config.seed = Some(path.clone());
     let error = aliasd::server::start(config, Arc::new(SystemClock), std::future::pending())
         .await

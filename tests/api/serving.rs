@@ -417,7 +417,7 @@ async fn a_new_data_directory_is_readable_by_its_owner_only() {
     let parent = tempfile::tempdir().unwrap();
     let data = parent.path().join("new").join("data");
     let data_dir = data.clone();
-    let server = TestServer::start_configured(move |config| config.data_dir = data_dir).await;
+    let server = TestServer::start_configured(move |config| config.store.data_dir = data_dir).await;
     server.create_key().await;
     for dir in [&data, &parent.path().join("new")] {
         let mode = std::fs::metadata(dir).unwrap().permissions().mode() & 0o777;
@@ -427,13 +427,13 @@ async fn a_new_data_directory_is_readable_by_its_owner_only() {
 
 #[tokio::test]
 async fn a_store_keeps_the_settings_it_was_made_with() {
-    let server = TestServer::start_configured(|config| config.max_aliases_per_key = 7).await;
+    let server = TestServer::start_configured(|config| config.quotas.max_aliases_per_key = 7).await;
     server.create_key().await;
     let dir = server.stop().await;
 
     // Other ARNs or another quota would change what the records mean.
     let mut other = config(&dir);
-    other.max_aliases_per_key = 7;
+    other.quotas.max_aliases_per_key = 7;
     other.region = "eu-west-1".into();
     let error = aliasd::server::start(other, Arc::new(SystemClock), std::future::pending())
         .await
