@@ -90,23 +90,6 @@ impl App {
         .await
     }
 
-    /// The names of a key's aliases, in name order.
-    pub async fn key_alias_names(
-        &self,
-        call: &Call,
-        key_id: &str,
-    ) -> Result<Vec<AliasName>, Error> {
-        let ctx = self.ctx(call);
-        let mut audit = self.audit_entry(call, &ctx, actions::DESCRIBE_KEY);
-        let id = parse_key_id_of(&ctx.scope, actions::DESCRIBE_KEY, "key_id", key_id)?;
-        audit.resources = vec![id.to_string()];
-        let op_ctx = ctx.clone();
-        self.read(&ctx, audit, move |txn| {
-            ops::alias_names_of(txn, &op_ctx, &id)
-        })
-        .await
-    }
-
     /// DescribeKey: `key_ref` is a key id, key ARN, alias name or alias ARN.
     pub async fn describe_key(&self, call: &Call, key_ref: &str) -> Result<Key, Error> {
         let ctx = self.ctx(call);
@@ -153,6 +136,31 @@ impl App {
             items: keys,
             next_page_token,
         })
+    }
+
+    /// A page of keys with each key's alias names, in name order (Huawei's
+    /// list-keys with `key_details`): the page, then every key's aliases in
+    /// one read. Needs kms:DescribeKey on each key, as DescribeKey does.
+    pub async fn list_keys_with_aliases(
+        &self,
+        call: &Call,
+        page_size_wanted: i32,
+        page_token: &str,
+    ) -> Result<(Page<Key>, Vec<Vec<AliasName>>), Error> {
+        let page = self.list_keys(call, page_size_wanted, page_token).await?;
+        let ctx = self.ctx(call);
+        let mut audit = self.audit_entry(call, &ctx, actions::DESCRIBE_KEY);
+        let ids: Vec<KeyId> = page.items.iter().map(|key| key.key_id.clone()).collect();
+        audit.resources = ids.iter().map(|id| id.to_string()).collect();
+        let op_ctx = ctx.clone();
+        let names = self
+            .read(&ctx, audit, move |txn| {
+                ids.iter()
+                    .map(|id| ops::alias_names_of(txn, &op_ctx, id))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        Ok((page, names))
     }
 
     pub async fn enable_key(

@@ -8,23 +8,24 @@ pub(crate) mod sigv4;
 
 use std::sync::Arc;
 
-use http::{HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use serde_json::{json, Map, Value};
 
 use super::{json_object, json_response, HttpRequest, HttpResponse};
-use crate::app::admission::auth::{Credentials, SignedRequest};
+use crate::app::admission::auth::{Claim, Credentials, SignedRequest};
 use crate::app::{App, Call, NewKeyRequest};
 use crate::domain::policy::actions;
 use crate::domain::{
     Alias, Error, Key, KeyManager, KeySpec, KeyState, KeyUsage, Millis, Reason, Scope,
 };
+use crate::door::Door;
 
 /// The content type of every AWS JSON 1.1 body.
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
 /// The operations served, as `X-Amz-Target` names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Operation {
+pub enum Operation {
     CreateKey,
     DescribeKey,
     ListKeys,
@@ -97,20 +98,61 @@ impl Operation {
     }
 }
 
-/// Serves one AWS JSON request.
-pub async fn handle(app: &Arc<App>, request: HttpRequest) -> HttpResponse {
-    let mut response = match serve(app, &request).await {
-        Ok(Some(body)) => json_response(StatusCode::OK, CONTENT_TYPE, &body),
-        // CreateAlias, UpdateAlias, DeleteAlias, EnableKey, DisableKey: an
-        // empty body, as AWS answers.
-        Ok(None) => json_response(StatusCode::OK, CONTENT_TYPE, &Value::Null)
-            .map(|_| axum::body::Body::empty()),
-        Err(error) => error_response(&error),
-    };
-    if let Ok(id) = HeaderValue::from_str(&request.x_request_id) {
-        response.headers_mut().insert("x-amzn-requestid", id);
+/// The AWS KMS JSON 1.1 dialect.
+pub struct Aws;
+
+impl super::Dialect for Aws {
+    type Operation = Operation;
+    const DOOR: Door = Door::Aws;
+
+    fn operation(_: &Method, _: &Uri, headers: &HeaderMap) -> Result<Operation, Error> {
+        let target = headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        Operation::of_target(target)
     }
-    response
+
+    fn label(operation: &Operation) -> &'static str {
+        operation.action().trim_start_matches("kms:")
+    }
+
+    fn action(operation: &Operation) -> &'static str {
+        operation.action()
+    }
+
+    fn claim(headers: &HeaderMap) -> Claim {
+        claim(headers)
+    }
+
+    fn credentials(app: &App, request: &HttpRequest) -> Credentials {
+        credentials(app, request)
+    }
+
+    async fn run(
+        app: &Arc<App>,
+        call: &Call,
+        operation: &Operation,
+        request: &HttpRequest,
+    ) -> Result<HttpResponse, Error> {
+        Ok(match run(app, call, *operation, request).await? {
+            Some(body) => json_response(StatusCode::OK, CONTENT_TYPE, &body),
+            // CreateAlias, UpdateAlias, DeleteAlias, EnableKey, DisableKey:
+            // an empty body, as AWS answers.
+            None => json_response(StatusCode::OK, CONTENT_TYPE, &Value::Null)
+                .map(|_| axum::body::Body::empty()),
+        })
+    }
+
+    fn render_error(error: &Error) -> HttpResponse {
+        error_response(error)
+    }
+
+    fn finish(response: &mut HttpResponse, request_id: &str) {
+        if let Ok(id) = HeaderValue::from_str(request_id) {
+            response.headers_mut().insert("x-amzn-requestid", id);
+        }
+    }
 }
 
 /// An error as AWS renders it: `{"__type": ..., "message": ...}`, with the
@@ -143,26 +185,14 @@ pub fn claim(headers: &http::HeaderMap) -> crate::app::admission::auth::Claim {
         })
 }
 
-/// An `X-Amz-Target` as a metric label: the operation's name, or `unknown`.
-pub fn operation_label(target: &str) -> &'static str {
-    Operation::of_target(target).map_or("unknown", |op| op.action().trim_start_matches("kms:"))
-}
-
-async fn serve(app: &Arc<App>, request: &HttpRequest) -> Result<Option<Value>, Error> {
-    let target = request
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let operation = Operation::of_target(target)?;
-    let credentials = credentials(app, request)?;
-    let caller = app.admit(
-        &credentials,
-        Some(operation.action()),
-        &request.peer,
-        &request.x_request_id,
-    )?;
-    let call = Call::new(caller, request.x_request_id.clone());
+/// Runs an admitted operation: its answer's body (None: an empty one).
+async fn run(
+    app: &Arc<App>,
+    call: &Call,
+    operation: Operation,
+    request: &HttpRequest,
+) -> Result<Option<Value>, Error> {
+    let call = call.clone();
     let body = json_object(&request.body)?;
     let input = Input(&body);
     let scope = app.scope_of(&call);
@@ -281,20 +311,20 @@ async fn serve(app: &Arc<App>, request: &HttpRequest) -> Result<Option<Value>, E
 /// are not checked, as moto and LocalStack do), else its SigV4 signature.
 /// A missing, malformed or stale signature is handed on as refused, so
 /// that admission audits it like any other unauthenticated call.
-fn credentials(app: &App, request: &HttpRequest) -> Result<Credentials, Error> {
+fn credentials(app: &App, request: &HttpRequest) -> Credentials {
     if app.authenticator.is_none() {
-        return Ok(Credentials::default());
+        return Credentials::default();
     }
     let refused = |error: Error| Credentials {
         refused: Some(error),
         ..Credentials::default()
     };
     let Some(header) = request.headers.get(http::header::AUTHORIZATION) else {
-        return Ok(refused(Error::new(
+        return refused(Error::new(
             Reason::MISSING_AUTHENTICATION_TOKEN,
             "Missing Authentication Token: with an auth file, requests must be signed \
              (Signature Version 4) by an access key of a principal.",
-        )));
+        ));
     };
     let parsed = header
         .to_str()
@@ -315,7 +345,7 @@ fn credentials(app: &App, request: &HttpRequest) -> Result<Credentials, Error> {
                 app.clock.now(),
             )
         });
-    Ok(match parsed {
+    match parsed {
         Ok(parts) => Credentials {
             signature: Some(SignedRequest {
                 access_key_id: parts.authorization.access_key_id.clone(),
@@ -324,7 +354,7 @@ fn credentials(app: &App, request: &HttpRequest) -> Result<Credentials, Error> {
             ..Credentials::default()
         },
         Err(error) => refused(error),
-    })
+    }
 }
 
 /// The request's fields, read with AWS's errors: a field of the wrong JSON
@@ -370,20 +400,22 @@ impl<'a> Input<'a> {
     fn limit(&self) -> Result<i32, Error> {
         match self.integer("Limit")? {
             None => Ok(0),
-            Some(limit) if (1..=100).contains(&limit) => Ok(limit as i32),
-            Some(limit) => Err(Error::invalid(
-                Reason::INVALID_PAGE_SIZE,
-                "Limit",
-                format!(
-                    "1 validation error detected: Value '{limit}' at 'limit' failed to satisfy \
-                     constraint: Member must have value {} 100",
-                    if limit < 1 {
-                        "greater than or equal to 1, and less than or equal to"
-                    } else {
-                        "less than or equal to"
-                    }
-                ),
-            )),
+            Some(limit) => super::page_limit(limit).ok_or_else(|| {
+                Error::invalid(
+                    Reason::INVALID_PAGE_SIZE,
+                    "Limit",
+                    format!(
+                        "1 validation error detected: Value '{limit}' at 'limit' failed to \
+                         satisfy constraint: Member must have value {} {}",
+                        if limit < 1 {
+                            "greater than or equal to 1, and less than or equal to"
+                        } else {
+                            "less than or equal to"
+                        },
+                        super::MAX_PAGE_LIMIT
+                    ),
+                )
+            }),
         }
     }
 }

@@ -12,16 +12,17 @@ mod sdk_hmac;
 
 use std::sync::Arc;
 
-use http::{Method, StatusCode};
+use http::{HeaderMap, Method, StatusCode, Uri};
 use serde_json::{json, Map, Value};
 
 use super::{json_object, json_response, HttpRequest, HttpResponse};
-use crate::app::admission::auth::{Credentials, SignedRequest};
+use crate::app::admission::auth::{Claim, Credentials, SignedRequest};
 use crate::app::{App, Call, NewKeyRequest};
-use crate::domain::policy::{actions, Caller};
+use crate::domain::policy::actions;
 use crate::domain::{
     Alias, AliasName, Error, Key, KeyManager, KeySpec, KeyState, KeyUsage, Reason, Scope,
 };
+use crate::door::Door;
 
 /// The content type of Huawei's JSON bodies.
 pub const CONTENT_TYPE: &str = "application/json;charset=UTF-8";
@@ -103,16 +104,73 @@ impl Operation {
     }
 }
 
-/// Serves one Huawei KMS request: `operation` is the path after `/kms/`.
-pub async fn handle(
-    app: &Arc<App>,
-    project_id: &str,
-    operation: &str,
-    request: HttpRequest,
-) -> HttpResponse {
-    match serve(app, project_id, operation, &request).await {
-        Ok((status, body)) => json_response(status, CONTENT_TYPE, &body),
-        Err(error) => error_response(&error),
+/// The routes of the dialect: `/v1.0/{project_id}/kms/` and an operation.
+pub const PATH: &str = "/v1.0/{project_id}/kms/{*operation}";
+
+/// Huawei Cloud KMS v1.0.
+pub struct Huawei;
+
+/// An operation, and the project the request names.
+pub struct ProjectOperation {
+    operation: Operation,
+    project_id: String,
+}
+
+impl super::Dialect for Huawei {
+    type Operation = ProjectOperation;
+    const DOOR: Door = Door::Huawei;
+
+    fn operation(method: &Method, uri: &Uri, _: &HeaderMap) -> Result<ProjectOperation, Error> {
+        let (project_id, path) = uri
+            .path()
+            .strip_prefix("/v1.0/")
+            .and_then(|rest| rest.split_once("/kms/"))
+            .unwrap_or_default();
+        Operation::of(method, path)
+            .map(|operation| ProjectOperation {
+                operation,
+                project_id: project_id.to_owned(),
+            })
+            .ok_or_else(|| {
+                Error::new(
+                    Reason::UNKNOWN_OPERATION,
+                    format!("No KMS operation {method} /v1.0/{{project_id}}/kms/{path}."),
+                )
+            })
+    }
+
+    fn label(operation: &ProjectOperation) -> &'static str {
+        operation.operation.label()
+    }
+
+    fn action(operation: &ProjectOperation) -> &'static str {
+        operation.operation.action()
+    }
+
+    fn project(operation: &ProjectOperation) -> Option<&str> {
+        Some(&operation.project_id)
+    }
+
+    fn claim(headers: &HeaderMap) -> Claim {
+        claim(headers)
+    }
+
+    fn credentials(app: &App, request: &HttpRequest) -> Credentials {
+        credentials(app, request)
+    }
+
+    async fn run(
+        app: &Arc<App>,
+        call: &Call,
+        operation: &ProjectOperation,
+        request: &HttpRequest,
+    ) -> Result<HttpResponse, Error> {
+        let (status, body) = run(app, call, operation.operation, request).await?;
+        Ok(json_response(status, CONTENT_TYPE, &body))
+    }
+
+    fn render_error(error: &Error) -> HttpResponse {
+        error_response(error)
     }
 }
 
@@ -165,45 +223,14 @@ fn without_arns(message: &str) -> String {
     out
 }
 
-/// An operation (`POST create-key`) as a metric label; `unknown` for a
-/// method and path the door does not serve.
-pub fn operation_label(method: &Method, path: &str) -> &'static str {
-    Operation::of(method, path).map_or("unknown", Operation::label)
-}
-
-async fn serve(
+/// Runs an admitted operation: its answer's status and body.
+async fn run(
     app: &Arc<App>,
-    project_id: &str,
-    path: &str,
+    call: &Call,
+    operation: Operation,
     request: &HttpRequest,
 ) -> Result<(StatusCode, Value), Error> {
-    let operation = Operation::of(&request.method, path).ok_or_else(|| {
-        Error::new(
-            Reason::UNKNOWN_OPERATION,
-            format!(
-                "No KMS operation {} /v1.0/{{project_id}}/kms/{path}.",
-                request.method
-            ),
-        )
-    })?;
-    let credentials = credentials(app, request)?;
-    let caller = app.admit(
-        &credentials,
-        Some(operation.action()),
-        &request.peer,
-        &request.x_request_id,
-    )?;
-    if let Caller::Principal(principal) = &caller {
-        if !principal.project_ids.is_empty()
-            && !principal.project_ids.iter().any(|p| p == project_id)
-        {
-            return Err(Error::new(
-                Reason::PROJECT_NOT_FOUND,
-                format!("Project {project_id} is not found."),
-            ));
-        }
-    }
-    let call = Call::new(caller, request.x_request_id.clone());
+    let call = call.clone();
     let scope = app.scope_of(&call);
     let body = match operation {
         Operation::ListAliases => Map::new(),
@@ -258,18 +285,19 @@ async fn serve(
                     "list-keys filters (key_state, key_spec) are not supported; list all keys.",
                 ));
             }
-            let page = app
-                .list_keys(
+            let (page, aliases) = app
+                .list_keys_with_aliases(
                     &call,
                     input.limit()?,
                     input.string("marker")?.unwrap_or_default(),
                 )
                 .await?;
-            let mut details = Vec::with_capacity(page.items.len());
-            for key in &page.items {
-                let aliases = app.key_alias_names(&call, key.key_id.as_str()).await?;
-                details.push(key_details(&scope, key, &aliases));
-            }
+            let details: Vec<Value> = page
+                .items
+                .iter()
+                .zip(&aliases)
+                .map(|(key, aliases)| key_details(&scope, key, aliases))
+                .collect();
             let truncated = !page.next_page_token.is_empty();
             ok(json!({
                 "keys": page.items.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(),
@@ -394,9 +422,9 @@ async fn serve(
 /// maps to --account), else `X-Auth-Token` or an AK/SK signature. A missing,
 /// malformed or stale signature is handed on as refused, so that admission
 /// audits it.
-fn credentials(app: &App, request: &HttpRequest) -> Result<Credentials, Error> {
+fn credentials(app: &App, request: &HttpRequest) -> Credentials {
     if app.authenticator.is_none() {
-        return Ok(Credentials::default());
+        return Credentials::default();
     }
     let refused = |error: Error| Credentials {
         refused: Some(error),
@@ -415,16 +443,16 @@ fn credentials(app: &App, request: &HttpRequest) -> Result<Credentials, Error> {
                     "X-Auth-Token is empty or not ASCII.",
                 )
             });
-        return Ok(Credentials {
+        return Credentials {
             bearer: Some(token),
             ..Credentials::default()
-        });
+        };
     }
     let Some(authorization) = request.headers.get(http::header::AUTHORIZATION) else {
-        return Ok(refused(Error::new(
+        return refused(Error::new(
             Reason::MISSING_AUTHENTICATION_TOKEN,
             "The request has no X-Auth-Token and no AK/SK signature.",
-        )));
+        ));
     };
     let signed = authorization
         .to_str()
@@ -439,7 +467,7 @@ fn credentials(app: &App, request: &HttpRequest) -> Result<Credentials, Error> {
                 app.clock.now(),
             )
         });
-    Ok(match signed {
+    match signed {
         Ok(signed) => Credentials {
             signature: Some(SignedRequest {
                 access_key_id: signed.access_key_id.clone(),
@@ -448,7 +476,7 @@ fn credentials(app: &App, request: &HttpRequest) -> Result<Credentials, Error> {
             ..Credentials::default()
         },
         Err(error) => refused(error),
-    })
+    }
 }
 
 /// Who the headers say sent the request, before its body arrives: the
@@ -547,14 +575,19 @@ impl<'a> Input<'a> {
 }
 
 fn parse_limit(text: &str) -> Result<i32, Error> {
-    match text.parse::<i32>() {
-        Ok(limit) if (1..=100).contains(&limit) => Ok(limit),
-        _ => Err(Error::invalid(
-            Reason::INVALID_PAGE_SIZE,
-            "limit",
-            format!("limit must be 1 to 100; got {text:?}."),
-        )),
-    }
+    text.parse::<i64>()
+        .ok()
+        .and_then(super::page_limit)
+        .ok_or_else(|| {
+            Error::invalid(
+                Reason::INVALID_PAGE_SIZE,
+                "limit",
+                format!(
+                    "limit must be 1 to {}; got {text:?}.",
+                    super::MAX_PAGE_LIMIT
+                ),
+            )
+        })
 }
 
 /// The query's `name=value` pairs, percent-decoded.

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::{any, get, post};
 use axum::Router;
 use bytes::Bytes;
@@ -30,7 +30,7 @@ use tokio_stream::StreamExt;
 use tower::ServiceExt;
 
 use crate::app::admission::auth::{CertIdentities, Claim};
-use crate::app::{App, Slot};
+use crate::app::{App, Call, Credentials, Slot};
 use crate::domain::{Error, Reason};
 use crate::door::connections::{ConnectionInfo, Incoming};
 use crate::door::{Door, REQUEST_ID_HEADER};
@@ -90,24 +90,106 @@ pub fn json_response(
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
-/// What the shared request handling needs of a dialect.
-#[derive(Clone, Copy)]
-struct Dialect {
-    /// Who the headers say sent the request, read before the body arrives.
-    claim: fn(&HeaderMap) -> Claim,
+/// A dialect of the HTTP door (as garage's `ApiHandler`): how its requests
+/// name operations and carry credentials, how it runs an admitted
+/// operation, and how it renders answers and errors. The skeleton every
+/// request goes through (claim, body, credentials, admission, run, render)
+/// is written once, in [`serve_dialect`]; a dialect file holds only its
+/// shapes and names.
+pub trait Dialect: Sized + Send + Sync + 'static {
+    /// An operation, as a request names it.
+    type Operation: Send + Sync;
+    /// The door, in metrics.
+    const DOOR: Door;
+
+    /// The operation a request names (by its method, path and headers), or
+    /// why it names none.
+    fn operation(method: &Method, uri: &Uri, headers: &HeaderMap)
+        -> Result<Self::Operation, Error>;
+    /// Its name as a metric label.
+    fn label(operation: &Self::Operation) -> &'static str;
+    /// The policy action admission throttles it under.
+    fn action(operation: &Self::Operation) -> &'static str;
+    /// The project the request names, if the dialect has projects
+    /// (admission checks that the caller may use it).
+    fn project(_operation: &Self::Operation) -> Option<&str> {
+        None
+    }
+    /// Who the headers say sent the request, before the body arrives.
+    fn claim(headers: &HeaderMap) -> Claim;
+    /// The credentials the whole request carries.
+    fn credentials(app: &App, request: &HttpRequest) -> Credentials;
+    /// Runs an admitted operation: the answer, or an error.
+    fn run(
+        app: &Arc<App>,
+        call: &Call,
+        operation: &Self::Operation,
+        request: &HttpRequest,
+    ) -> impl Future<Output = Result<HttpResponse, Error>> + Send;
     /// An error as the dialect renders it.
-    render_error: fn(&Error) -> HttpResponse,
+    fn render_error(error: &Error) -> HttpResponse;
+    /// What the dialect adds to every answer (AWS: its request id header).
+    fn finish(_response: &mut HttpResponse, _request_id: &str) {}
 }
 
-const AWS: Dialect = Dialect {
-    claim: aws::claim,
-    render_error: aws::error_response,
-};
+/// One request of dialect `D`, through the skeleton every dialect shares.
+async fn serve_dialect<D: Dialect>(shared: Shared, request: Request<Body>) -> HttpResponse {
+    let operation = D::operation(request.method(), request.uri(), request.headers());
+    let label = operation.as_ref().map_or("unknown", D::label);
+    // The span's method: the operation, or what was asked for.
+    let name = match &operation {
+        Ok(_) => label.to_owned(),
+        Err(_) => format!("{} {}", request.method(), request.uri().path()),
+    };
+    let manners = Manners {
+        claim: D::claim,
+        render_error: D::render_error,
+    };
+    shared
+        .serve(
+            request,
+            name,
+            (D::DOOR, label),
+            manners,
+            |app, request| async move {
+                let mut response = match operation {
+                    Ok(operation) => admitted::<D>(&app, &operation, &request)
+                        .await
+                        .unwrap_or_else(|error| D::render_error(&error)),
+                    Err(error) => D::render_error(&error),
+                };
+                D::finish(&mut response, &request.x_request_id);
+                response
+            },
+        )
+        .await
+}
 
-const HUAWEI: Dialect = Dialect {
-    claim: huawei::claim,
-    render_error: huawei::error_response,
-};
+/// Authenticates and admits a request of `D`, then runs its operation.
+async fn admitted<D: Dialect>(
+    app: &Arc<App>,
+    operation: &D::Operation,
+    request: &HttpRequest,
+) -> Result<HttpResponse, Error> {
+    let credentials = D::credentials(app, request);
+    let caller = app.admit_in_project(
+        &credentials,
+        Some(D::action(operation)),
+        D::project(operation),
+        &request.peer,
+        &request.x_request_id,
+    )?;
+    let call = Call::new(caller, request.x_request_id.clone());
+    D::run(app, &call, operation, request).await
+}
+
+/// What the shared request handling needs before a dialect runs: who the
+/// headers claim, and how to render an error.
+#[derive(Clone, Copy)]
+struct Manners {
+    claim: fn(&HeaderMap) -> Claim,
+    render_error: fn(&Error) -> HttpResponse,
+}
 
 /// The HTTP router of both dialects.
 fn router(door: Shared) -> Router {
@@ -116,39 +198,17 @@ fn router(door: Shared) -> Router {
         // empty 405.
         .route("/", post(aws_entry).fallback(unknown_path))
         .route("/ping", get(ping).fallback(unknown_path))
-        .route("/v1.0/{project_id}/kms/{*operation}", any(huawei_entry))
+        .route(huawei::PATH, any(huawei_entry))
         .fallback(unknown_path)
         .with_state(door)
 }
 
-async fn aws_entry(State(door): State<Shared>, request: Request<Body>) -> HttpResponse {
-    let operation = request
-        .headers()
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let label = (Door::Aws, aws::operation_label(&operation));
-    door.serve(request, operation, label, AWS, |app, request| async move {
-        aws::handle(&app, request).await
-    })
-    .await
+async fn aws_entry(State(shared): State<Shared>, request: Request<Body>) -> HttpResponse {
+    serve_dialect::<aws::Aws>(shared, request).await
 }
 
-async fn huawei_entry(
-    State(door): State<Shared>,
-    Path((project_id, operation)): Path<(String, String)>,
-    request: Request<Body>,
-) -> HttpResponse {
-    let name = format!("{} {operation}", request.method());
-    let label = (
-        Door::Huawei,
-        huawei::operation_label(request.method(), &operation),
-    );
-    door.serve(request, name, label, HUAWEI, |app, request| async move {
-        huawei::handle(&app, &project_id, &operation, request).await
-    })
-    .await
+async fn huawei_entry(State(shared): State<Shared>, request: Request<Body>) -> HttpResponse {
+    serve_dialect::<huawei::Huawei>(shared, request).await
 }
 
 /// `GET /ping`: answers 204 and does nothing else, through the same
@@ -158,9 +218,9 @@ async fn ping(State(door): State<Shared>, request: Request<Body>) -> HttpRespons
         request,
         "ping".to_owned(),
         (Door::Http, "ping"),
-        Dialect {
+        Manners {
             claim: |_| Claim::Nothing,
-            ..AWS
+            render_error: aws::error_response,
         },
         |_, _| async {
             Response::builder()
@@ -222,10 +282,10 @@ impl Shared {
         request: Request<Body>,
         operation: String,
         (door, label): (Door, &'static str),
-        Dialect {
+        Manners {
             claim,
             render_error,
-        }: Dialect,
+        }: Manners,
         handler: F,
     ) -> HttpResponse
     where
@@ -530,6 +590,19 @@ pub fn tls_config(
         .map_err(|e| format!("{}: {e}", cert.display()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The most items a page of the HTTP dialects' listings holds (`Limit`,
+/// `limit`).
+pub const MAX_PAGE_LIMIT: i64 = 100;
+
+/// A page-size parameter as both dialects take it: 1..=[`MAX_PAGE_LIMIT`],
+/// or None (each dialect words the refusal its own way).
+pub fn page_limit(limit: i64) -> Option<i32> {
+    (1..=MAX_PAGE_LIMIT)
+        .contains(&limit)
+        .then(|| i32::try_from(limit).ok())
+        .flatten()
 }
 
 /// Both dialects' shared reading of a JSON body: an object, or

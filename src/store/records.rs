@@ -339,6 +339,21 @@ impl Replayable for Vec<crate::domain::AliasName> {
     }
 }
 
+/// Several keys' alias names (a read's answer): each list as above,
+/// separated by NUL (no name holds one).
+impl Replayable for Vec<Vec<crate::domain::AliasName>> {
+    fn to_bytes(&self) -> Vec<u8> {
+        let lists: Vec<Vec<u8>> = self.iter().map(Replayable::to_bytes).collect();
+        lists.join(&0u8)
+    }
+    fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        if bytes.is_empty() {
+            return Ok(Vec::new());
+        }
+        bytes.split(|b| *b == 0).map(Vec::from_bytes).collect()
+    }
+}
+
 /// A key and its alias names (a read's answer).
 impl Replayable for (Key, Vec<crate::domain::AliasName>) {
     fn to_bytes(&self) -> Vec<u8> {

@@ -17,7 +17,7 @@ use crate::app::App;
 use crate::domain::audit::AuditEntry;
 use crate::domain::error::Code;
 use crate::domain::policy::Caller;
-use crate::domain::Error;
+use crate::domain::{Error, Reason};
 
 /// The throttle, the budget of audited unauthenticated calls, and the
 /// shares of the calls in progress.
@@ -80,6 +80,32 @@ impl App {
             let throttle = config.as_ref().and_then(|c| c.throttle.as_ref());
             // Throttled calls are not audited: they would flood the log.
             self.admission.throttler.admit(&account, action, throttle)?;
+        }
+        Ok(caller)
+    }
+
+    /// [`App::admit`] for a door whose requests name a project (Huawei's
+    /// `/v1.0/{project_id}/`): a principal that names its projects may use
+    /// only those; another project's resources do not exist for it
+    /// (PROJECT_NOT_FOUND, as another account's are NOT_FOUND).
+    pub fn admit_in_project(
+        &self,
+        credentials: &Credentials,
+        action: Option<&'static str>,
+        project: Option<&str>,
+        peer: &str,
+        x_request_id: &str,
+    ) -> Result<Caller, Error> {
+        let caller = self.admit(credentials, action, peer, x_request_id)?;
+        if let (Some(project), Caller::Principal(principal)) = (project, &caller) {
+            if !principal.project_ids.is_empty()
+                && !principal.project_ids.iter().any(|p| p == project)
+            {
+                return Err(Error::new(
+                    Reason::PROJECT_NOT_FOUND,
+                    format!("Project {project} is not found."),
+                ));
+            }
         }
         Ok(caller)
     }
