@@ -9,6 +9,11 @@
 //! operators look at (metrics, probes); [`cli`] is the command-line client
 //! and [`bench`] the benchmark.
 
+// Test support written against the public API (`aliasd::...`) is shared by
+// the library's tests and the integration tests.
+#[cfg(test)]
+extern crate self as aliasd;
+
 pub mod app;
 pub mod bench;
 pub mod cli;

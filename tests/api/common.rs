@@ -469,14 +469,13 @@ pub fn on_etcd() -> bool {
 }
 
 /// The etcd that the in-process servers share when [`on_etcd`].
-fn shared_etcd() -> &'static aliasd::store::etcd::testing::EtcdServer {
-    static ETCD: std::sync::OnceLock<aliasd::store::etcd::testing::EtcdServer> =
-        std::sync::OnceLock::new();
+fn shared_etcd() -> &'static crate::etcd_support::EtcdServer {
+    static ETCD: std::sync::OnceLock<crate::etcd_support::EtcdServer> = std::sync::OnceLock::new();
     ETCD.get_or_init(|| {
         // Started off the async threads (it waits for etcd to answer).
         std::thread::scope(|s| {
             s.spawn(|| {
-                aliasd::store::etcd::testing::EtcdServer::start(std::path::Path::new(env!(
+                crate::etcd_support::EtcdServer::start(std::path::Path::new(env!(
                     "CARGO_TARGET_TMPDIR"
                 )))
             })

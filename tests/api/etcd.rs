@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::etcd_support::EtcdServer;
 use aliasd::domain::SystemClock;
 use aliasd::store::etcd::etcdserverpb as pb;
 use aliasd::store::etcd::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
@@ -15,7 +16,6 @@ use aliasd::store::etcd::etcdserverpb::kv_client::KvClient;
 use aliasd::store::etcd::etcdserverpb::lease_client::LeaseClient;
 use aliasd::store::etcd::etcdserverpb::request_op::Request;
 use aliasd::store::etcd::etcdserverpb::watch_client::WatchClient;
-use aliasd::store::etcd::testing::EtcdServer;
 use tonic::transport::Channel;
 
 use crate::common::TestServer;
@@ -646,7 +646,7 @@ async fn a_member_and_an_instance_killed_under_load_lose_no_acknowledged_change(
     use std::sync::{Arc, Mutex};
 
     let mut cluster = tokio::task::spawn_blocking(|| {
-        aliasd::store::etcd::testing::EtcdCluster::start(Path::new(env!("CARGO_TARGET_TMPDIR")))
+        crate::etcd_support::EtcdCluster::start(Path::new(env!("CARGO_TARGET_TMPDIR")))
     })
     .await
     .unwrap();
@@ -780,7 +780,7 @@ async fn aliasd_speaks_tls_with_client_certificates_to_etcd() {
         vec![SanType::IpAddress("127.0.0.1".parse().unwrap())],
     );
     let (client_cert, client_key) = leaf("aliasd", vec![]);
-    let tls = aliasd::store::etcd::testing::EtcdTls {
+    let tls = crate::etcd_support::EtcdTls {
         ca: write("ca.pem", &ca.pem),
         server_cert: write("server.pem", &server_cert),
         server_key: write("server.key", &server_key),

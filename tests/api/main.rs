@@ -19,6 +19,8 @@ mod doors;
 mod durability;
 mod ephemeral;
 mod etcd;
+#[path = "../support/etcd.rs"]
+mod etcd_support;
 mod hardening;
 mod http;
 mod huawei;

@@ -7,7 +7,9 @@
 
 mod backend;
 mod group;
-#[doc(hidden)]
+/// A real etcd for the library's tests (test support: `tests/support/`).
+#[cfg(test)]
+#[path = "../../../tests/support/etcd.rs"]
 pub mod testing;
 
 pub use backend::{EtcdBackend, EtcdConfig};

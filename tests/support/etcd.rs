@@ -1,20 +1,25 @@
 //! A real etcd for tests, installed by the project itself: Debian's
 //! etcd-server 3.4.23 (the v3 API; 3.5.0-3.5.2 have a data-inconsistency
-//! bug), fetched with `apt-get download` or from Debian's mirror, checked
-//! against a pinned SHA-256 and unpacked under `target/`. Not used by the
-//! server.
+//! bug), fetched with the system's package tools (`apt-get download`),
+//! checked against a pinned SHA-256 and unpacked under `target/`.
+//!
+//! Test support, not part of the server: the library's own tests include
+//! it (`store::etcd::testing`, under `cfg(test)`) and so do the integration
+//! tests (`tests/api/main.rs`); the release binary does not.
+
+// Each includer uses part of it (the library's tests no cluster, the
+// integration tests not every helper).
+#![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{EtcdBackend, EtcdConfig};
-use crate::store::backend::{Reads, Tree};
+use aliasd::store::backend::{Reads, Tree};
+use aliasd::store::etcd::{EtcdBackend, EtcdConfig};
 
 const PACKAGE: &str = "etcd-server_3.4.23-4+b4_amd64.deb";
-const PACKAGE_URL: &str =
-    "http://deb.debian.org/debian/pool/main/e/etcd/etcd-server_3.4.23-4+b4_amd64.deb";
 const PACKAGE_SHA256: &str = "3a9445d4560ad6de1c375756b2a17d97713df44cbd20a658c871fe108af7ef5d";
 
 fn sha256(path: &Path) -> String {
@@ -49,16 +54,13 @@ pub fn etcd_binary(cache: &Path) -> PathBuf {
         let apt = Command::new("apt-get")
             .args(["download", "etcd-server=3.4.23-4+b4"])
             .current_dir(&dir)
-            .output();
-        if !matches!(apt, Ok(ref out) if out.status.success()) || !deb.exists() {
-            let curl = Command::new("curl")
-                .args(["-fsSL", "-o"])
-                .arg(&deb)
-                .arg(PACKAGE_URL)
-                .status()
-                .expect("curl runs");
-            assert!(curl.success(), "cannot download {PACKAGE_URL}");
-        }
+            .output()
+            .expect("apt-get runs");
+        assert!(
+            apt.status.success() && deb.exists(),
+            "apt-get download etcd-server=3.4.23-4+b4: {}",
+            String::from_utf8_lossy(&apt.stderr)
+        );
     }
     assert_eq!(
         sha256(&deb),
