@@ -303,7 +303,7 @@ mod tests {
 
     #[test]
     fn the_readme_lists_every_reason_with_its_code_and_exception() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../docs/reference.md");
         for reason in Reason::ALL {
             let spec = reason.spec();
             let row = format!(
@@ -315,7 +315,10 @@ mod tests {
                 spec.huawei_error_code,
                 spec.huawei_http_status
             );
-            assert!(readme.contains(&row), "README.md lacks the row {row}");
+            assert!(
+                readme.contains(&row),
+                "docs/reference.md lacks the row {row}"
+            );
         }
         let rows = readme
             .lines()
@@ -324,7 +327,7 @@ mod tests {
         assert_eq!(
             rows,
             Reason::ALL.len(),
-            "README.md lists reasons the code does not have"
+            "docs/reference.md lists reasons the code does not have"
         );
     }
 

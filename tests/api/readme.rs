@@ -1,5 +1,8 @@
-//! The README's walk-through, run as written: its `sh walkthrough` blocks,
-//! in order, as one bash script against the real server binary.
+//! The documentation's walk-through, run as written: the `sh walkthrough`
+//! blocks of [`WALKTHROUGH_FILES`], file after file and in order within each,
+//! as one bash script against the real server binary. It starts in the
+//! README's five-minute tour and goes on in the docs; later blocks use the
+//! variables, functions and servers of earlier ones.
 //!
 //! What the test changes, and only that: `cargo run --release --` runs the
 //! binary under test, the ports 50051, 50052 and 4566 become free ephemeral ones,
@@ -13,11 +16,19 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
+/// The files that hold the walk-through, in the order its blocks run.
+const WALKTHROUGH_FILES: &[&str] = &[
+    "README.md",
+    "docs/grpc-and-cli.md",
+    "docs/security.md",
+    "docs/aws-and-huawei.md",
+];
+
 /// The code blocks whose info string is `sh walkthrough`, in order.
-fn walkthrough_blocks(readme: &str) -> Vec<String> {
+fn walkthrough_blocks(markdown: &str) -> Vec<String> {
     let mut blocks = Vec::new();
     let mut current: Option<String> = None;
-    for line in readme.lines() {
+    for line in markdown.lines() {
         match &mut current {
             None if line.trim() == "```sh walkthrough" => current = Some(String::new()),
             None => {}
@@ -43,8 +54,14 @@ fn free_port() -> u16 {
 #[test]
 fn the_readme_walkthrough_runs_as_written() {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = std::fs::read_to_string(manifest.join("README.md")).unwrap();
-    let blocks = walkthrough_blocks(&readme);
+    let blocks: Vec<String> = WALKTHROUGH_FILES
+        .iter()
+        .flat_map(|file| {
+            let text = std::fs::read_to_string(manifest.join(file))
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            walkthrough_blocks(&text)
+        })
+        .collect();
     assert!(blocks.len() >= 10, "the walk-through lost its blocks");
     let (first, second, http) = (free_port(), free_port(), free_port());
     // Through placeholders, so that a port chosen for one pattern cannot
