@@ -275,7 +275,7 @@ fn serve(config: ServeConfig) -> ExitCode {
         match aliasd::server::start(config, Arc::new(SystemClock), shutdown).await {
             Ok(mut running) => match running.wait().await {
                 Ok(()) => ExitCode::SUCCESS,
-                // 3 after a store failure, 1 otherwise (README: exit codes).
+                // 3 after a store failure, 1 otherwise (docs/reference.md: exit codes).
                 Err(error) => {
                     // Not "server failed": the error's own message begins so.
                     tracing::error!(%error, "exiting");

@@ -171,8 +171,10 @@ impl App {
         request_id: &str,
     ) -> Result<Alias, Error> {
         let ctx = self.ctx(call);
-        let mut audit = self.audit_entry(call, &ctx, "kms:UpdateKeyAlias");
-        let id = parse_key_id_of(&ctx.scope, "kms:UpdateKeyAlias", "key_id", key_id)?;
+        // Recorded (and throttled, and authorized) as the RenameAlias it
+        // is, or the CreateAlias it becomes for a key with no alias.
+        let mut audit = self.audit_entry(call, &ctx, actions::RENAME_ALIAS);
+        let id = parse_key_id_of(&ctx.scope, "UpdateKeyAlias", "key_id", key_id)?;
         let name = AliasName::parse("key_alias", alias_name)?;
         name.ensure_not_reserved(&ctx.scope)?;
         let request_id = RequestId::parse(request_id)?;

@@ -9,7 +9,7 @@ use tonic_types::StatusExt;
 use super::Output;
 use crate::grpc::code_name;
 
-/// Exit codes of the client commands (README: "The command-line client").
+/// Exit codes of the client commands (docs/grpc-and-cli.md: "The command-line client").
 pub mod codes {
     /// Anything else: an internal error, an outcome the server could not
     /// tell (WRITE_OUTCOME_UNKNOWN).

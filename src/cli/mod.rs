@@ -438,7 +438,7 @@ fn tls(args: &ClientArgs) -> Result<ClientTlsConfig, Failure> {
 }
 
 /// Runs `aliasd key ...`, `alias ...` or `audit ...` and prints its outcome;
-/// the exit code says how it ended (README: "The command-line client").
+/// the exit code says how it ended (docs/grpc-and-cli.md: "The command-line client").
 pub async fn run(args: &ClientArgs, command: ClientCommand) -> ExitCode {
     let outcome = async {
         let client = Client::connect(args).await?;

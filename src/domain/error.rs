@@ -1,15 +1,15 @@
 //! Every error aliasd can return, declared once.
 //!
-//! A [`Reason`] is the stable code clients match on (the ErrorInfo reason);
-//! its row fixes how each door renders it: the gRPC code, the AWS KMS
-//! exception name (and so the AWS JSON endpoint's `__type` and HTTP status),
-//! and the Huawei Cloud KMS `error_code` and HTTP status. No door keeps a
-//! mapping of its own. The README's error table is this table.
+//! A [`Reason`] is the stable code clients match on (the ErrorInfo reason),
+//! with its canonical class ([`Code`]) and meaning. The domain knows no
+//! door: how each door renders a reason (the AWS exception and HTTP status,
+//! Huawei's `error_code`) is the table in `door::reasons`, which must name
+//! every reason.
 
 use std::fmt;
 
-/// gRPC status codes used by aliasd (a subset; kept here so that the domain
-/// does not depend on tonic).
+/// The canonical error classes used by aliasd (gRPC's status codes, a
+/// subset; kept here so that the domain depends on no transport).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
     InvalidArgument,
@@ -28,21 +28,18 @@ pub enum Code {
     Unknown,
 }
 
-/// One row of the error table: how every door renders the reason.
+/// One row of the error table: the reason's canonical class and what it
+/// means. How each door renders it is the doors' own table
+/// (`door::reasons`).
 pub struct ReasonSpec {
-    /// The gRPC status code.
+    /// The canonical error class (gRPC's status codes, which Google's APIs
+    /// use whatever the transport).
     pub code: Code,
-    /// The AWS KMS exception name: the gRPC ErrorInfo's `kms_exception`, and
-    /// the AWS JSON endpoint's `__type`.
-    pub kms_exception: &'static str,
-    /// The Huawei Cloud KMS `error_code` and its HTTP status.
-    pub huawei_error_code: &'static str,
-    pub huawei_http_status: u16,
     pub description: &'static str,
 }
 
 macro_rules! reasons {
-    ($( $variant:ident => $code:ident, $exception:literal, $huawei:literal $huawei_status:literal, $description:literal; )*) => {
+    ($( $variant:ident => $code:ident, $description:literal; )*) => {
         /// The stable error codes of aliasd (ErrorInfo `reason`). Variants are
         /// spelled as sent on the wire.
         #[allow(non_camel_case_types)]
@@ -63,14 +60,11 @@ macro_rules! reasons {
                 match self { $( Reason::$variant => stringify!($variant), )* }
             }
 
-            /// The gRPC code, KMS exception and description of this reason.
+            /// The canonical class and description of this reason.
             pub fn spec(self) -> ReasonSpec {
                 match self {
                     $( Reason::$variant => ReasonSpec {
                         code: Code::$code,
-                        kms_exception: $exception,
-                        huawei_error_code: $huawei,
-                        huawei_http_status: $huawei_status,
                         description: $description,
                     }, )*
                 }
@@ -80,125 +74,112 @@ macro_rules! reasons {
 }
 
 reasons! {
-    INVALID_ALIAS_NAME => InvalidArgument, "ValidationException", "KMS.1101" 400,
+    INVALID_ALIAS_NAME => InvalidArgument,
         "An alias name breaks rule 1, 2 or 3 of the name rules.";
-    INVALID_KEY_ID => InvalidArgument, "ValidationException", "KMS.0205" 400,
+    INVALID_KEY_ID => InvalidArgument,
         "A key id is not a lowercase UUID, or a key reference is malformed.";
-    INVALID_ARN => InvalidArgument, "InvalidArnException", "KMS.0205" 400,
+    INVALID_ARN => InvalidArgument,
         "An ARN does not parse as a KMS key or alias ARN.";
-    TARGET_NOT_A_KEY => InvalidArgument, "ValidationException", "KMS.0205" 400,
+    TARGET_NOT_A_KEY => InvalidArgument,
         "An alias name or alias ARN was given where only a key id or key ARN is accepted (aliases must refer to keys).";
-    INVALID_KEY_SPEC => InvalidArgument, "ValidationException", "KMS.0204" 400,
+    INVALID_KEY_SPEC => InvalidArgument,
         "An unknown key spec.";
-    INVALID_KEY_USAGE => InvalidArgument, "ValidationException", "KMS.0204" 400,
+    INVALID_KEY_USAGE => InvalidArgument,
         "An unknown key usage, a missing usage for a non-symmetric spec, or a usage the spec does not support.";
-    INVALID_DESCRIPTION => InvalidArgument, "ValidationException", "KMS.0204" 400,
+    INVALID_DESCRIPTION => InvalidArgument,
         "A description longer than 8192 characters.";
-    INVALID_PENDING_WINDOW => InvalidArgument, "ValidationException", "KMS.0204" 400,
+    INVALID_PENDING_WINDOW => InvalidArgument,
         "pending_window_in_days outside 7..30.";
-    INVALID_PAGE_SIZE => InvalidArgument, "ValidationException", "KMS.0204" 400,
+    INVALID_PAGE_SIZE => InvalidArgument,
         "A negative page_size.";
-    INVALID_PAGE_TOKEN => InvalidArgument, "InvalidMarkerException", "KMS.0204" 400,
+    INVALID_PAGE_TOKEN => InvalidArgument,
         "A page token that was forged, corrupted, or issued for another filter or account.";
-    INVALID_REQUEST_ID => InvalidArgument, "ValidationException", "KMS.0206" 400,
+    INVALID_REQUEST_ID => InvalidArgument,
         "A request_id that is not a UUID.";
-    REQUEST_ID_REUSED => InvalidArgument, "ValidationException", "KMS.0206" 400,
+    REQUEST_ID_REUSED => InvalidArgument,
         "A request_id already used for a different request.";
-    INVALID_ETAG => InvalidArgument, "ValidationException", "KMS.0204" 400,
+    INVALID_ETAG => InvalidArgument,
         "An etag that is not 16 lowercase hex digits (no alias has any other).";
-    FIELD_TOO_LONG => InvalidArgument, "ValidationException", "KMS.0204" 400,
+    FIELD_TOO_LONG => InvalidArgument,
         "A string field is longer than its limit (see the proto comments).";
-    REQUEST_BODY_TIMEOUT => InvalidArgument, "ValidationException", "KMS.0204" 400,
+    REQUEST_BODY_TIMEOUT => InvalidArgument,
         "The request body did not arrive in full within --request-body-timeout-secs.";
-    MALFORMED_REQUEST => InvalidArgument, "ValidationException", "KMS.0202" 400,
+    MALFORMED_REQUEST => InvalidArgument,
         "The request message is not valid protobuf (including bad UTF-8 in a string).";
-    REQUEST_TOO_LARGE => InvalidArgument, "ValidationException", "KMS.0203" 400,
+    REQUEST_TOO_LARGE => InvalidArgument,
         "The request message is larger than the server accepts (1 MiB).";
-    RESERVED_ALIAS => PermissionDenied, "NotAuthorizedException", "KMS.0211" 400,
+    RESERVED_ALIAS => PermissionDenied,
         "The alias name is reserved for PROVIDER keys (begins alias/aws/ or ends /default).";
-    PROVIDER_KEY => PermissionDenied, "NotAuthorizedException", "KMS.0306" 403,
+    PROVIDER_KEY => PermissionDenied,
         "The key is a PROVIDER key: it cannot be the target of an alias or be changed through the API.";
-    UNAUTHENTICATED => Unauthenticated, "UnrecognizedClientException", "KMS.0302" 401,
+    UNAUTHENTICATED => Unauthenticated,
         "No credentials, or credentials no principal of the auth file has (bearer token or client certificate).";
-    MISSING_AUTHENTICATION_TOKEN => Unauthenticated, "MissingAuthenticationTokenException", "KMS.0301" 401,
+    MISSING_AUTHENTICATION_TOKEN => Unauthenticated,
         "An HTTP request with neither a signature nor a token, to a server with an auth file.";
-    INCOMPLETE_SIGNATURE => Unauthenticated, "IncompleteSignatureException", "KMS.0302" 401,
+    INCOMPLETE_SIGNATURE => Unauthenticated,
         "A request signature is malformed or lacks a part (credential scope, signed headers, signature, the date header).";
-    UNRECOGNIZED_CLIENT => Unauthenticated, "UnrecognizedClientException", "KMS.0302" 401,
+    UNRECOGNIZED_CLIENT => Unauthenticated,
         "A request is signed with an access key id the auth file does not have.";
-    INVALID_SIGNATURE => Unauthenticated, "InvalidSignatureException", "KMS.0302" 401,
+    INVALID_SIGNATURE => Unauthenticated,
         "A request signature does not match the request and the access key's secret.";
-    SIGNATURE_EXPIRED => Unauthenticated, "InvalidSignatureException", "KMS.0303" 401,
+    SIGNATURE_EXPIRED => Unauthenticated,
         "A signed request's date is more than 15 minutes from the server's clock.";
-    ACCESS_DENIED => PermissionDenied, "AccessDeniedException", "KMS.0306" 403,
+    ACCESS_DENIED => PermissionDenied,
         "The principal's policy does not allow the action on the resource.";
-    KEY_NOT_FOUND => NotFound, "NotFoundException", "KMS.0207" 404,
+    KEY_NOT_FOUND => NotFound,
         "No such key in the caller's account.";
-    PROJECT_NOT_FOUND => NotFound, "NotFoundException", "KMS.0207" 404,
+    PROJECT_NOT_FOUND => NotFound,
         "Huawei endpoint: the URL's project id is not one of the principal's `project_ids`.";
-    ALIAS_NOT_FOUND => NotFound, "NotFoundException", "KMS.0207" 404,
+    ALIAS_NOT_FOUND => NotFound,
         "No such alias in the caller's account.";
-    ALIAS_ALREADY_EXISTS => AlreadyExists, "AlreadyExistsException", "KMS.1104" 400,
+    ALIAS_ALREADY_EXISTS => AlreadyExists,
         "An alias with that name already exists.";
-    KEY_PENDING_DELETION => FailedPrecondition, "KMSInvalidStateException", "KMS.0210" 400,
+    KEY_PENDING_DELETION => FailedPrecondition,
         "The key an alias would point at is pending deletion.";
-    KEY_INVALID_STATE => FailedPrecondition, "KMSInvalidStateException", "KMS.0209" 400,
+    KEY_INVALID_STATE => FailedPrecondition,
         "The key's state does not allow the operation.";
-    KEY_HAS_SEVERAL_ALIASES => FailedPrecondition, "ValidationException", "KMS.1101" 400,
+    KEY_HAS_SEVERAL_ALIASES => FailedPrecondition,
         "Huawei update-key-alias: the key has several aliases, so which to change is unclear; use the alias API.";
-    KEY_TYPE_MISMATCH => FailedPrecondition, "ValidationException", "KMS.0204" 400,
+    KEY_TYPE_MISMATCH => FailedPrecondition,
         "UpdateAlias: the new key differs from the current one in key class or key usage.";
-    ETAG_MISMATCH => Aborted, "ConflictException", "KMS.0204" 400,
+    ETAG_MISMATCH => Aborted,
         "The etag given is not the alias's current etag; nothing changed.";
-    ALIAS_QUOTA_EXCEEDED => ResourceExhausted, "LimitExceededException", "KMS.1105" 400,
+    ALIAS_QUOTA_EXCEEDED => ResourceExhausted,
         "The key already has the maximum number of aliases.";
-    KEY_QUOTA_EXCEEDED => ResourceExhausted, "LimitExceededException", "KMS.1105" 400,
+    KEY_QUOTA_EXCEEDED => ResourceExhausted,
         "The account already has the maximum number of keys.";
-    SERVER_BUSY => ResourceExhausted, "ThrottlingException", "KMS.0208" 429,
+    SERVER_BUSY => ResourceExhausted,
         "The server has the most calls in progress it takes (--max-in-flight); retry shortly.";
-    THROTTLED => ResourceExhausted, "ThrottlingException", "KMS.0208" 429,
+    THROTTLED => ResourceExhausted,
         "The account has used up its request rate for the action; retry after the RetryInfo delay.";
-    REVISION_COMPACTED => OutOfRange, "InvalidMarkerException", "KMS.0204" 400,
+    REVISION_COMPACTED => OutOfRange,
         "WatchAliases: start_revision is older than the retained change log; list again.";
-    FUTURE_REVISION => OutOfRange, "InvalidMarkerException", "KMS.0204" 400,
+    FUTURE_REVISION => OutOfRange,
         "WatchAliases: start_revision is newer than the store's latest revision.";
-    WATCH_TOO_SLOW => ResourceExhausted, "LimitExceededException", "KMS.1105" 400,
+    WATCH_TOO_SLOW => ResourceExhausted,
         "WatchAliases: the client fell too far behind and was cut off; list and watch again.";
-    TOO_MANY_WATCHES => ResourceExhausted, "LimitExceededException", "KMS.1105" 400,
+    TOO_MANY_WATCHES => ResourceExhausted,
         "WatchAliases: the account or the server already has the most open watches it allows (--max-watches-per-account, --max-watches).";
-    SHUTTING_DOWN => Unavailable, "KMSInternalException", "KMS.0000" 503,
+    SHUTTING_DOWN => Unavailable,
         "The server is shutting down; retry on another instance.";
-    UNKNOWN_OPERATION => Unimplemented, "UnknownOperationException", "KMS.0201" 404,
+    UNKNOWN_OPERATION => Unimplemented,
         "HTTP: an X-Amz-Target that is not a TrentService operation aliasd serves, or a URL that is not a Huawei KMS operation.";
-    MALFORMED_BODY => InvalidArgument, "SerializationException", "KMS.0202" 400,
+    MALFORMED_BODY => InvalidArgument,
         "HTTP: the request body is not a JSON object, or a field has the wrong JSON type.";
-    MISSING_PARAMETER => InvalidArgument, "ValidationException", "KMS.0204" 400,
+    MISSING_PARAMETER => InvalidArgument,
         "HTTP: a required field is missing or empty.";
-    UNKNOWN_METHOD => Unimplemented, "UnsupportedOperationException", "KMS.0201" 404,
+    UNKNOWN_METHOD => Unimplemented,
         "The method does not exist on this server (check the service and method name; reflection lists them).";
-    DEADLINE_EXCEEDED => DeadlineExceeded, "KMSInternalException", "KMS.0000" 504,
+    DEADLINE_EXCEEDED => DeadlineExceeded,
         "The call's deadline passed before it finished; a change may still have committed (retry with the same request_id).";
-    INTERNAL => Internal, "KMSInternalException", "KMS.0000" 500,
+    INTERNAL => Internal,
         "A storage or server fault; details are in the server log.";
-    STORE_FAILED => Unavailable, "KMSInternalException", "KMS.0000" 503,
+    STORE_FAILED => Unavailable,
         "The store hit an I/O error (a full disk, say) and this server must be restarted; it reports NOT_SERVING until then. The call changed nothing (`may_have_committed` = `false`): retry against the restarted server.";
-    STORE_UNAVAILABLE => Unavailable, "KMSInternalException", "KMS.0000" 503,
+    STORE_UNAVAILABLE => Unavailable,
         "The store cannot be reached now (etcd, with --backend etcd), or a transaction kept meeting conflicting writes. The call changed nothing (`may_have_committed` = `false`); the server recovers by itself: retry shortly.";
-    WRITE_OUTCOME_UNKNOWN => Unknown, "KMSInternalException", "KMS.0000" 500,
+    WRITE_OUTCOME_UNKNOWN => Unknown,
         "The change committed but could not be made durable, and the store failed: it may or may not be there after the restart (`may_have_committed` = `true`). Retry with the same request_id; not retried automatically by gRPC clients.";
-}
-
-impl ReasonSpec {
-    /// The HTTP status of the AWS JSON endpoint's error response: AWS
-    /// answers client errors with 400 and server faults with 500 (503 when
-    /// the server cannot serve now).
-    pub fn aws_http_status(&self) -> u16 {
-        match self.code {
-            Code::Unavailable => 503,
-            Code::Internal | Code::Unknown | Code::DeadlineExceeded => 500,
-            _ => 400,
-        }
-    }
 }
 
 impl Reason {
@@ -302,50 +283,12 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_lists_every_reason_with_its_code_and_exception() {
-        let readme = include_str!("../../docs/reference.md");
-        for reason in Reason::ALL {
-            let spec = reason.spec();
-            let row = format!(
-                "| `{}` | {} | {} ({}) | {} ({}) |",
-                reason.as_str(),
-                code_name(spec.code),
-                spec.kms_exception,
-                spec.aws_http_status(),
-                spec.huawei_error_code,
-                spec.huawei_http_status
-            );
-            assert!(
-                readme.contains(&row),
-                "docs/reference.md lacks the row {row}"
-            );
-        }
-        let rows = readme
-            .lines()
-            .filter(|l| l.starts_with("| `") && l.contains("Exception ("))
-            .count();
-        assert_eq!(
-            rows,
-            Reason::ALL.len(),
-            "docs/reference.md lists reasons the code does not have"
-        );
-    }
-
-    #[test]
-    fn every_reason_has_an_upper_snake_name_and_a_kms_exception() {
+    fn every_reason_has_an_upper_snake_name() {
         for reason in Reason::ALL {
             let name = reason.as_str();
             assert!(name
                 .chars()
                 .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit()));
-            let spec = reason.spec();
-            assert!(spec.kms_exception.ends_with("Exception"));
-            assert!(
-                spec.huawei_error_code.starts_with("KMS.") && spec.huawei_error_code.len() == 8,
-                "{}",
-                spec.huawei_error_code
-            );
-            assert!((400..600).contains(&spec.huawei_http_status));
         }
     }
 

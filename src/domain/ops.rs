@@ -544,7 +544,7 @@ pub fn set_key_alias<T: Txn>(
             Reason::KEY_HAS_SEVERAL_ALIASES,
             format!(
                 "Key {} has {count} aliases ({}); say which one to change with the alias API \
-                 (POST /v1.0/{{project_id}}/kms/aliases, DELETE .../aliases) instead.",
+                 instead.",
                 ctx.scope.key_arn(key_id),
                 current
                     .iter()

@@ -6,6 +6,7 @@
 //! too.
 
 pub mod connections;
+pub mod reasons;
 
 use std::time::Duration;
 

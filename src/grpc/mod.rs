@@ -91,11 +91,12 @@ fn grpc_code(code: Code) -> GrpcCode {
 /// invalid arguments, a BadRequest.
 pub fn status(error: Error) -> Status {
     let spec = error.reason.spec();
+    let door = crate::door::reasons::rendering(error.reason);
     let code = grpc_code(spec.code);
     if code == GrpcCode::Internal {
         tracing::error!(message = %error.message, "internal error");
     }
-    let mut metadata = HashMap::from([("kms_exception".to_owned(), spec.kms_exception.to_owned())]);
+    let mut metadata = HashMap::from([("kms_exception".to_owned(), door.kms_exception.to_owned())]);
     if let Some(may) = error.may_have_committed() {
         metadata.insert("may_have_committed".to_owned(), may.to_string());
     }

@@ -158,9 +158,9 @@ impl super::Dialect for Aws {
 /// An error as AWS renders it: `{"__type": ..., "message": ...}`, with the
 /// exception's name in `x-amzn-ErrorType` too.
 pub fn error_response(error: &Error) -> HttpResponse {
-    let spec = error.reason.spec();
+    let spec = crate::door::reasons::rendering(error.reason);
     let status =
-        StatusCode::from_u16(spec.aws_http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        StatusCode::from_u16(spec.aws_http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = json_response(
         status,
         CONTENT_TYPE,
@@ -599,7 +599,10 @@ mod tests {
             assert_eq!(result.is_ok(), ok, "{limit}");
             if !ok {
                 let error = result.unwrap_err();
-                assert_eq!(error.reason.spec().kms_exception, "ValidationException");
+                assert_eq!(
+                    crate::door::reasons::rendering(error.reason).kms_exception,
+                    "ValidationException"
+                );
             }
         }
     }

@@ -177,7 +177,7 @@ impl super::Dialect for Huawei {
 /// An error as Huawei renders it:
 /// `{"error": {"error_code": "KMS.xxxx", "error_msg": ...}}`.
 pub fn error_response(error: &Error) -> HttpResponse {
-    let spec = error.reason.spec();
+    let spec = crate::door::reasons::rendering(error.reason);
     let status =
         StatusCode::from_u16(spec.huawei_http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = json_response(
@@ -185,12 +185,25 @@ pub fn error_response(error: &Error) -> HttpResponse {
         CONTENT_TYPE,
         &json!({"error": {
             "error_code": spec.huawei_error_code,
-            "error_msg": without_arns(&error.message),
+            "error_msg": in_huaweis_words(error),
         }}),
     );
     // For the metrics: why it was refused.
     response.extensions_mut().insert(error.reason);
     response
+}
+
+/// An error's message as Huawei's clients read it: without AWS ARNs, and
+/// pointing at Huawei's own operations where it says what to do instead.
+fn in_huaweis_words(error: &Error) -> String {
+    let message = without_arns(&error.message);
+    match error.reason {
+        Reason::KEY_HAS_SEVERAL_ALIASES => format!(
+            "{message} The alias API: POST /v1.0/{{project_id}}/kms/aliases, DELETE \
+             /v1.0/{{project_id}}/kms/aliases, POST /v1.0/{{project_id}}/kms/alias/associate."
+        ),
+        _ => message,
+    }
 }
 
 /// A message as Huawei's clients read it: Huawei names a key by its id and

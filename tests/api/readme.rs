@@ -51,6 +51,23 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A walk-through block outside [`WALKTHROUGH_FILES`] would never run.
+#[test]
+fn every_walkthrough_block_is_in_a_file_the_walkthrough_runs() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for entry in std::fs::read_dir(manifest.join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = format!("docs/{}", path.file_name().unwrap().to_string_lossy());
+        let text = std::fs::read_to_string(&path).unwrap();
+        if !WALKTHROUGH_FILES.contains(&name.as_str()) {
+            assert!(
+                walkthrough_blocks(&text).is_empty(),
+                "{name} has walkthrough blocks but is not in WALKTHROUGH_FILES"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_readme_walkthrough_runs_as_written() {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
