@@ -222,16 +222,13 @@ impl App {
             "" => None,
             token => Some(self.tokens.open(&listing, token)?),
         };
-        let account = ctx.scope.account.clone();
-        let (revision, aliases, more) = self
+        let crate::store::AliasesPage {
+            revision,
+            aliases,
+            more,
+        } = self
             .store
-            .read_now(move |store| {
-                // Read before the scan: a watch from here misses nothing.
-                let revision = store.head_revision(&account)?;
-                let (aliases, more) =
-                    store.list_aliases(&account, filter.as_ref(), after.as_deref(), limit)?;
-                Ok((revision, aliases, more))
-            })
+            .aliases_page(&ctx.scope.account, filter, after, limit)
             .await?;
         let next_page_token = match aliases.last() {
             Some(last) if more => self.tokens.issue(&listing, last.name.as_str()),

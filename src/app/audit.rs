@@ -72,12 +72,7 @@ impl App {
         };
         let (events, last, head) = self
             .store
-            .blocking(move |store| {
-                let head = store.audit_head(&account)?;
-                let (events, last) =
-                    store.list_audit(&account, after, limit, SCAN_PER_PAGE, keep)?;
-                Ok((events, last, head))
-            })
+            .audit_page(&account, after, (limit, SCAN_PER_PAGE), keep)
             .await?;
         let next_page_token = match last {
             Some(last) if last < head => self.tokens.issue(&listing, &last.to_string()),

@@ -123,10 +123,9 @@ impl App {
             "" => None,
             token => Some(self.tokens.open(&listing, token)?),
         };
-        let account = ctx.scope.account.clone();
         let (keys, more) = self
             .store
-            .read_now(move |store| store.list_keys(&account, after.as_deref(), limit))
+            .keys_page(&ctx.scope.account, after, limit)
             .await?;
         let next_page_token = match keys.last() {
             Some(last) if more => self.tokens.issue(&listing, last.key_id.as_str()),

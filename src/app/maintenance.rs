@@ -34,10 +34,7 @@ impl Maintenance {
     /// Removes every key due for removal; returns how many keys went.
     pub async fn reap_due_keys(&self) -> Result<usize, Error> {
         let now = self.clock.now();
-        let due = self
-            .store
-            .blocking(move |store| store.due_keys(now))
-            .await?;
+        let due = self.store.keys_due(now).await?;
         let mut removed = 0;
         for (account, key_id) in due {
             let ctx = Ctx {
@@ -83,18 +80,7 @@ impl Maintenance {
         let audit_before = self
             .audit_retention
             .map(|kept| now.saturating_sub(kept.as_millis() as i64));
-        self.store
-            .blocking(move |store| {
-                Ok((
-                    store.prune_changes(retention)?,
-                    store.prune_requests(before)?,
-                    match audit_before {
-                        Some(before) => store.prune_audit(before)?,
-                        None => 0,
-                    },
-                ))
-            })
-            .await
+        self.store.prune(retention, before, audit_before).await
     }
 
     /// Runs both jobs until `shutdown` turns true. They run only while this

@@ -513,14 +513,12 @@ impl Metrics {
             }
             *taken = Some(Instant::now());
         }
-        let store = store.clone();
-        let census = match tokio::task::spawn_blocking(move || store.census()).await {
-            Ok(Ok(census)) => census,
-            Ok(Err(error)) => {
+        let census = match store.count().await {
+            Ok(census) => census,
+            Err(error) => {
                 tracing::warn!(error = %error.message, "cannot count keys and aliases for metrics");
                 return;
             }
-            Err(_) => return,
         };
         let mut accounts: Vec<_> = census.into_iter().collect();
         accounts.sort_by(|(a, x), (b, y)| y.aliases.cmp(&x.aliases).then(a.cmp(b)));

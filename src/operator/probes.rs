@@ -186,7 +186,7 @@ mod tests {
 
     #[tokio::test]
     async fn readiness_ends_when_shutdown_starts_and_liveness_does_not() {
-        let store = tokio::task::spawn_blocking(Store::open_in_memory)
+        let store = tokio::task::spawn_blocking(|| Store::open(&crate::store::Engine::Memory))
             .await
             .unwrap()
             .unwrap();

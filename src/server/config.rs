@@ -446,6 +446,19 @@ impl ServeConfig {
         }
     }
 
+    /// The engine the flags choose.
+    pub fn engine(&self) -> crate::store::Engine {
+        use crate::store::Engine;
+        match (self.ephemeral, self.store.backend) {
+            (true, _) => Engine::Memory,
+            (false, BackendKind::Sled) => Engine::Sled {
+                dir: self.store.data_dir.clone(),
+                cache_bytes: self.cache_mb * 1024 * 1024,
+            },
+            (false, BackendKind::Etcd) => Engine::Etcd(self.store.etcd()),
+        }
+    }
+
     /// The settings the store records at first start, and checks after.
     pub fn store_settings(&self) -> crate::store::StoreSettings {
         crate::store::StoreSettings {

@@ -114,26 +114,43 @@ impl Running {
 
 /// Opens the store, applies the seed file, binds, and starts serving. The
 /// server runs until [`Running::stop`] or until `shutdown` completes.
-pub async fn start(
-    config: ServeConfig,
-    clock: Arc<dyn Clock>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<Running, ServeError> {
-    start_with_syncer(config, clock, shutdown, crate::store::sync::file_syncer()).await
-}
-
-/// [`start`] with the store's file syncer replaced (tests delay or fail it).
 ///
 /// Everything that can fail without the store (flags, the seed file's
 /// syntax, the auth file, TLS files, the audit log file, binding the
 /// listeners) is done before the store is opened; if start-up fails after
 /// it made a new data directory, the directory is removed, so a failed
 /// start leaves nothing behind.
-pub async fn start_with_syncer(
+pub async fn start(
     config: ServeConfig,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    make_syncer: crate::store::sync::MakeSyncer,
+) -> Result<Running, ServeError> {
+    let engine = config.engine();
+    start_opening(config, clock, shutdown, Opening::Engine(engine)).await
+}
+
+/// [`start`] on a store over `backend` instead of the one the flags name
+/// (tests inject a backend whose syncs fail, say).
+pub async fn start_on(
+    config: ServeConfig,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    backend: Arc<dyn crate::store::backend::Backend>,
+) -> Result<Running, ServeError> {
+    start_opening(config, clock, shutdown, Opening::Backend(backend)).await
+}
+
+/// What start-up opens its store from.
+enum Opening {
+    Engine(crate::store::Engine),
+    Backend(Arc<dyn crate::store::backend::Backend>),
+}
+
+async fn start_opening(
+    config: ServeConfig,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    opening: Opening,
 ) -> Result<Running, ServeError> {
     config
         .validate()
@@ -141,7 +158,7 @@ pub async fn start_with_syncer(
     let new_dir = (!config.ephemeral && config.store.backend == BackendKind::Sled)
         .then(|| NewDataDir::before(&config.store.data_dir))
         .flatten();
-    let started = start_checked(config, clock, shutdown, make_syncer).await;
+    let started = start_checked(config, clock, shutdown, opening).await;
     if let (Err(_), Some(new_dir)) = (&started, new_dir) {
         new_dir.remove();
     }
@@ -197,12 +214,12 @@ impl NewDataDir {
     }
 }
 
-/// [`start_with_syncer`] once the flags are valid.
+/// [`start`] once the flags are valid.
 async fn start_checked(
     config: ServeConfig,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    make_syncer: crate::store::sync::MakeSyncer,
+    opening: Opening,
 ) -> Result<Running, ServeError> {
     let seed = match &config.seed {
         Some(path) => Some(crate::app::seed::parse(path).map_err(|e| ServeError::Seed(e.message))?),
@@ -258,13 +275,11 @@ async fn start_checked(
         }
         None => None,
     };
-    let data_dir = config.store.data_dir.clone();
-    let (ephemeral, cache_bytes) = (config.ephemeral, config.cache_mb * 1024 * 1024);
-    let (backend, etcd) = (config.store.backend, config.store.etcd());
-    let store = tokio::task::spawn_blocking(move || match (ephemeral, backend) {
-        (true, _) => Store::open_in_memory(),
-        (false, BackendKind::Sled) => Store::open_with_syncer(&data_dir, make_syncer, cache_bytes),
-        (false, BackendKind::Etcd) => Store::open_etcd(&etcd),
+    let store = tokio::task::spawn_blocking(move || match opening {
+        Opening::Engine(engine) => Store::open(&engine),
+        Opening::Backend(backend) => {
+            Store::with_backend(backend).map_err(|e| crate::store::OpenError::Prepare(e.message))
+        }
     })
     .await
     .map_err(|e| ServeError::Other(format!("open task failed: {e}")))??;
@@ -395,7 +410,7 @@ struct Listeners {
     http: Option<crate::door::connections::Incoming>,
     metrics: Option<TcpListener>,
     health: Option<TcpListener>,
-    /// SIGHUPs since before listening (see `start_with_syncer`).
+    /// SIGHUPs since before listening (see `start_checked`).
     #[cfg(unix)]
     hangups: Option<tokio::signal::unix::Signal>,
 }

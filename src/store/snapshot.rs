@@ -215,7 +215,8 @@ pub fn restore_dir(
     }
     read_snapshot(file, |_, _, _| Ok(()))?;
     let loaded = (|| {
-        let store = Store::open(dir).map_err(|e| Error::internal(e.to_string()))?;
+        let store = Store::open(&crate::store::Engine::sled(dir))
+            .map_err(|e| Error::internal(e.to_string()))?;
         let summary = store.load_checked_snapshot(file)?;
         // Checked through the store that loaded it: reopening the directory
         // could race sled's own threads for its lock.
@@ -255,7 +256,8 @@ pub fn restore_etcd(
     }
     read_snapshot(file, |_, _, _| Ok(()))?;
     let loaded = (|| {
-        let store = Store::open_etcd(config).map_err(|e| Error::internal(e.to_string()))?;
+        let store = Store::open(&crate::store::Engine::Etcd(config.clone()))
+            .map_err(|e| Error::internal(e.to_string()))?;
         let summary = store.load_checked_snapshot(file)?;
         drop(store);
         let report = super::check::check_etcd(config, limits).map_err(Error::internal)?;
@@ -435,7 +437,7 @@ mod tests {
     use super::*;
 
     fn filled_store() -> std::sync::Arc<Store> {
-        let store = Store::open_in_memory().unwrap();
+        let store = Store::open(&crate::store::Engine::Memory).unwrap();
         store
             .gated_transact(&|tx| {
                 tx.put(Tree::Keys, b"acct\0k1", b"key record")?;
@@ -471,7 +473,7 @@ mod tests {
         assert!(seen.iter().any(|(tree, key, _)| *tree == Tree::Meta
             && key.as_slice() == crate::store::layout::TOKEN_SECRET));
 
-        let restored = Store::open_in_memory().unwrap();
+        let restored = Store::open(&crate::store::Engine::Memory).unwrap();
         restored.load_snapshot(&path).unwrap();
         // The page-token secret travels too (a store opened on it later
         // reads it; this one keeps the secret it opened with).
@@ -517,7 +519,7 @@ mod tests {
             (b"not a snapshot at all".to_vec(), "magic"),
         ] {
             std::fs::write(&path, &damage).unwrap();
-            let empty = Store::open_in_memory().unwrap();
+            let empty = Store::open(&crate::store::Engine::Memory).unwrap();
             let error = empty.load_snapshot(&path).unwrap_err();
             assert!(error.message.contains(why), "{why}: {}", error.message);
             assert!(empty

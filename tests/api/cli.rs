@@ -91,7 +91,7 @@ fn check_of_a_directory_that_is_not_an_aliasd_store_fails_and_changes_nothing() 
 #[test]
 fn check_of_a_store_reports_that_all_invariants_hold() {
     let dir = tempfile::tempdir().unwrap();
-    drop(aliasd::store::Store::open(dir.path()).unwrap());
+    drop(aliasd::store::Store::open(&aliasd::store::Engine::sled(dir.path())).unwrap());
     let output = check(dir.path());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", stderr(&output));

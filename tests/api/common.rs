@@ -511,13 +511,15 @@ fn on_etcd_if_asked(config: &mut ServeConfig, dir: &tempfile::TempDir) {
 /// or its etcd prefix when [`on_etcd`]), as `aliasd check` would.
 pub fn open_store(dir: &std::path::Path) -> std::sync::Arc<aliasd::store::Store> {
     if on_etcd() {
-        aliasd::store::Store::open_etcd(&aliasd::store::etcd::EtcdConfig::plain(
-            vec![shared_etcd().endpoint.clone()],
-            &etcd_prefix(dir),
+        aliasd::store::Store::open(&aliasd::store::Engine::Etcd(
+            aliasd::store::etcd::EtcdConfig::plain(
+                vec![shared_etcd().endpoint.clone()],
+                &etcd_prefix(dir),
+            ),
         ))
         .unwrap()
     } else {
-        aliasd::store::Store::open(dir).unwrap()
+        aliasd::store::Store::open(&aliasd::store::Engine::sled(dir)).unwrap()
     }
 }
 

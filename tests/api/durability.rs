@@ -12,7 +12,7 @@ use std::time::Duration;
 use aliasd::domain::SystemClock;
 use aliasd::pb;
 use aliasd::server::{ServeError, SERVICE_NAMES};
-use aliasd::store::sync::{FileSyncer, Syncer};
+use aliasd::store::sled::sync::{FileSyncer, Syncer};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -50,17 +50,18 @@ async fn start_switchable_with(
     let switch = fail.clone();
     let mut config = config(&dir);
     tweak(&mut config);
-    let running = aliasd::server::start_with_syncer(
-        config,
-        Arc::new(SystemClock),
-        pending(),
+    let backend = aliasd::store::sled::SledBackend::open(
+        &config.store.data_dir,
         Box::new(move |path| {
             let real = FileSyncer::open(path)?;
             Ok(Box::new(SwitchableSyncer { real, fail }) as Box<dyn Syncer>)
         }),
     )
-    .await
-    .expect("server starts");
+    .expect("the store opens");
+    let running =
+        aliasd::server::start_on(config, Arc::new(SystemClock), pending(), Arc::new(backend))
+            .await
+            .expect("server starts");
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", running.addr))
         .unwrap()
         .connect()

@@ -179,9 +179,15 @@ async fn apply(
 }
 
 /// Keys, aliases and the change-log head of the account.
-fn contents(store: &aliasd::store::Store) -> (Vec<String>, Vec<(String, String)>, u64) {
-    let keys = store.list_keys(ACCOUNT, None, 100).unwrap().0;
-    let aliases = store.list_aliases(ACCOUNT, None, None, 100).unwrap().0;
+async fn contents(
+    store: &std::sync::Arc<aliasd::store::Store>,
+) -> (Vec<String>, Vec<(String, String)>, u64) {
+    let keys = store.keys_page(ACCOUNT, None, 100).await.unwrap().0;
+    let aliases = store
+        .aliases_page(ACCOUNT, None, None, 100)
+        .await
+        .unwrap()
+        .aliases;
     (
         keys.iter().map(|k| k.key_id.to_string()).collect(),
         aliases
@@ -234,7 +240,7 @@ async fn a_seed_file_with_a_bad_entry_late_in_it_changes_nothing() {
             .await
             .expect_err("the file is refused");
         assert_eq!(
-            contents(&store),
+            contents(&store).await,
             (vec![], vec![], 0),
             "after {late:?}: {error}"
         );
@@ -267,7 +273,7 @@ async fn a_corrected_seed_file_applies_after_a_failed_one() {
             differences: vec![],
         }
     );
-    let (keys, aliases, _) = contents(&store);
+    let (keys, aliases, _) = contents(&store).await;
     assert_eq!(keys, vec![KEY_A]);
     assert_eq!(aliases, vec![("alias/aws/a".to_owned(), KEY_A.to_owned())]);
 }
@@ -281,7 +287,7 @@ async fn stored_records_that_differ_from_the_file_are_kept_and_reported() {
          [[aliases]]\nalias_name = \"alias/x\"\ntarget_key_id = \"{KEY_A}\""
     );
     apply(&store, &first).await.unwrap();
-    let before = contents(&store);
+    let before = contents(&store).await;
     let second = format!(
         "[[keys]]\nkey_id = \"{KEY_A}\"\ndescription = \"second\"\nkey_state = \"DISABLED\"\n\n\
          [[keys]]\nkey_id = \"{KEY_B}\"\n\n\
@@ -313,11 +319,11 @@ async fn stored_records_that_differ_from_the_file_are_kept_and_reported() {
         "description is \"first\" (the file says \"second\")"
     );
     // Left as stored: only key B is new.
-    let after = contents(&store);
+    let after = contents(&store).await;
     assert_eq!(after.0, vec![KEY_A, KEY_B]);
     assert_eq!(after.1, before.1);
     assert_eq!(after.2, before.2);
-    let (keys, _) = store.list_keys(ACCOUNT, None, 1).unwrap();
+    let (keys, _) = store.keys_page(ACCOUNT, None, 1).await.unwrap();
     assert_eq!(keys[0].description, "first");
     assert_eq!(keys[0].key_state, aliasd::domain::KeyState::ENABLED);
 }
@@ -334,7 +340,7 @@ async fn seed_enum_fields_take_the_api_names_and_the_bare_names() {
          key_usage = \"SIGN_VERIFY\"\nkey_manager = \"PROVIDER\"\nkey_state = \"DISABLED\""
     );
     apply(&store, &file).await.expect("both spellings apply");
-    let (keys, _) = store.list_keys(ACCOUNT, None, 10).unwrap();
+    let (keys, _) = store.keys_page(ACCOUNT, None, 10).await.unwrap();
     assert_eq!(keys.len(), 2);
     for key in keys {
         use aliasd::domain::{KeyManager, KeySpec, KeyState, KeyUsage};

@@ -51,8 +51,8 @@ mod tests {
     #[test]
     fn one_instance_at_a_time_holds_the_maintenance_lease() {
         let etcd = EtcdServer::start(&cache_dir());
-        let a = Store::open_etcd(&etcd.config("/lease/")).unwrap();
-        let b = Store::open_etcd(&etcd.config("/lease/")).unwrap();
+        let a = Store::open(&crate::store::Engine::Etcd(etcd.config("/lease/"))).unwrap();
+        let b = Store::open(&crate::store::Engine::Etcd(etcd.config("/lease/"))).unwrap();
         let one = || a.may_run_maintenance() != b.may_run_maintenance();
         assert!(
             eventually(Duration::from_secs(15), one),

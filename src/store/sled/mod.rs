@@ -25,27 +25,7 @@ use super::backend::{Backend, Entries, Fail, FlushStats, Flushing, Reads, Tree, 
 use super::failure::{outcome_unknown, store_failed, StoreHealth};
 use crate::domain::Error;
 
-/// Why the store could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    #[error(
-        "data directory {0} is in use by another aliasd process (its lock is held); stop that \
-         process or choose another --data-dir"
-    )]
-    InUse(PathBuf),
-    #[error("cannot open data directory {path}: {source}")]
-    Sled {
-        path: PathBuf,
-        source: ::sled::Error,
-    },
-    #[error("cannot sync data directory {path} to disk: {source}")]
-    Sync {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot prepare the store: {0}")]
-    Prepare(String),
-}
+pub use crate::store::OpenError;
 
 fn storage_error(error: impl std::fmt::Display) -> Error {
     Error::internal(format!("storage error: {error}"))
@@ -101,9 +81,9 @@ fn open_error(dir: &Path) -> impl Fn(::sled::Error) -> OpenError + '_ {
         ::sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
             OpenError::InUse(dir.to_owned())
         }
-        _ => OpenError::Sled {
+        _ => OpenError::Directory {
             path: dir.to_owned(),
-            source,
+            message: source.to_string(),
         },
     }
 }
@@ -436,12 +416,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let probe = Arc::new(Probe::default());
         let syncer = ProbeSyncer(probe.clone());
-        let store = Store::open_with_syncer(
+        let backend = SledBackend::open(
             dir.path(),
             Box::new(move |_| Ok(Box::new(syncer) as Box<dyn super::sync::Syncer>)),
-            DEFAULT_CACHE_BYTES,
         )
         .unwrap();
+        let store = Store::with_backend(Arc::new(backend)).unwrap();
         (store, probe, dir)
     }
 
@@ -564,7 +544,7 @@ mod tests {
     #[tokio::test]
     async fn a_read_during_a_pending_write_waits_for_a_flush() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(&crate::store::Engine::sled(dir.path())).unwrap();
         let stats = store.flush_stats();
         let flushes = || stats.snapshot().0;
 

@@ -1,0 +1,74 @@
+//! Audit records outside a change (denials, backups) and the JSON-lines
+//! mirror of every record (`--audit-log`).
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use super::{append_audit, Store};
+use crate::domain::audit::AuditEntry;
+use crate::domain::Error;
+
+/// Opens (or creates, owner-only) the `--audit-log` file for appending.
+pub fn open_audit_log(path: &Path) -> Result<std::fs::File, Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::internal(format!("cannot open audit log {}: {e}", path.display())))
+}
+
+impl Store {
+    /// Records the audit entry of a call that changed nothing (a denial, a
+    /// backup): its own small transaction, made durable with the next flush.
+    pub async fn record_audit(self: &Arc<Self>, entry: AuditEntry) -> Result<(), Error> {
+        if self.failure().is_some() {
+            // Nothing can be recorded any more; the failure was logged once.
+            return Ok(());
+        }
+        let store = self.clone();
+        let entry = tokio::task::spawn_blocking(move || {
+            let appended = RefCell::new(None);
+            store.gated_transact(&|tx| {
+                *appended.borrow_mut() = Some(append_audit(tx, &entry)?);
+                Ok(())
+            })?;
+            appended
+                .into_inner()
+                .ok_or_else(|| Error::internal("a transaction committed without running"))
+        })
+        .await
+        .map_err(|e| Error::internal(format!("audit task failed: {e}")))??;
+        self.mirror_audit(&entry);
+        Ok(())
+    }
+    /// Mirrors audit records into `file` (see [`open_audit_log`]) as JSON
+    /// lines, from now on.
+    pub fn mirror_audit_into(&self, file: std::fs::File) {
+        let _ = self.audit_mirror.set(Mutex::new(file));
+    }
+    pub(super) fn mirror_audit(&self, entry: &AuditEntry) {
+        use std::io::Write;
+        let Some(file) = self.audit_mirror.get() else {
+            return;
+        };
+        let line = serde_json::json!({
+            "sequence": entry.sequence,
+            "time_ms": entry.time,
+            "principal": entry.principal,
+            "account": entry.account,
+            "action": entry.action,
+            "resources": entry.resources,
+            "request_id": entry.request_id,
+            "x_request_id": entry.x_request_id,
+            "outcome": entry.outcome,
+            "message": entry.message,
+        });
+        let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(error) = writeln!(file, "{line}") {
+            tracing::error!(%error, "cannot append to the audit log");
+        }
+    }
+}
