@@ -1,25 +1,30 @@
 //! Assembly: the store, the services, reflection, health, the request layer,
 //! background maintenance, and graceful shutdown with a bounded drain.
 
+mod access;
 pub mod config;
+mod listeners;
+mod new_dir;
 pub mod tls;
+
+#[cfg(unix)]
+use self::access::reload_on_sighup;
+use self::access::Access;
+use self::listeners::{Addresses, Listeners};
+use self::new_dir::NewDataDir;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch, Notify};
 use tonic::codec::CompressionEncoding;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-
-use crate::app::admission::auth::Authenticator;
 use crate::app::maintenance::Maintenance;
-use crate::app::{Admission, App};
+use crate::app::App;
 use crate::domain::paging::PageTokens;
 use crate::domain::{Clock, Error};
 use crate::grpc::auth_layer::AuthLayer;
@@ -165,55 +170,6 @@ async fn start_opening(
     started
 }
 
-/// A data directory start-up is about to create (it did not exist, or
-/// was empty): what to remove if start-up fails.
-struct NewDataDir {
-    path: std::path::PathBuf,
-    existed: bool,
-}
-
-impl NewDataDir {
-    fn before(path: &std::path::Path) -> Option<NewDataDir> {
-        match std::fs::read_dir(path) {
-            Ok(mut entries) => entries.next().is_none().then(|| NewDataDir {
-                path: path.to_owned(),
-                existed: true,
-            }),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Some(NewDataDir {
-                path: path.to_owned(),
-                existed: false,
-            }),
-            Err(_) => None,
-        }
-    }
-
-    fn remove(self) {
-        let removed = match self.existed {
-            false => std::fs::remove_dir_all(&self.path),
-            true => std::fs::read_dir(&self.path).and_then(|entries| {
-                entries
-                    .flatten()
-                    .try_for_each(|entry| match entry.file_type() {
-                        Ok(kind) if kind.is_dir() => std::fs::remove_dir_all(entry.path()),
-                        _ => std::fs::remove_file(entry.path()),
-                    })
-            }),
-        };
-        match removed {
-            Ok(()) => tracing::info!(
-                dir = %self.path.display(),
-                "start-up failed: removed what it had created in the data directory"
-            ),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => tracing::warn!(
-                dir = %self.path.display(),
-                %error,
-                "start-up failed and what it created could not be removed"
-            ),
-        }
-    }
-}
-
 /// [`start`] once the flags are valid.
 async fn start_checked(
     config: ServeConfig,
@@ -226,49 +182,46 @@ async fn start_checked(
         None => None,
     };
     let access = Access::load(&config)?;
+    let (listeners, addresses) = Listeners::bind_all(&config).await?;
+    let store = open_store(&config, opening).await?;
+    if let (Some(seed), Some(path)) = (&seed, &config.seed) {
+        let outcome =
+            crate::app::seed::apply(&store, seed, &config.scope(), config.limits(), clock.now())
+                .await
+                .map_err(|e| ServeError::Seed(e.message))?;
+        tracing::info!(
+            path = %path.display(),
+            keys_created = outcome.keys_created,
+            aliases_created = outcome.aliases_created,
+            "seed applied"
+        );
+    }
+    announce(&config, &access, &addresses);
 
-    // Before listening: every connection costs a file descriptor.
-    let limits = connection_limits(&config, crate::door::connections::raise_file_limit());
-    // SIGHUP's default action kills the process: take it over before anyone
-    // can know the server is up, and keep the stream, so that a SIGHUP sent
-    // right after "listening on" reaches the reload task (a stream made
-    // later would miss it).
-    #[cfg(unix)]
-    let hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(hangups) => Some(hangups),
-        Err(error) => {
-            tracing::error!(%error, "cannot take over SIGHUP; the auth file will not be reloaded");
-            None
+    let flush_stats = store.flush_stats();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let signal = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = stopped => {}
         }
     };
-    // Bound before the store opens (connections wait in the backlog until
-    // serving starts), so that a port in use creates no store.
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
-        addr: config.listen,
-        source,
-    })?;
-    let http_listener = match config.http_listen {
-        Some(http_addr) => Some(bind(http_addr).await?),
-        None => None,
-    };
-    let http_addr = http_listener.as_ref().map(|(_, addr)| *addr);
-    let metrics_listener = match config.metrics_listen {
-        Some(metrics_addr) => Some(bind(metrics_addr).await?),
-        None => None,
-    };
-    let metrics_addr = metrics_listener.as_ref().map(|(_, addr)| *addr);
-    let health_listener = match config.health_listen {
-        Some(health_addr) => Some(bind(health_addr).await?),
-        None => None,
-    };
-    let health_addr = health_listener.as_ref().map(|(_, addr)| *addr);
+    let done = tokio::spawn(serve(config, store, clock, access, listeners, signal));
+    Ok(Running {
+        addr: addresses.grpc,
+        http_addr: addresses.http,
+        metrics_addr: addresses.metrics,
+        health_addr: addresses.health,
+        flush_stats,
+        stop: Some(stop),
+        done,
+    })
+}
 
+/// Opens the store (the `--audit-log` file first, so that a bad path
+/// creates no store), checks the settings it keeps, and mirrors audit
+/// records to the file.
+async fn open_store(config: &ServeConfig, opening: Opening) -> Result<Arc<Store>, ServeError> {
     let audit_log = match &config.audit_log {
         Some(path) => {
             Some(crate::store::open_audit_log(path).map_err(|e| ServeError::Config(e.message))?)
@@ -289,30 +242,22 @@ async fn start_checked(
     if let Some(file) = audit_log {
         store.mirror_audit_into(file);
     }
+    Ok(store)
+}
 
-    if let (Some(seed), Some(path)) = (&seed, &config.seed) {
-        let outcome =
-            crate::app::seed::apply(&store, seed, &config.scope(), config.limits(), clock.now())
-                .await
-                .map_err(|e| ServeError::Seed(e.message))?;
-        tracing::info!(
-            path = %path.display(),
-            keys_created = outcome.keys_created,
-            aliases_created = outcome.aliases_created,
-            "seed applied"
-        );
-    }
-
-    if let Some(metrics_addr) = metrics_addr {
+/// The start-up lines: where each listener is, and one line that says what
+/// is running, where, and how it is guarded.
+fn announce(config: &ServeConfig, access: &Access, addresses: &Addresses) {
+    if let Some(metrics_addr) = addresses.metrics {
         tracing::info!("metrics on http://{metrics_addr}/metrics");
     }
-    if let Some(health_addr) = health_addr {
+    if let Some(health_addr) = addresses.health {
         tracing::info!(
             "probes on {health_addr} (plaintext): gRPC health, http://{health_addr}/healthz, \
              http://{health_addr}/readyz"
         );
     }
-    if let Some(http_addr) = http_addr {
+    if let Some(http_addr) = addresses.http {
         let scheme = if config.tls_cert.is_some() {
             "https"
         } else {
@@ -356,189 +301,16 @@ async fn start_checked(
         None => format!("none: every call runs in account {}", config.account),
     };
     let optional = |addr: Option<SocketAddr>| addr.map_or("off".to_owned(), |a| a.to_string());
-    // One line that says what is running, where, and how it is guarded.
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
-        "listening on {addr} (gRPC, {tls}); aliasd {}; store: {kept}; auth: {auth}; \
+        "listening on {} (gRPC, {tls}); aliasd {}; store: {kept}; auth: {auth}; \
          http: {}; metrics: {}; health: {}",
+        addresses.grpc,
         env!("CARGO_PKG_VERSION"),
-        optional(http_addr),
-        optional(metrics_addr),
-        optional(health_addr),
+        optional(addresses.http),
+        optional(addresses.metrics),
+        optional(addresses.health),
     );
-
-    let flush_stats = store.flush_stats();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let signal = async move {
-        tokio::select! {
-            _ = shutdown => {}
-            _ = stopped => {}
-        }
-    };
-    let incoming = crate::door::connections::incoming(listener, limits);
-    let http_incoming =
-        http_listener.map(|(listener, _)| crate::door::connections::incoming(listener, limits));
-    let done = tokio::spawn(serve(
-        config,
-        store,
-        clock,
-        access,
-        Listeners {
-            grpc: incoming,
-            http: http_incoming,
-            metrics: metrics_listener.map(|(listener, _)| listener),
-            health: health_listener.map(|(listener, _)| listener),
-            #[cfg(unix)]
-            hangups,
-        },
-        signal,
-    ));
-    Ok(Running {
-        addr,
-        http_addr,
-        metrics_addr,
-        health_addr,
-        flush_stats,
-        stop: Some(stop),
-        done,
-    })
-}
-
-/// The bound listeners: gRPC, and the HTTP door with --http-listen.
-struct Listeners {
-    grpc: crate::door::connections::Incoming,
-    http: Option<crate::door::connections::Incoming>,
-    metrics: Option<TcpListener>,
-    health: Option<TcpListener>,
-    /// SIGHUPs since before listening (see `start_checked`).
-    #[cfg(unix)]
-    hangups: Option<tokio::signal::unix::Signal>,
-}
-
-/// Binds an operators' listener.
-async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServeError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Listen { addr, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| ServeError::Listen { addr, source })?;
-    Ok((listener, bound))
-}
-
-/// Who may call, over what transport: loaded before the server binds, so
-/// that a bad auth file or certificate stops start-up.
-struct Access {
-    authenticator: Option<Arc<Authenticator>>,
-    tls: Option<ServerTlsConfig>,
-    /// The same TLS settings for the HTTP door.
-    http_tls: Option<Arc<rustls::ServerConfig>>,
-    admission: Admission,
-}
-
-impl Access {
-    fn load(config: &ServeConfig) -> Result<Access, ServeError> {
-        let authenticator = match &config.auth_file {
-            Some(path) => Some(Arc::new(
-                Authenticator::load(path).map_err(|e| ServeError::Config(e.message))?,
-            )),
-            None => None,
-        };
-
-        let read = |path: &std::path::Path| {
-            std::fs::read(path)
-                .map_err(|e| ServeError::Config(format!("cannot read {}: {e}", path.display())))
-        };
-        let tls = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => {
-                crate::server::tls::check(cert, key, config.tls_client_ca.as_deref())
-                    .map_err(|e| ServeError::Config(e.0))?;
-                let mut tls =
-                    ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
-                if let Some(ca) = &config.tls_client_ca {
-                    // Optional, so probes and bearer-token clients connect
-                    // without a certificate; a presented one must chain to the CA.
-                    tls = tls
-                        .client_ca_root(Certificate::from_pem(read(ca)?))
-                        .client_auth_optional(true);
-                }
-                Some(tls)
-            }
-            _ => None,
-        };
-        let http_tls = match (&config.http_listen, &config.tls_cert, &config.tls_key) {
-            (Some(_), Some(cert), Some(key)) => Some(
-                crate::http::tls_config(cert, key, config.tls_client_ca.as_deref())
-                    .map_err(ServeError::Config)?,
-            ),
-            _ => None,
-        };
-        Ok(Access {
-            authenticator,
-            tls,
-            http_tls,
-            admission: Admission::new(
-                config.throttle_rate,
-                config.throttle_burst,
-                config.call_bounds(),
-            ),
-        })
-    }
-}
-
-/// Re-reads the auth file on SIGHUP until shutdown; a bad file keeps the
-/// one in force.
-#[cfg(unix)]
-async fn reload_on_sighup(
-    authenticator: Option<Arc<Authenticator>>,
-    hangups: Option<tokio::signal::unix::Signal>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let Some(mut hangups) = hangups else {
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = hangups.recv() => match authenticator.as_ref().map(|auth| auth.reload()) {
-                // SIGHUP's default action would kill the server.
-                None => tracing::info!("SIGHUP: no --auth-file, so nothing to reload"),
-                Some(Ok(())) => tracing::info!("SIGHUP: auth file reloaded"),
-                Some(Err(error)) => tracing::error!(
-                    error = %error.message,
-                    "SIGHUP: the auth file is not valid; keeping the one in force"
-                ),
-            },
-            _ = shutdown.changed() => return,
-        }
-    }
-}
-
-/// How connections are bounded: the flags, with `--max-connections` capped
-/// by the open-file limit (keeping descriptors for the store, the log and
-/// the listener).
-fn connection_limits(
-    config: &ServeConfig,
-    open_files: Option<u64>,
-) -> crate::door::connections::ConnectionLimits {
-    let max_connections = match open_files {
-        Some(files) if (files as usize).saturating_sub(128) < config.max_connections => {
-            let fitting = (files as usize).saturating_sub(128).max(1);
-            tracing::warn!(
-                open_file_limit = files,
-                max_connections = fitting,
-                "--max-connections {} is more than the open-file limit allows; using {fitting}",
-                config.max_connections
-            );
-            fitting
-        }
-        _ => config.max_connections,
-    };
-    crate::door::connections::ConnectionLimits {
-        max_connections,
-        max_connections_per_ip: config.max_connections_per_ip,
-        preface_timeout: Duration::from_secs(config.connection_preface_timeout_secs),
-        idle_timeout: Duration::from_secs(config.idle_connection_timeout_secs),
-    }
 }
 
 async fn serve(
@@ -556,23 +328,14 @@ async fn serve(
         listeners.hangups,
         shutdown_seen.clone(),
     ));
-    let app = Arc::new(App {
-        store: store.clone(),
-        scope: config.scope(),
-        clock: clock.clone(),
-        limits: config.limits(),
-        tokens: PageTokens::new(store.token_secret_bytes()),
-        shutdown: shutdown_seen.clone(),
-        watch_send_timeout: Duration::from_secs(config.watch_send_timeout_secs),
-        watch_progress_interval: (config.watch_progress_interval_secs > 0)
-            .then(|| Duration::from_secs(config.watch_progress_interval_secs)),
-        authenticator: access.authenticator.clone(),
-        watch_slots: crate::app::admission::watches::WatchSlots::new(
-            config.max_watches,
-            config.max_watches_per_account,
-        ),
-        admission: access.admission,
-    });
+    let app = build_app(
+        &config,
+        &store,
+        &clock,
+        access.authenticator.clone(),
+        access.admission,
+        shutdown_seen.clone(),
+    );
     let auth_layer = AuthLayer { app: app.clone() };
     let metrics = Arc::new(Metrics::new());
     metrics.observe_flushes(&store.flush_stats());
@@ -654,33 +417,7 @@ async fn serve(
         ))
     });
 
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-    };
-    let reflection_v1 = reflection()
-        .build_v1()
-        .map_err(|e| ServeError::Other(format!("reflection: {e}")))?;
-    let reflection_v1alpha = reflection()
-        .build_v1alpha()
-        .map_err(|e| ServeError::Other(format!("reflection: {e}")))?;
-
-    let maintenance = Maintenance {
-        store: store.clone(),
-        scope: config.scope(),
-        clock,
-        limits: config.limits(),
-        change_log_retention: config.change_log_retention,
-        request_id_ttl: Duration::from_secs(config.request_id_ttl_hours * 3600),
-        audit_retention: (config.audit_retention_days > 0)
-            .then(|| Duration::from_secs(config.audit_retention_days * 86_400)),
-    };
-    let maintenance = tokio::spawn(maintenance.run(
-        Duration::from_secs(config.reap_interval_secs.max(1)),
-        shutdown_seen,
-    ));
+    let maintenance = start_maintenance(&config, &store, clock, shutdown_seen);
 
     // Shutdown: health turns NOT_SERVING and watches end at once; in-flight
     // calls then get `drain` to finish.
@@ -726,7 +463,79 @@ async fn serve(
             metrics,
         ))
         .layer(auth_layer)
-        .add_service(health_service)
+        .add_routes(api_routes(&app, health_service)?)
+        .serve_with_incoming_shutdown(listeners.grpc, signal);
+
+    let drain = config.drain_timeout();
+    let result = tokio::select! {
+        result = server => result.map_err(ServeError::from),
+        _ = async { drain_started.notified().await; tokio::time::sleep(drain).await } => {
+            tracing::warn!(?drain, "drain timeout passed; closing the remaining connections");
+            Ok(())
+        }
+    };
+    if let Some(http) = http {
+        let _ = http.await;
+    }
+    let _ = drained.send(true);
+    for task in [metrics_task, health_task].into_iter().flatten() {
+        let _ = task.await;
+    }
+    maintenance.abort();
+    let _ = maintenance.await;
+    wind_down(store).await?;
+    result
+}
+
+/// The application every door calls.
+fn build_app(
+    config: &ServeConfig,
+    store: &Arc<Store>,
+    clock: &Arc<dyn Clock>,
+    authenticator: Option<Arc<crate::app::admission::auth::Authenticator>>,
+    admission: crate::app::Admission,
+    shutdown: watch::Receiver<bool>,
+) -> Arc<App> {
+    Arc::new(App {
+        store: store.clone(),
+        scope: config.scope(),
+        clock: clock.clone(),
+        limits: config.limits(),
+        tokens: PageTokens::new(store.token_secret_bytes()),
+        shutdown,
+        watch_send_timeout: Duration::from_secs(config.watch_send_timeout_secs),
+        watch_progress_interval: (config.watch_progress_interval_secs > 0)
+            .then(|| Duration::from_secs(config.watch_progress_interval_secs)),
+        authenticator,
+        watch_slots: crate::app::admission::watches::WatchSlots::new(
+            config.max_watches,
+            config.max_watches_per_account,
+        ),
+        admission,
+    })
+}
+
+/// Every gRPC service of the API port: health, reflection (v1 and
+/// v1alpha) and aliasd's own, compressed as clients ask.
+fn api_routes(
+    app: &Arc<App>,
+    health_service: tonic_health::pb::health_server::HealthServer<
+        crate::grpc::health::ShutdownAwareHealth,
+    >,
+) -> Result<tonic::service::Routes, ServeError> {
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|e| ServeError::Other(format!("reflection: {e}")))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| ServeError::Other(format!("reflection: {e}")))?;
+    Ok(tonic::service::Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
@@ -752,32 +561,42 @@ async fn serve(
                 .send_compressed(CompressionEncoding::Zstd),
         )
         .add_service(
-            AuditServiceServer::new(AuditApi::new(app))
+            AuditServiceServer::new(AuditApi::new(app.clone()))
                 .accept_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Zstd)
                 .send_compressed(CompressionEncoding::Gzip)
                 .send_compressed(CompressionEncoding::Zstd)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .serve_with_incoming_shutdown(listeners.grpc, signal);
+        ))
+}
 
-    let drain = config.drain_timeout();
-    let result = tokio::select! {
-        result = server => result.map_err(ServeError::from),
-        _ = async { drain_started.notified().await; tokio::time::sleep(drain).await } => {
-            tracing::warn!(?drain, "drain timeout passed; closing the remaining connections");
-            Ok(())
-        }
+/// Background maintenance until `shutdown`: removing keys past their
+/// deletion time, pruning.
+fn start_maintenance(
+    config: &ServeConfig,
+    store: &Arc<Store>,
+    clock: Arc<dyn Clock>,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let maintenance = Maintenance {
+        store: store.clone(),
+        scope: config.scope(),
+        clock,
+        limits: config.limits(),
+        change_log_retention: config.change_log_retention,
+        request_id_ttl: Duration::from_secs(config.request_id_ttl_hours * 3600),
+        audit_retention: (config.audit_retention_days > 0)
+            .then(|| Duration::from_secs(config.audit_retention_days * 86_400)),
     };
-    if let Some(http) = http {
-        let _ = http.await;
-    }
-    let _ = drained.send(true);
-    for task in [metrics_task, health_task].into_iter().flatten() {
-        let _ = task.await;
-    }
-    maintenance.abort();
-    let _ = maintenance.await;
+    tokio::spawn(maintenance.run(
+        Duration::from_secs(config.reap_interval_secs.max(1)),
+        shutdown,
+    ))
+}
+
+/// The last of a stop: the store flushed and released; a store that had
+/// failed makes the stop an error (exit code 3).
+async fn wind_down(store: Arc<Store>) -> Result<(), ServeError> {
     let flush_store = store.clone();
     let flushed = tokio::task::spawn_blocking(move || flush_store.flush_blocking())
         .await
@@ -788,8 +607,7 @@ async fn serve(
     if let Some(cause) = failure {
         return Err(ServeError::StoreFailed(cause.to_string()));
     }
-    flushed.map_err(|e: Error| ServeError::Other(e.message))?;
-    result
+    flushed.map_err(|e: Error| ServeError::Other(e.message))
 }
 
 /// Health turns NOT_SERVING, overall and per service, once the store has

@@ -2,14 +2,14 @@
 //! (`{prefix}{tree}/{key}`), and every transaction one etcd transaction.
 //!
 //! A transaction's body runs against a snapshot: its reads are etcd ranges
-//! at one revision (the first read's), remembered with their `mod_revision`
-//! (absent keys as such); its writes are buffered. The commit is one etcd
-//! `Txn` that compares every key read on its `mod_revision` (an absent key
-//! on `create_revision == 0`) and applies every write; if another writer
-//! got there first, the compare fails, nothing is applied, and the body
-//! runs again (bounded, with backoff). Within one process, transactions
-//! that met a conflict take turns, so that they do not keep conflicting
-//! with each other.
+//! at one revision, remembered with their `mod_revision` (absent keys as
+//! such); its writes are buffered. One process's writing transactions
+//! commit together (group.rs): each runs over the group's view, and the
+//! group's commit is one etcd `Txn` that compares every key any member
+//! read on its `mod_revision` (an absent key on `create_revision == 0`) and
+//! applies every write. If another process got there first, the compare
+//! fails, nothing is applied, and the members run again (bounded). Reads
+//! outside writes bypass the groups.
 //!
 //! etcd has made a transaction durable (replicated and synced by a quorum)
 //! when it answers, so there is nothing to flush. etcd being unreachable is
@@ -19,13 +19,16 @@
 //! run on a runtime of the backend's own and the caller waits.
 //!
 //! Other processes' commits reach this process's watchers through an etcd
-//! watch on the accounts' revision counters (`follow_other_writers`).
+//! watch on the accounts' revision counters (follower.rs); the instances
+//! take turns at maintenance through a lease (lease.rs); the client's
+//! connection, TLS and sign-in are client.rs.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tonic::transport::Channel;
 
+use super::client::{Auth, AuthChannel, TokenInterceptor};
 use super::etcdserverpb as pb;
 use super::etcdserverpb::auth_client::AuthClient;
 use super::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
@@ -33,7 +36,9 @@ use super::etcdserverpb::kv_client::KvClient;
 use super::etcdserverpb::lease_client::LeaseClient;
 use super::etcdserverpb::request_op::Request;
 use super::etcdserverpb::watch_client::WatchClient;
+use super::follower::{follow, Counters};
 use super::group::{self, Group, Outcome, Ran, Read, Source, View, MAX_TXN_OPS};
+use super::lease::{hold_maintenance, MAINTENANCE_KEY};
 use crate::domain::{Error, Reason};
 use crate::store::backend::{Backend, Entries, Fail, FlushStats, Flushing, Reads, Tree, Tx};
 use crate::store::failure::StoreHealth;
@@ -44,114 +49,7 @@ const MAX_RUNS: usize = 64;
 /// How long one call to etcd may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The channel every etcd call goes through: it carries the auth token.
-type AuthChannel = tonic::service::interceptor::InterceptedService<Channel, TokenInterceptor>;
-
-/// Adds the current auth token (if any) to each call as `token` metadata.
-#[derive(Clone)]
-pub struct TokenInterceptor(Arc<std::sync::RwLock<Option<String>>>);
-
-impl tonic::service::Interceptor for TokenInterceptor {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        let token = self.0.read().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Some(token) = token {
-            if let Ok(value) = token.parse() {
-                request.metadata_mut().insert("token", value);
-            }
-        }
-        Ok(request)
-    }
-}
-
-/// etcd user/password authentication: a token, renewed when etcd refuses it.
-struct Auth {
-    user: Option<(String, String)>,
-    /// Sign-ins so far.
-    sign_ins: std::sync::atomic::AtomicU64,
-    token: Arc<std::sync::RwLock<Option<String>>>,
-    client: AuthClient<Channel>,
-}
-
-impl Auth {
-    async fn sign_in(&self) -> Result<(), Error> {
-        let Some((name, password)) = self.user.clone() else {
-            return Ok(());
-        };
-        let token = self
-            .client
-            .clone()
-            .authenticate(pb::AuthenticateRequest { name, password })
-            .await
-            .map_err(|status| unavailable("sign-in", status.message()))?
-            .into_inner()
-            .token;
-        *self.token.write().unwrap_or_else(|p| p.into_inner()) = Some(token);
-        self.sign_ins
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Whether `status` says the token is missing or stale (then signs in
-    /// again): the call may be repeated, it was not served.
-    async fn renewed(&self, status: &tonic::Status) -> bool {
-        let stale = self.user.is_some()
-            && matches!(
-                status.code(),
-                tonic::Code::Unauthenticated | tonic::Code::InvalidArgument
-            )
-            && status.message().contains("token");
-        stale && self.sign_in().await.is_ok()
-    }
-}
-
-/// Where the backend's etcd is.
-#[derive(Debug, Clone)]
-pub struct EtcdConfig {
-    /// `http://host:port` or `https://host:port`, one or more.
-    pub endpoints: Vec<String>,
-    /// Every key this store writes begins with it (several deployments can
-    /// share a cluster under different prefixes).
-    pub prefix: String,
-    /// For https endpoints: the CA that signed etcd's certificates (PEM;
-    /// None: the system's roots), and a client certificate and key (PEM)
-    /// for an etcd that asks for one.
-    pub ca: Option<std::path::PathBuf>,
-    pub client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
-    /// An etcd user and password, for an etcd with authentication on.
-    pub user: Option<(String, String)>,
-}
-
-impl EtcdConfig {
-    /// Plain endpoints under `prefix`.
-    pub fn plain(endpoints: Vec<String>, prefix: &str) -> EtcdConfig {
-        EtcdConfig {
-            endpoints,
-            prefix: prefix.to_owned(),
-            ca: None,
-            client_cert: None,
-            user: None,
-        }
-    }
-
-    fn tls(&self) -> Result<tonic::transport::ClientTlsConfig, Error> {
-        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
-        let read = |path: &std::path::Path| {
-            std::fs::read(path)
-                .map_err(|e| Error::internal(format!("cannot read {}: {e}", path.display())))
-        };
-        let mut tls = match &self.ca {
-            Some(ca) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?)),
-            None => ClientTlsConfig::new().with_native_roots(),
-        };
-        if let Some((cert, key)) = &self.client_cert {
-            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
-        }
-        Ok(tls)
-    }
-}
+pub use super::client::EtcdConfig;
 
 pub struct EtcdBackend {
     /// Taken when dropped.
@@ -771,267 +669,6 @@ impl Backend for EtcdBackend {
 
     fn flush_stats(&self) -> Arc<FlushStats> {
         self.stats.clone()
-    }
-}
-
-/// The key whose holder runs maintenance (under the empty account's
-/// server-wide entries of `meta`).
-const MAINTENANCE_KEY: &[u8] = b"\0maintenance";
-/// Seconds the maintenance lease lives without a keep-alive: how long the
-/// other instances wait after its holder dies.
-const MAINTENANCE_TTL: i64 = 6;
-
-/// Competes for the maintenance key, attached to a lease of this process:
-/// created only if absent, kept alive while held, competed for again when
-/// the lease is lost (its holder died, or etcd could not be reached).
-async fn hold_maintenance(
-    mut kv: KvClient<AuthChannel>,
-    mut leases: LeaseClient<AuthChannel>,
-    key: Vec<u8>,
-    holding: Arc<std::sync::atomic::AtomicBool>,
-    current: Arc<std::sync::atomic::AtomicI64>,
-    auth: Arc<Auth>,
-) {
-    use std::sync::atomic::Ordering;
-    let every = Duration::from_secs((MAINTENANCE_TTL as u64 / 3).max(1));
-    loop {
-        holding.store(false, Ordering::SeqCst);
-        let lease = match leases
-            .lease_grant(pb::LeaseGrantRequest {
-                ttl: MAINTENANCE_TTL,
-                id: 0,
-            })
-            .await
-        {
-            Ok(granted) => {
-                let lease = granted.into_inner().id;
-                current.store(lease, Ordering::SeqCst);
-                lease
-            }
-            Err(status) => {
-                auth.renewed(&status).await;
-                tokio::time::sleep(every).await;
-                continue;
-            }
-        };
-        if !claim_maintenance(&mut kv, &mut leases, &key, lease, every).await {
-            continue;
-        }
-        // Held: keep the lease alive; losing it ends the hold. (etcd answers
-        // the call only once its first request is in.)
-        let (requests, stream) = tokio::sync::mpsc::channel(1);
-        if requests
-            .send(pb::LeaseKeepAliveRequest { id: lease })
-            .await
-            .is_err()
-        {
-            continue;
-        }
-        let Ok(response) = leases
-            .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(stream))
-            .await
-        else {
-            tokio::time::sleep(every).await;
-            continue;
-        };
-        let mut answers = response.into_inner();
-        let mut first = true;
-        loop {
-            let sent = first
-                || requests
-                    .send(pb::LeaseKeepAliveRequest { id: lease })
-                    .await
-                    .is_ok();
-            first = false;
-            if !sent {
-                break;
-            }
-            match answers.message().await {
-                Ok(Some(answer)) if answer.ttl > 0 => {
-                    let ours = kv
-                        .range(pb::RangeRequest {
-                            key: key.clone(),
-                            ..Default::default()
-                        })
-                        .await
-                        .map(|r| {
-                            r.into_inner()
-                                .kvs
-                                .first()
-                                .is_some_and(|kv| kv.lease == lease)
-                        })
-                        .unwrap_or(false);
-                    holding.store(ours, Ordering::SeqCst);
-                    if !ours {
-                        break;
-                    }
-                }
-                _ => break,
-            }
-            tokio::time::sleep(every).await;
-        }
-        holding.store(false, Ordering::SeqCst);
-        tokio::time::sleep(every).await;
-    }
-}
-
-/// Tries to create the maintenance key under `lease` every `every` until it
-/// is ours (true) or the lease is lost (false).
-async fn claim_maintenance(
-    kv: &mut KvClient<AuthChannel>,
-    leases: &mut LeaseClient<AuthChannel>,
-    key: &[u8],
-    lease: i64,
-    every: Duration,
-) -> bool {
-    loop {
-        let claim = pb::TxnRequest {
-            compare: vec![pb::Compare {
-                result: CompareResult::Equal as i32,
-                target: CompareTarget::Create as i32,
-                key: key.to_vec(),
-                target_union: Some(TargetUnion::CreateRevision(0)),
-                range_end: Vec::new(),
-            }],
-            success: vec![pb::RequestOp {
-                request: Some(Request::RequestPut(pb::PutRequest {
-                    key: key.to_vec(),
-                    value: lease.to_string().into_bytes(),
-                    lease,
-                    ..Default::default()
-                })),
-            }],
-            failure: Vec::new(),
-        };
-        if matches!(kv.txn(claim).await, Ok(r) if r.get_ref().succeeded) {
-            return true;
-        }
-        // Keep the unused lease alive meanwhile, or start over.
-        let (requests, stream) = tokio::sync::mpsc::channel(1);
-        let _ = requests.send(pb::LeaseKeepAliveRequest { id: lease }).await;
-        drop(requests);
-        let alive = match leases
-            .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(stream))
-            .await
-        {
-            Ok(response) => matches!(
-                response.into_inner().message().await,
-                Ok(Some(answer)) if answer.ttl > 0
-            ),
-            Err(_) => false,
-        };
-        if !alive {
-            return false;
-        }
-        tokio::time::sleep(every).await;
-    }
-}
-
-/// The accounts' revision counters under `meta/`, followed for the feed.
-#[derive(Clone)]
-struct Counters {
-    /// The range `[from, to)` of `meta/` keys.
-    from: Vec<u8>,
-    to: Vec<u8>,
-    feed: Arc<Feed>,
-}
-
-impl Counters {
-    /// Publishes `key`'s value to the feed if `key` is an account's
-    /// revision counter (`meta/{account}\0revision`).
-    fn publish(&self, key: &[u8], value: &[u8]) {
-        use crate::store::layout;
-        let counter = key.get(self.from.len()..).and_then(layout::split);
-        if let (Some((account, layout::REVISION)), Ok(revision)) =
-            (counter, <[u8; 8]>::try_from(value))
-        {
-            self.feed.publish(account, u64::from_be_bytes(revision));
-        }
-    }
-
-    /// Reads every counter now and publishes it; returns the etcd revision
-    /// to watch from (the one after the read's).
-    async fn catch_up(&self, kv: &mut KvClient<AuthChannel>, auth: &Auth) -> Option<i64> {
-        let request = pb::RangeRequest {
-            key: self.from.clone(),
-            range_end: self.to.clone(),
-            ..Default::default()
-        };
-        let response = match kv.range(request).await {
-            Ok(response) => response.into_inner(),
-            Err(status) => {
-                auth.renewed(&status).await;
-                return None;
-            }
-        };
-        for kv in &response.kvs {
-            self.publish(&kv.key, &kv.value);
-        }
-        Some(response.header?.revision + 1)
-    }
-}
-
-/// Publishes each revision-counter write to the feed, watching from `next`
-/// (0: catching up first) and again whenever the watch ends. A watch from
-/// a revision etcd has compacted away starts over by catching up: every
-/// counter read as it is now, then watched from there, so no change is
-/// missed (watchers read the change log itself; the feed only wakes them).
-async fn follow(
-    mut kv: KvClient<AuthChannel>,
-    mut client: WatchClient<AuthChannel>,
-    counters: Counters,
-    mut next: i64,
-    auth: Arc<Auth>,
-) {
-    loop {
-        if next == 0 {
-            match counters.catch_up(&mut kv, &auth).await {
-                Some(revision) => next = revision,
-                None => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            }
-        }
-        let (requests, stream) = tokio::sync::mpsc::channel(1);
-        let create = pb::WatchRequest {
-            request_union: Some(pb::watch_request::RequestUnion::CreateRequest(
-                pb::WatchCreateRequest {
-                    key: counters.from.clone(),
-                    range_end: counters.to.clone(),
-                    start_revision: next,
-                    ..Default::default()
-                },
-            )),
-        };
-        if requests.send(create).await.is_ok() {
-            let opened = client
-                .watch(tokio_stream::wrappers::ReceiverStream::new(stream))
-                .await;
-            if let Err(status) = &opened {
-                auth.renewed(status).await;
-            }
-            if let Ok(response) = opened {
-                let mut events = response.into_inner();
-                while let Ok(Some(message)) = events.message().await {
-                    if message.compact_revision > 0 {
-                        // The revisions since `next` are gone: catch up.
-                        next = 0;
-                        break;
-                    }
-                    for event in message.events {
-                        let Some(kv) = event.kv else { continue };
-                        next = next.max(kv.mod_revision + 1);
-                        counters.publish(&kv.key, &kv.value);
-                    }
-                    if message.canceled {
-                        break;
-                    }
-                }
-            }
-            drop(requests);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -6,7 +6,10 @@
 //! needs no system `protoc` (the `etcd-client` crate's build does).
 
 mod backend;
+mod client;
+mod follower;
 mod group;
+mod lease;
 /// A real etcd for the library's tests (test support: `tests/support/`).
 #[cfg(test)]
 #[path = "../../../tests/support/etcd.rs"]
