@@ -465,6 +465,9 @@ async fn serve(
         .layer(auth_layer)
         .add_routes(api_routes(&app, health_service)?)
         .serve_with_incoming_shutdown(listeners.grpc, signal);
+    // The routes hold the app from here on: this handle on the store must
+    // not outlive them (a stop waits for the store to be let go of).
+    drop(app);
 
     let drain = config.drain_timeout();
     let result = tokio::select! {
