@@ -1,21 +1,24 @@
-//! The storage backend interface: what every backend (sled/, memory/, and a
-//! shared one such as etcd next) implements, in bytes. Everything above it —
-//! the domain's `Txn` (txn.rs), request_id records, audit appends, listings,
-//! pruning, the change feed — is written once, in this module's parent,
-//! against these traits; the record encoding (records.rs, layout.rs) is
-//! shared too.
+//! The storage backend interface: what every backend (sled/, memory/,
+//! etcd/) implements, in bytes. Everything above it (the domain's `Txn`
+//! in txn.rs, request_id records, audit appends, listings, pruning, the
+//! change feed) is written once, in this module's parent, against these
+//! traits; the record encoding (records.rs, layout.rs) is shared too. No
+//! engine type appears here.
 //!
 //! A backend offers:
 //! - [`Backend::transact`]: one serializable transaction over every
 //!   [`Tree`], with get/put/delete through a [`Tx`]. The backend may run the
 //!   body more than once (on a conflict), so the body has no effects beyond
-//!   its `Tx` calls.
+//!   its `Tx` calls; [`Backend::read_transact`] for one that only reads
+//!   (etcd runs those outside its write groups).
 //! - [`Reads`]: reads and range scans outside transactions (listings, the
 //!   change log, the audit log, maintenance).
 //! - [`Backend::flush`]: makes durable everything committed so far (a
-//!   backend whose commits are durable when they return answers at once).
-//! - its failed state ([`StoreHealth`]), a maintenance lease, and a seam to
-//!   report commits made by other processes to the change feed.
+//!   backend whose commits are durable when they return answers at once),
+//!   and [`Backend::prepared`] once opening has written what it writes.
+//! - its failed state ([`StoreHealth`]), its limits (writes per
+//!   transaction), whether its reads are local, a maintenance lease, and a
+//!   seam to report commits made by other processes to the change feed.
 
 use std::future::Future;
 use std::pin::Pin;

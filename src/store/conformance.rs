@@ -1,7 +1,7 @@
 //! The backend conformance suite: what every backend must do, checked the
 //! same way for each. Each check is a function taking a fresh [`Fixture`];
-//! the `suite!` macro at the end runs every check against sled and against
-//! memory (a new backend adds one line there). After each check that
+//! the `suite!` macro at the end runs every check against sled, memory and
+//! a real etcd (a new backend adds one line there). After each check that
 //! changes records, the store's invariants are verified (`check.rs`).
 
 use std::sync::Arc;
