@@ -28,6 +28,9 @@ pub struct Maintenance {
     pub request_id_ttl: Duration,
     /// How long audit records are kept (None: for ever).
     pub audit_retention: Option<Duration>,
+    /// Counts the sweeps for due keys done (whatever they removed), so that
+    /// a test can wait for one to have run rather than for a while.
+    pub sweeps: tokio::sync::watch::Sender<u64>,
 }
 
 impl Maintenance {
@@ -132,6 +135,7 @@ impl Maintenance {
             Err(error) => tracing::error!(%error, "removing keys due for deletion failed"),
             Ok(_) => {}
         }
+        self.sweeps.send_modify(|sweeps| *sweeps += 1);
     }
 
     async fn prune_logged(&self) {

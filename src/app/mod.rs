@@ -17,6 +17,8 @@ mod audit;
 mod keys;
 pub mod maintenance;
 pub mod seed;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 

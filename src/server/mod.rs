@@ -96,6 +96,9 @@ pub struct Running {
     pub health_addr: Option<SocketAddr>,
     /// Flushes run and writers served (for benchmarks).
     pub flush_stats: Arc<crate::store::FlushStats>,
+    /// Sweeps for keys past their deletion time done so far (tests wait
+    /// for the next one instead of for a while).
+    pub sweeps: watch::Receiver<u64>,
     stop: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<Result<(), ServeError>>,
 }
@@ -206,8 +209,12 @@ async fn start_checked(
             _ = stopped => {}
         }
     };
-    let done = tokio::spawn(serve(config, store, clock, access, listeners, signal));
+    let (sweeps, swept) = watch::channel(0);
+    let done = tokio::spawn(serve(
+        config, store, clock, access, listeners, signal, sweeps,
+    ));
     Ok(Running {
+        sweeps: swept,
         addr: addresses.grpc,
         http_addr: addresses.http,
         metrics_addr: addresses.metrics,
@@ -320,6 +327,7 @@ async fn serve(
     access: Access,
     listeners: Listeners,
     signal: impl Future<Output = ()> + Send + 'static,
+    sweeps: watch::Sender<u64>,
 ) -> Result<(), ServeError> {
     let (shutting_down, shutdown_seen) = watch::channel(false);
     #[cfg(unix)]
@@ -417,7 +425,7 @@ async fn serve(
         ))
     });
 
-    let maintenance = start_maintenance(&config, &store, clock, shutdown_seen);
+    let maintenance = start_maintenance(&config, &store, clock, shutdown_seen, sweeps);
 
     // Shutdown: health turns NOT_SERVING and watches end at once; in-flight
     // calls then get `drain` to finish.
@@ -580,6 +588,7 @@ fn start_maintenance(
     store: &Arc<Store>,
     clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
+    sweeps: watch::Sender<u64>,
 ) -> tokio::task::JoinHandle<()> {
     let maintenance = Maintenance {
         store: store.clone(),
@@ -590,6 +599,7 @@ fn start_maintenance(
         request_id_ttl: Duration::from_secs(config.request_id_ttl_hours * 3600),
         audit_retention: (config.audit_retention_days > 0)
             .then(|| Duration::from_secs(config.audit_retention_days * 86_400)),
+        sweeps,
     };
     tokio::spawn(maintenance.run(
         Duration::from_secs(config.reap_interval_secs.max(1)),

@@ -913,13 +913,26 @@ async fn unauthenticated_calls_are_audited_within_a_budget_per_peer() {
             .await
             .unwrap_err();
     }
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let records: Vec<serde_json::Value> = std::fs::read_to_string(&s.audit_log)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|l: &serde_json::Value| l["outcome"] == "UNAUTHENTICATED")
-        .collect();
+    // The records are written in the background: wait for the first 20
+    // (only the budget's are written at all, so waiting longer could only
+    // add the few the budget refilled).
+    let read = || {
+        std::fs::read_to_string(&s.audit_log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .filter(|l: &serde_json::Value| l["outcome"] == "UNAUTHENTICATED")
+            .collect::<Vec<serde_json::Value>>()
+    };
+    let mut records = read();
+    for _ in 0..500 {
+        if records.len() >= 20 {
+            break;
+        }
+        // Hang guard only.
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        records = read();
+    }
     assert!(
         records.len() >= 20,
         "the first calls are recorded ({})",

@@ -500,3 +500,201 @@ impl Group {
         }
     }
 }
+
+/// The group commit tested without an etcd: a fake that keeps keys with
+/// their mod_revision, and a commit that compares what the group read, as
+/// the backend's does.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An etcd of one process's imagination: each key's value and
+    /// mod_revision, and the store's revision.
+    /// The store's revision, and each key's value and mod_revision.
+    type Keys = (i64, BTreeMap<Vec<u8>, (Vec<u8>, i64)>);
+
+    #[derive(Default)]
+    struct FakeEtcd {
+        state: Mutex<Keys>,
+        unreachable: bool,
+    }
+
+    impl Source for FakeEtcd {
+        fn read(&self, key: &[u8], _revision: i64) -> Result<(Read, i64), Error> {
+            let state = self.state.lock().unwrap();
+            let found = state.1.get(key).cloned();
+            Ok(((found.clone().map(|f| f.0), found.map(|f| f.1)), state.0))
+        }
+
+        fn latest_revision(&self) -> Result<i64, Error> {
+            match self.unreachable {
+                true => Err(Error::internal("etcd cannot be reached")),
+                false => Ok(self.state.lock().unwrap().0),
+            }
+        }
+
+        fn key(&self, _tree: Tree, key: &[u8]) -> Vec<u8> {
+            key.to_vec()
+        }
+    }
+
+    impl FakeEtcd {
+        /// A write by another process.
+        fn put(&self, key: &[u8], value: &[u8]) {
+            let mut state = self.state.lock().unwrap();
+            state.0 += 1;
+            let revision = state.0;
+            state.1.insert(key.to_vec(), (value.to_vec(), revision));
+        }
+
+        fn counter(&self) -> u64 {
+            let state = self.state.lock().unwrap();
+            state.1.get(COUNTER.as_slice()).map_or(0, |(v, _)| {
+                u64::from_be_bytes(v.as_slice().try_into().unwrap())
+            })
+        }
+
+        /// The commit the backend makes: compare every read's
+        /// mod_revision, then apply every write at a new revision.
+        fn commit(&self, view: &View) -> Result<bool, Error> {
+            let mut state = self.state.lock().unwrap();
+            let unchanged = view
+                .reads
+                .iter()
+                .all(|(key, (_, mod_revision))| state.1.get(key).map(|f| f.1) == *mod_revision);
+            if !unchanged {
+                return Ok(false);
+            }
+            state.0 += 1;
+            let revision = state.0;
+            for (key, value) in &view.writes {
+                match value {
+                    Some(value) => state.1.insert(key.clone(), (value.clone(), revision)),
+                    None => state.1.remove(key),
+                };
+            }
+            Ok(true)
+        }
+    }
+
+    const COUNTER: &[u8; 7] = b"counter";
+
+    /// Adds one to the counter.
+    fn increment(tx: &dyn Tx) -> Result<(), Fail> {
+        let now = tx
+            .get(Tree::Meta, COUNTER)?
+            .map_or(0, |v| u64::from_be_bytes(v.as_slice().try_into().unwrap()));
+        tx.put(Tree::Meta, COUNTER, &(now + 1).to_be_bytes())
+    }
+
+    type Body = Box<dyn Fn(&dyn Tx) -> Result<(), Fail> + Send + Sync>;
+
+    /// Runs `bodies` as one group (the first the leader) on `etcd`, with
+    /// `before_commit` run before each attempt's commit (attempt, etcd).
+    fn run_group(
+        etcd: &Arc<FakeEtcd>,
+        bodies: Vec<Body>,
+        before_commit: impl Fn(u32, &FakeEtcd) + Send + Sync + 'static,
+    ) -> Vec<(Ran, Outcome)> {
+        let group = Group::new();
+        for _ in 1..bodies.len() {
+            group.join(MAX_MEMBERS).unwrap();
+        }
+        let before_commit = Arc::new(before_commit);
+        let members: Vec<_> = bodies
+            .into_iter()
+            .enumerate()
+            .map(|(index, body)| {
+                let (group, etcd, before_commit) =
+                    (group.clone(), etcd.clone(), before_commit.clone());
+                std::thread::spawn(move || {
+                    let commit = |view: &View, attempt: u32, _members: usize| {
+                        before_commit(attempt, &etcd);
+                        etcd.commit(view)
+                    };
+                    let commit: Option<&Commit<'_>> = (index == 0).then_some(&commit);
+                    group.take_part(index, etcd.as_ref(), &*body, commit)
+                })
+            })
+            .collect();
+        group.close(etcd.as_ref());
+        members.into_iter().map(|m| m.join().unwrap()).collect()
+    }
+
+    fn committed(outcome: &Outcome) -> bool {
+        matches!(outcome, Outcome::Committed)
+    }
+
+    #[test]
+    fn members_run_in_turn_each_seeing_the_writes_before_it_and_commit_once() {
+        let etcd = Arc::new(FakeEtcd::default());
+        let bodies: Vec<Body> = (0..5).map(|_| Box::new(increment) as Body).collect();
+        let results = run_group(&etcd, bodies, |_, _| {});
+        for (ran, outcome) in &results {
+            assert!(matches!(ran, Ran::Done) && committed(outcome));
+        }
+        assert_eq!(etcd.counter(), 5, "five increments, none lost");
+        assert_eq!(etcd.state.lock().unwrap().0, 1, "one etcd transaction");
+    }
+
+    #[test]
+    fn a_write_by_another_process_makes_every_member_run_again() {
+        let etcd = Arc::new(FakeEtcd::default());
+        let bodies: Vec<Body> = (0..3).map(|_| Box::new(increment) as Body).collect();
+        // Before the first commit, another process sets the counter to 10:
+        // the group's read is stale, so nothing of it may be applied.
+        let results = run_group(&etcd, bodies, |attempt, etcd| {
+            if attempt == 0 {
+                etcd.put(COUNTER, &10u64.to_be_bytes());
+            }
+        });
+        assert!(results.iter().all(|(_, outcome)| committed(outcome)));
+        assert_eq!(
+            etcd.counter(),
+            13,
+            "the other write, then the group's three"
+        );
+    }
+
+    #[test]
+    fn a_member_that_panics_or_is_refused_changes_nothing_and_the_others_commit() {
+        let etcd = Arc::new(FakeEtcd::default());
+        let bodies: Vec<Body> = vec![
+            Box::new(increment),
+            Box::new(|_: &dyn Tx| -> Result<(), Fail> { panic!("a bug in a rule") }),
+            Box::new(|tx: &dyn Tx| {
+                increment(tx)?;
+                Err(Fail::Abort(Error::internal("refused after writing")))
+            }),
+            Box::new(increment),
+        ];
+        let results = run_group(&etcd, bodies, |_, _| {});
+        assert!(matches!(results[0].0, Ran::Done));
+        assert!(matches!(&results[1].0, Ran::Aborted(e) if e.message.contains("panicked")));
+        assert!(matches!(results[2].0, Ran::Aborted(_)));
+        assert!(matches!(results[3].0, Ran::Done));
+        assert!(results.iter().all(|(_, outcome)| committed(outcome)));
+        assert_eq!(
+            etcd.counter(),
+            2,
+            "only the two members that succeeded wrote"
+        );
+    }
+
+    #[test]
+    fn a_group_whose_revision_cannot_be_read_fails_at_once_and_runs_nothing() {
+        let etcd = Arc::new(FakeEtcd {
+            unreachable: true,
+            ..FakeEtcd::default()
+        });
+        let bodies: Vec<Body> = (0..3).map(|_| Box::new(increment) as Body).collect();
+        let results = run_group(&etcd, bodies, |_, _| panic!("nothing to commit"));
+        for (ran, outcome) in &results {
+            assert!(matches!(ran, Ran::Deferred));
+            assert!(
+                matches!(outcome, Outcome::Failed(e) if e.message.contains("cannot be reached"))
+            );
+        }
+        assert_eq!(etcd.counter(), 0);
+    }
+}
