@@ -17,6 +17,7 @@ extern crate self as aliasd;
 pub mod app;
 pub mod bench;
 pub mod cli;
+pub mod crypto;
 pub mod domain;
 pub mod door;
 pub mod grpc;

@@ -31,6 +31,7 @@ impl App {
             description: request.description,
             key_spec: request.key_spec,
             key_usage: request.key_usage,
+            material: None,
         };
         check_description(&new.description)?;
         // Fingerprinted with defaults applied: an unset spec and an explicit

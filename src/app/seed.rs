@@ -225,6 +225,9 @@ impl SeedKey {
                 creation_time: now,
                 deletion_time: None,
                 pending_window_in_days: 0,
+                // Given at start-up, with every other key that lacks it.
+                materials: Vec::new(),
+                rotation: None,
             }),
             _ => Err(problems),
         }

@@ -138,6 +138,26 @@ reasons! {
         "The key an alias would point at is pending deletion.";
     KEY_INVALID_STATE => FailedPrecondition,
         "The key's state does not allow the operation.";
+    KEY_DISABLED => FailedPrecondition,
+        "The key is disabled: enable it (EnableKey) to use it in cryptographic operations.";
+    KEY_USAGE_NOT_ALLOWED => FailedPrecondition,
+        "The key's spec or usage does not allow the operation or the algorithm asked for (say, Sign with an ENCRYPT_DECRYPT key, or ECDSA_SHA_384 with an ECC_NIST_P256 key).";
+    INCORRECT_KEY => InvalidArgument,
+        "Decrypt or ReEncrypt named a key other than the one that made the ciphertext.";
+    INVALID_CIPHERTEXT => InvalidArgument,
+        "The ciphertext was not made by this server, was changed, or is given with another encryption context (or algorithm) than it was made with.";
+    SIGNATURE_NOT_VALID => InvalidArgument,
+        "Verify: the signature is not the key's signature of the message.";
+    MAC_NOT_VALID => InvalidArgument,
+        "VerifyMac: the MAC is not the key's MAC of the message.";
+    INVALID_PARAMETER => InvalidArgument,
+        "A field's value is outside what the operation takes: a plaintext, message or byte count out of range, an unknown algorithm or spec, a DIGEST of the wrong length, an encryption context that is not string pairs, a rotation period outside 90..2560.";
+    UNSUPPORTED_OPERATION => FailedPrecondition,
+        "The operation is not supported for this key: rotation of a key that is not symmetric, GetPublicKey of a symmetric key, or any use of an SM2 key (no maintained library this server uses implements SM2).";
+    KEY_MATERIAL_UNAVAILABLE => FailedPrecondition,
+        "The key's material does not unwrap under this server's root key (it was made under another one): start the server with the root key file it was made with. `aliasd check` names such keys.";
+    ROTATION_QUOTA_EXCEEDED => ResourceExhausted,
+        "RotateKeyOnDemand: the key has already been rotated on demand the most times a key may be (25).";
     KEY_HAS_SEVERAL_ALIASES => FailedPrecondition,
         "Huawei update-key-alias: the key has several aliases, so which to change is unclear; use the alias API.";
     KEY_TYPE_MISMATCH => FailedPrecondition,

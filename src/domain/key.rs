@@ -4,6 +4,16 @@ use super::error::{Error, Reason, Result};
 use super::names::{KeyId, Scope};
 use super::time::Millis;
 
+/// SM2 keys can be created and described, but there is no maintained
+/// library this server uses that implements SM2: they cannot be used.
+pub fn sm2_unsupported() -> Error {
+    Error::new(
+        Reason::UNSUPPORTED_OPERATION,
+        "SM2 keys cannot be used on this server: no maintained cryptographic library it uses \
+         implements SM2.",
+    )
+}
+
 /// Longest key description, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 8192;
 /// Default, shortest and longest pending-deletion window, in days.
@@ -11,27 +21,6 @@ pub const DEFAULT_PENDING_WINDOW_DAYS: i32 = 30;
 pub const MIN_PENDING_WINDOW_DAYS: i32 = 7;
 pub const MAX_PENDING_WINDOW_DAYS: i32 = 30;
 pub const DAY_MILLIS: i64 = 24 * 60 * 60 * 1000;
-
-macro_rules! named_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident),* $(,)? }) => {
-        $(#[$meta])*
-        #[allow(non_camel_case_types)]
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name { $($variant),* }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),*];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => stringify!($variant)),* }
-            }
-
-            pub fn from_name(name: &str) -> Option<$name> {
-                Self::ALL.iter().copied().find(|v| v.as_str() == name)
-            }
-        }
-    };
-}
 
 named_enum!(
     /// The algorithm family and size of a key.
@@ -55,6 +44,18 @@ named_enum!(
     /// Who manages a key.
     KeyManager { CUSTOMER, PROVIDER }
 );
+
+named_enum!(
+    /// How a key's material version came to be, after its first.
+    RotationType { AUTOMATIC, ON_DEMAND }
+);
+
+/// Default, shortest and longest period of automatic rotation, in days.
+pub const DEFAULT_ROTATION_PERIOD_DAYS: i32 = 365;
+pub const MIN_ROTATION_PERIOD_DAYS: i32 = 90;
+pub const MAX_ROTATION_PERIOD_DAYS: i32 = 2560;
+/// How many times a key may be rotated on demand.
+pub const MAX_ON_DEMAND_ROTATIONS: usize = 25;
 
 /// The key class UpdateAlias compares: an alias may only move between keys of
 /// one class.
@@ -147,6 +148,78 @@ pub struct Key {
     pub creation_time: Millis,
     pub deletion_time: Option<Millis>,
     pub pending_window_in_days: i32,
+    /// The key's material, oldest first: version 0 from its creation, one
+    /// more per rotation. Empty for an SM2 key (none can be made), and for a
+    /// key stored before keys had material until the server gives it some.
+    pub materials: Vec<KeyMaterial>,
+    /// Automatic rotation, when enabled.
+    pub rotation: Option<AutoRotation>,
+}
+
+/// One version of a key's material. The material itself is only ever held
+/// here wrapped under the root key (see `crypto::RootKey`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyMaterial {
+    /// 0 for the key's first material, then 1, 2, ... (ciphertexts name it).
+    pub version: u32,
+    /// AWS's KeyMaterialId: 64 lowercase hex digits, random, never reused.
+    pub id: String,
+    pub created: Millis,
+    /// How it came: with the key (None), or by a rotation.
+    pub rotation: Option<RotationType>,
+    /// The material wrapped under the root key, bound to the account, the
+    /// key id and `id`.
+    pub wrapped: Vec<u8>,
+}
+
+impl std::fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyMaterial")
+            .field("version", &self.version)
+            .field("id", &self.id)
+            .field("created", &self.created)
+            .field("rotation", &self.rotation)
+            .field("wrapped_len", &self.wrapped.len())
+            .finish()
+    }
+}
+
+/// A key's automatic rotation: every `period_days`, next at `next`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoRotation {
+    pub period_days: i32,
+    pub next: Millis,
+}
+
+/// Material made for a key, not yet given a version (the transaction that
+/// stores it numbers it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewMaterial {
+    pub id: String,
+    pub wrapped: Vec<u8>,
+}
+
+impl std::fmt::Debug for NewMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NewMaterial({})", self.id)
+    }
+}
+
+/// Resolves a rotation period: None means the default (365); otherwise
+/// 90..2560 days.
+pub fn resolve_rotation_period(days: Option<i32>) -> Result<i32> {
+    match days {
+        None => Ok(DEFAULT_ROTATION_PERIOD_DAYS),
+        Some(days @ MIN_ROTATION_PERIOD_DAYS..=MAX_ROTATION_PERIOD_DAYS) => Ok(days),
+        Some(days) => Err(Error::invalid(
+            Reason::INVALID_PARAMETER,
+            "rotation_period_in_days",
+            format!(
+                "rotation_period_in_days must be between {MIN_ROTATION_PERIOD_DAYS} and \
+                 {MAX_ROTATION_PERIOD_DAYS}; got {days}."
+            ),
+        )),
+    }
 }
 
 /// Checks a description's length (0..8192 characters).
@@ -262,6 +335,160 @@ impl Key {
         key.deletion_time = None;
         key.pending_window_in_days = 0;
         Ok(key)
+    }
+
+    /// The material new ciphertexts, signatures and MACs use: the newest.
+    pub fn current_material(&self) -> Option<&KeyMaterial> {
+        self.materials.last()
+    }
+
+    /// The material of `version` (what a ciphertext names).
+    pub fn material(&self, version: u32) -> Option<&KeyMaterial> {
+        self.materials
+            .get(version as usize)
+            .filter(|m| m.version == version)
+    }
+
+    /// Fails unless the key can be used now by `operation`, which needs
+    /// one of `usages`: ENABLED (KEY_DISABLED, KEY_INVALID_STATE), of such
+    /// a usage (KEY_USAGE_NOT_ALLOWED), and not SM2
+    /// (UNSUPPORTED_OPERATION).
+    pub fn ensure_usable(&self, scope: &Scope, usages: &[KeyUsage], operation: &str) -> Result<()> {
+        let arn = scope.key_arn(&self.key_id);
+        match self.key_state {
+            KeyState::ENABLED => {}
+            KeyState::DISABLED => {
+                return Err(Error::new(
+                    Reason::KEY_DISABLED,
+                    format!("{arn} is disabled."),
+                ))
+            }
+            KeyState::PENDING_DELETION => {
+                return Err(Error::new(
+                    Reason::KEY_INVALID_STATE,
+                    format!("{arn} is pending deletion."),
+                ))
+            }
+        }
+        if !usages.contains(&self.key_usage) {
+            return Err(Error::new(
+                Reason::KEY_USAGE_NOT_ALLOWED,
+                format!(
+                    "{arn} key usage is {} which is not valid for {operation}.",
+                    self.key_usage.as_str()
+                ),
+            ));
+        }
+        if self.key_spec == KeySpec::SM2 {
+            return Err(sm2_unsupported());
+        }
+        Ok(())
+    }
+
+    /// Fails unless the key's rotation may be changed: a CUSTOMER,
+    /// symmetric key that is ENABLED.
+    fn ensure_rotatable(&self, scope: &Scope) -> Result<()> {
+        self.ensure_customer(scope)?;
+        let arn = scope.key_arn(&self.key_id);
+        if self.key_spec != KeySpec::SYMMETRIC_DEFAULT {
+            return Err(Error::new(
+                Reason::UNSUPPORTED_OPERATION,
+                format!(
+                    "{arn} is a {} key; only symmetric encryption keys (SYMMETRIC_DEFAULT) can \
+                     be rotated.",
+                    self.key_spec.as_str()
+                ),
+            ));
+        }
+        self.ensure_usable(scope, &[KeyUsage::ENCRYPT_DECRYPT], "rotation")
+    }
+
+    /// EnableKeyRotation with a resolved period: the next rotation is a
+    /// period after the newest material (or after now, if rotation was off).
+    pub fn enable_rotation(
+        &self,
+        scope: &Scope,
+        period_days: i32,
+        now: Millis,
+        day_millis: i64,
+    ) -> Result<Key> {
+        self.ensure_rotatable(scope)?;
+        let base = match (self.rotation, self.current_material()) {
+            (Some(_), Some(newest)) => newest.created,
+            _ => now,
+        };
+        let period = i64::from(period_days).saturating_mul(day_millis);
+        let mut key = self.clone();
+        key.rotation = Some(AutoRotation {
+            period_days,
+            next: base.saturating_add(period).max(now),
+        });
+        Ok(key)
+    }
+
+    /// DisableKeyRotation.
+    pub fn disable_rotation(&self, scope: &Scope) -> Result<Key> {
+        self.ensure_rotatable(scope)?;
+        let mut key = self.clone();
+        key.rotation = None;
+        Ok(key)
+    }
+
+    /// Adds `material` as the key's newest version: RotateKeyOnDemand (at
+    /// most [`MAX_ON_DEMAND_ROTATIONS`] times; the automatic schedule is
+    /// unchanged) or a due automatic rotation (the next one a period on).
+    pub fn rotate(
+        &self,
+        scope: &Scope,
+        material: NewMaterial,
+        kind: RotationType,
+        now: Millis,
+        day_millis: i64,
+    ) -> Result<Key> {
+        self.ensure_rotatable(scope)?;
+        let on_demand = self
+            .materials
+            .iter()
+            .filter(|m| m.rotation == Some(RotationType::ON_DEMAND))
+            .count();
+        if kind == RotationType::ON_DEMAND && on_demand >= MAX_ON_DEMAND_ROTATIONS {
+            return Err(Error::new(
+                Reason::ROTATION_QUOTA_EXCEEDED,
+                format!(
+                    "{} has been rotated on demand {on_demand} times, the most a key may be.",
+                    scope.key_arn(&self.key_id)
+                ),
+            ));
+        }
+        let mut key = self.clone();
+        key.push_material(material, Some(kind), now);
+        if let (RotationType::AUTOMATIC, Some(rotation)) = (kind, key.rotation.as_mut()) {
+            let period = i64::from(rotation.period_days).saturating_mul(day_millis);
+            rotation.next = now.saturating_add(period);
+        }
+        Ok(key)
+    }
+
+    /// Appends `material` as the next version.
+    pub fn push_material(
+        &mut self,
+        material: NewMaterial,
+        rotation: Option<RotationType>,
+        now: Millis,
+    ) {
+        let version = self.materials.len() as u32;
+        self.materials.push(KeyMaterial {
+            version,
+            id: material.id,
+            created: now,
+            rotation,
+            wrapped: material.wrapped,
+        });
+    }
+
+    /// True once automatic rotation is due.
+    pub fn is_due_for_rotation(&self, now: Millis) -> bool {
+        self.rotation.is_some_and(|r| r.next <= now)
     }
 
     /// True once a pending deletion's time has come.

@@ -5,7 +5,7 @@
 
 use super::alias::{Alias, AliasEvent, ChangeKind};
 use super::error::{Error, Reason, Result};
-use super::key::{Key, KeyManager, KeySpec, KeyState, KeyUsage};
+use super::key::{Key, KeyManager, KeySpec, KeyState, KeyUsage, NewMaterial};
 use super::names::{AliasName, KeyId, KeyRef, Scope};
 use super::policy::{actions, Caller, ANY_RESOURCE};
 use super::time::Millis;
@@ -43,7 +43,7 @@ pub struct Limits {
     pub max_keys_per_account: u64,
     /// A day of ScheduleKeyDeletion's window, in milliseconds: a real day,
     /// except on an `--ephemeral` server told otherwise (for test suites).
-    pub pending_window_day_millis: i64,
+    pub day_millis: i64,
 }
 
 impl Limits {
@@ -58,7 +58,7 @@ impl Default for Limits {
         Limits {
             max_aliases_per_key: Limits::DEFAULT_MAX_ALIASES_PER_KEY,
             max_keys_per_account: Limits::DEFAULT_MAX_KEYS_PER_ACCOUNT,
-            pending_window_day_millis: crate::domain::key::DAY_MILLIS,
+            day_millis: crate::domain::key::DAY_MILLIS,
         }
     }
 }
@@ -176,6 +176,8 @@ pub struct NewKey {
     pub description: String,
     pub key_spec: Option<KeySpec>,
     pub key_usage: Option<KeyUsage>,
+    /// The key's first material (None only for SM2, which has none).
+    pub material: Option<NewMaterial>,
 }
 
 pub fn create_key<T: Txn>(
@@ -208,7 +210,13 @@ pub fn create_key<T: Txn>(
         creation_time: ctx.now,
         deletion_time: None,
         pending_window_in_days: 0,
+        materials: Vec::new(),
+        rotation: None,
     };
+    let mut key = key;
+    if let Some(material) = &new.material {
+        key.push_material(material.clone(), None, ctx.now);
+    }
     txn.put_key(&key, true)?;
     Ok(key)
 }
@@ -285,7 +293,7 @@ pub fn schedule_key_deletion<T: Txn>(
         &ctx.scope,
         window_days,
         ctx.now,
-        ctx.limits.pending_window_day_millis,
+        ctx.limits.day_millis,
     )?;
     txn.put_key(&key, false)?;
     Ok(key)

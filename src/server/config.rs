@@ -441,7 +441,7 @@ impl ServeConfig {
 
     pub fn limits(&self) -> Limits {
         Limits {
-            pending_window_day_millis: (self.pending_window_day_secs as i64).saturating_mul(1000),
+            day_millis: (self.pending_window_day_secs as i64).saturating_mul(1000),
             ..self.quotas.limits()
         }
     }

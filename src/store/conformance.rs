@@ -108,6 +108,7 @@ pub fn symmetric() -> NewKey {
         description: String::new(),
         key_spec: None,
         key_usage: None,
+        material: None,
     }
 }
 

@@ -5,6 +5,7 @@
 
 use prost::Message;
 
+use crate::domain::key::{AutoRotation, KeyMaterial, RotationType};
 use crate::domain::{
     Alias, AliasEvent, AliasName, ChangeKind, Error, Key, KeyId, KeyManager, KeySpec, KeyState,
     KeyUsage,
@@ -33,6 +34,30 @@ pub struct KeyRecord {
     pub deletion_time: Option<i64>,
     #[prost(int32, tag = "9")]
     pub pending_window_in_days: i32,
+    /// The key's material versions, oldest first (wrapped).
+    #[prost(message, repeated, tag = "10")]
+    pub materials: Vec<MaterialRecord>,
+    /// Automatic rotation's period and next time, when it is enabled.
+    #[prost(int32, optional, tag = "11")]
+    pub rotation_period_days: Option<i32>,
+    #[prost(int64, optional, tag = "12")]
+    pub next_rotation: Option<i64>,
+}
+
+/// One version of a key's material; `wrapped` is under the root key.
+#[derive(Clone, PartialEq, Message)]
+pub struct MaterialRecord {
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    #[prost(string, tag = "2")]
+    pub id: String,
+    #[prost(int64, tag = "3")]
+    pub created: i64,
+    /// "" for the key's first material, else AUTOMATIC or ON_DEMAND.
+    #[prost(string, tag = "4")]
+    pub rotation: String,
+    #[prost(bytes = "vec", tag = "5")]
+    pub wrapped: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -200,6 +225,19 @@ impl From<&Key> for KeyRecord {
             creation_time: key.creation_time,
             deletion_time: key.deletion_time,
             pending_window_in_days: key.pending_window_in_days,
+            materials: key
+                .materials
+                .iter()
+                .map(|m| MaterialRecord {
+                    version: m.version,
+                    id: m.id.clone(),
+                    created: m.created,
+                    rotation: m.rotation.map(RotationType::as_str).unwrap_or("").into(),
+                    wrapped: m.wrapped.clone(),
+                })
+                .collect(),
+            rotation_period_days: key.rotation.map(|r| r.period_days),
+            next_rotation: key.rotation.map(|r| r.next),
         }
     }
 }
@@ -218,6 +256,27 @@ impl TryFrom<KeyRecord> for Key {
             creation_time: record.creation_time,
             deletion_time: record.deletion_time,
             pending_window_in_days: record.pending_window_in_days,
+            materials: record
+                .materials
+                .into_iter()
+                .map(|m| {
+                    let rotation = match m.rotation.as_str() {
+                        "" => None,
+                        name => Some(enum_field("rotation", name, RotationType::from_name)?),
+                    };
+                    Ok(KeyMaterial {
+                        version: m.version,
+                        id: m.id,
+                        created: m.created,
+                        rotation,
+                        wrapped: m.wrapped,
+                    })
+                })
+                .collect::<Result<_, Error>>()?,
+            rotation: match (record.rotation_period_days, record.next_rotation) {
+                (Some(period_days), Some(next)) => Some(AutoRotation { period_days, next }),
+                _ => None,
+            },
         })
     }
 }
@@ -422,6 +481,17 @@ mod tests {
             creation_time: 1,
             deletion_time: Some(2),
             pending_window_in_days: 7,
+            materials: vec![KeyMaterial {
+                version: 0,
+                id: "ab".repeat(32),
+                created: 1,
+                rotation: Some(RotationType::ON_DEMAND),
+                wrapped: vec![1, 2, 3],
+            }],
+            rotation: Some(AutoRotation {
+                period_days: 90,
+                next: 5,
+            }),
         };
         assert_eq!(Key::from_bytes(&key.to_bytes()).unwrap(), key);
         let names = vec![
