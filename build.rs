@@ -13,6 +13,8 @@ const PROTOS: &[&str] = &[
     "aliasd/v1/audit.proto",
     "aliasd/v1/diagnostics.proto",
     "aliasd/v1/admin.proto",
+    "aliasd/v1/algorithms.proto",
+    "aliasd/v1/crypto.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

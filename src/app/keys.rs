@@ -56,6 +56,17 @@ impl App {
         let idempotency = Idempotency::new(request_id, "CreateKey", &fingerprint);
         // Chosen outside the transaction, so a retried transaction keeps it.
         let key_id = KeyId::generate();
+        // So is the material (an RSA key takes a while to make: off the
+        // async threads).
+        let (cache, account, id) = (
+            self.materials.clone(),
+            ctx.scope.account.clone(),
+            key_id.clone(),
+        );
+        let mut new = new;
+        new.material = tokio::task::spawn_blocking(move || cache.new_material(&account, &id, spec))
+            .await
+            .map_err(|e| Error::internal(format!("key material task failed: {e}")))??;
         let mut denial = audit.clone();
         denial.resources = vec![ANY_RESOURCE.to_owned()];
         audit.resources = vec![key_id.to_string()];
@@ -237,7 +248,7 @@ impl App {
 
     /// EnableKey, DisableKey, ScheduleKeyDeletion and CancelKeyDeletion: one
     /// key id, an optional request_id, one operation on the key.
-    async fn change_key<F>(
+    pub(super) async fn change_key<F>(
         &self,
         call: &Call,
         action: &'static str,

@@ -1,5 +1,6 @@
 //! Background work: removing keys whose deletion time has passed (with their
-//! aliases, in one transaction each), and pruning the change log, old
+//! aliases, in one transaction each), rotating keys whose automatic
+//! rotation is due (one transaction each), and pruning the change log, old
 //! request_id records and audit records past their retention (in bounded
 //! transactions). Each tick runs only while
 //! the backend grants this process the maintenance lease, so that processes
@@ -31,6 +32,8 @@ pub struct Maintenance {
     /// Counts the sweeps for due keys done (whatever they removed), so that
     /// a test can wait for one to have run rather than for a while.
     pub sweeps: tokio::sync::watch::Sender<u64>,
+    /// Makes the material of due rotations.
+    pub materials: Arc<crate::crypto::MaterialCache>,
 }
 
 impl Maintenance {
@@ -40,22 +43,19 @@ impl Maintenance {
         let due = self.store.keys_due(now).await?;
         let mut removed = 0;
         for (account, key_id) in due {
-            let ctx = Ctx {
-                scope: Scope {
-                    account: account.clone(),
-                    ..self.scope.clone()
-                },
-                now,
-                limits: self.limits,
-                caller: crate::domain::policy::Caller::Anonymous,
-            };
+            let ctx = self.system_ctx(&account, now);
             let id = key_id.clone();
             let outcome = self
                 .store
                 .write(
                     &account,
                     None,
-                    Some(removal_audit(&account, &key_id, now)),
+                    Some(system_audit(
+                        &account,
+                        &key_id,
+                        now,
+                        "aliasd:RemoveKeyPastDeletionTime",
+                    )),
                     now,
                     move |txn| ops::remove_due_key(txn, &ctx, &id),
                 )
@@ -72,6 +72,51 @@ impl Maintenance {
             }
         }
         Ok(removed)
+    }
+
+    /// Rotates every key whose automatic rotation is due; returns how many
+    /// rotated.
+    pub async fn rotate_due_keys(&self) -> Result<usize, Error> {
+        let now = self.clock.now();
+        let due = self.store.rotations_due(now).await?;
+        let mut rotated = 0;
+        for (account, key_id) in due {
+            let Some(material) = self.materials.new_material(
+                &account,
+                &key_id,
+                crate::domain::KeySpec::SYMMETRIC_DEFAULT,
+            )?
+            else {
+                continue;
+            };
+            let ctx = self.system_ctx(&account, now);
+            let id = key_id.clone();
+            let audit = system_audit(&account, &key_id, now, "aliasd:RotateKeyAutomatically");
+            let done = self
+                .store
+                .write(&account, None, Some(audit), now, move |txn| {
+                    ops::rotate_due_key(txn, &ctx, &id, &material)
+                })
+                .await?;
+            if done {
+                rotated += 1;
+                tracing::info!(%account, %key_id, "rotated key whose automatic rotation was due");
+            }
+        }
+        Ok(rotated)
+    }
+
+    /// The context of maintenance's own changes in `account`.
+    fn system_ctx(&self, account: &str, now: crate::domain::Millis) -> Ctx {
+        Ctx {
+            scope: Scope {
+                account: account.to_owned(),
+                ..self.scope.clone()
+            },
+            now,
+            limits: self.limits,
+            caller: crate::domain::policy::Caller::Anonymous,
+        }
     }
 
     /// Prunes the change log, expired request_id records and audit records
@@ -135,6 +180,11 @@ impl Maintenance {
             Err(error) => tracing::error!(%error, "removing keys due for deletion failed"),
             Ok(_) => {}
         }
+        match self.rotate_due_keys().await {
+            Err(error) if error.reason == Reason::STORE_FAILED => {}
+            Err(error) => tracing::error!(%error, "rotating keys due for rotation failed"),
+            Ok(_) => {}
+        }
         self.sweeps.send_modify(|sweeps| *sweeps += 1);
     }
 
@@ -155,17 +205,19 @@ impl Maintenance {
     }
 }
 
-/// The audit record of a key removed because its deletion time passed.
-fn removal_audit(
+/// The audit record of maintenance's change to a key (`action`: a key
+/// removed because its deletion time passed, or rotated on schedule).
+fn system_audit(
     account: &str,
     key_id: &crate::domain::KeyId,
     now: crate::domain::Millis,
+    action: &str,
 ) -> AuditEntry {
     AuditEntry {
         time: now,
         principal: "aliasd".into(),
         account: account.to_owned(),
-        action: "aliasd:RemoveKeyPastDeletionTime".into(),
+        action: action.into(),
         resources: vec![key_id.to_string()],
         outcome: AuditEntry::OK.into(),
         ..AuditEntry::default()

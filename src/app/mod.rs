@@ -14,8 +14,12 @@ mod admin;
 pub mod admission;
 mod aliases;
 mod audit;
+pub mod audit_batch;
+pub mod crypto;
 mod keys;
 pub mod maintenance;
+pub mod materials;
+mod rotation;
 pub mod seed;
 #[cfg(test)]
 mod tests;
@@ -87,6 +91,10 @@ pub struct App {
     pub watch_slots: Arc<crate::app::admission::watches::WatchSlots>,
     /// Authentication and throttling of every call.
     pub admission: Admission,
+    /// The root key and the material it has unwrapped.
+    pub materials: Arc<crate::crypto::MaterialCache>,
+    /// Writes the audit records of successful crypto calls in batches.
+    pub crypto_audit: audit_batch::AuditBatcher,
 }
 
 /// The request_id as the audit log keeps it ("" when none).

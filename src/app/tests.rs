@@ -18,7 +18,12 @@ const REQUEST: &str = "5a0c1bd6-7f7c-4f58-a0d6-2f1d4b4b6f11";
 
 fn app() -> Arc<App> {
     let store = Store::open(&Engine::Memory).unwrap();
+    let (crypto_audit, _writer) = super::audit_batch::AuditBatcher::start(store.clone());
     Arc::new(App {
+        materials: Arc::new(crate::crypto::MaterialCache::new(
+            crate::crypto::RootKey::random().unwrap(),
+        )),
+        crypto_audit,
         tokens: PageTokens::new(store.token_secret_bytes()),
         store,
         scope: Scope {

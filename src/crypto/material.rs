@@ -185,7 +185,7 @@ mod tests {
         assert_eq!(generate(KeySpec::HMAC_224).unwrap().unwrap().len(), 28);
         assert_eq!(
             Usable::parse(KeySpec::SM2, b"").unwrap_err().reason,
-            Reason::UNSUPPORTED_OPERATION
+            Reason::SM2_UNSUPPORTED
         );
     }
 }

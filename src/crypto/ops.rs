@@ -231,15 +231,13 @@ fn digest_algorithm(algorithm: SigningAlgorithm) -> &'static aws_lc_rs::digest::
 /// A DIGEST message as the library takes it; ValidationException-class
 /// INVALID_PARAMETER when it is not as long as the algorithm's digest.
 fn imported_digest(algorithm: SigningAlgorithm, message: &[u8]) -> Result<Digest, Error> {
-    let wanted = algorithm.digest_len();
-    if message.len() != wanted {
+    if message.len() != algorithm.digest_len() {
         return Err(Error::invalid(
             Reason::INVALID_PARAMETER,
             "message",
             format!(
-                "A DIGEST message for {} must be {wanted} bytes (the digest); got {}.",
-                algorithm.as_str(),
-                message.len()
+                "Digest is invalid length for algorithm {}.",
+                algorithm.as_str()
             ),
         ));
     }

@@ -2,7 +2,8 @@
 //! KMS's names for them (KeyMetadata's `EncryptionAlgorithms`,
 //! `SigningAlgorithms` and `MacAlgorithms`).
 
-use crate::domain::{KeySpec, KeyUsage};
+use crate::domain::error::{Error, Reason, Result};
+use crate::domain::{Key, KeySpec, KeyUsage};
 
 named_enum!(
     /// How Encrypt and Decrypt use a key.
@@ -27,6 +28,21 @@ named_enum!(
     /// What Sign's `Message` is: the message itself, or its digest.
     MessageType { RAW, DIGEST }
 );
+
+named_enum!(
+    /// The data keys GenerateDataKey makes, by size.
+    DataKeySpec { AES_256, AES_128 }
+);
+
+impl DataKeySpec {
+    /// The data key's length in bytes.
+    pub fn len(self) -> usize {
+        match self {
+            DataKeySpec::AES_256 => 32,
+            DataKeySpec::AES_128 => 16,
+        }
+    }
+}
 
 named_enum!(
     /// The key pairs GenerateDataKeyPair makes.
@@ -118,6 +134,54 @@ impl KeyPairSpec {
             KeyPairSpec::ECC_SECG_P256K1 => KeySpec::ECC_SECG_P256K1,
             KeyPairSpec::SM2 => KeySpec::SM2,
         }
+    }
+}
+
+/// AWS's words: `Algorithm ECDSA_SHA_384 is incompatible with key spec
+/// ECC_NIST_P256.`
+fn incompatible(key: &Key, name: &str) -> Error {
+    Error::new(
+        Reason::KEY_USAGE_NOT_ALLOWED,
+        format!(
+            "Algorithm {name} is incompatible with key spec {}.",
+            key.key_spec.as_str()
+        ),
+    )
+}
+
+/// Fails unless `key` encrypts with `algorithm`.
+pub fn ensure_encryption(key: &Key, algorithm: EncryptionAlgorithm) -> Result<()> {
+    match encryption_algorithms(key.key_spec, key.key_usage).contains(&algorithm) {
+        true => Ok(()),
+        false => Err(incompatible(key, algorithm.as_str())),
+    }
+}
+
+/// Fails unless `key` signs with `algorithm`.
+pub fn ensure_signing(key: &Key, algorithm: SigningAlgorithm) -> Result<()> {
+    match signing_algorithms(key.key_spec, key.key_usage).contains(&algorithm) {
+        true => Ok(()),
+        false => Err(incompatible(key, algorithm.as_str())),
+    }
+}
+
+/// Fails unless `key` makes MACs with `algorithm`.
+pub fn ensure_mac(key: &Key, algorithm: MacAlgorithm) -> Result<()> {
+    match mac_algorithm(key.key_spec) == Some(algorithm) {
+        true => Ok(()),
+        false => Err(incompatible(key, algorithm.as_str())),
+    }
+}
+
+/// Fails unless `key` is a symmetric encryption key (data keys and data
+/// key pairs), in AWS's words.
+pub fn ensure_symmetric(key: &Key) -> Result<()> {
+    match key.key_spec == KeySpec::SYMMETRIC_DEFAULT {
+        true => Ok(()),
+        false => Err(Error::new(
+            Reason::KEY_USAGE_NOT_ALLOWED,
+            "You cannot generate a data key with an asymmetric CMK",
+        )),
     }
 }
 

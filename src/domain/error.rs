@@ -145,19 +145,21 @@ reasons! {
     INCORRECT_KEY => InvalidArgument,
         "Decrypt or ReEncrypt named a key other than the one that made the ciphertext.";
     INVALID_CIPHERTEXT => InvalidArgument,
-        "The ciphertext was not made by this server, was changed, or is given with another encryption context (or algorithm) than it was made with.";
+        "The ciphertext was not made by this server, was changed, or is given with another encryption context (or algorithm) than it was made with. The AWS door answers it without a message, as AWS does.";
     SIGNATURE_NOT_VALID => InvalidArgument,
-        "Verify: the signature is not the key's signature of the message.";
+        "Verify: the signature is not the key's signature of the message (the AWS door answers it without a message, as AWS does).";
     MAC_NOT_VALID => InvalidArgument,
-        "VerifyMac: the MAC is not the key's MAC of the message.";
+        "VerifyMac: the MAC is not the key's MAC of the message (the AWS door answers it without a message, as AWS does).";
     INVALID_PARAMETER => InvalidArgument,
         "A field's value is outside what the operation takes: a plaintext, message or byte count out of range, an unknown algorithm or spec, a DIGEST of the wrong length, an encryption context that is not string pairs, a rotation period outside 90..2560.";
     UNSUPPORTED_OPERATION => FailedPrecondition,
-        "The operation is not supported for this key: rotation of a key that is not symmetric, GetPublicKey of a symmetric key, or any use of an SM2 key (no maintained library this server uses implements SM2).";
+        "The operation is not supported for this key: rotation of a key that is not symmetric, or GetPublicKey of a symmetric or HMAC key. The AWS door answers it without a message, as AWS does.";
+    SM2_UNSUPPORTED => FailedPrecondition,
+        "The key is an SM2 key: it can be created and described, but not used (no maintained library this server uses implements SM2).";
     KEY_MATERIAL_UNAVAILABLE => FailedPrecondition,
         "The key's material does not unwrap under this server's root key (it was made under another one): start the server with the root key file it was made with. `aliasd check` names such keys.";
     ROTATION_QUOTA_EXCEEDED => ResourceExhausted,
-        "RotateKeyOnDemand: the key has already been rotated on demand the most times a key may be (25).";
+        "RotateKeyOnDemand: the key has already been rotated on demand the most times a key may be (25, as AWS documents).";
     KEY_HAS_SEVERAL_ALIASES => FailedPrecondition,
         "Huawei update-key-alias: the key has several aliases, so which to change is unclear; use the alias API.";
     KEY_TYPE_MISMATCH => FailedPrecondition,
@@ -213,6 +215,33 @@ impl Reason {
             _ => None,
         }
     }
+}
+
+/// AWS's wording of a number outside its range: `1 validation error
+/// detected: Value '0' at 'numberOfBytes' failed to satisfy constraint:
+/// Member must have value greater than or equal to 1`.
+pub fn out_of_range(member: &str, value: i64, min: i64, max: i64) -> String {
+    let bound = match value < min {
+        true => format!("greater than or equal to {min}"),
+        false => format!("less than or equal to {max}"),
+    };
+    format!(
+        "1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: \
+         Member must have value {bound}"
+    )
+}
+
+/// AWS's wording of a blob outside its length range (the value is not
+/// shown: it may be secret).
+pub fn bad_length(member: &str, len: usize, max: usize) -> String {
+    let bound = match len {
+        0 => "greater than or equal to 1".to_owned(),
+        _ => format!("less than or equal to {max}"),
+    };
+    format!(
+        "1 validation error detected: Value at '{member}' failed to satisfy constraint: Member \
+         must have length {bound}"
+    )
 }
 
 /// An error with its reason, a KMS-style message, and (for invalid

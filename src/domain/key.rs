@@ -8,7 +8,7 @@ use super::time::Millis;
 /// library this server uses that implements SM2: they cannot be used.
 pub fn sm2_unsupported() -> Error {
     Error::new(
-        Reason::UNSUPPORTED_OPERATION,
+        Reason::SM2_UNSUPPORTED,
         "SM2 keys cannot be used on this server: no maintained cryptographic library it uses \
          implements SM2.",
     )
@@ -214,9 +214,11 @@ pub fn resolve_rotation_period(days: Option<i32>) -> Result<i32> {
         Some(days) => Err(Error::invalid(
             Reason::INVALID_PARAMETER,
             "rotation_period_in_days",
-            format!(
-                "rotation_period_in_days must be between {MIN_ROTATION_PERIOD_DAYS} and \
-                 {MAX_ROTATION_PERIOD_DAYS}; got {days}."
+            super::error::out_of_range(
+                "rotationPeriodInDays",
+                days.into(),
+                MIN_ROTATION_PERIOD_DAYS.into(),
+                MAX_ROTATION_PERIOD_DAYS.into(),
             ),
         )),
     }
@@ -350,57 +352,73 @@ impl Key {
     }
 
     /// Fails unless the key can be used now by `operation`, which needs
-    /// one of `usages`: ENABLED (KEY_DISABLED, KEY_INVALID_STATE), of such
-    /// a usage (KEY_USAGE_NOT_ALLOWED), and not SM2
-    /// (UNSUPPORTED_OPERATION).
-    pub fn ensure_usable(&self, scope: &Scope, usages: &[KeyUsage], operation: &str) -> Result<()> {
-        let arn = scope.key_arn(&self.key_id);
-        match self.key_state {
-            KeyState::ENABLED => {}
-            KeyState::DISABLED => {
-                return Err(Error::new(
-                    Reason::KEY_DISABLED,
-                    format!("{arn} is disabled."),
-                ))
-            }
-            KeyState::PENDING_DELETION => {
-                return Err(Error::new(
-                    Reason::KEY_INVALID_STATE,
-                    format!("{arn} is pending deletion."),
-                ))
-            }
-        }
+    /// one of `usages` (KEY_USAGE_NOT_ALLOWED; checked first, as AWS does),
+    /// is ENABLED (KEY_DISABLED unless `allow_disabled`, KEY_INVALID_STATE
+    /// when pending deletion), and is not SM2 (SM2_UNSUPPORTED).
+    pub fn ensure_usable(
+        &self,
+        scope: &Scope,
+        usages: &[KeyUsage],
+        operation: &str,
+        allow_disabled: bool,
+    ) -> Result<()> {
         if !usages.contains(&self.key_usage) {
             return Err(Error::new(
                 Reason::KEY_USAGE_NOT_ALLOWED,
                 format!(
-                    "{arn} key usage is {} which is not valid for {operation}.",
+                    "{} key usage is {} which is not valid for {operation}.",
+                    scope.key_arn(&self.key_id),
                     self.key_usage.as_str()
                 ),
             ));
         }
+        self.ensure_state_allows_use(scope, allow_disabled)?;
         if self.key_spec == KeySpec::SM2 {
             return Err(sm2_unsupported());
         }
         Ok(())
     }
 
-    /// Fails unless the key's rotation may be changed: a CUSTOMER,
-    /// symmetric key that is ENABLED.
+    /// KEY_DISABLED (`<arn> is disabled.`) or KEY_INVALID_STATE (`<arn> is
+    /// pending deletion.`), as AWS words them.
+    fn ensure_state_allows_use(&self, scope: &Scope, allow_disabled: bool) -> Result<()> {
+        let arn = scope.key_arn(&self.key_id);
+        match self.key_state {
+            KeyState::ENABLED => Ok(()),
+            KeyState::DISABLED if allow_disabled => Ok(()),
+            KeyState::DISABLED => Err(Error::new(
+                Reason::KEY_DISABLED,
+                format!("{arn} is disabled."),
+            )),
+            KeyState::PENDING_DELETION => Err(Error::new(
+                Reason::KEY_INVALID_STATE,
+                format!("{arn} is pending deletion."),
+            )),
+        }
+    }
+
+    /// Whether the key's material can rotate (symmetric encryption keys).
+    pub fn can_rotate(&self) -> bool {
+        self.key_spec == KeySpec::SYMMETRIC_DEFAULT
+    }
+
+    /// Fails unless the key's rotation may be changed: a CUSTOMER key that
+    /// is ENABLED (checked first, as AWS does), and symmetric.
     fn ensure_rotatable(&self, scope: &Scope) -> Result<()> {
         self.ensure_customer(scope)?;
-        let arn = scope.key_arn(&self.key_id);
-        if self.key_spec != KeySpec::SYMMETRIC_DEFAULT {
+        self.ensure_state_allows_use(scope, false)?;
+        if !self.can_rotate() {
             return Err(Error::new(
                 Reason::UNSUPPORTED_OPERATION,
                 format!(
-                    "{arn} is a {} key; only symmetric encryption keys (SYMMETRIC_DEFAULT) can \
-                     be rotated.",
+                    "{} is a {} key; only symmetric encryption keys (SYMMETRIC_DEFAULT) can be \
+                     rotated.",
+                    scope.key_arn(&self.key_id),
                     self.key_spec.as_str()
                 ),
             ));
         }
-        self.ensure_usable(scope, &[KeyUsage::ENCRYPT_DECRYPT], "rotation")
+        Ok(())
     }
 
     /// EnableKeyRotation with a resolved period: the next rotation is a
@@ -426,9 +444,11 @@ impl Key {
         Ok(key)
     }
 
-    /// DisableKeyRotation.
+    /// DisableKeyRotation: a key that cannot rotate has nothing to
+    /// disable, and the call succeeds (as AWS answers).
     pub fn disable_rotation(&self, scope: &Scope) -> Result<Key> {
-        self.ensure_rotatable(scope)?;
+        self.ensure_customer(scope)?;
+        self.ensure_state_allows_use(scope, false)?;
         let mut key = self.clone();
         key.rotation = None;
         Ok(key)
@@ -455,7 +475,8 @@ impl Key {
             return Err(Error::new(
                 Reason::ROTATION_QUOTA_EXCEEDED,
                 format!(
-                    "{} has been rotated on demand {on_demand} times, the most a key may be.",
+                    "The on-demand rotations limit has been reached for the given keyId. No more \
+                     on-demand rotations can be performed for this key: {}",
                     scope.key_arn(&self.key_id)
                 ),
             ));

@@ -5,7 +5,7 @@
 
 use super::alias::{Alias, AliasEvent, ChangeKind};
 use super::error::{Error, Reason, Result};
-use super::key::{Key, KeyManager, KeySpec, KeyState, KeyUsage, NewMaterial};
+use super::key::{Key, KeyManager, KeySpec, KeyState, KeyUsage, NewMaterial, RotationType};
 use super::names::{AliasName, KeyId, KeyRef, Scope};
 use super::policy::{actions, Caller, ANY_RESOURCE};
 use super::time::Millis;
@@ -223,28 +223,209 @@ pub fn create_key<T: Txn>(
 
 /// DescribeKey: a key by key id, key ARN, alias name or alias ARN.
 pub fn describe_key<T: Txn>(txn: &T, ctx: &Ctx, key_ref: &KeyRef) -> Result<Key, T::Fail> {
-    let id = match key_ref {
+    let id = resolve_authorized(txn, ctx, key_ref, actions::DESCRIBE_KEY)?;
+    existing_key(txn, ctx, &id)
+}
+
+/// The key id `key_ref` names (through its alias, for an alias), with
+/// `action` allowed on that key. A denial names the alias the caller gave,
+/// not the key it hides.
+pub fn resolve_authorized<T: Txn>(
+    txn: &T,
+    ctx: &Ctx,
+    key_ref: &KeyRef,
+    action: &str,
+) -> Result<KeyId, T::Fail> {
+    match key_ref {
         KeyRef::Key(id) => {
-            ctx.authorize(actions::DESCRIBE_KEY, id.as_str())?;
-            id.clone()
+            ctx.authorize(action, id.as_str())?;
+            Ok(id.clone())
         }
         KeyRef::Alias(name) => {
             let id = existing_alias(txn, ctx, name)?.target;
-            // Denied: name the alias the caller gave, not the key it hides.
-            if ctx.authorize(actions::DESCRIBE_KEY, id.as_str()).is_err() {
+            if ctx.authorize(action, id.as_str()).is_err() {
                 return Err(Error::new(
                     Reason::ACCESS_DENIED,
                     format!(
-                        "Principal '{}' is not allowed kms:DescribeKey on the key of '{name}'.",
+                        "Principal '{}' is not allowed {action} on the key of '{name}'.",
                         ctx.caller.name()
                     ),
                 )
                 .into());
             }
-            id
+            Ok(id)
         }
+    }
+}
+
+// ---------------------------------------------------------------- use
+
+/// How a cryptographic operation uses a key: the action it is authorized
+/// as, the usages it needs, its name in messages, and whether a disabled
+/// key serves (GetPublicKey: AWS answers it).
+#[derive(Debug, Clone, Copy)]
+pub struct Use {
+    pub action: &'static str,
+    pub usages: &'static [KeyUsage],
+    pub operation: &'static str,
+    pub allow_disabled: bool,
+}
+
+/// The key `key_ref` names, for `usage`: resolved through its alias,
+/// authorized on the key, and usable now (enabled, of a usage the operation
+/// needs, not SM2).
+pub fn key_for_use<T: Txn>(
+    txn: &T,
+    ctx: &Ctx,
+    key_ref: &KeyRef,
+    usage: Use,
+) -> Result<Key, T::Fail> {
+    let id = resolve_authorized(txn, ctx, key_ref, usage.action)?;
+    let key = existing_key(txn, ctx, &id)?;
+    key.ensure_usable(
+        &ctx.scope,
+        usage.usages,
+        usage.operation,
+        usage.allow_disabled,
+    )?;
+    Ok(key)
+}
+
+/// Decrypt's key: the one the ciphertext names (`named`). When the caller
+/// also named a key (`given`), it must be that one (INCORRECT_KEY).
+pub fn key_for_decrypt<T: Txn>(
+    txn: &T,
+    ctx: &Ctx,
+    named: &KeyId,
+    given: Option<&KeyRef>,
+    usage: Use,
+) -> Result<Key, T::Fail> {
+    if let Some(given) = given {
+        let id = resolve_authorized(txn, ctx, given, usage.action)?;
+        if &id != named {
+            existing_key(txn, ctx, &id)?;
+            return Err(Error::new(
+                Reason::INCORRECT_KEY,
+                "The key ID in the request does not identify a CMK that can perform this \
+                 operation.",
+            )
+            .into());
+        }
+    }
+    key_for_use(txn, ctx, &KeyRef::Key(named.clone()), usage)
+}
+
+// ---------------------------------------------------------------- rotation
+
+/// EnableKeyRotation with a resolved period.
+pub fn enable_key_rotation<T: Txn>(
+    txn: &T,
+    ctx: &Ctx,
+    id: &KeyId,
+    period_days: i32,
+) -> Result<Key, T::Fail> {
+    ctx.authorize(actions::ENABLE_KEY_ROTATION, id.as_str())?;
+    let key = existing_key(txn, ctx, id)?.enable_rotation(
+        &ctx.scope,
+        period_days,
+        ctx.now,
+        ctx.limits.day_millis,
+    )?;
+    txn.put_key(&key, false)?;
+    Ok(key)
+}
+
+pub fn disable_key_rotation<T: Txn>(txn: &T, ctx: &Ctx, id: &KeyId) -> Result<Key, T::Fail> {
+    ctx.authorize(actions::DISABLE_KEY_ROTATION, id.as_str())?;
+    let key = existing_key(txn, ctx, id)?.disable_rotation(&ctx.scope)?;
+    txn.put_key(&key, false)?;
+    Ok(key)
+}
+
+/// RotateKeyOnDemand with material made outside the transaction.
+pub fn rotate_key_on_demand<T: Txn>(
+    txn: &T,
+    ctx: &Ctx,
+    id: &KeyId,
+    material: &NewMaterial,
+) -> Result<Key, T::Fail> {
+    ctx.authorize(actions::ROTATE_KEY_ON_DEMAND, id.as_str())?;
+    let key = existing_key(txn, ctx, id)?.rotate(
+        &ctx.scope,
+        material.clone(),
+        RotationType::ON_DEMAND,
+        ctx.now,
+        ctx.limits.day_millis,
+    )?;
+    txn.put_key(&key, false)?;
+    Ok(key)
+}
+
+/// GetKeyRotationStatus and ListKeyRotations: the key, read with `action`
+/// allowed on it (by key id or key ARN only).
+pub fn key_for_rotation_read<T: Txn>(
+    txn: &T,
+    ctx: &Ctx,
+    id: &KeyId,
+    action: &str,
+) -> Result<Key, T::Fail> {
+    ctx.authorize(action, id.as_str())?;
+    existing_key(txn, ctx, id)
+}
+
+/// A due automatic rotation (maintenance): rotates an enabled key whose
+/// time has come; a key that is not enabled is not rotated, and its next
+/// rotation moves a period on. Returns whether it rotated; changes nothing
+/// when the key is gone or no longer due (a concurrent change won).
+pub fn rotate_due_key<T: Txn>(
+    txn: &T,
+    ctx: &Ctx,
+    id: &KeyId,
+    material: &NewMaterial,
+) -> Result<bool, T::Fail> {
+    let Some(key) = txn.key(id)? else {
+        return Ok(false);
     };
-    existing_key(txn, ctx, &id)
+    if !key.is_due_for_rotation(ctx.now) {
+        return Ok(false);
+    }
+    if key.key_state != KeyState::ENABLED {
+        let mut key = key;
+        if let Some(rotation) = key.rotation.as_mut() {
+            let period = i64::from(rotation.period_days).saturating_mul(ctx.limits.day_millis);
+            rotation.next = ctx.now.saturating_add(period);
+        }
+        txn.put_key(&key, false)?;
+        return Ok(false);
+    }
+    let key = key.rotate(
+        &ctx.scope,
+        material.clone(),
+        RotationType::AUTOMATIC,
+        ctx.now,
+        ctx.limits.day_millis,
+    )?;
+    txn.put_key(&key, false)?;
+    Ok(true)
+}
+
+/// Gives a key stored before keys had material its first material.
+/// Returns whether it did (not when the key is gone or has material: a
+/// concurrent start-up won).
+pub fn give_first_material<T: Txn>(
+    txn: &T,
+    ctx: &Ctx,
+    id: &KeyId,
+    material: &NewMaterial,
+) -> Result<bool, T::Fail> {
+    match txn.key(id)? {
+        Some(mut key) if key.materials.is_empty() => {
+            key.push_material(material.clone(), None, ctx.now);
+            txn.put_key(&key, false)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
 }
 
 /// ListAliases / WatchAliases: allowed on the filter's key, or account-wide.

@@ -35,6 +35,27 @@ pub mod actions {
     pub const LIST_AUDIT_EVENTS: &str = "kms:ListAuditEvents";
     /// A snapshot of the whole server (every account): AdminService/Backup.
     pub const BACKUP: &str = "kms:Backup";
+    pub const ENCRYPT: &str = "kms:Encrypt";
+    pub const DECRYPT: &str = "kms:Decrypt";
+    pub const RE_ENCRYPT_FROM: &str = "kms:ReEncryptFrom";
+    pub const RE_ENCRYPT_TO: &str = "kms:ReEncryptTo";
+    pub const GENERATE_DATA_KEY: &str = "kms:GenerateDataKey";
+    pub const GENERATE_DATA_KEY_WITHOUT_PLAINTEXT: &str = "kms:GenerateDataKeyWithoutPlaintext";
+    pub const GENERATE_DATA_KEY_PAIR: &str = "kms:GenerateDataKeyPair";
+    pub const GENERATE_DATA_KEY_PAIR_WITHOUT_PLAINTEXT: &str =
+        "kms:GenerateDataKeyPairWithoutPlaintext";
+    pub const SIGN: &str = "kms:Sign";
+    pub const VERIFY: &str = "kms:Verify";
+    pub const GET_PUBLIC_KEY: &str = "kms:GetPublicKey";
+    pub const GENERATE_MAC: &str = "kms:GenerateMac";
+    pub const VERIFY_MAC: &str = "kms:VerifyMac";
+    /// Account-wide: it uses no key.
+    pub const GENERATE_RANDOM: &str = "kms:GenerateRandom";
+    pub const ENABLE_KEY_ROTATION: &str = "kms:EnableKeyRotation";
+    pub const DISABLE_KEY_ROTATION: &str = "kms:DisableKeyRotation";
+    pub const GET_KEY_ROTATION_STATUS: &str = "kms:GetKeyRotationStatus";
+    pub const ROTATE_KEY_ON_DEMAND: &str = "kms:RotateKeyOnDemand";
+    pub const LIST_KEY_ROTATIONS: &str = "kms:ListKeyRotations";
 
     /// The actions that change something (a deadline that passes during
     /// one of them may still see it commit).
@@ -48,6 +69,9 @@ pub mod actions {
         UPDATE_ALIAS,
         DELETE_ALIAS,
         RENAME_ALIAS,
+        ENABLE_KEY_ROTATION,
+        DISABLE_KEY_ROTATION,
+        ROTATE_KEY_ON_DEMAND,
     ];
 
     /// Actions that only a statement naming them exactly grants.
@@ -71,6 +95,25 @@ pub mod actions {
         WATCH_ALIASES,
         LIST_AUDIT_EVENTS,
         BACKUP,
+        ENCRYPT,
+        DECRYPT,
+        RE_ENCRYPT_FROM,
+        RE_ENCRYPT_TO,
+        GENERATE_DATA_KEY,
+        GENERATE_DATA_KEY_WITHOUT_PLAINTEXT,
+        GENERATE_DATA_KEY_PAIR,
+        GENERATE_DATA_KEY_PAIR_WITHOUT_PLAINTEXT,
+        SIGN,
+        VERIFY,
+        GET_PUBLIC_KEY,
+        GENERATE_MAC,
+        VERIFY_MAC,
+        GENERATE_RANDOM,
+        ENABLE_KEY_ROTATION,
+        DISABLE_KEY_ROTATION,
+        GET_KEY_ROTATION_STATUS,
+        ROTATE_KEY_ON_DEMAND,
+        LIST_KEY_ROTATIONS,
     ];
 }
 

@@ -64,6 +64,7 @@ pub fn rendering(reason: Reason) -> Rendering {
         MAC_NOT_VALID => ("KMSInvalidMacException", "KMS.0204", 400),
         INVALID_PARAMETER => ("ValidationException", "KMS.0204", 400),
         UNSUPPORTED_OPERATION => ("UnsupportedOperationException", "KMS.0204", 400),
+        SM2_UNSUPPORTED => ("UnsupportedOperationException", "KMS.0204", 400),
         KEY_MATERIAL_UNAVAILABLE => ("KMSInvalidStateException", "KMS.0209", 400),
         ROTATION_QUOTA_EXCEEDED => ("LimitExceededException", "KMS.1105", 400),
         KEY_HAS_SEVERAL_ALIASES => ("ValidationException", "KMS.1101", 400),

@@ -2,7 +2,12 @@
 
 use prost_types::Timestamp;
 
+use crate::domain::algorithms::{
+    self, DataKeySpec, EncryptionAlgorithm, KeyPairSpec, MacAlgorithm, MessageType,
+    SigningAlgorithm,
+};
 use crate::domain::alias::ChangeKind;
+use crate::domain::key::{KeyMaterial, RotationType};
 use crate::domain::{Alias, AliasEvent, Error, Key, KeySpec, KeyUsage, Millis, Reason, Scope};
 use crate::pb;
 
@@ -68,17 +73,147 @@ fn to_wire(prefix: &str, name: &str, proto: impl Fn(&str) -> Option<i32>) -> i32
     proto(&format!("{prefix}{name}")).unwrap_or(0)
 }
 
+/// The two ways of an enum shared by the domain and the proto: `$from`
+/// (proto number -> domain value; unset is None, unknown INVALID_PARAMETER)
+/// and `$to` (domain value -> proto number).
+macro_rules! wire_enum {
+    ($from:ident, $to:ident, $domain:ty, $pb:ty, $prefix:literal, $field:literal) => {
+        #[cfg_attr(not(test), allow(dead_code))]
+        pub fn $from(value: i32) -> Result<Option<$domain>, Error> {
+            from_wire(
+                value,
+                $prefix,
+                |v| <$pb>::try_from(v).ok(),
+                |p| p.as_str_name(),
+                <$domain>::from_name,
+            )
+            .ok_or_else(|| {
+                Error::invalid(
+                    Reason::INVALID_PARAMETER,
+                    $field,
+                    format!("Unknown {} value {value}.", $field),
+                )
+            })
+        }
+
+        #[cfg_attr(not(test), allow(dead_code))]
+        pub fn $to(value: $domain) -> i32 {
+            to_wire($prefix, value.as_str(), |n| {
+                <$pb>::from_str_name(n).map(|v| v as i32)
+            })
+        }
+    };
+}
+
+wire_enum!(
+    encryption_algorithm,
+    encryption_algorithm_wire,
+    EncryptionAlgorithm,
+    pb::EncryptionAlgorithm,
+    "ENCRYPTION_ALGORITHM_",
+    "encryption_algorithm"
+);
+wire_enum!(
+    signing_algorithm,
+    signing_algorithm_wire,
+    SigningAlgorithm,
+    pb::SigningAlgorithm,
+    "SIGNING_ALGORITHM_",
+    "signing_algorithm"
+);
+wire_enum!(
+    mac_algorithm,
+    mac_algorithm_wire,
+    MacAlgorithm,
+    pb::MacAlgorithm,
+    "MAC_ALGORITHM_",
+    "mac_algorithm"
+);
+wire_enum!(
+    message_type,
+    message_type_wire,
+    MessageType,
+    pb::MessageType,
+    "MESSAGE_TYPE_",
+    "message_type"
+);
+wire_enum!(
+    data_key_spec,
+    data_key_spec_wire,
+    DataKeySpec,
+    pb::DataKeySpec,
+    "DATA_KEY_SPEC_",
+    "key_spec"
+);
+wire_enum!(
+    key_pair_spec,
+    key_pair_spec_wire,
+    KeyPairSpec,
+    pb::KeyPairSpec,
+    "KEY_PAIR_SPEC_",
+    "key_pair_spec"
+);
+wire_enum!(
+    rotation_type,
+    rotation_type_wire,
+    RotationType,
+    pb::RotationType,
+    "ROTATION_TYPE_",
+    "rotation_type"
+);
+
+/// A required field's value: unset is INVALID_PARAMETER.
+pub fn required<T>(field: &'static str, value: Option<T>) -> Result<T, Error> {
+    value.ok_or_else(|| {
+        Error::invalid(
+            Reason::INVALID_PARAMETER,
+            field,
+            format!("{field} is required."),
+        )
+    })
+}
+
+pub fn key_spec_wire(spec: KeySpec) -> i32 {
+    to_wire("KEY_SPEC_", spec.as_str(), |n| {
+        pb::KeySpec::from_str_name(n).map(|v| v as i32)
+    })
+}
+
+pub fn key_usage_wire(usage: KeyUsage) -> i32 {
+    to_wire("KEY_USAGE_", usage.as_str(), |n| {
+        pb::KeyUsage::from_str_name(n).map(|v| v as i32)
+    })
+}
+
+/// A key's automatic rotation as the API returns it.
+pub fn rotation_status(scope: &Scope, key: &Key) -> pb::KeyRotationStatus {
+    let rotation = key.rotation.filter(|_| !key.is_pending_deletion());
+    pb::KeyRotationStatus {
+        key_id: scope.key_arn(&key.key_id),
+        key_rotation_enabled: rotation.is_some(),
+        rotation_period_in_days: rotation.map(|r| r.period_days).unwrap_or(0),
+        next_rotation_time: rotation.map(|r| timestamp(r.next)),
+    }
+}
+
+/// One rotation as ListKeyRotations returns it.
+pub fn rotation(key: &Key, material: &KeyMaterial) -> pb::KeyRotation {
+    pb::KeyRotation {
+        key_id: key.key_id.to_string(),
+        key_material_id: material.id.clone(),
+        rotation_time: Some(timestamp(material.created)),
+        rotation_type: material.rotation.map(rotation_type_wire).unwrap_or(0),
+        current: key.current_material().map(|m| &m.id) == Some(&material.id),
+    }
+}
+
 pub fn key(scope: &Scope, key: &Key) -> pb::Key {
     pb::Key {
         key_id: key.key_id.to_string(),
         arn: scope.key_arn(&key.key_id),
         description: key.description.clone(),
-        key_spec: to_wire("KEY_SPEC_", key.key_spec.as_str(), |n| {
-            pb::KeySpec::from_str_name(n).map(|v| v as i32)
-        }),
-        key_usage: to_wire("KEY_USAGE_", key.key_usage.as_str(), |n| {
-            pb::KeyUsage::from_str_name(n).map(|v| v as i32)
-        }),
+        key_spec: key_spec_wire(key.key_spec),
+        key_usage: key_usage_wire(key.key_usage),
         key_state: to_wire("KEY_STATE_", key.key_state.as_str(), |n| {
             pb::KeyState::from_str_name(n).map(|v| v as i32)
         }),
@@ -89,6 +224,25 @@ pub fn key(scope: &Scope, key: &Key) -> pb::Key {
         deletion_time: key.deletion_time.map(timestamp),
         pending_window_in_days: key.pending_window_in_days,
         account: scope.account.clone(),
+        current_key_material_id: match key.can_rotate() {
+            true => key
+                .current_material()
+                .map(|m| m.id.clone())
+                .unwrap_or_default(),
+            false => String::new(),
+        },
+        encryption_algorithms: algorithms::encryption_algorithms(key.key_spec, key.key_usage)
+            .iter()
+            .map(|a| encryption_algorithm_wire(*a))
+            .collect(),
+        signing_algorithms: algorithms::signing_algorithms(key.key_spec, key.key_usage)
+            .iter()
+            .map(|a| signing_algorithm_wire(*a))
+            .collect(),
+        mac_algorithms: algorithms::mac_algorithm(key.key_spec)
+            .into_iter()
+            .map(mac_algorithm_wire)
+            .collect(),
     }
 }
 
@@ -163,6 +317,37 @@ mod tests {
         }
         assert!(key_spec(999).is_err());
         assert_eq!(key_spec(0).unwrap(), None);
+    }
+
+    #[test]
+    fn every_algorithm_has_a_proto_twin() {
+        for a in EncryptionAlgorithm::ALL {
+            let wire = encryption_algorithm_wire(*a);
+            assert_eq!(encryption_algorithm(wire).unwrap(), Some(*a));
+        }
+        for a in SigningAlgorithm::ALL {
+            let wire = signing_algorithm_wire(*a);
+            assert_eq!(signing_algorithm(wire).unwrap(), Some(*a));
+        }
+        for a in MacAlgorithm::ALL {
+            assert_eq!(mac_algorithm(mac_algorithm_wire(*a)).unwrap(), Some(*a));
+        }
+        for a in MessageType::ALL {
+            assert_eq!(message_type(message_type_wire(*a)).unwrap(), Some(*a));
+        }
+        for a in DataKeySpec::ALL {
+            assert_eq!(data_key_spec(data_key_spec_wire(*a)).unwrap(), Some(*a));
+        }
+        for a in RotationType::ALL {
+            assert_eq!(rotation_type(rotation_type_wire(*a)).unwrap(), Some(*a));
+        }
+        for a in KeyPairSpec::ALL {
+            assert_eq!(key_pair_spec(key_pair_spec_wire(*a)).unwrap(), Some(*a));
+        }
+        assert_eq!(
+            signing_algorithm(999).unwrap_err().reason,
+            Reason::INVALID_PARAMETER
+        );
     }
 
     #[test]

@@ -138,4 +138,87 @@ impl KeyService for KeyApi {
             key: Some(key_response(&self.0.app, &call, &key)),
         }))
     }
+
+    async fn enable_key_rotation(
+        &self,
+        request: Request<pb::EnableKeyRotationRequest>,
+    ) -> Result<Response<pb::EnableKeyRotationResponse>, Status> {
+        let call = self.0.call(&request)?;
+        let r = request.into_inner();
+        let period = (r.rotation_period_in_days != 0).then_some(r.rotation_period_in_days);
+        let key = self
+            .0
+            .app
+            .enable_key_rotation(&call, &r.key_id, period)
+            .await?;
+        Ok(Response::new(pb::EnableKeyRotationResponse {
+            status: Some(convert::rotation_status(&self.0.app.scope_of(&call), &key)),
+        }))
+    }
+
+    async fn disable_key_rotation(
+        &self,
+        request: Request<pb::DisableKeyRotationRequest>,
+    ) -> Result<Response<pb::DisableKeyRotationResponse>, Status> {
+        let call = self.0.call(&request)?;
+        let key = self
+            .0
+            .app
+            .disable_key_rotation(&call, &request.get_ref().key_id)
+            .await?;
+        Ok(Response::new(pb::DisableKeyRotationResponse {
+            status: Some(convert::rotation_status(&self.0.app.scope_of(&call), &key)),
+        }))
+    }
+
+    async fn get_key_rotation_status(
+        &self,
+        request: Request<pb::GetKeyRotationStatusRequest>,
+    ) -> Result<Response<pb::GetKeyRotationStatusResponse>, Status> {
+        let call = self.0.call(&request)?;
+        let key = self
+            .0
+            .app
+            .get_key_rotation_status(&call, &request.get_ref().key_id)
+            .await?;
+        Ok(Response::new(pb::GetKeyRotationStatusResponse {
+            status: Some(convert::rotation_status(&self.0.app.scope_of(&call), &key)),
+        }))
+    }
+
+    async fn rotate_key_on_demand(
+        &self,
+        request: Request<pb::RotateKeyOnDemandRequest>,
+    ) -> Result<Response<pb::RotateKeyOnDemandResponse>, Status> {
+        let call = self.0.call(&request)?;
+        let key = self
+            .0
+            .app
+            .rotate_key_on_demand(&call, &request.get_ref().key_id)
+            .await?;
+        Ok(Response::new(pb::RotateKeyOnDemandResponse {
+            key: Some(key_response(&self.0.app, &call, &key)),
+        }))
+    }
+
+    async fn list_key_rotations(
+        &self,
+        request: Request<pb::ListKeyRotationsRequest>,
+    ) -> Result<Response<pb::ListKeyRotationsResponse>, Status> {
+        let call = self.0.call(&request)?;
+        let r = request.into_inner();
+        let (key, page) = self
+            .0
+            .app
+            .list_key_rotations(&call, &r.key_id, r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListKeyRotationsResponse {
+            rotations: page
+                .items
+                .iter()
+                .map(|m| convert::rotation(&key, m))
+                .collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
 }

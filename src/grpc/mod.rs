@@ -8,6 +8,7 @@ mod audit;
 pub mod auth_layer;
 pub mod codec;
 mod convert;
+mod crypto;
 mod diagnostics;
 pub mod health;
 mod keys;
@@ -26,6 +27,7 @@ use crate::domain::{Code, Error, Reason};
 pub use admin::AdminApi;
 pub use aliases::AliasApi;
 pub use audit::AuditApi;
+pub use crypto::CryptoApi;
 pub use diagnostics::DiagnosticsApi;
 pub use keys::KeyApi;
 

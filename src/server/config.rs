@@ -375,6 +375,36 @@ pub struct StoreFlags {
     /// empty one.
     #[arg(long, env = "ALIASD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
+
+    /// The root key that wraps every key's material: 32 random bytes,
+    /// base64 on one line, readable by its owner only (`aliasd root-key new
+    /// FILE` makes one). Default with sled: `<data-dir>.root-key` beside the
+    /// data directory, created at first start (never inside it, so never in
+    /// a backup). Required with --backend etcd (every instance the same);
+    /// --ephemeral uses a random one.
+    #[arg(long, env = "ALIASD_ROOT_KEY_FILE")]
+    pub root_key_file: Option<PathBuf>,
+}
+
+impl StoreFlags {
+    /// The root key file in force: the flag, or (sled) the default beside
+    /// the data directory; None with etcd and no flag.
+    pub fn root_key_path(&self) -> Option<PathBuf> {
+        match (&self.root_key_file, self.backend) {
+            (Some(path), _) => Some(path.clone()),
+            (None, BackendKind::Sled) => Some(default_root_key_path(&self.data_dir)),
+            (None, BackendKind::Etcd) => None,
+        }
+    }
+}
+
+/// `<data-dir>.root-key`, beside the data directory.
+pub fn default_root_key_path(data_dir: &Path) -> PathBuf {
+    let name = data_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned());
+    data_dir.with_file_name(format!("{name}.root-key"))
 }
 
 impl StoreFlags {
@@ -543,6 +573,13 @@ impl ServeConfig {
                 return Err(Error::new(
                     Reason::INTERNAL,
                     "--backend etcd needs --etcd-endpoints and a non-empty --etcd-prefix",
+                ));
+            }
+            if self.store.root_key_file.is_none() {
+                return Err(Error::new(
+                    Reason::INTERNAL,
+                    "--backend etcd needs --root-key-file: every instance must use the same root \
+                     key (make one with `aliasd root-key new FILE`)",
                 ));
             }
         }

@@ -5,6 +5,7 @@ mod access;
 pub mod config;
 mod listeners;
 mod new_dir;
+mod root_key;
 pub mod tls;
 
 #[cfg(unix)]
@@ -30,19 +31,21 @@ use crate::domain::{Clock, Error};
 use crate::grpc::auth_layer::AuthLayer;
 use crate::grpc::codec::MAX_MESSAGE_BYTES;
 use crate::grpc::layers::RequestContextLayer;
-use crate::grpc::{AdminApi, AliasApi, AuditApi, DiagnosticsApi, KeyApi};
+use crate::grpc::{AdminApi, AliasApi, AuditApi, CryptoApi, DiagnosticsApi, KeyApi};
 use crate::operator::metrics::{Metrics, Sources};
 use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::alias_service_server::AliasServiceServer;
 use crate::pb::audit_service_server::AuditServiceServer;
+use crate::pb::crypto_service_server::CryptoServiceServer;
 use crate::pb::diagnostics_service_server::DiagnosticsServiceServer;
 use crate::pb::key_service_server::KeyServiceServer;
 use crate::server::config::{BackendKind, ServeConfig};
 use crate::store::Store;
 
 /// The gRPC service names, as health checks and reflection know them.
-pub const SERVICE_NAMES: [&str; 4] = [
+pub const SERVICE_NAMES: [&str; 5] = [
     "aliasd.v1.KeyService",
+    "aliasd.v1.CryptoService",
     "aliasd.v1.AliasService",
     "aliasd.v1.AuditService",
     "aliasd.v1.AdminService",
@@ -187,6 +190,9 @@ async fn start_checked(
     let access = Access::load(&config)?;
     let (listeners, addresses) = Listeners::bind_all(&config).await?;
     let store = open_store(&config, opening).await?;
+    let materials = Arc::new(crate::crypto::MaterialCache::new(
+        root_key::resolve(&config, &store).await?,
+    ));
     if let (Some(seed), Some(path)) = (&seed, &config.seed) {
         let outcome =
             crate::app::seed::apply(&store, seed, &config.scope(), config.limits(), clock.now())
@@ -197,6 +203,21 @@ async fn start_checked(
             keys_created = outcome.keys_created,
             aliases_created = outcome.aliases_created,
             "seed applied"
+        );
+    }
+    let given = crate::app::materials::give_missing_material(
+        &store,
+        &materials,
+        &config.scope(),
+        config.limits(),
+        clock.now(),
+    )
+    .await
+    .map_err(|e| ServeError::Other(format!("giving keys their material: {}", e.message)))?;
+    if given > 0 {
+        tracing::info!(
+            keys = given,
+            "gave key material to keys stored before keys had it"
         );
     }
     announce(&config, &access, &addresses);
@@ -211,7 +232,7 @@ async fn start_checked(
     };
     let (sweeps, swept) = watch::channel(0);
     let done = tokio::spawn(serve(
-        config, store, clock, access, listeners, signal, sweeps,
+        config, store, materials, clock, access, listeners, signal, sweeps,
     ));
     Ok(Running {
         sweeps: swept,
@@ -320,9 +341,11 @@ fn announce(config: &ServeConfig, access: &Access, addresses: &Addresses) {
     );
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     config: ServeConfig,
     store: Arc<Store>,
+    materials: Arc<crate::crypto::MaterialCache>,
     clock: Arc<dyn Clock>,
     access: Access,
     listeners: Listeners,
@@ -336,6 +359,7 @@ async fn serve(
         listeners.hangups,
         shutdown_seen.clone(),
     ));
+    let (crypto_audit, audit_writer) = crate::app::audit_batch::AuditBatcher::start(store.clone());
     let app = build_app(
         &config,
         &store,
@@ -343,6 +367,7 @@ async fn serve(
         access.authenticator.clone(),
         access.admission,
         shutdown_seen.clone(),
+        (materials.clone(), crypto_audit),
     );
     let auth_layer = AuthLayer { app: app.clone() };
     let metrics = Arc::new(Metrics::new());
@@ -425,7 +450,7 @@ async fn serve(
         ))
     });
 
-    let maintenance = start_maintenance(&config, &store, clock, shutdown_seen, sweeps);
+    let maintenance = start_maintenance(&config, &store, &materials, clock, shutdown_seen, sweeps);
 
     // Shutdown: health turns NOT_SERVING and watches end at once; in-flight
     // calls then get `drain` to finish.
@@ -494,6 +519,14 @@ async fn serve(
     }
     maintenance.abort();
     let _ = maintenance.await;
+    // Every handle on the batch writer has gone with the app: it writes
+    // what it holds, then ends.
+    if tokio::time::timeout(Duration::from_secs(10), audit_writer)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the audit records of the last crypto calls were not all written in 10 s");
+    }
     wind_down(store).await?;
     result
 }
@@ -506,6 +539,10 @@ fn build_app(
     authenticator: Option<Arc<crate::app::admission::auth::Authenticator>>,
     admission: crate::app::Admission,
     shutdown: watch::Receiver<bool>,
+    (materials, crypto_audit): (
+        Arc<crate::crypto::MaterialCache>,
+        crate::app::audit_batch::AuditBatcher,
+    ),
 ) -> Arc<App> {
     Arc::new(App {
         store: store.clone(),
@@ -523,6 +560,8 @@ fn build_app(
             config.max_watches_per_account,
         ),
         admission,
+        materials,
+        crypto_audit,
     })
 }
 
@@ -558,6 +597,14 @@ fn api_routes(
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
+            CryptoServiceServer::new(CryptoApi::new(app.clone()))
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .send_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Zstd)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
             AliasServiceServer::new(AliasApi::new(app.clone()))
                 .accept_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Zstd)
@@ -586,6 +633,7 @@ fn api_routes(
 fn start_maintenance(
     config: &ServeConfig,
     store: &Arc<Store>,
+    materials: &Arc<crate::crypto::MaterialCache>,
     clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
     sweeps: watch::Sender<u64>,
@@ -600,6 +648,7 @@ fn start_maintenance(
         audit_retention: (config.audit_retention_days > 0)
             .then(|| Duration::from_secs(config.audit_retention_days * 86_400)),
         sweeps,
+        materials: materials.clone(),
     };
     tokio::spawn(maintenance.run(
         Duration::from_secs(config.reap_interval_secs.max(1)),

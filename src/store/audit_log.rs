@@ -44,6 +44,37 @@ impl Store {
         self.mirror_audit(&entry);
         Ok(())
     }
+    /// Records several audit entries (a batch of successful crypto calls)
+    /// in one transaction, made durable before this returns.
+    pub async fn record_audits(self: &Arc<Self>, entries: Vec<AuditEntry>) -> Result<(), Error> {
+        if self.failure().is_some() || entries.is_empty() {
+            return Ok(());
+        }
+        let store = self.clone();
+        let entries = tokio::task::spawn_blocking(move || {
+            let appended = RefCell::new(Vec::new());
+            store.gated_transact(&|tx| {
+                let mut done = Vec::with_capacity(entries.len());
+                for entry in &entries {
+                    done.push(append_audit(tx, entry)?);
+                }
+                *appended.borrow_mut() = done;
+                Ok(())
+            })?;
+            Ok::<_, Error>(appended.into_inner())
+        })
+        .await
+        .map_err(|e| Error::internal(format!("audit task failed: {e}")))??;
+        self.backend
+            .flush()
+            .await
+            .map_err(|cause| Error::internal(format!("audit records not made durable: {cause}")))?;
+        for entry in &entries {
+            self.mirror_audit(entry);
+        }
+        Ok(())
+    }
+
     /// Mirrors audit records into `file` (see [`open_audit_log`]) as JSON
     /// lines, from now on.
     pub fn mirror_audit_into(&self, file: std::fs::File) {

@@ -41,10 +41,11 @@ pub enum Tree {
     RequestsByTime,
     Schedule,
     Audit,
+    Rotations,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 9] = [
+    pub const ALL: [Tree; 10] = [
         Tree::Keys,
         Tree::Aliases,
         Tree::KeyAliases,
@@ -54,6 +55,7 @@ impl Tree {
         Tree::RequestsByTime,
         Tree::Schedule,
         Tree::Audit,
+        Tree::Rotations,
     ];
 
     /// The tree's name (sled's tree names on disk: never change them).
@@ -68,6 +70,7 @@ impl Tree {
             Tree::RequestsByTime => "requests_by_time",
             Tree::Schedule => "schedule",
             Tree::Audit => "audit",
+            Tree::Rotations => "rotations",
         }
     }
 

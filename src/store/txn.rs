@@ -150,6 +150,12 @@ impl<'a> AccountTxn<'a> {
         key.deletion_time
             .map(|time| layout::schedule_key(time, self.account, &key.key_id))
     }
+
+    /// The key's entry in the index of automatic rotations, by time.
+    fn rotation_entry(&self, key: &Key) -> Option<Vec<u8>> {
+        key.rotation
+            .map(|rotation| layout::schedule_key(rotation.next, self.account, &key.key_id))
+    }
 }
 
 impl Txn for AccountTxn<'_> {
@@ -176,6 +182,18 @@ impl Txn for AccountTxn<'_> {
         if let Some(entry) = self.schedule_entry(key) {
             self.tx.put(Tree::Schedule, &entry, &[])?;
         }
+        let (was, now) = (
+            old.as_ref().and_then(|old| self.rotation_entry(old)),
+            self.rotation_entry(key),
+        );
+        if was != now {
+            if let Some(entry) = was {
+                self.tx.delete(Tree::Rotations, &entry)?;
+            }
+            if let Some(entry) = now {
+                self.tx.put(Tree::Rotations, &entry, &[])?;
+            }
+        }
         self.tx.put(
             Tree::Keys,
             &layout::scoped(self.account, key.key_id.as_str().as_bytes()),
@@ -187,6 +205,9 @@ impl Txn for AccountTxn<'_> {
         if let Some(old) = self.key(id)? {
             if let Some(entry) = self.schedule_entry(&old) {
                 self.tx.delete(Tree::Schedule, &entry)?;
+            }
+            if let Some(entry) = self.rotation_entry(&old) {
+                self.tx.delete(Tree::Rotations, &entry)?;
             }
             self.tx.delete(
                 Tree::Keys,

@@ -10,7 +10,7 @@ use super::backend::{self, scan_all, Tree};
 use super::records::{self, RequestRecord};
 use super::{layout, txn, Store, PRUNE_BATCH};
 use crate::domain::audit::AuditEntry;
-use crate::domain::{Error, KeyId, Millis};
+use crate::domain::{Error, Key, KeyId, Millis};
 
 /// An account's keys and aliases ([`Store::census`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -22,20 +22,24 @@ pub struct Census {
 impl Store {
     /// Keys whose deletion time is at or before `now`: (account, key id).
     pub(super) fn due_keys(&self, now: Millis) -> Result<Vec<(String, KeyId)>, Error> {
+        self.due_in(Tree::Schedule, now)
+    }
+
+    /// Keys whose automatic rotation is due at `now`: (account, key id).
+    pub(super) fn due_rotations(&self, now: Millis) -> Result<Vec<(String, KeyId)>, Error> {
+        self.due_in(Tree::Rotations, now)
+    }
+
+    /// The entries of a time index at or before `now`.
+    fn due_in(&self, tree: Tree, now: Millis) -> Result<Vec<(String, KeyId)>, Error> {
         let end = layout::timed_key(now.saturating_add(1), "", "");
         let mut due = Vec::new();
-        scan_all(
-            self.backend.as_ref(),
-            Tree::Schedule,
-            &[],
-            Some(&end),
-            |key, _| {
-                if let Some((_, account, key_id)) = layout::split_timed(key) {
-                    due.push((account.to_owned(), KeyId::from_trusted(key_id.to_owned())));
-                }
-                Ok(())
-            },
-        )?;
+        scan_all(self.backend.as_ref(), tree, &[], Some(&end), |key, _| {
+            if let Some((_, account, key_id)) = layout::split_timed(key) {
+                due.push((account.to_owned(), KeyId::from_trusted(key_id.to_owned())));
+            }
+            Ok(())
+        })?;
         Ok(due)
     }
     /// Drops change-log entries so that each account keeps at most `retain`
@@ -225,6 +229,44 @@ impl Store {
     /// The keys whose deletion time is before `now`, with their accounts.
     pub async fn keys_due(self: &Arc<Self>, now: Millis) -> Result<Vec<(String, KeyId)>, Error> {
         self.blocking(move |store| store.due_keys(now)).await
+    }
+
+    /// Keys whose automatic rotation is due at `now`: (account, key id).
+    pub async fn rotations_due(
+        self: &Arc<Self>,
+        now: Millis,
+    ) -> Result<Vec<(String, KeyId)>, Error> {
+        self.blocking(move |store| store.due_rotations(now)).await
+    }
+
+    /// Every key of every account, in (account, key id) order after
+    /// `after`, at most `limit` of them, that `keep` keeps (start-up's pass
+    /// over keys without material, `aliasd check`'s over material).
+    pub async fn all_keys(
+        self: &Arc<Self>,
+        after: Option<Vec<u8>>,
+        limit: usize,
+        keep: impl Fn(&Key) -> bool + Send + 'static,
+    ) -> Result<(Vec<(String, Key)>, Option<Vec<u8>>), Error> {
+        self.blocking(move |store| {
+            let start = after.map(|a| backend::after(&a)).unwrap_or_default();
+            let entries = store.backend.scan(Tree::Keys, &start, None, limit)?;
+            let last = (entries.len() == limit)
+                .then(|| entries.last().map(|(k, _)| k.clone()))
+                .flatten();
+            let mut keys = Vec::new();
+            for (raw, bytes) in entries {
+                let Some((account, _)) = layout::split(&raw) else {
+                    continue;
+                };
+                let key: Key = records::decode::<records::KeyRecord>("key", &bytes)?.try_into()?;
+                if keep(&key) {
+                    keys.push((account.to_owned(), key));
+                }
+            }
+            Ok((keys, last))
+        })
+        .await
     }
 
     /// Prunes the change log to `retain` revisions per account, request_id

@@ -50,7 +50,23 @@ pub struct TestServer {
 pub fn config(dir: &tempfile::TempDir) -> ServeConfig {
     let mut config = ServeConfig::with_data_dir(dir.path());
     config.listen = "127.0.0.1:0".parse().unwrap();
+    config.store.root_key_file = Some(root_key_file(dir.path()));
     config
+}
+
+/// The root key file of the store a test keeps in `dir`: under the target
+/// directory (so nothing is left beside temporary directories), made on
+/// first use, the same for every start on `dir`.
+pub fn root_key_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let keys = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("root-keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let name = token_sha256(&dir.display().to_string());
+    let path = keys.join(format!("{}.key", &name[..24]));
+    if !path.exists() {
+        // Two threads may race to make it: the loser's error is harmless.
+        let _ = aliasd::crypto::RootKey::create(&path);
+    }
+    path
 }
 
 impl TestServer {
@@ -538,6 +554,12 @@ pub fn store_args(dir: &std::path::Path) -> Vec<String> {
     } else {
         vec!["--data-dir".into(), dir.display().to_string()]
     }
+    .into_iter()
+    .chain([
+        "--root-key-file".into(),
+        root_key_file(dir).display().to_string(),
+    ])
+    .collect()
 }
 
 /// A test certificate authority (rcgen), for TLS tests.

@@ -27,6 +27,8 @@ fn spawn_server_with(
     let mut child = Command::new(env!("CARGO_BIN_EXE_aliasd"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
+        .arg("--root-key-file")
+        .arg(crate::common::root_key_file(data_dir))
         .args(extra)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())

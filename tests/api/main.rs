@@ -13,6 +13,7 @@ mod client;
 mod common;
 mod concurrency;
 mod crash;
+mod crypto;
 mod deletion;
 mod deploy;
 mod doors;

@@ -1,0 +1,444 @@
+//! Keys that work (SPEC §11), through the generated gRPC client: encryption
+//! by alias across an UpdateAlias, data keys, signatures and MACs, each
+//! refusal with its reason, rotation, and what the store keeps of the
+//! material.
+
+use aliasd::pb::crypto_service_client::CryptoServiceClient;
+use aliasd::pb::{
+    self, DataKeySpec, EncryptionAlgorithm, KeyPairSpec, KeySpec, KeyUsage, MacAlgorithm,
+    MessageType, SigningAlgorithm,
+};
+use tonic::transport::Channel;
+use tonic::Code;
+
+use crate::common::{assert_error, TestServer};
+
+fn crypto(server: &TestServer) -> CryptoServiceClient<Channel> {
+    CryptoServiceClient::new(server.channel.clone())
+}
+
+async fn encrypt(
+    server: &TestServer,
+    key_id: &str,
+    plaintext: &[u8],
+    context: &[(&str, &str)],
+) -> Result<pb::EncryptResponse, tonic::Status> {
+    crypto(server)
+        .encrypt(pb::EncryptRequest {
+            key_id: key_id.into(),
+            plaintext: plaintext.to_vec(),
+            encryption_context: context
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn decrypt(
+    server: &TestServer,
+    blob: &[u8],
+    context: &[(&str, &str)],
+) -> Result<pb::DecryptResponse, tonic::Status> {
+    crypto(server)
+        .decrypt(pb::DecryptRequest {
+            ciphertext_blob: blob.to_vec(),
+            encryption_context: context
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn a_ciphertext_made_through_an_alias_decrypts_with_its_own_key_after_the_alias_moves() {
+    let server = TestServer::start().await;
+    let first = server.create_key().await;
+    let second = server.create_key().await;
+    server
+        .create_alias("alias/app", &first.key_id)
+        .await
+        .unwrap();
+    let context = [("tenant", "acme")];
+
+    let before = encrypt(&server, "alias/app", b"made before", &context)
+        .await
+        .unwrap();
+    assert_eq!(before.key_id, first.arn);
+    assert_eq!(before.key_material_id, first.current_key_material_id);
+    server
+        .update_alias("alias/app", &second.key_id)
+        .await
+        .unwrap();
+    let after = encrypt(&server, "alias/app", b"made after", &context)
+        .await
+        .unwrap();
+    assert_eq!(after.key_id, second.arn);
+
+    let opened = decrypt(&server, &before.ciphertext_blob, &context)
+        .await
+        .unwrap();
+    assert_eq!(
+        (opened.plaintext.as_slice(), opened.key_id.as_str()),
+        (&b"made before"[..], first.arn.as_str())
+    );
+    let opened = decrypt(&server, &after.ciphertext_blob, &context)
+        .await
+        .unwrap();
+    assert_eq!(
+        (opened.plaintext.as_slice(), opened.key_id.as_str()),
+        (&b"made after"[..], second.arn.as_str())
+    );
+
+    // The context is authenticated: another one (or none) does not open it.
+    for other in [&[("tenant", "other")][..], &[]] {
+        assert_error(
+            decrypt(&server, &before.ciphertext_blob, other).await,
+            Code::InvalidArgument,
+            "INVALID_CIPHERTEXT",
+        );
+    }
+    // A changed byte does not either.
+    let mut changed = before.ciphertext_blob.clone();
+    let last = changed.len() - 1;
+    changed[last] ^= 1;
+    assert_error(
+        decrypt(&server, &changed, &context).await,
+        Code::InvalidArgument,
+        "INVALID_CIPHERTEXT",
+    );
+
+    // Naming the other key is INCORRECT_KEY; naming the right one by alias
+    // of another key is too.
+    assert_error(
+        crypto(&server)
+            .decrypt(pb::DecryptRequest {
+                ciphertext_blob: before.ciphertext_blob.clone(),
+                encryption_context: [("tenant".into(), "acme".into())].into(),
+                key_id: "alias/app".into(),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "INCORRECT_KEY",
+    );
+}
+
+#[tokio::test]
+async fn a_disabled_or_deleting_key_refuses_use_and_a_wrong_usage_is_named() {
+    let server = TestServer::start().await;
+    let key = server.create_key().await;
+    let blob = encrypt(&server, &key.key_id, b"x", &[])
+        .await
+        .unwrap()
+        .ciphertext_blob;
+    server.disable_key(&key.key_id).await.unwrap();
+    let status = assert_error(
+        encrypt(&server, &key.key_id, b"x", &[]).await,
+        Code::FailedPrecondition,
+        "KEY_DISABLED",
+    );
+    assert_eq!(status.message(), format!("{} is disabled.", key.arn));
+    assert_error(
+        decrypt(&server, &blob, &[]).await,
+        Code::FailedPrecondition,
+        "KEY_DISABLED",
+    );
+    server.enable_key(&key.key_id).await.unwrap();
+    server.schedule_deletion(&key.key_id, 7).await.unwrap();
+    let status = assert_error(
+        decrypt(&server, &blob, &[]).await,
+        Code::FailedPrecondition,
+        "KEY_INVALID_STATE",
+    );
+    assert_eq!(
+        status.message(),
+        format!("{} is pending deletion.", key.arn)
+    );
+
+    let signing = server
+        .create_key_of(KeySpec::EccNistP256, KeyUsage::SignVerify)
+        .await;
+    let status = assert_error(
+        encrypt(&server, &signing.key_id, b"x", &[]).await,
+        Code::FailedPrecondition,
+        "KEY_USAGE_NOT_ALLOWED",
+    );
+    assert_eq!(
+        status.message(),
+        format!(
+            "{} key usage is SIGN_VERIFY which is not valid for Encrypt.",
+            signing.arn
+        )
+    );
+    assert_error(
+        encrypt(&server, &signing.key_id, &[0; 4097], &[]).await,
+        Code::InvalidArgument,
+        "INVALID_PARAMETER",
+    );
+    assert_error(
+        encrypt(&server, "alias/missing", b"x", &[]).await,
+        Code::NotFound,
+        "ALIAS_NOT_FOUND",
+    );
+}
+
+#[tokio::test]
+async fn data_keys_signatures_and_macs_round_trip() {
+    let server = TestServer::start().await;
+    let key = server.create_key().await;
+    server
+        .create_alias("alias/data", &key.key_id)
+        .await
+        .unwrap();
+    let data_key = crypto(&server)
+        .generate_data_key(pb::GenerateDataKeyRequest {
+            key_id: "alias/data".into(),
+            key_spec: DataKeySpec::Aes256 as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(data_key.plaintext.len(), 32);
+    let opened = decrypt(&server, &data_key.ciphertext_blob, &[])
+        .await
+        .unwrap();
+    assert_eq!(opened.plaintext, data_key.plaintext);
+    assert_error(
+        crypto(&server)
+            .generate_data_key(pb::GenerateDataKeyRequest {
+                key_id: "alias/data".into(),
+                key_spec: DataKeySpec::Aes256 as i32,
+                number_of_bytes: Some(16),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "INVALID_PARAMETER",
+    );
+
+    let pair = crypto(&server)
+        .generate_data_key_pair(pb::GenerateDataKeyPairRequest {
+            key_id: key.key_id.clone(),
+            key_pair_spec: KeyPairSpec::EccNistP256 as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let opened = decrypt(&server, &pair.private_key_ciphertext_blob, &[])
+        .await
+        .unwrap();
+    assert_eq!(opened.plaintext, pair.private_key_plaintext);
+
+    let signer = server
+        .create_key_of(KeySpec::EccNistP256, KeyUsage::SignVerify)
+        .await;
+    server
+        .create_alias("alias/signer", &signer.key_id)
+        .await
+        .unwrap();
+    let signed = crypto(&server)
+        .sign(pb::SignRequest {
+            key_id: "alias/signer".into(),
+            message: b"statement".to_vec(),
+            signing_algorithm: SigningAlgorithm::EcdsaSha256 as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let verify = |message: &[u8], algorithm: SigningAlgorithm| pb::VerifyRequest {
+        key_id: "alias/signer".into(),
+        message: message.to_vec(),
+        signature: signed.signature.clone(),
+        signing_algorithm: algorithm as i32,
+        message_type: MessageType::Raw as i32,
+    };
+    let verified = crypto(&server)
+        .verify(verify(b"statement", SigningAlgorithm::EcdsaSha256))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(verified.signature_valid);
+    assert_error(
+        crypto(&server)
+            .verify(verify(b"statemenT", SigningAlgorithm::EcdsaSha256))
+            .await,
+        Code::InvalidArgument,
+        "SIGNATURE_NOT_VALID",
+    );
+    let status = assert_error(
+        crypto(&server)
+            .verify(verify(b"statement", SigningAlgorithm::EcdsaSha384))
+            .await,
+        Code::FailedPrecondition,
+        "KEY_USAGE_NOT_ALLOWED",
+    );
+    assert_eq!(
+        status.message(),
+        "Algorithm ECDSA_SHA_384 is incompatible with key spec ECC_NIST_P256."
+    );
+
+    let hmac = server
+        .create_key_of(KeySpec::Hmac384, KeyUsage::GenerateVerifyMac)
+        .await;
+    let mac = crypto(&server)
+        .generate_mac(pb::GenerateMacRequest {
+            key_id: hmac.key_id.clone(),
+            message: b"m".to_vec(),
+            mac_algorithm: MacAlgorithm::HmacSha384 as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(mac.mac.len(), 48);
+    assert_error(
+        crypto(&server)
+            .verify_mac(pb::VerifyMacRequest {
+                key_id: hmac.key_id.clone(),
+                message: b"n".to_vec(),
+                mac: mac.mac.clone(),
+                mac_algorithm: MacAlgorithm::HmacSha384 as i32,
+            })
+            .await,
+        Code::InvalidArgument,
+        "MAC_NOT_VALID",
+    );
+
+    let random = crypto(&server)
+        .generate_random(pb::GenerateRandomRequest {
+            number_of_bytes: 1024,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(random.plaintext.len(), 1024);
+    assert_error(
+        crypto(&server)
+            .generate_random(pb::GenerateRandomRequest {
+                number_of_bytes: 1025,
+            })
+            .await,
+        Code::InvalidArgument,
+        "INVALID_PARAMETER",
+    );
+
+    let rsa = server
+        .create_key_of(KeySpec::Rsa2048, KeyUsage::EncryptDecrypt)
+        .await;
+    let sealed = crypto(&server)
+        .encrypt(pb::EncryptRequest {
+            key_id: rsa.key_id.clone(),
+            plaintext: b"for rsa".to_vec(),
+            encryption_algorithm: EncryptionAlgorithm::RsaesOaepSha256 as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(sealed.ciphertext_blob.len(), 256);
+    let opened = crypto(&server)
+        .decrypt(pb::DecryptRequest {
+            ciphertext_blob: sealed.ciphertext_blob,
+            key_id: rsa.key_id.clone(),
+            encryption_algorithm: EncryptionAlgorithm::RsaesOaepSha256 as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(opened.plaintext, b"for rsa");
+}
+
+#[tokio::test]
+async fn rotation_keeps_old_ciphertexts_working_and_lists_each_version() {
+    let server = TestServer::start().await;
+    let key = server.create_key().await;
+    let old = encrypt(&server, &key.key_id, b"old", &[]).await.unwrap();
+    let rotated = server
+        .keys
+        .clone()
+        .rotate_key_on_demand(pb::RotateKeyOnDemandRequest {
+            key_id: key.key_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .key
+        .unwrap();
+    assert_ne!(rotated.current_key_material_id, key.current_key_material_id);
+    let new = encrypt(&server, &key.key_id, b"new", &[]).await.unwrap();
+    assert_eq!(new.key_material_id, rotated.current_key_material_id);
+    let opened = decrypt(&server, &old.ciphertext_blob, &[]).await.unwrap();
+    assert_eq!(opened.key_material_id, key.current_key_material_id);
+    assert_eq!(opened.plaintext, b"old");
+    let rotations = server
+        .keys
+        .clone()
+        .list_key_rotations(pb::ListKeyRotationsRequest {
+            key_id: key.key_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .rotations;
+    assert_eq!(rotations.len(), 1);
+    assert_eq!(
+        rotations[0].key_material_id,
+        rotated.current_key_material_id
+    );
+    assert!(rotations[0].current);
+    assert_eq!(
+        rotations[0].rotation_type,
+        pb::RotationType::OnDemand as i32
+    );
+
+    assert_error(
+        server
+            .keys
+            .clone()
+            .enable_key_rotation(pb::EnableKeyRotationRequest {
+                key_id: key.key_id.clone(),
+                rotation_period_in_days: 89,
+            })
+            .await,
+        Code::InvalidArgument,
+        "INVALID_PARAMETER",
+    );
+    let status = server
+        .keys
+        .clone()
+        .enable_key_rotation(pb::EnableKeyRotationRequest {
+            key_id: key.key_id.clone(),
+            rotation_period_in_days: 90,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert!(status.key_rotation_enabled);
+    assert_eq!(status.rotation_period_in_days, 90);
+    let hmac = server
+        .create_key_of(KeySpec::Hmac256, KeyUsage::GenerateVerifyMac)
+        .await;
+    assert_error(
+        server
+            .keys
+            .clone()
+            .rotate_key_on_demand(pb::RotateKeyOnDemandRequest {
+                key_id: hmac.key_id.clone(),
+            })
+            .await,
+        Code::FailedPrecondition,
+        "UNSUPPORTED_OPERATION",
+    );
+}
