@@ -133,10 +133,16 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         },
         None => {
             let store = match &args.etcd_endpoints {
-                Some(endpoints) => Place::Etcd {
-                    endpoints: endpoints.split(',').map(str::to_owned).collect(),
-                    prefix: format!("/aliasd-bench-{}/", uuid::Uuid::new_v4().simple()),
-                },
+                Some(endpoints) => {
+                    // Every instance on etcd is given its root key.
+                    let root_key = scratch.0.join("root.key");
+                    crate::crypto::RootKey::create(&root_key).map_err(|e| e.message)?;
+                    Place::Etcd {
+                        endpoints: endpoints.split(',').map(str::to_owned).collect(),
+                        prefix: format!("/aliasd-bench-{}/", uuid::Uuid::new_v4().simple()),
+                        root_key,
+                    }
+                }
                 None => Place::Dir(
                     args.data_dir
                         .clone()
@@ -200,6 +206,7 @@ enum Place {
     Etcd {
         endpoints: Vec<String>,
         prefix: String,
+        root_key: PathBuf,
     },
 }
 
@@ -207,13 +214,19 @@ impl Place {
     fn flags(&self) -> Vec<String> {
         match self {
             Place::Dir(dir) => vec!["--data-dir".into(), dir.display().to_string()],
-            Place::Etcd { endpoints, prefix } => vec![
+            Place::Etcd {
+                endpoints,
+                prefix,
+                root_key,
+            } => vec![
                 "--backend".into(),
                 "etcd".into(),
                 "--etcd-endpoints".into(),
                 endpoints.join(","),
                 "--etcd-prefix".into(),
                 prefix.clone(),
+                "--root-key-file".into(),
+                root_key.display().to_string(),
             ],
         }
     }
@@ -228,7 +241,10 @@ impl Place {
 
     /// Removes what the run left on etcd.
     async fn remove(&self) -> Result<(), String> {
-        let Place::Etcd { endpoints, prefix } = self else {
+        let Place::Etcd {
+            endpoints, prefix, ..
+        } = self
+        else {
             return Ok(());
         };
         let config = crate::store::etcd::EtcdConfig::plain(endpoints.clone(), prefix);

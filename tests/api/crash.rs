@@ -462,6 +462,8 @@ async fn the_server_raises_its_open_file_limit_to_the_hard_limit() {
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
+        .arg("--root-key-file")
+        .arg(crate::common::root_key_file(dir.path()))
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     // SAFETY: only async-signal-safe calls (getrlimit, setrlimit) between
@@ -504,6 +506,8 @@ async fn a_server_whose_log_reader_went_away_still_stops_cleanly() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_aliasd"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
+        .arg("--root-key-file")
+        .arg(crate::common::root_key_file(dir.path()))
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

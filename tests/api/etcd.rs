@@ -609,6 +609,8 @@ fn spawn_on_etcd(
         ])
         .arg("--etcd-endpoints")
         .arg(endpoints.join(","))
+        .arg("--root-key-file")
+        .arg(crate::common::root_key_file(std::path::Path::new(prefix)))
         .env_remove("ALIASD_DATA_DIR")
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::null())

@@ -62,7 +62,12 @@ async fn python_client_generated_from_the_protos_works() {
         .args(["-m", "grpc_tools.protoc", "-Iproto"])
         .arg(format!("--python_out={}", stubs.path().display()))
         .arg(format!("--grpc_python_out={}", stubs.path().display()))
-        .args(["aliasd/v1/keys.proto", "aliasd/v1/aliases.proto"])
+        .args([
+            "aliasd/v1/keys.proto",
+            "aliasd/v1/aliases.proto",
+            "aliasd/v1/algorithms.proto",
+            "aliasd/v1/crypto.proto",
+        ])
         .current_dir(manifest));
 
     let server = TestServer::start().await;

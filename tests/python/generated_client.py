@@ -11,7 +11,18 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from aliasd.v1 import aliases_pb2, aliases_pb2_grpc, keys_pb2, keys_pb2_grpc
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from aliasd.v1 import (
+    algorithms_pb2,
+    aliases_pb2,
+    aliases_pb2_grpc,
+    crypto_pb2,
+    crypto_pb2_grpc,
+    keys_pb2,
+    keys_pb2_grpc,
+)
 
 
 def error_info(error):
@@ -109,7 +120,54 @@ def main(address):
 
     aliases.DeleteAlias(aliases_pb2.DeleteAliasRequest(alias_name="alias/py"))
     assert not aliases.ListAliases(aliases_pb2.ListAliasesRequest()).aliases
+    check_crypto(channel, keys, aliases)
     print("python generated client: all checks passed")
+
+
+def check_crypto(channel, keys, aliases):
+    """CryptoService by alias: encryption, and a signature pyca verifies."""
+    crypto = crypto_pb2_grpc.CryptoServiceStub(channel)
+    key = keys.CreateKey(keys_pb2.CreateKeyRequest()).key
+    alias = aliases.CreateAlias(
+        aliases_pb2.CreateAliasRequest(alias_name="alias/py-data", target_key_id=key.key_id)
+    ).alias
+    sealed = crypto.Encrypt(
+        crypto_pb2.EncryptRequest(
+            key_id=alias.alias_arn, plaintext=b"from python", encryption_context={"app": "py"}
+        )
+    )
+    assert sealed.key_id == key.arn, sealed
+    opened = crypto.Decrypt(
+        crypto_pb2.DecryptRequest(
+            ciphertext_blob=sealed.ciphertext_blob, encryption_context={"app": "py"}
+        )
+    )
+    assert opened.plaintext == b"from python" and opened.key_id == key.arn
+    expect_error(
+        lambda: crypto.Decrypt(crypto_pb2.DecryptRequest(ciphertext_blob=sealed.ciphertext_blob)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_CIPHERTEXT",
+    )
+
+    signer = keys.CreateKey(
+        keys_pb2.CreateKeyRequest(
+            key_spec=keys_pb2.KEY_SPEC_ECC_NIST_P256, key_usage=keys_pb2.KEY_USAGE_SIGN_VERIFY
+        )
+    ).key
+    assert list(signer.signing_algorithms) == [algorithms_pb2.SIGNING_ALGORITHM_ECDSA_SHA_256]
+    aliases.CreateAlias(
+        aliases_pb2.CreateAliasRequest(alias_name="alias/py-signer", target_key_id=signer.key_id)
+    )
+    signed = crypto.Sign(
+        crypto_pb2.SignRequest(
+            key_id="alias/py-signer",
+            message=b"signed in python",
+            signing_algorithm=algorithms_pb2.SIGNING_ALGORITHM_ECDSA_SHA_256,
+        )
+    )
+    public = crypto.GetPublicKey(crypto_pb2.GetPublicKeyRequest(key_id="alias/py-signer"))
+    verifier = serialization.load_der_public_key(public.public_key)
+    verifier.verify(signed.signature, b"signed in python", ec.ECDSA(hashes.SHA256()))
 
 
 if __name__ == "__main__":
