@@ -788,7 +788,7 @@ fn byte_count(field: &'static str, member: &str, count: i64) -> Result<usize, Er
 fn data_key_len(number_of_bytes: Option<i64>, spec: Option<DataKeySpec>) -> Result<usize, Error> {
     match (number_of_bytes, spec) {
         (Some(count), None) => byte_count("number_of_bytes", "numberOfBytes", count),
-        (None, Some(spec)) => Ok(spec.len()),
+        (None, Some(spec)) => Ok(spec.bytes()),
         _ => Err(Error::invalid(
             Reason::INVALID_PARAMETER,
             "key_spec",

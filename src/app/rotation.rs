@@ -76,13 +76,15 @@ impl App {
     }
 
     /// ListKeyRotations: the key's rotations (material versions after the
-    /// first), oldest first, `limit` (1..1000; 0: 100) at a time.
+    /// first; with `include_first`, the first too), oldest first, `limit`
+    /// (1..1000; 0: 100) at a time.
     pub async fn list_key_rotations(
         &self,
         call: &Call,
         key_id: &str,
         limit: i32,
         page_token: &str,
+        include_first: bool,
     ) -> Result<(Key, Page<KeyMaterial>), Error> {
         let limit = match limit {
             0 => DEFAULT_ROTATIONS_PAGE,
@@ -110,20 +112,21 @@ impl App {
             kind: "rotations",
             filter: &id,
         };
-        let after: u32 = match page_token {
-            "" => 0,
-            token => self.tokens.open(&listing, token)?.parse().map_err(|_| {
+        let after: Option<u32> = match page_token {
+            "" => None,
+            token => Some(self.tokens.open(&listing, token)?.parse().map_err(|_| {
                 Error::invalid(
                     Reason::INVALID_PAGE_TOKEN,
                     "marker",
                     "The marker is not one this server issued.",
                 )
-            })?,
+            })?),
         };
         let rotations: Vec<KeyMaterial> = key
             .materials
             .iter()
-            .filter(|m| m.rotation.is_some() && m.version > after)
+            .filter(|m| include_first || m.rotation.is_some())
+            .filter(|m| after.is_none_or(|after| m.version > after))
             .take(limit + 1)
             .cloned()
             .collect();

@@ -82,7 +82,7 @@ pub fn generate(spec: KeySpec) -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
 /// Material ready for use (AWS-LC frees and clears its own copies).
 pub enum Usable {
     Aes(LessSafeKey),
-    Hmac(hmac::Key),
+    Hmac(Box<hmac::Key>),
     Rsa {
         signing: RsaKeyPair,
         decrypting: OaepPrivateDecryptingKey,
@@ -113,7 +113,7 @@ impl Usable {
             return Ok(Usable::Aes(LessSafeKey::new(key)));
         }
         if let Some((algorithm, _)) = hmac_algorithm(spec) {
-            return Ok(Usable::Hmac(hmac::Key::new(algorithm, material)));
+            return Ok(Usable::Hmac(Box::new(hmac::Key::new(algorithm, material))));
         }
         if rsa_size(spec).is_some() {
             let signing = RsaKeyPair::from_pkcs8(material).map_err(|_| corrupt())?;

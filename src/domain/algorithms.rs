@@ -36,7 +36,7 @@ named_enum!(
 
 impl DataKeySpec {
     /// The data key's length in bytes.
-    pub fn len(self) -> usize {
+    pub fn bytes(self) -> usize {
         match self {
             DataKeySpec::AES_256 => 32,
             DataKeySpec::AES_128 => 16,
@@ -86,13 +86,14 @@ pub fn signing_algorithms(spec: KeySpec, usage: KeyUsage) -> &'static [SigningAl
         return &[];
     }
     match spec {
+        // In the order AWS lists them.
         KeySpec::RSA_2048 | KeySpec::RSA_3072 | KeySpec::RSA_4096 => &[
-            RSASSA_PSS_SHA_256,
-            RSASSA_PSS_SHA_384,
-            RSASSA_PSS_SHA_512,
             RSASSA_PKCS1_V1_5_SHA_256,
             RSASSA_PKCS1_V1_5_SHA_384,
             RSASSA_PKCS1_V1_5_SHA_512,
+            RSASSA_PSS_SHA_256,
+            RSASSA_PSS_SHA_384,
+            RSASSA_PSS_SHA_512,
         ],
         KeySpec::ECC_NIST_P256 | KeySpec::ECC_SECG_P256K1 => &[ECDSA_SHA_256],
         KeySpec::ECC_NIST_P384 => &[ECDSA_SHA_384],

@@ -34,6 +34,10 @@ const OPEN_PATHS: &[&str] = &[
 /// it can neither grow the throttle's buckets nor fill the audit log.
 pub fn action_of(path: &str) -> Option<&'static str> {
     let method = path.rsplit('/').next()?;
+    // ReEncrypt is two actions; it is throttled under the first.
+    if method == "ReEncrypt" {
+        return Some(actions::RE_ENCRYPT_FROM);
+    }
     actions::ALL
         .iter()
         .copied()

@@ -210,7 +210,7 @@ impl KeyService for KeyApi {
         let (key, page) = self
             .0
             .app
-            .list_key_rotations(&call, &r.key_id, r.page_size, &r.page_token)
+            .list_key_rotations(&call, &r.key_id, r.page_size, &r.page_token, false)
             .await?;
         Ok(Response::new(pb::ListKeyRotationsResponse {
             rotations: page

@@ -4,6 +4,7 @@
 //! names out. With an auth file every request must be signed (SigV4, see
 //! `aws/sigv4.rs`) by an access key of a principal.
 
+mod crypto;
 pub(crate) mod sigv4;
 
 use std::sync::Arc;
@@ -23,63 +24,68 @@ use crate::door::Door;
 /// The content type of every AWS JSON 1.1 body.
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
-/// The operations served, as `X-Amz-Target` names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    CreateKey,
-    DescribeKey,
-    ListKeys,
-    EnableKey,
-    DisableKey,
-    ScheduleKeyDeletion,
-    CancelKeyDeletion,
-    CreateAlias,
-    UpdateAlias,
-    DeleteAlias,
-    ListAliases,
+/// The operations served, as `X-Amz-Target` names them, with the policy
+/// action admission throttles each under (ReEncrypt: kms:ReEncryptFrom;
+/// the application also authorizes kms:ReEncryptTo on its destination).
+macro_rules! operations {
+    ($($name:ident => $action:ident,)*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Operation { $($name,)* }
+
+        impl Operation {
+            const ALL: &'static [Operation] = &[$(Operation::$name,)*];
+
+            /// Its name, as `X-Amz-Target` gives it.
+            fn name(self) -> &'static str {
+                match self { $(Operation::$name => stringify!($name),)* }
+            }
+
+            /// The policy action admission throttles it under.
+            fn action(self) -> &'static str {
+                match self { $(Operation::$name => actions::$action,)* }
+            }
+        }
+    };
+}
+
+operations! {
+    CreateKey => CREATE_KEY,
+    DescribeKey => DESCRIBE_KEY,
+    ListKeys => LIST_KEYS,
+    EnableKey => ENABLE_KEY,
+    DisableKey => DISABLE_KEY,
+    ScheduleKeyDeletion => SCHEDULE_KEY_DELETION,
+    CancelKeyDeletion => CANCEL_KEY_DELETION,
+    CreateAlias => CREATE_ALIAS,
+    UpdateAlias => UPDATE_ALIAS,
+    DeleteAlias => DELETE_ALIAS,
+    ListAliases => LIST_ALIASES,
+    Encrypt => ENCRYPT,
+    Decrypt => DECRYPT,
+    ReEncrypt => RE_ENCRYPT_FROM,
+    GenerateDataKey => GENERATE_DATA_KEY,
+    GenerateDataKeyWithoutPlaintext => GENERATE_DATA_KEY_WITHOUT_PLAINTEXT,
+    GenerateDataKeyPair => GENERATE_DATA_KEY_PAIR,
+    GenerateDataKeyPairWithoutPlaintext => GENERATE_DATA_KEY_PAIR_WITHOUT_PLAINTEXT,
+    Sign => SIGN,
+    Verify => VERIFY,
+    GetPublicKey => GET_PUBLIC_KEY,
+    GenerateMac => GENERATE_MAC,
+    VerifyMac => VERIFY_MAC,
+    GenerateRandom => GENERATE_RANDOM,
+    EnableKeyRotation => ENABLE_KEY_ROTATION,
+    DisableKeyRotation => DISABLE_KEY_ROTATION,
+    GetKeyRotationStatus => GET_KEY_ROTATION_STATUS,
+    RotateKeyOnDemand => ROTATE_KEY_ON_DEMAND,
+    ListKeyRotations => LIST_KEY_ROTATIONS,
 }
 
 impl Operation {
-    const ALL: [Operation; 11] = [
-        Operation::CreateKey,
-        Operation::DescribeKey,
-        Operation::ListKeys,
-        Operation::EnableKey,
-        Operation::DisableKey,
-        Operation::ScheduleKeyDeletion,
-        Operation::CancelKeyDeletion,
-        Operation::CreateAlias,
-        Operation::UpdateAlias,
-        Operation::DeleteAlias,
-        Operation::ListAliases,
-    ];
-
-    /// The policy action it needs (`kms:<Operation>`).
-    fn action(self) -> &'static str {
-        match self {
-            Operation::CreateKey => actions::CREATE_KEY,
-            Operation::DescribeKey => actions::DESCRIBE_KEY,
-            Operation::ListKeys => actions::LIST_KEYS,
-            Operation::EnableKey => actions::ENABLE_KEY,
-            Operation::DisableKey => actions::DISABLE_KEY,
-            Operation::ScheduleKeyDeletion => actions::SCHEDULE_KEY_DELETION,
-            Operation::CancelKeyDeletion => actions::CANCEL_KEY_DELETION,
-            Operation::CreateAlias => actions::CREATE_ALIAS,
-            Operation::UpdateAlias => actions::UPDATE_ALIAS,
-            Operation::DeleteAlias => actions::DELETE_ALIAS,
-            Operation::ListAliases => actions::LIST_ALIASES,
-        }
-    }
-
     /// `TrentService.CreateAlias` -> CreateAlias.
     fn of_target(target: &str) -> Result<Operation, Error> {
         target
             .strip_prefix("TrentService.")
-            .and_then(|name| {
-                Operation::ALL
-                    .into_iter()
-                    .find(|op| op.action().strip_prefix("kms:") == Some(name))
-            })
+            .and_then(|name| Operation::ALL.iter().copied().find(|op| op.name() == name))
             .ok_or_else(|| {
                 Error::new(
                     Reason::UNKNOWN_OPERATION,
@@ -89,7 +95,9 @@ impl Operation {
                         target => format!(
                             "Unknown operation {target:?}: aliasd serves TrentService.{}.",
                             Operation::ALL
-                                .map(|op| op.action().trim_start_matches("kms:"))
+                                .iter()
+                                .map(|op| op.name())
+                                .collect::<Vec<_>>()
                                 .join(", TrentService.")
                         ),
                     },
@@ -114,7 +122,7 @@ impl super::Dialect for Aws {
     }
 
     fn label(operation: &Operation) -> &'static str {
-        operation.action().trim_start_matches("kms:")
+        operation.name()
     }
 
     fn action(operation: &Operation) -> &'static str {
@@ -161,11 +169,19 @@ pub fn error_response(error: &Error) -> HttpResponse {
     let spec = crate::door::reasons::rendering(error.reason);
     let status =
         StatusCode::from_u16(spec.aws_http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = json_response(
-        status,
-        CONTENT_TYPE,
-        &json!({"__type": spec.kms_exception, "message": error.message}),
+    // AWS answers these without a message: so does this door.
+    let silent = matches!(
+        error.reason,
+        Reason::INVALID_CIPHERTEXT
+            | Reason::SIGNATURE_NOT_VALID
+            | Reason::MAC_NOT_VALID
+            | Reason::UNSUPPORTED_OPERATION
     );
+    let body = match silent {
+        true => json!({ "__type": spec.kms_exception }),
+        false => json!({ "__type": spec.kms_exception, "message": error.message }),
+    };
+    let mut response = json_response(status, CONTENT_TYPE, &body);
     response.headers_mut().insert(
         "x-amzn-errortype",
         HeaderValue::from_static(spec.kms_exception),
@@ -304,6 +320,7 @@ async fn run(
                 .collect();
             Ok(Some(paged("Aliases", aliases, page.page.next_page_token)))
         }
+        crypto_operation => crypto::run(app, &call, crypto_operation, &input, &scope).await,
     }
 }
 
@@ -360,10 +377,10 @@ fn credentials(app: &App, request: &HttpRequest) -> Credentials {
 /// The request's fields, read with AWS's errors: a field of the wrong JSON
 /// type is a SerializationException, a missing required one a
 /// ValidationException; unknown fields are ignored.
-struct Input<'a>(&'a Map<String, Value>);
+pub(super) struct Input<'a>(pub(super) &'a Map<String, Value>);
 
 impl<'a> Input<'a> {
-    fn string(&self, name: &'static str) -> Result<Option<&'a str>, Error> {
+    pub(super) fn string(&self, name: &'static str) -> Result<Option<&'a str>, Error> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(text)) => Ok(Some(text)),
@@ -371,7 +388,7 @@ impl<'a> Input<'a> {
         }
     }
 
-    fn required(&self, name: &'static str) -> Result<&'a str, Error> {
+    pub(super) fn required(&self, name: &'static str) -> Result<&'a str, Error> {
         self.string(name)?.ok_or_else(|| {
             Error::invalid(
                 Reason::MISSING_PARAMETER,
@@ -385,7 +402,7 @@ impl<'a> Input<'a> {
         })
     }
 
-    fn integer(&self, name: &'static str) -> Result<Option<i64>, Error> {
+    pub(super) fn integer(&self, name: &'static str) -> Result<Option<i64>, Error> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(n)) => n
@@ -420,7 +437,7 @@ impl<'a> Input<'a> {
     }
 }
 
-fn wrong_type(name: &str, wanted: &str, got: &Value) -> Error {
+pub(super) fn wrong_type(name: &str, wanted: &str, got: &Value) -> Error {
     let kind = match got {
         Value::Bool(_) => "a boolean",
         Value::Number(_) => "a number",
@@ -436,7 +453,7 @@ fn wrong_type(name: &str, wanted: &str, got: &Value) -> Error {
 }
 
 /// `AliasName` -> `aliasName`, as AWS's validation messages name fields.
-fn lower_camel(name: &str) -> String {
+pub(super) fn lower_camel(name: &str) -> String {
     let mut chars = name.chars();
     chars
         .next()
@@ -466,7 +483,7 @@ fn key_usage(name: &str) -> Result<KeyUsage, Error> {
 
 /// An enum field by its AWS name, or AWS's ValidationException listing the
 /// names it takes.
-fn enum_value<T>(
+pub(super) fn enum_value<T>(
     name: &str,
     field: &'static str,
     reason: Reason,
@@ -488,7 +505,7 @@ fn enum_value<T>(
 }
 
 /// Epoch seconds, as AWS's JSON timestamps are.
-fn seconds(millis: Millis) -> Value {
+pub(super) fn seconds(millis: Millis) -> Value {
     json!(millis as f64 / 1000.0)
 }
 
@@ -523,6 +540,12 @@ fn key_metadata(scope: &Scope, key: &Key) -> Value {
         metadata["DeletionDate"] = seconds(when);
         metadata["PendingDeletionWindowInDays"] = json!(key.pending_window_in_days);
     }
+    let fields = metadata.as_object_mut().expect("an object");
+    crypto::add_algorithms(fields, key);
+    // Symmetric keys only: they are the ones that rotate.
+    if let Some(material) = key.current_material().filter(|_| key.can_rotate()) {
+        fields.insert("CurrentKeyMaterialId".into(), json!(material.id));
+    }
     metadata
 }
 
@@ -538,7 +561,7 @@ fn alias_entry(scope: &Scope, alias: &Alias) -> Value {
 
 /// A page as AWS lists: the items, `Truncated`, and `NextMarker` when
 /// there is more.
-fn paged(field: &str, items: Vec<Value>, next: String) -> Value {
+pub(super) fn paged(field: &str, items: Vec<Value>, next: String) -> Value {
     let mut page = json!({ field: items, "Truncated": !next.is_empty() });
     if !next.is_empty() {
         page["NextMarker"] = json!(next);
@@ -558,7 +581,7 @@ mod tests {
         );
         for bad in [
             "",
-            "TrentService.Encrypt",
+            "TrentService.ImportKeyMaterial",
             "KMS.CreateAlias",
             "TrentService.",
         ] {

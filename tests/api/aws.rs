@@ -41,7 +41,11 @@ target_key_id = "{OTHER_KEY}"
 
 /// Runs a Python script of tests/python with the venv's python; returns its
 /// stdout, failing the test with its output if it fails.
-async fn run_python(script: &str, args: Vec<String>, env: Vec<(String, String)>) -> String {
+pub(crate) async fn run_python(
+    script: &str,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/python")
         .join(script);
@@ -68,7 +72,7 @@ async fn run_python(script: &str, args: Vec<String>, env: Vec<(String, String)>)
 
 /// No user configuration, credentials file or instance metadata can leak
 /// into a test.
-fn isolated_aws_env(home: &Path) -> Vec<(String, String)> {
+pub(crate) fn isolated_aws_env(home: &Path) -> Vec<(String, String)> {
     let missing = home.join("absent").display().to_string();
     [
         ("HOME", home.display().to_string()),

@@ -14,6 +14,7 @@ mod common;
 mod concurrency;
 mod crash;
 mod crypto;
+mod crypto_clients;
 mod deletion;
 mod deploy;
 mod doors;
