@@ -8,6 +8,7 @@
 //! beginning `alias/` is taken as is), and answers give it back without the
 //! prefix; the alias API (`aliases`, `alias/associate`) uses full names.
 
+mod crypto;
 mod sdk_hmac;
 
 use std::sync::Arc;
@@ -42,7 +43,89 @@ enum Operation {
     DeleteAliases,
     ListAliases,
     AssociateAlias,
+    EncryptData,
+    DecryptData,
+    CreateDatakey,
+    CreateDatakeyWithoutPlaintext,
+    EncryptDatakey,
+    DecryptDatakey,
+    Sign,
+    Verify,
+    GetPublicKey,
+    GenRandom,
+    GenerateMac,
+    VerifyMac,
+    EnableKeyRotation,
+    DisableKeyRotation,
+    GetKeyRotationStatus,
+    UpdateKeyRotationInterval,
+    RotateOnDemand,
 }
+
+/// The cryptographic and rotation operations: (path, operation, action).
+const CRYPTO: &[(&str, Operation, &str)] = &[
+    ("encrypt-data", Operation::EncryptData, actions::ENCRYPT),
+    ("decrypt-data", Operation::DecryptData, actions::DECRYPT),
+    (
+        "create-datakey",
+        Operation::CreateDatakey,
+        actions::GENERATE_DATA_KEY,
+    ),
+    (
+        "create-datakey-without-plaintext",
+        Operation::CreateDatakeyWithoutPlaintext,
+        actions::GENERATE_DATA_KEY_WITHOUT_PLAINTEXT,
+    ),
+    (
+        "encrypt-datakey",
+        Operation::EncryptDatakey,
+        actions::ENCRYPT,
+    ),
+    (
+        "decrypt-datakey",
+        Operation::DecryptDatakey,
+        actions::DECRYPT,
+    ),
+    ("sign", Operation::Sign, actions::SIGN),
+    ("verify", Operation::Verify, actions::VERIFY),
+    (
+        "get-publickey",
+        Operation::GetPublicKey,
+        actions::GET_PUBLIC_KEY,
+    ),
+    ("gen-random", Operation::GenRandom, actions::GENERATE_RANDOM),
+    (
+        "generate-mac",
+        Operation::GenerateMac,
+        actions::GENERATE_MAC,
+    ),
+    ("verify-mac", Operation::VerifyMac, actions::VERIFY_MAC),
+    (
+        "enable-key-rotation",
+        Operation::EnableKeyRotation,
+        actions::ENABLE_KEY_ROTATION,
+    ),
+    (
+        "disable-key-rotation",
+        Operation::DisableKeyRotation,
+        actions::DISABLE_KEY_ROTATION,
+    ),
+    (
+        "get-key-rotation-status",
+        Operation::GetKeyRotationStatus,
+        actions::GET_KEY_ROTATION_STATUS,
+    ),
+    (
+        "update-key-rotation-interval",
+        Operation::UpdateKeyRotationInterval,
+        actions::ENABLE_KEY_ROTATION,
+    ),
+    (
+        "rotate-on-demand",
+        Operation::RotateOnDemand,
+        actions::ROTATE_KEY_ON_DEMAND,
+    ),
+];
 
 impl Operation {
     fn of(method: &Method, path: &str) -> Option<Operation> {
@@ -60,6 +143,7 @@ impl Operation {
             ("DELETE", "aliases") => DeleteAliases,
             ("GET", "aliases") => ListAliases,
             ("POST", "alias/associate") => AssociateAlias,
+            ("POST", path) => return CRYPTO.iter().find(|(p, ..)| *p == path).map(|c| c.1),
             _ => return None,
         })
     }
@@ -80,6 +164,10 @@ impl Operation {
             DeleteAliases => "delete-aliases",
             ListAliases => "list-aliases",
             AssociateAlias => "associate-alias",
+            crypto => CRYPTO
+                .iter()
+                .find(|c| c.1 == crypto)
+                .map_or("unknown", |c| c.0),
         }
     }
 
@@ -100,6 +188,10 @@ impl Operation {
             DeleteAliases => actions::DELETE_ALIAS,
             ListAliases => actions::LIST_ALIASES,
             AssociateAlias => actions::UPDATE_ALIAS,
+            crypto => CRYPTO
+                .iter()
+                .find(|c| c.1 == crypto)
+                .map_or(actions::DESCRIBE_KEY, |c| c.2),
         }
     }
 }
@@ -428,6 +520,7 @@ async fn run(
                 },
             }]))
         }
+        crypto_operation => crypto::run(app, &call, crypto_operation, &input).await,
     }
 }
 
@@ -519,10 +612,10 @@ fn short_alias_name(name: &AliasName) -> &str {
 
 /// The request's fields with Huawei's errors: the wrong JSON type is
 /// KMS.0202, a missing required field KMS.0204; unknown fields are ignored.
-struct Input<'a>(&'a Map<String, Value>);
+pub(super) struct Input<'a>(pub(super) &'a Map<String, Value>);
 
 impl<'a> Input<'a> {
-    fn string(&self, name: &'static str) -> Result<Option<&'a str>, Error> {
+    pub(super) fn string(&self, name: &'static str) -> Result<Option<&'a str>, Error> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(text)) => Ok(Some(text)),
@@ -533,7 +626,7 @@ impl<'a> Input<'a> {
         }
     }
 
-    fn required(&self, name: &'static str) -> Result<&'a str, Error> {
+    pub(super) fn required(&self, name: &'static str) -> Result<&'a str, Error> {
         match self.string(name)? {
             Some(value) if !value.is_empty() => Ok(value),
             _ => Err(Error::invalid(
@@ -567,7 +660,7 @@ impl<'a> Input<'a> {
     }
 
     /// `sequence`: Huawei's request serial number, aliasd's request_id.
-    fn sequence(&self) -> Result<&'a str, Error> {
+    pub(super) fn sequence(&self) -> Result<&'a str, Error> {
         Ok(self.string("sequence")?.unwrap_or_default())
     }
 
@@ -733,7 +826,12 @@ mod tests {
             Some(Operation::DeleteAliases)
         );
         assert_eq!(Operation::of(&Method::GET, "update-key-alias"), None);
-        assert_eq!(Operation::of(&Method::POST, "encrypt-data"), None);
+        assert_eq!(
+            Operation::of(&Method::POST, "encrypt-data"),
+            Some(Operation::EncryptData)
+        );
+        assert_eq!(Operation::of(&Method::GET, "encrypt-data"), None);
+        assert_eq!(Operation::of(&Method::POST, "re-encrypt"), None);
     }
 
     #[test]

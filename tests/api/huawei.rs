@@ -76,7 +76,13 @@ fn as_principal<T>(message: T) -> tonic::Request<T> {
 }
 
 async fn run_sdk(args: Vec<String>) -> serde_json::Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/huawei_sdk.py");
+    run_script("huawei_sdk.py", args).await
+}
+
+async fn run_script(script: &str, args: Vec<String>) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
     tokio::task::spawn_blocking(move || {
         let home = tempfile::tempdir().unwrap();
         let output = Command::new(python())
@@ -480,4 +486,63 @@ async fn huawei_messages_name_key_ids_not_aws_arns() {
     .await;
     let message = reply.json()["message"].as_str().unwrap().to_owned();
     assert!(message.contains(":key/"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_huawei_sdk_encrypts_signs_and_rotates_by_key_id_and_alias() {
+    let files = tempfile::tempdir().unwrap();
+    let auth = auth_file(files.path());
+    let server = TestServer::start_http(move |config| config.auth_file = Some(auth)).await;
+    let out = run_script(
+        "huawei_crypto.py",
+        vec![server.http_url(), PROJECT.into(), AK.into(), SK.into()],
+    )
+    .await;
+    // The key the SDK rotated has two material versions, the newest
+    // current, in the principal's account.
+    let key = server
+        .keys
+        .clone()
+        .describe_key(as_principal(pb::DescribeKeyRequest {
+            key_id: out["key"].as_str().unwrap().into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .key
+        .unwrap();
+    assert_eq!(key.account, ACCOUNT_HW);
+    let rotations = server
+        .keys
+        .clone()
+        .list_key_rotations(as_principal(pb::ListKeyRotationsRequest {
+            key_id: key.key_id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .rotations;
+    assert_eq!(rotations.len(), 1);
+    assert_eq!(rotations[0].key_material_id, key.current_key_material_id);
+    // Huawei's AAD is an encryption context any door can give.
+    use base64::Engine as _;
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(out["alias_ciphertext"].as_str().unwrap())
+        .unwrap();
+    let opened =
+        aliasd::pb::crypto_service_client::CryptoServiceClient::new(server.channel.clone())
+            .decrypt(as_principal(pb::DecryptRequest {
+                ciphertext_blob: blob,
+                encryption_context: [(
+                    "additional_authenticated_data".to_owned(),
+                    "ctx-1".to_owned(),
+                )]
+                .into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(opened.plaintext, b"12345678");
 }
