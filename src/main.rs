@@ -33,7 +33,8 @@ enum Command {
         aliasd serve --ephemeral --http-listen 127.0.0.1:4566")]
     Serve(Box<ServeConfig>),
     /// Keys of a running server: create, describe, list, enable, disable,
-    /// schedule-deletion, cancel-deletion.
+    /// schedule-deletion, cancel-deletion, rotate, enable-rotation,
+    /// disable-rotation, rotation-status, rotations.
     Key {
         #[command(flatten)]
         client: ClientArgs,
@@ -91,10 +92,17 @@ enum Command {
         /// The backup file.
         file: PathBuf,
     },
+    #[command(flatten)]
+    Crypto(aliasd::cli::crypto::CryptoCommand),
     /// Auth file tools: a new token, a check of a file.
     Auth {
         #[command(subcommand)]
         command: AuthCommand,
+    },
+    /// Root key tools: a new root key file.
+    RootKey {
+        #[command(subcommand)]
+        command: RootKeyCommand,
     },
     /// Print a shell completion script: `source <(aliasd completions bash)`.
     #[command(after_help = "Example:\n  aliasd completions zsh > ~/.zfunc/_aliasd")]
@@ -118,6 +126,17 @@ enum Command {
         /// The quotas to check against.
         #[command(flatten)]
         quotas: QuotaFlags,
+    },
+}
+
+#[derive(Subcommand)]
+enum RootKeyCommand {
+    /// Write a new random root key (32 bytes, base64) to FILE, readable by
+    /// its owner only; an existing file is never overwritten.
+    #[command(after_help = "Example:\n  aliasd root-key new /etc/aliasd/root.key")]
+    New {
+        /// The file to create.
+        file: PathBuf,
     },
 }
 
@@ -216,6 +235,30 @@ fn main() -> ExitCode {
             aliasd::cli::run(&client, ClientCommand::Backup { output: file }),
         ),
         Command::Ping { client } => block_on(false, aliasd::cli::run(&client, ClientCommand::Ping)),
+        Command::Crypto(command) => {
+            let client = command.client().clone();
+            block_on(
+                false,
+                aliasd::cli::run(&client, ClientCommand::Crypto(command)),
+            )
+        }
+        Command::RootKey {
+            command: RootKeyCommand::New { file },
+        } => match aliasd::crypto::RootKey::create(&file) {
+            Ok(key) => {
+                aliasd::outln!(
+                    "wrote a new root key to {} (fingerprint {}); keep a copy apart from the \
+                     data and its backups",
+                    file.display(),
+                    key.fingerprint()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("aliasd root-key new: {}", error.message);
+                ExitCode::FAILURE
+            }
+        },
         Command::Restore {
             store,
             quotas,
@@ -338,13 +381,31 @@ fn restore(store: &StoreFlags, file: &std::path::Path, limits: Limits) -> ExitCo
 
 fn check(store: &StoreFlags, limits: Limits) -> ExitCode {
     let data_dir = &store.data_dir;
+    // The root key the keys' material is checked against: the flag's, or
+    // the default file beside the data directory if there is one.
+    let root = match store.root_key_path().filter(|path| path.exists()) {
+        Some(path) => match aliasd::crypto::RootKey::load(&path) {
+            Ok(root) => Some(root),
+            Err(error) => {
+                eprintln!("aliasd check: {}", error.message);
+                return ExitCode::from(2);
+            }
+        },
+        None => {
+            eprintln!(
+                "aliasd check: no root key file (--root-key-file): key material is not checked"
+            );
+            None
+        }
+    };
     let (checked, what) = match store.etcd_if_chosen() {
         Some(etcd) => (
-            aliasd::store::check::check_etcd(&etcd, &limits),
+            aliasd::store::check::check_etcd(&etcd, &limits, root.as_ref()),
             format!("etcd prefix {}", etcd.prefix),
         ),
         None => (
-            aliasd::store::check::check_dir(data_dir, &limits).map_err(|e| e.to_string()),
+            aliasd::store::check::check_dir(data_dir, &limits, root.as_ref())
+                .map_err(|e| e.to_string()),
             data_dir.display().to_string(),
         ),
     };

@@ -156,8 +156,117 @@ pub async fn key(client: &Client, command: KeyCommand) -> Result<(), Failure> {
                 .into_inner()
                 .key
         }
+        KeyCommand::Rotate { key } => {
+            keys.rotate_key_on_demand(client.request(pb::RotateKeyOnDemandRequest { key_id: key }))
+                .await
+                .map_err(read_failed)?
+                .into_inner()
+                .key
+        }
+        KeyCommand::EnableRotation { key, period_days } => {
+            let request = pb::EnableKeyRotationRequest {
+                key_id: key,
+                rotation_period_in_days: period_days.unwrap_or(0),
+            };
+            let status = keys
+                .enable_key_rotation(client.request(request))
+                .await
+                .map_err(read_failed)?
+                .into_inner()
+                .status;
+            return print_rotation_status(client, status);
+        }
+        KeyCommand::DisableRotation { key } => {
+            let request = pb::DisableKeyRotationRequest { key_id: key };
+            let status = keys
+                .disable_key_rotation(client.request(request))
+                .await
+                .map_err(read_failed)?
+                .into_inner()
+                .status;
+            return print_rotation_status(client, status);
+        }
+        KeyCommand::RotationStatus { key } => {
+            let request = pb::GetKeyRotationStatusRequest { key_id: key };
+            let status = keys
+                .get_key_rotation_status(client.request(request))
+                .await
+                .map_err(read_failed)?
+                .into_inner()
+                .status;
+            return print_rotation_status(client, status);
+        }
+        KeyCommand::Rotations { key } => return list_rotations(client, key).await,
     };
     print_key(client, answer);
+    Ok(())
+}
+
+fn print_rotation_status(
+    client: &Client,
+    status: Option<pb::KeyRotationStatus>,
+) -> Result<(), Failure> {
+    let Some(status) = status else { return Ok(()) };
+    match (client.quiet(), client.output()) {
+        (true, _) => crate::outln!("{}", status.key_rotation_enabled),
+        (false, Output::Json) => print_json(&json(&status)),
+        (false, Output::Table) => print_fields(&[
+            ("key", status.key_id.clone()),
+            ("rotation enabled", status.key_rotation_enabled.to_string()),
+            (
+                "period (days)",
+                match status.rotation_period_in_days {
+                    0 => "-".to_owned(),
+                    days => days.to_string(),
+                },
+            ),
+            ("next rotation", render::time(&status.next_rotation_time)),
+        ]),
+    }
+    Ok(())
+}
+
+async fn list_rotations(client: &Client, key: String) -> Result<(), Failure> {
+    let mut rotations = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = pb::ListKeyRotationsRequest {
+            key_id: key.clone(),
+            page_size: 1000,
+            page_token,
+        };
+        let page = client
+            .keys()
+            .list_key_rotations(client.request(request))
+            .await
+            .map_err(read_failed)?
+            .into_inner();
+        rotations.extend(page.rotations);
+        page_token = page.next_page_token;
+        if page_token.is_empty() {
+            break;
+        }
+    }
+    match (client.quiet(), client.output()) {
+        (true, _) => rotations
+            .iter()
+            .for_each(|r| crate::outln!("{}", r.key_material_id)),
+        (false, Output::Json) => print_json(&serde_json::json!({
+            "rotations": rotations.iter().map(json).collect::<Vec<_>>(),
+        })),
+        (false, Output::Table) => {
+            let mut table = Table::new(vec!["KEY MATERIAL ID", "TYPE", "ROTATED", "CURRENT"]);
+            for r in &rotations {
+                table.push(vec![
+                    r.key_material_id.clone(),
+                    render::enum_name(r.rotation_type().as_str_name(), "ROTATION_TYPE_"),
+                    render::time(&r.rotation_time),
+                    if r.current { "yes".into() } else { "".into() },
+                ]);
+            }
+            table.print();
+        }
+    }
     Ok(())
 }
 

@@ -11,6 +11,7 @@
 
 pub mod auth_file;
 mod commands;
+pub mod crypto;
 mod failure;
 mod render;
 
@@ -156,6 +157,47 @@ pub enum KeyCommand {
         #[command(flatten)]
         retry: RequestId,
     },
+    /// Give a symmetric key new material now (older ciphertexts still
+    /// decrypt); prints the key.
+    #[command(after_help = "Example:\n  aliasd key rotate 0d0466b0-e727-4d9c-b35d-f84bb474a37f")]
+    Rotate {
+        /// The key: its id or its ARN.
+        key: String,
+    },
+    /// Rotate a symmetric key automatically, every --period-days.
+    #[command(after_help = "Example:\n  \
+        aliasd key enable-rotation 0d0466b0-e727-4d9c-b35d-f84bb474a37f --period-days 90")]
+    EnableRotation {
+        /// The key: its id or its ARN.
+        key: String,
+        /// Days between rotations, 90..=2560 (default 365).
+        #[arg(long)]
+        period_days: Option<i32>,
+    },
+    /// Stop rotating a key automatically.
+    #[command(
+        after_help = "Example:\n  aliasd key disable-rotation 0d0466b0-e727-4d9c-b35d-f84bb474a37f"
+    )]
+    DisableRotation {
+        /// The key: its id or its ARN.
+        key: String,
+    },
+    /// Whether and when a key rotates.
+    #[command(
+        after_help = "Example:\n  aliasd key rotation-status 0d0466b0-e727-4d9c-b35d-f84bb474a37f"
+    )]
+    RotationStatus {
+        /// The key: its id or its ARN.
+        key: String,
+    },
+    /// A key's rotations, oldest first.
+    #[command(
+        after_help = "Example:\n  aliasd key rotations 0d0466b0-e727-4d9c-b35d-f84bb474a37f"
+    )]
+    Rotations {
+        /// The key: its id or its ARN.
+        key: String,
+    },
     /// Cancel a scheduled deletion (the key comes back disabled).
     #[command(after_help = "Example:\n  \
         aliasd key cancel-deletion 0d0466b0-e727-4d9c-b35d-f84bb474a37f")]
@@ -291,7 +333,11 @@ pub enum AuditCommand {
 
 /// Parses an enum flag given as its short name (RSA_2048) or its proto name
 /// (KEY_SPEC_RSA_2048), in any case.
-fn enum_flag<E>(value: &str, prefix: &str, parse: fn(&str) -> Option<E>) -> Result<E, String> {
+pub(crate) fn enum_flag<E>(
+    value: &str,
+    prefix: &str,
+    parse: fn(&str) -> Option<E>,
+) -> Result<E, String> {
     let upper = value.trim().to_ascii_uppercase().replace('-', "_");
     let full = match upper.starts_with(prefix) {
         true => upper,
@@ -448,6 +494,7 @@ pub async fn run(args: &ClientArgs, command: ClientCommand) -> ExitCode {
             ClientCommand::Audit(command) => commands::audit(&client, command).await,
             ClientCommand::Backup { output } => commands::backup(&client, &output).await,
             ClientCommand::Ping => commands::ping(&client).await,
+            ClientCommand::Crypto(command) => crypto::run(&client, command).await,
         }
     }
     .await;
@@ -468,6 +515,8 @@ pub enum ClientCommand {
     },
     /// One empty call, timed.
     Ping,
+    /// `aliasd encrypt`, `decrypt`, `sign`, ...
+    Crypto(crypto::CryptoCommand),
 }
 
 /// Writes the command line's output to stdout. A reader that went away (a

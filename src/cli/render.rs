@@ -26,6 +26,18 @@ proto_names! {
     pb::AliasEvent => "aliasd.v1.AliasEvent",
     pb::AuditEvent => "aliasd.v1.AuditEvent",
     pb::DeleteAliasResponse => "aliasd.v1.DeleteAliasResponse",
+    pb::KeyRotation => "aliasd.v1.KeyRotation",
+    pb::KeyRotationStatus => "aliasd.v1.KeyRotationStatus",
+    pb::EncryptResponse => "aliasd.v1.EncryptResponse",
+    pb::DecryptResponse => "aliasd.v1.DecryptResponse",
+    pb::ReEncryptResponse => "aliasd.v1.ReEncryptResponse",
+    pb::GenerateDataKeyResponse => "aliasd.v1.GenerateDataKeyResponse",
+    pb::GenerateDataKeyWithoutPlaintextResponse => "aliasd.v1.GenerateDataKeyWithoutPlaintextResponse",
+    pb::SignResponse => "aliasd.v1.SignResponse",
+    pb::VerifyResponse => "aliasd.v1.VerifyResponse",
+    pb::GenerateMacResponse => "aliasd.v1.GenerateMacResponse",
+    pb::VerifyMacResponse => "aliasd.v1.VerifyMacResponse",
+    pb::GenerateRandomResponse => "aliasd.v1.GenerateRandomResponse",
 }
 
 fn pool() -> &'static DescriptorPool {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use super::backend::{scan_all, Entries, Reads, Tree};
 use super::records::{self, AliasRecord, AliasSetRecord, ChangeRecord, KeyRecord, RequestRecord};
 use super::{layout, txn, OpenError, Store};
+use crate::crypto::RootKey;
 use crate::domain::ops::Limits;
 use crate::domain::{AliasName, Key, KeyState};
 
@@ -68,7 +69,11 @@ const META_TREE: &str = "meta";
 /// Checks the store in `dir` without creating one: a missing directory, or
 /// one that holds no aliasd store, is an error and is left as it was. Fails
 /// with [`OpenError::InUse`] while a server runs on it.
-pub fn check_dir(dir: &Path, limits: &Limits) -> Result<Report, CheckError> {
+pub fn check_dir(
+    dir: &Path,
+    limits: &Limits,
+    root: Option<&RootKey>,
+) -> Result<Report, CheckError> {
     match std::fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => return Err(CheckError::NotADirectory(dir.to_owned())),
@@ -96,7 +101,7 @@ pub fn check_dir(dir: &Path, limits: &Limits) -> Result<Report, CheckError> {
                 .contains_key(layout::TOKEN_SECRET)?)
     })?;
     match trees {
-        Some(trees) => Ok(check_trees(&trees, limits)),
+        Some(trees) => Ok(check_trees(&trees, limits, root)),
         None => Err(CheckError::NotAStore(
             dir.to_owned(),
             "its sled database was not written by aliasd",
@@ -106,10 +111,14 @@ pub fn check_dir(dir: &Path, limits: &Limits) -> Result<Report, CheckError> {
 
 /// Checks the store under an etcd prefix without creating one: a prefix
 /// that holds no aliasd store (no page-token secret) is an error.
-pub fn check_etcd(config: &super::etcd::EtcdConfig, limits: &Limits) -> Result<Report, String> {
+pub fn check_etcd(
+    config: &super::etcd::EtcdConfig,
+    limits: &Limits,
+    root: Option<&RootKey>,
+) -> Result<Report, String> {
     let backend = super::etcd::EtcdBackend::connect(config).map_err(|e| e.message)?;
     match backend.get(super::backend::Tree::Meta, layout::TOKEN_SECRET) {
-        Ok(Some(_)) => Ok(check_trees(&backend, limits)),
+        Ok(Some(_)) => Ok(check_trees(&backend, limits, root)),
         Ok(None) => Err(format!(
             "no aliasd store under prefix {} at {}",
             config.prefix,
@@ -122,7 +131,7 @@ pub fn check_etcd(config: &super::etcd::EtcdConfig, limits: &Limits) -> Result<R
 impl Store {
     /// Checks every invariant of this open store (see [`check_trees`]).
     pub fn check(&self, limits: &Limits) -> Report {
-        check_trees(self.backend.as_ref(), limits)
+        check_trees(self.backend.as_ref(), limits, None)
     }
 }
 
@@ -154,7 +163,10 @@ fn meta_u64(t: &dyn Reads, account: &str, name: &[u8]) -> u64 {
 /// every alias targets an existing key of its account; the per-key index
 /// matches the aliases exactly; quotas and key counters hold; the
 /// deletion schedule matches the keys; each change log is contiguous.
-fn check_trees(t: &dyn Reads, limits: &Limits) -> Report {
+/// With `root`, also that every key's material unwraps under it (naming
+/// the keys whose material does not: they were made under another root
+/// key).
+fn check_trees(t: &dyn Reads, limits: &Limits, root: Option<&RootKey>) -> Report {
     let mut report = Report::default();
     let problems = &mut report.problems;
 
@@ -194,6 +206,36 @@ fn check_trees(t: &dyn Reads, limits: &Limits) -> Report {
             ));
         }
         for key in account_keys.values() {
+            if let Some(root) = root {
+                for material in &key.materials {
+                    if root
+                        .unwrap(account, &key.key_id, &material.id, &material.wrapped)
+                        .is_err()
+                    {
+                        problems.push(format!(
+                            "key {account}/{}: material {} (version {}) does not unwrap under \
+                             root key {}",
+                            key.key_id,
+                            material.id,
+                            material.version,
+                            root.fingerprint()
+                        ));
+                    }
+                }
+            }
+            let rotating = key.rotation.map(|rotation| {
+                t.get(
+                    Tree::Rotations,
+                    &layout::schedule_key(rotation.next, account, &key.key_id),
+                )
+                .is_ok_and(|entry| entry.is_some())
+            });
+            if rotating == Some(false) {
+                problems.push(format!(
+                    "key {account}/{}: its automatic rotation is not in the rotation index",
+                    key.key_id
+                ));
+            }
             let scheduled = key.deletion_time.map(|time| {
                 t.get(
                     Tree::Schedule,

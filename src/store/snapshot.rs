@@ -260,7 +260,7 @@ pub fn restore_etcd(
             .map_err(|e| Error::internal(e.to_string()))?;
         let summary = store.load_checked_snapshot(file)?;
         drop(store);
-        let report = super::check::check_etcd(config, limits).map_err(Error::internal)?;
+        let report = super::check::check_etcd(config, limits, None).map_err(Error::internal)?;
         Ok((summary, report))
     })();
     if loaded.is_err() {

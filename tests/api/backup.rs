@@ -120,6 +120,9 @@ async fn a_backup_under_write_load_restores_every_acknowledged_alias() {
     assert_eq!(again.status.code(), Some(2), "{}", text(&again));
 
     let restored_dir = tempfile::tempdir().unwrap();
+    // The keys' material is wrapped under the server's root key: the
+    // restored store is given the same one.
+    crate::common::share_root_key(server.dir.path(), restored_dir.path());
     // The store of that directory: sled, or an etcd prefix on etcd runs.
     let store_args = crate::common::store_args(restored_dir.path());
     let data: Vec<&str> = store_args.iter().map(String::as_str).collect();

@@ -694,3 +694,140 @@ async fn the_watch_table_lines_up_under_its_header() {
         );
     }
 }
+
+/// `aliasd encrypt|decrypt|sign|verify|random|key rotate`: binary data in
+/// from files and out to stdout or files, unchanged; a signature that does
+/// not verify exits 4 with its reason.
+#[tokio::test]
+async fn the_crypto_commands_are_binary_safe_and_exit_by_outcome() {
+    let server = TestServer::start().await;
+    let at = endpoint(&server);
+    let key = server.create_key().await;
+    server.create_alias("alias/cli", &key.key_id).await.unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let path = |name: &str| files.path().join(name).display().to_string();
+    // Every byte value, zeros and 0xff included.
+    let secret: Vec<u8> = (0..=255u8).chain([0, 0, 255]).collect();
+    std::fs::write(path("secret.bin"), &secret).unwrap();
+
+    let sealed = run(
+        &at,
+        &[
+            "encrypt",
+            "--key-id",
+            "alias/cli",
+            "--context",
+            "app=cli",
+            "--in",
+            &path("secret.bin"),
+        ],
+    )
+    .await;
+    let blob = sealed.stdout.clone();
+    ok(&sealed);
+    std::fs::write(path("secret.enc"), &blob).unwrap();
+    let opened = run(
+        &at,
+        &[
+            "decrypt",
+            "--context",
+            "app=cli",
+            "--in",
+            &path("secret.enc"),
+            "--out",
+            &path("back.bin"),
+        ],
+    )
+    .await;
+    ok(&opened);
+    assert_eq!(std::fs::read(path("back.bin")).unwrap(), secret);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path("back.bin"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "a plaintext is written for its owner only");
+    // Without the context: the server's reason, exit 4.
+    let refused = run(&at, &["decrypt", "--in", &path("secret.enc")]).await;
+    failed(&refused, 4, "INVALID_CIPHERTEXT");
+
+    let signer = server
+        .create_key_of(pb::KeySpec::EccNistP384, pb::KeyUsage::SignVerify)
+        .await;
+    std::fs::write(path("release.tar"), b"release contents").unwrap();
+    let signed = run(
+        &at,
+        &[
+            "sign",
+            "--key-id",
+            &signer.key_id,
+            "--algorithm",
+            "ecdsa_sha_384",
+            "--in",
+            &path("release.tar"),
+            "--out",
+            &path("release.sig"),
+        ],
+    )
+    .await;
+    ok(&signed);
+    let verify = |message: String| {
+        let at = at.clone();
+        let (key, sig) = (signer.key_id.clone(), path("release.sig"));
+        async move {
+            run(
+                &at,
+                &[
+                    "verify",
+                    "--key-id",
+                    &key,
+                    "--algorithm",
+                    "ECDSA_SHA_384",
+                    "--signature",
+                    &sig,
+                    "--in",
+                    &message,
+                ],
+            )
+            .await
+        }
+    };
+    assert!(ok(&verify(path("release.tar")).await).contains("valid"));
+    std::fs::write(path("tampered.tar"), b"release contentz").unwrap();
+    failed(
+        &verify(path("tampered.tar")).await,
+        4,
+        "SIGNATURE_NOT_VALID",
+    );
+    let pem = ok(&run(&at, &["public-key", "--key-id", &signer.key_id]).await);
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"), "{pem}");
+
+    let random = run(&at, &["random", "--bytes", "48"]).await;
+    assert_eq!(random.stdout.len(), 48);
+    ok(&random);
+
+    let rotated = json(&run(&at, &["key", "rotate", &key.key_id, "-o", "json"]).await);
+    assert_ne!(
+        rotated["currentKeyMaterialId"],
+        key.current_key_material_id.as_str()
+    );
+    let listed = ok(&run(&at, &["key", "rotations", &key.key_id, "-q"]).await);
+    assert_eq!(
+        listed.trim(),
+        rotated["currentKeyMaterialId"].as_str().unwrap()
+    );
+    // What was sealed before the rotation still opens.
+    let again = run(
+        &at,
+        &[
+            "decrypt",
+            "--context",
+            "app=cli",
+            "--in",
+            &path("secret.enc"),
+        ],
+    )
+    .await;
+    assert_eq!(again.stdout, secret);
+}

@@ -54,6 +54,13 @@ pub fn config(dir: &tempfile::TempDir) -> ServeConfig {
     config
 }
 
+/// Gives the store of `to` the root key of the store of `from` (a restore
+/// of `from`'s backup, started with the root key it was made under).
+pub fn share_root_key(from: &std::path::Path, to: &std::path::Path) {
+    let (from, to) = (root_key_file(from), root_key_file(to));
+    std::fs::write(&to, std::fs::read(&from).unwrap()).unwrap();
+}
+
 /// The root key file of the store a test keeps in `dir`: under the target
 /// directory (so nothing is left beside temporary directories), made on
 /// first use, the same for every start on `dir`.

@@ -442,3 +442,183 @@ async fn rotation_keeps_old_ciphertexts_working_and_lists_each_version() {
         "UNSUPPORTED_OPERATION",
     );
 }
+
+/// The store keeps material wrapped: the bytes of a key's stored record do
+/// not decrypt the key's own ciphertext taken as AES keys, wherever they
+/// are cut.
+#[tokio::test]
+async fn a_keys_stored_record_is_not_its_material() {
+    let server = TestServer::start().await;
+    let key = server.create_key().await;
+    let sealed = encrypt(&server, &key.key_id, b"under the key", &[])
+        .await
+        .unwrap()
+        .ciphertext_blob;
+    let dir = server.stop().await;
+    let store = crate::common::open_store(dir.path());
+    let (keys, _) = store.all_keys(None, 10, |_| true).await.unwrap();
+    let (_, stored) = keys
+        .into_iter()
+        .find(|(_, k)| k.key_id.as_str() == key.key_id)
+        .unwrap();
+    let record = aliasd::store::records::encode(&aliasd::store::records::KeyRecord::from(&stored));
+    let opens_with = |bytes: &[u8]| {
+        let aes = aws_lc_rs::aead::LessSafeKey::new(
+            aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, bytes).unwrap(),
+        );
+        aliasd::crypto::ops::open(&aes, crate::common::ACCOUNT, &sealed, &Default::default())
+            .is_ok()
+    };
+    // No 32 bytes of the record, wherever they are cut, are the key.
+    for start in 0..=record.len() - 32 {
+        assert!(
+            !opens_with(&record[start..start + 32]),
+            "the record holds the key at {start}"
+        );
+    }
+    // The check can fail: the material, unwrapped under the root key the
+    // server used, does open it.
+    let root = aliasd::crypto::RootKey::load(&crate::common::root_key_file(dir.path())).unwrap();
+    let material = &stored.materials[0];
+    let plain = root
+        .unwrap(
+            crate::common::ACCOUNT,
+            &stored.key_id,
+            &material.id,
+            &material.wrapped,
+        )
+        .unwrap();
+    assert!(opens_with(&plain));
+}
+
+#[tokio::test]
+async fn another_root_key_refuses_the_keys_made_under_the_first_and_check_names_them() {
+    let server = TestServer::start().await;
+    let key = server.create_key().await;
+    let sealed = encrypt(&server, &key.key_id, b"x", &[]).await.unwrap();
+    let dir = server.stop().await;
+    // The right root key, kept aside; another one in its place.
+    let path = crate::common::root_key_file(dir.path());
+    let original = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    aliasd::crypto::RootKey::create(&path).unwrap();
+    let wrong = TestServer::start_in(
+        dir,
+        |_| {},
+        std::sync::Arc::new(aliasd::domain::SystemClock),
+    )
+    .await;
+    let status = assert_error(
+        decrypt(&wrong, &sealed.ciphertext_blob, &[]).await,
+        Code::FailedPrecondition,
+        "KEY_MATERIAL_UNAVAILABLE",
+    );
+    assert!(
+        status.message().contains("another root key"),
+        "{}",
+        status.message()
+    );
+    assert_error(
+        encrypt(&wrong, &key.key_id, b"x", &[]).await,
+        Code::FailedPrecondition,
+        "KEY_MATERIAL_UNAVAILABLE",
+    );
+    // A key made now works: the server serves what it can, nothing wrong.
+    let fresh = wrong.create_key().await;
+    let blob = encrypt(&wrong, &fresh.key_id, b"y", &[]).await.unwrap();
+    assert_eq!(
+        decrypt(&wrong, &blob.ciphertext_blob, &[])
+            .await
+            .unwrap()
+            .plaintext,
+        b"y"
+    );
+    let dir = wrong.stop().await;
+
+    // check names the key whose material does not unwrap.
+    let args = crate::common::store_args(dir.path());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let checked = crate::common::run_aliasd(&[&["check"][..], &args].concat(), &[]).await;
+    let out = String::from_utf8_lossy(&checked.stdout);
+    assert_eq!(checked.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&key.key_id) && out.contains("does not unwrap"),
+        "{out}"
+    );
+    assert!(!out.contains(&fresh.key_id), "{out}");
+
+    // With the right root key again, the old key works (and the new one
+    // is the one that does not).
+    std::fs::write(&path, original).unwrap();
+    let right = TestServer::start_in(
+        dir,
+        |_| {},
+        std::sync::Arc::new(aliasd::domain::SystemClock),
+    )
+    .await;
+    assert_eq!(
+        decrypt(&right, &sealed.ciphertext_blob, &[])
+            .await
+            .unwrap()
+            .plaintext,
+        b"x"
+    );
+}
+
+#[tokio::test]
+async fn a_backup_restored_with_the_same_root_key_decrypts_old_ciphertexts() {
+    let server = TestServer::start().await;
+    let key = server.create_key().await;
+    server
+        .create_alias("alias/kept", &key.key_id)
+        .await
+        .unwrap();
+    let sealed = encrypt(&server, "alias/kept", b"kept", &[("c", "1")])
+        .await
+        .unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let backup = files.path().join("b.backup");
+    let endpoint = format!("http://{}", server.running.as_ref().unwrap().addr);
+    let taken = crate::common::run_aliasd(
+        &[
+            "backup",
+            "--endpoint",
+            &endpoint,
+            "--file",
+            backup.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert!(taken.status.success(), "{taken:?}");
+    // The backup holds no plain material: not even the wrapped material's
+    // root key (it is not in the store), so no 32-byte key of the root key
+    // file appears in it.
+    let root = std::fs::read_to_string(crate::common::root_key_file(server.dir.path())).unwrap();
+    let backup_bytes = std::fs::read(&backup).unwrap();
+    assert!(!backup_bytes
+        .windows(root.trim().len())
+        .any(|w| w == root.trim().as_bytes()));
+
+    let restored = tempfile::tempdir().unwrap();
+    crate::common::share_root_key(server.dir.path(), restored.path());
+    let args = crate::common::store_args(restored.path());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let done = crate::common::run_aliasd(
+        &[&["restore"][..], &args, &[backup.to_str().unwrap()]].concat(),
+        &[],
+    )
+    .await;
+    assert!(done.status.success(), "{done:?}");
+    let copy = TestServer::start_in(
+        restored,
+        |_| {},
+        std::sync::Arc::new(aliasd::domain::SystemClock),
+    )
+    .await;
+    let opened = decrypt(&copy, &sealed.ciphertext_blob, &[("c", "1")])
+        .await
+        .unwrap();
+    assert_eq!(opened.plaintext, b"kept");
+    assert_eq!(opened.key_id, key.arn);
+}
