@@ -477,10 +477,7 @@ pub async fn run(client: &Client, command: CryptoCommand) -> Result<(), Failure>
             verdict(client, json, &done.key_id);
         }
         CryptoCommand::PublicKey {
-            key_id,
-            der,
-            out,
-            ..
+            key_id, der, out, ..
         } => {
             let done = crypto
                 .get_public_key(client.request(pb::GetPublicKeyRequest { key_id }))

@@ -576,3 +576,134 @@ async fn a_failed_tls_handshake_on_the_grpc_port_is_logged_by_default() {
     );
     stop_with_sigterm(child);
 }
+
+/// SIGKILL while keys are being created and rotated on demand, and while
+/// ciphertexts are made: after the restart every acknowledged key has its
+/// material, every acknowledged rotation its version, and every
+/// acknowledged ciphertext decrypts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_keys_rotations_and_ciphertexts_survive_sigkill() {
+    use aliasd::pb::crypto_service_client::CryptoServiceClient;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = spawn_server(dir.path());
+    let channel = connect(addr).await;
+    #[derive(Default)]
+    struct Acknowledged {
+        keys: Vec<String>,
+        /// (key, material id made by a rotation)
+        rotations: Vec<(String, String)>,
+        /// (ciphertext, plaintext)
+        ciphertexts: Vec<(Vec<u8>, Vec<u8>)>,
+    }
+    let acknowledged = Arc::new(Mutex::new(Acknowledged::default()));
+    let workers: Vec<_> = (0..6)
+        .map(|w| {
+            let channel = channel.clone();
+            let acknowledged = acknowledged.clone();
+            tokio::spawn(async move {
+                let mut keys = KeyServiceClient::new(channel.clone());
+                let mut crypto = CryptoServiceClient::new(channel);
+                for i in 0..200 {
+                    // Every worker makes keys; the even ones rotate theirs too.
+                    let Ok(made) = keys.create_key(pb::CreateKeyRequest::default()).await else {
+                        return;
+                    };
+                    let key = made.into_inner().key.unwrap().key_id;
+                    acknowledged.lock().unwrap().keys.push(key.clone());
+                    if w % 2 == 0 {
+                        for _ in 0..3 {
+                            let request = pb::RotateKeyOnDemandRequest {
+                                key_id: key.clone(),
+                            };
+                            let Ok(rotated) = keys.rotate_key_on_demand(request).await else {
+                                return;
+                            };
+                            let material =
+                                rotated.into_inner().key.unwrap().current_key_material_id;
+                            acknowledged
+                                .lock()
+                                .unwrap()
+                                .rotations
+                                .push((key.clone(), material));
+                        }
+                    }
+                    let plaintext = format!("worker {w} item {i}").into_bytes();
+                    let request = pb::EncryptRequest {
+                        key_id: key.clone(),
+                        plaintext: plaintext.clone(),
+                        ..Default::default()
+                    };
+                    let Ok(sealed) = crypto.encrypt(request).await else {
+                        return;
+                    };
+                    acknowledged
+                        .lock()
+                        .unwrap()
+                        .ciphertexts
+                        .push((sealed.into_inner().ciphertext_blob, plaintext));
+                }
+            })
+        })
+        .collect();
+    for _ in 0..400 {
+        if acknowledged.lock().unwrap().rotations.len() >= 30 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let acknowledged = std::mem::take(&mut *acknowledged.lock().unwrap());
+    assert!(!acknowledged.rotations.is_empty() && !acknowledged.ciphertexts.is_empty());
+
+    let (child, addr) = spawn_server(dir.path());
+    let channel = connect(addr).await;
+    let mut keys = KeyServiceClient::new(channel.clone());
+    let mut crypto = CryptoServiceClient::new(channel);
+    for key in &acknowledged.keys {
+        let described = keys
+            .describe_key(pb::DescribeKeyRequest {
+                key_id: key.clone(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("acknowledged key {key} lost: {e:?}"))
+            .into_inner()
+            .key
+            .unwrap();
+        assert_eq!(
+            described.current_key_material_id.len(),
+            64,
+            "{key} has material"
+        );
+    }
+    for (key, material) in &acknowledged.rotations {
+        let rotations = keys
+            .list_key_rotations(pb::ListKeyRotationsRequest {
+                key_id: key.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .rotations;
+        assert!(
+            rotations.iter().any(|r| &r.key_material_id == material),
+            "acknowledged rotation {material} of {key} lost"
+        );
+    }
+    for (blob, plaintext) in &acknowledged.ciphertexts {
+        let opened = crypto
+            .decrypt(pb::DecryptRequest {
+                ciphertext_blob: blob.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("an acknowledged ciphertext decrypts after SIGKILL")
+            .into_inner();
+        assert_eq!(&opened.plaintext, plaintext);
+    }
+    stop_with_sigterm(child);
+}

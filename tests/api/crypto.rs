@@ -622,3 +622,87 @@ async fn a_backup_restored_with_the_same_root_key_decrypts_old_ciphertexts() {
     assert_eq!(opened.plaintext, b"kept");
     assert_eq!(opened.key_id, key.arn);
 }
+
+/// Keys stored without material (before keys had it; seed-file keys) get
+/// it when the server starts, and work at once.
+#[tokio::test]
+async fn keys_stored_without_material_get_it_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    // A key record as an earlier version wrote it: no material.
+    let store = crate::common::open_store(dir.path());
+    let old = aliasd::domain::Key {
+        key_id: aliasd::domain::KeyId::parse("key_id", "dddddddd-0000-4000-8000-000000000001")
+            .unwrap(),
+        description: "made before keys had material".into(),
+        key_spec: aliasd::domain::KeySpec::SYMMETRIC_DEFAULT,
+        key_usage: aliasd::domain::KeyUsage::ENCRYPT_DECRYPT,
+        key_state: aliasd::domain::KeyState::ENABLED,
+        key_manager: aliasd::domain::KeyManager::CUSTOMER,
+        creation_time: 1,
+        deletion_time: None,
+        pending_window_in_days: 0,
+        materials: Vec::new(),
+        rotation: None,
+    };
+    let signing = aliasd::domain::Key {
+        key_id: aliasd::domain::KeyId::parse("key_id", "dddddddd-0000-4000-8000-000000000002")
+            .unwrap(),
+        key_spec: aliasd::domain::KeySpec::ECC_NIST_P256,
+        key_usage: aliasd::domain::KeyUsage::SIGN_VERIFY,
+        ..old.clone()
+    };
+    let keys = vec![old.clone(), signing.clone()];
+    store
+        .write_accounts(vec![crate::common::ACCOUNT.to_owned()], move |txns| {
+            for key in &keys {
+                aliasd::domain::ops::seed_key(&txns[0], key)?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    drop(store);
+    let server = TestServer::start_in(
+        dir,
+        |_| {},
+        std::sync::Arc::new(aliasd::domain::SystemClock),
+    )
+    .await;
+    let described = server.describe(old.key_id.as_str()).await.unwrap();
+    assert_eq!(described.current_key_material_id.len(), 64);
+    let sealed = encrypt(&server, old.key_id.as_str(), b"now it works", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        decrypt(&server, &sealed.ciphertext_blob, &[])
+            .await
+            .unwrap()
+            .plaintext,
+        b"now it works"
+    );
+    crypto(&server)
+        .sign(pb::SignRequest {
+            key_id: signing.key_id.to_string(),
+            message: b"m".to_vec(),
+            signing_algorithm: SigningAlgorithm::EcdsaSha256 as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // A second start changes nothing: the material stays the same.
+    let dir = server.stop().await;
+    let again = TestServer::start_in(
+        dir,
+        |_| {},
+        std::sync::Arc::new(aliasd::domain::SystemClock),
+    )
+    .await;
+    assert_eq!(
+        again
+            .describe(old.key_id.as_str())
+            .await
+            .unwrap()
+            .current_key_material_id,
+        described.current_key_material_id
+    );
+}
