@@ -391,12 +391,7 @@ fn check(store: &StoreFlags, limits: Limits) -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        None => {
-            eprintln!(
-                "aliasd check: no root key file (--root-key-file): key material is not checked"
-            );
-            None
-        }
+        None => None,
     };
     let (checked, what) = match store.etcd_if_chosen() {
         Some(etcd) => (
@@ -425,6 +420,13 @@ fn check(store: &StoreFlags, limits: Limits) -> ExitCode {
             "request_id records"
         )
     );
+    match &root {
+        Some(root) => aliasd::outln!(
+            "key material checked against root key {}",
+            root.fingerprint()
+        ),
+        None => aliasd::outln!("key material not checked: no root key file (give --root-key-file)"),
+    }
     verdict(&report)
 }
 

@@ -457,7 +457,11 @@ async fn raw_requests_as_the_api_reference_prints_them() {
             r#"{"AliasName": 5}"#,
             "SerializationException",
         ),
-        ("TrentService.Encrypt", "{}", "UnknownOperationException"),
+        (
+            "TrentService.ImportKeyMaterial",
+            "{}",
+            "UnknownOperationException",
+        ),
         (
             "TrentService.CreateAlias",
             r#"{"TargetKeyId": "x"}"#,
