@@ -32,6 +32,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     tonic_prost_build::configure()
         .codec_path("crate::grpc::codec::StrictProstCodec")
+        // The payloads of Encrypt and Decrypt as `Bytes`: decoded as views
+        // of the received buffer, not copies.
+        .bytes(".aliasd.v1.EncryptRequest.plaintext")
+        .bytes(".aliasd.v1.EncryptResponse.ciphertext_blob")
+        .bytes(".aliasd.v1.DecryptRequest.ciphertext_blob")
         .emit_rerun_if_changed(false)
         .compile_fds(compiler.file_descriptor_set())?;
 

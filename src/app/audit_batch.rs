@@ -18,6 +18,8 @@ use crate::store::Store;
 pub const MAX_BATCH: usize = 512;
 /// The most records waiting to be written.
 pub const QUEUE: usize = 8192;
+/// How long a batch may gather records before it is written.
+pub const GATHER: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Hands audit records to the writer task.
 #[derive(Clone)]
@@ -45,6 +47,23 @@ impl AuditBatcher {
 async fn write_batches(store: Arc<Store>, mut records: mpsc::Receiver<AuditEntry>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while records.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // Let a batch gather for a moment (unless it is full already): one
+        // transaction and one sync for many calls.
+        let gather = tokio::time::sleep(GATHER);
+        tokio::pin!(gather);
+        while batch.len() < MAX_BATCH {
+            tokio::select! {
+                _ = &mut gather => break,
+                more = {
+                    let room = MAX_BATCH - batch.len();
+                    records.recv_many(&mut batch, room)
+                } => {
+                    if more == 0 {
+                        break;
+                    }
+                }
+            }
+        }
         let entries = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
         let count = entries.len();
         if let Err(error) = store.record_audits(entries).await {

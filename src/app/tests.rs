@@ -10,13 +10,34 @@ use crate::domain::audit::AuditEntry;
 use crate::domain::ops::Limits;
 use crate::domain::paging::PageTokens;
 use crate::domain::policy::{Caller, Principal, Statement};
-use crate::domain::{Reason, Scope, SystemClock};
+use crate::domain::{Clock, Reason, Scope, SystemClock};
 use crate::store::{Engine, Store};
 
 const ACCOUNT: &str = "111122223333";
 const REQUEST: &str = "5a0c1bd6-7f7c-4f58-a0d6-2f1d4b4b6f11";
 
 fn app() -> Arc<App> {
+    app_with_clock(Arc::new(SystemClock))
+}
+
+/// A clock a test moves by hand.
+struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl crate::domain::Clock for ManualClock {
+    fn now(&self) -> crate::domain::Millis {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl ManualClock {
+    fn advance_days(&self, days: i64) {
+        let day = Limits::default().day_millis;
+        self.0
+            .fetch_add(days * day, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn app_with_clock(clock: Arc<dyn crate::domain::Clock>) -> Arc<App> {
     let store = Store::open(&Engine::Memory).unwrap();
     let (crypto_audit, _writer) = super::audit_batch::AuditBatcher::start(store.clone());
     Arc::new(App {
@@ -31,7 +52,7 @@ fn app() -> Arc<App> {
             region: "us-east-1".into(),
             account: ACCOUNT.into(),
         },
-        clock: Arc::new(SystemClock),
+        clock,
         limits: Limits::default(),
         shutdown: tokio::sync::watch::channel(false).1,
         watch_send_timeout: std::time::Duration::from_secs(10),
@@ -217,4 +238,63 @@ async fn a_change_the_rules_refuse_leaves_no_audit_record() {
         .filter(|e| e.action == "kms:CreateAlias")
         .count();
     assert_eq!(created, 1);
+}
+
+/// Maintenance rotates a key whose automatic rotation is due, and not one
+/// that is disabled then: that one rotates once enabled again (within a
+/// day, as AWS rotates a re-enabled key whose date has passed).
+#[tokio::test]
+async fn due_rotations_happen_in_maintenance_and_wait_for_a_disabled_key() {
+    use crate::domain::key::RotationType;
+    let clock = Arc::new(ManualClock(std::sync::atomic::AtomicI64::new(
+        1_800_000_000_000,
+    )));
+    let app = app_with_clock(clock.clone());
+    let maintenance = super::maintenance::Maintenance {
+        store: app.store.clone(),
+        scope: app.scope.clone(),
+        clock: clock.clone(),
+        limits: Limits::default(),
+        change_log_retention: 1000,
+        request_id_ttl: std::time::Duration::from_secs(3600),
+        audit_retention: None,
+        sweeps: tokio::sync::watch::channel(0).0,
+        materials: app.materials.clone(),
+    };
+    let call = anonymous();
+    let (on, off) = (new_key(&app, &call).await, new_key(&app, &call).await);
+    for key in [&on, &off] {
+        let key = app.enable_key_rotation(&call, key, Some(90)).await.unwrap();
+        assert_eq!(
+            key.rotation.as_ref().unwrap().next,
+            clock.now() + 90 * Limits::default().day_millis
+        );
+    }
+    clock.advance_days(89);
+    assert_eq!(maintenance.rotate_due_keys().await.unwrap(), 0, "not yet");
+    app.disable_key(&call, &off, "").await.unwrap();
+    clock.advance_days(2);
+    assert_eq!(maintenance.rotate_due_keys().await.unwrap(), 1);
+    let rotated = app.describe_key(&call, &on).await.unwrap();
+    assert_eq!(rotated.materials.len(), 2);
+    assert_eq!(rotated.materials[1].rotation, Some(RotationType::AUTOMATIC));
+    assert_eq!(
+        rotated.rotation.as_ref().unwrap().next,
+        clock.now() + 90 * Limits::default().day_millis,
+        "the next one a period on"
+    );
+    assert_eq!(
+        app.describe_key(&call, &off).await.unwrap().materials.len(),
+        1
+    );
+    assert_eq!(maintenance.rotate_due_keys().await.unwrap(), 0, "done");
+    app.enable_key(&call, &off, "").await.unwrap();
+    clock.advance_days(1);
+    assert_eq!(maintenance.rotate_due_keys().await.unwrap(), 1);
+    let caught_up = app.describe_key(&call, &off).await.unwrap();
+    assert_eq!(caught_up.materials.len(), 2);
+    assert_eq!(
+        caught_up.materials[1].rotation,
+        Some(RotationType::AUTOMATIC)
+    );
 }

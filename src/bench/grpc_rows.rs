@@ -79,6 +79,121 @@ impl Rows {
         Ok(())
     }
 
+    /// The keys at work, by alias: Encrypt 4 KiB, Decrypt it,
+    /// GenerateDataKey, and Sign with an ECC P-256 key.
+    async fn crypto(&self, args: &BenchArgs, table: &mut Table) -> Result<(), String> {
+        let (c, secs, data) = (self.c, self.secs, &self.data);
+        let channel = |w| self.channel(w);
+        let plaintext = bytes::Bytes::from(vec![0x5a_u8; 4096]);
+        if args.wants("Encrypt 4 KiB by alias") {
+            let run = drive(c, secs, |w, deadline| {
+                let client = CryptoServiceClient::new(channel(w));
+                let (data, plaintext, mut rng) =
+                    (data.clone(), plaintext.clone(), XorShift::new(w));
+                until(deadline, move |_| {
+                    let mut client = client.clone();
+                    let request = pb::EncryptRequest {
+                        key_id: data.names[rng.below(data.names.len())].clone(),
+                        plaintext: plaintext.clone(),
+                        ..Default::default()
+                    };
+                    async move { client.encrypt(request).await.map(|_| true) }
+                })
+            })
+            .await?;
+            table.rows.push(("Encrypt 4 KiB by alias".into(), run));
+        }
+        if args.wants("Decrypt 4 KiB") {
+            // A ciphertext per caller, made by a key of its own.
+            let mut blobs = Vec::with_capacity(c);
+            for w in 0..c {
+                let request = pb::EncryptRequest {
+                    key_id: data.names[w % data.names.len()].clone(),
+                    plaintext: plaintext.clone(),
+                    ..Default::default()
+                };
+                let sealed = CryptoServiceClient::new(channel(w))
+                    .encrypt(request)
+                    .await
+                    .map_err(|e| format!("Encrypt: {e:?}"))?
+                    .into_inner();
+                blobs.push(sealed.ciphertext_blob);
+            }
+            let blobs = Arc::new(blobs);
+            let run = drive(c, secs, |w, deadline| {
+                let client = CryptoServiceClient::new(channel(w));
+                let blobs = blobs.clone();
+                until(deadline, move |_| {
+                    let mut client = client.clone();
+                    let request = pb::DecryptRequest {
+                        ciphertext_blob: blobs[w].clone(),
+                        ..Default::default()
+                    };
+                    async move { client.decrypt(request).await.map(|_| true) }
+                })
+            })
+            .await?;
+            table.rows.push(("Decrypt 4 KiB".into(), run));
+        }
+        if args.wants("GenerateDataKey by alias") {
+            let run = drive(c, secs, |w, deadline| {
+                let client = CryptoServiceClient::new(channel(w));
+                let (data, mut rng) = (data.clone(), XorShift::new(w));
+                until(deadline, move |_| {
+                    let mut client = client.clone();
+                    let request = pb::GenerateDataKeyRequest {
+                        key_id: data.names[rng.below(data.names.len())].clone(),
+                        key_spec: pb::DataKeySpec::Aes256 as i32,
+                        ..Default::default()
+                    };
+                    async move { client.generate_data_key(request).await.map(|_| true) }
+                })
+            })
+            .await?;
+            table.rows.push(("GenerateDataKey by alias".into(), run));
+        }
+        if args.wants("Sign ECC P-256 by alias") {
+            let signer = KeyServiceClient::new(channel(0))
+                .create_key(pb::CreateKeyRequest {
+                    key_spec: pb::KeySpec::EccNistP256 as i32,
+                    key_usage: pb::KeyUsage::SignVerify as i32,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| format!("CreateKey: {e:?}"))?
+                .into_inner()
+                .key
+                .ok_or("no key")?;
+            let alias_name = format!("alias/bench/{}/signer", self.run_id);
+            AliasServiceClient::new(channel(0))
+                .create_alias(pb::CreateAliasRequest {
+                    alias_name: alias_name.clone(),
+                    target_key_id: signer.key_id,
+                    request_id: String::new(),
+                })
+                .await
+                .map_err(|e| format!("CreateAlias: {e:?}"))?;
+            let alias_name = Arc::new(alias_name);
+            let run = drive(c, secs, |w, deadline| {
+                let client = CryptoServiceClient::new(channel(w));
+                let alias_name = alias_name.clone();
+                until(deadline, move |i| {
+                    let mut client = client.clone();
+                    let request = pb::SignRequest {
+                        key_id: alias_name.to_string(),
+                        message: format!("message {w} {i}").into_bytes(),
+                        signing_algorithm: pb::SigningAlgorithm::EcdsaSha256 as i32,
+                        ..Default::default()
+                    };
+                    async move { client.sign(request).await.map(|_| true) }
+                })
+            })
+            .await?;
+            table.rows.push(("Sign ECC P-256 by alias".into(), run));
+        }
+        Ok(())
+    }
+
     /// ListAliases: the first page, a page halfway in, one key's aliases.
     async fn listings(&self, args: &BenchArgs, table: &mut Table) -> Result<(), String> {
         let (c, secs, data, deep_token) = (self.c, self.secs, &self.data, &self.deep_token);
@@ -339,6 +454,7 @@ pub(super) async fn measure(args: &BenchArgs, server: &Target) -> Result<(), Str
     let mut table = Table { rows: Vec::new() };
     let first_ping = rows.ping("Ping (empty call), first").await?;
     rows.reads(args, &mut table).await?;
+    rows.crypto(args, &mut table).await?;
     rows.listings(args, &mut table).await?;
     let created = rows.creates(args, &mut table).await?;
     rows.moves(args, &mut table).await?;

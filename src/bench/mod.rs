@@ -43,6 +43,7 @@ use tonic::transport::Channel;
 
 use crate::pb;
 use crate::pb::alias_service_client::AliasServiceClient;
+use crate::pb::crypto_service_client::CryptoServiceClient;
 use crate::pb::diagnostics_service_client::DiagnosticsServiceClient;
 use crate::pb::key_service_client::KeyServiceClient;
 

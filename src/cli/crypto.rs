@@ -319,7 +319,7 @@ pub async fn run(client: &Client, command: CryptoCommand) -> Result<(), Failure>
         } => {
             let request = pb::EncryptRequest {
                 key_id,
-                plaintext: read(&io.input)?,
+                plaintext: read(&io.input)?.into(),
                 encryption_context: context(pairs),
                 encryption_algorithm: algorithm.map_or(0, |a| a as i32),
             };
@@ -341,7 +341,7 @@ pub async fn run(client: &Client, command: CryptoCommand) -> Result<(), Failure>
             ..
         } => {
             let request = pb::DecryptRequest {
-                ciphertext_blob: read(&io.input)?,
+                ciphertext_blob: read(&io.input)?.into(),
                 encryption_context: context(pairs),
                 key_id: key_id.unwrap_or_default(),
                 encryption_algorithm: algorithm.map_or(0, |a| a as i32),

@@ -113,14 +113,15 @@ pub fn seal(
     aws_lc_rs::rand::fill(&mut nonce).map_err(|_| failed("make a nonce"))?;
     let aad = associated(account, &out[..HEADER_LEN], context);
     out.extend_from_slice(&nonce);
-    let mut sealed = plaintext.to_vec();
-    aes.seal_in_place_append_tag(
-        Nonce::assume_unique_for_key(nonce),
-        Aad::from(aad),
-        &mut sealed,
-    )
-    .map_err(|_| failed("encrypt"))?;
-    out.extend_from_slice(&sealed);
+    out.extend_from_slice(plaintext);
+    let tag = aes
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut out[HEADER_LEN + NONCE_LEN..],
+        )
+        .map_err(|_| failed("encrypt"))?;
+    out.extend_from_slice(tag.as_ref());
     Ok(out)
 }
 

@@ -160,6 +160,8 @@ reasons! {
         "The key's material does not unwrap under this server's root key (it was made under another one): start the server with the root key file it was made with. `aliasd check` names such keys.";
     ROTATION_QUOTA_EXCEEDED => ResourceExhausted,
         "RotateKeyOnDemand: the key has already been rotated on demand the most times a key may be (25, as AWS documents).";
+    DRY_RUN => FailedPrecondition,
+        "AWS door only: the call has `DryRun: true` and would have succeeded (its checks passed; nothing was returned, and a dry run changes nothing).";
     KEY_HAS_SEVERAL_ALIASES => FailedPrecondition,
         "Huawei update-key-alias: the key has several aliases, so which to change is unclear; use the alias API.";
     KEY_TYPE_MISMATCH => FailedPrecondition,
@@ -504,6 +506,7 @@ mod tests {
             Reason::UNKNOWN_OPERATION,
             Reason::MALFORMED_BODY,
             Reason::MISSING_PARAMETER,
+            Reason::DRY_RUN,
         ];
         for reason in Reason::ALL {
             if HTTP_ONLY.contains(reason) {

@@ -389,11 +389,12 @@ pub fn rotate_due_key<T: Txn>(
     if !key.is_due_for_rotation(ctx.now) {
         return Ok(false);
     }
+    // A key that is not enabled is not rotated (as AWS): it is looked at
+    // again a day later, so it rotates within a day of being enabled again.
     if key.key_state != KeyState::ENABLED {
         let mut key = key;
         if let Some(rotation) = key.rotation.as_mut() {
-            let period = i64::from(rotation.period_days).saturating_mul(ctx.limits.day_millis);
-            rotation.next = ctx.now.saturating_add(period);
+            rotation.next = ctx.now.saturating_add(ctx.limits.day_millis);
         }
         txn.put_key(&key, false)?;
         return Ok(false);

@@ -67,6 +67,7 @@ pub fn rendering(reason: Reason) -> Rendering {
         SM2_UNSUPPORTED => ("UnsupportedOperationException", "KMS.0308", 400),
         KEY_MATERIAL_UNAVAILABLE => ("KMSInvalidStateException", "KMS.0101", 500),
         ROTATION_QUOTA_EXCEEDED => ("LimitExceededException", "KMS.1105", 400),
+        DRY_RUN => ("DryRunOperationException", "KMS.0204", 412),
         KEY_HAS_SEVERAL_ALIASES => ("ValidationException", "KMS.1101", 400),
         KEY_TYPE_MISMATCH => ("ValidationException", "KMS.0204", 400),
         ETAG_MISMATCH => ("ConflictException", "KMS.0204", 400),
@@ -91,7 +92,11 @@ pub fn rendering(reason: Reason) -> Rendering {
     };
     Rendering {
         kms_exception,
-        aws_http_status: aws_http_status(reason.spec().code),
+        // AWS answers a dry run that would have succeeded with 412.
+        aws_http_status: match reason {
+            DRY_RUN => 412,
+            _ => aws_http_status(reason.spec().code),
+        },
         huawei_error_code,
         huawei_http_status,
     }

@@ -50,7 +50,7 @@ impl CryptoService for CryptoApi {
             .await?;
         Ok(Response::new(pb::EncryptResponse {
             key_id: arn(&self.0, &call, &done.key_id),
-            ciphertext_blob: done.ciphertext,
+            ciphertext_blob: done.ciphertext.into(),
             encryption_algorithm: convert::encryption_algorithm_wire(done.algorithm),
             key_material_id: done.material_id,
         }))

@@ -402,6 +402,14 @@ impl<'a> Input<'a> {
         })
     }
 
+    pub(super) fn boolean(&self, name: &'static str) -> Result<Option<bool>, Error> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(value)) => Ok(Some(*value)),
+            Some(other) => Err(wrong_type(name, "a boolean", other)),
+        }
+    }
+
     pub(super) fn integer(&self, name: &'static str) -> Result<Option<i64>, Error> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),

@@ -742,6 +742,88 @@ pub async fn pruning_audit_records_drops_only_those_past_retention_in_every_acco
     );
 }
 
+pub async fn a_batch_of_audit_records_lists_in_order_pages_from_within_and_prunes_whole(
+    f: Fixture,
+) {
+    // 300 records of crypto calls in one batch (more than two log entries
+    // of 128) over two accounts, after two written one by one.
+    let record = |account: &str, time| AuditEntry {
+        time,
+        account: account.into(),
+        action: "kms:Encrypt".into(),
+        outcome: "OK".into(),
+        ..AuditEntry::default()
+    };
+    for account in [ACCOUNT, OTHER_ACCOUNT] {
+        f.store.record_audit(record(account, 1)).await.unwrap();
+        f.store.record_audit(record(account, 2)).await.unwrap();
+    }
+    let batch: Vec<AuditEntry> = (0..300)
+        .map(|i| record(if i % 3 == 0 { OTHER_ACCOUNT } else { ACCOUNT }, 1_000 + i))
+        .collect();
+    f.store.record_audits(batch).await.unwrap();
+    assert_eq!(f.store.audit_head(ACCOUNT).unwrap(), 202);
+    assert_eq!(f.store.audit_head(OTHER_ACCOUNT).unwrap(), 102);
+    // Every record once, in order, with consecutive sequences, whatever
+    // the page size (pages end inside log entries).
+    for page in [1, 7, 128, 1_000] {
+        let mut after = 0;
+        let mut seen = Vec::new();
+        loop {
+            let (entries, _) = f
+                .store
+                .list_audit(ACCOUNT, after, page, 10_000, |_| true)
+                .unwrap();
+            let Some(last) = entries.last() else { break };
+            after = last.sequence;
+            seen.extend(entries.iter().map(|e| (e.sequence, e.time)));
+        }
+        let sequences: Vec<u64> = seen.iter().map(|(s, _)| *s).collect();
+        assert_eq!(sequences, (1..=202).collect::<Vec<u64>>(), "page {page}");
+        let times: Vec<i64> = seen.iter().map(|(_, t)| *t).collect();
+        let expected: Vec<i64> = [1, 2]
+            .into_iter()
+            .chain((0..300).filter(|i| i % 3 != 0).map(|i| 1_000 + i))
+            .collect();
+        assert_eq!(times, expected, "page {page}");
+    }
+    // Filters see every record of an entry.
+    let (late, _) = f
+        .store
+        .list_audit(OTHER_ACCOUNT, 0, 1_000, 10_000, |e| e.time >= 1_290)
+        .unwrap();
+    assert_eq!(
+        late.iter().map(|e| e.time).collect::<Vec<_>>(),
+        [1_291, 1_294, 1_297]
+    );
+    // An entry goes only when its newest record is past retention: the
+    // first of ACCOUNT's batch entries ends at time 1_191 or so, so a
+    // cut-off at 1_100 takes the two single records and nothing else.
+    assert_eq!(f.store.prune_audit(1_100).unwrap(), 4);
+    let (kept, _) = f
+        .store
+        .list_audit(ACCOUNT, 0, 1_000, 10_000, |_| true)
+        .unwrap();
+    assert_eq!(kept.len(), 200);
+    assert_eq!(kept[0].sequence, 3);
+    // Past the whole batch, everything goes, counted by record.
+    assert_eq!(f.store.prune_audit(2_000).unwrap(), 300);
+    assert_eq!(f.store.audit_head(ACCOUNT).unwrap(), 202);
+    // A batch over more accounts than one etcd transaction can write
+    // (two records in each of 150) is written whole.
+    let accounts: Vec<String> = (0..150).map(|i| format!("{:012}", 500_000 + i)).collect();
+    let batch: Vec<AuditEntry> = accounts
+        .iter()
+        .flat_map(|account| [record(account, 3_000), record(account, 3_001)])
+        .collect();
+    f.store.record_audits(batch).await.unwrap();
+    for account in &accounts {
+        let (entries, _) = f.store.list_audit(account, 0, 10, 100, |_| true).unwrap();
+        let seen: Vec<(u64, i64)> = entries.iter().map(|e| (e.sequence, e.time)).collect();
+        assert_eq!(seen, [(1, 3_000), (2, 3_001)], "{account}");
+    }
+}
+
 pub async fn a_write_over_several_accounts_commits_all_or_nothing(f: Fixture) {
     let limits = Limits::default();
     let accounts = vec![ACCOUNT.to_owned(), OTHER_ACCOUNT.to_owned()];
@@ -914,6 +996,7 @@ macro_rules! suite {
                 pruning_the_change_log_keeps_the_newest_and_moves_the_floor,
                 pruning_request_records_forgets_only_expired_ones,
                 pruning_audit_records_drops_only_those_past_retention_in_every_account,
+                a_batch_of_audit_records_lists_in_order_pages_from_within_and_prunes_whole,
                 a_write_over_several_accounts_commits_all_or_nothing,
                 a_read_outside_a_transaction_never_sees_half_of_one,
                 a_key_with_a_full_quota_of_aliases_is_removed_whole,

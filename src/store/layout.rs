@@ -12,7 +12,7 @@
 //! | `requests`    | account \0 request_id                | RequestRecord      |
 //! | `schedule`    | deletion_time (i64 BE) account \0 key_id | empty          |
 //! | `requests_by_time` | created_at (i64 BE) account \0 request_id | empty  |
-//! | `audit`       | account \0 sequence (u64 BE)         | AuditRecord        |
+//! | `audit`       | account \0 last sequence (u64 BE)    | AuditRecord(s)     |
 //!
 //! `meta` also holds server-wide entries under the empty account (`\0...`).
 

@@ -12,7 +12,8 @@ use crate::domain::{Alias, AliasEvent, Error, Key, KeyId};
 
 impl Store {
     /// Audit records of `account` after sequence `after`, oldest first, that
-    /// pass `keep`; at most `limit`, looking at no more than `scan` records.
+    /// pass `keep`; at most `limit`, looking at no more than `scan` log
+    /// entries (an entry holds one record, or a batch of up to 128).
     /// Returns them and the last sequence looked at.
     pub(super) fn list_audit(
         &self,
@@ -26,14 +27,20 @@ impl Store {
         let end = layout::prefix_end(&layout::prefix(account));
         let mut out = Vec::new();
         let mut last = None;
-        for (_, bytes) in self.backend.scan(Tree::Audit, &start, Some(&end), scan)? {
-            let entry: AuditEntry =
-                records::decode::<records::AuditRecord>("audit", &bytes)?.into();
-            last = Some(entry.sequence);
-            if keep(&entry) {
-                out.push(entry);
-                if out.len() == limit {
-                    break;
+        // An entry may hold a batch of records, keyed by its last: the
+        // first entry scanned may begin at or before `after`.
+        'entries: for (_, bytes) in self.backend.scan(Tree::Audit, &start, Some(&end), scan)? {
+            for record in records::decode::<records::AuditRecord>("audit", &bytes)?.records() {
+                let entry = AuditEntry::from(record);
+                if entry.sequence <= after {
+                    continue;
+                }
+                last = Some(entry.sequence);
+                if keep(&entry) {
+                    out.push(entry);
+                    if out.len() == limit {
+                        break 'entries;
+                    }
                 }
             }
         }

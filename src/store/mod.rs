@@ -593,6 +593,53 @@ impl Store {
     }
 }
 
+/// The most records one audit-log entry holds.
+pub(super) const AUDIT_ENTRY_RECORDS: usize = 128;
+
+/// Appends `entries` to their accounts' logs, inside a transaction: each
+/// account's records in order, up to [`AUDIT_ENTRY_RECORDS`] to a log entry
+/// (keyed by its last sequence), the account's sequence read and written
+/// once. Returns them with their sequences.
+fn append_audits(tx: &dyn backend::Tx, entries: &[AuditEntry]) -> Result<Vec<AuditEntry>, Fail> {
+    let mut by_account: Vec<(&str, Vec<&AuditEntry>)> = Vec::new();
+    for entry in entries {
+        match by_account.iter_mut().find(|(a, _)| *a == entry.account) {
+            Some((_, list)) => list.push(entry),
+            None => by_account.push((&entry.account, vec![entry])),
+        }
+    }
+    let mut appended = Vec::with_capacity(entries.len());
+    for (account, list) in by_account {
+        let counter = layout::scoped(account, layout::AUDIT_SEQUENCE);
+        let mut sequence = txn::counter(tx, &counter)?;
+        for chunk in list.chunks(AUDIT_ENTRY_RECORDS) {
+            let records: Vec<records::AuditRecord> = chunk
+                .iter()
+                .map(|entry| {
+                    sequence += 1;
+                    let entry = AuditEntry {
+                        sequence,
+                        ..(*entry).clone()
+                    };
+                    let record = records::AuditRecord::from(&entry);
+                    appended.push(entry);
+                    record
+                })
+                .collect();
+            let mut records = records.into_iter();
+            let mut first = records.next().expect("chunks are not empty");
+            first.more = records.collect();
+            tx.put(
+                Tree::Audit,
+                &layout::change_key(account, sequence),
+                &records::encode(&first),
+            )?;
+        }
+        tx.put(Tree::Meta, &counter, &sequence.to_be_bytes())?;
+    }
+    Ok(appended)
+}
+
 /// Appends an audit record to its account's log, inside a transaction.
 fn append_audit(tx: &dyn backend::Tx, entry: &AuditEntry) -> Result<AuditEntry, Fail> {
     let counter = layout::scoped(&entry.account, layout::AUDIT_SEQUENCE);

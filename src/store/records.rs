@@ -141,6 +141,25 @@ pub struct AuditRecord {
     pub outcome: String,
     #[prost(string, tag = "10")]
     pub message: String,
+    /// The records after this one in the same audit-log entry (a batch of
+    /// crypto calls' records: consecutive sequences, the entry's key is the
+    /// last one's). Empty in entries of one record, and in entries written
+    /// before entries held several.
+    #[prost(message, repeated, tag = "11")]
+    pub more: Vec<AuditRecord>,
+}
+
+impl AuditRecord {
+    /// The records of an entry, in sequence order.
+    pub fn records(mut self) -> Vec<AuditRecord> {
+        let more = std::mem::take(&mut self.more);
+        std::iter::once(self).chain(more).collect()
+    }
+
+    /// The time of the entry's newest record.
+    pub fn newest_time(&self) -> i64 {
+        self.more.last().map_or(self.time, |last| last.time)
+    }
 }
 
 impl From<&crate::domain::audit::AuditEntry> for AuditRecord {
@@ -156,6 +175,7 @@ impl From<&crate::domain::audit::AuditEntry> for AuditRecord {
             x_request_id: e.x_request_id.clone(),
             outcome: e.outcome.clone(),
             message: e.message.clone(),
+            more: Vec::new(),
         }
     }
 }

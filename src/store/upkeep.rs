@@ -9,7 +9,6 @@ use std::sync::Arc;
 use super::backend::{self, scan_all, Tree};
 use super::records::{self, RequestRecord};
 use super::{layout, txn, Store, PRUNE_BATCH};
-use crate::domain::audit::AuditEntry;
 use crate::domain::{Error, Key, KeyId, Millis};
 
 /// An account's keys and aliases ([`Store::census`]).
@@ -165,22 +164,23 @@ impl Store {
                 let batch = self
                     .backend
                     .scan(Tree::Audit, &first, Some(&end), PRUNE_BATCH)?;
-                let old: Vec<&Vec<u8>> = batch
+                // An entry (a batch of records) goes when its newest does.
+                let old: Vec<(&Vec<u8>, u64)> = batch
                     .iter()
-                    .take_while(|(_, bytes)| {
-                        records::decode::<records::AuditRecord>("audit", bytes)
-                            .is_ok_and(|record| AuditEntry::from(record).time < before)
+                    .map_while(|(key, bytes)| {
+                        let record =
+                            records::decode::<records::AuditRecord>("audit", bytes).ok()?;
+                        (record.newest_time() < before).then(|| (key, 1 + record.more.len() as u64))
                     })
-                    .map(|(key, _)| key)
                     .collect();
                 if !old.is_empty() {
                     self.gated_transact(&|tx| {
-                        for key in &old {
+                        for (key, _) in &old {
                             tx.delete(Tree::Audit, key)?;
                         }
                         Ok(())
                     })?;
-                    pruned += old.len() as u64;
+                    pruned += old.iter().map(|(_, records)| records).sum::<u64>();
                 }
                 if old.len() < PRUNE_BATCH {
                     break;

@@ -14,6 +14,7 @@ fn manifest() -> &'static Path {
 fn buf() -> PathBuf {
     static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _installing = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
+    let _across_processes = crate::python::install_lock("buf");
     let wanted = std::fs::read_to_string(manifest().join("tests/buf/package.json")).unwrap();
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("buf");
     let buf = dir.join("node_modules/.bin/buf");

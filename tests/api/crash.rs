@@ -630,7 +630,7 @@ async fn acknowledged_keys_rotations_and_ciphertexts_survive_sigkill() {
                     let plaintext = format!("worker {w} item {i}").into_bytes();
                     let request = pb::EncryptRequest {
                         key_id: key.clone(),
-                        plaintext: plaintext.clone(),
+                        plaintext: plaintext.clone().into(),
                         ..Default::default()
                     };
                     let Ok(sealed) = crypto.encrypt(request).await else {
@@ -640,7 +640,7 @@ async fn acknowledged_keys_rotations_and_ciphertexts_survive_sigkill() {
                         .lock()
                         .unwrap()
                         .ciphertexts
-                        .push((sealed.into_inner().ciphertext_blob, plaintext));
+                        .push((sealed.into_inner().ciphertext_blob.to_vec(), plaintext));
                 }
             })
         })
@@ -697,7 +697,7 @@ async fn acknowledged_keys_rotations_and_ciphertexts_survive_sigkill() {
     for (blob, plaintext) in &acknowledged.ciphertexts {
         let opened = crypto
             .decrypt(pb::DecryptRequest {
-                ciphertext_blob: blob.clone(),
+                ciphertext_blob: blob.clone().into(),
                 ..Default::default()
             })
             .await

@@ -26,7 +26,7 @@ async fn encrypt(
     crypto(server)
         .encrypt(pb::EncryptRequest {
             key_id: key_id.into(),
-            plaintext: plaintext.to_vec(),
+            plaintext: plaintext.to_vec().into(),
             encryption_context: context
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -44,7 +44,7 @@ async fn decrypt(
 ) -> Result<pb::DecryptResponse, tonic::Status> {
     crypto(server)
         .decrypt(pb::DecryptRequest {
-            ciphertext_blob: blob.to_vec(),
+            ciphertext_blob: blob.to_vec().into(),
             encryption_context: context
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -104,7 +104,7 @@ async fn a_ciphertext_made_through_an_alias_decrypts_with_its_own_key_after_the_
         );
     }
     // A changed byte does not either.
-    let mut changed = before.ciphertext_blob.clone();
+    let mut changed = before.ciphertext_blob.to_vec();
     let last = changed.len() - 1;
     changed[last] ^= 1;
     assert_error(
@@ -336,7 +336,7 @@ async fn data_keys_signatures_and_macs_round_trip() {
     let sealed = crypto(&server)
         .encrypt(pb::EncryptRequest {
             key_id: rsa.key_id.clone(),
-            plaintext: b"for rsa".to_vec(),
+            plaintext: b"for rsa".to_vec().into(),
             encryption_algorithm: EncryptionAlgorithm::RsaesOaepSha256 as i32,
             ..Default::default()
         })

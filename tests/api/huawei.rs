@@ -533,7 +533,7 @@ async fn the_huawei_sdk_encrypts_signs_and_rotates_by_key_id_and_alias() {
     let opened =
         aliasd::pb::crypto_service_client::CryptoServiceClient::new(server.channel.clone())
             .decrypt(as_principal(pb::DecryptRequest {
-                ciphertext_blob: blob,
+                ciphertext_blob: blob.into(),
                 encryption_context: [(
                     "additional_authenticated_data".to_owned(),
                     "ctx-1".to_owned(),

@@ -17,6 +17,7 @@ use crate::common::*;
 fn nginx_binary() -> PathBuf {
     static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _installing = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
+    let _across_processes = crate::python::install_lock("nginx");
     let dir = crate::etcd_support::cache_dir().join("nginx");
     let binary = dir.join("root/usr/sbin/nginx");
     if binary.exists() {

@@ -22,11 +22,13 @@ pub fn run(command: &mut Command) {
     );
 }
 
-/// The venv's python, installing the venv first if needed (once per test
-/// run: tests that need it share one install).
+/// The venv's python, installing the venv first if needed (once: tests
+/// that need it share one install, also across test processes, as
+/// `cargo nextest` runs them).
 pub fn python() -> PathBuf {
     static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _installing = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
+    let _across_processes = install_lock("python-venv");
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let requirements = manifest.join("tests/python/requirements.txt");
     let wanted = std::fs::read_to_string(&requirements).unwrap();
@@ -51,6 +53,23 @@ pub fn python() -> PathBuf {
         .arg(&requirements));
     std::fs::write(&marker, wanted).unwrap();
     python
+}
+
+/// An exclusive lock on `CARGO_TARGET_TMPDIR/NAME.lock` (flock), held until
+/// the file is dropped: one process at a time installs a tool.
+pub fn install_lock(name: &str) -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    // SAFETY: flock on a descriptor this function owns.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(locked, 0, "flock {}", path.display());
+    file
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

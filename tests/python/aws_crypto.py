@@ -180,7 +180,15 @@ def symmetric():
     error = raises("UnsupportedOperationException", kms.get_public_key, KeyId="alias/sym")
     assert message_of(error) == ""
 
+    # DryRun: the checks run, and a call that would succeed says so.
+    error = raises("DryRunOperationException", kms.encrypt, KeyId="alias/sym", Plaintext=b"x", DryRun=True)
+    assert message_of(error) == "The request would have succeeded, but the DryRun option is set."
+    assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+    raises("DryRunOperationException", kms.decrypt, CiphertextBlob=blob, DryRun=True)
+    raises("InvalidCiphertextException", kms.decrypt, CiphertextBlob=blob[:-1] + bytes([blob[-1] ^ 1]), DryRun=True)
+    raises("NotFoundException", kms.encrypt, KeyId="alias/none", Plaintext=b"x", DryRun=True)
     kms.disable_key(KeyId=meta["KeyId"])
+    raises("DisabledException", kms.encrypt, KeyId="alias/sym", Plaintext=b"x", DryRun=True)
     error = raises("DisabledException", kms.encrypt, KeyId="alias/sym", Plaintext=b"x")
     assert message_of(error) == f"{meta['Arn']} is disabled.", error.response
     raises("DisabledException", kms.decrypt, CiphertextBlob=blob)

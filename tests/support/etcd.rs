@@ -44,6 +44,15 @@ pub fn etcd_binary(cache: &Path) -> PathBuf {
     static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _installing = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = cache.join("etcd");
+    std::fs::create_dir_all(&dir).expect("the cache directory");
+    // Test processes run side by side (`cargo nextest`): one unpacks.
+    let _across_processes = {
+        use std::os::fd::AsRawFd;
+        let lock = std::fs::File::create(dir.join("install.lock")).expect("the install lock");
+        // SAFETY: flock on a descriptor owned here.
+        assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+        lock
+    };
     let binary = dir.join("root/usr/bin/etcd");
     if binary.exists() {
         return binary;

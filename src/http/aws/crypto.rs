@@ -118,6 +118,45 @@ pub(super) async fn run(
     input: &Input<'_>,
     scope: &Scope,
 ) -> Result<Option<Value>, Error> {
+    // `DryRun` (the operations AWS gives it): every check runs, and a call
+    // that would succeed answers DryRunOperationException instead. None
+    // of these operations changes state, so running it is the check.
+    let dry_run = takes_dry_run(operation) && input.boolean("DryRun")?.unwrap_or(false);
+    let answer = answer(app, call, operation, input, scope).await?;
+    if dry_run {
+        return Err(Error::new(
+            Reason::DRY_RUN,
+            "The request would have succeeded, but the DryRun option is set.",
+        ));
+    }
+    Ok(answer)
+}
+
+/// The operations with a `DryRun` field in AWS's API.
+fn takes_dry_run(operation: Operation) -> bool {
+    matches!(
+        operation,
+        Operation::Encrypt
+            | Operation::Decrypt
+            | Operation::ReEncrypt
+            | Operation::GenerateDataKey
+            | Operation::GenerateDataKeyWithoutPlaintext
+            | Operation::GenerateDataKeyPair
+            | Operation::GenerateDataKeyPairWithoutPlaintext
+            | Operation::Sign
+            | Operation::Verify
+            | Operation::GenerateMac
+            | Operation::VerifyMac
+    )
+}
+
+async fn answer(
+    app: &Arc<App>,
+    call: &Call,
+    operation: Operation,
+    input: &Input<'_>,
+    scope: &Scope,
+) -> Result<Option<Value>, Error> {
     let arn = |key: &crate::domain::KeyId| scope.key_arn(key);
     let encryption = |name| input.named(name, EncryptionAlgorithm::from_name, ENCRYPTION_NAMES);
     Ok(Some(match operation {
