@@ -82,6 +82,8 @@ fn principal(actions: &[&str], resources: &[&str]) -> Call {
             name: "deployer".into(),
             account: ACCOUNT.into(),
             statements: vec![Statement {
+                effect: Default::default(),
+                condition: Default::default(),
                 actions: actions.iter().map(|a| a.to_string()).collect(),
                 resources: resources.iter().map(|r| r.to_string()).collect(),
             }],

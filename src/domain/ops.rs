@@ -77,6 +77,42 @@ impl Ctx {
     fn authorize(&self, action: &str, resource: &str) -> Result<()> {
         self.caller.authorize(action, resource)
     }
+
+    /// Authorizes `action` on the key `id`, with the facts a statement's
+    /// condition may test: the alias the request named the key by, and the
+    /// aliases the key has now, read in this transaction (so a change to
+    /// them racing the call is decided by the call's one consistent read),
+    /// and only when some statement asks.
+    fn authorize_key<T: Txn>(
+        &self,
+        txn: &T,
+        action: &str,
+        id: &KeyId,
+        request_alias: Option<&AliasName>,
+    ) -> Result<(), T::Fail> {
+        let mut failed = None;
+        let decided = {
+            let mut read = || match txn.aliases_of(id) {
+                Ok(names) => Ok(names.into_iter().map(|n| n.as_str().to_owned()).collect()),
+                Err(fail) => {
+                    failed = Some(fail);
+                    Err(Error::internal("the key's aliases could not be read"))
+                }
+            };
+            self.caller.authorize_with(
+                action,
+                id.as_str(),
+                &mut crate::domain::policy::Facts {
+                    request_alias: request_alias.map(AliasName::as_str),
+                    resource_aliases: &mut read,
+                },
+            )
+        };
+        match failed {
+            Some(fail) => Err(fail),
+            None => decided.map_err(Into::into),
+        }
+    }
 }
 
 fn key_not_found(ctx: &Ctx, id: &KeyId) -> Error {
@@ -238,12 +274,12 @@ pub fn resolve_authorized<T: Txn>(
 ) -> Result<KeyId, T::Fail> {
     match key_ref {
         KeyRef::Key(id) => {
-            ctx.authorize(action, id.as_str())?;
+            ctx.authorize_key(txn, action, id, None)?;
             Ok(id.clone())
         }
         KeyRef::Alias(name) => {
             let id = existing_alias(txn, ctx, name)?.target;
-            if ctx.authorize(action, id.as_str()).is_err() {
+            if ctx.authorize_key(txn, action, &id, Some(name)).is_err() {
                 return Err(Error::new(
                     Reason::ACCESS_DENIED,
                     format!(
@@ -312,7 +348,12 @@ pub fn key_for_decrypt<T: Txn>(
             .into());
         }
     }
-    key_for_use(txn, ctx, &KeyRef::Key(named.clone()), usage)
+    // Through the alias it was named by, if any: conditions on
+    // kms:RequestAlias see it.
+    match given {
+        Some(given) => key_for_use(txn, ctx, given, usage),
+        None => key_for_use(txn, ctx, &KeyRef::Key(named.clone()), usage),
+    }
 }
 
 // ---------------------------------------------------------------- rotation
@@ -324,7 +365,7 @@ pub fn enable_key_rotation<T: Txn>(
     id: &KeyId,
     period_days: i32,
 ) -> Result<Key, T::Fail> {
-    ctx.authorize(actions::ENABLE_KEY_ROTATION, id.as_str())?;
+    ctx.authorize_key(txn, actions::ENABLE_KEY_ROTATION, id, None)?;
     let key = existing_key(txn, ctx, id)?.enable_rotation(
         &ctx.scope,
         period_days,
@@ -336,7 +377,7 @@ pub fn enable_key_rotation<T: Txn>(
 }
 
 pub fn disable_key_rotation<T: Txn>(txn: &T, ctx: &Ctx, id: &KeyId) -> Result<Key, T::Fail> {
-    ctx.authorize(actions::DISABLE_KEY_ROTATION, id.as_str())?;
+    ctx.authorize_key(txn, actions::DISABLE_KEY_ROTATION, id, None)?;
     let key = existing_key(txn, ctx, id)?.disable_rotation(&ctx.scope)?;
     txn.put_key(&key, false)?;
     Ok(key)
@@ -349,7 +390,7 @@ pub fn rotate_key_on_demand<T: Txn>(
     id: &KeyId,
     material: &NewMaterial,
 ) -> Result<Key, T::Fail> {
-    ctx.authorize(actions::ROTATE_KEY_ON_DEMAND, id.as_str())?;
+    ctx.authorize_key(txn, actions::ROTATE_KEY_ON_DEMAND, id, None)?;
     let key = existing_key(txn, ctx, id)?.rotate(
         &ctx.scope,
         material.clone(),
@@ -369,13 +410,13 @@ pub fn key_for_rotation_read<T: Txn>(
     id: &KeyId,
     action: &str,
 ) -> Result<Key, T::Fail> {
-    ctx.authorize(action, id.as_str())?;
+    ctx.authorize_key(txn, action, id, None)?;
     existing_key(txn, ctx, id)
 }
 
 /// A due automatic rotation (maintenance): rotates an enabled key whose
-/// time has come; a key that is not enabled is not rotated, and its next
-/// rotation moves a period on. Returns whether it rotated; changes nothing
+/// time has come; a key that is not enabled is not rotated, and is looked
+/// at again a day on. Returns whether it rotated; changes nothing
 /// when the key is gone or no longer due (a concurrent change won).
 pub fn rotate_due_key<T: Txn>(
     txn: &T,
@@ -457,7 +498,7 @@ pub fn set_key_enabled<T: Txn>(
     } else {
         actions::DISABLE_KEY
     };
-    ctx.authorize(action, id.as_str())?;
+    ctx.authorize_key(txn, action, id, None)?;
     let key = existing_key(txn, ctx, id)?.set_enabled(&ctx.scope, enabled)?;
     txn.put_key(&key, false)?;
     Ok(key)
@@ -470,7 +511,7 @@ pub fn schedule_key_deletion<T: Txn>(
     id: &KeyId,
     window_days: i32,
 ) -> Result<Key, T::Fail> {
-    ctx.authorize(actions::SCHEDULE_KEY_DELETION, id.as_str())?;
+    ctx.authorize_key(txn, actions::SCHEDULE_KEY_DELETION, id, None)?;
     let key = existing_key(txn, ctx, id)?.schedule_deletion(
         &ctx.scope,
         window_days,
@@ -482,7 +523,7 @@ pub fn schedule_key_deletion<T: Txn>(
 }
 
 pub fn cancel_key_deletion<T: Txn>(txn: &T, ctx: &Ctx, id: &KeyId) -> Result<Key, T::Fail> {
-    ctx.authorize(actions::CANCEL_KEY_DELETION, id.as_str())?;
+    ctx.authorize_key(txn, actions::CANCEL_KEY_DELETION, id, None)?;
     let key = existing_key(txn, ctx, id)?.cancel_deletion(&ctx.scope)?;
     txn.put_key(&key, false)?;
     Ok(key)
@@ -522,7 +563,7 @@ pub fn create_alias<T: Txn>(
 ) -> Result<Alias, T::Fail> {
     name.ensure_not_reserved(&ctx.scope)?;
     ctx.authorize(actions::CREATE_ALIAS, name.as_str())?;
-    ctx.authorize(actions::CREATE_ALIAS, target.as_str())?;
+    ctx.authorize_key(txn, actions::CREATE_ALIAS, target, None)?;
     alias_target(txn, ctx, target)?;
     if txn.alias(name)?.is_some() {
         return Err(alias_exists(ctx, name).into());
@@ -551,9 +592,9 @@ pub fn update_alias<T: Txn>(
 ) -> Result<Alias, T::Fail> {
     name.ensure_not_reserved(&ctx.scope)?;
     ctx.authorize(actions::UPDATE_ALIAS, name.as_str())?;
-    ctx.authorize(actions::UPDATE_ALIAS, target.as_str())?;
+    ctx.authorize_key(txn, actions::UPDATE_ALIAS, target, None)?;
     let current = existing_alias(txn, ctx, name)?;
-    ctx.authorize(actions::UPDATE_ALIAS, current.target.as_str())?;
+    ctx.authorize_key(txn, actions::UPDATE_ALIAS, &current.target, None)?;
     current.check_etag(&ctx.scope, etag)?;
     if &current.target == target {
         return Ok(current);
@@ -619,7 +660,7 @@ pub fn delete_alias<T: Txn>(
     name.ensure_not_reserved(&ctx.scope)?;
     ctx.authorize(actions::DELETE_ALIAS, name.as_str())?;
     let alias = existing_alias(txn, ctx, name)?;
-    ctx.authorize(actions::DELETE_ALIAS, alias.target.as_str())?;
+    ctx.authorize_key(txn, actions::DELETE_ALIAS, &alias.target, None)?;
     alias.check_etag(&ctx.scope, etag)?;
     let revision = txn.next_revision()?;
     txn.remove_alias(&alias)?;
@@ -670,7 +711,7 @@ pub fn rename_alias<T: Txn>(
     ctx.authorize(actions::RENAME_ALIAS, new_name.as_str())?;
     let current = existing_alias(txn, ctx, name)?;
     // A rename is a delete and a create: it needs the action on the key too.
-    ctx.authorize(actions::RENAME_ALIAS, current.target.as_str())?;
+    ctx.authorize_key(txn, actions::RENAME_ALIAS, &current.target, None)?;
     current.check_etag(&ctx.scope, etag)?;
     if name == new_name {
         return Ok(current);
@@ -754,7 +795,7 @@ pub fn alias_names_of<T: Txn>(
     ctx: &Ctx,
     key_id: &KeyId,
 ) -> Result<Vec<AliasName>, T::Fail> {
-    ctx.authorize(actions::DESCRIBE_KEY, key_id.as_str())?;
+    ctx.authorize_key(txn, actions::DESCRIBE_KEY, key_id, None)?;
     existing_key(txn, ctx, key_id)?;
     let mut names = txn.aliases_of(key_id)?;
     names.sort_by(|a, b| a.as_str().cmp(b.as_str()));

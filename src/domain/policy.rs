@@ -151,11 +151,62 @@ pub fn glob_matches(pattern: &str, text: &str, ignore_case: bool) -> bool {
     p[pi..].iter().all(|&c| c == b'*')
 }
 
-/// One statement: these actions on these resources are allowed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Whether a statement allows or denies what it matches (a deny wins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Effect {
+    #[default]
+    Allow,
+    Deny,
+}
+
+/// Conditions on the aliases of a request (access by alias, ABAC): every
+/// one given must hold for the statement to apply. Patterns are
+/// `StringLike`: `*` matches any run of characters.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Condition {
+    /// `kms:RequestAlias`: the alias the request named as its key matches
+    /// one of these (a request that named no alias does not).
+    pub request_alias: Option<Vec<String>>,
+    /// `kms:ResourceAliases`: some alias the key has at the moment of the
+    /// call matches one of these (ForAnyValue; a key with no alias, or a
+    /// resource that is not a key, does not).
+    pub resource_aliases: Option<Vec<String>>,
+}
+
+impl Condition {
+    pub fn is_empty(&self) -> bool {
+        self.request_alias.is_none() && self.resource_aliases.is_none()
+    }
+}
+
+/// One statement: these actions on these resources are allowed (or
+/// denied), when its condition holds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Statement {
+    pub effect: Effect,
     pub actions: Vec<String>,
     pub resources: Vec<String>,
+    pub condition: Condition,
+}
+
+/// What the conditions of a call are decided on, besides its action and
+/// resource: the alias the request named, and (read only when a statement
+/// asks, in the call's own consistent read) the aliases the key has now.
+pub struct Facts<'a> {
+    pub request_alias: Option<&'a str>,
+    pub resource_aliases: &'a mut dyn FnMut() -> Result<Vec<String>>,
+}
+
+impl Facts<'_> {
+    /// No alias named, and no key aliases (account-wide and alias
+    /// resources).
+    pub fn none<R>(f: impl FnOnce(&mut Facts<'_>) -> R) -> R {
+        let mut empty = || Ok(Vec::new());
+        f(&mut Facts {
+            request_alias: None,
+            resource_aliases: &mut empty,
+        })
+    }
 }
 
 /// Whether a statement's action pattern grants `action`.
@@ -170,7 +221,8 @@ fn action_matches(pattern: &str, action: &str) -> bool {
 }
 
 impl Statement {
-    fn allows(&self, action: &str, resource: &str) -> bool {
+    /// Whether the statement's actions and resources cover the call.
+    fn covers(&self, action: &str, resource: &str) -> bool {
         self.actions.iter().any(|a| action_matches(a, action))
             && self.resources.iter().any(|r| {
                 if resource == ANY_RESOURCE {
@@ -179,6 +231,40 @@ impl Statement {
                     glob_matches(r, resource, false)
                 }
             })
+    }
+
+    /// Whether the statement applies to the call: it covers it and its
+    /// condition holds. `aliases` caches the key's aliases across
+    /// statements.
+    fn applies(
+        &self,
+        action: &str,
+        resource: &str,
+        facts: &mut Facts<'_>,
+        aliases: &mut Option<Vec<String>>,
+    ) -> Result<bool> {
+        if !self.covers(action, resource) {
+            return Ok(false);
+        }
+        let any = |patterns: &[String], value: &str| {
+            patterns.iter().any(|p| glob_matches(p, value, false))
+        };
+        if let Some(patterns) = &self.condition.request_alias {
+            match facts.request_alias {
+                Some(alias) if any(patterns, alias) => {}
+                _ => return Ok(false),
+            }
+        }
+        if let Some(patterns) = &self.condition.resource_aliases {
+            if aliases.is_none() {
+                *aliases = Some((facts.resource_aliases)()?);
+            }
+            let held = aliases.as_deref().unwrap_or_default();
+            if !held.iter().any(|alias| any(patterns, alias)) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -194,8 +280,32 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Whether some statement allows the call and none denies it, with no
+    /// alias facts (account-wide and alias resources).
     pub fn allows(&self, action: &str, resource: &str) -> bool {
-        self.statements.iter().any(|s| s.allows(action, resource))
+        Facts::none(|facts| self.decide(action, resource, facts)).unwrap_or(false)
+    }
+
+    /// Whether some statement allows the call and none denies it: an
+    /// explicit deny wins over any allow, as in IAM.
+    pub fn decide(&self, action: &str, resource: &str, facts: &mut Facts<'_>) -> Result<bool> {
+        let mut aliases = None;
+        let mut allowed = false;
+        for statement in &self.statements {
+            if statement.applies(action, resource, facts, &mut aliases)? {
+                match statement.effect {
+                    Effect::Deny => return Ok(false),
+                    Effect::Allow => allowed = true,
+                }
+            }
+        }
+        Ok(allowed)
+    }
+
+    /// Whether any statement has a condition on the key's aliases (so a
+    /// call must read them).
+    pub fn has_conditions(&self) -> bool {
+        self.statements.iter().any(|s| !s.condition.is_empty())
     }
 }
 
@@ -218,9 +328,20 @@ impl Caller {
     /// Fails with ACCESS_DENIED unless the caller may do `action` on
     /// `resource` (an alias name, a key id, or `*`).
     pub fn authorize(&self, action: &str, resource: &str) -> Result<()> {
+        Facts::none(|facts| self.authorize_with(action, resource, facts))
+    }
+
+    /// [`Caller::authorize`] with the facts a statement's condition may
+    /// test.
+    pub fn authorize_with(
+        &self,
+        action: &str,
+        resource: &str,
+        facts: &mut Facts<'_>,
+    ) -> Result<()> {
         match self {
             Caller::Anonymous => Ok(()),
-            Caller::Principal(principal) if principal.allows(action, resource) => Ok(()),
+            Caller::Principal(principal) if principal.decide(action, resource, facts)? => Ok(()),
             Caller::Principal(principal) => Err(Error::new(
                 Reason::ACCESS_DENIED,
                 format!(
@@ -273,6 +394,8 @@ mod tests {
                 name: "p".into(),
                 account: "1".into(),
                 statements: vec![Statement {
+                    effect: Effect::Allow,
+                    condition: Condition::default(),
                     actions: vec![pattern.into()],
                     resources: vec!["*".into()],
                 }],
@@ -307,6 +430,8 @@ mod tests {
             name: "p".into(),
             account: "1".into(),
             statements: vec![Statement {
+                effect: Effect::Allow,
+                condition: Condition::default(),
                 actions: vec!["kms:*".into()],
                 resources: vec!["alias/*".into()],
             }],

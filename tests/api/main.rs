@@ -2,6 +2,7 @@
 //! through the clients generated from `proto/`. One test binary, so the
 //! crate links once.
 
+mod abac;
 mod access;
 mod aliases;
 mod aws;

@@ -140,8 +140,59 @@ pub enum Claim {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StatementEntry {
+    /// "allow" (the default) or "deny".
+    #[serde(default)]
+    effect: Option<String>,
     actions: OneOrMany,
     resources: OneOrMany,
+    /// `kms:RequestAlias` and `kms:ResourceAliases`, each one pattern or a
+    /// list.
+    #[serde(default)]
+    condition: Option<std::collections::BTreeMap<String, OneOrMany>>,
+}
+
+impl StatementEntry {
+    /// The statement, or what is wrong with it.
+    fn statement(self) -> Result<Statement, String> {
+        use crate::domain::policy::{Condition, Effect};
+        let effect = match self
+            .effect
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("allow") => Effect::Allow,
+            Some("deny") => Effect::Deny,
+            Some(other) => {
+                return Err(format!("effect {other:?} must be \"allow\" or \"deny\""));
+            }
+        };
+        let mut condition = Condition::default();
+        for (name, patterns) in self.condition.unwrap_or_default() {
+            let patterns = patterns.into_vec();
+            if patterns.is_empty() || patterns.iter().any(String::is_empty) {
+                return Err(format!(
+                    "condition {name:?} needs one or more non-empty patterns"
+                ));
+            }
+            match name.to_ascii_lowercase().as_str() {
+                "kms:requestalias" => condition.request_alias = Some(patterns),
+                "kms:resourcealiases" => condition.resource_aliases = Some(patterns),
+                _ => {
+                    return Err(format!(
+                        "condition key {name:?} is not one aliasd knows \
+                         (kms:RequestAlias, kms:ResourceAliases)"
+                    ))
+                }
+            }
+        }
+        Ok(Statement {
+            effect,
+            actions: self.actions.into_vec(),
+            resources: self.resources.into_vec(),
+            condition,
+        })
+    }
 }
 
 /// A parsed, validated auth file.
@@ -199,11 +250,9 @@ impl AuthConfig {
             let statements = entry
                 .statements
                 .into_iter()
-                .map(|s| Statement {
-                    actions: s.actions.into_vec(),
-                    resources: s.resources.into_vec(),
-                })
-                .collect();
+                .map(StatementEntry::statement)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| invalid(path, format!("principal {}: {e}", entry.name)))?;
             let project_ids = entry
                 .project_ids
                 .map(OneOrMany::into_vec)
