@@ -4,7 +4,7 @@ use super::{request_id_text, App, Call, Page};
 use crate::domain::key::{check_description, resolve_pending_window};
 use crate::domain::names::parse_key_id_of;
 use crate::domain::ops::{self, Ctx, NewKey};
-use crate::domain::paging::{page_size, Listing};
+use crate::domain::paging::Listing;
 use crate::domain::policy::{actions, ANY_RESOURCE};
 use crate::domain::request::{Idempotency, RequestId};
 use crate::domain::{AliasName, Error, Key, KeyId, KeyRef, KeySpec, KeyUsage};
@@ -125,7 +125,10 @@ impl App {
         let audit = self.audit_entry(call, &ctx, actions::LIST_KEYS);
         self.audited(ops::authorize_account_wide(&ctx, actions::LIST_KEYS), audit)
             .await?;
-        let limit = page_size(page_size_wanted)?;
+        let limit = crate::domain::paging::page_size_up_to(
+            page_size_wanted,
+            crate::domain::paging::MAX_KEYS_PAGE_SIZE,
+        )?;
         let listing = Listing {
             account: &ctx.scope.account,
             kind: "keys",

@@ -233,6 +233,24 @@ pub fn out_of_range(member: &str, value: i64, min: i64, max: i64) -> String {
     )
 }
 
+/// A request field as AWS's validation messages name it: `alias_name` ->
+/// `aliasName`.
+pub fn member_name(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut upper = false;
+    for c in field.chars() {
+        match c {
+            '_' => upper = true,
+            c if upper => {
+                out.push(c.to_ascii_uppercase());
+                upper = false;
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// AWS's wording of a blob outside its length range (the value is not
 /// shown: it may be secret).
 pub fn bad_length(member: &str, len: usize, max: usize) -> String {
@@ -258,6 +276,10 @@ pub struct Error {
     pub retry_after: Option<std::time::Duration>,
     /// The call only reads: whatever the reason, it committed nothing.
     pub read_only: bool,
+    /// The message in KMS's own words, where AWS's recorded answers word it
+    /// otherwise than `message` (terser, and naming request members as
+    /// AWS's API does): the AWS door answers this one.
+    pub kms_message: Option<String>,
 }
 
 impl Error {
@@ -268,6 +290,7 @@ impl Error {
             field: None,
             retry_after: None,
             read_only: false,
+            kms_message: None,
         }
     }
 
@@ -279,7 +302,14 @@ impl Error {
             field: Some(field),
             retry_after: None,
             read_only: false,
+            kms_message: None,
         }
+    }
+
+    /// With KMS's own wording of the error (see [`Error::kms_message`]).
+    pub fn with_kms_message(mut self, message: impl Into<String>) -> Self {
+        self.kms_message = Some(message.into());
+        self
     }
 
     /// The error of a call that only reads (a deadline that passed during

@@ -109,6 +109,10 @@ impl KeySpec {
                         spec.as_str(),
                         list(spec.usages())
                     ),
+                )
+                .with_kms_message(
+                    "You must specify a KeyUsage value for all KMS keys except for symmetric \
+                     encryption keys.",
                 ))
             }
         };
@@ -122,7 +126,12 @@ impl KeySpec {
                     spec.as_str(),
                     list(spec.usages())
                 ),
-            ));
+            )
+            .with_kms_message(format!(
+                "KeyUsage {} is not compatible with KeySpec {}",
+                usage.as_str(),
+                spec.as_str()
+            )));
         }
         Ok((spec, usage))
     }
@@ -249,7 +258,13 @@ pub fn resolve_pending_window(days: i32) -> Result<i32> {
                 "pending_window_in_days must be between {MIN_PENDING_WINDOW_DAYS} and \
                  {MAX_PENDING_WINDOW_DAYS}; got {days}."
             ),
-        )),
+        )
+        .with_kms_message(super::error::out_of_range(
+            "pendingWindowInDays",
+            i64::from(days),
+            i64::from(MIN_PENDING_WINDOW_DAYS),
+            i64::from(MAX_PENDING_WINDOW_DAYS),
+        ))),
     }
 }
 

@@ -24,6 +24,11 @@ pub struct Scope {
 
 impl Scope {
     pub fn key_arn(&self, key_id: &KeyId) -> String {
+        self.key_arn_of(key_id.as_str())
+    }
+
+    /// The key ARN of any id, even one that names no key aliasd can hold.
+    pub fn key_arn_of(&self, key_id: &str) -> String {
         format!(
             "arn:{}:kms:{}:{}:key/{}",
             self.partition, self.region, self.account, key_id
@@ -99,7 +104,11 @@ impl AliasName {
             return Err(invalid(format!(
                 "Alias name {} must begin with 'alias/' followed by at least one character.",
                 quoted(input)
-            )));
+            ))
+            .with_kms_message(
+                "Alias must start with the prefix \"alias/\". Please see \
+                 https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html",
+            ));
         }
         if let Some(bad) = input
             .chars()
@@ -108,6 +117,11 @@ impl AliasName {
             return Err(invalid(format!(
                 "Alias name {} contains {bad:?}; only A-Z a-z 0-9 / _ - are allowed.",
                 quoted(input)
+            ))
+            .with_kms_message(format!(
+                "1 validation error detected: Value '{input}' at '{}' failed to satisfy \
+                 constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$",
+                super::error::member_name(field)
             )));
         }
         Ok(AliasName(input.to_owned()))
@@ -174,7 +188,8 @@ impl KeyId {
                      1234abcd-12ab-34cd-56ef-1234567890ab) or a key ARN.",
                     quoted(input)
                 ),
-            ))
+            )
+            .with_kms_message(format!("Invalid keyId '{input}'")))
         }
     }
 
@@ -235,8 +250,26 @@ impl KeyRef {
         if input.starts_with(ALIAS_PREFIX) {
             return Ok(KeyRef::Alias(AliasName::parse(field, input)?));
         }
+        if is_multi_region_id(input) {
+            // A well-formed multi-Region key id: aliasd has none, so it
+            // names no key (as AWS answers an unknown one).
+            return Err(Error::new(
+                Reason::KEY_NOT_FOUND,
+                format!("Key '{}' does not exist", scope.key_arn_of(input)),
+            ));
+        }
         Ok(KeyRef::Key(KeyId::parse(field, input)?))
     }
+}
+
+/// `mrk-` and 32 lowercase hex digits: the form of a multi-Region key id.
+fn is_multi_region_id(input: &str) -> bool {
+    input.strip_prefix("mrk-").is_some_and(|hex| {
+        hex.len() == 32
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 /// Parses a *key id* parameter: a key id or key ARN. Alias forms are
@@ -386,9 +419,17 @@ impl<'a> Arn<'a> {
             return Ok(self.resource);
         }
         Err(match self.resource {
+            KeyRef::Key(_) if self.region != scope.region => Error::new(
+                Reason::KEY_NOT_FOUND,
+                format!(
+                    "Key '{}' does not exist: this server serves region {}, not {}.",
+                    self.input, scope.region, self.region
+                ),
+            )
+            .with_kms_message(format!("Invalid arn {}", self.region)),
             KeyRef::Key(_) => Error::new(
                 Reason::KEY_NOT_FOUND,
-                format!("Key '{}' does not exist.", self.input),
+                format!("Key '{}' does not exist", self.input),
             ),
             KeyRef::Alias(_) => Error::new(
                 Reason::ALIAS_NOT_FOUND,

@@ -118,7 +118,7 @@ impl Ctx {
 fn key_not_found(ctx: &Ctx, id: &KeyId) -> Error {
     Error::new(
         Reason::KEY_NOT_FOUND,
-        format!("Key '{}' does not exist.", ctx.scope.key_arn(id)),
+        format!("Key '{}' does not exist", ctx.scope.key_arn(id)),
     )
 }
 

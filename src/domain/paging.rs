@@ -19,16 +19,26 @@ const MAC_BYTES: usize = 16;
 /// Longest token accepted; ours are well under (a 256-character name).
 const MAX_TOKEN_CHARS: usize = 1024;
 
+/// The most keys a page of ListKeys holds (AWS's ListKeys takes a `Limit`
+/// up to 1000).
+pub const MAX_KEYS_PAGE_SIZE: usize = 1000;
+
 /// page_size: 0 means 50, above 100 means 100, negative is invalid.
 pub fn page_size(requested: i32) -> Result<usize> {
+    page_size_up_to(requested, MAX_PAGE_SIZE)
+}
+
+/// page_size with another largest page: 0 means 50, above `max` means
+/// `max`, negative is invalid.
+pub fn page_size_up_to(requested: i32, max: usize) -> Result<usize> {
     match requested {
-        0 => Ok(DEFAULT_PAGE_SIZE),
+        0 => Ok(DEFAULT_PAGE_SIZE.min(max)),
         n if n < 0 => Err(Error::invalid(
             Reason::INVALID_PAGE_SIZE,
             "page_size",
             format!("page_size must not be negative; got {n}."),
         )),
-        n => Ok((n as usize).min(MAX_PAGE_SIZE)),
+        n => Ok((n as usize).min(max)),
     }
 }
 
@@ -89,6 +99,10 @@ impl PageTokens {
                 "page_token",
                 "Invalid page_token: it was not issued by this server for this listing and \
                  filter, or it was altered. Start again with an empty page_token.",
+            )
+            .with_kms_message(
+                "Invalid marker: it was not issued by this server for this listing and \
+                 filter, or it was altered. Start again without one.",
             )
         };
         if token.len() > MAX_TOKEN_CHARS {

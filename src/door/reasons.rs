@@ -25,7 +25,8 @@ pub fn rendering(reason: Reason) -> Rendering {
     use Reason::*;
     let (kms_exception, huawei_error_code, huawei_http_status) = match reason {
         INVALID_ALIAS_NAME => ("ValidationException", "KMS.1101", 400),
-        INVALID_KEY_ID => ("ValidationException", "KMS.0205", 400),
+        // AWS answers a malformed key id as a key it cannot find.
+        INVALID_KEY_ID => ("NotFoundException", "KMS.0205", 400),
         INVALID_ARN => ("InvalidArnException", "KMS.0205", 400),
         TARGET_NOT_A_KEY => ("ValidationException", "KMS.0205", 400),
         INVALID_KEY_SPEC => ("ValidationException", "KMS.0204", 400),

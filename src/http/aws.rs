@@ -179,7 +179,11 @@ pub fn error_response(error: &Error) -> HttpResponse {
     );
     let body = match silent {
         true => json!({ "__type": spec.kms_exception }),
-        false => json!({ "__type": spec.kms_exception, "message": error.message }),
+        // KMS's own wording where it differs from aliasd's.
+        false => json!({
+            "__type": spec.kms_exception,
+            "message": error.kms_message.as_deref().unwrap_or(&error.message),
+        }),
     };
     let mut response = json_response(status, CONTENT_TYPE, &body);
     response.headers_mut().insert(
@@ -209,15 +213,34 @@ async fn run(
     request: &HttpRequest,
 ) -> Result<Option<Value>, Error> {
     let call = call.clone();
+    let scope = app.scope_of(&call);
+    signed_for_this_region(&request.headers, &scope)?;
     let body = json_object(&request.body)?;
     let input = Input(&body);
-    let scope = app.scope_of(&call);
     match operation {
         Operation::CreateKey => {
-            let spec = match input.string("KeySpec")? {
-                Some(spec) => Some(spec),
-                None => input.string("CustomerMasterKeySpec")?,
+            let spec = match (
+                input.string("KeySpec")?,
+                input.string("CustomerMasterKeySpec")?,
+            ) {
+                (Some(_), Some(_)) => {
+                    return Err(Error::invalid(
+                        Reason::INVALID_KEY_SPEC,
+                        "KeySpec",
+                        "You cannot specify KeySpec and CustomerMasterKeySpec in the same \
+                         request. CustomerMasterKeySpec is deprecated.",
+                    ))
+                }
+                (spec, deprecated) => spec.or(deprecated),
             };
+            if input.boolean("MultiRegion")? == Some(true) {
+                return Err(Error::invalid(
+                    Reason::INVALID_PARAMETER,
+                    "MultiRegion",
+                    "MultiRegion keys are not supported: this server's keys are single-Region \
+                     keys (create the key without MultiRegion, or with MultiRegion false).",
+                ));
+            }
             let request = NewKeyRequest {
                 description: input.string("Description")?.unwrap_or_default().to_owned(),
                 key_spec: spec.map(key_spec).transpose()?,
@@ -245,7 +268,8 @@ async fn run(
             let page = app
                 .list_keys(
                     &call,
-                    input.limit()?,
+                    // AWS's ListKeys: 1..1000, 100 when absent.
+                    input.limit_up_to(1000, 100)?,
                     input.string("Marker")?.unwrap_or_default(),
                 )
                 .await?;
@@ -321,6 +345,29 @@ async fn run(
             Ok(Some(paged("Aliases", aliases, page.page.next_page_token)))
         }
         crypto_operation => crypto::run(app, &call, crypto_operation, &input, &scope).await,
+    }
+}
+
+/// A request signed (SigV4) for another region than the server's is
+/// refused, never answered from the server's region: the client meant
+/// another endpoint. Unsigned requests pass (without an auth file,
+/// signatures are not required).
+fn signed_for_this_region(headers: &http::HeaderMap, scope: &Scope) -> Result<(), Error> {
+    let Some(credential) = super::authorization_part(headers, "AWS4-HMAC-SHA256", "Credential")
+    else {
+        return Ok(());
+    };
+    // ACCESS_KEY/DATE/REGION/SERVICE/aws4_request
+    match credential.split('/').nth(2) {
+        Some(region) if region != scope.region => Err(Error::new(
+            Reason::INVALID_SIGNATURE,
+            format!(
+                "Credential should be scoped to a valid region: the request was signed for \
+                 {region}, and this server serves {}.",
+                scope.region
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -421,11 +468,18 @@ impl<'a> Input<'a> {
         }
     }
 
-    /// `Limit`: 1..100 (AWS's range), absent for the default page.
+    /// `Limit`: 1..100 (AWS's range for ListAliases and most listings),
+    /// absent for the default page.
     fn limit(&self) -> Result<i32, Error> {
+        self.limit_up_to(super::MAX_PAGE_LIMIT, 0)
+    }
+
+    /// `Limit`: 1..`max`, `default` when absent.
+    pub(super) fn limit_up_to(&self, max: i64, default: i32) -> Result<i32, Error> {
         match self.integer("Limit")? {
-            None => Ok(0),
-            Some(limit) => super::page_limit(limit).ok_or_else(|| {
+            None => Ok(default),
+            Some(limit) if (1..=max).contains(&limit) => Ok(limit as i32),
+            Some(limit) => Err({
                 Error::invalid(
                     Reason::INVALID_PAGE_SIZE,
                     "Limit",
@@ -437,7 +491,7 @@ impl<'a> Input<'a> {
                         } else {
                             "less than or equal to"
                         },
-                        super::MAX_PAGE_LIMIT
+                        max
                     ),
                 )
             }),
@@ -544,9 +598,9 @@ fn key_metadata(scope: &Scope, key: &Key) -> Value {
         "CustomerMasterKeySpec": key.key_spec.as_str(),
         "MultiRegion": false,
     });
+    // AWS shows PendingDeletionWindowInDays only for multi-Region keys.
     if let Some(when) = key.deletion_time {
         metadata["DeletionDate"] = seconds(when);
-        metadata["PendingDeletionWindowInDays"] = json!(key.pending_window_in_days);
     }
     let fields = metadata.as_object_mut().expect("an object");
     crypto::add_algorithms(fields, key);

@@ -499,3 +499,31 @@ async fn raw_requests_as_the_api_reference_prints_them() {
     assert_eq!(metadata["KeyState"], "Enabled");
     assert!(metadata["CreationDate"].as_f64().unwrap() > 1.7e9);
 }
+
+/// AWS's own answers (SPEC §12): boto3 sees AWS's exceptions and messages
+/// where its recorded responses and API reference show them; what was
+/// refused changed nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_sees_awss_own_exceptions_and_messages() {
+    let server = TestServer::start_http(|_| {}).await;
+    let stdout = run_python("aws_fidelity.py", vec![server.http_url()], vec![]).await;
+    let out: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    // The refused CreateAlias calls made nothing; the refused
+    // ScheduleKeyDeletion left the key enabled.
+    let key = out["key"].as_str().unwrap();
+    assert!(server.alias_names(key).await.is_empty());
+    assert_eq!(
+        server.describe(key).await.unwrap().key_state,
+        pb::KeyState::Enabled as i32
+    );
+    assert_eq!(
+        server
+            .describe(out["doomed"].as_str().unwrap())
+            .await
+            .unwrap()
+            .key_state,
+        pb::KeyState::PendingDeletion as i32
+    );
+    // Six keys were made (the refused CreateKey calls made none).
+    assert_eq!(server.list_keys().await.len(), 6);
+}

@@ -434,7 +434,7 @@ async fn seed_errors_say_seed_once_and_name_the_entry() {
         error,
         "seed: nothing applied: alias #1 alias/x: Key \
          'arn:aws:kms:us-east-1:000000000000:key/dddddddd-0000-4000-8000-000000000004' does \
-         not exist."
+         not exist"
     );
 
     let (error, path) = start_up_error("seed.json", "{\"keys\": 1}").await;
