@@ -21,6 +21,10 @@ pub struct NewKeyRequest {
     /// An alias to create with the key, in the same transaction (Huawei's
     /// create-key with `key_alias`); a full `alias/...` name.
     pub alias_name: Option<String>,
+    /// Tags, in the order given (checked by the rules).
+    pub tags: Vec<(String, String)>,
+    /// A key policy (None: AWS's default one).
+    pub policy: Option<String>,
 }
 
 impl App {
@@ -32,6 +36,8 @@ impl App {
             key_spec: request.key_spec,
             key_usage: request.key_usage,
             material: None,
+            tags: request.tags,
+            policy: request.policy,
         };
         check_description(&new.description)?;
         // Fingerprinted with defaults applied: an unset spec and an explicit
@@ -52,6 +58,16 @@ impl App {
         // the same through every door.
         if let Some(alias) = &alias {
             fingerprint.push(alias.as_str());
+        }
+        // So are tags and a policy: a retry with others is another request.
+        let tag_text: Vec<String> = new
+            .tags
+            .iter()
+            .map(|(k, v)| format!("tag {k}={v}"))
+            .collect();
+        fingerprint.extend(tag_text.iter().map(String::as_str));
+        if let Some(policy) = &new.policy {
+            fingerprint.push(policy);
         }
         let idempotency = Idempotency::new(request_id, "CreateKey", &fingerprint);
         // Chosen outside the transaction, so a retried transaction keeps it.

@@ -16,6 +16,7 @@ mod aliases;
 mod audit;
 pub mod audit_batch;
 pub mod crypto;
+mod key_details;
 mod keys;
 pub mod maintenance;
 pub mod materials;

@@ -147,7 +147,7 @@ impl App {
 
     /// A key read for a rotation read (`action` allowed on it; key id or
     /// key ARN only).
-    async fn rotation_read(
+    pub(super) async fn rotation_read(
         &self,
         call: &Call,
         action: &'static str,

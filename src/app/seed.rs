@@ -228,6 +228,8 @@ impl SeedKey {
                 // Given at start-up, with every other key that lacks it.
                 materials: Vec::new(),
                 rotation: None,
+                tags: Default::default(),
+                policy: None,
             }),
             _ => Err(problems),
         }

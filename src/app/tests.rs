@@ -102,6 +102,7 @@ async fn new_key(app: &App, call: &Call) -> String {
             key_usage: None,
             request_id: String::new(),
             alias_name: None,
+            ..Default::default()
         },
     )
     .await

@@ -88,6 +88,7 @@ pub async fn key(client: &Client, command: KeyCommand) -> Result<(), Failure> {
                 key_spec,
                 key_usage,
                 request_id: id.clone(),
+                ..Default::default()
             };
             keys.create_key(client.request(request))
                 .await

@@ -133,6 +133,8 @@ mod tests {
             pending_window_in_days: 0,
             materials: Vec::new(),
             rotation: None,
+            tags: Default::default(),
+            policy: None,
         }
     }
 

@@ -160,6 +160,14 @@ reasons! {
         "The key's material does not unwrap under this server's root key (it was made under another one): start the server with the root key file it was made with. `aliasd check` names such keys.";
     ROTATION_QUOTA_EXCEEDED => ResourceExhausted,
         "RotateKeyOnDemand: the key has already been rotated on demand the most times a key may be (25, as AWS documents).";
+    TAG_REFUSED => InvalidArgument,
+        "Tags that AWS's rules refuse: more than 50 on a key, a key beginning `aws:` (any case), or one key twice in a request.";
+    MALFORMED_POLICY => InvalidArgument,
+        "A key policy that is not a JSON object.";
+    POLICY_TOO_LARGE => InvalidArgument,
+        "A key policy over 32 KiB.";
+    POLICY_NOT_FOUND => NotFound,
+        "A policy name other than `default` (a key has one policy, `default`).";
     DRY_RUN => FailedPrecondition,
         "AWS door only: the call has `DryRun: true` and would have succeeded (its checks passed; nothing was returned, and a dry run changes nothing).";
     KEY_HAS_SEVERAL_ALIASES => FailedPrecondition,

@@ -163,6 +163,11 @@ pub struct Key {
     pub materials: Vec<KeyMaterial>,
     /// Automatic rotation, when enabled.
     pub rotation: Option<AutoRotation>,
+    /// Tags (TagResource), in key order.
+    pub tags: super::key_details::Tags,
+    /// The key policy as given (PutKeyPolicy, CreateKey's Policy); None:
+    /// AWS's default policy for the account.
+    pub policy: Option<String>,
 }
 
 /// One version of a key's material. The material itself is only ever held

@@ -29,6 +29,7 @@ pub mod alias;
 pub mod audit;
 pub mod error;
 pub mod key;
+pub mod key_details;
 pub mod names;
 pub mod ops;
 pub mod paging;

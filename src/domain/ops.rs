@@ -6,6 +6,7 @@
 use super::alias::{Alias, AliasEvent, ChangeKind};
 use super::error::{Error, Reason, Result};
 use super::key::{Key, KeyManager, KeySpec, KeyState, KeyUsage, NewMaterial, RotationType};
+use super::key_details;
 use super::names::{AliasName, KeyId, KeyRef, Scope};
 use super::policy::{actions, Caller, ANY_RESOURCE};
 use super::time::Millis;
@@ -214,6 +215,10 @@ pub struct NewKey {
     pub key_usage: Option<KeyUsage>,
     /// The key's first material (None only for SM2, which has none).
     pub material: Option<NewMaterial>,
+    /// CreateKey's tags, in the order given.
+    pub tags: Vec<(String, String)>,
+    /// CreateKey's key policy (None: AWS's default one).
+    pub policy: Option<String>,
 }
 
 pub fn create_key<T: Txn>(
@@ -225,6 +230,10 @@ pub fn create_key<T: Txn>(
     ctx.authorize(actions::CREATE_KEY, ANY_RESOURCE)?;
     super::key::check_description(&new.description)?;
     let (key_spec, key_usage) = KeySpec::resolve_pair(new.key_spec, new.key_usage)?;
+    let tags = key_details::with_tags(&key_details::Tags::new(), &new.tags)?;
+    if let Some(policy) = &new.policy {
+        key_details::check_policy(policy)?;
+    }
     let count = txn.key_count()?;
     if count >= ctx.limits.max_keys_per_account {
         return Err(Error::new(
@@ -248,6 +257,8 @@ pub fn create_key<T: Txn>(
         pending_window_in_days: 0,
         materials: Vec::new(),
         rotation: None,
+        tags,
+        policy: new.policy.clone(),
     };
     let mut key = key;
     if let Some(material) = &new.material {
@@ -354,6 +365,90 @@ pub fn key_for_decrypt<T: Txn>(
         Some(given) => key_for_use(txn, ctx, given, usage),
         None => key_for_use(txn, ctx, &KeyRef::Key(named.clone()), usage),
     }
+}
+
+// ---------------------------------------------------------------- key details
+
+/// A change to what a key carries (tags, policy, description): `action`
+/// authorized on the key, refused while the key is pending deletion (as
+/// AWS's key state table has it), `change` applied and the key stored.
+fn change_key_details<T: Txn>(
+    txn: &T,
+    ctx: &Ctx,
+    id: &KeyId,
+    action: &str,
+    change: impl FnOnce(&mut Key) -> Result<()>,
+) -> Result<Key, T::Fail> {
+    ctx.authorize_key(txn, action, id, None)?;
+    let mut key = existing_key(txn, ctx, id)?;
+    if key.key_state == KeyState::PENDING_DELETION {
+        return Err(Error::new(
+            Reason::KEY_PENDING_DELETION,
+            format!("{} is pending deletion.", ctx.scope.key_arn(id)),
+        )
+        .into());
+    }
+    change(&mut key)?;
+    txn.put_key(&key, false)?;
+    Ok(key)
+}
+
+/// TagResource: adds `tags` (a given key's value replaces the old one).
+pub fn tag_resource<T: Txn>(
+    txn: &T,
+    ctx: &Ctx,
+    id: &KeyId,
+    tags: &[(String, String)],
+) -> Result<Key, T::Fail> {
+    key_details::check_tags(tags)?;
+    change_key_details(txn, ctx, id, actions::TAG_RESOURCE, |key| {
+        key.tags = key_details::with_tags(&key.tags, tags)?;
+        Ok(())
+    })
+}
+
+/// UntagResource: removes the tags with these keys (absent ones are not
+/// an error, as on AWS).
+pub fn untag_resource<T: Txn>(
+    txn: &T,
+    ctx: &Ctx,
+    id: &KeyId,
+    tag_keys: &[String],
+) -> Result<Key, T::Fail> {
+    change_key_details(txn, ctx, id, actions::UNTAG_RESOURCE, |key| {
+        for tag in tag_keys {
+            key.tags.remove(tag);
+        }
+        Ok(())
+    })
+}
+
+/// PutKeyPolicy: `policy` (checked) becomes the key's `default` policy.
+pub fn put_key_policy<T: Txn>(
+    txn: &T,
+    ctx: &Ctx,
+    id: &KeyId,
+    policy: &str,
+) -> Result<Key, T::Fail> {
+    key_details::check_policy(policy)?;
+    change_key_details(txn, ctx, id, actions::PUT_KEY_POLICY, |key| {
+        key.policy = Some(policy.to_owned());
+        Ok(())
+    })
+}
+
+/// UpdateKeyDescription.
+pub fn update_key_description<T: Txn>(
+    txn: &T,
+    ctx: &Ctx,
+    id: &KeyId,
+    description: &str,
+) -> Result<Key, T::Fail> {
+    super::key::check_description(description)?;
+    change_key_details(txn, ctx, id, actions::UPDATE_KEY_DESCRIPTION, |key| {
+        key.description = description.to_owned();
+        Ok(())
+    })
 }
 
 // ---------------------------------------------------------------- rotation

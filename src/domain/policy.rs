@@ -56,6 +56,13 @@ pub mod actions {
     pub const GET_KEY_ROTATION_STATUS: &str = "kms:GetKeyRotationStatus";
     pub const ROTATE_KEY_ON_DEMAND: &str = "kms:RotateKeyOnDemand";
     pub const LIST_KEY_ROTATIONS: &str = "kms:ListKeyRotations";
+    pub const TAG_RESOURCE: &str = "kms:TagResource";
+    pub const UNTAG_RESOURCE: &str = "kms:UntagResource";
+    pub const LIST_RESOURCE_TAGS: &str = "kms:ListResourceTags";
+    pub const GET_KEY_POLICY: &str = "kms:GetKeyPolicy";
+    pub const PUT_KEY_POLICY: &str = "kms:PutKeyPolicy";
+    pub const LIST_KEY_POLICIES: &str = "kms:ListKeyPolicies";
+    pub const UPDATE_KEY_DESCRIPTION: &str = "kms:UpdateKeyDescription";
 
     /// The actions that change something (a deadline that passes during
     /// one of them may still see it commit).
@@ -72,6 +79,10 @@ pub mod actions {
         ENABLE_KEY_ROTATION,
         DISABLE_KEY_ROTATION,
         ROTATE_KEY_ON_DEMAND,
+        TAG_RESOURCE,
+        UNTAG_RESOURCE,
+        PUT_KEY_POLICY,
+        UPDATE_KEY_DESCRIPTION,
     ];
 
     /// Actions that only a statement naming them exactly grants.
@@ -114,6 +125,13 @@ pub mod actions {
         GET_KEY_ROTATION_STATUS,
         ROTATE_KEY_ON_DEMAND,
         LIST_KEY_ROTATIONS,
+        TAG_RESOURCE,
+        UNTAG_RESOURCE,
+        LIST_RESOURCE_TAGS,
+        GET_KEY_POLICY,
+        PUT_KEY_POLICY,
+        LIST_KEY_POLICIES,
+        UPDATE_KEY_DESCRIPTION,
     ];
 }
 

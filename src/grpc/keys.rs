@@ -35,6 +35,8 @@ impl KeyService for KeyApi {
             description: r.description,
             request_id: r.request_id,
             alias_name: None,
+            tags: r.tags.into_iter().map(|t| (t.key, t.value)).collect(),
+            policy: Some(r.policy).filter(|p| !p.is_empty()),
         };
         let key = self.0.app.create_key(&call, new).await?;
         Ok(Response::new(pb::CreateKeyResponse {
@@ -220,5 +222,99 @@ impl KeyService for KeyApi {
                 .collect(),
             next_page_token: page.next_page_token,
         }))
+    }
+
+    async fn tag_resource(
+        &self,
+        request: Request<pb::TagResourceRequest>,
+    ) -> Result<Response<pb::TagResourceResponse>, Status> {
+        let call = self.0.call(&request)?;
+        let r = request.into_inner();
+        let tags = r.tags.into_iter().map(|t| (t.key, t.value)).collect();
+        self.0.app.tag_resource(&call, &r.key_id, tags).await?;
+        Ok(Response::new(pb::TagResourceResponse {}))
+    }
+
+    async fn untag_resource(
+        &self,
+        request: Request<pb::UntagResourceRequest>,
+    ) -> Result<Response<pb::UntagResourceResponse>, Status> {
+        let call = self.0.call(&request)?;
+        let r = request.into_inner();
+        self.0
+            .app
+            .untag_resource(&call, &r.key_id, r.tag_keys)
+            .await?;
+        Ok(Response::new(pb::UntagResourceResponse {}))
+    }
+
+    async fn list_resource_tags(
+        &self,
+        request: Request<pb::ListResourceTagsRequest>,
+    ) -> Result<Response<pb::ListResourceTagsResponse>, Status> {
+        let call = self.0.call(&request)?;
+        let r = request.into_inner();
+        let limit = crate::domain::paging::page_size(r.page_size)?;
+        let page = self
+            .0
+            .app
+            .list_resource_tags(&call, &r.key_id, limit, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListResourceTagsResponse {
+            tags: page
+                .items
+                .into_iter()
+                .map(|(key, value)| pb::Tag { key, value })
+                .collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn get_key_policy(
+        &self,
+        request: Request<pb::GetKeyPolicyRequest>,
+    ) -> Result<Response<pb::GetKeyPolicyResponse>, Status> {
+        let call = self.0.call(&request)?;
+        let r = request.into_inner();
+        let name = policy_name(&r.policy_name);
+        let policy = self.0.app.get_key_policy(&call, &r.key_id, name).await?;
+        Ok(Response::new(pb::GetKeyPolicyResponse {
+            policy,
+            policy_name: name.to_owned(),
+        }))
+    }
+
+    async fn put_key_policy(
+        &self,
+        request: Request<pb::PutKeyPolicyRequest>,
+    ) -> Result<Response<pb::PutKeyPolicyResponse>, Status> {
+        let call = self.0.call(&request)?;
+        let r = request.into_inner();
+        self.0
+            .app
+            .put_key_policy(&call, &r.key_id, policy_name(&r.policy_name), r.policy)
+            .await?;
+        Ok(Response::new(pb::PutKeyPolicyResponse {}))
+    }
+
+    async fn update_key_description(
+        &self,
+        request: Request<pb::UpdateKeyDescriptionRequest>,
+    ) -> Result<Response<pb::UpdateKeyDescriptionResponse>, Status> {
+        let call = self.0.call(&request)?;
+        let r = request.into_inner();
+        self.0
+            .app
+            .update_key_description(&call, &r.key_id, r.description)
+            .await?;
+        Ok(Response::new(pb::UpdateKeyDescriptionResponse {}))
+    }
+}
+
+/// A policy name as the request gives it: empty means `default`.
+fn policy_name(name: &str) -> &str {
+    match name {
+        "" => crate::domain::key_details::DEFAULT_POLICY_NAME,
+        name => name,
     }
 }

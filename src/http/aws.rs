@@ -78,6 +78,13 @@ operations! {
     GetKeyRotationStatus => GET_KEY_ROTATION_STATUS,
     RotateKeyOnDemand => ROTATE_KEY_ON_DEMAND,
     ListKeyRotations => LIST_KEY_ROTATIONS,
+    TagResource => TAG_RESOURCE,
+    UntagResource => UNTAG_RESOURCE,
+    ListResourceTags => LIST_RESOURCE_TAGS,
+    GetKeyPolicy => GET_KEY_POLICY,
+    PutKeyPolicy => PUT_KEY_POLICY,
+    ListKeyPolicies => LIST_KEY_POLICIES,
+    UpdateKeyDescription => UPDATE_KEY_DESCRIPTION,
 }
 
 impl Operation {
@@ -247,6 +254,8 @@ async fn run(
                 key_usage: input.string("KeyUsage")?.map(key_usage).transpose()?,
                 request_id: String::new(),
                 alias_name: None,
+                tags: input.tags("Tags")?,
+                policy: input.string("Policy")?.map(str::to_owned),
             };
             if let Some(origin) = input.string("Origin")? {
                 if origin != "AWS_KMS" {
@@ -343,6 +352,60 @@ async fn run(
                 .map(|alias| alias_entry(&scope, alias))
                 .collect();
             Ok(Some(paged("Aliases", aliases, page.page.next_page_token)))
+        }
+        Operation::TagResource => {
+            let tags = input.tags("Tags")?;
+            app.tag_resource(&call, input.required("KeyId")?, tags)
+                .await?;
+            Ok(None)
+        }
+        Operation::UntagResource => {
+            let keys = input.strings("TagKeys")?;
+            app.untag_resource(&call, input.required("KeyId")?, keys)
+                .await?;
+            Ok(None)
+        }
+        Operation::ListResourceTags => {
+            let page = app
+                .list_resource_tags(
+                    &call,
+                    input.required("KeyId")?,
+                    input.limit_up_to(50, 0)? as usize,
+                    input.string("Marker")?.unwrap_or_default(),
+                )
+                .await?;
+            let tags: Vec<Value> = page
+                .items
+                .iter()
+                .map(|(k, v)| json!({ "TagKey": k, "TagValue": v }))
+                .collect();
+            Ok(Some(paged("Tags", tags, page.next_page_token)))
+        }
+        Operation::GetKeyPolicy => {
+            let name = input.string("PolicyName")?.unwrap_or("default");
+            let policy = app
+                .get_key_policy(&call, input.required("KeyId")?, name)
+                .await?;
+            Ok(Some(json!({ "Policy": policy, "PolicyName": name })))
+        }
+        Operation::PutKeyPolicy => {
+            let name = input.string("PolicyName")?.unwrap_or("default");
+            let policy = input.required("Policy")?.to_owned();
+            app.put_key_policy(&call, input.required("KeyId")?, name, policy)
+                .await?;
+            Ok(None)
+        }
+        Operation::ListKeyPolicies => {
+            let names = app
+                .list_key_policies(&call, input.required("KeyId")?)
+                .await?;
+            Ok(Some(json!({ "PolicyNames": names, "Truncated": false })))
+        }
+        Operation::UpdateKeyDescription => {
+            let description = input.required("Description")?.to_owned();
+            app.update_key_description(&call, input.required("KeyId")?, description)
+                .await?;
+            Ok(None)
         }
         crypto_operation => crypto::run(app, &call, crypto_operation, &input, &scope).await,
     }
@@ -454,6 +517,44 @@ impl<'a> Input<'a> {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Bool(value)) => Ok(Some(*value)),
             Some(other) => Err(wrong_type(name, "a boolean", other)),
+        }
+    }
+
+    /// `Tags`: `[{"TagKey", "TagValue"}, ...]`, in the order given (the
+    /// rules check them); absent: none.
+    pub(super) fn tags(&self, name: &'static str) -> Result<Vec<(String, String)>, Error> {
+        let items = match self.0.get(name) {
+            None | Some(Value::Null) => return Ok(Vec::new()),
+            Some(Value::Array(items)) => items,
+            Some(other) => return Err(wrong_type(name, "a list", other)),
+        };
+        items
+            .iter()
+            .map(|item| {
+                let Value::Object(tag) = item else {
+                    return Err(wrong_type(name, "a list of objects", item));
+                };
+                let tag = Input(tag);
+                Ok((
+                    tag.required("TagKey")?.to_owned(),
+                    tag.required("TagValue")?.to_owned(),
+                ))
+            })
+            .collect()
+    }
+
+    /// A list of strings (`TagKeys`); absent: none.
+    pub(super) fn strings(&self, name: &'static str) -> Result<Vec<String>, Error> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| match item {
+                    Value::String(text) => Ok(text.clone()),
+                    other => Err(wrong_type(name, "a list of strings", other)),
+                })
+                .collect(),
+            Some(other) => Err(wrong_type(name, "a list", other)),
         }
     }
 

@@ -357,6 +357,7 @@ async fn run(
                     .string("key_alias")?
                     .filter(|a| !a.is_empty())
                     .map(full_alias_name),
+                ..NewKeyRequest::default()
             };
             if let Some(origin) = input.string("origin")? {
                 if origin != "kms" {

@@ -206,6 +206,28 @@ fn check_trees(t: &dyn Reads, limits: &Limits, root: Option<&RootKey>) -> Report
             ));
         }
         for key in account_keys.values() {
+            // Tags and the policy as the rules would have taken them.
+            let tags: Vec<(String, String)> = key
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if let Err(error) = crate::domain::key_details::check_tags(&tags) {
+                problems.push(format!(
+                    "key {account}/{}: tags the rules refuse: {}",
+                    key.key_id, error.message
+                ));
+            }
+            if let Some(Err(error)) = key
+                .policy
+                .as_deref()
+                .map(crate::domain::key_details::check_policy)
+            {
+                problems.push(format!(
+                    "key {account}/{}: a key policy the rules refuse: {}",
+                    key.key_id, error.message
+                ));
+            }
             if let Some(root) = root {
                 for material in &key.materials {
                     if root

@@ -109,6 +109,8 @@ pub fn symmetric() -> NewKey {
         key_spec: None,
         key_usage: None,
         material: None,
+        tags: Vec::new(),
+        policy: None,
     }
 }
 

@@ -42,10 +42,24 @@ pub struct KeyRecord {
     pub rotation_period_days: Option<i32>,
     #[prost(int64, optional, tag = "12")]
     pub next_rotation: Option<i64>,
+    /// Tags, in key order.
+    #[prost(message, repeated, tag = "13")]
+    pub tags: Vec<TagRecord>,
+    /// The key policy as given; absent: AWS's default.
+    #[prost(string, optional, tag = "14")]
+    pub policy: Option<String>,
 }
 
 /// One version of a key's material; `wrapped` is under the root key.
 #[derive(Clone, PartialEq, Message)]
+pub struct TagRecord {
+    #[prost(string, tag = "1")]
+    pub key: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
 pub struct MaterialRecord {
     #[prost(uint32, tag = "1")]
     pub version: u32,
@@ -258,6 +272,15 @@ impl From<&Key> for KeyRecord {
                 .collect(),
             rotation_period_days: key.rotation.map(|r| r.period_days),
             next_rotation: key.rotation.map(|r| r.next),
+            tags: key
+                .tags
+                .iter()
+                .map(|(key, value)| TagRecord {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            policy: key.policy.clone(),
         }
     }
 }
@@ -297,6 +320,8 @@ impl TryFrom<KeyRecord> for Key {
                 (Some(period_days), Some(next)) => Some(AutoRotation { period_days, next }),
                 _ => None,
             },
+            tags: record.tags.into_iter().map(|t| (t.key, t.value)).collect(),
+            policy: record.policy,
         })
     }
 }
@@ -512,6 +537,11 @@ mod tests {
                 period_days: 90,
                 next: 5,
             }),
+            tags: [("team", "a"), ("cost", "")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            policy: Some("{\"Version\": \"2012-10-17\"}".into()),
         };
         assert_eq!(Key::from_bytes(&key.to_bytes()).unwrap(), key);
         let names = vec![

@@ -56,6 +56,8 @@ async fn an_alias_cannot_be_moved_to_a_key_of_another_type() {
         key_spec: Some(KeySpec::HMAC_256),
         key_usage: Some(KeyUsage::GENERATE_VERIFY_MAC),
         material: None,
+        tags: Vec::new(),
+        policy: None,
     };
     let hmac_key = create_key(&f.store, &ctx, hmac).await.unwrap().key_id;
     create_alias(&f.store, &ctx, "alias/a", &symmetric_key)

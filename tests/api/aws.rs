@@ -527,3 +527,43 @@ async fn boto3_sees_awss_own_exceptions_and_messages() {
     // Six keys were made (the refused CreateKey calls made none).
     assert_eq!(server.list_keys().await.len(), 6);
 }
+
+/// Tags, key policies and descriptions through boto3, and the sequence of
+/// calls Terraform's aws_kms_key and aws_kms_alias make; what they stored
+/// survives a restart and passes `aliasd check`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_tags_keys_sets_policies_and_replays_terraforms_calls() {
+    let server = TestServer::start_http(|_| {}).await;
+    let stdout = run_python("aws_key_details.py", vec![server.http_url()], vec![]).await;
+    let out: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let (terraform, tagged) = (
+        out["terraform"].as_str().unwrap().to_owned(),
+        out["tagged"].as_str().unwrap().to_owned(),
+    );
+    let dir = server.stop().await;
+    let store = crate::common::open_store(dir.path());
+    let (keys, _) = store.all_keys(None, 100, |_| true).await.unwrap();
+    let stored = |id: &str| {
+        keys.iter()
+            .find(|(_, k)| k.key_id.as_str() == id)
+            .map(|(_, k)| k.clone())
+            .unwrap()
+    };
+    let terraform = stored(&terraform);
+    assert_eq!(
+        terraform
+            .tags
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect::<Vec<_>>(),
+        [("env", "prod"), ("owner", "ops")]
+    );
+    assert!(terraform.policy.unwrap().contains("terraform-v2"));
+    assert_eq!(terraform.description, "terraform key, v2");
+    let tagged = stored(&tagged);
+    assert_eq!(tagged.tags.len(), 50);
+    assert_eq!(tagged.policy, None, "the default policy is not stored");
+    assert_eq!(tagged.description, "");
+    let report = store.check(&aliasd::domain::ops::Limits::default());
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}

@@ -643,6 +643,8 @@ async fn keys_stored_without_material_get_it_at_start_up() {
         pending_window_in_days: 0,
         materials: Vec::new(),
         rotation: None,
+        tags: Default::default(),
+        policy: None,
     };
     let signing = aliasd::domain::Key {
         key_id: aliasd::domain::KeyId::parse("key_id", "dddddddd-0000-4000-8000-000000000002")

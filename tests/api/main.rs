@@ -27,6 +27,7 @@ mod etcd_support;
 mod hardening;
 mod http;
 mod huawei;
+mod key_details;
 mod keys;
 mod listing;
 mod metrics;
