@@ -60,7 +60,20 @@ enum Operation {
     GetKeyRotationStatus,
     UpdateKeyRotationInterval,
     RotateOnDemand,
+    /// `POST {key_id}/tags`
+    CreateKmsTag,
+    /// `POST {key_id}/tags/action` (`action` create or delete)
+    BatchKmsTags,
+    /// `DELETE {key_id}/tags/{key}`
+    DeleteTag,
+    /// `GET {key_id}/tags`
+    ShowKmsTags,
 }
+
+/// Huawei's limits on a key's tags (stricter than AWS's, which the rules
+/// apply besides): keys of 1..36 characters, values of 0..43.
+const HUAWEI_MAX_TAG_KEY_CHARS: usize = 36;
+const HUAWEI_MAX_TAG_VALUE_CHARS: usize = 43;
 
 /// The cryptographic and rotation operations: (path, operation, action).
 const CRYPTO: &[(&str, Operation, &str)] = &[
@@ -164,6 +177,10 @@ impl Operation {
             DeleteAliases => "delete-aliases",
             ListAliases => "list-aliases",
             AssociateAlias => "associate-alias",
+            CreateKmsTag => "create-kms-tag",
+            BatchKmsTags => "batch-kms-tags",
+            DeleteTag => "delete-tag",
+            ShowKmsTags => "show-kms-tags",
             crypto => CRYPTO
                 .iter()
                 .find(|c| c.1 == crypto)
@@ -188,6 +205,9 @@ impl Operation {
             DeleteAliases => actions::DELETE_ALIAS,
             ListAliases => actions::LIST_ALIASES,
             AssociateAlias => actions::UPDATE_ALIAS,
+            CreateKmsTag | BatchKmsTags => actions::TAG_RESOURCE,
+            DeleteTag => actions::UNTAG_RESOURCE,
+            ShowKmsTags => actions::LIST_RESOURCE_TAGS,
             crypto => CRYPTO
                 .iter()
                 .find(|c| c.1 == crypto)
@@ -202,10 +222,35 @@ pub const PATH: &str = "/v1.0/{project_id}/kms/{*operation}";
 /// Huawei Cloud KMS v1.0.
 pub struct Huawei;
 
-/// An operation, and the project the request names.
+/// An operation, and the project the request names (and for a key's tag
+/// calls, the key id and tag key of the path).
 pub struct ProjectOperation {
     operation: Operation,
     project_id: String,
+    key_id: String,
+    tag_key: String,
+}
+
+/// A key's tag call: `{key_id}/tags`, `{key_id}/tags/action`,
+/// `{key_id}/tags/{key}` (the tag key percent-decoded).
+fn tag_route(method: &Method, path: &str) -> Option<(Operation, String, String)> {
+    let (key_id, rest) = path.split_once('/')?;
+    if !crate::domain::names::is_lowercase_uuid(key_id) {
+        return None;
+    }
+    let operation = match (method.as_str(), rest) {
+        ("POST", "tags") => Operation::CreateKmsTag,
+        ("GET", "tags") => Operation::ShowKmsTags,
+        ("POST", "tags/action") => Operation::BatchKmsTags,
+        ("DELETE", rest) if rest.starts_with("tags/") && rest.len() > "tags/".len() => {
+            let tag = percent_encoding::percent_decode_str(&rest["tags/".len()..])
+                .decode_utf8()
+                .ok()?;
+            return Some((Operation::DeleteTag, key_id.to_owned(), tag.into_owned()));
+        }
+        _ => return None,
+    };
+    Some((operation, key_id.to_owned(), String::new()))
 }
 
 impl super::Dialect for Huawei {
@@ -218,10 +263,16 @@ impl super::Dialect for Huawei {
             .strip_prefix("/v1.0/")
             .and_then(|rest| rest.split_once("/kms/"))
             .unwrap_or_default();
-        Operation::of(method, path)
-            .map(|operation| ProjectOperation {
+        let routed = match Operation::of(method, path) {
+            Some(operation) => Some((operation, String::new(), String::new())),
+            None => tag_route(method, path),
+        };
+        routed
+            .map(|(operation, key_id, tag_key)| ProjectOperation {
                 operation,
                 project_id: project_id.to_owned(),
+                key_id,
+                tag_key,
             })
             .ok_or_else(|| {
                 Error::new(
@@ -257,6 +308,15 @@ impl super::Dialect for Huawei {
         operation: &ProjectOperation,
         request: &HttpRequest,
     ) -> Result<HttpResponse, Error> {
+        if matches!(
+            operation.operation,
+            Operation::CreateKmsTag
+                | Operation::BatchKmsTags
+                | Operation::DeleteTag
+                | Operation::ShowKmsTags
+        ) {
+            return run_tags(app, call, operation, request).await;
+        }
         let (status, body) = run(app, call, operation.operation, request).await?;
         Ok(json_response(status, CONTENT_TYPE, &body))
     }
@@ -326,6 +386,123 @@ fn without_arns(message: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// A key's tag calls: writes answer 204 with no body, as Huawei's do.
+async fn run_tags(
+    app: &Arc<App>,
+    call: &Call,
+    operation: &ProjectOperation,
+    request: &HttpRequest,
+) -> Result<HttpResponse, Error> {
+    let no_content = || {
+        let mut response = HttpResponse::new(Default::default());
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        response
+    };
+    let key_id = operation.key_id.as_str();
+    match operation.operation {
+        Operation::ShowKmsTags => {
+            let mut tags = Vec::new();
+            let mut token = String::new();
+            loop {
+                let page = app.list_resource_tags(call, key_id, 0, &token).await?;
+                tags.extend(page.items);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                token = page.next_page_token;
+            }
+            let body = json!({
+                "tags": tags
+                    .iter()
+                    .map(|(key, value)| json!({ "key": key, "value": value }))
+                    .collect::<Vec<_>>(),
+                "existTagsNum": tags.len(),
+            });
+            Ok(json_response(StatusCode::OK, CONTENT_TYPE, &body))
+        }
+        Operation::DeleteTag => {
+            app.untag_resource(call, key_id, vec![operation.tag_key.clone()])
+                .await?;
+            Ok(no_content())
+        }
+        Operation::CreateKmsTag => {
+            let body = json_object(&request.body)?;
+            let tag = match body.get("tag") {
+                Some(Value::Object(tag)) => huawei_tag(tag)?,
+                _ => {
+                    return Err(Error::invalid(
+                        Reason::MISSING_PARAMETER,
+                        "tag",
+                        "The parameter tag is missing.",
+                    ))
+                }
+            };
+            app.tag_resource(call, key_id, vec![tag]).await?;
+            Ok(no_content())
+        }
+        _ => {
+            let body = json_object(&request.body)?;
+            let input = Input(&body);
+            let tags = match body.get("tags") {
+                Some(Value::Array(items)) if !items.is_empty() => items
+                    .iter()
+                    .map(|item| match item {
+                        Value::Object(tag) => huawei_tag(tag),
+                        _ => Err(Error::new(
+                            Reason::MALFORMED_BODY,
+                            "tags must hold objects {\"key\", \"value\"}.",
+                        )),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+                _ => {
+                    return Err(Error::invalid(
+                        Reason::MISSING_PARAMETER,
+                        "tags",
+                        "The parameter tags is missing or empty.",
+                    ))
+                }
+            };
+            match input.required("action")? {
+                "create" => app.tag_resource(call, key_id, tags).await?,
+                "delete" => {
+                    let keys = tags.into_iter().map(|(key, _)| key).collect();
+                    app.untag_resource(call, key_id, keys).await?
+                }
+                other => {
+                    return Err(Error::invalid(
+                        Reason::INVALID_PARAMETER,
+                        "action",
+                        format!("action must be \"create\" or \"delete\"; got {other:?}."),
+                    ))
+                }
+            }
+            Ok(no_content())
+        }
+    }
+}
+
+/// A tag as Huawei sends it, `{"key", "value"}`, within Huawei's limits.
+fn huawei_tag(tag: &Map<String, Value>) -> Result<(String, String), Error> {
+    let input = Input(tag);
+    let key = input.required("key")?.to_owned();
+    let value = input.string("value")?.unwrap_or_default().to_owned();
+    if key.chars().count() > HUAWEI_MAX_TAG_KEY_CHARS {
+        return Err(Error::invalid(
+            Reason::INVALID_PARAMETER,
+            "tag",
+            format!("A tag key is at most {HUAWEI_MAX_TAG_KEY_CHARS} characters: {key:?}."),
+        ));
+    }
+    if value.chars().count() > HUAWEI_MAX_TAG_VALUE_CHARS {
+        return Err(Error::invalid(
+            Reason::INVALID_PARAMETER,
+            "tag",
+            format!("A tag value is at most {HUAWEI_MAX_TAG_VALUE_CHARS} characters."),
+        ));
+    }
+    Ok((key, value))
 }
 
 /// Runs an admitted operation: its answer's status and body.

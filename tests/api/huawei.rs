@@ -546,3 +546,35 @@ async fn the_huawei_sdk_encrypts_signs_and_rotates_by_key_id_and_alias() {
             .into_inner();
     assert_eq!(opened.plaintext, b"12345678");
 }
+
+/// Huawei's SDK tags a key (one tag, a batch, deletes), and reads the tags
+/// back; the tags are the key's, whatever door set them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_huawei_sdk_tags_keys() {
+    let files = tempfile::tempdir().unwrap();
+    let auth = auth_file(files.path());
+    let server = TestServer::start_http(move |config| config.auth_file = Some(auth)).await;
+    let out = run_script(
+        "huawei_tags.py",
+        vec![server.http_url(), PROJECT.into(), AK.into(), SK.into()],
+    )
+    .await;
+    let tags = server
+        .keys
+        .clone()
+        .list_resource_tags(as_principal(pb::ListResourceTagsRequest {
+            key_id: out["key"].as_str().unwrap().into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .tags;
+    assert_eq!(
+        tags,
+        vec![pb::Tag {
+            key: "env".into(),
+            value: "prod".into()
+        }]
+    );
+}
