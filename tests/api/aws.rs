@@ -567,3 +567,58 @@ async fn boto3_tags_keys_sets_policies_and_replays_terraforms_calls() {
     let report = store.check(&aliasd::domain::ops::Limits::default());
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
+
+/// Access by alias through boto3 with signed requests: the finance
+/// principal's Encrypt follows the aliases the admin moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_calls_are_allowed_and_denied_by_the_keys_aliases() {
+    const FINANCE_KEY: &str = "AKIAIOSFODNN7FINANCE";
+    const FINANCE_SECRET: &str = "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";
+    let files = tempfile::tempdir().unwrap();
+    let auth = files.path().join("auth.toml");
+    write_secret_file(
+        &auth,
+        &format!(
+            r#"
+[[principals]]
+name = "admin"
+account = "{SIGNER_ACCOUNT}"
+access_keys = [{{ id = "{ACCESS_KEY}", secret = "{SECRET}" }}]
+[[principals.statements]]
+actions = "kms:*"
+resources = "*"
+
+[[principals]]
+name = "finance"
+account = "{SIGNER_ACCOUNT}"
+access_keys = [{{ id = "{FINANCE_KEY}", secret = "{FINANCE_SECRET}" }}]
+[[principals.statements]]
+actions = ["kms:Encrypt"]
+resources = "*"
+[principals.statements.condition]
+"kms:ResourceAliases" = "alias/finance-*"
+[[principals.statements]]
+effect = "deny"
+actions = "kms:*"
+resources = "*"
+[principals.statements.condition]
+"kms:RequestAlias" = "alias/finance-blocked"
+"#
+        ),
+    );
+    let server = TestServer::start_http(move |config| config.auth_file = Some(auth)).await;
+    let stdout = run_python(
+        "aws_abac.py",
+        vec![
+            server.http_url(),
+            ACCESS_KEY.into(),
+            SECRET.into(),
+            FINANCE_KEY.into(),
+            FINANCE_SECRET.into(),
+        ],
+        vec![],
+    )
+    .await;
+    let out: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(out["one"].is_string() && out["two"].is_string());
+}
