@@ -198,6 +198,83 @@ pub async fn key(client: &Client, command: KeyCommand) -> Result<(), Failure> {
             return print_rotation_status(client, status);
         }
         KeyCommand::Rotations { key } => return list_rotations(client, key).await,
+        KeyCommand::Tag { key, tags } => {
+            let tags = tags
+                .iter()
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, value)) => Ok(pb::Tag {
+                        key: key.into(),
+                        value: value.into(),
+                    }),
+                    None => Err(Failure::usage(format!(
+                        "a tag is KEY=VALUE (VALUE may be empty); got {pair:?}"
+                    ))),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let request = pb::TagResourceRequest { key_id: key, tags };
+            keys.tag_resource(client.request(request))
+                .await
+                .map_err(read_failed)?;
+            return Ok(());
+        }
+        KeyCommand::Untag { key, tag_keys } => {
+            let request = pb::UntagResourceRequest {
+                key_id: key,
+                tag_keys,
+            };
+            keys.untag_resource(client.request(request))
+                .await
+                .map_err(read_failed)?;
+            return Ok(());
+        }
+        KeyCommand::Tags { key } => return list_tags(client, key).await,
+        KeyCommand::Policy { key } => {
+            let request = pb::GetKeyPolicyRequest {
+                key_id: key,
+                policy_name: String::new(),
+            };
+            let policy = keys
+                .get_key_policy(client.request(request))
+                .await
+                .map_err(read_failed)?
+                .into_inner();
+            match client.output() {
+                Output::Json if !client.quiet() => print_json(&json(&policy)),
+                _ => crate::outln!("{}", policy.policy),
+            }
+            return Ok(());
+        }
+        KeyCommand::PutPolicy { key, file } => {
+            let policy = match file.as_os_str() == "-" {
+                true => std::io::read_to_string(std::io::stdin()),
+                false => std::fs::read_to_string(&file),
+            }
+            .map_err(|e| Failure::usage(format!("cannot read {}: {e}", file.display())))?;
+            let request = pb::PutKeyPolicyRequest {
+                key_id: key,
+                policy_name: String::new(),
+                policy,
+            };
+            keys.put_key_policy(client.request(request))
+                .await
+                .map_err(read_failed)?;
+            return Ok(());
+        }
+        KeyCommand::SetDescription { key, description } => {
+            let request = pb::UpdateKeyDescriptionRequest {
+                key_id: key.clone(),
+                description,
+            };
+            keys.update_key_description(client.request(request))
+                .await
+                .map_err(read_failed)?;
+            let request = pb::DescribeKeyRequest { key_id: key };
+            keys.describe_key(client.request(request))
+                .await
+                .map_err(read_failed)?
+                .into_inner()
+                .key
+        }
     };
     print_key(client, answer);
     Ok(())
@@ -223,6 +300,45 @@ fn print_rotation_status(
             ),
             ("next rotation", render::time(&status.next_rotation_time)),
         ]),
+    }
+    Ok(())
+}
+
+async fn list_tags(client: &Client, key: String) -> Result<(), Failure> {
+    let mut tags = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = pb::ListResourceTagsRequest {
+            key_id: key.clone(),
+            page_size: 50,
+            page_token,
+        };
+        let page = client
+            .keys()
+            .list_resource_tags(client.request(request))
+            .await
+            .map_err(read_failed)?
+            .into_inner();
+        tags.extend(page.tags);
+        page_token = page.next_page_token;
+        if page_token.is_empty() {
+            break;
+        }
+    }
+    match (client.quiet(), client.output()) {
+        (true, _) => tags
+            .iter()
+            .for_each(|t| crate::outln!("{}={}", t.key, t.value)),
+        (false, Output::Json) => print_json(&serde_json::json!({
+            "tags": tags.iter().map(json).collect::<Vec<_>>(),
+        })),
+        (false, Output::Table) => {
+            let mut table = Table::new(vec!["KEY", "VALUE"]);
+            for t in &tags {
+                table.push(vec![t.key.clone(), t.value.clone()]);
+            }
+            table.print();
+        }
     }
     Ok(())
 }

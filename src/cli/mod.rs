@@ -198,6 +198,60 @@ pub enum KeyCommand {
         /// The key: its id or its ARN.
         key: String,
     },
+    /// Tag a key (a tag key given again gets the new value).
+    #[command(after_help = "Example:\n  \
+        aliasd key tag 0d0466b0-e727-4d9c-b35d-f84bb474a37f team=payments env=prod")]
+    Tag {
+        /// The key: its id or its ARN.
+        key: String,
+        /// KEY=VALUE pairs (50 tags at most on a key; keys 1..128 characters,
+        /// values 0..256; no key beginning aws:).
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+    },
+    /// Remove tags from a key (keys it does not have are not an error).
+    #[command(
+        after_help = "Example:\n  aliasd key untag 0d0466b0-e727-4d9c-b35d-f84bb474a37f env"
+    )]
+    Untag {
+        /// The key: its id or its ARN.
+        key: String,
+        /// The tag keys to remove.
+        #[arg(required = true, value_name = "TAG_KEY")]
+        tag_keys: Vec<String>,
+    },
+    /// A key's tags, in tag-key order.
+    #[command(after_help = "Example:\n  aliasd key tags 0d0466b0-e727-4d9c-b35d-f84bb474a37f")]
+    Tags {
+        /// The key: its id or its ARN.
+        key: String,
+    },
+    /// Print a key's policy (JSON; AWS's default when none was set).
+    #[command(after_help = "Example:\n  aliasd key policy 0d0466b0-e727-4d9c-b35d-f84bb474a37f")]
+    Policy {
+        /// The key: its id or its ARN.
+        key: String,
+    },
+    /// Set a key's policy from a file of JSON (at most 32 KiB). Kept for the
+    /// tools that read it; who may do what is the auth file's.
+    #[command(after_help = "Example:\n  \
+        aliasd key put-policy 0d0466b0-e727-4d9c-b35d-f84bb474a37f --file policy.json")]
+    PutPolicy {
+        /// The key: its id or its ARN.
+        key: String,
+        /// The policy document ("-": stdin).
+        #[arg(long, value_name = "FILE")]
+        file: std::path::PathBuf,
+    },
+    /// Set a key's description.
+    #[command(after_help = "Example:\n  \
+        aliasd key set-description 0d0466b0-e727-4d9c-b35d-f84bb474a37f \"payments, 2027\"")]
+    SetDescription {
+        /// The key: its id or its ARN.
+        key: String,
+        /// Free text, up to 8192 characters.
+        description: String,
+    },
     /// Cancel a scheduled deletion (the key comes back disabled).
     #[command(after_help = "Example:\n  \
         aliasd key cancel-deletion 0d0466b0-e727-4d9c-b35d-f84bb474a37f")]

@@ -28,6 +28,8 @@ proto_names! {
     pb::DeleteAliasResponse => "aliasd.v1.DeleteAliasResponse",
     pb::KeyRotation => "aliasd.v1.KeyRotation",
     pb::KeyRotationStatus => "aliasd.v1.KeyRotationStatus",
+    pb::Tag => "aliasd.v1.Tag",
+    pb::GetKeyPolicyResponse => "aliasd.v1.GetKeyPolicyResponse",
     pb::EncryptResponse => "aliasd.v1.EncryptResponse",
     pb::DecryptResponse => "aliasd.v1.DecryptResponse",
     pb::ReEncryptResponse => "aliasd.v1.ReEncryptResponse",

@@ -831,3 +831,91 @@ async fn the_crypto_commands_are_binary_safe_and_exit_by_outcome() {
     .await;
     assert_eq!(again.stdout, secret);
 }
+
+/// `aliasd key tag/untag/tags/policy/put-policy/set-description`: the
+/// key's tags, policy and description from the terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_detail_commands_tag_set_policies_and_describe() {
+    let server = TestServer::start().await;
+    let at = endpoint(&server);
+    let key = ok(&run(&at, &["key", "create", "--quiet"]).await)
+        .trim()
+        .to_owned();
+    ok(&run(
+        &at,
+        &["key", "tag", &key, "team=payments", "cost=", "env=dev"],
+    )
+    .await);
+    ok(&run(&at, &["key", "untag", &key, "cost", "absent"]).await);
+    let tags = json(&run(&at, &["key", "tags", &key, "-o", "json"]).await);
+    assert_eq!(
+        tags,
+        serde_json::json!({"tags": [
+            {"key": "env", "value": "dev"},
+            {"key": "team", "value": "payments"},
+        ]})
+    );
+    assert_eq!(
+        ok(&run(&at, &["key", "tags", &key, "--quiet"]).await),
+        "env=dev\nteam=payments\n"
+    );
+    // A pair without "=" is a usage error: nothing is sent.
+    let bad = run(&at, &["key", "tag", &key, "novalue"]).await;
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    // A reserved tag key: the server's refusal, exit 4, nothing changed.
+    let refused = run(&at, &["key", "tag", &key, "aws:x=y"]).await;
+    assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("TAG_REFUSED"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(
+        server.describe(&key).await.unwrap().key_id,
+        key,
+        "the key is still there"
+    );
+
+    let default = ok(&run(&at, &["key", "policy", &key]).await);
+    assert!(default.contains("\"Id\" : \"key-default-1\""), "{default}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.json");
+    std::fs::write(&file, "{\"Version\": \"2012-10-17\", \"Id\": \"mine\"}").unwrap();
+    ok(&run(
+        &at,
+        &["key", "put-policy", &key, "--file", file.to_str().unwrap()],
+    )
+    .await);
+    assert_eq!(
+        ok(&run(&at, &["key", "policy", &key]).await),
+        "{\"Version\": \"2012-10-17\", \"Id\": \"mine\"}\n"
+    );
+    std::fs::write(&file, "not json").unwrap();
+    let malformed = run(
+        &at,
+        &["key", "put-policy", &key, "--file", file.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(malformed.status.code(), Some(4), "{}", stderr(&malformed));
+    assert!(stderr(&malformed).contains("MALFORMED_POLICY"));
+
+    let described = json(
+        &run(
+            &at,
+            &[
+                "key",
+                "set-description",
+                &key,
+                "payments, 2027",
+                "-o",
+                "json",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(described["description"], "payments, 2027");
+    assert_eq!(
+        server.describe(&key).await.unwrap().description,
+        "payments, 2027"
+    );
+}
