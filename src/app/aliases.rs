@@ -200,6 +200,26 @@ impl App {
             .await
     }
 
+    /// Which of `names` the caller's account holds: for the AWS door's
+    /// ListAliases, which lists AWS's predefined aliases after the
+    /// account's own (the caller may list the account's aliases, so it
+    /// learns nothing new).
+    pub async fn aliases_held(
+        &self,
+        call: &Call,
+        names: &'static [&'static str],
+    ) -> Result<Vec<String>, Error> {
+        let ctx = self.ctx(call);
+        let audit = self.audit_entry(call, &ctx, actions::LIST_ALIASES);
+        let op_ctx = ctx.clone();
+        let held = self
+            .read(&ctx, audit, move |txn| {
+                ops::aliases_held(txn, &op_ctx, names)
+            })
+            .await?;
+        Ok(held.iter().map(|name| name.to_string()).collect())
+    }
+
     /// ListAliases: optionally only those of one key (`key_id` empty: all).
     pub async fn list_aliases(
         &self,

@@ -897,6 +897,19 @@ pub fn alias_names_of<T: Txn>(
     Ok(names)
 }
 
+/// Which of `names` the account holds (needs ListAliases on the account).
+pub fn aliases_held<T: Txn>(txn: &T, ctx: &Ctx, names: &[&str]) -> Result<Vec<AliasName>, T::Fail> {
+    ctx.authorize(actions::LIST_ALIASES, ANY_RESOURCE)?;
+    let mut held = Vec::new();
+    for name in names {
+        let name = AliasName::parse("alias_name", name)?;
+        if txn.alias(&name)?.is_some() {
+            held.push(name);
+        }
+    }
+    Ok(held)
+}
+
 pub fn get_alias<T: Txn>(txn: &T, ctx: &Ctx, name: &AliasName) -> Result<Alias, T::Fail> {
     ctx.authorize(actions::GET_ALIAS, name.as_str())?;
     existing_alias(txn, ctx, name)

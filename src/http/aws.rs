@@ -337,21 +337,40 @@ async fn run(
             Ok(None)
         }
         Operation::ListAliases => {
+            let key_id = input.string("KeyId")?.unwrap_or_default();
+            let limit = match input.limit()? {
+                0 => crate::domain::paging::DEFAULT_PAGE_SIZE,
+                n => n as usize,
+            };
+            let marker = input.string("Marker")?.unwrap_or_default();
+            // After the store's aliases, AWS's predefined ones (a marker of
+            // their own; they are the same for everyone, so it needs no
+            // protection).
+            if let Some(from) = marker.strip_prefix(PREDEFINED_MARKER) {
+                let from: usize = from.parse().map_err(|_| invalid_marker())?;
+                let held = app.aliases_held(&call, PREDEFINED_ALIASES).await?;
+                return Ok(Some(predefined_page(&scope, &held, from, limit)));
+            }
             let page = app
-                .list_aliases(
-                    &call,
-                    input.string("KeyId")?.unwrap_or_default(),
-                    input.limit()?,
-                    input.string("Marker")?.unwrap_or_default(),
-                )
+                .list_aliases(&call, key_id, limit as i32, marker)
                 .await?;
-            let aliases: Vec<Value> = page
+            let mut aliases: Vec<Value> = page
                 .page
                 .items
                 .iter()
                 .map(|alias| alias_entry(&scope, alias))
                 .collect();
-            Ok(Some(paged("Aliases", aliases, page.page.next_page_token)))
+            let mut next = page.page.next_page_token;
+            if next.is_empty() && key_id.is_empty() {
+                // The last page of the account's own: AWS's predefined
+                // aliases follow, as far as the page has room.
+                let held = app.aliases_held(&call, PREDEFINED_ALIASES).await?;
+                let room = limit - aliases.len();
+                let rest = predefined_page(&scope, &held, 0, room);
+                aliases.extend(rest["Aliases"].as_array().cloned().unwrap_or_default());
+                next = rest["NextMarker"].as_str().unwrap_or_default().to_owned();
+            }
+            Ok(Some(paged("Aliases", aliases, next)))
         }
         Operation::TagResource => {
             let tags = input.tags("Tags")?;
@@ -710,6 +729,64 @@ fn key_metadata(scope: &Scope, key: &Key) -> Value {
         fields.insert("CurrentKeyMaterialId".into(), json!(material.id));
     }
     metadata
+}
+
+/// The aliases AWS lists in every account for its own services' keys,
+/// without a TargetKeyId until a service uses them.
+const PREDEFINED_ALIASES: &[&str] = &[
+    "alias/aws/dynamodb",
+    "alias/aws/ebs",
+    "alias/aws/elasticfilesystem",
+    "alias/aws/es",
+    "alias/aws/glue",
+    "alias/aws/kinesisvideo",
+    "alias/aws/rds",
+    "alias/aws/redshift",
+    "alias/aws/s3",
+    "alias/aws/ssm",
+    "alias/aws/xray",
+];
+
+/// A ListAliases marker into [`PREDEFINED_ALIASES`].
+const PREDEFINED_MARKER: &str = "predefined:";
+
+fn invalid_marker() -> Error {
+    Error::invalid(
+        Reason::INVALID_PAGE_TOKEN,
+        "Marker",
+        "Invalid marker: it was not issued by this server for this listing.",
+    )
+}
+
+/// Up to `room` of the predefined aliases from index `from`, leaving out
+/// those the account holds itself (`held`, seeded for PROVIDER keys), with
+/// a marker for the rest.
+fn predefined_page(scope: &Scope, held: &[String], from: usize, room: usize) -> Value {
+    let missing: Vec<(usize, &str)> = PREDEFINED_ALIASES
+        .iter()
+        .copied()
+        .enumerate()
+        .skip(from)
+        .filter(|(_, name)| !held.iter().any(|h| h == name))
+        .collect();
+    let shown: Vec<Value> = missing
+        .iter()
+        .take(room)
+        .map(|(_, name)| {
+            json!({
+                "AliasName": name,
+                "AliasArn": format!(
+                    "arn:{}:kms:{}:{}:{name}",
+                    scope.partition, scope.region, scope.account
+                ),
+            })
+        })
+        .collect();
+    let next = match missing.get(room) {
+        Some((index, _)) => format!("{PREDEFINED_MARKER}{index}"),
+        None => String::new(),
+    };
+    paged("Aliases", shown, next)
 }
 
 fn alias_entry(scope: &Scope, alias: &Alias) -> Value {

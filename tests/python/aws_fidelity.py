@@ -123,6 +123,26 @@ def main():
     message = raises("InvalidMarkerException", kms.list_keys, Marker="forged")
     assert "page_token" not in message, message
 
+    # ListAliases lists AWS's predefined aliases after the account's own,
+    # without a target, across pages, each once; a KeyId filter leaves them
+    # out.
+    kms.create_alias(AliasName="alias/zz-mine", TargetKeyId=key_id)
+    seen, marker = [], None
+    while True:
+        page = kms.list_aliases(Limit=4, **({"Marker": marker} if marker else {}))
+        seen.extend(page["Aliases"])
+        assert len(page["Aliases"]) <= 4, page
+        if not page["Truncated"]:
+            break
+        marker = page["NextMarker"]
+    names = [a["AliasName"] for a in seen]
+    assert len(names) == len(set(names)), names
+    assert "alias/zz-mine" in names and "alias/aws/s3" in names and "alias/aws/ebs" in names, names
+    s3 = next(a for a in seen if a["AliasName"] == "alias/aws/s3")
+    assert "TargetKeyId" not in s3 and s3["AliasArn"] == f"arn:aws:kms:us-east-1:{ACCOUNT}:alias/aws/s3", s3
+    assert [a["AliasName"] for a in kms.list_aliases(KeyId=key_id)["Aliases"]] == ["alias/zz-mine"]
+    kms.delete_alias(AliasName="alias/zz-mine")
+
     # A request signed for another region is refused, naming both.
     message = raises("InvalidSignatureException", client("eu-west-1").list_keys)
     assert "eu-west-1" in message and "us-east-1" in message, message
