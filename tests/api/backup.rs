@@ -54,6 +54,24 @@ async fn all_alias_names(server: &TestServer) -> Vec<String> {
 async fn a_backup_under_write_load_restores_every_acknowledged_alias() {
     let server = TestServer::start().await;
     let endpoint = server.running.as_ref().unwrap().addr.to_string();
+    // A key with tags and a policy: both travel in the backup.
+    let tagged = server
+        .keys
+        .clone()
+        .create_key(pb::CreateKeyRequest {
+            tags: vec![pb::Tag {
+                key: "team".into(),
+                value: "payments".into(),
+            }],
+            policy: "{\"Id\": \"backed-up\"}".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .key
+        .unwrap()
+        .key_id;
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
@@ -163,9 +181,38 @@ async fn a_backup_under_write_load_restores_every_acknowledged_alias() {
         before.len(),
         total
     );
-    // The same records: an alias reads the same, etag and all.
+    // The same records: an alias reads the same, etag and all; a key its
+    // tags and policy.
     let original = server.get_alias(&before[0]).await.unwrap();
     assert_eq!(copy.get_alias(&before[0]).await.unwrap(), original);
+    let tags = copy
+        .keys
+        .clone()
+        .list_resource_tags(pb::ListResourceTagsRequest {
+            key_id: tagged.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tags;
+    assert_eq!(tags.len(), 1);
+    assert_eq!(
+        (tags[0].key.as_str(), tags[0].value.as_str()),
+        ("team", "payments")
+    );
+    let policy = copy
+        .keys
+        .clone()
+        .get_key_policy(pb::GetKeyPolicyRequest {
+            key_id: tagged,
+            policy_name: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .policy;
+    assert_eq!(policy, "{\"Id\": \"backed-up\"}");
     // The restored store takes writes and continues the change log.
     let key = copy.create_key().await.key_id;
     copy.create_alias("alias/after-restore", &key)
