@@ -115,6 +115,10 @@ enum Command {
         after_help = "Examples:\n  aliasd bench\n  aliasd bench --aliases 1000000 --seconds 10"
     )]
     Bench(aliasd::bench::BenchArgs),
+    /// The benchmark's floor: a bare tonic server (an empty unary RPC, no
+    /// layers) on an ephemeral loopback port; `aliasd bench` runs it.
+    #[command(hide = true)]
+    BenchFloor,
     /// Verify the store's invariants (the server must not be running on it).
     /// Exit 0: all hold; 1: problems found; 2: no store to check.
     #[command(after_help = "Example:\n  aliasd check --data-dir ./aliasd-data")]
@@ -167,16 +171,26 @@ enum AuthCommand {
     },
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs to stderr through a buffer a background thread writes out
+/// (tracing-appender's non-blocking writer): a call's log line is formatted
+/// on the call's thread but written by that thread, in batches, so no call
+/// waits on a write to stderr. A reader that cannot keep up loses lines
+/// (counted by tracing-appender) rather than stalling calls. The guard
+/// writes out what is buffered when dropped, at the end of `serve`.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // tonic reports a failed TLS handshake on the gRPC port only at
         // DEBUG (and without the peer): shown by default.
         .unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new("info,tonic::transport::server::io_stream=debug")
         });
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .thread_name("aliasd-log")
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         // A log reader that went away must not kill the server: by default
         // a failed write is reported with eprintln!, which panics on a
@@ -192,6 +206,7 @@ fn init_logging(format: LogFormat) {
             .with_span_list(false)
             .init(),
     }
+    guard
 }
 
 /// `[env: NAME=]` in help reads as if NAME were set to nothing: for a
@@ -218,6 +233,15 @@ fn main() -> ExitCode {
     match command {
         Command::Serve(config) => serve(*config),
         Command::Bench(args) => bench(args),
+        Command::BenchFloor => block_on(true, async {
+            match aliasd::bench::floor::serve_floor().await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("aliasd bench-floor: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }),
         Command::Key { client, command } => block_on(
             false,
             aliasd::cli::run(&client, ClientCommand::Key(command)),
@@ -309,7 +333,7 @@ fn block_on(multi_thread: bool, work: impl std::future::Future<Output = ExitCode
 }
 
 fn serve(config: ServeConfig) -> ExitCode {
-    init_logging(config.log_format);
+    let _log_writer = init_logging(config.log_format);
     let Some(runtime) = runtime(true) else {
         return ExitCode::FAILURE;
     };

@@ -4,6 +4,7 @@ use super::*;
 
 /// What every gRPC row uses: the connections, the prefilled set, the
 /// callers and how long each row runs.
+#[derive(Clone)]
 struct Rows {
     channels: Arc<Vec<Channel>>,
     data: Arc<DataSet>,
@@ -452,6 +453,17 @@ pub(super) async fn measure(args: &BenchArgs, server: &Target) -> Result<(), Str
         secs,
     };
     let mut table = Table { rows: Vec::new() };
+    // The floor: the bare tonic server's empty call, first and last too.
+    let floor = super::floor::start_floor().await?;
+    let mut floor_channels = Vec::new();
+    for _ in 0..args.connections {
+        floor_channels.push(connect(floor.addr).await?);
+    }
+    let floor_rows = Rows {
+        channels: Arc::new(floor_channels),
+        ..rows.clone()
+    };
+    let first_bare = floor_rows.ping("Bare tonic call, first").await?;
     let first_ping = rows.ping("Ping (empty call), first").await?;
     rows.reads(args, &mut table).await?;
     rows.crypto(args, &mut table).await?;
@@ -460,15 +472,20 @@ pub(super) async fn measure(args: &BenchArgs, server: &Target) -> Result<(), Str
     rows.moves(args, &mut table).await?;
     rows.deletes(args, &mut table, &created).await?;
     let last_ping = rows.ping("Ping (empty call), last").await?;
+    let last_bare = floor_rows.ping("Bare tonic call, last").await?;
+    drop(floor);
     let empty_grpc = (first_ping.1.per_second() + last_ping.1.per_second()) / 2.0;
+    let bare = (first_bare.1.per_second() + last_bare.1.per_second()) / 2.0;
     table.rows.insert(0, first_ping);
+    table.rows.insert(0, first_bare);
     table.rows.push(last_ping);
+    table.rows.push(last_bare);
 
     let empty_http = match server.http {
         Some(http) => Some(measure_http(args, http, &data, &run_id, &mut table).await?),
         None => None,
     };
-    table.print(empty_grpc, empty_http);
+    table.print(empty_grpc, bare, empty_http);
     report_resources(args, server, prefilled_size);
     Ok(())
 }

@@ -15,6 +15,7 @@
 //! Run the same command under `eatmydata` (syncs made no-ops; the child
 //! server inherits it) for the "fsync off" comparison.
 
+pub mod floor;
 mod grpc_rows;
 mod http_rows;
 mod load;

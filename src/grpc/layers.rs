@@ -176,7 +176,11 @@ impl http_body::Body for CountedBody {
 /// answers with, so the stream and its buffers are freed.
 struct TimedBody {
     inner: Body,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// When the body must have arrived by.
+    due: tokio::time::Instant,
+    /// The timer, made only when the body is not all there at once (a
+    /// unary call's body mostly is: no timer to register and cancel).
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     timeout: Duration,
     ended: bool,
 }
@@ -199,7 +203,14 @@ impl http_body::Body for TimedBody {
                 Poll::Ready(None)
             }
             Poll::Ready(frame) => Poll::Ready(frame),
-            Poll::Pending if this.deadline.as_mut().poll(cx).is_ready() => {
+            Poll::Pending
+                if this
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(this.due)))
+                    .as_mut()
+                    .poll(cx)
+                    .is_ready() =>
+            {
                 this.ended = true;
                 Poll::Ready(Some(Err(crate::grpc::status(Error::invalid(
                     Reason::REQUEST_BODY_TIMEOUT,
@@ -482,7 +493,8 @@ where
         request = request.map(|body| {
             Body::new(TimedBody {
                 inner: body,
-                deadline: Box::pin(tokio::time::sleep(timeout)),
+                due: tokio::time::Instant::now() + timeout,
+                deadline: None,
                 timeout,
                 ended: false,
             })

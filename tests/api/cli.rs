@@ -227,11 +227,13 @@ fn bench_only_runs_the_rows_asked_for() {
     assert_eq!(
         rows,
         [
+            "Bare tonic call, first",
             "Ping (empty call), first",
             "ListAliases, first page of 50",
             "ListAliases, a page halfway in",
             "ListAliases of one key",
             "Ping (empty call), last",
+            "Bare tonic call, last",
             "HTTP GET /ping (empty call)",
         ],
         "{stdout}"
