@@ -34,6 +34,8 @@ pub struct Maintenance {
     pub sweeps: tokio::sync::watch::Sender<u64>,
     /// Makes the material of due rotations.
     pub materials: Arc<crate::crypto::MaterialCache>,
+    /// How often the backend's history (etcd's) is compacted; None: never.
+    pub compaction_interval: Option<Duration>,
 }
 
 impl Maintenance {
@@ -143,7 +145,12 @@ impl Maintenance {
         let mut reap = tokio::time::interval(reap_interval);
         let mut prune = tokio::time::interval(PRUNE_INTERVAL);
         let mut lease = tokio::time::interval(LEASE_CHECK_INTERVAL);
-        for timer in [&mut reap, &mut prune, &mut lease] {
+        // Never, as an interval: a tick a century away.
+        let mut compact = tokio::time::interval(
+            self.compaction_interval
+                .unwrap_or(Duration::from_secs(100 * 365 * 86_400)),
+        );
+        for timer in [&mut reap, &mut prune, &mut lease, &mut compact] {
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         let mut held = self.store.may_run_maintenance();
@@ -158,6 +165,18 @@ impl Maintenance {
                 _ = prune.tick() => {
                     if self.store.may_run_maintenance() {
                         self.prune_logged().await;
+                    }
+                }
+                _ = compact.tick(), if self.compaction_interval.is_some() => {
+                    if self.store.may_run_maintenance() {
+                        match self.store.compact_history().await {
+                            Ok(Some(revision)) => {
+                                tracing::debug!(revision, "compacted the store's history");
+                            }
+                            Ok(None) => {}
+                            Err(error) if error.reason == Reason::STORE_FAILED => {}
+                            Err(error) => tracing::warn!(%error, "compacting the store's history failed"),
+                        }
                     }
                 }
                 _ = lease.tick() => {

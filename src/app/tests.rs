@@ -263,6 +263,7 @@ async fn due_rotations_happen_in_maintenance_and_wait_for_a_disabled_key() {
         audit_retention: None,
         sweeps: tokio::sync::watch::channel(0).0,
         materials: app.materials.clone(),
+        compaction_interval: None,
     };
     let call = anonymous();
     let (on, off) = (new_key(&app, &call).await, new_key(&app, &call).await);

@@ -143,6 +143,17 @@ pub struct ServeConfig {
     )]
     pub watch_progress_interval_secs: u64,
 
+    /// On etcd: seconds between compactions of etcd's history, each to the
+    /// revision that was current at the one before (so this much history
+    /// stays at least), made by the instance holding the maintenance lease
+    /// (0: never; leave it to etcd's --auto-compaction-retention).
+    #[arg(
+        long,
+        env = "ALIASD_ETCD_COMPACTION_INTERVAL_SECS",
+        default_value_t = 300
+    )]
+    pub etcd_compaction_interval_secs: u64,
+
     /// Auth file (TOML): principals, tokens, certificate identities, policies,
     /// throttle limits. Re-read on SIGHUP. Without it every call is anonymous
     /// with full access to --account.

@@ -649,6 +649,8 @@ fn start_maintenance(
             .then(|| Duration::from_secs(config.audit_retention_days * 86_400)),
         sweeps,
         materials: materials.clone(),
+        compaction_interval: (config.etcd_compaction_interval_secs > 0)
+            .then(|| Duration::from_secs(config.etcd_compaction_interval_secs)),
     };
     tokio::spawn(maintenance.run(
         Duration::from_secs(config.reap_interval_secs.max(1)),

@@ -204,6 +204,14 @@ pub trait Backend: Reads + Send + Sync + 'static {
         true
     }
 
+    /// Drops the history the backend keeps of past states, up to what was
+    /// current at the previous call (so at least one maintenance interval
+    /// of history stays for readers and watchers behind). Returns the
+    /// revision compacted to, if any. Only etcd keeps such history.
+    fn compact_history(&self) -> Result<Option<i64>, Error> {
+        Ok(None)
+    }
+
     /// The most writes one transaction may make (etcd takes 128 operations
     /// in a transaction); bulk writers (a restore) batch within it.
     fn max_writes_per_transaction(&self) -> usize {

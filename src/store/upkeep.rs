@@ -272,6 +272,12 @@ impl Store {
     /// Prunes the change log to `retain` revisions per account, request_id
     /// records made before `requests_before`, and (with Some) audit records
     /// made before `audit_before`; returns how many of each went.
+    /// Compacts the backend's history (etcd's) to the revision current at
+    /// the previous call; see `Backend::compact_history`.
+    pub async fn compact_history(self: &Arc<Self>) -> Result<Option<i64>, Error> {
+        self.blocking(|store| store.backend.compact_history()).await
+    }
+
     pub async fn prune(
         self: &Arc<Self>,
         retain: u64,

@@ -71,6 +71,9 @@ pub struct EtcdBackend {
     member_cost: std::sync::atomic::AtomicUsize,
     /// Whether this process holds the maintenance lease now.
     maintaining: Arc<std::sync::atomic::AtomicBool>,
+    /// etcd's revision at the last [`Backend::compact_history`]: the next
+    /// one compacts to it.
+    compact_next: std::sync::atomic::AtomicI64,
     /// The etcd lease it competes with (0: none yet), revoked when the
     /// backend is dropped so that another instance takes over at once.
     lease: Arc<std::sync::atomic::AtomicI64>,
@@ -163,6 +166,7 @@ impl EtcdBackend {
             forming: Mutex::new(None),
             member_cost: std::sync::atomic::AtomicUsize::new(16 * 16),
             maintaining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            compact_next: std::sync::atomic::AtomicI64::new(0),
             lease: Arc::new(std::sync::atomic::AtomicI64::new(0)),
             competing: std::sync::atomic::AtomicBool::new(false),
             failure: StoreHealth::new(),
@@ -641,6 +645,35 @@ impl Backend for EtcdBackend {
             ));
         }
         Ok(())
+    }
+
+    /// Compacts etcd's history to the revision that was current at the
+    /// previous call (etcd's own periodic compaction, done by the instance
+    /// holding the maintenance lease). aliasd keeps its own change log, so
+    /// it needs no etcd history: readers at an older revision are retried
+    /// at a newer one, and a follower whose watch starts behind the
+    /// compaction catches up by reading every counter.
+    fn compact_history(&self) -> Result<Option<i64>, Error> {
+        use std::sync::atomic::Ordering;
+        let now = self.latest_revision()?;
+        let target = self.compact_next.swap(now, Ordering::SeqCst);
+        if target <= 0 || target >= now {
+            return Ok(None);
+        }
+        let mut kv = self.kv.clone();
+        let compacted = self.run(async move {
+            kv.compact(pb::CompactionRequest {
+                revision: target,
+                physical: false,
+            })
+            .await
+        });
+        match compacted {
+            Ok(_) => Ok(Some(target)),
+            // Another compaction (etcd's own, or an operator's) went as far.
+            Err(status) if status.message().contains("compacted") => Ok(None),
+            Err(status) => Err(unavailable("compaction", status.message())),
+        }
     }
 
     fn maintenance_lease(&self) -> bool {

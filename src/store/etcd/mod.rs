@@ -205,6 +205,62 @@ mod tests {
         assert_eq!(backend.sign_ins(), 3, "a read signs in again too");
     }
 
+    /// aliasd compacts etcd's history itself: each compaction goes to the
+    /// revision current at the one before, so one interval of history
+    /// stays; reads and writes go on, and history older than that is gone.
+    #[test]
+    fn compacting_history_keeps_one_interval_and_the_store_goes_on() {
+        use super::etcdserverpb as pb;
+        use super::group::Source;
+        use crate::store::backend::{Backend, Reads, Tree};
+
+        let etcd = EtcdServer::start(&cache_dir());
+        let backend = super::EtcdBackend::connect(&etcd.config("/compaction/")).unwrap();
+        let set = |value: &[u8]| {
+            backend
+                .transact(&|tx| tx.put(Tree::Meta, b"k", value))
+                .unwrap()
+        };
+        set(b"1");
+        let old = backend.latest_revision().unwrap();
+        assert_eq!(
+            backend.compact_history().unwrap(),
+            None,
+            "the first call only notes"
+        );
+        let noted = backend.latest_revision().unwrap();
+        set(b"2");
+        set(b"3");
+        assert_eq!(backend.compact_history().unwrap(), Some(noted));
+        // History before the compaction is gone; the state is whole.
+        let at = |revision: i64| {
+            tokio::runtime::Runtime::new().unwrap().block_on(async {
+                let channel = tonic::transport::Channel::from_shared(etcd.endpoint.clone())
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap();
+                super::etcdserverpb::kv_client::KvClient::new(channel)
+                    .range(pb::RangeRequest {
+                        key: b"/compaction/".to_vec(),
+                        range_end: b"/compaction0".to_vec(),
+                        revision,
+                        ..Default::default()
+                    })
+                    .await
+            })
+        };
+        let refused = at(old - 1).unwrap_err();
+        assert!(refused.message().contains("compacted"), "{refused:?}");
+        assert!(at(noted).is_ok(), "one interval of history stays");
+        assert_eq!(backend.get(Tree::Meta, b"k").unwrap().unwrap(), b"3");
+        set(b"4");
+        assert_eq!(backend.get(Tree::Meta, b"k").unwrap().unwrap(), b"4");
+        // Nothing new since: the next call compacts to the last noted.
+        let later = backend.compact_history().unwrap();
+        assert!(later.is_some_and(|r| r > noted), "{later:?}");
+    }
+
     /// A follower whose watch starts behind a compaction (as after a long
     /// disconnection) catches up: the counters' current values reach the
     /// feed, though the revisions that wrote them are gone.
