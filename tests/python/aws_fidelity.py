@@ -9,36 +9,21 @@ Prints one JSON object with what the Rust side checks through gRPC.
 import json
 import sys
 
-import boto3
-from botocore.config import Config
+import kms_client
 
 URL = sys.argv[1]
 ACCOUNT = "000000000000"
 
 
 def client(region="us-east-1"):
-    return boto3.client(
-        "kms",
-        endpoint_url=URL,
-        region_name=region,
-        aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
-        aws_secret_access_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-        config=Config(retries={"max_attempts": 1}, parameter_validation=False),
-    )
+    return kms_client.client(URL, region)
 
 
 kms = client()
 
 
 def raises(code, call, **kwargs):
-    """The ClientError of a call that must fail with `code`."""
-    try:
-        call(**kwargs)
-    except kms.exceptions.ClientError as error:
-        got = error.response["Error"]["Code"]
-        assert got == code, (code, error.response)
-        return error.response["Error"].get("Message", "")
-    raise AssertionError(f"expected {code}, the call succeeded")
+    return kms_client.raises(kms, code, call, **kwargs)
 
 
 def main():

@@ -10,30 +10,16 @@ Prints one JSON object with what the Rust side checks in the store.
 import json
 import sys
 
-import boto3
-from botocore.config import Config
+import kms_client
 
 URL = sys.argv[1]
 ACCOUNT = "000000000000"
 
-kms = boto3.client(
-    "kms",
-    endpoint_url=URL,
-    region_name="us-east-1",
-    aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
-    aws_secret_access_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-    config=Config(retries={"max_attempts": 1}, parameter_validation=False),
-)
+kms = kms_client.client(URL)
 
 
 def raises(code, call, **kwargs):
-    try:
-        call(**kwargs)
-    except kms.exceptions.ClientError as error:
-        got = error.response["Error"]["Code"]
-        assert got == code, (code, error.response)
-        return error.response["Error"].get("Message", "")
-    raise AssertionError(f"expected {code}, the call succeeded")
+    return kms_client.raises(kms, code, call, **kwargs)
 
 
 def tags_of(key_id, **kwargs):
