@@ -341,15 +341,24 @@ impl App {
         };
         audit.resources = filter.iter().map(|k| k.to_string()).collect();
         let action = audit.action.clone();
-        self.audited(ops::authorize_listing(ctx, &action, filter.as_ref()), audit)
-            .await?;
-        if let Some(id) = &filter {
-            let (checked, check_ctx) = (id.clone(), ctx.clone());
-            self.store
-                .read(&ctx.scope.account, move |txn| {
-                    ops::ensure_key_exists(txn, &check_ctx, &checked)
-                })
-                .await?;
+        match &filter {
+            None => {
+                self.audited(ops::authorize_listing(ctx, &action, None), audit)
+                    .await?
+            }
+            // On the key, in one read with its aliases (a statement's
+            // kms:ResourceAliases condition sees them), then whether it
+            // exists.
+            Some(id) => {
+                let (checked, check_ctx) = (id.clone(), ctx.clone());
+                let outcome = self
+                    .store
+                    .read(&ctx.scope.account, move |txn| {
+                        ops::authorize_key_filter(txn, &check_ctx, &action, &checked)
+                    })
+                    .await;
+                self.audited(outcome, audit).await?
+            }
         }
         Ok(filter)
     }

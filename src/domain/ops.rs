@@ -566,6 +566,19 @@ pub fn give_first_material<T: Txn>(
 }
 
 /// ListAliases / WatchAliases: allowed on the filter's key, or account-wide.
+/// A listing filtered by key (ListAliases, WatchAliases): `action` on the
+/// key, with its aliases for a statement's conditions, then whether the key
+/// exists.
+pub fn authorize_key_filter<T: Txn>(
+    txn: &T,
+    ctx: &Ctx,
+    action: &str,
+    id: &KeyId,
+) -> Result<(), T::Fail> {
+    ctx.authorize_key(txn, action, id, None)?;
+    existing_key(txn, ctx, id).map(drop)
+}
+
 pub fn authorize_listing(ctx: &Ctx, action: &str, filter: Option<&KeyId>) -> Result<()> {
     ctx.authorize(action, filter.map_or(ANY_RESOURCE, KeyId::as_str))
 }

@@ -39,7 +39,7 @@ name = "finance"
 account = "{ACCOUNT}"
 token_sha256 = "{finance}"
 [[principals.statements]]
-actions = ["kms:Encrypt", "kms:DescribeKey"]
+actions = ["kms:Encrypt", "kms:DescribeKey", "kms:ListAliases"]
 resources = ["*"]
 [principals.statements.condition]
 "kms:ResourceAliases" = ["alias/finance-*"]
@@ -108,6 +108,26 @@ impl Abac {
             ))
             .await
             .map(|r| r.into_inner())
+    }
+
+    /// ListAliases filtered by `key_id`: the names.
+    async fn aliases_of(&self, token: &str, key_id: &str) -> Result<Vec<String>, Status> {
+        self.aliases()
+            .list_aliases(bearer(
+                token,
+                pb::ListAliasesRequest {
+                    key_id: key_id.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(|r| {
+                r.into_inner()
+                    .aliases
+                    .into_iter()
+                    .map(|a| a.alias_name)
+                    .collect()
+            })
     }
 
     async fn describe(&self, token: &str, key_id: &str) -> Result<pb::Key, Status> {
@@ -201,6 +221,14 @@ async fn a_keys_aliases_decide_who_may_use_it_at_the_moment_of_the_call() {
     abac.encrypt(FINANCE, "alias/finance-app").await.unwrap();
     abac.describe(FINANCE, K1).await.unwrap();
     denied(abac.encrypt(FINANCE, K2).await);
+    // A listing filtered by key is decided on that key's aliases too; an
+    // unfiltered one (the account, no key) fails the condition.
+    assert_eq!(
+        abac.aliases_of(FINANCE, K1).await.unwrap(),
+        ["alias/finance-app"]
+    );
+    denied(abac.aliases_of(FINANCE, K2).await);
+    denied(abac.aliases_of(FINANCE, "").await);
     // An alias of another name does not count.
     abac.create_alias("alias/payroll", K2).await;
     denied(abac.encrypt(FINANCE, "alias/payroll").await);
