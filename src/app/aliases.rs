@@ -343,7 +343,7 @@ impl App {
         let action = audit.action.clone();
         match &filter {
             None => {
-                self.audited(ops::authorize_listing(ctx, &action, None), audit)
+                self.audited(ops::authorize_account_wide(ctx, &action), audit)
                     .await?
             }
             // On the key, in one read with its aliases (a statement's

@@ -136,6 +136,8 @@ pub struct Mac {
 /// A key resolved for one operation, with the material it uses.
 struct InUse {
     ctx: Ctx,
+    /// The action it was resolved for (its audit record's).
+    action: &'static str,
     key: Key,
     /// The alias the caller named it by, if it did.
     alias: Option<AliasName>,
@@ -146,7 +148,8 @@ impl App {
     async fn key_in_use(&self, call: &Call, key_ref: &str, usage: Use) -> Result<InUse, Error> {
         let ctx = self.ctx(call);
         let parsed = KeyRef::parse(&ctx.scope, "key_id", key_ref)?;
-        let mut audit = self.audit_entry(call, &ctx, usage.action);
+        let action = usage.action;
+        let mut audit = self.audit_entry(call, &ctx, action);
         audit.resources = vec![key_ref.to_owned()];
         let op_ctx = ctx.clone();
         let named = parsed.clone();
@@ -157,6 +160,7 @@ impl App {
             .await?;
         Ok(InUse {
             ctx,
+            action,
             key,
             alias: match parsed {
                 KeyRef::Alias(name) => Some(name),
@@ -201,6 +205,13 @@ impl App {
         self.crypto_audit.record(entry).await;
     }
 
+    /// [`App::audit_use`] of a call that used one key, for the action it
+    /// was resolved for.
+    async fn audit_used(&self, call: &Call, used: &InUse, algorithm: Option<&str>) {
+        self.audit_use(call, &used.ctx, used.action, Self::used(used), algorithm)
+            .await;
+    }
+
     /// The audit resources of a use: the key id, and the alias used.
     fn used(used: &InUse) -> Vec<String> {
         let mut resources = vec![used.key.key_id.to_string()];
@@ -228,14 +239,7 @@ impl App {
             )
             .await?;
         let encrypted = self.seal_with(&used, plaintext, context, algorithm)?;
-        self.audit_use(
-            call,
-            &used.ctx,
-            actions::ENCRYPT,
-            Self::used(&used),
-            Some(algorithm.as_str()),
-        )
-        .await;
+        self.audit_used(call, &used, Some(algorithm.as_str())).await;
         Ok(encrypted)
     }
 
@@ -309,14 +313,8 @@ impl App {
                 usage(actions::DECRYPT, ENCRYPTING, "Decrypt"),
             )
             .await?;
-        self.audit_use(
-            call,
-            &used.ctx,
-            actions::DECRYPT,
-            Self::used(&used),
-            Some(decrypted.algorithm.as_str()),
-        )
-        .await;
+        self.audit_used(call, &used, Some(decrypted.algorithm.as_str()))
+            .await;
         Ok(decrypted)
     }
 
@@ -330,6 +328,7 @@ impl App {
         algorithm: Option<EncryptionAlgorithm>,
         usage: Use,
     ) -> Result<(InUse, Decrypted), Error> {
+        let usage_action = usage.action;
         check_len(
             "ciphertext_blob",
             "ciphertextBlob",
@@ -391,6 +390,7 @@ impl App {
         let plaintext = crypto::open(aes, &ctx.scope.account, ciphertext, context)?;
         let used = InUse {
             ctx,
+            action: usage_action,
             key,
             alias: match given {
                 Some(KeyRef::Alias(name)) => Some(name),
@@ -501,11 +501,9 @@ impl App {
             context,
             EncryptionAlgorithm::SYMMETRIC_DEFAULT,
         )?;
-        self.audit_use(
+        self.audit_used(
             call,
-            &used.ctx,
-            action,
-            Self::used(&used),
+            &used,
             Some(EncryptionAlgorithm::SYMMETRIC_DEFAULT.as_str()),
         )
         .await;
@@ -551,14 +549,7 @@ impl App {
             context,
             EncryptionAlgorithm::SYMMETRIC_DEFAULT,
         )?;
-        self.audit_use(
-            call,
-            &used.ctx,
-            action,
-            Self::used(&used),
-            Some(pair_spec.as_str()),
-        )
-        .await;
+        self.audit_used(call, &used, Some(pair_spec.as_str())).await;
         Ok(DataKeyPair {
             key_id: encrypted.key_id,
             pair_spec,
@@ -586,14 +577,7 @@ impl App {
         ensure_signing(&used.key, algorithm)?;
         let (usable, _) = self.current(&used.ctx, &used.key)?;
         let signature = crypto::sign(&usable, algorithm, message_type, message)?;
-        self.audit_use(
-            call,
-            &used.ctx,
-            actions::SIGN,
-            Self::used(&used),
-            Some(algorithm.as_str()),
-        )
-        .await;
+        self.audit_used(call, &used, Some(algorithm.as_str())).await;
         Ok(Signed {
             key_id: used.key.key_id,
             signature,
@@ -621,14 +605,7 @@ impl App {
         ensure_signing(&used.key, algorithm)?;
         let (usable, _) = self.current(&used.ctx, &used.key)?;
         let valid = crypto::verify(&usable, algorithm, message_type, message, signature)?;
-        self.audit_use(
-            call,
-            &used.ctx,
-            actions::VERIFY,
-            Self::used(&used),
-            Some(algorithm.as_str()),
-        )
-        .await;
+        self.audit_used(call, &used, Some(algorithm.as_str())).await;
         match valid {
             true => Ok(used.key.key_id),
             false => Err(Error::new(
@@ -658,14 +635,7 @@ impl App {
         }
         let (usable, _) = self.current(&used.ctx, &used.key)?;
         let der = usable.public_key_der()?;
-        self.audit_use(
-            call,
-            &used.ctx,
-            actions::GET_PUBLIC_KEY,
-            Self::used(&used),
-            None,
-        )
-        .await;
+        self.audit_used(call, &used, None).await;
         Ok(PublicKey { key: used.key, der })
     }
 
@@ -688,14 +658,7 @@ impl App {
         ensure_mac(&used.key, algorithm)?;
         let (usable, _) = self.current(&used.ctx, &used.key)?;
         let mac = crypto::mac(&usable, message)?;
-        self.audit_use(
-            call,
-            &used.ctx,
-            actions::GENERATE_MAC,
-            Self::used(&used),
-            Some(algorithm.as_str()),
-        )
-        .await;
+        self.audit_used(call, &used, Some(algorithm.as_str())).await;
         Ok(Mac {
             key_id: used.key.key_id,
             mac,
@@ -721,14 +684,7 @@ impl App {
         ensure_mac(&used.key, algorithm)?;
         let (usable, _) = self.current(&used.ctx, &used.key)?;
         let valid = crypto::verify_mac(&usable, message, mac)?;
-        self.audit_use(
-            call,
-            &used.ctx,
-            actions::VERIFY_MAC,
-            Self::used(&used),
-            Some(algorithm.as_str()),
-        )
-        .await;
+        self.audit_used(call, &used, Some(algorithm.as_str())).await;
         match valid {
             true => Ok(used.key.key_id),
             false => Err(Error::new(

@@ -70,7 +70,7 @@ impl App {
             n => n.min(MAX_TAGS_PAGE),
         };
         let key = self
-            .rotation_read(call, actions::LIST_RESOURCE_TAGS, key_id)
+            .key_read(call, actions::LIST_RESOURCE_TAGS, key_id)
             .await?;
         let account = self.scope_of(call).account;
         let id = key.key_id.to_string();
@@ -109,9 +109,7 @@ impl App {
         policy_name: &str,
     ) -> Result<String, Error> {
         key_details::check_policy_name(policy_name)?;
-        let key = self
-            .rotation_read(call, actions::GET_KEY_POLICY, key_id)
-            .await?;
+        let key = self.key_read(call, actions::GET_KEY_POLICY, key_id).await?;
         Ok(key
             .policy
             .unwrap_or_else(|| key_details::default_policy(&self.scope_of(call))))
@@ -147,7 +145,7 @@ impl App {
         call: &Call,
         key_id: &str,
     ) -> Result<Vec<&'static str>, Error> {
-        self.rotation_read(call, actions::LIST_KEY_POLICIES, key_id)
+        self.key_read(call, actions::LIST_KEY_POLICIES, key_id)
             .await?;
         Ok(vec![DEFAULT_POLICY_NAME])
     }

@@ -145,11 +145,9 @@ impl Maintenance {
         let mut reap = tokio::time::interval(reap_interval);
         let mut prune = tokio::time::interval(PRUNE_INTERVAL);
         let mut lease = tokio::time::interval(LEASE_CHECK_INTERVAL);
-        // Never, as an interval: a tick a century away.
-        let mut compact = tokio::time::interval(
-            self.compaction_interval
-                .unwrap_or(Duration::from_secs(100 * 365 * 86_400)),
-        );
+        // Without an interval its branch below is off (the period then
+        // does not matter).
+        let mut compact = tokio::time::interval(self.compaction_interval.unwrap_or(PRUNE_INTERVAL));
         for timer in [&mut reap, &mut prune, &mut lease, &mut compact] {
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }

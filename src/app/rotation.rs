@@ -71,7 +71,7 @@ impl App {
     /// when (a key that cannot rotate, or is pending deletion, reads as not
     /// rotating).
     pub async fn get_key_rotation_status(&self, call: &Call, key_id: &str) -> Result<Key, Error> {
-        self.rotation_read(call, actions::GET_KEY_ROTATION_STATUS, key_id)
+        self.key_read(call, actions::GET_KEY_ROTATION_STATUS, key_id)
             .await
     }
 
@@ -103,7 +103,7 @@ impl App {
             }
         };
         let key = self
-            .rotation_read(call, actions::LIST_KEY_ROTATIONS, key_id)
+            .key_read(call, actions::LIST_KEY_ROTATIONS, key_id)
             .await?;
         let account = self.scope_of(call).account;
         let id = key.key_id.to_string();
@@ -145,9 +145,9 @@ impl App {
         ))
     }
 
-    /// A key read for a rotation read (`action` allowed on it; key id or
-    /// key ARN only).
-    pub(super) async fn rotation_read(
+    /// A key, read for a call that only reads it (rotation status, tags,
+    /// policy): `action` allowed on it; key id or key ARN only.
+    pub(super) async fn key_read(
         &self,
         call: &Call,
         action: &'static str,
@@ -159,7 +159,7 @@ impl App {
         audit.resources = vec![id.to_string()];
         let op_ctx = ctx.clone();
         self.read(&ctx, audit, move |txn| {
-            ops::key_for_rotation_read(txn, &op_ctx, &id, action)
+            ops::key_for_read(txn, &op_ctx, &id, action)
         })
         .await
     }

@@ -280,6 +280,23 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
 }
 
 /// Writes `bytes` to a file (owner-only: it may be a secret), or stdout.
+/// A command's answer: the whole response as proto JSON (`-o json`), or
+/// the raw bytes it carries, to `path`.
+fn answer<M: super::render::ProtoName>(
+    json: bool,
+    response: &M,
+    path: &std::path::Path,
+    bytes: &[u8],
+) -> Result<(), Failure> {
+    match json {
+        true => {
+            print_json(&proto_json(response));
+            Ok(())
+        }
+        false => write(path, bytes),
+    }
+}
+
 fn write(path: &std::path::Path, bytes: &[u8]) -> Result<(), Failure> {
     if path.as_os_str() == "-" {
         super::write_stdout(bytes);
@@ -328,10 +345,7 @@ pub async fn run(client: &Client, command: CryptoCommand) -> Result<(), Failure>
                 .await
                 .map_err(failed)?
                 .into_inner();
-            match json {
-                true => print_json(&proto_json(&done)),
-                false => write(&io.out, &done.ciphertext_blob)?,
-            }
+            answer(json, &done, &io.out, &done.ciphertext_blob)?;
         }
         CryptoCommand::Decrypt {
             key_id,
@@ -351,10 +365,7 @@ pub async fn run(client: &Client, command: CryptoCommand) -> Result<(), Failure>
                 .await
                 .map_err(failed)?
                 .into_inner();
-            match json {
-                true => print_json(&proto_json(&done)),
-                false => write(&io.out, &done.plaintext)?,
-            }
+            answer(json, &done, &io.out, &done.plaintext)?;
         }
         CryptoCommand::ReEncrypt {
             destination_key_id,
@@ -377,10 +388,7 @@ pub async fn run(client: &Client, command: CryptoCommand) -> Result<(), Failure>
                 .await
                 .map_err(failed)?
                 .into_inner();
-            match json {
-                true => print_json(&proto_json(&done)),
-                false => write(&io.out, &done.ciphertext_blob)?,
-            }
+            answer(json, &done, &io.out, &done.ciphertext_blob)?;
         }
         CryptoCommand::DataKey {
             key_id,
@@ -449,10 +457,7 @@ pub async fn run(client: &Client, command: CryptoCommand) -> Result<(), Failure>
                 .await
                 .map_err(failed)?
                 .into_inner();
-            match json {
-                true => print_json(&proto_json(&done)),
-                false => write(&io.out, &done.signature)?,
-            }
+            answer(json, &done, &io.out, &done.signature)?;
         }
         CryptoCommand::Verify {
             key_id,
@@ -506,10 +511,7 @@ pub async fn run(client: &Client, command: CryptoCommand) -> Result<(), Failure>
                 .await
                 .map_err(failed)?
                 .into_inner();
-            match json {
-                true => print_json(&proto_json(&done)),
-                false => write(&io.out, &done.mac)?,
-            }
+            answer(json, &done, &io.out, &done.mac)?;
         }
         CryptoCommand::VerifyMac {
             key_id,
@@ -539,10 +541,7 @@ pub async fn run(client: &Client, command: CryptoCommand) -> Result<(), Failure>
                 .await
                 .map_err(failed)?
                 .into_inner();
-            match json {
-                true => print_json(&proto_json(&done)),
-                false => write(&out, &done.plaintext)?,
-            }
+            answer(json, &done, &out, &done.plaintext)?;
         }
     }
     Ok(())

@@ -497,14 +497,10 @@ pub fn rotate_key_on_demand<T: Txn>(
     Ok(key)
 }
 
-/// GetKeyRotationStatus and ListKeyRotations: the key, read with `action`
-/// allowed on it (by key id or key ARN only).
-pub fn key_for_rotation_read<T: Txn>(
-    txn: &T,
-    ctx: &Ctx,
-    id: &KeyId,
-    action: &str,
-) -> Result<Key, T::Fail> {
+/// A key read by a call that only reads it (GetKeyRotationStatus,
+/// ListKeyRotations, ListResourceTags, GetKeyPolicy, ListKeyPolicies): the
+/// key, with `action` allowed on it (by key id or key ARN only).
+pub fn key_for_read<T: Txn>(txn: &T, ctx: &Ctx, id: &KeyId, action: &str) -> Result<Key, T::Fail> {
     ctx.authorize_key(txn, action, id, None)?;
     existing_key(txn, ctx, id)
 }
@@ -579,19 +575,10 @@ pub fn authorize_key_filter<T: Txn>(
     existing_key(txn, ctx, id).map(drop)
 }
 
-pub fn authorize_listing(ctx: &Ctx, action: &str, filter: Option<&KeyId>) -> Result<()> {
-    ctx.authorize(action, filter.map_or(ANY_RESOURCE, KeyId::as_str))
-}
-
-/// ListKeys and ListAuditEvents act on the whole account.
+/// ListKeys, ListAuditEvents and unfiltered listings act on the whole
+/// account.
 pub fn authorize_account_wide(ctx: &Ctx, action: &str) -> Result<()> {
     ctx.authorize(action, ANY_RESOURCE)
-}
-
-/// Fails with KEY_NOT_FOUND unless the key exists (ListAliases and
-/// WatchAliases filters).
-pub fn ensure_key_exists<T: Txn>(txn: &T, ctx: &Ctx, id: &KeyId) -> Result<(), T::Fail> {
-    existing_key(txn, ctx, id).map(drop)
 }
 
 /// EnableKey (`enabled`) or DisableKey.

@@ -191,12 +191,6 @@ pub struct Condition {
     pub resource_aliases: Option<Vec<String>>,
 }
 
-impl Condition {
-    pub fn is_empty(&self) -> bool {
-        self.request_alias.is_none() && self.resource_aliases.is_none()
-    }
-}
-
 /// One statement: these actions on these resources are allowed (or
 /// denied), when its condition holds.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -318,12 +312,6 @@ impl Principal {
             }
         }
         Ok(allowed)
-    }
-
-    /// Whether any statement has a condition on the key's aliases (so a
-    /// call must read them).
-    pub fn has_conditions(&self) -> bool {
-        self.statements.iter().any(|s| !s.condition.is_empty())
     }
 }
 
