@@ -968,3 +968,62 @@ async fn names_in_a(aliases: &mut AliasServiceClient<Channel>) -> Vec<String> {
         .map(|a| a.alias_name)
         .collect()
 }
+
+/// A ciphertext made in account A, given to Decrypt in account B, answers
+/// exactly as a key B does not have: the same reason and message as
+/// DescribeKey of that key id in B (SPEC §11).
+#[tokio::test]
+async fn a_ciphertext_of_another_account_decrypts_as_a_missing_key() {
+    let s = secured().await;
+    let mut crypto =
+        aliasd::pb::crypto_service_client::CryptoServiceClient::new(s.server.channel.clone());
+    let blob = crypto
+        .encrypt(bearer(
+            "admin-a-token",
+            pb::EncryptRequest {
+                key_id: K1.into(),
+                plaintext: b"account a".to_vec().into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .ciphertext_blob;
+    let refused = assert_error(
+        crypto
+            .decrypt(bearer(
+                "admin-b-token",
+                pb::DecryptRequest {
+                    ciphertext_blob: blob.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await,
+        Code::NotFound,
+        "KEY_NOT_FOUND",
+    );
+    let missing = assert_error(
+        s.server
+            .keys
+            .clone()
+            .describe_key(bearer("admin-b-token", describe(K1)))
+            .await,
+        Code::NotFound,
+        "KEY_NOT_FOUND",
+    );
+    assert_eq!(refused.message(), missing.message());
+    // In its own account it still decrypts.
+    let opened = crypto
+        .decrypt(bearer(
+            "admin-a-token",
+            pb::DecryptRequest {
+                ciphertext_blob: blob,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(opened.plaintext, b"account a");
+}
