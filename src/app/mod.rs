@@ -27,7 +27,7 @@ mod tests;
 
 use std::sync::Arc;
 
-use crate::domain::audit::AuditEntry;
+use crate::domain::audit::{AuditEntry, Origin};
 use crate::domain::ops::{Ctx, Limits};
 use crate::domain::paging::PageTokens;
 use crate::domain::policy::Caller;
@@ -51,13 +51,16 @@ pub struct Call {
     pub caller: Caller,
     /// The trace id of the call (x-request-id), recorded in audit records.
     pub x_request_id: String,
+    /// Where the call came from, recorded in audit records.
+    pub origin: Origin,
 }
 
 impl Call {
-    pub fn new(caller: Caller, x_request_id: impl Into<String>) -> Call {
+    pub fn new(caller: Caller, x_request_id: impl Into<String>, origin: Origin) -> Call {
         Call {
             caller,
             x_request_id: x_request_id.into(),
+            origin,
         }
     }
 }
@@ -140,6 +143,7 @@ impl App {
             action: action.to_owned(),
             x_request_id: call.x_request_id.clone(),
             outcome: AuditEntry::OK.to_owned(),
+            origin: call.origin.clone(),
             ..AuditEntry::default()
         }
     }

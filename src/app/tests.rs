@@ -72,7 +72,7 @@ fn app_with_clock(clock: Arc<dyn crate::domain::Clock>) -> Arc<App> {
 }
 
 fn anonymous() -> Call {
-    Call::new(Caller::Anonymous, "trace-1")
+    Call::new(Caller::Anonymous, "trace-1", Default::default())
 }
 
 /// A principal of ACCOUNT allowed `actions` on `resources`.
@@ -90,6 +90,7 @@ fn principal(actions: &[&str], resources: &[&str]) -> Call {
             project_ids: Vec::new(),
         })),
         "trace-2",
+        Default::default(),
     )
 }
 

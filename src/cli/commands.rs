@@ -781,6 +781,7 @@ pub async fn audit(client: &Client, command: AuditCommand) -> Result<(), Failure
                 "SEQ",
                 "TIME",
                 "PRINCIPAL",
+                "SOURCE",
                 "ACTION",
                 "OUTCOME",
                 "RESOURCES",
@@ -790,6 +791,9 @@ pub async fn audit(client: &Client, command: AuditCommand) -> Result<(), Failure
                     event.sequence.to_string(),
                     render::time(&event.time),
                     event.principal.clone(),
+                    format!("{} {}", event.door, event.source_address)
+                        .trim()
+                        .to_owned(),
                     event.action.clone(),
                     event.outcome.clone(),
                     event.resources.join(" "),

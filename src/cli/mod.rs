@@ -503,6 +503,10 @@ fn endpoint(args: &ClientArgs) -> Result<Endpoint, Failure> {
         }
         other => return Err(bad(format!("unknown scheme {other}://"))),
     }
+    // The server's audit log names the client (tonic adds its own name).
+    let endpoint = endpoint
+        .user_agent(concat!("aliasd-cli/", env!("CARGO_PKG_VERSION")))
+        .map_err(|e| bad(e.to_string()))?;
     Ok(endpoint
         .connect_timeout(Duration::from_secs_f64(args.timeout_secs.min(10.0)))
         .tcp_nodelay(true))

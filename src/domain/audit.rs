@@ -22,6 +22,34 @@ pub struct AuditEntry {
     pub outcome: String,
     /// For a denial, the error message.
     pub message: String,
+    /// Where the call came from.
+    pub origin: Origin,
+}
+
+/// Where a call came from, as CloudTrail records it: the client's address
+/// (behind a trusted proxy, the one the proxy forwarded), its user agent,
+/// and the door it came through.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Origin {
+    /// "grpc", "aws", "huawei", or "" for a call made inside the server.
+    pub door: &'static str,
+    /// An IP address, or "" when unknown.
+    pub source_address: String,
+    /// The caller's User-Agent ("" when it sent none).
+    pub user_agent: String,
+}
+
+impl Origin {
+    /// The doors' names as stored.
+    pub const DOORS: [&'static str; 4] = ["grpc", "aws", "huawei", "http"];
+
+    /// A stored door name as one of [`Origin::DOORS`] ("" for any other).
+    pub fn door_named(name: &str) -> &'static str {
+        Self::DOORS
+            .into_iter()
+            .find(|door| *door == name)
+            .unwrap_or_default()
+    }
 }
 
 impl AuditEntry {

@@ -6,6 +6,7 @@
 //! too.
 
 pub mod connections;
+pub mod origin;
 pub mod reasons;
 
 use std::time::Duration;
@@ -23,6 +24,18 @@ pub enum Door {
     Huawei,
     /// The HTTP listener itself (`GET /ping`).
     Http,
+}
+
+impl Door {
+    /// The door's name in metrics, logs and audit records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Door::Grpc => "grpc",
+            Door::Aws => "aws",
+            Door::Huawei => "huawei",
+            Door::Http => "http",
+        }
+    }
 }
 
 /// The header that carries a call's x-request-id, in and out.
@@ -56,21 +69,26 @@ pub fn rounded_ms(elapsed: Duration) -> f64 {
     (elapsed.as_secs_f64() * 100_000.0).round() / 100.0
 }
 
-/// The span of one call, at either door: its method, x-request-id and
-/// peer; the W3C trace context the caller sent (`traceparent`: trace_id
-/// and parent_span_id; `tracestate`), so that its log lines join the
-/// caller's trace; and the principal, recorded once admitted.
+/// The span of one call, at any door: its method, x-request-id, TCP peer
+/// and [`origin::Origin`] (door, client address, user agent); the W3C
+/// trace context the caller sent (`traceparent`: trace_id and
+/// parent_span_id; `tracestate`), so that its log lines join the caller's
+/// trace; and the principal, recorded once admitted.
 pub fn call_span(
     method: &str,
     x_request_id: &str,
-    peer: &str,
+    peer: Option<std::net::SocketAddr>,
+    origin: &origin::Origin,
     headers: &http::HeaderMap,
 ) -> tracing::Span {
     let span = tracing::info_span!(
         "call",
         method = %method,
         x_request_id = %x_request_id,
-        peer = %peer,
+        door = origin.door,
+        peer = tracing::field::display(OrEmpty(peer)),
+        source_address = %origin.source_address,
+        user_agent = %origin.user_agent,
         trace_id = tracing::field::Empty,
         parent_span_id = tracing::field::Empty,
         tracestate = tracing::field::Empty,
@@ -92,6 +110,18 @@ pub fn call_span(
         }
     }
     span
+}
+
+/// An optional value, displayed as "" when absent.
+struct OrEmpty<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for OrEmpty<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(value) => value.fmt(f),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`): its trace id and

@@ -20,6 +20,7 @@ use crate::app::admission::auth::{unauthenticated, CertIdentities, Credentials};
 use crate::app::App;
 use crate::domain::policy::actions;
 use crate::door::connections::ConnectionInfo;
+use crate::door::origin::Origin;
 
 /// Paths that need no credentials: probes and API discovery.
 const OPEN_PATHS: &[&str] = &[
@@ -121,8 +122,12 @@ where
         if OPEN_PATHS.iter().any(|open| path.starts_with(open)) {
             return Box::pin(self.inner.call(request));
         }
-        let peer = crate::grpc::layers::peer_addr(&request)
-            .map(|addr| addr.ip().to_string())
+        // Put there by the request layer; a test that stacks this layer
+        // alone has none.
+        let origin = request
+            .extensions()
+            .get::<Origin>()
+            .cloned()
             .unwrap_or_default();
         let x_request_id = request
             .headers()
@@ -138,11 +143,15 @@ where
             .admit(
                 &credentials(&request),
                 action_of(path),
-                &peer,
+                &origin,
                 &x_request_id,
             )
             .and_then(|caller| {
-                let slot = self.app.admission.calls.for_caller(&caller, &peer)?;
+                let slot = self
+                    .app
+                    .admission
+                    .calls
+                    .for_caller(&caller, &origin.source_address)?;
                 Ok((caller, slot))
             });
         match admitted {

@@ -294,6 +294,9 @@ pub fn audit_event(entry: &crate::domain::audit::AuditEntry) -> pb::AuditEvent {
         x_request_id: entry.x_request_id.clone(),
         outcome: entry.outcome.clone(),
         message: entry.message.clone(),
+        door: entry.origin.door.to_owned(),
+        source_address: entry.origin.source_address.clone(),
+        user_agent: entry.origin.user_agent.clone(),
     }
 }
 

@@ -25,6 +25,7 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 
 use crate::domain::{Error, Reason};
+use crate::door::origin::TrustedProxies;
 use crate::door::{call_span, request_id, rounded_ms, Door, REQUEST_ID_HEADER};
 use crate::operator::metrics::{Metrics, Status};
 
@@ -50,16 +51,20 @@ pub struct RequestContextLayer {
     /// Warns that calls are refused for want of room, once in a while.
     busy: Arc<crate::door::connections::RateLimitedWarning>,
     metrics: Arc<Metrics>,
+    /// Whose forwarded headers name the client (`--trusted-proxies`).
+    trusted_proxies: Arc<TrustedProxies>,
 }
 
 impl RequestContextLayer {
     /// Requests up to `max_message_bytes`, whose bodies arrive within
-    /// `request_body_timeout`, at most `max_in_flight` at once.
+    /// `request_body_timeout`, at most `max_in_flight` at once; the
+    /// forwarded headers of `trusted_proxies` name the client.
     pub fn new(
         max_message_bytes: usize,
         request_body_timeout: Duration,
         max_in_flight: usize,
         metrics: Arc<Metrics>,
+        trusted_proxies: Arc<TrustedProxies>,
     ) -> RequestContextLayer {
         RequestContextLayer {
             max_message_bytes,
@@ -69,6 +74,7 @@ impl RequestContextLayer {
             open_in_flight: Arc::new(Semaphore::new(MAX_OPEN_SERVICE_CALLS)),
             busy: Arc::new(crate::door::connections::RateLimitedWarning::default()),
             metrics,
+            trusted_proxies,
         }
     }
 }
@@ -462,16 +468,20 @@ where
         let id = request_id(request.headers());
         request.headers_mut().insert(REQUEST_ID_HEADER, id.clone());
         let deadline = grpc_timeout(request.headers());
-        let peer = peer_addr(&request)
-            .map(|addr| addr.to_string())
-            .unwrap_or_default();
+        let peer = peer_addr(&request);
+        let origin = self
+            .bounds
+            .trusted_proxies
+            .origin(Door::Grpc, peer, request.headers());
         let method = request.uri().path().to_owned();
         let span = call_span(
             &method,
             id.to_str().unwrap_or_default(),
-            &peer,
+            peer,
+            &origin,
             request.headers(),
         );
+        request.extensions_mut().insert(origin);
         // The clone that was made ready is the one to call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -611,9 +621,14 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(5)).await;
             Ok::<_, std::convert::Infallible>(Response::new(Body::default()))
         });
-        let mut service =
-            RequestContextLayer::new(1024, Duration::from_secs(10), 16, Arc::new(Metrics::new()))
-                .layer(slow);
+        let mut service = RequestContextLayer::new(
+            1024,
+            Duration::from_secs(10),
+            16,
+            Arc::new(Metrics::new()),
+            Arc::default(),
+        )
+        .layer(slow);
         let request = Request::builder()
             .uri("/aliasd.v1.KeyService/CreateKey")
             .header("content-type", "application/grpc")

@@ -23,6 +23,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::app::{App, Call};
 use crate::domain::policy::Caller;
 use crate::domain::{Code, Error, Reason};
+use crate::door::origin::Origin;
 
 pub use admin::AdminApi;
 pub use aliases::AliasApi;
@@ -54,7 +55,8 @@ fn call_of<T>(app: &App, request: &tonic::Request<T>) -> Result<Call, Status> {
         .get(crate::door::REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    Ok(Call::new(caller, x_request_id))
+    let origin = request.extensions().get::<Origin>().cloned();
+    Ok(Call::new(caller, x_request_id, origin.unwrap_or_default()))
 }
 
 /// What the handlers share.

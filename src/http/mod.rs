@@ -33,6 +33,7 @@ use crate::app::admission::auth::{CertIdentities, Claim};
 use crate::app::{App, Call, Credentials, Slot};
 use crate::domain::{Error, Reason};
 use crate::door::connections::{ConnectionInfo, Incoming};
+use crate::door::origin::{Origin, TrustedProxies};
 use crate::door::{Door, REQUEST_ID_HEADER};
 use crate::operator::metrics::{self, Metrics};
 
@@ -49,9 +50,10 @@ pub struct HttpRequest {
     pub uri: Uri,
     pub headers: HeaderMap,
     pub body: Bytes,
-    /// The client's IP address: the key of its budget of audited
-    /// refusals (one per address, however many connections it opens).
-    pub peer: String,
+    /// Who sent it: the client's address (the key of its budget of
+    /// audited refusals, one per address however many connections it
+    /// opens), user agent and door.
+    pub origin: Origin,
     /// The x-request-id of the request (the caller's, or a fresh UUID),
     /// also returned in the response.
     pub x_request_id: String,
@@ -73,6 +75,7 @@ struct Shared {
     body_timeout: Duration,
     in_flight: Arc<Semaphore>,
     metrics: Arc<Metrics>,
+    trusted_proxies: Arc<TrustedProxies>,
 }
 
 /// A JSON response with a content type (`application/x-amz-json-1.1`,
@@ -176,10 +179,10 @@ async fn admitted<D: Dialect>(
         &credentials,
         Some(D::action(operation)),
         D::project(operation),
-        &request.peer,
+        &request.origin,
         &request.x_request_id,
     )?;
-    let call = Call::new(caller, request.x_request_id.clone());
+    let call = Call::new(caller, request.x_request_id.clone(), request.origin.clone());
     D::run(app, &call, operation, request).await
 }
 
@@ -297,20 +300,25 @@ impl Shared {
             .extensions()
             .get::<Connection>()
             .and_then(|c| c.info.tcp.remote_addr());
-        let peer = remote.map(|addr| addr.to_string()).unwrap_or_default();
-        let address = remote.map(|addr| addr.ip().to_string()).unwrap_or_default();
+        let origin = self.trusted_proxies.origin(door, remote, request.headers());
         let x_request_id = crate::door::request_id(request.headers())
             .to_str()
             .unwrap_or_default()
             .to_owned();
-        let span = crate::door::call_span(&operation, &x_request_id, &peer, request.headers());
+        let span = crate::door::call_span(
+            &operation,
+            &x_request_id,
+            remote,
+            &origin,
+            request.headers(),
+        );
         let app = self.app.clone();
         let in_flight = self.metrics.in_flight(door);
         let claimed = claim(request.headers());
         let work = async move {
-            let received = match self.app.claim_slot(&claimed, &address) {
+            let received = match self.app.claim_slot(&claimed, &origin.source_address) {
                 Ok(slot) => {
-                    self.receive(request, x_request_id.clone(), address, slot)
+                    self.receive(request, x_request_id.clone(), origin, slot)
                         .await
                 }
                 Err(error) => Err(error),
@@ -357,7 +365,7 @@ impl Shared {
         &self,
         request: Request<Body>,
         x_request_id: String,
-        address: String,
+        origin: Origin,
         slot: Slot,
     ) -> Result<(HttpRequest, InProgress), Error> {
         let (parts, body) = request.into_parts();
@@ -399,7 +407,7 @@ impl Shared {
                 uri: parts.uri,
                 headers: parts.headers,
                 body,
-                peer: address,
+                origin,
                 x_request_id,
                 certificate: connection.and_then(|c| c.certificate),
             },
@@ -431,6 +439,8 @@ pub struct HttpSettings {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// How long in-flight requests get to finish once shutdown starts.
     pub drain: Duration,
+    /// Whose forwarded headers name the client (`--trusted-proxies`).
+    pub trusted_proxies: Arc<TrustedProxies>,
 }
 
 /// Serves both dialects on `incoming` until `shutdown` completes, then lets
@@ -446,6 +456,7 @@ pub async fn serve(
         body_timeout: settings.body_timeout,
         in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
         metrics: settings.metrics,
+        trusted_proxies: settings.trusted_proxies,
     });
     let tls = settings.tls.map(tokio_rustls::TlsAcceptor::from);
     let mut builder =

@@ -32,13 +32,7 @@ const CENSUS_EVERY: Duration = Duration::from_secs(30);
 
 impl EncodeLabelValue for Door {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
-        let name = match self {
-            Door::Grpc => "grpc",
-            Door::Aws => "aws",
-            Door::Huawei => "huawei",
-            Door::Http => "http",
-        };
-        EncodeLabelValue::encode(&name, encoder)
+        EncodeLabelValue::encode(&self.name(), encoder)
     }
 }
 

@@ -280,6 +280,19 @@ pub struct ServeConfig {
     )]
     pub max_connection_age_grace_secs: u64,
 
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed:
+    /// comma-separated addresses or CIDR ranges (e.g. "127.0.0.1,10.0.0.0/8").
+    /// A call from one of them is logged and audited with the client
+    /// address the header names (the first untrusted hop, from the nearest
+    /// one); from any other peer the headers are ignored. None by default.
+    #[arg(
+        long,
+        env = "ALIASD_TRUSTED_PROXIES",
+        value_parser = crate::door::origin::parse_trusted_proxies,
+        default_value = ""
+    )]
+    pub trusted_proxies: crate::door::origin::TrustedProxies,
+
     /// Most calls in progress at once over all connections (health checks
     /// aside); past it a call is RESOURCE_EXHAUSTED (SERVER_BUSY).
     #[arg(long, env = "ALIASD_MAX_IN_FLIGHT", default_value_t = 4096)]

@@ -393,6 +393,7 @@ async fn serve(
             until_drained(),
         ))
     });
+    let trusted_proxies = Arc::new(config.trusted_proxies.clone());
     let http = listeners.http.map(|incoming| {
         let mut shutdown = shutdown_seen.clone();
         tokio::spawn(crate::http::serve(
@@ -405,6 +406,7 @@ async fn serve(
                 max_in_flight: config.max_in_flight,
                 tls: access.http_tls.clone(),
                 drain: config.drain_timeout(),
+                trusted_proxies: trusted_proxies.clone(),
             },
             async move {
                 let _ = shutdown.wait_for(|stopping| *stopping).await;
@@ -494,6 +496,7 @@ async fn serve(
             Duration::from_secs(config.request_body_timeout_secs),
             config.max_in_flight,
             metrics,
+            trusted_proxies,
         ))
         .layer(auth_layer)
         .add_routes(api_routes(&app, health_service)?)

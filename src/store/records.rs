@@ -161,6 +161,14 @@ pub struct AuditRecord {
     /// before entries held several.
     #[prost(message, repeated, tag = "11")]
     pub more: Vec<AuditRecord>,
+    /// Where the call came from (empty in records written before origins
+    /// were recorded).
+    #[prost(string, tag = "12")]
+    pub door: String,
+    #[prost(string, tag = "13")]
+    pub source_address: String,
+    #[prost(string, tag = "14")]
+    pub user_agent: String,
 }
 
 impl AuditRecord {
@@ -190,6 +198,9 @@ impl From<&crate::domain::audit::AuditEntry> for AuditRecord {
             outcome: e.outcome.clone(),
             message: e.message.clone(),
             more: Vec::new(),
+            door: e.origin.door.to_owned(),
+            source_address: e.origin.source_address.clone(),
+            user_agent: e.origin.user_agent.clone(),
         }
     }
 }
@@ -207,6 +218,11 @@ impl From<AuditRecord> for crate::domain::audit::AuditEntry {
             x_request_id: r.x_request_id,
             outcome: r.outcome,
             message: r.message,
+            origin: crate::domain::audit::Origin {
+                door: crate::domain::audit::Origin::door_named(&r.door),
+                source_address: r.source_address,
+                user_agent: r.user_agent,
+            },
         }
     }
 }

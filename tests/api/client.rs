@@ -327,6 +327,18 @@ async fn alias_commands_change_aliases_and_tell_conflicts_apart() {
         .collect();
     // Calls the rules refused are not audited; successes and denials are.
     assert_eq!(created, [("alias/x", "OK"), ("alias/z", "OK")], "{audit}");
+    // Each names where it came from: the door, the client's address and
+    // the CLI's user agent.
+    let first = &events[0];
+    assert_eq!(first["door"], "grpc", "{first}");
+    assert_eq!(first["sourceAddress"], "127.0.0.1", "{first}");
+    assert!(
+        first["userAgent"]
+            .as_str()
+            .unwrap()
+            .starts_with(concat!("aliasd-cli/", env!("CARGO_PKG_VERSION"))),
+        "{first}"
+    );
     let table = ok(&run(at, &["audit", "list", "--limit", "1"]).await);
     assert!(
         table.starts_with("SEQ ") && table.lines().count() == 2,

@@ -1,7 +1,9 @@
 //! aliasd behind a real nginx (Debian's package, unpacked under `target/`
 //! by `apt-get download`): nginx cuts off a gRPC stream on which the
 //! upstream sent nothing for `grpc_read_timeout`; a watch that asks for
-//! progress outlives it, and so does the CLI's watch.
+//! progress outlives it, and so does the CLI's watch. Behind it, the
+//! audit log names the client nginx forwarded, but only when nginx is one
+//! of `--trusted-proxies`.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -62,6 +64,11 @@ struct Nginx {
 
 impl Nginx {
     fn start(upstream: std::net::SocketAddr, read_timeout: &str) -> Nginx {
+        Self::start_with(upstream, read_timeout, "")
+    }
+
+    /// [`Nginx::start`] with more directives for its `location`.
+    fn start_with(upstream: std::net::SocketAddr, read_timeout: &str, more: &str) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -76,7 +83,7 @@ impl Nginx {
              uwsgi_temp_path {tmp};\n  scgi_temp_path {tmp};\n\
              server {{\n    listen 127.0.0.1:{port} http2;\n    location / {{\n\
              grpc_pass grpc://{upstream};\n      grpc_read_timeout {read_timeout};\n\
-             grpc_send_timeout {read_timeout};\n    }}\n  }}\n}}\n",
+             grpc_send_timeout {read_timeout};\n{more}\n    }}\n  }}\n}}\n",
             pid = path("nginx.pid"),
             log = path("error.log"),
             tmp = path("tmp"),
@@ -223,5 +230,171 @@ async fn the_clis_watch_through_nginx_is_not_interrupted_by_a_quiet_spell() {
     assert!(
         !err.contains("interrupted"),
         "the proxy cut the watch: {err}"
+    );
+}
+
+/// The audit records of `action` on `server`, oldest first.
+async fn audited(server: &TestServer, action: &str) -> Vec<pb::AuditEvent> {
+    let mut audit =
+        aliasd::pb::audit_service_client::AuditServiceClient::new(server.channel.clone());
+    audit
+        .list_audit_events(pb::ListAuditEventsRequest {
+            action: action.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+}
+
+/// A client's call through nginx, which connects upstream from 127.0.0.2
+/// and appends the client's address (127.0.0.1) to X-Forwarded-For; the
+/// client itself claims to be 198.51.100.66.
+async fn create_alias_through(nginx: &Nginx, name: &str, key_id: &str) {
+    let mut request = tonic::Request::new(pb::CreateAliasRequest {
+        alias_name: name.to_owned(),
+        target_key_id: key_id.to_owned(),
+        ..Default::default()
+    });
+    request
+        .metadata_mut()
+        .insert("x-forwarded-for", "198.51.100.66".parse().unwrap());
+    through(nginx).await.create_alias(request).await.unwrap();
+}
+
+const FORWARDING: &str = "      grpc_bind 127.0.0.2;\n      \
+    grpc_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n      \
+    grpc_set_header User-Agent \"$http_user_agent via-nginx\";";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_names_the_client_a_trusted_proxy_forwarded() {
+    let server = TestServer::start_http(|c| {
+        c.trusted_proxies = aliasd::door::origin::parse_trusted_proxies("127.0.0.2").unwrap()
+    })
+    .await;
+    let nginx = Nginx::start_with(server.running.as_ref().unwrap().addr, "10s", FORWARDING);
+    let key = server.create_key().await.key_id;
+    create_alias_through(&nginx, "alias/proxied", &key).await;
+
+    // A direct call from an untrusted peer with a forwarded header of its
+    // own: the header is ignored.
+    let mut direct = tonic::Request::new(pb::CreateAliasRequest {
+        alias_name: "alias/direct".into(),
+        target_key_id: key.clone(),
+        ..Default::default()
+    });
+    direct
+        .metadata_mut()
+        .insert("x-forwarded-for", "203.0.113.50".parse().unwrap());
+    server.aliases.clone().create_alias(direct).await.unwrap();
+
+    let events = audited(&server, "kms:CreateAlias").await;
+    let origins: Vec<(&str, &str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.resources[0].as_str(),
+                e.door.as_str(),
+                e.source_address.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        origins,
+        [
+            // nginx (127.0.0.2) is trusted: the client it forwarded, not
+            // the one the client claimed.
+            ("alias/proxied", "grpc", "127.0.0.1"),
+            ("alias/direct", "grpc", "127.0.0.1"),
+        ],
+        "{events:?}"
+    );
+    assert!(
+        events[0].user_agent.starts_with("tonic/") && events[0].user_agent.ends_with("via-nginx"),
+        "{:?}",
+        events[0].user_agent
+    );
+
+    // The HTTP door the same way: a trusted peer's X-Forwarded-For names
+    // the client.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let stream = socket
+        .connect(server.running.as_ref().unwrap().http_addr.unwrap())
+        .await
+        .unwrap();
+    let body = format!(r#"{{"AliasName":"alias/over-http","TargetKeyId":"{key}"}}"#);
+    let reply = http_exchange(
+        stream,
+        "POST",
+        "/",
+        &[
+            ("X-Amz-Target", "TrentService.CreateAlias"),
+            ("Content-Type", "application/x-amz-json-1.1"),
+            ("X-Forwarded-For", "203.0.113.7"),
+            ("User-Agent", "Boto3/1.35.0 test"),
+        ],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let events = audited(&server, "kms:CreateAlias").await;
+    let last = events.last().unwrap();
+    assert_eq!(
+        (
+            last.resources[0].as_str(),
+            last.door.as_str(),
+            last.source_address.as_str(),
+            last.user_agent.as_str()
+        ),
+        ("alias/over-http", "aws", "203.0.113.7", "Boto3/1.35.0 test"),
+        "{last:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_proxys_forwarded_headers_are_ignored() {
+    // Trusts another address than the proxy's.
+    let server = TestServer::start_http(|c| {
+        c.trusted_proxies = aliasd::door::origin::parse_trusted_proxies("10.0.0.0/8").unwrap()
+    })
+    .await;
+    let nginx = Nginx::start_with(server.running.as_ref().unwrap().addr, "10s", FORWARDING);
+    let key = server.create_key().await.key_id;
+    create_alias_through(&nginx, "alias/proxied", &key).await;
+    let events = audited(&server, "kms:CreateAlias").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    // The peer, nginx: neither address its header named.
+    assert_eq!(events[0].source_address, "127.0.0.2", "{events:?}");
+
+    let reply = http_call(
+        &server,
+        "POST",
+        "/",
+        &[
+            ("X-Amz-Target", "TrentService.CreateAlias"),
+            ("Content-Type", "application/x-amz-json-1.1"),
+            ("Forwarded", "for=203.0.113.7"),
+        ],
+        format!(r#"{{"AliasName":"alias/over-http","TargetKeyId":"{key}"}}"#).as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let events = audited(&server, "kms:CreateAlias").await;
+    assert_eq!(
+        (events[1].door.as_str(), events[1].source_address.as_str()),
+        ("aws", "127.0.0.1"),
+        "{events:?}"
     );
 }

@@ -14,7 +14,7 @@ use self::slots::{CallBounds, CallSlots};
 use crate::app::admission::auth::Credentials;
 use crate::app::admission::throttle::{ThrottleConfig, Throttler};
 use crate::app::App;
-use crate::domain::audit::AuditEntry;
+use crate::domain::audit::{AuditEntry, Origin};
 use crate::domain::error::Code;
 use crate::domain::policy::Caller;
 use crate::domain::{Error, Reason};
@@ -56,7 +56,7 @@ impl App {
         &self,
         credentials: &Credentials,
         action: Option<&'static str>,
-        peer: &str,
+        origin: &Origin,
         x_request_id: &str,
     ) -> Result<Caller, Error> {
         // One snapshot of the auth file for both checks of this call.
@@ -69,7 +69,7 @@ impl App {
                     (Caller::Principal(principal), account)
                 }
                 Err(error) => {
-                    self.record_unauthenticated(&error, action, peer, x_request_id);
+                    self.record_unauthenticated(&error, action, origin, x_request_id);
                     return Err(error);
                 }
             },
@@ -93,10 +93,10 @@ impl App {
         credentials: &Credentials,
         action: Option<&'static str>,
         project: Option<&str>,
-        peer: &str,
+        origin: &Origin,
         x_request_id: &str,
     ) -> Result<Caller, Error> {
-        let caller = self.admit(credentials, action, peer, x_request_id)?;
+        let caller = self.admit(credentials, action, origin, x_request_id)?;
         if let (Some(project), Caller::Principal(principal)) = (project, &caller) {
             if !principal.project_ids.is_empty()
                 && !principal.project_ids.iter().any(|p| p == project)
@@ -116,7 +116,7 @@ impl App {
         &self,
         error: &Error,
         action: Option<&'static str>,
-        peer: &str,
+        origin: &Origin,
         x_request_id: &str,
     ) {
         if error.reason.spec().code != Code::Unauthenticated {
@@ -125,9 +125,10 @@ impl App {
         if self
             .admission
             .denial_budget
-            .admit(peer, "unauthenticated", None)
+            .admit(&origin.source_address, "unauthenticated", None)
             .is_err()
         {
+            let peer = &origin.source_address;
             tracing::warn!(%peer, "unauthenticated calls over the audit budget are not recorded");
             return;
         }
@@ -139,6 +140,7 @@ impl App {
             x_request_id: x_request_id.to_owned(),
             outcome: error.reason.as_str().to_owned(),
             message: error.message.clone(),
+            origin: origin.clone(),
             ..AuditEntry::default()
         };
         let store = self.store.clone();
