@@ -106,6 +106,9 @@ impl Store {
             "x_request_id": entry.x_request_id,
             "outcome": entry.outcome,
             "message": entry.message,
+            "door": entry.origin.door,
+            "source_address": entry.origin.source_address,
+            "user_agent": entry.origin.user_agent,
         });
         let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(error) = writeln!(file, "{line}") {

@@ -713,9 +713,11 @@ async fn changes_and_denied_calls_are_audited_and_rolled_back_calls_are_not() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert!(lines
-        .iter()
-        .any(|l| l["outcome"] == "UNAUTHENTICATED" && l["action"] == "kms:CreateAlias"));
+    // An unauthenticated call is recorded with where it came from.
+    assert!(lines.iter().any(|l| l["outcome"] == "UNAUTHENTICATED"
+        && l["action"] == "kms:CreateAlias"
+        && l["door"] == "grpc"
+        && l["source_address"] == "127.0.0.1"));
     assert!(lines
         .iter()
         .any(|l| l["outcome"] == "OK" && l["x_request_id"] == "audit-trace-1"));
