@@ -17,8 +17,40 @@ const PROTOS: &[&str] = &[
     "aliasd/v1/crypto.proto",
 ];
 
+/// `git` in the source tree, its trimmed output if it succeeded.
+fn git(args: &[&str]) -> Option<String> {
+    let output = std::process::Command::new("git").args(args).output().ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// The commit the binary is built from, for `aliasd --version`, `aliasd
+/// version` and GetServerInfo: 12 hex digits, or "unknown" outside a clone
+/// (a crate tarball, a Docker build without .git). Uncommitted changes are
+/// not marked (watching the work tree would rebuild on every change).
+/// Rebuilt when HEAD or the branch it names moves.
+fn commit() -> String {
+    let Some(commit) = git(&["rev-parse", "--short=12", "HEAD"]) else {
+        return "unknown".to_owned();
+    };
+    for path in ["HEAD", "packed-refs"] {
+        if let Some(path) = git(&["rev-parse", "--git-path", path]) {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        if let Some(path) = git(&["rev-parse", "--git-path", &branch]) {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+    commit
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
+    println!("cargo:rustc-env=ALIASD_COMMIT={}", commit());
 
     let mut compiler = protox::Compiler::new(["proto"])?;
     compiler.include_source_info(true).include_imports(true);

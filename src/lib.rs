@@ -14,6 +14,19 @@
 #[cfg(test)]
 extern crate self as aliasd;
 
+/// This build's version (Cargo's package version).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git commit this build was made from (12 hex digits), or "unknown"
+/// outside a clone (build.rs).
+pub const COMMIT: &str = env!("ALIASD_COMMIT");
+/// `aliasd --version`: "0.1.0 (commit 0123456789ab)".
+pub const VERSION_LINE: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("ALIASD_COMMIT"),
+    ")"
+);
+
 pub mod app;
 pub mod bench;
 pub mod cli;

@@ -16,7 +16,7 @@ use aliasd::server::config::{LogFormat, QuotaFlags, ServeConfig, StoreFlags};
 #[derive(Parser)]
 #[command(
     name = "aliasd",
-    version,
+    version = aliasd::VERSION_LINE,
     about = "A key-and-alias registry served over gRPC"
 )]
 struct Cli {
@@ -75,6 +75,35 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// The client's version and commit, and the server's (with its backend,
+    /// region and features: DiagnosticsService/GetServerInfo).
+    #[command(after_help = "Examples:\n  \
+        aliasd version\n  \
+        aliasd version --profile prod -o json\n  \
+        aliasd version --query server.version")]
+    Version {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The client's settings, each with where it came from (flag,
+    /// environment, profile or default), and the config file's profiles.
+    /// Connects to nothing; a token is never shown.
+    #[command(after_help = "The config file is $ALIASD_CONFIG, else \
+        $XDG_CONFIG_HOME/aliasd/config.toml, else ~/.config/aliasd/config.toml:\n\n  \
+        default_profile = \"local\"\n\n  \
+        [profiles.local]\n  \
+        endpoint = \"127.0.0.1:50051\"\n\n  \
+        [profiles.prod]\n  \
+        endpoint = \"https://aliasd.example.com:50051\"\n  \
+        tls_ca = \"~/.config/aliasd/prod-ca.pem\"\n  \
+        token_command = \"vault kv get -field=token secret/aliasd\"\n\n\
+        Examples:\n  \
+        aliasd config\n  \
+        aliasd config --profile prod -o json")]
+    Config {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Restore a backup into a new or empty data directory, then check it.
     /// Exit 0: restored and every invariant holds; 1: not restored (nothing
     /// is left behind) or problems found.
@@ -105,7 +134,11 @@ enum Command {
         command: RootKeyCommand,
     },
     /// Print a shell completion script: `source <(aliasd completions bash)`.
-    #[command(after_help = "Example:\n  aliasd completions zsh > ~/.zfunc/_aliasd")]
+    /// For alias names and key ids completed from the server, use the
+    /// dynamic script instead: `source <(COMPLETE=bash aliasd)`.
+    #[command(after_help = "Examples:\n  \
+        aliasd completions zsh > ~/.zfunc/_aliasd\n  \
+        source <(COMPLETE=bash aliasd)    # alias names and key ids from the server")]
     Completions {
         /// bash, elvish, fish, powershell or zsh.
         shell: clap_complete::Shell,
@@ -225,6 +258,10 @@ fn hide_unset_env_values(command: clap::Command) -> clap::Command {
 }
 
 fn main() -> ExitCode {
+    // `COMPLETE=bash aliasd` prints the dynamic completion script; the
+    // shell then calls back with COMPLETE set to complete a line (alias
+    // names and key ids from the server). Otherwise this returns at once.
+    clap_complete::CompleteEnv::with_factory(Cli::command).complete();
     let matches = hide_unset_env_values(Cli::command()).get_matches();
     let command = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli.command,
@@ -242,29 +279,30 @@ fn main() -> ExitCode {
                 }
             }
         }),
-        Command::Key { client, command } => block_on(
-            false,
-            aliasd::cli::run(&client, ClientCommand::Key(command)),
-        ),
-        Command::Alias { client, command } => block_on(
-            false,
-            aliasd::cli::run(&client, ClientCommand::Alias(command)),
-        ),
-        Command::Audit { client, command } => block_on(
-            false,
-            aliasd::cli::run(&client, ClientCommand::Audit(command)),
-        ),
-        Command::Backup { client, file } => block_on(
-            false,
-            aliasd::cli::run(&client, ClientCommand::Backup { output: file }),
-        ),
-        Command::Ping { client } => block_on(false, aliasd::cli::run(&client, ClientCommand::Ping)),
+        Command::Key { client, command } => {
+            run_client(&matches, client, ClientCommand::Key(command))
+        }
+        Command::Alias { client, command } => {
+            run_client(&matches, client, ClientCommand::Alias(command))
+        }
+        Command::Audit { client, command } => {
+            run_client(&matches, client, ClientCommand::Audit(command))
+        }
+        Command::Backup { client, file } => {
+            run_client(&matches, client, ClientCommand::Backup { output: file })
+        }
+        Command::Ping { client } => run_client(&matches, client, ClientCommand::Ping),
+        Command::Version { client } => run_client(&matches, client, ClientCommand::Version),
+        Command::Config { mut client } => {
+            let leaf = aliasd::cli::profile::leaf(&matches);
+            match aliasd::cli::profile::resolve(&mut client, leaf) {
+                Ok(resolved) => aliasd::cli::show_config(&client, &resolved),
+                Err(failure) => aliasd::cli::exit(&failure, client.output),
+            }
+        }
         Command::Crypto(command) => {
             let client = command.client().clone();
-            block_on(
-                false,
-                aliasd::cli::run(&client, ClientCommand::Crypto(command)),
-            )
+            run_client(&matches, client, ClientCommand::Crypto(Box::new(command)))
         }
         Command::RootKey {
             command: RootKeyCommand::New { file },
@@ -308,6 +346,22 @@ fn main() -> ExitCode {
         }
         Command::Check { store, quotas } => check(&store, quotas.limits()),
     }
+}
+
+/// Runs a client command with the settings its profile fills in.
+fn run_client(
+    matches: &clap::ArgMatches,
+    mut client: ClientArgs,
+    command: ClientCommand,
+) -> ExitCode {
+    let leaf = aliasd::cli::profile::leaf(matches);
+    if let Err(failure) = aliasd::cli::profile::resolve(&mut client, leaf) {
+        return aliasd::cli::exit(&failure, client.output);
+    }
+    if client.query.is_some() {
+        client.output = aliasd::cli::Output::Json;
+    }
+    block_on(false, aliasd::cli::run(&client, command))
 }
 
 /// The async runtime: a thread per core (`multi_thread`) or this thread
@@ -465,4 +519,52 @@ fn verdict(report: &aliasd::store::check::Report) -> ExitCode {
     }
     aliasd::outln!("{} problem(s) found", report.problems.len());
     ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command a user can run shows examples in its --help, and every
+    /// argument says what it is.
+    #[test]
+    fn every_command_has_examples_and_every_argument_a_description() {
+        fn walk(
+            command: &clap::Command,
+            path: &str,
+            missing: &mut Vec<String>,
+            leaves: &mut usize,
+        ) {
+            let path = format!("{path} {}", command.get_name());
+            let leaf = !command.has_subcommands();
+            if leaf && !command.is_hide_set() {
+                *leaves += 1;
+                let examples = command
+                    .get_after_help()
+                    .map(|help| help.to_string())
+                    .unwrap_or_default();
+                if !examples.contains("Example") {
+                    missing.push(format!("{path}: no examples"));
+                }
+                for arg in command.get_arguments() {
+                    if arg.is_hide_set() || arg.get_id() == "help" || arg.get_id() == "version" {
+                        continue;
+                    }
+                    if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                        missing.push(format!("{path} {}: no description", arg.get_id()));
+                    }
+                }
+            }
+            for sub in command.get_subcommands() {
+                if sub.get_name() != "help" {
+                    walk(sub, &path, missing, leaves);
+                }
+            }
+        }
+        let (mut missing, mut leaves) = (Vec::new(), 0);
+        walk(&Cli::command(), "", &mut missing, &mut leaves);
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
+        // key, alias, crypto, audit and the tools: every one was looked at.
+        assert!(leaves >= 45, "{leaves} commands");
+    }
 }

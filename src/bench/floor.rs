@@ -24,6 +24,13 @@ impl DiagnosticsService for Bare {
     ) -> Result<Response<pb::PingResponse>, Status> {
         Ok(Response::new(pb::PingResponse {}))
     }
+
+    async fn get_server_info(
+        &self,
+        _: Request<pb::GetServerInfoRequest>,
+    ) -> Result<Response<pb::GetServerInfoResponse>, Status> {
+        Err(Status::unimplemented("the benchmark's floor is not aliasd"))
+    }
 }
 
 /// `aliasd bench-floor`: serves the bare server on an ephemeral loopback

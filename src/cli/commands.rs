@@ -897,6 +897,54 @@ pub async fn backup(client: &Client, output: &std::path::Path) -> Result<(), Fai
 
 /// `aliasd ping`: one Ping (a call that does nothing on the server) and its
 /// round trip.
+/// `aliasd version`: the client's version, then the server's; the
+/// client's is printed even when the server cannot be reached.
+pub async fn version(args: &super::ClientArgs) -> Result<(), Failure> {
+    let client_version = serde_json::json!({
+        "version": crate::VERSION,
+        "commit": crate::COMMIT,
+    });
+    let server = async {
+        let client = Client::connect(args).await?;
+        let info = crate::pb::diagnostics_service_client::DiagnosticsServiceClient::new(
+            client.channel.clone(),
+        )
+        .get_server_info(client.request(pb::GetServerInfoRequest {}))
+        .await
+        .map_err(read_failed)?
+        .into_inner();
+        Ok::<_, Failure>(info)
+    }
+    .await;
+    match args.output {
+        Output::Json => print_json(&serde_json::json!({
+            "client": client_version,
+            "server": server.as_ref().ok().map(json),
+        })),
+        Output::Table => {
+            crate::outln!("client: aliasd {}", crate::VERSION_LINE);
+            if let Ok(info) = &server {
+                let features = if info.features.is_empty() {
+                    "none".to_owned()
+                } else {
+                    info.features.join(", ")
+                };
+                crate::outln!(
+                    "server: aliasd {} (commit {}) at {}: backend {}, region {}, partition {}, features {}",
+                    info.version,
+                    info.commit,
+                    args.endpoint,
+                    info.backend,
+                    info.region,
+                    info.partition,
+                    features
+                );
+            }
+        }
+    }
+    server.map(|_| ())
+}
+
 pub async fn ping(client: &Client) -> Result<(), Failure> {
     let started = std::time::Instant::now();
     crate::pb::diagnostics_service_client::DiagnosticsServiceClient::new(client.channel.clone())

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use base64::Engine as _;
 use clap::{Args, Subcommand};
+use clap_complete::engine::ArgValueCompleter;
 
 use super::failure::Failure;
 use super::render::{json as proto_json, print_json};
@@ -40,6 +41,7 @@ pub enum CryptoCommand {
         client: ClientArgs,
         /// The key: id, ARN, alias name or alias ARN.
         #[arg(long)]
+        #[arg(add = ArgValueCompleter::new(super::complete::key_refs))]
         key_id: String,
         /// Encryption context pairs, KEY=VALUE (repeat for more).
         #[arg(long = "context", value_parser = pair)]
@@ -99,6 +101,7 @@ pub enum CryptoCommand {
         client: ClientArgs,
         /// A symmetric key: id, ARN, alias name or alias ARN.
         #[arg(long)]
+        #[arg(add = ArgValueCompleter::new(super::complete::key_refs))]
         key_id: String,
         /// Its length in bytes, 1..1024 (default: 32).
         #[arg(long, default_value_t = 32)]
@@ -122,6 +125,7 @@ pub enum CryptoCommand {
         client: ClientArgs,
         /// An asymmetric SIGN_VERIFY key.
         #[arg(long)]
+        #[arg(add = ArgValueCompleter::new(super::complete::key_refs))]
         key_id: String,
         /// One of the key's signing algorithms, e.g. ECDSA_SHA_256,
         /// RSASSA_PSS_SHA_256.
@@ -142,6 +146,7 @@ pub enum CryptoCommand {
         client: ClientArgs,
         /// The key that signed.
         #[arg(long)]
+        #[arg(add = ArgValueCompleter::new(super::complete::key_refs))]
         key_id: String,
         /// The signing algorithm.
         #[arg(long, value_parser = signing_algorithm)]
@@ -163,6 +168,7 @@ pub enum CryptoCommand {
         client: ClientArgs,
         /// The key.
         #[arg(long)]
+        #[arg(add = ArgValueCompleter::new(super::complete::key_refs))]
         key_id: String,
         /// Write DER rather than PEM.
         #[arg(long)]
@@ -179,6 +185,7 @@ pub enum CryptoCommand {
         client: ClientArgs,
         /// An HMAC key.
         #[arg(long)]
+        #[arg(add = ArgValueCompleter::new(super::complete::key_refs))]
         key_id: String,
         /// The key's MAC algorithm, e.g. HMAC_SHA_256.
         #[arg(long, value_parser = mac_algorithm)]
@@ -194,6 +201,7 @@ pub enum CryptoCommand {
         client: ClientArgs,
         /// The HMAC key.
         #[arg(long)]
+        #[arg(add = ArgValueCompleter::new(super::complete::key_refs))]
         key_id: String,
         /// The key's MAC algorithm.
         #[arg(long, value_parser = mac_algorithm)]

@@ -11,8 +11,10 @@
 
 pub mod auth_file;
 mod commands;
+pub mod complete;
 pub mod crypto;
 mod failure;
+pub mod profile;
 mod render;
 
 use std::path::PathBuf;
@@ -20,6 +22,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
+use clap_complete::engine::ArgValueCompleter;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -81,6 +84,21 @@ pub struct ClientArgs {
     #[arg(long, global = true, env = "ALIASD_TIMEOUT_SECS", default_value_t = 10.0,
           value_parser = timeout_secs)]
     pub timeout_secs: f64,
+    /// The profile of the config file to use (`aliasd config` shows the
+    /// file and what each setting came from).
+    #[arg(long, global = true, env = "ALIASD_PROFILE")]
+    pub profile: Option<String>,
+    /// A JMESPath expression applied to the JSON output (implies -o json),
+    /// as the aws CLI's --query, e.g. "aliases[].aliasName".
+    #[arg(long, global = true, value_parser = query)]
+    pub query: Option<String>,
+}
+
+/// Checks a --query expression when the command line is read.
+fn query(text: &str) -> Result<String, String> {
+    jmespath::compile(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| format!("not a JMESPath expression: {e}"))
 }
 
 fn timeout_secs(text: &str) -> Result<f64, String> {
@@ -119,6 +137,7 @@ pub enum KeyCommand {
         aliasd key describe 0d0466b0-e727-4d9c-b35d-f84bb474a37f -o json")]
     Describe {
         /// The key: its id, its ARN, one of its alias names or an alias ARN.
+        #[arg(add = ArgValueCompleter::new(complete::key_refs))]
         key: String,
     },
     /// List the account's keys (every page; --limit to stop).
@@ -133,6 +152,7 @@ pub enum KeyCommand {
     #[command(after_help = "Example:\n  aliasd key enable 0d0466b0-e727-4d9c-b35d-f84bb474a37f")]
     Enable {
         /// The key: its id or its ARN.
+        #[arg(add = ArgValueCompleter::new(complete::key_refs))]
         key: String,
         #[command(flatten)]
         retry: RequestId,
@@ -141,6 +161,7 @@ pub enum KeyCommand {
     #[command(after_help = "Example:\n  aliasd key disable 0d0466b0-e727-4d9c-b35d-f84bb474a37f")]
     Disable {
         /// The key: its id or its ARN.
+        #[arg(add = ArgValueCompleter::new(complete::key_refs))]
         key: String,
         #[command(flatten)]
         retry: RequestId,
@@ -150,6 +171,7 @@ pub enum KeyCommand {
         aliasd key schedule-deletion 0d0466b0-e727-4d9c-b35d-f84bb474a37f --pending-window-days 7")]
     ScheduleDeletion {
         /// The key: its id or its ARN.
+        #[arg(add = ArgValueCompleter::new(complete::key_refs))]
         key: String,
         /// Days until deletion, 7..=30 (the server's default: 30).
         #[arg(long)]
@@ -162,6 +184,7 @@ pub enum KeyCommand {
     #[command(after_help = "Example:\n  aliasd key rotate 0d0466b0-e727-4d9c-b35d-f84bb474a37f")]
     Rotate {
         /// The key: its id or its ARN.
+        #[arg(add = ArgValueCompleter::new(complete::key_refs))]
         key: String,
     },
     /// Rotate a symmetric key automatically, every --period-days.
@@ -169,6 +192,7 @@ pub enum KeyCommand {
         aliasd key enable-rotation 0d0466b0-e727-4d9c-b35d-f84bb474a37f --period-days 90")]
     EnableRotation {
         /// The key: its id or its ARN.
+        #[arg(add = ArgValueCompleter::new(complete::key_refs))]
         key: String,
         /// Days between rotations, 90..=2560 (default 365).
         #[arg(long)]
@@ -180,6 +204,7 @@ pub enum KeyCommand {
     )]
     DisableRotation {
         /// The key: its id or its ARN.
+        #[arg(add = ArgValueCompleter::new(complete::key_refs))]
         key: String,
     },
     /// Whether and when a key rotates.
@@ -188,6 +213,7 @@ pub enum KeyCommand {
     )]
     RotationStatus {
         /// The key: its id or its ARN.
+        #[arg(add = ArgValueCompleter::new(complete::key_refs))]
         key: String,
     },
     /// A key's rotations, oldest first.
@@ -196,6 +222,7 @@ pub enum KeyCommand {
     )]
     Rotations {
         /// The key: its id or its ARN.
+        #[arg(add = ArgValueCompleter::new(complete::key_refs))]
         key: String,
     },
     /// Tag a key (a tag key given again gets the new value).
@@ -203,6 +230,7 @@ pub enum KeyCommand {
         aliasd key tag 0d0466b0-e727-4d9c-b35d-f84bb474a37f team=payments env=prod")]
     Tag {
         /// The key: its id or its ARN.
+        #[arg(add = ArgValueCompleter::new(complete::key_refs))]
         key: String,
         /// KEY=VALUE pairs (50 tags at most on a key; keys 1..128 characters,
         /// values 0..256; no key beginning aws:).
@@ -215,6 +243,7 @@ pub enum KeyCommand {
     )]
     Untag {
         /// The key: its id or its ARN.
+        #[arg(add = ArgValueCompleter::new(complete::key_refs))]
         key: String,
         /// The tag keys to remove.
         #[arg(required = true, value_name = "TAG_KEY")]
@@ -224,12 +253,14 @@ pub enum KeyCommand {
     #[command(after_help = "Example:\n  aliasd key tags 0d0466b0-e727-4d9c-b35d-f84bb474a37f")]
     Tags {
         /// The key: its id or its ARN.
+        #[arg(add = ArgValueCompleter::new(complete::key_refs))]
         key: String,
     },
     /// Print a key's policy (JSON; AWS's default when none was set).
     #[command(after_help = "Example:\n  aliasd key policy 0d0466b0-e727-4d9c-b35d-f84bb474a37f")]
     Policy {
         /// The key: its id or its ARN.
+        #[arg(add = ArgValueCompleter::new(complete::key_refs))]
         key: String,
     },
     /// Set a key's policy from a file of JSON (at most 32 KiB). Kept for the
@@ -238,6 +269,7 @@ pub enum KeyCommand {
         aliasd key put-policy 0d0466b0-e727-4d9c-b35d-f84bb474a37f --file policy.json")]
     PutPolicy {
         /// The key: its id or its ARN.
+        #[arg(add = ArgValueCompleter::new(complete::key_refs))]
         key: String,
         /// The policy document ("-": stdin).
         #[arg(long, value_name = "FILE")]
@@ -248,6 +280,7 @@ pub enum KeyCommand {
         aliasd key set-description 0d0466b0-e727-4d9c-b35d-f84bb474a37f \"payments, 2027\"")]
     SetDescription {
         /// The key: its id or its ARN.
+        #[arg(add = ArgValueCompleter::new(complete::key_refs))]
         key: String,
         /// Free text, up to 8192 characters.
         description: String,
@@ -257,6 +290,7 @@ pub enum KeyCommand {
         aliasd key cancel-deletion 0d0466b0-e727-4d9c-b35d-f84bb474a37f")]
     CancelDeletion {
         /// The key: its id or its ARN.
+        #[arg(add = ArgValueCompleter::new(complete::key_refs))]
         key: String,
         #[command(flatten)]
         retry: RequestId,
@@ -274,6 +308,7 @@ pub enum AliasCommand {
         /// The new name: alias/ and then letters, digits, /, _ and -.
         name: String,
         /// The key: its id or ARN.
+        #[arg(add = ArgValueCompleter::new(complete::key_refs))]
         key: String,
         #[command(flatten)]
         retry: RequestId,
@@ -284,6 +319,7 @@ pub enum AliasCommand {
         aliasd alias get alias/payments -o json")]
     Get {
         /// The alias: its name or its ARN.
+        #[arg(add = ArgValueCompleter::new(complete::alias_names))]
         name: String,
     },
     /// Point an alias at another key (of the same type and usage).
@@ -293,8 +329,10 @@ pub enum AliasCommand {
         aliasd alias update alias/payments 7c1f3a52-4b2d-4c59-9a0e-3d1e2f6a8b90 --etag \"$ETAG\"")]
     Update {
         /// The alias to re-point: its name.
+        #[arg(add = ArgValueCompleter::new(complete::alias_names))]
         name: String,
         /// The new key: its id or its ARN.
+        #[arg(add = ArgValueCompleter::new(complete::key_refs))]
         key: String,
         /// Only if the alias is still at this etag (from `alias get`).
         #[arg(long)]
@@ -306,6 +344,7 @@ pub enum AliasCommand {
     #[command(after_help = "Example:\n  aliasd alias rename alias/payments alias/payments-v1")]
     Rename {
         /// The alias's name now.
+        #[arg(add = ArgValueCompleter::new(complete::alias_names))]
         name: String,
         /// Its new name (not in use).
         new_name: String,
@@ -319,6 +358,7 @@ pub enum AliasCommand {
     #[command(after_help = "Example:\n  aliasd alias delete alias/payments-v1")]
     Delete {
         /// The alias's name.
+        #[arg(add = ArgValueCompleter::new(complete::alias_names))]
         name: String,
         /// Only if the alias is still at this etag (from `alias get`).
         #[arg(long)]
@@ -545,6 +585,12 @@ fn tls(args: &ClientArgs) -> Result<ClientTlsConfig, Failure> {
 /// the exit code says how it ended (docs/grpc-and-cli.md: "The command-line client").
 pub async fn run(args: &ClientArgs, command: ClientCommand) -> ExitCode {
     let outcome = async {
+        if let Some(query) = &args.query {
+            render::set_query(query).map_err(|why| Failure::usage(format!("--query: {why}")))?;
+        }
+        if let ClientCommand::Version = command {
+            return commands::version(args).await;
+        }
         let client = Client::connect(args).await?;
         match command {
             ClientCommand::Key(command) => commands::key(&client, command).await,
@@ -552,7 +598,8 @@ pub async fn run(args: &ClientArgs, command: ClientCommand) -> ExitCode {
             ClientCommand::Audit(command) => commands::audit(&client, command).await,
             ClientCommand::Backup { output } => commands::backup(&client, &output).await,
             ClientCommand::Ping => commands::ping(&client).await,
-            ClientCommand::Crypto(command) => crypto::run(&client, command).await,
+            ClientCommand::Version => unreachable!("answered before connecting"),
+            ClientCommand::Crypto(command) => crypto::run(&client, *command).await,
         }
     }
     .await;
@@ -562,11 +609,57 @@ pub async fn run(args: &ClientArgs, command: ClientCommand) -> ExitCode {
     }
 }
 
+/// `aliasd config`: the settings and where each came from.
+pub fn show_config(args: &ClientArgs, resolved: &profile::Resolved) -> ExitCode {
+    let profile = resolved
+        .profile
+        .as_ref()
+        .map(|(name, why)| (name.as_str(), why.as_str()));
+    match args.output {
+        Output::Json => render::print_json(&serde_json::json!({
+            "config_file": resolved.file.display().to_string(),
+            "config_file_exists": resolved.file_exists,
+            "profile": profile.map(|(name, _)| name),
+            "profile_chosen_by": profile.map(|(_, why)| why),
+            "profiles": resolved.profiles,
+            "settings": resolved.settings.iter().map(|s| serde_json::json!({
+                "name": s.name,
+                "value": s.value,
+                "source": s.source,
+            })).collect::<Vec<_>>(),
+        })),
+        Output::Table => {
+            let exists = if resolved.file_exists { "" } else { " (none)" };
+            crate::outln!("config file: {}{exists}", resolved.file.display());
+            match profile {
+                Some((name, why)) => crate::outln!("profile: {name} (chosen by {why})"),
+                None => crate::outln!("profile: none"),
+            }
+            if !resolved.profiles.is_empty() {
+                crate::outln!("profiles: {}", resolved.profiles.join(", "));
+            }
+            crate::outln!();
+            let mut table = render::Table::new(vec!["SETTING", "VALUE", "SOURCE"]);
+            for setting in &resolved.settings {
+                table.push(vec![
+                    setting.name.to_owned(),
+                    setting.value.clone(),
+                    setting.source.clone(),
+                ]);
+            }
+            table.print();
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 /// The client's command groups.
 pub enum ClientCommand {
     Key(KeyCommand),
     Alias(AliasCommand),
     Audit(AuditCommand),
+    /// The client's version and the server's.
+    Version,
     /// A snapshot of the server's whole store, into `output`.
     Backup {
         output: PathBuf,
@@ -574,7 +667,7 @@ pub enum ClientCommand {
     /// One empty call, timed.
     Ping,
     /// `aliasd encrypt`, `decrypt`, `sign`, ...
-    Crypto(crypto::CryptoCommand),
+    Crypto(Box<crypto::CryptoCommand>),
 }
 
 /// Writes the command line's output to stdout. A reader that went away (a

@@ -40,6 +40,7 @@ proto_names! {
     pb::GenerateMacResponse => "aliasd.v1.GenerateMacResponse",
     pb::VerifyMacResponse => "aliasd.v1.VerifyMacResponse",
     pb::GenerateRandomResponse => "aliasd.v1.GenerateRandomResponse",
+    pb::GetServerInfoResponse => "aliasd.v1.GetServerInfoResponse",
 }
 
 fn pool() -> &'static DescriptorPool {
@@ -65,15 +66,38 @@ pub fn json<M: ProtoName>(message: &M) -> serde_json::Value {
         .expect("a message serializes to JSON")
 }
 
+/// The `--query` of this run, applied to every JSON document printed.
+static QUERY: OnceLock<jmespath::Expression<'static>> = OnceLock::new();
+
+/// Applies `expression` (JMESPath, checked by the flag's parser) to what
+/// this run prints as JSON.
+pub fn set_query(expression: &str) -> Result<(), String> {
+    let compiled = jmespath::compile(expression).map_err(|e| e.to_string())?;
+    let _ = QUERY.set(compiled);
+    Ok(())
+}
+
+/// `value`, or what `--query` makes of it.
+fn queried(value: &serde_json::Value) -> serde_json::Value {
+    let Some(query) = QUERY.get() else {
+        return value.clone();
+    };
+    query
+        .search(value)
+        .ok()
+        .and_then(|found| serde_json::to_value(&*found).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
 /// Prints one JSON document (or line) to stdout.
 pub fn print_json(value: &serde_json::Value) {
-    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    let text = serde_json::to_string_pretty(&queried(value)).unwrap_or_default();
     crate::outln!("{text}");
 }
 
 /// Prints one compact JSON line and flushes (for streams).
 pub fn print_json_line(value: &serde_json::Value) {
-    crate::outln!("{value}");
+    crate::outln!("{}", queried(value));
 }
 
 /// Rows under a header, each column as wide as its widest cell.

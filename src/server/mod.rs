@@ -499,7 +499,7 @@ async fn serve(
             trusted_proxies,
         ))
         .layer(auth_layer)
-        .add_routes(api_routes(&app, health_service)?)
+        .add_routes(api_routes(&app, health_service, server_info(&config))?)
         .serve_with_incoming_shutdown(listeners.grpc, signal);
     // The routes hold the app from here on: this handle on the store must
     // not outlive them (a stop waits for the store to be let go of).
@@ -568,6 +568,38 @@ fn build_app(
     })
 }
 
+/// What DiagnosticsService.GetServerInfo answers for a server run with
+/// `config`.
+fn server_info(config: &ServeConfig) -> crate::pb::GetServerInfoResponse {
+    let backend = match (config.ephemeral, config.store.backend) {
+        (true, _) => "memory",
+        (false, BackendKind::Sled) => "sled",
+        (false, BackendKind::Etcd) => "etcd",
+    };
+    let on = [
+        ("auth", config.auth_file.is_some()),
+        ("audit-log", config.audit_log.is_some()),
+        ("aws", config.http_listen.is_some()),
+        ("huawei", config.http_listen.is_some()),
+        ("metrics", config.metrics_listen.is_some()),
+        ("mtls", config.tls_client_ca.is_some()),
+        ("tls", config.tls_cert.is_some()),
+        ("trusted-proxies", !config.trusted_proxies.is_empty()),
+    ];
+    crate::pb::GetServerInfoResponse {
+        version: crate::VERSION.to_owned(),
+        commit: crate::COMMIT.to_owned(),
+        backend: backend.to_owned(),
+        region: config.region.clone(),
+        partition: config.partition.clone(),
+        features: on
+            .into_iter()
+            .filter(|(_, on)| *on)
+            .map(|(name, _)| name.to_owned())
+            .collect(),
+    }
+}
+
 /// Every gRPC service of the API port: health, reflection (v1 and
 /// v1alpha) and aliasd's own, compressed as clients ask.
 fn api_routes(
@@ -575,6 +607,7 @@ fn api_routes(
     health_service: tonic_health::pb::health_server::HealthServer<
         crate::grpc::health::ShutdownAwareHealth,
     >,
+    info: crate::pb::GetServerInfoResponse,
 ) -> Result<tonic::service::Routes, ServeError> {
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -615,7 +648,7 @@ fn api_routes(
                 .send_compressed(CompressionEncoding::Zstd)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .add_service(DiagnosticsServiceServer::new(DiagnosticsApi))
+        .add_service(DiagnosticsServiceServer::new(DiagnosticsApi { info }))
         .add_service(
             AdminServiceServer::new(AdminApi::new(app.clone()))
                 .send_compressed(CompressionEncoding::Gzip)

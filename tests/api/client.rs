@@ -8,7 +8,7 @@ use std::time::Duration;
 use aliasd::pb;
 use serde_json::Value;
 
-use crate::common::{uuid, TestServer};
+use crate::common::{token_sha256, uuid, write_secret_file, TestServer};
 
 /// Runs `aliasd ARGS` against `endpoint` and waits for it.
 async fn run(endpoint: &str, args: &[&str]) -> Output {
@@ -930,4 +930,176 @@ async fn the_key_detail_commands_tag_set_policies_and_describe() {
         server.describe(&key).await.unwrap().description,
         "payments, 2027"
     );
+}
+
+/// A config file with profiles: the token from a file, a command, or the
+/// file itself only when it is private; `aliasd config` says where each
+/// setting came from; `--query` and `version` through the binary; alias
+/// names completed from the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_query_version_and_completion_through_the_binary() {
+    let files = tempfile::tempdir().unwrap();
+    let auth = files.path().join("auth.toml");
+    write_secret_file(
+        &auth,
+        &format!(
+            "[[principals]]\nname = \"ops\"\naccount = \"000000000000\"\n\
+             token_sha256 = \"{}\"\n[[principals.statements]]\n\
+             actions = [\"kms:*\"]\nresources = [\"*\"]\n",
+            token_sha256("ops-token")
+        ),
+    );
+    let server = TestServer::start_configured(|c| c.auth_file = Some(auth)).await;
+    let at = endpoint(&server);
+    std::fs::write(files.path().join("ops.token"), "ops-token\n").unwrap();
+    let config = files.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "default_profile = \"local\"\n\
+             [profiles.local]\nendpoint = \"{at}\"\ntoken_file = \"ops.token\"\n\
+             [profiles.scripted]\nendpoint = \"{at}\"\ntoken_command = \"echo ops-token\"\n\
+             output = \"json\"\n\
+             [profiles.inline]\nendpoint = \"{at}\"\ntoken = \"ops-token\"\n\
+             [profiles.nowhere]\nendpoint = \"127.0.0.1:1\"\n"
+        ),
+    )
+    .unwrap();
+    let config_env = config.to_str().unwrap();
+    let cli = |args: &'static [&'static str], env: Vec<(&'static str, String)>| {
+        let mut all = vec![("ALIASD_CONFIG", config_env.to_owned())];
+        all.extend(env);
+        async move {
+            let env: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            crate::common::run_aliasd(args, &env).await
+        }
+    };
+
+    // The default profile: endpoint and token from the file (relative to it).
+    let key = ok(&cli(&["key", "create", "-q"], vec![]).await);
+    let key = key.trim();
+    assert!(!key.is_empty());
+    for name in ["alias/payments", "alias/payroll"] {
+        let mut env = vec![("ALIASD_CONFIG", config_env.to_owned())];
+        env.push(("ALIASD_PROFILE", "scripted".to_owned()));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        ok(&crate::common::run_aliasd(&["alias", "create", name, key], &env).await);
+    }
+
+    // --query over the JSON output (the scripted profile prints JSON).
+    let names = json(
+        &cli(
+            &["alias", "list", "--query", "aliases[].aliasName"],
+            vec![("ALIASD_PROFILE", "scripted".into())],
+        )
+        .await,
+    );
+    assert_eq!(
+        names,
+        serde_json::json!(["alias/payments", "alias/payroll"])
+    );
+    // --query implies JSON even where the profile says table.
+    let target = json(
+        &cli(
+            &["alias", "get", "alias/payroll", "--query", "targetKeyId"],
+            vec![],
+        )
+        .await,
+    );
+    assert_eq!(target, key);
+    let bad = cli(&["alias", "list", "--query", "aliases[?"], vec![]).await;
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("JMESPath"), "{}", stderr(&bad));
+
+    // aliasd config: where each setting came from; the token never shown.
+    let shown = json(&cli(&["config", "-o", "json", "--timeout-secs", "7"], vec![]).await);
+    assert_eq!(shown["profile"], "local", "{shown}");
+    assert_eq!(shown["profile_chosen_by"], "default_profile", "{shown}");
+    let source = |name: &str| {
+        shown["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .map(|s| (s["value"].clone(), s["source"].as_str().unwrap().to_owned()))
+            .unwrap()
+    };
+    assert_eq!(
+        source("endpoint"),
+        (at.clone().into(), "profile local".into())
+    );
+    assert_eq!(source("timeout_secs").1, "flag");
+    assert_eq!(source("output"), ("json".into(), "flag".into()));
+    assert!(
+        source("token").1.starts_with("profile local (token_file "),
+        "{shown}"
+    );
+    assert!(!shown.to_string().contains("ops-token"), "{shown}");
+    let env_endpoint = json(
+        &cli(
+            &["config", "-o", "json"],
+            vec![("ALIASD_ENDPOINT", "127.0.0.1:9".into())],
+        )
+        .await,
+    );
+    assert!(
+        env_endpoint["settings"][0]["source"] == "env ALIASD_ENDPOINT",
+        "{env_endpoint}"
+    );
+
+    // A token in the file itself only while the file is private.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = cli(&["alias", "list", "--profile", "inline"], vec![]).await;
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("chmod 600"),
+        "{}",
+        stderr(&refused)
+    );
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    ok(&cli(&["alias", "list", "--profile", "inline"], vec![]).await);
+    let unknown = cli(&["alias", "list", "--profile", "nope"], vec![]).await;
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        stderr(&unknown).contains("local, nowhere"),
+        "{}",
+        stderr(&unknown)
+    );
+
+    // version: the client's and the server's.
+    let version = json(&cli(&["version", "-o", "json"], vec![]).await);
+    assert_eq!(version["client"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(version["server"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(version["server"]["commit"], version["client"]["commit"]);
+    assert_eq!(version["server"]["backend"], "sled", "{version}");
+    assert_eq!(version["server"]["features"], serde_json::json!(["auth"]));
+    // Unreachable: the client's half, and the failure.
+    let lonely = cli(&["version", "--profile", "nowhere"], vec![]).await;
+    assert_ne!(lonely.status.code(), Some(0));
+    assert!(
+        stdout(&lonely).starts_with(&format!("client: aliasd {}", env!("CARGO_PKG_VERSION"))),
+        "{}",
+        stdout(&lonely)
+    );
+    let long = ok(&cli(&["--version"], vec![]).await);
+    assert!(long.contains("(commit "), "{long}");
+
+    // Dynamic completion: alias names from the server (the profile's).
+    let completed = cli(
+        &["--", "aliasd", "alias", "get", "alias/payr"],
+        vec![
+            ("COMPLETE", "bash".into()),
+            ("_CLAP_COMPLETE_INDEX", "3".into()),
+            ("_CLAP_COMPLETE_COMP_TYPE", "9".into()),
+            ("_CLAP_COMPLETE_SPACE", "true".into()),
+        ],
+    )
+    .await;
+    let offered: Vec<String> = stdout(&completed)
+        .split(['\u{b}', '\n'])
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(offered, ["alias/payroll"], "{}", stderr(&completed));
 }

@@ -614,10 +614,14 @@ pub async fn run_aliasd(args: &[&str], env: &[(&str, &str)]) -> std::process::Ou
         "ALIASD_ENDPOINT",
         "ALIASD_DATA_DIR",
         "ALIASD_BACKEND",
+        "ALIASD_PROFILE",
+        "XDG_CONFIG_HOME",
     ] {
         command.env_remove(leaking);
     }
     command
+        // Not the config file of whoever runs the tests.
+        .env("ALIASD_CONFIG", "/nonexistent/aliasd-tests/config.toml")
         .args(args)
         .envs(env.iter().copied())
         .kill_on_drop(true)
