@@ -17,6 +17,7 @@ const protobuf = require("protobufjs");
 const googleProtos = require("google-proto-files");
 
 const [address, protoDir] = process.argv.slice(2);
+
 // The directory holding google/rpc/*.proto.
 const googleDir = path.dirname(googleProtos.getProtoPath());
 

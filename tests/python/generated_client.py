@@ -26,7 +26,7 @@ from aliasd.v1 import (
 
 
 def error_info(error):
-    """The google.rpc.ErrorInfo of a failed call, read by hand from the
+    """The google.rpc.ErrorInfo of a failed call, from its
     grpc-status-details-bin trailer (a serialized google.rpc.Status)."""
     details = [v for k, v in error.trailing_metadata() or () if k == "grpc-status-details-bin"]
     assert len(details) == 1, "the error carries google.rpc.Status details"
@@ -38,13 +38,17 @@ def error_info(error):
 
 
 def error_reason(error):
-    """The aliasd.v1.ErrorReason of a failed call, as docs/grpc-and-cli.md
-    shows it: ERROR_REASON_UNSPECIFIED for a reason this client's stubs do
-    not know."""
-    info = error_info(error)
-    if info.domain != "aliasd" or info.reason not in errors_pb2.ErrorReason.keys():
-        return errors_pb2.ERROR_REASON_UNSPECIFIED
-    return errors_pb2.ErrorReason.Value(info.reason)
+    """The aliasd.v1.ErrorReason of a failed call (a grpc.RpcError):
+    ERROR_REASON_UNSPECIFIED for a reason these stubs do not know."""
+    for key, value in error.trailing_metadata() or ():
+        if key != "grpc-status-details-bin":
+            continue
+        for detail in status_pb2.Status.FromString(value).details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info) and info.domain == "aliasd":
+                if info.reason in errors_pb2.ErrorReason.keys():
+                    return errors_pb2.ErrorReason.Value(info.reason)
+    return errors_pb2.ERROR_REASON_UNSPECIFIED
 
 
 def expect_error(call, code, reason):
