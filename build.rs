@@ -15,6 +15,7 @@ const PROTOS: &[&str] = &[
     "aliasd/v1/admin.proto",
     "aliasd/v1/algorithms.proto",
     "aliasd/v1/crypto.proto",
+    "aliasd/v1/errors.proto",
 ];
 
 /// `git` in the source tree, its trimmed output if it succeeded.

@@ -142,3 +142,87 @@ pub fn code_name(code: tonic::Code) -> &'static str {
         tonic::Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use prost_reflect::{DescriptorPool, EnumDescriptor};
+
+    use super::*;
+    use crate::pb;
+
+    /// `aliasd.v1.ErrorReason` as the server's reflection serves it.
+    fn error_reason_enum() -> EnumDescriptor {
+        DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET)
+            .expect("the built descriptor set decodes")
+            .get_enum_by_name("aliasd.v1.ErrorReason")
+            .expect("aliasd.v1.ErrorReason is in the descriptor set")
+    }
+
+    #[test]
+    fn the_error_reason_enum_names_every_reason_and_no_other() {
+        let published = error_reason_enum();
+        assert_eq!(
+            published
+                .get_value(0)
+                .map(|v| v.name().to_owned())
+                .as_deref(),
+            Some("ERROR_REASON_UNSPECIFIED")
+        );
+        let in_proto: BTreeSet<String> = published
+            .values()
+            .filter(|v| v.number() != 0)
+            .map(|v| v.name().to_owned())
+            .collect();
+        let in_table: BTreeSet<String> =
+            Reason::ALL.iter().map(|r| r.as_str().to_owned()).collect();
+        let missing: Vec<_> = in_table.difference(&in_proto).collect();
+        let unknown: Vec<_> = in_proto.difference(&in_table).collect();
+        assert!(
+            missing.is_empty() && unknown.is_empty(),
+            "proto/aliasd/v1/errors.proto lacks the reasons {missing:?} and has values that \
+             are no reason: {unknown:?}"
+        );
+        // The generated Rust enum is the same one.
+        for reason in Reason::ALL {
+            let generated = pb::ErrorReason::from_str_name(reason.as_str())
+                .unwrap_or_else(|| panic!("pb::ErrorReason lacks {}", reason.as_str()));
+            assert_eq!(generated.as_str_name(), reason.as_str());
+        }
+    }
+
+    #[test]
+    fn each_error_reason_value_documents_its_grpc_code_and_meaning() {
+        let published = error_reason_enum();
+        let file = published.parent_file_descriptor_proto();
+        let info = file
+            .source_code_info
+            .as_ref()
+            .expect("the descriptor set keeps the comments");
+        for reason in Reason::ALL {
+            let value = published
+                .get_value_by_name(reason.as_str())
+                .expect("every reason has a value (the test above)");
+            let comment = info
+                .location
+                .iter()
+                .find(|l| l.path == value.path())
+                .map(|l| {
+                    l.leading_comments()
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            let spec = reason.spec();
+            let expected = format!("{}: {}", code_name(grpc_code(spec.code)), spec.description);
+            assert_eq!(
+                comment,
+                expected,
+                "the comment of ErrorReason.{}",
+                reason.as_str()
+            );
+        }
+    }
+}

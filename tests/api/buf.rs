@@ -12,31 +12,7 @@ fn manifest() -> &'static Path {
 
 /// The pinned buf, installed with npm into target/ if not there yet.
 fn buf() -> PathBuf {
-    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _installing = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
-    let _across_processes = crate::python::install_lock("buf");
-    let wanted = std::fs::read_to_string(manifest().join("tests/buf/package.json")).unwrap();
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("buf");
-    let buf = dir.join("node_modules/.bin/buf");
-    let marker = dir.join("installed-package.json");
-    if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) && buf.exists() {
-        return buf;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("package.json"), &wanted).unwrap();
-    let output = Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
-        .current_dir(&dir)
-        .output()
-        .expect("npm runs (Node.js is needed for this test)");
-    assert!(
-        output.status.success() && buf.exists(),
-        "npm install failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    std::fs::write(&marker, wanted).unwrap();
-    buf
+    crate::node::npm_install("buf", "tests/buf/package.json").join(".bin/buf")
 }
 
 fn run(command: &mut Command) -> (bool, String) {

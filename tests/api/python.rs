@@ -86,6 +86,7 @@ async fn python_client_generated_from_the_protos_works() {
             "aliasd/v1/aliases.proto",
             "aliasd/v1/algorithms.proto",
             "aliasd/v1/crypto.proto",
+            "aliasd/v1/errors.proto",
         ])
         .current_dir(manifest));
 

@@ -26,11 +26,17 @@ const WALKTHROUGH_FILES: &[&str] = &[
 
 /// The code blocks whose info string is `sh walkthrough`, in order.
 fn walkthrough_blocks(markdown: &str) -> Vec<String> {
+    fenced_blocks(markdown, "sh walkthrough")
+}
+
+/// The code blocks whose info string is `info`, in order.
+fn fenced_blocks(markdown: &str, info: &str) -> Vec<String> {
+    let fence = format!("```{info}");
     let mut blocks = Vec::new();
     let mut current: Option<String> = None;
     for line in markdown.lines() {
         match &mut current {
-            None if line.trim() == "```sh walkthrough" => current = Some(String::new()),
+            None if line.trim() == fence => current = Some(String::new()),
             None => {}
             Some(_) if line.trim() == "```" => blocks.extend(current.take()),
             Some(block) => {
@@ -39,7 +45,7 @@ fn walkthrough_blocks(markdown: &str) -> Vec<String> {
             }
         }
     }
-    assert!(current.is_none(), "an unclosed walkthrough block");
+    assert!(current.is_none(), "an unclosed {info} block");
     blocks
 }
 
@@ -64,6 +70,44 @@ fn every_walkthrough_block_is_in_a_file_the_walkthrough_runs() {
                 walkthrough_blocks(&text).is_empty(),
                 "{name} has walkthrough blocks but is not in WALKTHROUGH_FILES"
             );
+        }
+    }
+}
+
+/// The snippets of docs/grpc-and-cli.md that read an error's reason are the
+/// code the Python and Node client tests run: each paragraph of a snippet,
+/// but for its imports and its comments, is in the test's script.
+#[test]
+fn the_error_reason_snippets_are_the_code_the_client_tests_run() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let docs = std::fs::read_to_string(manifest.join("docs/grpc-and-cli.md")).unwrap();
+    for (info, script) in [
+        ("python reason", "tests/python/generated_client.py"),
+        ("js reason", "tests/node/error_reason.js"),
+    ] {
+        let script_text = std::fs::read_to_string(manifest.join(script)).unwrap();
+        let blocks = fenced_blocks(&docs, info);
+        assert_eq!(
+            blocks.len(),
+            1,
+            "one `{info}` block in docs/grpc-and-cli.md"
+        );
+        let shown = |line: &str| {
+            let line = line.trim_start();
+            !(line.starts_with("import ")
+                || line.starts_with("from ")
+                || line.contains("= require(")
+                || line.starts_with('#')
+                || line.starts_with("//"))
+        };
+        for paragraph in blocks[0].split("\n\n") {
+            let paragraph = paragraph.trim_end();
+            if paragraph.lines().any(shown) {
+                assert!(
+                    script_text.contains(paragraph),
+                    "{script} lacks this part of the `{info}` snippet:\n{paragraph}"
+                );
+            }
         }
     }
 }

@@ -103,6 +103,51 @@ async fn reflection_v1_lists_and_describes_the_services() {
     assert!(!files.file_descriptor_proto.is_empty());
 }
 
+/// A client that learns the API by reflection finds the reasons enum too.
+#[tokio::test]
+async fn reflection_serves_the_error_reason_enum_with_every_reason() {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let server = TestServer::start().await;
+    let mut client = ServerReflectionClient::new(server.channel.clone());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol(
+            "aliasd.v1.ErrorReason".into(),
+        )),
+    };
+    let mut responses = client
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(MessageResponse::FileDescriptorResponse(files)) =
+        responses.next().await.unwrap().unwrap().message_response
+    else {
+        panic!("expected the file of aliasd.v1.ErrorReason")
+    };
+    let file = files
+        .file_descriptor_proto
+        .iter()
+        .map(|bytes| prost_types::FileDescriptorProto::decode(bytes.as_slice()).unwrap())
+        .find(|f| f.name() == "aliasd/v1/errors.proto")
+        .expect("aliasd/v1/errors.proto");
+    let reasons = &file.enum_type[0];
+    assert_eq!(reasons.name(), "ErrorReason");
+    let mut names: Vec<&str> = reasons.value.iter().map(|v| v.name()).collect();
+    let mut expected: Vec<&str> = aliasd::domain::Reason::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .collect();
+    expected.push("ERROR_REASON_UNSPECIFIED");
+    names.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(names, expected);
+}
+
 #[tokio::test]
 async fn reflection_v1alpha_lists_the_services() {
     use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;

@@ -8,8 +8,7 @@ import sys
 import uuid
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
+from google.rpc import error_details_pb2, status_pb2
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -20,34 +19,53 @@ from aliasd.v1 import (
     aliases_pb2_grpc,
     crypto_pb2,
     crypto_pb2_grpc,
+    errors_pb2,
     keys_pb2,
     keys_pb2_grpc,
 )
 
 
 def error_info(error):
-    """The google.rpc.ErrorInfo of a failed call."""
-    status = rpc_status.from_call(error)
-    assert status is not None, "the error carries google.rpc.Status details"
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
+    """The google.rpc.ErrorInfo of a failed call, from its
+    grpc-status-details-bin trailer (a serialized google.rpc.Status)."""
+    details = [v for k, v in error.trailing_metadata() or () if k == "grpc-status-details-bin"]
+    assert len(details) == 1, "the error carries google.rpc.Status details"
+    for detail in status_pb2.Status.FromString(details[0]).details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
             return info
     raise AssertionError("no ErrorInfo in the error details")
 
 
+def error_reason(error):
+    """The aliasd.v1.ErrorReason of a failed call (a grpc.RpcError):
+    ERROR_REASON_UNSPECIFIED for a reason these stubs do not know."""
+    for key, value in error.trailing_metadata() or ():
+        if key != "grpc-status-details-bin":
+            continue
+        for detail in status_pb2.Status.FromString(value).details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info) and info.domain == "aliasd":
+                if info.reason in errors_pb2.ErrorReason.keys():
+                    return errors_pb2.ErrorReason.Value(info.reason)
+    return errors_pb2.ERROR_REASON_UNSPECIFIED
+
+
 def expect_error(call, code, reason):
+    """Runs a call that must fail with the gRPC `code` and the
+    errors_pb2.ErrorReason `reason`."""
     try:
         call()
     except grpc.RpcError as error:
         assert error.code() == code, (error.code(), error.details())
         info = error_info(error)
         assert info.domain == "aliasd", info
-        assert info.reason == reason, (info.reason, reason)
+        assert info.reason == errors_pb2.ErrorReason.Name(reason), (info.reason, reason)
         assert info.metadata["kms_exception"].endswith("Exception"), info
+        got = error_reason(error)
+        assert got == reason, (errors_pb2.ErrorReason.Name(got), info.reason)
         return error
-    raise AssertionError(f"expected {code} {reason}, the call succeeded")
+    raise AssertionError(f"expected {code} {errors_pb2.ErrorReason.Name(reason)}, the call succeeded")
 
 
 def main(address):
@@ -92,21 +110,32 @@ def main(address):
             aliases_pb2.CreateAliasRequest(alias_name="alias/py", target_key_id=first.key_id)
         ),
         grpc.StatusCode.ALREADY_EXISTS,
-        "ALIAS_ALREADY_EXISTS",
+        errors_pb2.ALIAS_ALREADY_EXISTS,
     )
     expect_error(
         lambda: aliases.DeleteAlias(
             aliases_pb2.DeleteAliasRequest(alias_name="alias/py", etag=created.etag)
         ),
         grpc.StatusCode.ABORTED,
-        "ETAG_MISMATCH",
+        errors_pb2.ETAG_MISMATCH,
     )
     expect_error(
         lambda: aliases.CreateAlias(
             aliases_pb2.CreateAliasRequest(alias_name="alias/aws/x", target_key_id=first.key_id)
         ),
         grpc.StatusCode.PERMISSION_DENIED,
-        "RESERVED_ALIAS",
+        errors_pb2.RESERVED_ALIAS,
+    )
+
+    expect_error(
+        lambda: aliases.GetAlias(aliases_pb2.GetAliasRequest(alias_name="alias/py-missing")),
+        grpc.StatusCode.NOT_FOUND,
+        errors_pb2.ALIAS_NOT_FOUND,
+    )
+    expect_error(
+        lambda: keys.DescribeKey(keys_pb2.DescribeKeyRequest(key_id=str(uuid.uuid4()))),
+        grpc.StatusCode.NOT_FOUND,
+        errors_pb2.KEY_NOT_FOUND,
     )
 
     # List-then-watch: the update made after the listing arrives first.
@@ -146,7 +175,7 @@ def check_crypto(channel, keys, aliases):
     expect_error(
         lambda: crypto.Decrypt(crypto_pb2.DecryptRequest(ciphertext_blob=sealed.ciphertext_blob)),
         grpc.StatusCode.INVALID_ARGUMENT,
-        "INVALID_CIPHERTEXT",
+        errors_pb2.INVALID_CIPHERTEXT,
     )
 
     signer = keys.CreateKey(
