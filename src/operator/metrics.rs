@@ -495,6 +495,16 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION"),
             })
             .set(1);
+        // etcd's series exist from the start (at zero on sled and in
+        // memory), so that dashboards and alerts find them everywhere.
+        for request in ["range", "txn"] {
+            let labels = RequestLabels { request };
+            drop(etcd_requests.get_or_create(&labels));
+            etcd_request_errors.get_or_create(&labels).inc_by(0);
+        }
+        for cause in ["unavailable", "token_renewed", "not_yet_applied"] {
+            etcd_retries.get_or_create(&RetryLabels { cause }).inc_by(0);
+        }
         // Refusals are counted from zero, so that alerts on their rate have
         // data before the first one.
         for door in [Door::Grpc, Door::Aws, Door::Huawei] {

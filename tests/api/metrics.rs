@@ -10,7 +10,7 @@ use tonic::Code;
 use crate::common::*;
 
 /// `GET /metrics` over plain HTTP/1.1.
-async fn scrape(server: &TestServer) -> String {
+pub async fn scrape(server: &TestServer) -> String {
     let addr = server.running.as_ref().unwrap().metrics_addr.unwrap();
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let reply = http_exchange(stream, "GET", "/metrics", &[], b"").await;
