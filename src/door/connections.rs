@@ -96,6 +96,16 @@ impl ConnectionInfo {
     }
 }
 
+/// The connections a listener holds open now (the metrics read it).
+#[derive(Debug, Clone, Default)]
+pub struct OpenConnections(Arc<AtomicUsize>);
+
+impl OpenConnections {
+    pub fn now(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// Connections per client address.
 #[derive(Default)]
 struct PerIp(Mutex<HashMap<IpAddr, usize>>);
@@ -133,11 +143,13 @@ pub struct GuardedStream {
     idle_deadline: Pin<Box<Sleep>>,
     peer_ip: Option<IpAddr>,
     per_ip: Arc<PerIp>,
+    open: OpenConnections,
     _slot: OwnedSemaphorePermit,
 }
 
 impl Drop for GuardedStream {
     fn drop(&mut self) {
+        self.open.0.fetch_sub(1, Ordering::Relaxed);
         if let Some(ip) = self.peer_ip {
             self.per_ip.release(ip);
         }
@@ -258,9 +270,13 @@ impl RateLimitedWarning {
 pub type Incoming = ReceiverStream<io::Result<GuardedStream>>;
 
 /// Accepts connections on `listener` under `limits`, as a stream for
-/// tonic's `serve_with_incoming`. The accept loop ends when the stream is
-/// dropped (the server stopped).
-pub fn incoming(listener: TcpListener, limits: ConnectionLimits) -> Incoming {
+/// tonic's `serve_with_incoming`, counting those open in `open`. The
+/// accept loop ends when the stream is dropped (the server stopped).
+pub fn incoming(
+    listener: TcpListener,
+    limits: ConnectionLimits,
+    open: OpenConnections,
+) -> Incoming {
     let (sender, receiver) = mpsc::channel(64);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let per_ip = Arc::new(PerIp::default());
@@ -313,6 +329,7 @@ pub fn incoming(listener: TcpListener, limits: ConnectionLimits) -> Incoming {
                 }
             }
             let _ = stream.set_nodelay(true);
+            open.0.fetch_add(1, Ordering::Relaxed);
             let guarded = GuardedStream {
                 inner: stream,
                 read: 0,
@@ -322,6 +339,7 @@ pub fn incoming(listener: TcpListener, limits: ConnectionLimits) -> Incoming {
                 idle_deadline: Box::pin(tokio::time::sleep(limits.idle_timeout)),
                 peer_ip: peer.map(|peer| peer.ip()),
                 per_ip: per_ip.clone(),
+                open: open.clone(),
                 _slot: slot,
             };
             if sender.send(Ok(guarded)).await.is_err() {

@@ -1,5 +1,6 @@
 //! The tower layer around every call: x-request-id in and out, one tracing
-//! span per call (method, x-request-id, peer, status, latency), deadlines
+//! span per call (method, x-request-id, peer, status, latency), the call
+//! and its messages counted in the metrics, deadlines
 //! answered as DEADLINE_EXCEEDED, and over-large requests answered as
 //! INVALID_ARGUMENT.
 //!
@@ -27,6 +28,7 @@ use tracing::Instrument;
 use crate::domain::{Error, Reason};
 use crate::door::origin::TrustedProxies;
 use crate::door::{call_span, request_id, rounded_ms, Door, REQUEST_ID_HEADER};
+use crate::operator::grpc_metrics::{self, MessageCounter, MethodId};
 use crate::operator::metrics::{Metrics, Status};
 
 /// Calls that need no credentials (probes, API discovery) have a bound of
@@ -101,17 +103,20 @@ pub struct RequestContext<S> {
 /// headers), so that the connection is not closed as idle meanwhile. A
 /// stream's outcome is known only when it ends (its trailers): then, or
 /// when the body is dropped unfinished (the client went away: CANCELLED),
-/// the call is counted and logged.
+/// the call is counted and logged. The messages sent are counted as they
+/// go.
 struct CountedBody {
     inner: Body,
     _call: Option<crate::door::connections::CallInProgress>,
     stream_end: Option<StreamEnd>,
+    sent: Option<MessageCounter>,
 }
 
 /// What a stream's end reports.
 struct StreamEnd {
     metrics: Arc<Metrics>,
     method: String,
+    method_id: MethodId,
     started: Instant,
     span: tracing::Span,
 }
@@ -125,7 +130,7 @@ impl StreamEnd {
         let _entered = self.span.enter();
         finish(
             &self.metrics,
-            &self.method,
+            (&self.method, self.method_id),
             code,
             reason,
             ours,
@@ -152,6 +157,11 @@ impl http_body::Body for CountedBody {
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
+            Poll::Ready(Some(Ok(frame))) if frame.is_data() => {
+                if let (Some(sent), Some(data)) = (&mut self.sent, frame.data_ref()) {
+                    sent.saw(data);
+                }
+            }
             Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => {
                 if let Some(end) = self.stream_end.take() {
                     end.report(frame.trailers_ref());
@@ -179,9 +189,11 @@ impl http_body::Body for CountedBody {
 
 /// A request body that must end before its deadline: one that stalls is
 /// cut off with INVALID_ARGUMENT (REQUEST_BODY_TIMEOUT), which tonic
-/// answers with, so the stream and its buffers are freed.
+/// answers with, so the stream and its buffers are freed. The messages
+/// received are counted as they arrive.
 struct TimedBody {
     inner: Body,
+    received: Option<MessageCounter>,
     /// When the body must have arrived by.
     due: tokio::time::Instant,
     /// The timer, made only when the body is not all there at once (a
@@ -200,10 +212,16 @@ impl http_body::Body for TimedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         let this = &mut *self;
-        if this.ended {
-            return Pin::new(&mut this.inner).poll_frame(cx);
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(frame))), Some(received)) = (&polled, &mut this.received) {
+            if let Some(data) = frame.data_ref() {
+                received.saw(data);
+            }
         }
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        if this.ended {
+            return polled;
+        }
+        match polled {
             Poll::Ready(None) => {
                 this.ended = true;
                 Poll::Ready(None)
@@ -315,23 +333,26 @@ fn outcome(headers: &http::HeaderMap) -> (tonic::Code, Option<Reason>, bool) {
 }
 
 /// Counts an answered call in the metrics (its method, its status, the
-/// reason of a refusal) and logs it, in the call's span.
+/// reason of a refusal) and logs it, in the call's span. `method`: the
+/// request's path, and the method it names.
 fn finish(
     metrics: &Metrics,
-    method: &str,
+    (method, method_id): (&str, MethodId),
     code: tonic::Code,
     reason: Option<Reason>,
     ours: bool,
     started: Instant,
 ) {
+    let took = started.elapsed();
     metrics.call(
         Door::Grpc,
-        crate::operator::metrics::grpc_method(method),
+        grpc_metrics::path(method_id),
         Status::Grpc(super::code_name(code)),
         reason,
-        started.elapsed(),
+        took,
     );
-    let latency_ms = rounded_ms(started.elapsed());
+    metrics.grpc.handled(method_id, code, took.as_secs_f64());
+    let latency_ms = rounded_ms(took);
     let status = super::code_name(code);
     let reason = reason.map(Reason::as_str).unwrap_or_default();
     // ERROR only for faults of ours (they carry our ErrorInfo): a client
@@ -474,6 +495,7 @@ where
             .trusted_proxies
             .origin(Door::Grpc, peer, request.headers());
         let method = request.uri().path().to_owned();
+        let method_id = grpc_metrics::method_id(&method);
         let span = call_span(
             &method,
             id.to_str().unwrap_or_default(),
@@ -500,9 +522,17 @@ where
         let metrics = self.bounds.metrics.clone();
         let call_in_progress = connection(&request).map(ConnectionInfo::call_started);
         let timeout = self.bounds.request_body_timeout;
+        let (received, sent) = match grpc {
+            true => {
+                let (received, sent) = metrics.grpc.messages(method_id);
+                (Some(received), Some(sent))
+            }
+            false => (None, None),
+        };
         request = request.map(|body| {
             Body::new(TimedBody {
                 inner: body,
+                received: received.map(MessageCounter::new),
                 due: tokio::time::Instant::now() + timeout,
                 deadline: None,
                 timeout,
@@ -519,6 +549,7 @@ where
                     tracing::info!(http_status = 415, "not a gRPC request (content-type)");
                     return Ok(response);
                 }
+                metrics.grpc.started(method_id);
                 let Ok(_permit) = permit else {
                     if let Some(held_back) = busy.due() {
                         tracing::warn!(
@@ -536,7 +567,7 @@ where
                         ));
                     response.headers_mut().insert(REQUEST_ID_HEADER, id);
                     let (code, reason, ours) = outcome(response.headers());
-                    finish(&metrics, &method, code, reason, ours, started);
+                    finish(&metrics, (&method, method_id), code, reason, ours, started);
                     return Ok(response);
                 };
                 // A call that only reads committed nothing, whenever its
@@ -569,18 +600,19 @@ where
                 response.headers_mut().insert(REQUEST_ID_HEADER, id);
                 // A stream that started has its status in its trailers:
                 // counted and logged when it ends.
-                let started_stream = crate::operator::metrics::is_server_streaming(&method)
+                let started_stream = grpc_metrics::is_server_streaming(method_id)
                     && !response.headers().contains_key("grpc-status");
                 let stream_end = match started_stream {
                     true => Some(StreamEnd {
                         metrics: metrics.clone(),
                         method: method.clone(),
+                        method_id,
                         started,
                         span: tracing::Span::current(),
                     }),
                     false => {
                         let (code, reason, ours) = outcome(response.headers());
-                        finish(&metrics, &method, code, reason, ours, started);
+                        finish(&metrics, (&method, method_id), code, reason, ours, started);
                         None
                     }
                 };
@@ -589,6 +621,7 @@ where
                         inner: body,
                         _call: call_in_progress,
                         stream_end,
+                        sent: sent.map(MessageCounter::new),
                     })
                 }))
             }

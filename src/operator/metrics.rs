@@ -2,9 +2,13 @@
 //! in a registry of the server's own (no global state: several servers in
 //! one process, as in the tests, keep apart).
 //!
-//! The doors report each call ([`Metrics::call`]); the store's flusher
-//! reports each group commit; gauges of state (open watches, keys and
-//! aliases per account, the store's size on disk) are read when scraped.
+//! The doors report each call ([`Metrics::call`]), the gRPC door also under
+//! the standard gRPC server families ([`super::grpc_metrics`]); the store
+//! reports each group commit and, on etcd, each request, retry and
+//! conflict ([`Metrics::observe_store`]); the server reports each reload
+//! of its configuration ([`Metrics::config_reloaded`]); gauges of state
+//! (open connections and watches, keys and aliases per account, the
+//! store's size on disk, whether it failed) are read when scraped.
 //! Every label's values are bounded: methods are the API's own (anything
 //! else is `unknown`), statuses are gRPC codes or HTTP statuses, accounts
 //! are the [`MAX_ACCOUNTS`] largest (the rest summed as `_other`).
@@ -19,10 +23,13 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
+use std::sync::atomic::AtomicU64;
 
+use super::grpc_metrics::GrpcServerMetrics;
 use crate::domain::Reason;
+use crate::door::connections::OpenConnections;
 pub use crate::door::Door;
-use crate::store::Store;
+use crate::store::{RemoteRequest, RetryCause, Store, StoreEvent};
 
 /// Accounts shown by name in the per-account gauges; the others are summed
 /// under `account="_other"`.
@@ -79,6 +86,16 @@ struct ReasonLabels {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct AccountLabels {
     account: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    request: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RetryLabels {
+    cause: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -288,6 +305,18 @@ pub struct Metrics {
     watches_open: Gauge,
     commit_batch: Histogram,
     flush_latency: Histogram,
+    sled_flush: Histogram,
+    sled_sync: Histogram,
+    store_failed: Gauge,
+    etcd_requests: HistogramFamily<RequestLabels>,
+    etcd_request_errors: Family<RequestLabels, Counter>,
+    etcd_retries: Family<RetryLabels, Counter>,
+    etcd_conflicts: Counter,
+    connections_open: Family<DoorLabels, Gauge>,
+    reload_successful: Gauge,
+    reload_success_time: Gauge<f64, AtomicU64>,
+    /// The standard gRPC server families.
+    pub grpc: GrpcServerMetrics,
     keys: Family<AccountLabels, Gauge>,
     aliases: Family<AccountLabels, Gauge>,
     store_bytes: Gauge,
@@ -301,6 +330,8 @@ pub struct Sources {
     /// The data directory (None: in memory).
     pub data_dir: Option<PathBuf>,
     pub watches: Arc<crate::app::admission::watches::WatchSlots>,
+    /// The connections each door's listener holds open.
+    pub connections: Vec<(Door, OpenConnections)>,
 }
 
 impl Metrics {
@@ -309,6 +340,8 @@ impl Metrics {
         // names every Prometheus client library gives them (`process_`).
         let mut root = Registry::default();
         root.register_collector(Box::new(ProcessCollector));
+        // The gRPC door's calls also under go-grpc-prometheus's names.
+        let grpc = GrpcServerMetrics::register(&mut root);
         let registry = root.sub_registry_with_prefix("aliasd");
         let calls = Family::<CallLabels, Counter>::default();
         registry.register(
@@ -361,6 +394,71 @@ impl Metrics {
             Unit::Seconds,
             flush_latency.clone(),
         );
+        let sled_flush = Histogram::new(exponential_buckets(0.0001, 2.5, 12));
+        registry.register_with_unit(
+            "sled_flush_duration",
+            "Time of sled's own flush in one group commit (its log written), before the sync",
+            Unit::Seconds,
+            sled_flush.clone(),
+        );
+        let sled_sync = Histogram::new(exponential_buckets(0.0001, 2.5, 12));
+        registry.register_with_unit(
+            "sled_sync_duration",
+            "Time of the fsync of sled's files in one group commit, after sled's flush",
+            Unit::Seconds,
+            sled_sync.clone(),
+        );
+        let store_failed = Gauge::default();
+        registry.register(
+            "store_failed",
+            "1 once the store has failed (every call refused with STORE_FAILED until a restart), else 0",
+            store_failed.clone(),
+        );
+        let etcd_requests: HistogramFamily<RequestLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "etcd_request_duration",
+            "Time of one request to etcd, by request (range: a read; txn: a group's commit)",
+            Unit::Seconds,
+            etcd_requests.clone(),
+        );
+        let etcd_request_errors = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "etcd_request_errors",
+            "Requests to etcd that failed, by request",
+            etcd_request_errors.clone(),
+        );
+        let etcd_retries = Family::<RetryLabels, Counter>::default();
+        registry.register(
+            "etcd_retries",
+            "Requests to etcd made again, by cause: unavailable (not reachable), token_renewed (signed in again), not_yet_applied (read again from the leader)",
+            etcd_retries.clone(),
+        );
+        let etcd_conflicts = Counter::default();
+        registry.register(
+            "etcd_conflicts",
+            "Group commits that found another process had changed what the group read (every member ran again)",
+            etcd_conflicts.clone(),
+        );
+        let connections_open = Family::<DoorLabels, Gauge>::default();
+        registry.register(
+            "connections_open",
+            "Connections open now, by door (grpc; http, the AWS and Huawei doors' listener)",
+            connections_open.clone(),
+        );
+        let reload_successful = Gauge::default();
+        registry.register(
+            "config_last_reload_successful",
+            "Whether the last reload of the configuration (the auth file, on SIGHUP) succeeded; start-up counts as one",
+            reload_successful.clone(),
+        );
+        let reload_success_time = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "config_last_reload_success_timestamp",
+            "When the configuration was last loaded successfully, since the Unix epoch",
+            Unit::Seconds,
+            reload_success_time.clone(),
+        );
         let keys = Family::<AccountLabels, Gauge>::default();
         registry.register(
             "keys",
@@ -391,6 +489,16 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION"),
             })
             .set(1);
+        // etcd's series exist from the start (at zero on sled and in
+        // memory), so that dashboards and alerts find them everywhere.
+        for request in ["range", "txn"] {
+            let labels = RequestLabels { request };
+            drop(etcd_requests.get_or_create(&labels));
+            etcd_request_errors.get_or_create(&labels).inc_by(0);
+        }
+        for cause in ["unavailable", "token_renewed", "not_yet_applied"] {
+            etcd_retries.get_or_create(&RetryLabels { cause }).inc_by(0);
+        }
         // Refusals are counted from zero, so that alerts on their rate have
         // data before the first one.
         for door in [Door::Grpc, Door::Aws, Door::Huawei] {
@@ -411,7 +519,7 @@ impl Metrics {
                     .inc_by(0);
             }
         }
-        Metrics {
+        let metrics = Metrics {
             registry: root,
             calls,
             latency,
@@ -421,20 +529,93 @@ impl Metrics {
             watches_open,
             commit_batch,
             flush_latency,
+            sled_flush,
+            sled_sync,
+            store_failed,
+            etcd_requests,
+            etcd_request_errors,
+            etcd_retries,
+            etcd_conflicts,
+            connections_open,
+            reload_successful,
+            reload_success_time,
+            grpc,
             keys,
             aliases,
             store_bytes,
             census_taken: Mutex::new(None),
+        };
+        // The configuration in force was loaded at start-up.
+        metrics.config_reloaded(true);
+        metrics
+    }
+
+    /// Reports what the store does from now on: its group commits, and on
+    /// etcd its requests, retries and conflicts.
+    pub fn observe_store(self: &Arc<Self>, stats: &crate::store::FlushStats) {
+        let metrics = self.clone();
+        stats.observe(Box::new(move |event| metrics.store_event(event)));
+    }
+
+    fn store_event(&self, event: &StoreEvent) {
+        match *event {
+            StoreEvent::Flushed {
+                writers,
+                took,
+                flush,
+            } => {
+                self.commit_batch.observe(writers as f64);
+                self.flush_latency.observe(took.as_secs_f64());
+                if let Some(flush) = flush {
+                    self.sled_flush.observe(flush.as_secs_f64());
+                    self.sled_sync
+                        .observe(took.saturating_sub(flush).as_secs_f64());
+                }
+            }
+            StoreEvent::Request {
+                request,
+                took,
+                failed,
+            } => {
+                let labels = RequestLabels {
+                    request: match request {
+                        RemoteRequest::Range => "range",
+                        RemoteRequest::Txn => "txn",
+                    },
+                };
+                self.etcd_requests
+                    .get_or_create(&labels)
+                    .observe(took.as_secs_f64());
+                if failed {
+                    self.etcd_request_errors.get_or_create(&labels).inc();
+                }
+            }
+            StoreEvent::Retry(cause) => {
+                let cause = match cause {
+                    RetryCause::Unavailable => "unavailable",
+                    RetryCause::TokenRenewed => "token_renewed",
+                    RetryCause::NotYetApplied => "not_yet_applied",
+                };
+                self.etcd_retries
+                    .get_or_create(&RetryLabels { cause })
+                    .inc();
+            }
+            StoreEvent::Conflict => {
+                self.etcd_conflicts.inc();
+            }
         }
     }
 
-    /// Reports the store's group commits from now on.
-    pub fn observe_flushes(self: &Arc<Self>, stats: &crate::store::FlushStats) {
-        let metrics = self.clone();
-        stats.observe(Box::new(move |writers, took| {
-            metrics.commit_batch.observe(writers as f64);
-            metrics.flush_latency.observe(took.as_secs_f64());
-        }));
+    /// Records a reload of the configuration (the auth file): whether it
+    /// succeeded, and if so when.
+    pub fn config_reloaded(&self, successful: bool) {
+        self.reload_successful.set(i64::from(successful));
+        if successful {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            self.reload_success_time.set(now.as_secs_f64());
+        }
     }
 
     /// A call is in progress until the guard is dropped.
@@ -481,6 +662,13 @@ impl Metrics {
     /// The exposition (OpenMetrics text), with the gauges of state read now.
     pub async fn render(&self, sources: &Sources) -> String {
         self.watches_open.set(sources.watches.open_total() as i64);
+        self.store_failed
+            .set(i64::from(sources.store.check_not_failed().is_err()));
+        for (door, open) in &sources.connections {
+            self.connections_open
+                .get_or_create(&DoorLabels { door: *door })
+                .set(i64::try_from(open.now()).unwrap_or(i64::MAX));
+        }
         if let Some(dir) = &sources.data_dir {
             let dir = dir.clone();
             let bytes = tokio::task::spawn_blocking(move || crate::store::disk_usage(&dir))
@@ -562,63 +750,10 @@ impl Drop for InFlight {
     }
 }
 
-/// The gRPC methods this server has, as metric labels: `/package.Service/Method`.
-fn grpc_methods() -> &'static std::collections::HashSet<&'static str> {
-    static METHODS: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
-        std::sync::OnceLock::new();
-    METHODS.get_or_init(|| {
-        let mut methods: std::collections::HashSet<&'static str> = [
-            "/grpc.health.v1.Health/Check",
-            "/grpc.health.v1.Health/Watch",
-            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-        ]
-        .into_iter()
-        .collect();
-        if let Ok(pool) = prost_reflect::DescriptorPool::decode(crate::pb::FILE_DESCRIPTOR_SET) {
-            for service in pool.services() {
-                for method in service.methods() {
-                    let path = format!("/{}/{}", service.full_name(), method.name());
-                    methods.insert(Box::leak(path.into_boxed_str()));
-                }
-            }
-        }
-        methods
-    })
-}
-
-/// Whether a method streams its answer (WatchAliases, Backup, health Watch,
-/// reflection): its status comes when the stream ends.
-pub fn is_server_streaming(path: &str) -> bool {
-    static STREAMING: std::sync::OnceLock<std::collections::HashSet<String>> =
-        std::sync::OnceLock::new();
-    STREAMING
-        .get_or_init(|| {
-            let mut streaming: std::collections::HashSet<String> = [
-                "/grpc.health.v1.Health/Watch",
-                "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-                "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-            ]
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-            if let Ok(pool) = prost_reflect::DescriptorPool::decode(crate::pb::FILE_DESCRIPTOR_SET)
-            {
-                for service in pool.services() {
-                    for method in service.methods().filter(|m| m.is_server_streaming()) {
-                        streaming.insert(format!("/{}/{}", service.full_name(), method.name()));
-                    }
-                }
-            }
-            streaming
-        })
-        .contains(path)
-}
-
 /// A request path as a metric label: the method's path if the server has
 /// it, else `unknown` (so clients cannot grow the label set).
 pub fn grpc_method(path: &str) -> &'static str {
-    grpc_methods().get(path).copied().unwrap_or("unknown")
+    super::grpc_metrics::path(super::grpc_metrics::method_id(path))
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! What operators look at, apart from the API: Prometheus metrics
-//! ([`metrics`], served on `--metrics-listen`) and the probes ([`probes`]:
+//! ([`metrics`], served on `--metrics-listen`, with the standard gRPC
+//! server families in [`grpc_metrics`]) and the probes ([`probes`]:
 //! gRPC health, `/healthz`, `/readyz` on `--health-listen`).
 
+pub mod grpc_metrics;
 pub mod metrics;
 pub mod probes;

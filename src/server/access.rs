@@ -11,6 +11,7 @@ use super::config::ServeConfig;
 use super::ServeError;
 use crate::app::admission::auth::Authenticator;
 use crate::app::Admission;
+use crate::operator::metrics::Metrics;
 
 /// Who may call, over what transport: loaded before the server binds, so
 /// that a bad auth file or certificate stops start-up.
@@ -73,11 +74,12 @@ impl Access {
 }
 
 /// Re-reads the auth file on SIGHUP until shutdown; a bad file keeps the
-/// one in force.
+/// one in force. Each reload's outcome goes to the metrics.
 #[cfg(unix)]
 pub(super) async fn reload_on_sighup(
     authenticator: Option<Arc<Authenticator>>,
     hangups: Option<tokio::signal::unix::Signal>,
+    metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let Some(mut hangups) = hangups else {
@@ -88,11 +90,17 @@ pub(super) async fn reload_on_sighup(
             _ = hangups.recv() => match authenticator.as_ref().map(|auth| auth.reload()) {
                 // SIGHUP's default action would kill the server.
                 None => tracing::info!("SIGHUP: no --auth-file, so nothing to reload"),
-                Some(Ok(())) => tracing::info!("SIGHUP: auth file reloaded"),
-                Some(Err(error)) => tracing::error!(
-                    error = %error.message,
-                    "SIGHUP: the auth file is not valid; keeping the one in force"
-                ),
+                Some(Ok(())) => {
+                    metrics.config_reloaded(true);
+                    tracing::info!("SIGHUP: auth file reloaded");
+                }
+                Some(Err(error)) => {
+                    metrics.config_reloaded(false);
+                    tracing::error!(
+                        error = %error.message,
+                        "SIGHUP: the auth file is not valid; keeping the one in force"
+                    );
+                }
             },
             _ = shutdown.changed() => return,
         }

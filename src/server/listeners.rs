@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 
 use super::config::ServeConfig;
 use super::ServeError;
+use crate::door::connections::{incoming, OpenConnections};
 
 /// The bound listeners: gRPC, and the HTTP door with --http-listen.
 pub(super) struct Listeners {
@@ -16,9 +17,18 @@ pub(super) struct Listeners {
     pub(super) http: Option<crate::door::connections::Incoming>,
     pub(super) metrics: Option<TcpListener>,
     pub(super) health: Option<TcpListener>,
+    /// The connections each door holds open now.
+    pub(super) open: OpenConnectionsByDoor,
     /// SIGHUPs since before listening (see `start_checked`).
     #[cfg(unix)]
     pub(super) hangups: Option<tokio::signal::unix::Signal>,
+}
+
+/// The connections open at each door's listener.
+#[derive(Default)]
+pub(super) struct OpenConnectionsByDoor {
+    pub(super) grpc: OpenConnections,
+    pub(super) http: OpenConnections,
 }
 
 /// Where the listeners are bound (port 0 becomes the port chosen).
@@ -68,9 +78,11 @@ impl Listeners {
             metrics: metrics.as_ref().map(|(_, addr)| *addr),
             health: health.as_ref().map(|(_, addr)| *addr),
         };
+        let open = OpenConnectionsByDoor::default();
         let listeners = Listeners {
-            grpc: crate::door::connections::incoming(grpc, limits),
-            http: http.map(|(listener, _)| crate::door::connections::incoming(listener, limits)),
+            grpc: incoming(grpc, limits, open.grpc.clone()),
+            http: http.map(|(listener, _)| incoming(listener, limits, open.http.clone())),
+            open,
             metrics: metrics.map(|(listener, _)| listener),
             health: health.map(|(listener, _)| listener),
             #[cfg(unix)]

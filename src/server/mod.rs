@@ -353,10 +353,13 @@ async fn serve(
     sweeps: watch::Sender<u64>,
 ) -> Result<(), ServeError> {
     let (shutting_down, shutdown_seen) = watch::channel(false);
+    let metrics = Arc::new(Metrics::new());
+    metrics.observe_store(&store.flush_stats());
     #[cfg(unix)]
     tokio::spawn(reload_on_sighup(
         access.authenticator.clone(),
         listeners.hangups,
+        metrics.clone(),
         shutdown_seen.clone(),
     ));
     let (crypto_audit, audit_writer) = crate::app::audit_batch::AuditBatcher::start(store.clone());
@@ -370,8 +373,6 @@ async fn serve(
         (materials.clone(), crypto_audit),
     );
     let auth_layer = AuthLayer { app: app.clone() };
-    let metrics = Arc::new(Metrics::new());
-    metrics.observe_flushes(&store.flush_stats());
     // The operators' listeners serve until the API has drained.
     let (drained, drained_seen) = watch::channel(false);
     let until_drained = || {
@@ -386,6 +387,10 @@ async fn serve(
             data_dir: (!config.ephemeral && config.store.backend == BackendKind::Sled)
                 .then(|| config.store.data_dir.clone()),
             watches: app.watch_slots.clone(),
+            connections: vec![
+                (crate::door::Door::Grpc, listeners.open.grpc.clone()),
+                (crate::door::Door::Http, listeners.open.http.clone()),
+            ],
         });
         tokio::spawn(crate::operator::probes::serve(
             listener,

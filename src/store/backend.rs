@@ -234,10 +234,55 @@ pub trait Backend: Reads + Send + Sync + 'static {
     fn follow_other_writers(&self, _feed: Arc<Feed>) {}
 }
 
-/// Told of each flush: the writers it served and how long it took.
-pub type FlushObserver = Box<dyn Fn(u64, std::time::Duration) + Send + Sync>;
+/// What a backend reports of its work, for the metrics.
+#[derive(Debug, Clone, Copy)]
+pub enum StoreEvent {
+    /// A group commit made `writers` durable in `took`; on sled, of which
+    /// `flush` in sled's own flush and the rest in the sync of its files.
+    Flushed {
+        writers: u64,
+        took: std::time::Duration,
+        flush: Option<std::time::Duration>,
+    },
+    /// One request to a remote store (etcd), answered or failed.
+    Request {
+        request: RemoteRequest,
+        took: std::time::Duration,
+        failed: bool,
+    },
+    /// A request to a remote store made again, and why.
+    Retry(RetryCause),
+    /// A group's commit found that another process had changed what it
+    /// read: nothing was applied and every member runs again.
+    Conflict,
+}
 
-/// How many flushes ran and how many writers they served.
+/// The requests a remote store (etcd) makes on a call's path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RemoteRequest {
+    /// A read (etcd `Range`).
+    Range,
+    /// A commit (etcd `Txn`).
+    Txn,
+}
+
+/// Why a request to a remote store was made again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RetryCause {
+    /// The store could not be reached (while its endpoints connect).
+    Unavailable,
+    /// The auth token was stale: signed in again.
+    TokenRenewed,
+    /// A member had not applied the revision asked for: read again from
+    /// the leader.
+    NotYetApplied,
+}
+
+/// Told of each [`StoreEvent`].
+pub type StoreObserver = Box<dyn Fn(&StoreEvent) + Send + Sync>;
+
+/// How many flushes ran and how many writers they served; what else the
+/// backend reports goes to the observer only.
 #[derive(Default)]
 pub struct FlushStats {
     pub flushes: AtomicU64,
@@ -245,7 +290,7 @@ pub struct FlushStats {
     /// Flush requests queued so far (tests wait on it).
     pub requested: AtomicU64,
     /// Set once, by whoever reports flushes (the metrics).
-    observer: std::sync::OnceLock<FlushObserver>,
+    observer: std::sync::OnceLock<StoreObserver>,
 }
 
 impl std::fmt::Debug for FlushStats {
@@ -261,15 +306,35 @@ impl std::fmt::Debug for FlushStats {
 impl FlushStats {
     /// Counts a flush that served `writers` and took `took`.
     pub fn flushed(&self, writers: u64, took: std::time::Duration) {
+        self.flushed_in_parts(writers, took, None);
+    }
+
+    /// Counts a flush that served `writers` and took `took`, of which
+    /// `flush` before the sync (sled).
+    pub fn flushed_in_parts(
+        &self,
+        writers: u64,
+        took: std::time::Duration,
+        flush: Option<std::time::Duration>,
+    ) {
         self.flushes.fetch_add(1, Ordering::Relaxed);
         self.writers.fetch_add(writers, Ordering::Relaxed);
+        self.report(&StoreEvent::Flushed {
+            writers,
+            took,
+            flush,
+        });
+    }
+
+    /// Tells the observer, if any, of `event`.
+    pub fn report(&self, event: &StoreEvent) {
         if let Some(observe) = self.observer.get() {
-            observe(writers, took);
+            observe(event);
         }
     }
 
-    /// Reports every later flush to `observer` (the first caller wins).
-    pub fn observe(&self, observer: FlushObserver) {
+    /// Reports every later event to `observer` (the first caller wins).
+    pub fn observe(&self, observer: StoreObserver) {
         let _ = self.observer.set(observer);
     }
 

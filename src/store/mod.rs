@@ -55,7 +55,7 @@ use crate::domain::audit::AuditEntry;
 use crate::domain::request::Idempotency;
 use crate::domain::{Error, Millis, Reason};
 
-pub use self::backend::FlushStats;
+pub use self::backend::{FlushStats, RemoteRequest, RetryCause, StoreEvent};
 
 /// Bytes a directory takes on disk (allocated blocks, as `du` counts them).
 pub fn disk_usage(dir: &Path) -> u64 {

@@ -31,6 +31,7 @@ mod key_details;
 mod keys;
 mod listing;
 mod metrics;
+mod monitoring;
 mod node;
 mod proxy;
 mod python;

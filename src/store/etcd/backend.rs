@@ -40,7 +40,10 @@ use super::follower::{follow, Counters};
 use super::group::{self, Group, Outcome, Ran, Read, Source, View, MAX_TXN_OPS};
 use super::lease::{hold_maintenance, MAINTENANCE_KEY};
 use crate::domain::{Error, Reason};
-use crate::store::backend::{Backend, Entries, Fail, FlushStats, Flushing, Reads, Tree, Tx};
+use crate::store::backend::{
+    Backend, Entries, Fail, FlushStats, Flushing, Reads, RemoteRequest, RetryCause, StoreEvent,
+    Tree, Tx,
+};
 use crate::store::failure::StoreHealth;
 use crate::store::feed::Feed;
 
@@ -258,20 +261,25 @@ impl EtcdBackend {
         // A read changes nothing: tried again while the endpoints connect
         // (at start, or after a member went away).
         let auth = self.auth.clone();
+        let stats = self.stats.clone();
         let response = self
             .run(async move {
                 let mut pause = Duration::from_millis(50);
                 loop {
-                    match kv.range(request.clone()).await {
+                    let answer =
+                        timed(&stats, RemoteRequest::Range, kv.range(request.clone())).await;
+                    let retry = match answer {
                         Err(status)
                             if request.serializable && status.code() == tonic::Code::OutOfRange =>
                         {
                             request.serializable = false;
+                            RetryCause::NotYetApplied
                         }
                         Err(status)
                             if pause < Duration::from_secs(2) && auth.renewed(&status).await =>
                         {
                             pause *= 2;
+                            RetryCause::TokenRenewed
                         }
                         Err(status)
                             if status.code() == tonic::Code::Unavailable
@@ -279,9 +287,11 @@ impl EtcdBackend {
                         {
                             tokio::time::sleep(pause).await;
                             pause *= 2;
+                            RetryCause::Unavailable
                         }
                         answer => return answer,
-                    }
+                    };
+                    stats.report(&StoreEvent::Retry(retry));
                 }
             })
             .map_err(|status| unavailable("read", status.message()))?
@@ -348,6 +358,7 @@ impl EtcdBackend {
             self.stats.flushed(members as u64, started.elapsed());
             return Ok(true);
         }
+        self.stats.report(&StoreEvent::Conflict);
         if attempt as usize + 1 >= MAX_RUNS {
             return Err(too_many_conflicts());
         }
@@ -424,10 +435,14 @@ impl EtcdBackend {
             failure: Vec::new(),
         };
         let auth = self.auth.clone();
+        let stats = self.stats.clone();
         let answer = self.run(async move {
-            match kv.txn(request.clone()).await {
+            match timed(&stats, RemoteRequest::Txn, kv.txn(request.clone())).await {
                 // Refused for its token: not applied; once more, signed in.
-                Err(status) if auth.renewed(&status).await => kv.txn(request).await,
+                Err(status) if auth.renewed(&status).await => {
+                    stats.report(&StoreEvent::Retry(RetryCause::TokenRenewed));
+                    timed(&stats, RemoteRequest::Txn, kv.txn(request)).await
+                }
                 answer => answer,
             }
         });
@@ -460,6 +475,23 @@ impl EtcdBackend {
             )),
         }
     }
+}
+
+/// One request to etcd, reported with how long it took and whether it
+/// failed.
+async fn timed<T>(
+    stats: &FlushStats,
+    request: RemoteRequest,
+    call: impl std::future::Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    let started = std::time::Instant::now();
+    let answer = call.await;
+    stats.report(&StoreEvent::Request {
+        request,
+        took: started.elapsed(),
+        failed: answer.is_err(),
+    });
+    answer
 }
 
 /// An entry read: key, value, mod_revision.

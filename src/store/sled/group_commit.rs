@@ -52,11 +52,15 @@ impl GroupCommit {
                         Some(cause) => Err(cause),
                         None => {
                             let started = std::time::Instant::now();
-                            let done = db
-                                .flush()
-                                .map_err(|e| format!("flush: {e}"))
+                            let flushed = db.flush().map_err(|e| format!("flush: {e}"));
+                            let flush = started.elapsed();
+                            let done = flushed
                                 .and_then(|_| syncer.sync().map_err(|e| format!("fsync: {e}")));
-                            counted.flushed(waiters.len() as u64, started.elapsed());
+                            counted.flushed_in_parts(
+                                waiters.len() as u64,
+                                started.elapsed(),
+                                Some(flush),
+                            );
                             done.map_err(|cause| {
                                 failed.fail(&cause);
                                 failed.cause().unwrap_or_else(|| cause.into())
