@@ -29,10 +29,17 @@ fn git(args: &[&str]) -> Option<String> {
 
 /// The commit the binary is built from, for `aliasd --version`, `aliasd
 /// version` and GetServerInfo: 12 hex digits, or "unknown" outside a clone
-/// (a crate tarball, a Docker build without .git). Uncommitted changes are
+/// (a crate tarball, a Docker build without .git), unless `ALIASD_COMMIT`
+/// names it. Uncommitted changes are
 /// not marked (watching the work tree would rebuild on every change).
 /// Rebuilt when HEAD or the branch it names moves.
 fn commit() -> String {
+    // A build without the repository (a Docker build context without .git)
+    // is told the commit instead.
+    println!("cargo:rerun-if-env-changed=ALIASD_COMMIT");
+    if let Some(commit) = env::var("ALIASD_COMMIT").ok().filter(|c| !c.is_empty()) {
+        return commit;
+    }
     let Some(commit) = git(&["rev-parse", "--short=12", "HEAD"]) else {
         return "unknown".to_owned();
     };
