@@ -10,10 +10,12 @@ use tokio::net::TcpListener;
 use super::config::ServeConfig;
 use super::ServeError;
 
-/// The bound listeners: gRPC, and the HTTP door with --http-listen.
+/// The bound listeners: gRPC, and the HTTP door, the console and the
+/// operators' listeners when their flags ask.
 pub(super) struct Listeners {
     pub(super) grpc: crate::door::connections::Incoming,
     pub(super) http: Option<crate::door::connections::Incoming>,
+    pub(super) console: Option<crate::door::connections::Incoming>,
     pub(super) metrics: Option<TcpListener>,
     pub(super) health: Option<TcpListener>,
     /// SIGHUPs since before listening (see `start_checked`).
@@ -25,6 +27,7 @@ pub(super) struct Listeners {
 pub(super) struct Addresses {
     pub(super) grpc: SocketAddr,
     pub(super) http: Option<SocketAddr>,
+    pub(super) console: Option<SocketAddr>,
     pub(super) metrics: Option<SocketAddr>,
     pub(super) health: Option<SocketAddr>,
 }
@@ -60,17 +63,21 @@ impl Listeners {
         };
         let (grpc, grpc_addr) = bind(config.listen).await?;
         let http = optional(config.http_listen).await?;
+        let console = optional(config.console_listen).await?;
         let metrics = optional(config.metrics_listen).await?;
         let health = optional(config.health_listen).await?;
         let addresses = Addresses {
             grpc: grpc_addr,
             http: http.as_ref().map(|(_, addr)| *addr),
+            console: console.as_ref().map(|(_, addr)| *addr),
             metrics: metrics.as_ref().map(|(_, addr)| *addr),
             health: health.as_ref().map(|(_, addr)| *addr),
         };
         let listeners = Listeners {
             grpc: crate::door::connections::incoming(grpc, limits),
             http: http.map(|(listener, _)| crate::door::connections::incoming(listener, limits)),
+            console: console
+                .map(|(listener, _)| crate::door::connections::incoming(listener, limits)),
             metrics: metrics.map(|(listener, _)| listener),
             health: health.map(|(listener, _)| listener),
             #[cfg(unix)]
