@@ -185,13 +185,24 @@ fn cookie(reply: &HttpReply) -> String {
     set.split(';').next().unwrap().to_owned()
 }
 
+/// The value of the first hidden field `name` of a page.
+fn hidden_field(page: &str, name: &str) -> String {
+    let field = format!(r#"name="{name}" value=""#);
+    let start = page
+        .find(&field)
+        .unwrap_or_else(|| panic!("no {name} field in {page}"))
+        + field.len();
+    page[start..start + page[start..].find('"').unwrap()].to_owned()
+}
+
 /// The CSRF token of the first form of a page.
 fn csrf(page: &str) -> String {
-    let start = page
-        .find(r#"name="csrf" value=""#)
-        .unwrap_or_else(|| panic!("no CSRF field in {page}"))
-        + r#"name="csrf" value=""#.len();
-    page[start..start + page[start..].find('"').unwrap()].to_owned()
+    hidden_field(page, "csrf")
+}
+
+/// The etag the first form of a page carries.
+fn etag(page: &str) -> String {
+    hidden_field(page, "etag")
 }
 
 #[tokio::test]
@@ -264,6 +275,20 @@ async fn the_console_needs_a_login_and_a_csrf_token_and_escapes_what_it_shows() 
         )
         .await;
     assert_eq!(reply.status, 303, "{}", text(&reply));
+    assert_eq!(console.target_of("alias/app").await, other);
+    // The etag the page showed is stale now: refused with the application's
+    // error, and nothing changes.
+    let shown = etag(&text(&alias));
+    let reply = console
+        .call(
+            "POST",
+            "/alias/update",
+            &[("Cookie", &session), form],
+            &format!("csrf={token}&alias_name=alias/app&target_key_id={hostile}&etag={shown}"),
+        )
+        .await;
+    assert_eq!(reply.status, 409, "{}", text(&reply));
+    assert!(text(&reply).contains("ETAG_MISMATCH"), "{}", text(&reply));
     assert_eq!(console.target_of("alias/app").await, other);
 
     // Logging out ends the session.
