@@ -2,7 +2,7 @@
 //! gRPC and the AWS and Huawei KMS HTTP dialects, stored in sled, in memory
 //! or in etcd.
 //!
-//! A request flows one way: a door ([`grpc`], [`http`], sharing [`door`])
+//! A request flows one way: a door ([`grpc`], [`http`], [`console`], sharing [`door`])
 //! -> [`app`] (admission, the use cases) -> [`domain`] (the rules, over a
 //! transaction) -> [`store`] (one transaction on a backend), and back out
 //! through the same door. [`server`] assembles them; [`operator`] holds what
@@ -30,6 +30,7 @@ pub const VERSION_LINE: &str = concat!(
 pub mod app;
 pub mod bench;
 pub mod cli;
+pub mod console;
 pub mod crypto;
 pub mod domain;
 pub mod door;

@@ -16,6 +16,7 @@ mod aliases;
 mod audit;
 pub mod audit_batch;
 pub mod crypto;
+mod history;
 mod key_details;
 mod keys;
 pub mod maintenance;
@@ -42,6 +43,7 @@ pub use admission::slots::{CallBounds, Slot};
 pub use admission::Admission;
 pub use aliases::{AliasPage, WatchStream};
 pub use audit::AuditQuery;
+pub use history::AliasHistory;
 pub use keys::NewKeyRequest;
 
 /// A call, as every door describes it.

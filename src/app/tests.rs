@@ -303,3 +303,44 @@ async fn due_rotations_happen_in_maintenance_and_wait_for_a_disabled_key() {
         Some(RotationType::AUTOMATIC)
     );
 }
+
+#[tokio::test]
+async fn an_alias_history_holds_its_own_changes_under_both_names_and_needs_the_account_wide_watch()
+{
+    let app = app();
+    let call = anonymous();
+    let (k1, k2) = (new_key(&app, &call).await, new_key(&app, &call).await);
+    app.create_alias(&call, "alias/a", &k1, "").await.unwrap();
+    app.create_alias(&call, "alias/other", &k1, "")
+        .await
+        .unwrap();
+    app.update_alias(&call, "alias/a", &k2, "", "")
+        .await
+        .unwrap();
+    app.rename_alias(&call, "alias/a", "alias/b", "", "")
+        .await
+        .unwrap();
+
+    let history = app.alias_history(&call, "alias/a").await.unwrap();
+    let kinds: Vec<_> = history.events.iter().map(|e| e.kind).collect();
+    use crate::domain::ChangeKind::*;
+    assert_eq!(kinds, vec![Created, Updated, Renamed]);
+    assert_eq!(
+        history.events[1].previous_target.as_ref().unwrap().as_str(),
+        k1
+    );
+    // The new name's history begins with the rename.
+    let renamed = app.alias_history(&call, "alias/b").await.unwrap();
+    assert_eq!(renamed.events.len(), 1);
+    assert!(!history.truncated);
+
+    // Without kms:WatchAliases on the account: refused, and audited.
+    let reader = principal(&["kms:GetAlias", "kms:WatchAliases"], &["alias/*"]);
+    assert_eq!(
+        reason(app.alias_history(&reader, "alias/b").await),
+        Reason::ACCESS_DENIED
+    );
+    let denied = audit(&app).await.pop().unwrap();
+    assert_eq!(denied.outcome, "ACCESS_DENIED");
+    assert_eq!(denied.action, "kms:WatchAliases");
+}

@@ -31,7 +31,8 @@ pub struct AuditEntry {
 /// and the door it came through.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Origin {
-    /// "grpc", "aws", "huawei", or "" for a call made inside the server.
+    /// "grpc", "aws", "huawei", "console", or "" for a call made inside
+    /// the server.
     pub door: &'static str,
     /// An IP address, or "" when unknown.
     pub source_address: String,
@@ -41,7 +42,7 @@ pub struct Origin {
 
 impl Origin {
     /// The doors' names as stored.
-    pub const DOORS: [&'static str; 4] = ["grpc", "aws", "huawei", "http"];
+    pub const DOORS: [&'static str; 5] = ["grpc", "aws", "huawei", "http", "console"];
 
     /// A stored door name as one of [`Origin::DOORS`] ("" for any other).
     pub fn door_named(name: &str) -> &'static str {

@@ -298,6 +298,16 @@ impl Principal {
         Facts::none(|facts| self.decide(action, resource, facts)).unwrap_or(false)
     }
 
+    /// Whether some statement allows `action` on some resource (a door
+    /// offers the forms of actions the caller may be allowed; the call
+    /// itself is authorized as any other).
+    pub fn may_be_allowed(&self, action: &str) -> bool {
+        self.statements.iter().any(|statement| {
+            statement.effect == Effect::Allow
+                && statement.actions.iter().any(|a| action_matches(a, action))
+        })
+    }
+
     /// Whether some statement allows the call and none denies it: an
     /// explicit deny wins over any allow, as in IAM.
     pub fn decide(&self, action: &str, resource: &str, facts: &mut Facts<'_>) -> Result<bool> {

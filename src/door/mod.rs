@@ -24,6 +24,8 @@ pub enum Door {
     Huawei,
     /// The HTTP listener itself (`GET /ping`).
     Http,
+    /// The web console (`--console-listen`).
+    Console,
 }
 
 impl Door {
@@ -34,6 +36,7 @@ impl Door {
             Door::Aws => "aws",
             Door::Huawei => "huawei",
             Door::Http => "http",
+            Door::Console => "console",
         }
     }
 }

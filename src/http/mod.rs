@@ -61,11 +61,13 @@ pub struct HttpRequest {
     pub certificate: Option<CertIdentities>,
 }
 
-/// What a connection tells the handlers about itself.
+/// What a connection tells the handlers about itself (in every request's
+/// extensions).
 #[derive(Clone)]
-struct Connection {
-    info: ConnectionInfo,
-    certificate: Option<CertIdentities>,
+pub struct Connection {
+    pub info: ConnectionInfo,
+    /// The client certificate's identities, on a mutual-TLS connection.
+    pub certificate: Option<CertIdentities>,
 }
 
 /// What the routes share.
@@ -447,7 +449,7 @@ pub struct HttpSettings {
 /// in-flight requests finish (for at most `settings.drain`).
 pub async fn serve(
     app: Arc<App>,
-    mut incoming: Incoming,
+    incoming: Incoming,
     settings: HttpSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
@@ -458,6 +460,38 @@ pub async fn serve(
         metrics: settings.metrics,
         trusted_proxies: settings.trusted_proxies,
     });
+    let connections = ConnectionSettings {
+        name: "HTTP",
+        header_timeout: settings.header_timeout,
+        tls: settings.tls,
+        drain: settings.drain,
+    };
+    serve_router(router, incoming, connections, shutdown).await
+}
+
+/// How a listener of HTTP routes (the HTTP door, the console) serves its
+/// connections.
+pub struct ConnectionSettings {
+    /// The listener's name in log lines.
+    pub name: &'static str,
+    /// How long an HTTP/1.1 client may take to send a request's headers.
+    pub header_timeout: Duration,
+    /// TLS, with the same certificate, key and client CA as gRPC.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// How long in-flight requests get to finish once shutdown starts.
+    pub drain: Duration,
+}
+
+/// Serves `router` on `incoming` (HTTP/1.1 and HTTP/2, TLS if configured,
+/// each request carrying its [`Connection`]) until `shutdown` completes,
+/// then lets in-flight requests finish (for at most `settings.drain`).
+pub async fn serve_router(
+    router: Router,
+    mut incoming: Incoming,
+    settings: ConnectionSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let name = settings.name;
     let tls = settings.tls.map(tokio_rustls::TlsAcceptor::from);
     let mut builder =
         hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
@@ -475,7 +509,7 @@ pub async fn serve(
             next = incoming.next() => match next {
                 Some(Ok(stream)) => stream,
                 Some(Err(error)) => {
-                    tracing::debug!(%error, "HTTP accept failed");
+                    tracing::debug!(%error, "{name} accept failed");
                     continue;
                 }
                 None => break,
@@ -500,7 +534,7 @@ pub async fn serve(
                     let connection =
                         builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
                     if let Err(error) = watcher.watch(connection.into_owned()).await {
-                        tracing::debug!(?peer, %error, "HTTP connection ended with an error");
+                        tracing::debug!(?peer, %error, "{name} connection ended with an error");
                     }
                 }
                 Some(acceptor) => {
@@ -509,7 +543,7 @@ pub async fn serve(
                         Err(error) => {
                             // A client with the wrong CA, name or certificate:
                             // what its operator needs to see.
-                            tracing::info!(?peer, %error, "HTTP: TLS handshake failed");
+                            tracing::info!(?peer, %error, "{name}: TLS handshake failed");
                             return;
                         }
                     };
@@ -523,7 +557,7 @@ pub async fn serve(
                     let connection =
                         builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
                     if let Err(error) = watcher.watch(connection.into_owned()).await {
-                        tracing::debug!(?peer, %error, "HTTP connection ended with an error");
+                        tracing::debug!(?peer, %error, "{name} connection ended with an error");
                     }
                 }
             }
@@ -534,7 +568,7 @@ pub async fn serve(
         .await
         .is_err()
     {
-        tracing::warn!("HTTP: drain timeout passed; closing the remaining connections");
+        tracing::warn!("{name}: drain timeout passed; closing the remaining connections");
     }
 }
 

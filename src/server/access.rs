@@ -18,7 +18,7 @@ use crate::operator::metrics::Metrics;
 pub(super) struct Access {
     pub(super) authenticator: Option<Arc<Authenticator>>,
     pub(super) tls: Option<ServerTlsConfig>,
-    /// The same TLS settings for the HTTP door.
+    /// The same TLS settings for the HTTP door and the console.
     pub(super) http_tls: Option<Arc<rustls::ServerConfig>>,
     pub(super) admission: Admission,
 }
@@ -53,8 +53,9 @@ impl Access {
             }
             _ => None,
         };
-        let http_tls = match (&config.http_listen, &config.tls_cert, &config.tls_key) {
-            (Some(_), Some(cert), Some(key)) => Some(
+        let over_http = config.http_listen.is_some() || config.console_listen.is_some();
+        let http_tls = match (over_http, &config.tls_cert, &config.tls_key) {
+            (true, Some(cert), Some(key)) => Some(
                 crate::http::tls_config(cert, key, config.tls_client_ca.as_deref())
                     .map_err(ServeError::Config)?,
             ),

@@ -61,6 +61,15 @@ pub struct ServeConfig {
     #[arg(long, env = "ALIASD_HEALTH_LISTEN", value_parser = parse_listen)]
     pub health_listen: Option<SocketAddr>,
 
+    /// Address for the web console (server-rendered HTML for operators:
+    /// keys and aliases per account, an alias's history, the live change
+    /// stream, the audit log, health; alias changes for principals allowed
+    /// them): IP:PORT or HOST:PORT. Off unless given. Served with the same
+    /// TLS options as gRPC; with --auth-file, a login with a principal's
+    /// bearer token (or a client certificate naming one) is needed.
+    #[arg(long, env = "ALIASD_CONSOLE_LISTEN", value_parser = parse_listen)]
+    pub console_listen: Option<SocketAddr>,
+
     #[command(flatten)]
     pub store: StoreFlags,
 
@@ -551,7 +560,10 @@ impl ServeConfig {
                 ));
             }
         }
-        for addr in std::iter::once(self.listen).chain(self.http_listen) {
+        for addr in std::iter::once(self.listen)
+            .chain(self.http_listen)
+            .chain(self.console_listen)
+        {
             if self.auth_file.is_none() && !addr.ip().is_loopback() && !self.allow_anonymous {
                 return Err(Error::new(
                     Reason::INTERNAL,

@@ -11,10 +11,12 @@ use super::config::ServeConfig;
 use super::ServeError;
 use crate::door::connections::{incoming, OpenConnections};
 
-/// The bound listeners: gRPC, and the HTTP door with --http-listen.
+/// The bound listeners: gRPC, and the HTTP door, the console and the
+/// operators' listeners when their flags ask.
 pub(super) struct Listeners {
     pub(super) grpc: crate::door::connections::Incoming,
     pub(super) http: Option<crate::door::connections::Incoming>,
+    pub(super) console: Option<crate::door::connections::Incoming>,
     pub(super) metrics: Option<TcpListener>,
     pub(super) health: Option<TcpListener>,
     /// The connections each door holds open now.
@@ -29,12 +31,14 @@ pub(super) struct Listeners {
 pub(super) struct OpenConnectionsByDoor {
     pub(super) grpc: OpenConnections,
     pub(super) http: OpenConnections,
+    pub(super) console: OpenConnections,
 }
 
 /// Where the listeners are bound (port 0 becomes the port chosen).
 pub(super) struct Addresses {
     pub(super) grpc: SocketAddr,
     pub(super) http: Option<SocketAddr>,
+    pub(super) console: Option<SocketAddr>,
     pub(super) metrics: Option<SocketAddr>,
     pub(super) health: Option<SocketAddr>,
 }
@@ -70,11 +74,13 @@ impl Listeners {
         };
         let (grpc, grpc_addr) = bind(config.listen).await?;
         let http = optional(config.http_listen).await?;
+        let console = optional(config.console_listen).await?;
         let metrics = optional(config.metrics_listen).await?;
         let health = optional(config.health_listen).await?;
         let addresses = Addresses {
             grpc: grpc_addr,
             http: http.as_ref().map(|(_, addr)| *addr),
+            console: console.as_ref().map(|(_, addr)| *addr),
             metrics: metrics.as_ref().map(|(_, addr)| *addr),
             health: health.as_ref().map(|(_, addr)| *addr),
         };
@@ -82,6 +88,7 @@ impl Listeners {
         let listeners = Listeners {
             grpc: incoming(grpc, limits, open.grpc.clone()),
             http: http.map(|(listener, _)| incoming(listener, limits, open.http.clone())),
+            console: console.map(|(listener, _)| incoming(listener, limits, open.console.clone())),
             open,
             metrics: metrics.map(|(listener, _)| listener),
             health: health.map(|(listener, _)| listener),

@@ -93,6 +93,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The address of the HTTP compatibility endpoints, with --http-listen.
     pub http_addr: Option<SocketAddr>,
+    /// The address of the web console, with --console-listen.
+    pub console_addr: Option<SocketAddr>,
     /// The address of `GET /metrics`, with --metrics-listen.
     pub metrics_addr: Option<SocketAddr>,
     /// The address of the probes, with --health-listen.
@@ -238,6 +240,7 @@ async fn start_checked(
         sweeps: swept,
         addr: addresses.grpc,
         http_addr: addresses.http,
+        console_addr: addresses.console,
         metrics_addr: addresses.metrics,
         health_addr: addresses.health,
         flush_stats,
@@ -296,6 +299,14 @@ fn announce(config: &ServeConfig, access: &Access, addresses: &Addresses) {
              Huawei Cloud KMS at {scheme}://{http_addr}/v1.0/{{project_id}}/kms/"
         );
     }
+    if let Some(console_addr) = addresses.console {
+        let scheme = if config.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!("console on {scheme}://{console_addr}/");
+    }
     let kept = match (config.ephemeral, config.store.backend) {
         (true, _) => "in memory only: --ephemeral keeps nothing on disk".to_owned(),
         (false, BackendKind::Sled) => {
@@ -332,10 +343,11 @@ fn announce(config: &ServeConfig, access: &Access, addresses: &Addresses) {
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         "listening on {} (gRPC, {tls}); aliasd {}; store: {kept}; auth: {auth}; \
-         http: {}; metrics: {}; health: {}",
+         http: {}; console: {}; metrics: {}; health: {}",
         addresses.grpc,
         env!("CARGO_PKG_VERSION"),
         optional(addresses.http),
+        optional(addresses.console),
         optional(addresses.metrics),
         optional(addresses.health),
     );
@@ -390,6 +402,7 @@ async fn serve(
             connections: vec![
                 (crate::door::Door::Grpc, listeners.open.grpc.clone()),
                 (crate::door::Door::Http, listeners.open.http.clone()),
+                (crate::door::Door::Console, listeners.open.console.clone()),
             ],
         });
         tokio::spawn(crate::operator::probes::serve(
@@ -410,6 +423,22 @@ async fn serve(
                 metrics: metrics.clone(),
                 max_in_flight: config.max_in_flight,
                 tls: access.http_tls.clone(),
+                drain: config.drain_timeout(),
+                trusted_proxies: trusted_proxies.clone(),
+            },
+            async move {
+                let _ = shutdown.wait_for(|stopping| *stopping).await;
+            },
+        ))
+    });
+    let console = listeners.console.map(|incoming| {
+        let mut shutdown = shutdown_seen.clone();
+        tokio::spawn(crate::console::serve(
+            app.clone(),
+            incoming,
+            crate::console::ConsoleSettings {
+                tls: access.http_tls.clone(),
+                header_timeout: Duration::from_secs(config.http_header_timeout_secs),
                 drain: config.drain_timeout(),
                 trusted_proxies: trusted_proxies.clone(),
             },
@@ -518,8 +547,8 @@ async fn serve(
             Ok(())
         }
     };
-    if let Some(http) = http {
-        let _ = http.await;
+    for door in [http, console].into_iter().flatten() {
+        let _ = door.await;
     }
     let _ = drained.send(true);
     for task in [metrics_task, health_task].into_iter().flatten() {

@@ -230,6 +230,43 @@ impl Store {
         })
         .await
     }
+    /// The change-log entries of `account` that pass `keep`, oldest
+    /// first, looking back at most `scan` revisions from the head (never
+    /// before the retained floor), with the revisions looked at.
+    pub async fn recent_changes(
+        self: &Arc<Self>,
+        account: &str,
+        scan: u64,
+        keep: impl Fn(&AliasEvent) -> bool + Send + Sync + 'static,
+    ) -> Result<RecentChanges, Error> {
+        let account = account.to_owned();
+        self.read_now(move |store| {
+            let head = store.head_revision(&account)?;
+            let floor = store.floor(&account)?;
+            let from = head.saturating_sub(scan).max(floor);
+            let limit = usize::try_from(head - from).unwrap_or(usize::MAX);
+            let events = store
+                .changes_after(&account, from, head, limit)?
+                .into_iter()
+                .filter(|event| keep(event))
+                .collect();
+            Ok(RecentChanges {
+                events,
+                from,
+                to: head,
+            })
+        })
+        .await
+    }
+}
+
+/// Change-log entries read by [`Store::recent_changes`].
+pub struct RecentChanges {
+    pub events: Vec<AliasEvent>,
+    /// The entries are those after this revision...
+    pub from: u64,
+    /// ...up to this one (the head when read).
+    pub to: u64,
 }
 
 /// A page of aliases ([`Store::aliases_page`]).

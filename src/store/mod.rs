@@ -73,7 +73,7 @@ pub fn disk_usage(dir: &Path) -> u64 {
         .sum()
 }
 pub use self::audit_log::open_audit_log;
-pub use self::listing::AliasesPage;
+pub use self::listing::{AliasesPage, RecentChanges};
 pub use self::open::{Engine, OpenError};
 pub use self::settings::StoreSettings;
 pub use self::upkeep::Census;

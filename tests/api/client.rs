@@ -1072,7 +1072,11 @@ async fn profiles_query_version_and_completion_through_the_binary() {
     assert_eq!(version["client"]["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(version["server"]["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(version["server"]["commit"], version["client"]["commit"]);
-    let backend = if crate::common::on_etcd() { "etcd" } else { "sled" };
+    let backend = if crate::common::on_etcd() {
+        "etcd"
+    } else {
+        "sled"
+    };
     assert_eq!(version["server"]["backend"], backend, "{version}");
     assert_eq!(version["server"]["features"], serde_json::json!(["auth"]));
     // Unreachable: the client's half, and the failure.

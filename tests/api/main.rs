@@ -13,6 +13,7 @@ mod cli;
 mod client;
 mod common;
 mod concurrency;
+mod console;
 mod crash;
 mod crypto;
 mod crypto_clients;

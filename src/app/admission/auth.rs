@@ -362,6 +362,11 @@ impl AuthConfig {
         names
     }
 
+    /// The principal of that name, if the file names it.
+    pub fn principal(&self, name: &str) -> Option<Arc<Principal>> {
+        self.by_name.get(name).cloned()
+    }
+
     /// The principal and secret of an access key.
     pub fn access_key(&self, id: &str) -> Option<&(Arc<Principal>, Secret)> {
         self.by_access_key.get(id)

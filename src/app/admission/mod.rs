@@ -84,6 +84,38 @@ impl App {
         Ok(caller)
     }
 
+    /// [`App::admit`] for a caller a door authenticated earlier and
+    /// remembers by name (the console's login session): the principal of
+    /// that name in the auth file in force now (a principal removed by a
+    /// reload is UNAUTHENTICATED), throttled as any call.
+    pub fn admit_principal(
+        &self,
+        name: &str,
+        action: Option<&'static str>,
+    ) -> Result<Caller, Error> {
+        let config = self.authenticator.as_ref().map(|auth| auth.current());
+        let (caller, throttle) = match &config {
+            None => (Caller::Anonymous, None),
+            Some(config) => match config.principal(name) {
+                Some(principal) => (Caller::Principal(principal), config.throttle.as_ref()),
+                None => {
+                    return Err(auth::unauthenticated(format!(
+                        "The principal {name} is no longer in the auth file; log in again."
+                    )))
+                }
+            },
+        };
+        tracing::Span::current().record("principal", caller.name());
+        if let Some(action) = action {
+            let account = match &caller {
+                Caller::Principal(principal) => principal.account.clone(),
+                Caller::Anonymous => self.scope.account.clone(),
+            };
+            self.admission.throttler.admit(&account, action, throttle)?;
+        }
+        Ok(caller)
+    }
+
     /// [`App::admit`] for a door whose requests name a project (Huawei's
     /// `/v1.0/{project_id}/`): a principal that names its projects may use
     /// only those; another project's resources do not exist for it
