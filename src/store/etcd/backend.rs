@@ -39,6 +39,7 @@ use super::etcdserverpb::watch_client::WatchClient;
 use super::follower::{follow, Counters};
 use super::group::{self, Group, Outcome, Ran, Read, Source, View, MAX_TXN_OPS};
 use super::lease::{hold_maintenance, MAINTENANCE_KEY};
+use super::mirror::{Mirror, MirrorTx, MIRRORED};
 use crate::domain::{Error, Reason};
 use crate::store::backend::{
     Backend, Entries, Fail, FlushStats, Flushing, Reads, RemoteRequest, RetryCause, StoreEvent,
@@ -84,6 +85,8 @@ pub struct EtcdBackend {
     competing: std::sync::atomic::AtomicBool,
     failure: StoreHealth,
     stats: Arc<FlushStats>,
+    /// The trees calls read, in memory, fed by a watch (mirror.rs).
+    mirror: Arc<Mirror>,
 }
 
 /// What a member that wrote nothing is told when its group's commit failed.
@@ -159,12 +162,22 @@ impl EtcdBackend {
             let signing_in = auth.clone();
             runtime.block_on(async move { signing_in.sign_in().await })?;
         }
+        let prefix = config.prefix.as_bytes().to_vec();
+        let mirrored = MIRRORED
+            .iter()
+            .map(|tree| {
+                let from = tree_key(&prefix, *tree, b"");
+                let to = crate::store::layout::prefix_end(&from);
+                (from, to)
+            })
+            .collect();
         Ok(EtcdBackend {
             runtime: Some(runtime),
+            mirror: Arc::new(Mirror::new(mirrored)),
             kv: KvClient::new(channel.clone()),
             kv_channel: channel,
             auth,
-            prefix: config.prefix.as_bytes().to_vec(),
+            prefix,
             writer: Mutex::new(()),
             forming: Mutex::new(None),
             member_cost: std::sync::atomic::AtomicUsize::new(16 * 16),
@@ -228,12 +241,13 @@ impl EtcdBackend {
 
     /// The etcd key of `key` in `tree`.
     fn key(&self, tree: Tree, key: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.prefix.len() + 24 + key.len());
-        out.extend_from_slice(&self.prefix);
-        out.extend_from_slice(tree.name().as_bytes());
-        out.push(b'/');
-        out.extend_from_slice(key);
-        out
+        tree_key(&self.prefix, tree, key)
+    }
+
+    /// The mirror, caught up with every acknowledged write (None: read
+    /// etcd itself; see mirror.rs).
+    fn fresh_mirror(&self) -> Option<std::sync::RwLockReadGuard<'_, super::mirror::State>> {
+        self.mirror.fresh(|| Source::latest_revision(self))
     }
 
     /// One range: its entries and the revision it was read at.
@@ -477,6 +491,16 @@ impl EtcdBackend {
     }
 }
 
+/// The etcd key of `key` in `tree` under `prefix`: `{prefix}{tree}/{key}`.
+fn tree_key(prefix: &[u8], tree: Tree, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(prefix.len() + 24 + key.len());
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(tree.name().as_bytes());
+    out.push(b'/');
+    out.extend_from_slice(key);
+    out
+}
+
 /// One request to etcd, reported with how long it took and whether it
 /// failed.
 async fn timed<T>(
@@ -520,13 +544,27 @@ impl Source for EtcdBackend {
 
 impl Reads for EtcdBackend {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        let (found, _) = self.range(self.key(tree, key), Vec::new(), 1, 0)?;
+        let key = self.key(tree, key);
+        if self.mirror.holds(&key) {
+            if let Some(mirror) = self.fresh_mirror() {
+                return Ok(mirror.get(&key));
+            }
+        }
+        let (found, _) = self.range(key, Vec::new(), 1, 0)?;
         Ok(found.into_iter().next().map(|(_, value, _)| value))
     }
 
     /// One read-only etcd transaction of ranges per 128 keys (etcd answers
     /// it as one linearizable read).
     fn get_many(&self, tree: Tree, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        if MIRRORED.contains(&tree) {
+            if let Some(mirror) = self.fresh_mirror() {
+                return Ok(keys
+                    .iter()
+                    .map(|key| mirror.get(&self.key(tree, key)))
+                    .collect());
+            }
+        }
         let mut values = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(MAX_TXN_OPS) {
             let success = chunk
@@ -585,6 +623,11 @@ impl Reads for EtcdBackend {
             None => crate::store::layout::prefix_end(&base),
         };
         let skip = base.len();
+        if MIRRORED.contains(&tree) {
+            if let Some(mirror) = self.fresh_mirror() {
+                return Ok(mirror.scan(&from, &to, limit, skip));
+            }
+        }
         let (found, _) = self.range(from, to, limit as i64, 0)?;
         Ok(found
             .into_iter()
@@ -634,8 +677,32 @@ impl Backend for EtcdBackend {
         Err(too_many_conflicts())
     }
 
-    /// A read runs on its own, at one revision, queueing behind no writer.
+    /// A read runs on its own, at one revision, queueing behind no writer:
+    /// over the mirror when it is caught up and holds every tree the body
+    /// reads, else against etcd.
     fn read_transact(&self, body: &dyn Fn(&dyn Tx) -> Result<(), Fail>) -> Result<(), Error> {
+        if let Some(mirror) = self.fresh_mirror() {
+            let key = |tree: Tree, key: &[u8]| self.key(tree, key);
+            let tx = MirrorTx {
+                state: &mirror,
+                mirror: &self.mirror,
+                key: &key,
+                missed: std::cell::Cell::new(false),
+            };
+            let outcome = body(&tx);
+            if !tx.missed.get() {
+                return match outcome {
+                    Ok(()) => Ok(()),
+                    Err(Fail::Abort(error)) => Err(error),
+                    Err(Fail::Conflict) => {
+                        Err(Error::internal("a read over the mirror conflicted"))
+                    }
+                    Err(Fail::Storage(message)) => {
+                        Err(Error::new(Reason::STORE_UNAVAILABLE, message))
+                    }
+                };
+            }
+        }
         for _ in 0..MAX_RUNS {
             match group::run_read(self, body) {
                 Err(Fail::Conflict) => continue,
@@ -667,6 +734,19 @@ impl Backend for EtcdBackend {
             return Ok(());
         }
         if let Some(runtime) = &self.runtime {
+            let everything = (
+                self.prefix.clone(),
+                crate::store::layout::prefix_end(&self.prefix),
+            );
+            runtime.spawn(self.mirror.clone().feed(
+                self.kv.clone(),
+                WatchClient::new(self.kv_channel.clone()),
+                super::etcdserverpb::maintenance_client::MaintenanceClient::new(
+                    self.kv_channel.clone(),
+                ),
+                everything,
+                self.auth.clone(),
+            ));
             runtime.spawn(hold_maintenance(
                 self.kv.clone(),
                 LeaseClient::new(self.kv_channel.clone()),

@@ -10,6 +10,7 @@ mod client;
 mod follower;
 mod group;
 mod lease;
+mod mirror;
 /// A real etcd for the library's tests (test support: `tests/support/`).
 #[cfg(test)]
 #[path = "../../../tests/support/etcd.rs"]

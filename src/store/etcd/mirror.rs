@@ -1,0 +1,484 @@
+//! Reads from a mirror: the trees every call reads (keys, aliases, the
+//! per-key alias index, meta) held in memory, fed by an etcd watch, and
+//! read linearizably as Kubernetes reads from its watch cache (KEP 2340).
+//!
+//! The mirror loads the trees at one etcd revision, then applies every
+//! event of a watch from the next revision; each watch response is applied
+//! whole under one lock, and etcd never splits one revision's events
+//! across responses, so the mirror always holds the state at one revision:
+//! a read never sees half a transaction.
+//!
+//! A read must see every write acknowledged before it began, by any
+//! instance. So before answering, it asks etcd for its current revision
+//! (one linearizable range), and waits until the mirror has applied that
+//! revision: the mirror's revision is the newest event it applied, and
+//! events come in revision order. When the watch has delivered nothing
+//! since (the last writes were elsewhere in etcd), the feeder asks the
+//! watch for progress, whose answer says the mirror is caught up; but only
+//! from etcd 3.4.25 and 3.5.8 on: earlier versions may answer a watch that
+//! is still catching up with a revision ahead of the events it has yet to
+//! send (etcd issue 15220; Kubernetes reads from its watch cache only on
+//! the fixed versions for the same reason). On those, a read waits for
+//! events only, and briefly. The revision check is shared: the
+//! readers that arrive while one is under way all wait for the next, which
+//! starts after every one of them arrived (so it is recent enough for each),
+//! and one etcd round trip serves them all. A read that cannot be served so
+//! within [`CATCH_UP`] (the watch is down, etcd slow) is read from etcd as
+//! before: the mirror never answers with something stale.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
+
+use super::client::{Auth, AuthChannel};
+use super::etcdserverpb as pb;
+use super::etcdserverpb::kv_client::KvClient;
+use super::etcdserverpb::maintenance_client::MaintenanceClient;
+use super::etcdserverpb::watch_client::WatchClient;
+use crate::domain::Error;
+use crate::store::backend::{Entries, Fail, Tree, Tx};
+
+/// The trees the mirror holds: what calls read. The change log, the audit
+/// log, request records and schedules are read from etcd.
+pub(super) const MIRRORED: [Tree; 4] = [Tree::Keys, Tree::Aliases, Tree::KeyAliases, Tree::Meta];
+
+/// How long a read waits for the mirror to catch up before reading etcd.
+const CATCH_UP: Duration = Duration::from_secs(1);
+/// The same, on an etcd whose progress answers cannot be trusted: nothing
+/// but an event of this prefix moves the mirror then.
+const CATCH_UP_ON_EVENTS: Duration = Duration::from_millis(50);
+/// Entries per range while loading.
+const LOAD_PAGE: i64 = 1000;
+
+/// What the mirror holds: every entry of the mirrored trees at `revision`.
+#[derive(Default)]
+pub(super) struct State {
+    /// etcd key -> value.
+    entries: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+/// The revision applied, and whether the watch is live.
+#[derive(Default, Clone, Copy)]
+struct Applied {
+    revision: i64,
+    live: bool,
+    /// Whether etcd's progress answers can be trusted (its version).
+    progress: bool,
+}
+
+/// The shared revision check (see the module's documentation).
+#[derive(Default)]
+struct Check {
+    /// The batch that readers arriving now join.
+    next: u64,
+    /// Whether a batch's check is under way.
+    running: bool,
+    /// The last batch checked, and what etcd said.
+    done: u64,
+    answer: Option<Result<i64, Error>>,
+}
+
+pub(super) struct Mirror {
+    /// The etcd key ranges mirrored.
+    ranges: Vec<(Vec<u8>, Vec<u8>)>,
+    state: RwLock<State>,
+    applied: Mutex<Applied>,
+    advanced: Condvar,
+    check: Mutex<Check>,
+    checked: Condvar,
+    /// Asks the feeder to request the watch's progress.
+    progress: tokio::sync::Notify,
+}
+
+impl Mirror {
+    pub(super) fn new(ranges: Vec<(Vec<u8>, Vec<u8>)>) -> Mirror {
+        Mirror {
+            ranges,
+            state: RwLock::default(),
+            applied: Mutex::default(),
+            advanced: Condvar::new(),
+            check: Mutex::default(),
+            checked: Condvar::new(),
+            progress: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Whether `key` (an etcd key) is in a mirrored tree.
+    pub(super) fn holds(&self, key: &[u8]) -> bool {
+        self.ranges
+            .iter()
+            .any(|(from, to)| key >= from.as_slice() && key < to.as_slice())
+    }
+
+    fn applied(&self) -> Applied {
+        *self.applied.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_applied(&self, applied: Applied) {
+        *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = applied;
+        self.advanced.notify_all();
+    }
+
+    /// The mirror, caught up with every write acknowledged before this
+    /// call; None when it cannot be (the caller reads etcd instead).
+    /// `latest` asks etcd for its current revision.
+    pub(super) fn fresh(
+        &self,
+        latest: impl Fn() -> Result<i64, Error>,
+    ) -> Option<RwLockReadGuard<'_, State>> {
+        if !self.applied().live {
+            return None;
+        }
+        let target = self.current_revision(latest).ok()?;
+        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        let patience = match applied.progress {
+            true => CATCH_UP,
+            false => CATCH_UP_ON_EVENTS,
+        };
+        let deadline = Instant::now() + patience;
+        while applied.revision < target {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            if !applied.live {
+                return None;
+            }
+            // Nothing may be coming (the writes since were elsewhere in
+            // etcd): the watch's progress says how far it has come.
+            if applied.progress {
+                self.progress.notify_one();
+            }
+            applied = self
+                .advanced
+                .wait_timeout(applied, left.min(Duration::from_millis(20)))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        drop(applied);
+        Some(self.state.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// etcd's revision, from a check that started after this call did,
+    /// shared with every reader waiting for it.
+    fn current_revision(&self, latest: impl Fn() -> Result<i64, Error>) -> Result<i64, Error> {
+        let mut check = self.check.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = check.next;
+        loop {
+            if check.done >= mine && check.answer.is_some() {
+                return check.answer.clone().expect("checked");
+            }
+            if !check.running {
+                // This batch starts now, after every reader in it arrived.
+                let batch = check.next.max(mine);
+                check.next = batch + 1;
+                check.running = true;
+                drop(check);
+                let answer = latest();
+                check = self.check.lock().unwrap_or_else(|p| p.into_inner());
+                check.running = false;
+                check.done = batch;
+                check.answer = Some(answer);
+                self.checked.notify_all();
+                continue;
+            }
+            check = self.checked.wait(check).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Loads the mirrored trees at one revision, then follows the watch
+    /// from the next one; again from the start whenever the watch ends.
+    pub(super) async fn feed(
+        self: Arc<Self>,
+        mut kv: KvClient<AuthChannel>,
+        mut watch: WatchClient<AuthChannel>,
+        mut maintenance: MaintenanceClient<AuthChannel>,
+        watched: (Vec<u8>, Vec<u8>),
+        auth: Arc<Auth>,
+    ) {
+        loop {
+            let progress = match maintenance.status(pb::StatusRequest {}).await {
+                Ok(status) => progress_is_sound(&status.into_inner().version),
+                Err(status) => {
+                    auth.renewed(&status).await;
+                    false
+                }
+            };
+            match self.load(&mut kv, &auth, progress).await {
+                Some(revision) => {
+                    self.follow(&mut watch, &watched, revision + 1, &auth).await;
+                }
+                None => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+            self.set_applied(Applied {
+                live: false,
+                ..self.applied()
+            });
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Reads every mirrored tree at one revision into the mirror; that
+    /// revision, or None if etcd did not answer.
+    async fn load(
+        &self,
+        kv: &mut KvClient<AuthChannel>,
+        auth: &Auth,
+        progress: bool,
+    ) -> Option<i64> {
+        let mut entries = BTreeMap::new();
+        let mut revision = 0;
+        for (from, to) in &self.ranges {
+            let mut start = from.clone();
+            loop {
+                let request = pb::RangeRequest {
+                    key: start.clone(),
+                    range_end: to.clone(),
+                    limit: LOAD_PAGE,
+                    revision,
+                    ..Default::default()
+                };
+                let response = match kv.range(request).await {
+                    Ok(response) => response.into_inner(),
+                    Err(status) => {
+                        auth.renewed(&status).await;
+                        return None;
+                    }
+                };
+                if revision == 0 {
+                    revision = response.header.as_ref()?.revision;
+                }
+                let more = response.more;
+                for found in response.kvs {
+                    start = found.key.clone();
+                    start.push(0);
+                    entries.insert(found.key, found.value);
+                }
+                if !more {
+                    break;
+                }
+            }
+        }
+        self.state
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entries = entries;
+        self.set_applied(Applied {
+            revision,
+            live: true,
+            progress,
+        });
+        Some(revision)
+    }
+
+    /// Applies the watch's events from `next` on, until the watch ends.
+    async fn follow(
+        &self,
+        watch: &mut WatchClient<AuthChannel>,
+        (key, range_end): &(Vec<u8>, Vec<u8>),
+        next: i64,
+        auth: &Auth,
+    ) {
+        use pb::watch_request::RequestUnion;
+        let (requests, stream) = tokio::sync::mpsc::channel(4);
+        let create = pb::WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(pb::WatchCreateRequest {
+                key: key.clone(),
+                range_end: range_end.clone(),
+                start_revision: next,
+                ..Default::default()
+            })),
+        };
+        if requests.send(create).await.is_err() {
+            return;
+        }
+        let mut events = match watch
+            .watch(tokio_stream::wrappers::ReceiverStream::new(stream))
+            .await
+        {
+            Ok(response) => response.into_inner(),
+            Err(status) => {
+                auth.renewed(&status).await;
+                return;
+            }
+        };
+        loop {
+            let message = tokio::select! {
+                message = events.message() => message,
+                () = self.progress.notified() => {
+                    let progress = pb::WatchRequest {
+                        request_union: Some(RequestUnion::ProgressRequest(
+                            pb::WatchProgressRequest {},
+                        )),
+                    };
+                    if requests.try_send(progress).is_err() && requests.is_closed() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let Ok(Some(message)) = message else { return };
+            if message.canceled || message.compact_revision > 0 {
+                // Compacted past what the mirror holds, or cancelled:
+                // load again.
+                return;
+            }
+            if message.created {
+                continue;
+            }
+            self.apply(message);
+        }
+    }
+
+    /// One watch response, applied whole.
+    fn apply(&self, message: pb::WatchResponse) {
+        let applied = self.applied();
+        let mut revision = applied.revision;
+        if message.events.is_empty() && applied.progress {
+            // A progress answer: every event up to its revision has come.
+            if let Some(header) = &message.header {
+                revision = revision.max(header.revision);
+            }
+        } else {
+            let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+            for event in message.events {
+                let Some(found) = event.kv else { continue };
+                revision = revision.max(found.mod_revision);
+                if !self.holds(&found.key) {
+                    continue;
+                }
+                match super::mvccpb::event::EventType::try_from(event.r#type) {
+                    Ok(super::mvccpb::event::EventType::Delete) => {
+                        state.entries.remove(&found.key);
+                    }
+                    _ => {
+                        state.entries.insert(found.key, found.value);
+                    }
+                }
+            }
+        }
+        self.set_applied(Applied {
+            revision,
+            ..applied
+        });
+    }
+}
+
+/// Whether an etcd of `version` answers a progress request only once the
+/// watch has sent every event up to the revision it names (3.4.25, 3.5.8
+/// and later: etcd issue 15220).
+fn progress_is_sound(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+    let (major, minor, patch) = (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    );
+    match (major, minor) {
+        (3, 4) => patch >= 25,
+        (3, 5) => patch >= 8,
+        (3, minor) => minor > 5,
+        (major, _) => major > 3,
+    }
+}
+
+impl State {
+    pub(super) fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.entries.get(key).cloned()
+    }
+
+    /// Entries in `[from, to)`, at most `limit`, their keys without the
+    /// first `skip` bytes.
+    pub(super) fn scan(&self, from: &[u8], to: &[u8], limit: usize, skip: usize) -> Entries {
+        self.entries
+            .range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
+            .take(limit)
+            .map(|(key, value)| (key[skip..].to_vec(), value.clone()))
+            .collect()
+    }
+}
+
+/// A read-only transaction over the mirror at one revision; a read of a
+/// tree the mirror does not hold marks it `missed` (the caller then runs
+/// the body against etcd instead).
+pub(super) struct MirrorTx<'a> {
+    pub(super) state: &'a State,
+    pub(super) mirror: &'a Mirror,
+    pub(super) key: &'a dyn Fn(Tree, &[u8]) -> Vec<u8>,
+    pub(super) missed: std::cell::Cell<bool>,
+}
+
+impl Tx for MirrorTx<'_> {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, Fail> {
+        let key = (self.key)(tree, key);
+        if !self.mirror.holds(&key) {
+            self.missed.set(true);
+            return Err(Fail::Conflict);
+        }
+        Ok(self.state.get(&key))
+    }
+
+    fn put(&self, _: Tree, _: &[u8], _: &[u8]) -> Result<(), Fail> {
+        Err(Fail::Abort(Error::internal("a read wrote")))
+    }
+
+    fn delete(&self, _: Tree, _: &[u8]) -> Result<(), Fail> {
+        Err(Fail::Abort(Error::internal("a read wrote")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_is_trusted_only_where_etcd_fixed_it() {
+        for (version, sound) in [
+            ("3.4.23", false),
+            ("3.4.25", true),
+            ("3.5.7", false),
+            ("3.5.8", true),
+            ("3.6.0", true),
+            ("4.0.0", true),
+            ("3.3.27", false),
+            ("", false),
+            ("garbage", false),
+        ] {
+            assert_eq!(progress_is_sound(version), sound, "{version}");
+        }
+    }
+
+    /// Readers that arrive while a check is under way share the next one,
+    /// which starts after all of them: each answer is at least the
+    /// revision when its reader arrived, and there are fewer checks than
+    /// readers.
+    #[test]
+    fn readers_share_revision_checks_that_start_after_they_arrive() {
+        use std::sync::atomic::{AtomicI64, Ordering};
+        let mirror = Arc::new(Mirror::new(Vec::new()));
+        let revision = Arc::new(AtomicI64::new(0));
+        let checks = Arc::new(AtomicI64::new(0));
+        let threads: Vec<_> = (0..32)
+            .map(|_| {
+                let (mirror, revision, checks) = (mirror.clone(), revision.clone(), checks.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        // A write acknowledged before the read begins.
+                        let written = revision.fetch_add(1, Ordering::SeqCst) + 1;
+                        let seen = mirror
+                            .current_revision(|| {
+                                checks.fetch_add(1, Ordering::SeqCst);
+                                std::thread::sleep(Duration::from_micros(200));
+                                Ok(revision.load(Ordering::SeqCst))
+                            })
+                            .unwrap();
+                        assert!(seen >= written, "read {seen} after writing {written}");
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let checks = checks.load(Ordering::SeqCst);
+        assert!(checks < 32 * 50, "{checks} checks for {} reads", 32 * 50);
+    }
+}
