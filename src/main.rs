@@ -294,9 +294,12 @@ fn main() -> ExitCode {
         Command::Ping { client } => run_client(&matches, client, ClientCommand::Ping),
         Command::Version { client } => run_client(&matches, client, ClientCommand::Version),
         Command::Config { mut client } => {
-            let leaf = aliasd::cli::profile::leaf(&matches);
-            match aliasd::cli::profile::resolve(&mut client, leaf) {
-                Ok(resolved) => aliasd::cli::show_config(&client, &resolved),
+            use aliasd::cli::profile;
+            let leaf = profile::leaf(&matches);
+            match profile::resolve(&mut client, leaf, profile::Purpose::Show)
+                .and_then(|resolved| Ok((resolved, query_output(leaf, &mut client)?)))
+            {
+                Ok((resolved, ())) => aliasd::cli::show_config(&client, &resolved),
                 Err(failure) => aliasd::cli::exit(&failure, client.output),
             }
         }
@@ -354,14 +357,38 @@ fn run_client(
     mut client: ClientArgs,
     command: ClientCommand,
 ) -> ExitCode {
-    let leaf = aliasd::cli::profile::leaf(matches);
-    if let Err(failure) = aliasd::cli::profile::resolve(&mut client, leaf) {
+    use aliasd::cli::profile;
+    let leaf = profile::leaf(matches);
+    let resolved = profile::resolve(&mut client, leaf, profile::Purpose::Call)
+        .and_then(|_| query_output(leaf, &mut client));
+    if let Err(failure) = resolved {
         return aliasd::cli::exit(&failure, client.output);
     }
-    if client.query.is_some() {
-        client.output = aliasd::cli::Output::Json;
-    }
     block_on(false, aliasd::cli::run(&client, command))
+}
+
+/// With --query, the output is JSON (the query runs over it): asking for a
+/// table as well is a usage error, and so is --quiet (clap refuses that).
+fn query_output(
+    leaf: &clap::ArgMatches,
+    client: &mut ClientArgs,
+) -> Result<(), aliasd::cli::Failure> {
+    let Some(query) = &client.query else {
+        return Ok(());
+    };
+    let table_asked = client.output == aliasd::cli::Output::Table
+        && matches!(
+            leaf.value_source("output"),
+            Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+        );
+    if table_asked {
+        return Err(aliasd::cli::Failure::usage(
+            "--query prints JSON (the query runs over the JSON output); drop -o table".into(),
+        ));
+    }
+    aliasd::cli::set_query(query)?;
+    client.output = aliasd::cli::Output::Json;
+    Ok(())
 }
 
 /// The async runtime: a thread per core (`multi_thread`) or this thread

@@ -29,8 +29,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// `aliasd auth token`: prints a new token and the auth-file entry that
-/// admits it. `quiet`: the token only.
+/// `aliasd auth token`: prints a new token (on stderr, for the person at
+/// the terminal) and the auth-file entry that admits it (on stdout, so that
+/// `>> auth.toml` appends the entry and never the token). `quiet`: the
+/// token only, on stdout.
 pub fn token(name: &str, account: &str, quiet: bool) -> ExitCode {
     if name.is_empty() || !crate::domain::names::is_arn_segment(account) {
         eprintln!(
@@ -49,12 +51,13 @@ pub fn token(name: &str, account: &str, quiet: bool) -> ExitCode {
         crate::outln!("{token}");
         return ExitCode::SUCCESS;
     }
-    crate::outln!("token: {token}");
-    crate::outln!(
+    eprintln!("token: {token}");
+    eprintln!(
         "(shown once: the auth file keeps only its SHA-256; pass it as --token or ALIASD_TOKEN)"
     );
-    crate::outln!();
-    crate::outln!("# Add to the auth file, narrow the statement, then reload the server (SIGHUP):");
+    crate::outln!(
+        "# Added to the auth file: narrow the statement, then reload the server (SIGHUP)."
+    );
     crate::outln!("[[principals]]");
     crate::outln!("name = {}", toml_string(name));
     crate::outln!("account = {}", toml_string(account));

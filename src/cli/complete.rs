@@ -6,8 +6,9 @@
 //! The completer cannot see the flags on the line being completed: it
 //! reaches the server the environment (`ALIASD_ENDPOINT`, `ALIASD_TOKEN`,
 //! `ALIASD_PROFILE`, ...) and the config file's profile name. It waits at
-//! most a second, reads at most one page of each listing, and offers
-//! nothing when the server does not answer.
+//! most a second in all (a profile's `token_command` included), reads at
+//! most one page of each listing, and offers nothing when the server does
+//! not answer in time.
 
 use std::ffi::OsStr;
 use std::time::Duration;
@@ -35,32 +36,34 @@ fn settings() -> Option<ClientArgs> {
         .try_get_matches_from(["aliasd"])
         .ok()?;
     let mut client = FromEnvironment::from_arg_matches(&matches).ok()?.client;
-    profile::resolve(&mut client, &matches).ok()?;
+    profile::resolve(&mut client, &matches, profile::Purpose::Call).ok()?;
     client.timeout_secs = client.timeout_secs.min(PATIENCE.as_secs_f64());
     Some(client)
 }
 
-/// Names from the server, those that start with `current`.
-fn names(current: &OsStr, keys: bool) -> Vec<CompletionCandidate> {
+/// What a completer offers.
+#[derive(Clone, Copy)]
+struct Wanted {
+    aliases: bool,
+    keys: bool,
+}
+
+/// Names from the server, those that start with `current`; nothing if the
+/// settings and the server take longer than [`PATIENCE`] together.
+fn names(current: &OsStr, wanted: Wanted) -> Vec<CompletionCandidate> {
     let Some(current) = current.to_str() else {
         return Vec::new();
     };
-    let Some(args) = settings() else {
-        return Vec::new();
-    };
-    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return Vec::new();
-    };
-    let found = runtime.block_on(async {
-        tokio::time::timeout(PATIENCE, fetch(&args, keys))
-            .await
-            .ok()
-            .flatten()
+    let (found, found_rx) = std::sync::mpsc::channel();
+    // Left behind if it takes too long: the shell has its answer by then.
+    std::thread::spawn(move || {
+        let _ = found.send(lookup(wanted));
     });
-    let mut names = found.unwrap_or_default();
+    let mut names = found_rx
+        .recv_timeout(PATIENCE)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     names.retain(|(name, _)| name.starts_with(current));
     names.sort();
     names.dedup();
@@ -70,24 +73,37 @@ fn names(current: &OsStr, keys: bool) -> Vec<CompletionCandidate> {
         .collect()
 }
 
-/// The account's alias names (with the key each names) and, with `keys`,
-/// its key ids (with their descriptions).
-async fn fetch(args: &ClientArgs, keys: bool) -> Option<Vec<(String, Option<String>)>> {
+/// The settings, then the names from the server.
+fn lookup(wanted: Wanted) -> Option<Vec<(String, Option<String>)>> {
+    let args = settings()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    runtime.block_on(fetch(&args, wanted))
+}
+
+/// The account's alias names (with the key each names) and its key ids
+/// (with their descriptions), as `wanted`.
+async fn fetch(args: &ClientArgs, wanted: Wanted) -> Option<Vec<(String, Option<String>)>> {
     let client = Client::connect(args).await.ok()?;
     let mut names = Vec::new();
-    let aliases = crate::pb::alias_service_client::AliasServiceClient::new(client.channel.clone())
-        .list_aliases(client.request(pb::ListAliasesRequest {
-            page_size: PAGE,
-            ..Default::default()
-        }))
-        .await
-        .ok()?
-        .into_inner();
-    for alias in aliases.aliases {
-        let key = (!alias.target_key_id.is_empty()).then_some(alias.target_key_id);
-        names.push((alias.alias_name, key));
+    if wanted.aliases {
+        let aliases =
+            crate::pb::alias_service_client::AliasServiceClient::new(client.channel.clone())
+                .list_aliases(client.request(pb::ListAliasesRequest {
+                    page_size: PAGE,
+                    ..Default::default()
+                }))
+                .await
+                .ok()?
+                .into_inner();
+        for alias in aliases.aliases {
+            let key = (!alias.target_key_id.is_empty()).then_some(alias.target_key_id);
+            names.push((alias.alias_name, key));
+        }
     }
-    if keys {
+    if wanted.keys {
         let listed = crate::pb::key_service_client::KeyServiceClient::new(client.channel.clone())
             .list_keys(client.request(pb::ListKeysRequest {
                 page_size: PAGE,
@@ -106,10 +122,27 @@ async fn fetch(args: &ClientArgs, keys: bool) -> Option<Vec<(String, Option<Stri
 
 /// Completes an alias name.
 pub fn alias_names(current: &OsStr) -> Vec<CompletionCandidate> {
-    names(current, false)
+    let wanted = Wanted {
+        aliases: true,
+        keys: false,
+    };
+    names(current, wanted)
 }
 
-/// Completes a key: a key id or an alias name.
+/// Completes a key id (an alias's target must be one).
+pub fn key_ids(current: &OsStr) -> Vec<CompletionCandidate> {
+    let wanted = Wanted {
+        aliases: false,
+        keys: true,
+    };
+    names(current, wanted)
+}
+
+/// Completes a key reference: a key id or an alias name.
 pub fn key_refs(current: &OsStr) -> Vec<CompletionCandidate> {
-    names(current, true)
+    let wanted = Wanted {
+        aliases: true,
+        keys: true,
+    };
+    names(current, wanted)
 }

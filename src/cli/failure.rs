@@ -92,6 +92,13 @@ impl Failure {
 
     /// A failed call. `request_id`: the idempotency key the call carried.
     pub fn from_status(status: &tonic::Status, request_id: Option<&str>) -> Failure {
+        // tonic reports its own deadline (--timeout-secs passed with no
+        // answer) as CANCELLED "Timeout expired": it is a deadline.
+        if status.code() == Code::Cancelled && status.message().contains("Timeout expired") {
+            let deadline =
+                tonic::Status::deadline_exceeded("the server did not answer within --timeout-secs");
+            return Failure::from_status(&deadline, request_id);
+        }
         let reason = reason_of(status);
         // The connection itself failed (tonic reports it without a reason of
         // ours): most often plaintext spoken to a TLS port, or the reverse.

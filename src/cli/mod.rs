@@ -90,7 +90,7 @@ pub struct ClientArgs {
     pub profile: Option<String>,
     /// A JMESPath expression applied to the JSON output (implies -o json),
     /// as the aws CLI's --query, e.g. "aliases[].aliasName".
-    #[arg(long, global = true, value_parser = query)]
+    #[arg(long, global = true, value_parser = query, conflicts_with = "quiet")]
     pub query: Option<String>,
 }
 
@@ -308,7 +308,7 @@ pub enum AliasCommand {
         /// The new name: alias/ and then letters, digits, /, _ and -.
         name: String,
         /// The key: its id or ARN.
-        #[arg(add = ArgValueCompleter::new(complete::key_refs))]
+        #[arg(add = ArgValueCompleter::new(complete::key_ids))]
         key: String,
         #[command(flatten)]
         retry: RequestId,
@@ -332,7 +332,7 @@ pub enum AliasCommand {
         #[arg(add = ArgValueCompleter::new(complete::alias_names))]
         name: String,
         /// The new key: its id or its ARN.
-        #[arg(add = ArgValueCompleter::new(complete::key_refs))]
+        #[arg(add = ArgValueCompleter::new(complete::key_ids))]
         key: String,
         /// Only if the alias is still at this etag (from `alias get`).
         #[arg(long)]
@@ -586,7 +586,7 @@ fn tls(args: &ClientArgs) -> Result<ClientTlsConfig, Failure> {
 pub async fn run(args: &ClientArgs, command: ClientCommand) -> ExitCode {
     let outcome = async {
         if let Some(query) = &args.query {
-            render::set_query(query).map_err(|why| Failure::usage(format!("--query: {why}")))?;
+            set_query(query)?;
         }
         if let ClientCommand::Version = command {
             return commands::version(args).await;
@@ -607,6 +607,11 @@ pub async fn run(args: &ClientArgs, command: ClientCommand) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => exit(&failure, args.output),
     }
+}
+
+/// Applies `--query` to what this run prints as JSON.
+pub fn set_query(query: &str) -> Result<(), Failure> {
+    render::set_query(query).map_err(|why| Failure::usage(format!("--query: {why}")))
 }
 
 /// `aliasd config`: the settings and where each came from.

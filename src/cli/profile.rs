@@ -22,8 +22,8 @@
 //! A setting comes from, in order: its flag, its environment variable, the
 //! profile, the default. The token comes from `--token`/`ALIASD_TOKEN`,
 //! else the profile's `token_file` (its first line) or `token_command`
-//! (what it prints), or its `token` itself only when the file is readable
-//! by its owner alone (mode 0600).
+//! (the first line it prints), or its `token` itself only when the file is
+//! readable by its owner alone (mode 0600).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -117,9 +117,23 @@ fn expand(path: &Path, config: &Path) -> PathBuf {
     path.to_owned()
 }
 
+/// What the settings are resolved for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A call: the token is fetched (a `token_command` runs) and checked.
+    Call,
+    /// `aliasd config`: nothing runs, and a token that would be refused
+    /// is shown as such rather than stopping the report.
+    Show,
+}
+
 /// Fills in `args` from the chosen profile where neither a flag nor an
 /// environment variable set a value; says where each setting came from.
-pub fn resolve(args: &mut ClientArgs, matches: &ArgMatches) -> Result<Resolved, Failure> {
+pub fn resolve(
+    args: &mut ClientArgs,
+    matches: &ArgMatches,
+    purpose: Purpose,
+) -> Result<Resolved, Failure> {
     let path = config_path();
     let (file, file_exists, mode) = match std::fs::read_to_string(&path) {
         Ok(text) => {
@@ -256,16 +270,31 @@ pub fn resolve(args: &mut ClientArgs, matches: &ArgMatches) -> Result<Resolved, 
     let token_source = if explicit("token") {
         source_of(matches, "token", "ALIASD_TOKEN")
     } else if let Some(profile) = profile {
-        match token_of(profile, &path, mode, &from_profile)? {
-            Some((token, how)) => {
+        match token_of(profile, &path, mode, &from_profile, purpose) {
+            Ok(Some((token, how))) => {
                 args.token = Some(token);
                 how
             }
-            None => "unset".to_owned(),
+            Ok(None) => "unset".to_owned(),
+            Err(failure) if purpose == Purpose::Show => format!("refused: {}", failure.message),
+            Err(failure) => return Err(failure),
         }
     } else {
         "unset".to_owned()
     };
+    // A token travels in a header: surrounding blanks (a trailing newline
+    // from a secret file or `echo`) are dropped; anything else a header
+    // cannot carry is refused here rather than the token left off.
+    if let Some(token) = args.token.take() {
+        let token = token.trim().to_owned();
+        if !token.is_empty() && !token.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+            return Err(Failure::usage(format!(
+                "the token (from {token_source}) holds characters a header cannot carry \
+                 (a second line, spaces or non-ASCII)"
+            )));
+        }
+        args.token = (!token.is_empty()).then_some(token);
+    }
     let shown = match &args.token {
         Some(token) => format!("(set, {} characters)", token.chars().count()),
         None => String::new(),
@@ -290,6 +319,7 @@ fn token_of(
     path: &Path,
     mode: Option<u32>,
     from_profile: &str,
+    purpose: Purpose,
 ) -> Result<Option<(String, String)>, Failure> {
     let sources = [
         profile.token.is_some(),
@@ -334,6 +364,12 @@ fn token_of(
         )));
     }
     if let Some(command) = &profile.token_command {
+        if purpose == Purpose::Show {
+            return Ok(Some((
+                String::new(),
+                format!("{from_profile} (token_command, not run by aliasd config)"),
+            )));
+        }
         let output = std::process::Command::new("sh")
             .arg("-c")
             .arg(command)
@@ -341,7 +377,15 @@ fn token_of(
             .stderr(std::process::Stdio::inherit())
             .output()
             .map_err(|e| Failure::usage(format!("{from_profile}: token_command: {e}")))?;
-        let token = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        // Its first line, as a token_file's.
+        let printed = String::from_utf8_lossy(&output.stdout);
+        let token = printed
+            .trim()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
         if !output.status.success() || token.is_empty() {
             return Err(Failure::usage(format!(
                 "{from_profile}: token_command {command:?} {}",

@@ -1,7 +1,9 @@
 //! Who called, and from where: a call's [`Origin`], taken from its TCP
-//! peer, and from the `Forwarded` (RFC 7239) or `X-Forwarded-For` header
-//! only when that peer is one of the `--trusted-proxies`. A header from any
-//! other peer is ignored: anyone can write one.
+//! peer, and from one forwarding header (`X-Forwarded-For`, or RFC 7239's
+//! `Forwarded`: `--trusted-proxies-header`) only when that peer is one of
+//! the `--trusted-proxies`. A header from any other peer is ignored: anyone
+//! can write one. Only the chosen header is read: a proxy appends to the
+//! one it writes and passes the other through as the client sent it.
 
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
@@ -104,21 +106,45 @@ impl std::fmt::Display for Cidr {
     }
 }
 
-/// The peers whose forwarded headers are believed (`--trusted-proxies`).
+/// The header the trusted proxies write the client's address in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For` (nginx's `$proxy_add_x_forwarded_for`, Envoy,
+    /// HAProxy, cloud load balancers).
+    #[default]
+    #[value(name = "x-forwarded-for")]
+    XForwardedFor,
+    /// RFC 7239's `Forwarded: for=...`.
+    Forwarded,
+}
+
+/// The peers whose forwarded headers are believed (`--trusted-proxies`),
+/// and which header they write.
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Vec<Cidr>);
+pub struct TrustedProxies {
+    ranges: Vec<Cidr>,
+    header: ForwardedHeader,
+}
 
 impl TrustedProxies {
     pub fn new(ranges: Vec<Cidr>) -> TrustedProxies {
-        TrustedProxies(ranges)
+        TrustedProxies {
+            ranges,
+            header: ForwardedHeader::default(),
+        }
+    }
+
+    /// These proxies, writing the client's address in `header`.
+    pub fn reading(self, header: ForwardedHeader) -> TrustedProxies {
+        TrustedProxies { header, ..self }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.ranges.is_empty()
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {
-        self.0.iter().any(|range| range.contains(ip))
+        self.ranges.iter().any(|range| range.contains(ip))
     }
 
     /// The origin of a call through `door` from the TCP peer `peer`.
@@ -127,13 +153,12 @@ impl TrustedProxies {
     /// one back while each hop that handed the call on is trusted too; the
     /// first untrusted (or last) hop is the client. A hop that is not an
     /// address (`unknown`, an obfuscated name, garbage) stops the walk at
-    /// the proxy that wrote it. `Forwarded` is preferred to
-    /// `X-Forwarded-For` when both are present.
+    /// the proxy that wrote it. Only the chosen header is read.
     pub fn origin(&self, door: Door, peer: Option<SocketAddr>, headers: &HeaderMap) -> Origin {
         let peer_ip = peer.map(|p| p.ip());
         let mut client = peer_ip;
         if let Some(mut current) = peer_ip.filter(|ip| self.trusts(*ip)) {
-            let hops = forwarded_hops(headers);
+            let hops = forwarded_hops(headers, self.header);
             for hop in hops.iter().rev().take(MAX_HOPS) {
                 let Some(hop) = hop else { break };
                 current = *hop;
@@ -161,17 +186,14 @@ fn unmapped(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The forwarded hops, the client first: each an address, or None for a
-/// hop that names none.
-fn forwarded_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    let forwarded: Vec<&str> = headers
-        .get_all(http::header::FORWARDED)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    if !forwarded.is_empty() {
-        return forwarded
+/// The forwarded hops of `header`, the client first: each an address, or
+/// None for a hop that names none.
+fn forwarded_hops(headers: &HeaderMap, header: ForwardedHeader) -> Vec<Option<IpAddr>> {
+    if header == ForwardedHeader::Forwarded {
+        return headers
+            .get_all(http::header::FORWARDED)
             .iter()
+            .filter_map(|v| v.to_str().ok())
             .flat_map(|value| value.split(','))
             .map(|element| {
                 element
@@ -267,6 +289,18 @@ mod tests {
             .source_address
     }
 
+    /// [`source`] with proxies that write `Forwarded`.
+    fn forwarded_source(trusted: &str, pairs: &[(&'static str, &'static str)]) -> String {
+        proxies(trusted)
+            .reading(ForwardedHeader::Forwarded)
+            .origin(
+                Door::Grpc,
+                Some("127.0.0.1:1".parse().unwrap()),
+                &headers(pairs),
+            )
+            .source_address
+    }
+
     #[test]
     fn ranges_parse_and_match() {
         let range: Cidr = "10.0.0.0/8".parse().unwrap();
@@ -296,7 +330,7 @@ mod tests {
         assert_eq!(
             parse_trusted_proxies("127.0.0.1, 10.0.0.0/8,")
                 .unwrap()
-                .0
+                .ranges
                 .len(),
             2
         );
@@ -337,25 +371,33 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_is_read_as_rfc_7239_writes_it() {
+    fn only_the_chosen_header_is_read() {
+        // nginx appends to X-Forwarded-For and passes the client's own
+        // Forwarded through: that one must not count.
         let both = [
-            ("forwarded", "for=\"[2001:db8:cafe::17]:4711\";proto=https"),
+            ("forwarded", "for=6.6.6.6"),
             ("x-forwarded-for", "198.51.100.1"),
         ];
+        assert_eq!(source("127.0.0.1", "127.0.0.1:1", &both), "198.51.100.1");
+        assert_eq!(forwarded_source("127.0.0.1", &both), "6.6.6.6");
+        let forwarded_only = [("forwarded", "for=6.6.6.6")];
         assert_eq!(
-            source("127.0.0.1", "127.0.0.1:1", &both),
-            "2001:db8:cafe::17"
+            source("127.0.0.1", "127.0.0.1:1", &forwarded_only),
+            "127.0.0.1"
         );
+    }
+
+    #[test]
+    fn forwarded_is_read_as_rfc_7239_writes_it() {
+        let v6 = [("forwarded", "for=\"[2001:db8:cafe::17]:4711\";proto=https")];
+        assert_eq!(forwarded_source("127.0.0.1", &v6), "2001:db8:cafe::17");
         let list = [("forwarded", "for=192.0.2.43, For=\"198.51.100.17:80\";by=x")];
-        assert_eq!(source("127.0.0.1", "127.0.0.1:1", &list), "198.51.100.17");
+        assert_eq!(forwarded_source("127.0.0.1", &list), "198.51.100.17");
         let unknown = [("forwarded", "for=unknown")];
-        assert_eq!(source("127.0.0.1", "127.0.0.1:1", &unknown), "127.0.0.1");
+        assert_eq!(forwarded_source("127.0.0.1", &unknown), "127.0.0.1");
         // Every hop trusted: the farthest one.
         let inner = [("forwarded", "for=10.1.1.1")];
-        assert_eq!(
-            source("127.0.0.1,10.0.0.0/8", "127.0.0.1:1", &inner),
-            "10.1.1.1"
-        );
+        assert_eq!(forwarded_source("127.0.0.1,10.0.0.0/8", &inner), "10.1.1.1");
     }
 
     #[test]

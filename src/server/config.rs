@@ -302,6 +302,18 @@ pub struct ServeConfig {
     )]
     pub trusted_proxies: crate::door::origin::TrustedProxies,
 
+    /// The header --trusted-proxies write the client's address in:
+    /// x-forwarded-for (nginx, Envoy, HAProxy, cloud load balancers) or
+    /// forwarded (RFC 7239). Only that one is read: a proxy passes the
+    /// other through as the client sent it.
+    #[arg(
+        long,
+        env = "ALIASD_TRUSTED_PROXIES_HEADER",
+        value_enum,
+        default_value = "x-forwarded-for"
+    )]
+    pub trusted_proxies_header: crate::door::origin::ForwardedHeader,
+
     /// Most calls in progress at once over all connections (health checks
     /// aside); past it a call is RESOURCE_EXHAUSTED (SERVER_BUSY).
     #[arg(long, env = "ALIASD_MAX_IN_FLIGHT", default_value_t = 4096)]

@@ -411,7 +411,12 @@ async fn serve(
             until_drained(),
         ))
     });
-    let trusted_proxies = Arc::new(config.trusted_proxies.clone());
+    let trusted_proxies = Arc::new(
+        config
+            .trusted_proxies
+            .clone()
+            .reading(config.trusted_proxies_header),
+    );
     let http = listeners.http.map(|incoming| {
         let mut shutdown = shutdown_seen.clone();
         tokio::spawn(crate::http::serve(

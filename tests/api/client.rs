@@ -357,21 +357,20 @@ async fn alias_commands_change_aliases_and_tell_conflicts_apart() {
 #[tokio::test]
 async fn auth_token_output_is_accepted_by_the_server_and_denials_exit_5() {
     let dir = tempfile::tempdir().unwrap();
-    let made = ok(&run(
+    let output = run(
         "unused",
         &["auth", "token", "--name", "ci", "--account", "111122223333"],
     )
-    .await);
-    let token = made
+    .await;
+    // The entry on stdout (`>> auth.toml` appends it as is), the token on
+    // stderr only.
+    let entry = ok(&output);
+    let token = stderr(&output)
         .lines()
         .find_map(|line| line.strip_prefix("token: "))
         .unwrap()
         .to_owned();
-    let entry: String = made
-        .lines()
-        .skip_while(|line| !line.starts_with("[[principals]]"))
-        .map(|line| format!("{line}\n"))
-        .collect();
+    assert!(!entry.contains(&token), "{entry}");
     let reader_token = ok(&run("unused", &["auth", "token", "--name", "reader", "-q"]).await);
     let reader_token = reader_token.trim();
     assert_eq!(reader_token.len(), 43);
@@ -1057,6 +1056,20 @@ async fn profiles_query_version_and_completion_through_the_binary() {
         "{}",
         stderr(&refused)
     );
+    // aliasd config shows the refusal rather than stopping.
+    let report = json(&cli(&["config", "--profile", "inline", "-o", "json"], vec![]).await);
+    let token = report["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "token")
+        .unwrap()
+        .clone();
+    let token_source = token["source"].as_str().unwrap();
+    assert!(
+        token_source.starts_with("refused: ") && token_source.contains("chmod 600"),
+        "{token}"
+    );
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
     ok(&cli(&["alias", "list", "--profile", "inline"], vec![]).await);
     let unknown = cli(&["alias", "list", "--profile", "nope"], vec![]).await;
@@ -1065,6 +1078,87 @@ async fn profiles_query_version_and_completion_through_the_binary() {
         stderr(&unknown).contains("local, nowhere"),
         "{}",
         stderr(&unknown)
+    );
+
+    // A token travels in a header: a trailing newline (a secret file, an
+    // echo) is dropped; a token_command's first line is its token;
+    // characters a header cannot carry are refused, not left off.
+    let newline = cli(
+        &["alias", "list", "-q"],
+        vec![("ALIASD_TOKEN", "ops-token\n".into())],
+    )
+    .await;
+    assert_eq!(ok(&newline).lines().count(), 2);
+    let spaced = cli(
+        &["alias", "list"],
+        vec![("ALIASD_TOKEN", "ops token".into())],
+    )
+    .await;
+    assert_eq!(spaced.status.code(), Some(2), "{}", stderr(&spaced));
+    assert!(
+        stderr(&spaced).contains("header cannot carry"),
+        "{}",
+        stderr(&spaced)
+    );
+
+    // aliasd config runs no token_command, and reports a refused token
+    // instead of stopping.
+    let marker = files.path().join("ran");
+    let two_lines = files.path().join("two-lines.toml");
+    std::fs::write(
+        &two_lines,
+        format!(
+            "[profiles.two]\nendpoint = \"{at}\"\n\
+             token_command = \"touch {}; echo ops-token; echo second-line\"\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let two_env = || {
+        vec![
+            ("ALIASD_CONFIG", two_lines.to_str().unwrap().to_owned()),
+            ("ALIASD_PROFILE", "two".to_owned()),
+        ]
+    };
+    let shown = json(&cli(&["config", "-o", "json"], two_env()).await);
+    assert!(!marker.exists(), "aliasd config ran the token command");
+    assert!(
+        shown.to_string().contains("token_command, not run"),
+        "{shown}"
+    );
+    ok(&cli(&["alias", "list"], two_env()).await);
+    assert!(marker.exists(), "a call runs the token command");
+    // --query conflicts with -q and with an explicit table; config takes it.
+    let quiet = cli(&["alias", "list", "-q", "--query", "aliases"], vec![]).await;
+    assert_eq!(quiet.status.code(), Some(2), "{}", stderr(&quiet));
+    let table = cli(
+        &["alias", "list", "-o", "table", "--query", "aliases"],
+        vec![],
+    )
+    .await;
+    assert_eq!(table.status.code(), Some(2), "{}", stderr(&table));
+    let profile = json(&cli(&["config", "--query", "profile"], vec![]).await);
+    assert_eq!(profile, "local");
+
+    // A server that accepts connections and never answers: the deadline
+    // passes (exit 7), not a cancellation.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_at = silent.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let held: Vec<_> = silent.incoming().take(4).collect();
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        drop(held);
+    });
+    let stuck = cli(
+        &["ping", "--timeout-secs", "1", "-o", "json"],
+        vec![("ALIASD_ENDPOINT", silent_at)],
+    )
+    .await;
+    assert_eq!(stuck.status.code(), Some(7), "{}", stderr(&stuck));
+    assert!(
+        stderr(&stuck).contains("DEADLINE_EXCEEDED"),
+        "{}",
+        stderr(&stuck)
     );
 
     // version: the client's and the server's.
@@ -1107,4 +1201,21 @@ async fn profiles_query_version_and_completion_through_the_binary() {
         .map(str::to_owned)
         .collect();
     assert_eq!(offered, ["alias/payroll"], "{}", stderr(&completed));
+    // An alias's target is a key: only key ids are offered there.
+    let target = cli(
+        &["--", "aliasd", "alias", "create", "alias/new", ""],
+        vec![
+            ("COMPLETE", "bash".into()),
+            ("_CLAP_COMPLETE_INDEX", "4".into()),
+            ("_CLAP_COMPLETE_COMP_TYPE", "9".into()),
+            ("_CLAP_COMPLETE_SPACE", "true".into()),
+        ],
+    )
+    .await;
+    let offered: Vec<String> = stdout(&target)
+        .split(['\u{b}', '\n'])
+        .filter(|s| !s.is_empty() && !s.starts_with('-'))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(offered, [key.to_owned()], "{}", stderr(&target));
 }

@@ -250,7 +250,8 @@ async fn audited(server: &TestServer, action: &str) -> Vec<pb::AuditEvent> {
 
 /// A client's call through nginx, which connects upstream from 127.0.0.2
 /// and appends the client's address (127.0.0.1) to X-Forwarded-For; the
-/// client itself claims to be 198.51.100.66.
+/// client itself claims to be 198.51.100.66 there, and 6.6.6.6 in a
+/// Forwarded header nginx passes through untouched.
 async fn create_alias_through(nginx: &Nginx, name: &str, key_id: &str) {
     let mut request = tonic::Request::new(pb::CreateAliasRequest {
         alias_name: name.to_owned(),
@@ -260,6 +261,9 @@ async fn create_alias_through(nginx: &Nginx, name: &str, key_id: &str) {
     request
         .metadata_mut()
         .insert("x-forwarded-for", "198.51.100.66".parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("forwarded", "for=6.6.6.6".parse().unwrap());
     through(nginx).await.create_alias(request).await.unwrap();
 }
 
