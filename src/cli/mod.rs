@@ -46,7 +46,9 @@ pub enum Output {
 /// environment variable.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// The server: HOST:PORT, http://HOST:PORT or https://HOST:PORT.
+    /// The server: HOST:PORT, http://HOST:PORT or https://HOST:PORT (a
+    /// profile's endpoint replaces the default; `aliasd config` shows which
+    /// is used).
     #[arg(long, global = true, env = "ALIASD_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
     pub endpoint: String,
     /// Bearer token (the server's auth file holds its SHA-256).
@@ -622,10 +624,10 @@ pub fn show_config(args: &ClientArgs, resolved: &profile::Resolved) -> ExitCode 
         .map(|(name, why)| (name.as_str(), why.as_str()));
     match args.output {
         Output::Json => render::print_json(&serde_json::json!({
-            "config_file": resolved.file.display().to_string(),
-            "config_file_exists": resolved.file_exists,
+            "configFile": resolved.file.display().to_string(),
+            "configFileExists": resolved.file_exists,
             "profile": profile.map(|(name, _)| name),
-            "profile_chosen_by": profile.map(|(_, why)| why),
+            "profileChosenBy": profile.map(|(_, why)| why),
             "profiles": resolved.profiles,
             "settings": resolved.settings.iter().map(|s| serde_json::json!({
                 "name": s.name,

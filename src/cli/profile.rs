@@ -296,7 +296,10 @@ pub fn resolve(
         args.token = (!token.is_empty()).then_some(token);
     }
     let shown = match &args.token {
-        Some(token) => format!("(set, {} characters)", token.chars().count()),
+        Some(token) => format!(
+            "(set, {})",
+            crate::domain::names::counted(token.chars().count() as u64, "character", "characters")
+        ),
         None => String::new(),
     };
     settings.push(Setting {

@@ -1013,7 +1013,7 @@ async fn profiles_query_version_and_completion_through_the_binary() {
     // aliasd config: where each setting came from; the token never shown.
     let shown = json(&cli(&["config", "-o", "json", "--timeout-secs", "7"], vec![]).await);
     assert_eq!(shown["profile"], "local", "{shown}");
-    assert_eq!(shown["profile_chosen_by"], "default_profile", "{shown}");
+    assert_eq!(shown["profileChosenBy"], "default_profile", "{shown}");
     let source = |name: &str| {
         shown["settings"]
             .as_array()
