@@ -226,30 +226,32 @@ impl GrpcServerMetrics {
                 })
                 .collect(),
         };
+        // go-grpc-prometheus's help texts, less their final period, which
+        // prometheus-client appends.
         registry.register(
             "grpc_server_started",
-            "Total number of RPCs started on the server.",
+            "Total number of RPCs started on the server",
             metrics.started.clone(),
         );
         registry.register(
             "grpc_server_handled",
-            "Total number of RPCs completed on the server, regardless of success or failure.",
+            "Total number of RPCs completed on the server, regardless of success or failure",
             metrics.handled.clone(),
         );
         registry.register(
             "grpc_server_msg_received",
-            "Total number of RPC stream messages received on the server.",
+            "Total number of RPC stream messages received on the server",
             metrics.received.clone(),
         );
         registry.register(
             "grpc_server_msg_sent",
-            "Total number of gRPC stream messages sent by the server.",
+            "Total number of gRPC stream messages sent by the server",
             metrics.sent.clone(),
         );
         registry.register_with_unit(
             "grpc_server_handling",
             "Histogram of response latency (seconds) of gRPC that had been application-level \
-             handled by the server.",
+             handled by the server",
             Unit::Seconds,
             metrics.handling.clone(),
         );

@@ -254,6 +254,36 @@ async fn watches_count_how_they_ended_and_refusals_and_the_process_are_there_fro
     assert!(took >= 1.0, "the watch lasted {took} s");
 }
 
+/// prometheus-client ends every help text with a period of its own: the
+/// texts given to it must not, or a scrape shows "..".
+#[tokio::test]
+async fn help_texts_end_in_one_period_and_the_grpc_families_have_go_grpc_prometheus_texts() {
+    let server = TestServer::start_configured(|c| {
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        c.http_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    server.create_key().await;
+    let text = scrape(&server).await;
+    let helps: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("# HELP "))
+        .collect();
+    assert!(helps.len() > 20, "{text}");
+    for line in &helps {
+        assert!(!line.ends_with(".."), "{line}");
+    }
+    for help in [
+        "# HELP grpc_server_started Total number of RPCs started on the server.",
+        "# HELP grpc_server_handled Total number of RPCs completed on the server, regardless of success or failure.",
+        "# HELP grpc_server_msg_received Total number of RPC stream messages received on the server.",
+        "# HELP grpc_server_msg_sent Total number of gRPC stream messages sent by the server.",
+        "# HELP grpc_server_handling_seconds Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+    ] {
+        assert!(helps.contains(&help), "no {help:?} in\n{text}");
+    }
+}
+
 #[tokio::test]
 async fn a_scraper_that_asks_for_the_text_format_gets_it() {
     let server = TestServer::start_configured(|c| {

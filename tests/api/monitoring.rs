@@ -1,8 +1,10 @@
 //! The monitoring files in `deploy/`: the Prometheus alert rules pass
 //! `promtool check rules` (Debian's prometheus package, fetched with
-//! `apt-get download` and unpacked under `target/`), so do the Grafana
-//! dashboard's queries, and every metric either of them names is one a
-//! running server exports, so that neither can drift from the server.
+//! `apt-get download` and unpacked under `target/`) and their unit tests
+//! (`tests/prometheus/alerts.test.yaml`), so do the Grafana dashboard's
+//! queries, and every metric either of them names is one a running server
+//! exports, so that neither can drift from the server. The dashboard is in
+//! Grafana's export format, and its panels read as they should.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -91,6 +93,42 @@ fn check_rules(promtool: &Path, file: &Path) {
     );
 }
 
+/// `promtool test rules FILE` succeeds: every unit test in FILE passes.
+fn test_rules(promtool: &Path, file: &Path) {
+    let output = Command::new(promtool)
+        .args(["test", "rules"])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "promtool test rules {}: {}{}",
+        file.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// `deploy/grafana-dashboard.json`, parsed.
+fn dashboard() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(deploy_path("grafana-dashboard.json")).unwrap())
+        .unwrap()
+}
+
+/// The dashboard's panels, rows' panels included.
+fn dashboard_panels(dashboard: &serde_json::Value) -> Vec<&serde_json::Value> {
+    let mut all = Vec::new();
+    let mut panels: Vec<&serde_json::Value> =
+        dashboard["panels"].as_array().unwrap().iter().collect();
+    while let Some(panel) = panels.pop() {
+        if let Some(inner) = panel["panels"].as_array() {
+            panels.extend(inner);
+        }
+        all.push(panel);
+    }
+    all
+}
+
 /// One rule of the rules file, as the parser reads it: its keys (`alert`,
 /// `expr`, `for`, `labels.severity`, `annotations.summary`, ...) and values.
 type Rule = std::collections::BTreeMap<String, String>;
@@ -161,18 +199,11 @@ fn parse_rules(text: &str) -> Vec<Rule> {
 
 /// Every `expr` of the dashboard's panels (rows' panels included).
 fn dashboard_queries(dashboard: &serde_json::Value) -> Vec<String> {
-    let mut queries = Vec::new();
-    let mut panels: Vec<&serde_json::Value> =
-        dashboard["panels"].as_array().unwrap().iter().collect();
-    while let Some(panel) = panels.pop() {
-        if let Some(inner) = panel["panels"].as_array() {
-            panels.extend(inner);
-        }
-        for target in panel["targets"].as_array().into_iter().flatten() {
-            queries.push(target["expr"].as_str().unwrap().to_owned());
-        }
-    }
-    queries
+    dashboard_panels(dashboard)
+        .into_iter()
+        .flat_map(|panel| panel["targets"].as_array().into_iter().flatten())
+        .map(|target| target["expr"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// The dashboard's variables as a query means them, for promtool.
@@ -325,15 +356,188 @@ fn metric_names_are_read_from_queries_without_functions_labels_or_keywords() {
     );
 }
 
+/// Grafana's import asks for each `__inputs` data source and puts the
+/// one chosen wherever its `${NAME}` stands; `__requires` names the plugins
+/// the dashboard needs. Both as Grafana's export writes them.
+#[test]
+fn the_dashboard_asks_for_the_data_source_it_uses_and_requires_its_panel_types() {
+    let dashboard = dashboard();
+    let text = dashboard.to_string();
+    let inputs = dashboard["__inputs"].as_array().expect("__inputs");
+    assert!(
+        !inputs.is_empty(),
+        "no __inputs: the import asks for nothing"
+    );
+    for input in inputs {
+        let name = input["name"].as_str().unwrap();
+        assert_eq!(input["type"], "datasource", "{input}");
+        assert_eq!(input["pluginId"], "prometheus", "{input}");
+        assert!(
+            text.contains(&format!("${{{name}}}")),
+            "the input {name} is asked for but never used"
+        );
+    }
+    // Every `${DS_...}` used is an input (or it stays unresolved).
+    for (at, _) in text.match_indices("${DS_") {
+        let name = &text[at + 2..at + text[at..].find('}').unwrap()];
+        assert!(
+            inputs.iter().any(|input| input["name"] == name),
+            "{name} is used but not in __inputs"
+        );
+    }
+    let requires = dashboard["__requires"].as_array().expect("__requires");
+    let required = |kind: &str, id: &str| {
+        requires
+            .iter()
+            .any(|plugin| plugin["type"] == kind && plugin["id"] == id)
+    };
+    assert!(required("grafana", "grafana"), "{requires:?}");
+    assert!(required("datasource", "prometheus"), "{requires:?}");
+    for panel in dashboard_panels(&dashboard) {
+        let kind = panel["type"].as_str().unwrap();
+        assert!(
+            kind == "row" || required("panel", kind),
+            "the panel type {kind} is not in __requires"
+        );
+    }
+}
+
+/// A series with a unit of its own has an override that finds it, and a
+/// 0/1 flag (`_failed`, `_successful`) is read as words on a panel of its
+/// own, never drawn as a number on another series' axis.
+#[test]
+fn the_dashboards_overrides_find_their_series_and_flags_read_as_words() {
+    let dashboard = dashboard();
+    for panel in dashboard_panels(&dashboard) {
+        let title = panel["title"].as_str().unwrap();
+        let targets = panel["targets"].as_array().cloned().unwrap_or_default();
+        let ref_ids: Vec<&str> = targets
+            .iter()
+            .map(|target| target["refId"].as_str().unwrap())
+            .collect();
+        for set in panel["fieldConfig"]["overrides"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let matcher = &set["matcher"];
+            assert_eq!(matcher["id"], "byFrameRefID", "{title}: {set}");
+            assert!(
+                ref_ids.contains(&matcher["options"].as_str().unwrap()),
+                "{title}: the override {set} matches no query"
+            );
+        }
+        let flags = targets.iter().any(|target| {
+            metric_names(target["expr"].as_str().unwrap())
+                .iter()
+                .any(|name| name.ends_with("_failed") || name.ends_with("_successful"))
+        });
+        if flags {
+            assert_eq!(targets.len(), 1, "{title}: a flag shares its panel");
+            let mappings = panel["fieldConfig"]["defaults"]["mappings"][0]["options"].clone();
+            for value in ["0", "1"] {
+                assert!(
+                    mappings[value]["text"].is_string(),
+                    "{title}: no words for {value}"
+                );
+            }
+        }
+    }
+    let group_commit = dashboard_panels(&dashboard)
+        .into_iter()
+        .find(|panel| panel["title"] == "Group commit p99 and writers per commit")
+        .unwrap();
+    assert_eq!(group_commit["fieldConfig"]["defaults"]["unit"], "s");
+    let writers = &group_commit["fieldConfig"]["overrides"][0];
+    assert_eq!(writers["matcher"]["options"], "B");
+    assert!(
+        writers["properties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|property| property["id"] == "unit" && property["value"] == "short"),
+        "{writers}"
+    );
+}
+
+/// The alert rules' unit tests (`tests/prometheus/alerts.test.yaml`): for
+/// instance, AliasdHighErrorRatio counts only server faults and needs a
+/// minimum of traffic.
+#[test]
+fn the_alert_rules_pass_their_promtool_unit_tests() {
+    let Some(promtool) = promtool() else {
+        eprintln!("promtool unavailable: the rules' unit tests did not run");
+        return;
+    };
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/prometheus/alerts.test.yaml");
+    test_rules(&promtool, &tests);
+}
+
+/// The dashboard's server-fault ratio, evaluated by promtool: 0, not "No
+/// data", on a server with calls and no fault; and it counts what the
+/// alert counts (Internal, unary DeadlineExceeded), not a stream's end at
+/// its client's deadline.
+#[test]
+fn the_dashboards_server_fault_ratio_is_zero_without_faults_and_counts_only_server_faults() {
+    let Some(promtool) = promtool() else {
+        eprintln!("promtool unavailable: the fault ratio was not evaluated");
+        return;
+    };
+    let dashboard = dashboard();
+    let panel = dashboard_panels(&dashboard)
+        .into_iter()
+        .find(|panel| panel["title"] == "Server-fault ratio")
+        .unwrap();
+    let query = without_grafana_variables(panel["targets"][0]["expr"].as_str().unwrap());
+    let series = |method: &str, kind: &str, code: &str, per_minute: u32| {
+        format!(
+            "      - series: 'grpc_server_handled_total{{job=\"aliasd\",grpc_service=\"aliasd.v1.AliasService\",\
+             grpc_method=\"{method}\",grpc_type=\"{kind}\",grpc_code=\"{code}\"}}'\n        \
+             values: '0+{per_minute}x20'\n"
+        )
+    };
+    let case = |inputs: &[String], ratio: f64| {
+        format!(
+            "  - interval: 1m\n    input_series:\n{}    promql_expr_test:\n      - expr: {}\n        \
+             eval_time: 10m\n        exp_samples:\n          - labels: '{{}}'\n            value: {ratio}\n",
+            inputs.concat(),
+            serde_json::to_string(&query).unwrap()
+        )
+    };
+    let healthy = case(
+        &[
+            series("GetAlias", "unary", "OK", 60),
+            series("GetAlias", "unary", "NotFound", 60),
+        ],
+        0.0,
+    );
+    // 12 faults a minute out of 120 calls: Internal and unary
+    // DeadlineExceeded count; the watch's DeadlineExceeded does not.
+    let faulty = case(
+        &[
+            series("GetAlias", "unary", "OK", 54),
+            series("GetAlias", "unary", "Internal", 6),
+            series("CreateAlias", "unary", "DeadlineExceeded", 6),
+            series("WatchAliases", "server_stream", "DeadlineExceeded", 54),
+        ],
+        0.1,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fault-ratio.test.yaml");
+    std::fs::write(
+        &file,
+        format!("evaluation_interval: 1m\ntests:\n{healthy}{faulty}"),
+    )
+    .unwrap();
+    test_rules(&promtool, &file);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_alert_rules_and_the_dashboard_pass_promtool_and_name_only_metrics_the_server_exports()
 {
     let rules_file = deploy_path("prometheus-rules.yaml");
     let rules = parse_rules(&std::fs::read_to_string(&rules_file).unwrap());
-    let dashboard: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(deploy_path("grafana-dashboard.json")).unwrap(),
-    )
-    .unwrap();
+    let dashboard = dashboard();
     let panels = dashboard_queries(&dashboard);
 
     // Every alert is complete: a query, a severity and a summary.

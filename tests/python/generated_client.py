@@ -9,6 +9,7 @@ import uuid
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -40,14 +41,12 @@ def error_info(error):
 def error_reason(error):
     """The aliasd.v1.ErrorReason of a failed call (a grpc.RpcError):
     ERROR_REASON_UNSPECIFIED for a reason these stubs do not know."""
-    for key, value in error.trailing_metadata() or ():
-        if key != "grpc-status-details-bin":
-            continue
-        for detail in status_pb2.Status.FromString(value).details:
-            info = error_details_pb2.ErrorInfo()
-            if detail.Unpack(info) and info.domain == "aliasd":
-                if info.reason in errors_pb2.ErrorReason.keys():
-                    return errors_pb2.ErrorReason.Value(info.reason)
+    status = rpc_status.from_call(error)  # None: the error has no details
+    for detail in status.details if status else ():
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info) and info.domain == "aliasd":
+            if info.reason in errors_pb2.ErrorReason.keys():
+                return errors_pb2.ErrorReason.Value(info.reason)
     return errors_pb2.ERROR_REASON_UNSPECIFIED
 
 
