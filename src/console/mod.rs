@@ -12,7 +12,9 @@
 //! logged in with a bearer token (the session cookie maps a random id to
 //! the principal's name, see [`session`]) or whose client certificate
 //! names it; without one, anyone, as at the other doors. Every POST carries
-//! its session's CSRF token.
+//! its session's CSRF token. The requests that run a use case are counted
+//! in the call metrics under door `console` and their route
+//! ([`counted_route`]).
 
 pub mod html;
 mod pages;
@@ -40,6 +42,7 @@ use crate::door::connections::Incoming;
 use crate::door::origin::{Origin, TrustedProxies};
 use crate::door::Door;
 use crate::http::{Connection, ConnectionSettings};
+use crate::operator::metrics::{self, Metrics};
 
 /// The largest form body taken.
 const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -54,6 +57,8 @@ pub struct ConsoleSettings {
     pub drain: Duration,
     /// Whose forwarded headers name the client (`--trusted-proxies`).
     pub trusted_proxies: Arc<TrustedProxies>,
+    /// Where each call is counted.
+    pub metrics: Arc<Metrics>,
 }
 
 /// What the pages share.
@@ -72,7 +77,11 @@ pub async fn serve(
     settings: ConsoleSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let router = router(app, settings.tls.is_some(), settings.trusted_proxies);
+    let edge = Edge {
+        trusted_proxies: settings.trusted_proxies,
+        metrics: settings.metrics,
+    };
+    let router = router(app, settings.tls.is_some(), edge);
     let connections = ConnectionSettings {
         name: "console",
         header_timeout: settings.header_timeout,
@@ -83,7 +92,7 @@ pub async fn serve(
 }
 
 /// The console's routes.
-fn router(app: Arc<App>, secure: bool, trusted_proxies: Arc<TrustedProxies>) -> Router {
+fn router(app: Arc<App>, secure: bool, edge: Edge) -> Router {
     let console = Console {
         app,
         sessions: Arc::new(Sessions::default()),
@@ -108,33 +117,68 @@ fn router(app: Arc<App>, secure: bool, trusted_proxies: Arc<TrustedProxies>) -> 
                 html::page("Not found", None, r#"<p><a href="/">The console</a></p>"#),
             )
         })
-        .layer(middleware::from_fn_with_state(
-            trusted_proxies,
-            in_call_span,
-        ))
+        .layer(middleware::from_fn_with_state(edge, in_call_span))
         .with_state(console)
+}
+
+/// What every request passes through before its page: who sent it, and
+/// where its call is counted.
+#[derive(Clone)]
+struct Edge {
+    trusted_proxies: Arc<TrustedProxies>,
+    metrics: Arc<Metrics>,
 }
 
 /// The x-request-id of a console request.
 #[derive(Clone)]
 struct RequestId(String);
 
+/// The routes that run a use case (a page that calls the application, a
+/// form's change, a login), each its own `method` label in the call
+/// metrics. The login form, logout and paths the console does not have are
+/// not counted; a fixed set keeps the label bounded whatever a client asks.
+const COUNTED_ROUTES: [&str; 11] = [
+    "GET /",
+    "POST /login",
+    "GET /alias",
+    "POST /alias/create",
+    "POST /alias/update",
+    "POST /alias/rename",
+    "POST /alias/delete",
+    "GET /stream",
+    "GET /events",
+    "GET /audit",
+    "GET /health",
+];
+
+/// The label a request is counted under, if it is counted.
+fn counted_route(method: &http::Method, path: &str) -> Option<&'static str> {
+    COUNTED_ROUTES
+        .into_iter()
+        .find(|route| route.split_once(' ') == Some((method.as_str(), path)))
+}
+
 /// Every request in the span every door's calls have (its method is the
 /// console's path, never its query or body), with its x-request-id in
-/// and out, and one log line of its outcome.
+/// and out, one log line of its outcome, and, for a route that runs a use
+/// case, its call counted (with the refusal's reason a page carries).
 async fn in_call_span(
-    axum::extract::State(trusted_proxies): axum::extract::State<Arc<TrustedProxies>>,
+    axum::extract::State(edge): axum::extract::State<Edge>,
     mut request: Request,
     next: Next,
 ) -> Response<Body> {
     let started = Instant::now();
+    let route = counted_route(request.method(), request.uri().path());
+    let in_flight = route.map(|_| edge.metrics.in_flight(Door::Console));
     let id = crate::door::request_id(request.headers());
     let id_text = id.to_str().unwrap_or_default().to_owned();
     let peer = request
         .extensions()
         .get::<Connection>()
         .and_then(|c| c.info.tcp.remote_addr());
-    let origin = trusted_proxies.origin(Door::Console, peer, request.headers());
+    let origin = edge
+        .trusted_proxies
+        .origin(Door::Console, peer, request.headers());
     let method = format!("console {} {}", request.method(), request.uri().path());
     let span = crate::door::call_span(&method, &id_text, peer, &origin, request.headers());
     request.extensions_mut().insert(RequestId(id_text));
@@ -142,6 +186,16 @@ async fn in_call_span(
     let work = async move {
         let mut response = next.run(request).await;
         let status = response.status().as_u16();
+        if let Some(route) = route {
+            edge.metrics.call(
+                Door::Console,
+                route,
+                metrics::Status::Http(status),
+                response.extensions().get::<Reason>().copied(),
+                started.elapsed(),
+            );
+        }
+        drop(in_flight);
         let latency_ms = crate::door::rounded_ms(started.elapsed());
         if response.status().is_server_error() {
             tracing::error!(http_status = status, latency_ms, "call failed");
@@ -379,10 +433,20 @@ fn status_of(error: &Error) -> StatusCode {
 
 /// A page that says why a request was refused.
 fn refusal(error: &Error) -> Response<Body> {
-    reply(
-        status_of(error),
-        html::page("Refused", None, &html::error_box(error)),
+    refused(
+        error,
+        reply(
+            status_of(error),
+            html::page("Refused", None, &html::error_box(error)),
+        ),
     )
+}
+
+/// `response`, answering a request the application refused with `error`:
+/// its reason goes with it to the call metrics.
+fn refused(error: &Error, mut response: Response<Body>) -> Response<Body> {
+    response.extensions_mut().insert(error.reason);
+    response
 }
 
 /// 403 for a form without its session's CSRF token.
@@ -391,17 +455,15 @@ fn forbidden_form() -> Response<Body> {
         Reason::ACCESS_DENIED,
         "The form does not carry this session's CSRF token; load the page again and resend it.",
     );
-    reply(
-        StatusCode::FORBIDDEN,
-        html::page(
-            "Refused",
-            None,
-            &format!(
-                "{}<p><a href=\"/\">The console</a></p>",
-                html::error_box(&error)
-            ),
+    let page = html::page(
+        "Refused",
+        None,
+        &format!(
+            "{}<p><a href=\"/\">The console</a></p>",
+            html::error_box(&error)
         ),
-    )
+    );
+    refused(&error, reply(StatusCode::FORBIDDEN, page))
 }
 
 /// 303 to `location`.

@@ -11,7 +11,7 @@ use http::{Response, StatusCode};
 
 use super::html::{self, error_box, escape, notice, query_value};
 use super::session::{self, Holder};
-use super::{form, reply, reply_with, see_other, status_of, Console, Visit};
+use super::{form, refused, reply, reply_with, see_other, status_of, Console, Visit};
 use crate::app::{AuditQuery, Credentials};
 use crate::domain::alias::ChangeKind;
 use crate::domain::policy::actions;
@@ -20,6 +20,11 @@ use crate::domain::{AliasEvent, Error, Reason};
 
 /// Rows per page of each listing.
 const PAGE_SIZE: i32 = 100;
+
+/// The action a refused login is audited under: a step of the console's
+/// own, named as the server's own actions are (`aliasd:...`), not an API
+/// action (no policy grants or needs it).
+pub const LOGIN_ACTION: &str = "console:Login";
 
 /// A query string's fields.
 fn query(parts: &http::request::Parts) -> HashMap<String, String> {
@@ -30,15 +35,31 @@ fn field<'a>(fields: &'a HashMap<String, String>, name: &str) -> &'a str {
     fields.get(name).map(String::as_str).unwrap_or_default()
 }
 
-/// A page for `visit`, titled `title`.
-fn visited(console: &Console, visit: Visit, title: &str, body: &str) -> Response<Body> {
+/// A page for `visit`, titled `title`: 200, or, for a page whose subject
+/// the application refused with `refusal` (a missing alias, a bad filter),
+/// that refusal's status, with the same body.
+fn visited(
+    console: &Console,
+    visit: Visit,
+    title: &str,
+    body: &str,
+    refusal: Option<&Error>,
+) -> Response<Body> {
     let account = console.app.scope_of(&visit.call).account;
     let page = html::page(title, Some(&visit.viewer(&account)), body);
-    reply_with(StatusCode::OK, page, visit.set_cookie, None)
+    match refusal {
+        None => reply_with(StatusCode::OK, page, visit.set_cookie, None),
+        Some(error) => refused(
+            error,
+            reply_with(status_of(error), page, visit.set_cookie, None),
+        ),
+    }
 }
 
 /// The hidden fields every form of a session carries: its CSRF token, and
-/// a fresh request_id (a form sent twice changes things once).
+/// a request_id of its own (that form sent twice changes things once;
+/// another form on the same page is another request). Called once per
+/// form.
 fn hidden(visit: &Visit) -> String {
     format!(
         r#"<input type="hidden" name="csrf" value="{}"><input type="hidden" name="request_id" value="{}">"#,
@@ -95,9 +116,9 @@ pub async fn login(State(console): State<Console>, request: Request) -> Response
         bearer: Some(Ok(token.to_owned())),
         ..Credentials::default()
     };
-    let admitted = console.app.admit(
+    let admitted = console.app.admit_login(
         &credentials,
-        None,
+        LOGIN_ACTION,
         &Console::origin(&parts),
         &Console::x_request_id(&parts),
     );
@@ -112,7 +133,10 @@ pub async fn login(State(console): State<Console>, request: Request) -> Response
         }
         Err(error) => {
             console.sessions.close(&pending.id);
-            login_page(&console, status_of(&error), Some(&error))
+            refused(
+                &error,
+                login_page(&console, status_of(&error), Some(&error)),
+            )
         }
     }
 }
@@ -249,7 +273,8 @@ pub async fn index(State(console): State<Console>, request: Request) -> Response
             hidden(&visit)
         );
     }
-    visited(&console, visit, "Keys and aliases", &body)
+    // A partly refused page (keys but no aliases, say) is still a page: 200.
+    visited(&console, visit, "Keys and aliases", &body, None)
 }
 
 fn kind_name(kind: ChangeKind) -> &'static str {
@@ -290,7 +315,8 @@ pub async fn alias(State(console): State<Console>, request: Request) -> Response
     let name = field(&q, "name");
     let app = &console.app;
     let mut body = done_notice(field(&q, "done"));
-    match app.get_alias(&visit.call, name).await {
+    let got = app.get_alias(&visit.call, name).await;
+    match &got {
         Ok(alias) => {
             let scope = app.scope_of(&visit.call);
             let _ = write!(
@@ -305,37 +331,44 @@ pub async fn alias(State(console): State<Console>, request: Request) -> Response
                 rfc3339(alias.creation_time),
                 rfc3339(alias.last_updated_time),
             );
-            let kept = format!(
-                r#"{}<input type="hidden" name="alias_name" value="{}"><input type="hidden" name="etag" value="{}">"#,
-                hidden(&visit),
-                escape(alias.name.as_str()),
-                escape(&alias.etag)
-            );
+            // Each form's own hidden fields: the alias and the etag shown, and
+            // its own request_id.
+            let kept = || {
+                format!(
+                    r#"{}<input type="hidden" name="alias_name" value="{}"><input type="hidden" name="etag" value="{}">"#,
+                    hidden(&visit),
+                    escape(alias.name.as_str()),
+                    escape(&alias.etag)
+                )
+            };
             if visit.may(actions::UPDATE_ALIAS) {
                 let _ = write!(
                     body,
-                    r#"<fieldset><legend>Re-point</legend><form method="post" action="/alias/update" id="update-form">{kept}
+                    r#"<fieldset><legend>Re-point</legend><form method="post" action="/alias/update" id="update-form">{}
 <label>New target key id <input name="target_key_id" id="update-target" required></label>
-<button type="submit" id="update">Re-point</button></form></fieldset>"#
+<button type="submit" id="update">Re-point</button></form></fieldset>"#,
+                    kept()
                 );
             }
             if visit.may(actions::RENAME_ALIAS) {
                 let _ = write!(
                     body,
-                    r#"<fieldset><legend>Rename</legend><form method="post" action="/alias/rename" id="rename-form">{kept}
+                    r#"<fieldset><legend>Rename</legend><form method="post" action="/alias/rename" id="rename-form">{}
 <label>New name <input name="new_alias_name" id="rename-name" placeholder="alias/..." required></label>
-<button type="submit" id="rename">Rename</button></form></fieldset>"#
+<button type="submit" id="rename">Rename</button></form></fieldset>"#,
+                    kept()
                 );
             }
             if visit.may(actions::DELETE_ALIAS) {
                 let _ = write!(
                     body,
-                    r#"<fieldset><legend>Delete</legend><form method="post" action="/alias/delete" id="delete-form">{kept}
-<button type="submit" id="delete">Delete this alias</button></form></fieldset>"#
+                    r#"<fieldset><legend>Delete</legend><form method="post" action="/alias/delete" id="delete-form">{}
+<button type="submit" id="delete">Delete this alias</button></form></fieldset>"#,
+                    kept()
                 );
             }
         }
-        Err(error) => body.push_str(&error_box(&error)),
+        Err(error) => body.push_str(&error_box(error)),
     }
     body.push_str("<h2>History</h2>");
     match app.alias_history(&visit.call, name).await {
@@ -367,7 +400,14 @@ pub async fn alias(State(console): State<Console>, request: Request) -> Response
         }
         Err(error) => body.push_str(&error_box(&error)),
     }
-    visited(&console, visit, &format!("Alias {name}"), &body)
+    // A missing (or refused) alias is that status, with the same page.
+    visited(
+        &console,
+        visit,
+        &format!("Alias {name}"),
+        &body,
+        got.as_ref().err(),
+    )
 }
 
 /// The alias changes the forms send.
@@ -452,16 +492,20 @@ async fn change(console: Console, request: Request, change: Change) -> Response<
                 name => format!("Back to {}", alias_link(name)),
             };
             let body = format!("{}<p>{back}</p>", error_box(&error));
-            reply(
-                status_of(&error),
-                html::page("Not done", Some(&visit.viewer(&account)), &body),
+            refused(
+                &error,
+                reply(
+                    status_of(&error),
+                    html::page("Not done", Some(&visit.viewer(&account)), &body),
+                ),
             )
         }
     }
 }
 
-/// `GET /audit`: the account's audit records, filtered by principal,
-/// action and time (RFC 3339).
+/// `GET /audit?principal=&action=&from=&before=`: the account's audit
+/// records, filtered by principal, action and time (RFC 3339, `from`
+/// inclusive, `before` exclusive), each with where its call came from.
 pub async fn audit(State(console): State<Console>, request: Request) -> Response<Body> {
     let (parts, _) = request.into_parts();
     let visit = match console.visit(&parts, Some(actions::LIST_AUDIT_EVENTS)) {
@@ -469,37 +513,38 @@ pub async fn audit(State(console): State<Console>, request: Request) -> Response
         Err(response) => return *response,
     };
     let q = query(&parts);
-    let (principal, action, start, end) = (
+    let (principal, action, from, before) = (
         field(&q, "principal"),
         field(&q, "action"),
-        field(&q, "start"),
-        field(&q, "end"),
+        field(&q, "from"),
+        field(&q, "before"),
     );
     let mut body = format!(
         r#"<form method="get" action="/audit" id="audit-filters">
 <label>Principal <input name="principal" value="{}"></label>
 <label>Action <input name="action" value="{}" placeholder="kms:UpdateAlias"></label>
-<label>From <input name="start" value="{}" placeholder="2025-01-01T00:00:00Z"></label>
-<label>Before <input name="end" value="{}" placeholder="2025-12-31T00:00:00Z"></label>
+<label>From <input name="from" value="{}" placeholder="2025-01-01T00:00:00Z"></label>
+<label>Before <input name="before" value="{}" placeholder="2025-12-31T00:00:00Z"></label>
 <button type="submit">Filter</button></form>"#,
         escape(principal),
         escape(action),
-        escape(start),
-        escape(end)
+        escape(from),
+        escape(before)
     );
+    // A value the listing cannot take, as ListAuditEvents refuses one.
     let time = |name: &'static str, text: &str| -> Result<Option<i64>, Error> {
         match text.trim() {
             "" => Ok(None),
             text => parse_rfc3339(text).map(Some).ok_or_else(|| {
                 Error::invalid(
-                    Reason::MALFORMED_REQUEST,
+                    Reason::INVALID_PARAMETER,
                     name,
                     format!("{name} {text:?} is not an RFC 3339 time (2025-01-01T00:00:00Z)."),
                 )
             }),
         }
     };
-    let listed = match (time("start", start), time("end", end)) {
+    let listed = match (time("from", from), time("before", before)) {
         (Ok(start), Ok(end)) => {
             console
                 .app
@@ -518,21 +563,24 @@ pub async fn audit(State(console): State<Console>, request: Request) -> Response
         }
         (Err(error), _) | (_, Err(error)) => Err(error),
     };
-    match listed {
+    match &listed {
         Ok(page) => {
             body.push_str(
-                r#"<table id="audit"><tr><th>Time</th><th>Principal</th><th>Action</th><th>Resources</th><th>Outcome</th><th>Message</th><th>request_id</th><th>x-request-id</th></tr>"#,
+                r#"<table id="audit"><tr><th>Time</th><th>Principal</th><th>Action</th><th>Resources</th><th>Outcome</th><th>Message</th><th>Door</th><th>Source address</th><th>User agent</th><th>request_id</th><th>x-request-id</th></tr>"#,
             );
             for entry in &page.items {
                 let _ = write!(
                     body,
-                    r#"<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="outcome">{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>"#,
+                    r#"<tr><td>{}</td><td>{}</td><td class="action">{}</td><td>{}</td><td class="outcome">{}</td><td>{}</td><td class="door">{}</td><td class="source">{}</td><td class="user-agent">{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>"#,
                     rfc3339(entry.time),
                     escape(&entry.principal),
                     escape(&entry.action),
                     escape(&entry.resources.join(", ")),
                     escape(&entry.outcome),
                     escape(&entry.message),
+                    escape(entry.origin.door),
+                    escape(&entry.origin.source_address),
+                    escape(&entry.origin.user_agent),
                     escape(&entry.request_id),
                     escape(&entry.x_request_id),
                 );
@@ -543,16 +591,16 @@ pub async fn audit(State(console): State<Console>, request: Request) -> Response
                 &[
                     ("principal", principal),
                     ("action", action),
-                    ("start", start),
-                    ("end", end),
+                    ("from", from),
+                    ("before", before),
                 ],
                 "page_token",
                 &page.next_page_token,
             ));
         }
-        Err(error) => body.push_str(&error_box(&error)),
+        Err(error) => body.push_str(&error_box(error)),
     }
-    visited(&console, visit, "Audit log", &body)
+    visited(&console, visit, "Audit log", &body, listed.as_ref().err())
 }
 
 /// `GET /health`: what the probes answer (`/healthz`: the store has not
@@ -588,5 +636,5 @@ pub async fn health(State(console): State<Console>, request: Request) -> Respons
             None => "none (every call runs in the default account)",
         }
     );
-    visited(&console, visit, "Health", &body)
+    visited(&console, visit, "Health", &body, None)
 }

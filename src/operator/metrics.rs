@@ -443,7 +443,7 @@ impl Metrics {
         let connections_open = Family::<DoorLabels, Gauge>::default();
         registry.register(
             "connections_open",
-            "Connections open now, by door (grpc; http, the AWS and Huawei doors' listener)",
+            "Connections open now, by door (grpc; http, the AWS and Huawei doors' listener; console)",
             connections_open.clone(),
         );
         let reload_successful = Gauge::default();
@@ -501,7 +501,7 @@ impl Metrics {
         }
         // Refusals are counted from zero, so that alerts on their rate have
         // data before the first one.
-        for door in [Door::Grpc, Door::Aws, Door::Huawei] {
+        for door in [Door::Grpc, Door::Aws, Door::Huawei, Door::Console] {
             for reason in THROTTLE_REASONS {
                 throttled
                     .get_or_create(&ReasonLabels {

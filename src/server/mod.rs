@@ -446,6 +446,7 @@ async fn serve(
                 header_timeout: Duration::from_secs(config.http_header_timeout_secs),
                 drain: config.drain_timeout(),
                 trusted_proxies: trusted_proxies.clone(),
+                metrics: metrics.clone(),
             },
             async move {
                 let _ = shutdown.wait_for(|stopping| *stopping).await;
@@ -615,10 +616,12 @@ fn server_info(config: &ServeConfig) -> crate::pb::GetServerInfoResponse {
         (false, BackendKind::Sled) => "sled",
         (false, BackendKind::Etcd) => "etcd",
     };
+    // Sorted, as the proto promises.
     let on = [
-        ("auth", config.auth_file.is_some()),
         ("audit-log", config.audit_log.is_some()),
+        ("auth", config.auth_file.is_some()),
         ("aws", config.http_listen.is_some()),
+        ("console", config.console_listen.is_some()),
         ("huawei", config.http_listen.is_some()),
         ("metrics", config.metrics_listen.is_some()),
         ("mtls", config.tls_client_ca.is_some()),

@@ -54,12 +54,18 @@ struct Console {
 
 impl Console {
     async fn start() -> Console {
+        Console::start_with(|_| {}).await
+    }
+
+    /// [`Console::start`] with more settings.
+    async fn start_with(tweak: impl FnOnce(&mut aliasd::server::config::ServeConfig)) -> Console {
         let files = tempfile::tempdir().unwrap();
         let auth = files.path().join("auth.toml");
         std::fs::write(&auth, auth_file()).unwrap();
         let server = TestServer::start_configured(move |c| {
             c.auth_file = Some(auth);
             c.console_listen = Some("127.0.0.1:0".parse().unwrap());
+            tweak(c);
         })
         .await;
         Console {
@@ -204,6 +210,46 @@ fn csrf(page: &str) -> String {
 fn etag(page: &str) -> String {
     hidden_field(page, "etag")
 }
+
+/// The hidden fields (name, value) of the form `id` of a page.
+fn form_fields(page: &str, id: &str) -> Vec<(String, String)> {
+    let start = page
+        .find(&format!(r#"id="{id}""#))
+        .unwrap_or_else(|| panic!("no form {id} in {page}"));
+    let form = &page[start..start + page[start..].find("</form>").unwrap()];
+    let quoted = |text: &str, after: &str| -> String {
+        let from = text.find(after).unwrap() + after.len();
+        text[from..from + text[from..].find('"').unwrap()].to_owned()
+    };
+    form.split(r#"<input type="hidden" "#)
+        .skip(1)
+        .map(|input| (quoted(input, r#"name=""#), quoted(input, r#"value=""#)))
+        .collect()
+}
+
+/// `fields` and `more` as a form body.
+fn form_body(fields: &[(String, String)], more: &[(&str, &str)]) -> String {
+    let encode = |text: &str| {
+        percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    fields
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .chain(more.iter().copied())
+        .map(|(name, value)| format!("{}={}", encode(name), encode(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn field_of<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
+    fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {name} in {fields:?}"))
+}
+
+const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
 
 #[tokio::test]
 async fn the_console_needs_a_login_and_a_csrf_token_and_escapes_what_it_shows() {
@@ -484,4 +530,327 @@ async fn in_chromium_an_operator_sees_a_cli_change_live_and_repoints_and_a_viewe
         );
         println!("screenshot: {png}");
     }
+}
+
+#[tokio::test]
+async fn each_alias_form_has_its_own_request_id_so_a_stale_delete_is_an_etag_mismatch() {
+    let console = Console::start().await;
+    let first = console.key("first").await;
+    let second = console.key("second").await;
+    console.alias("alias/app", &first).await;
+    let session = console.login(OPERATOR_TOKEN).await.unwrap();
+    let page = text(
+        &console
+            .call("GET", "/alias?name=alias/app", &[("Cookie", &session)], "")
+            .await,
+    );
+    let update = form_fields(&page, "update-form");
+    let rename = form_fields(&page, "rename-form");
+    let delete = form_fields(&page, "delete-form");
+    let ids = [&update, &rename, &delete].map(|form| field_of(form, "request_id").to_owned());
+    assert!(
+        ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2],
+        "{ids:?}"
+    );
+
+    // Re-pointed through the page's form; sent twice, it changes once.
+    let body = form_body(&update, &[("target_key_id", &second)]);
+    for _ in 0..2 {
+        let reply = console
+            .call(
+                "POST",
+                "/alias/update",
+                &[("Cookie", &session), FORM],
+                &body,
+            )
+            .await;
+        assert_eq!(reply.status, 303, "{}", text(&reply));
+    }
+    assert_eq!(console.target_of("alias/app").await, second);
+
+    // The delete form of the same (now stale) page: refused for its etag,
+    // which the user can act on, not for its request_id.
+    let reply = console
+        .call(
+            "POST",
+            "/alias/delete",
+            &[("Cookie", &session), FORM],
+            &form_body(&delete, &[]),
+        )
+        .await;
+    let html = text(&reply);
+    assert_eq!(reply.status, 409, "{html}");
+    assert!(html.contains("ETAG_MISMATCH"), "{html}");
+    assert!(!html.contains("REQUEST_ID_REUSED"), "{html}");
+    assert_eq!(console.target_of("alias/app").await, second);
+}
+
+/// The rows of the audit page's table whose action is `action`.
+fn audit_rows(page: &str, action: &str) -> Vec<String> {
+    let cell = format!(r#"<td class="action">{action}</td>"#);
+    page.split("<tr>")
+        .filter(|row| row.contains(&cell))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_audit_page_shows_the_door_source_address_and_user_agent_of_each_record() {
+    let console = Console::start().await;
+    let first = console.key("first").await;
+    let second = console.key("second").await;
+    console.alias("alias/app", &first).await;
+    let session = console.login(OPERATOR_TOKEN).await.unwrap();
+    let page = text(
+        &console
+            .call("GET", "/alias?name=alias/app", &[("Cookie", &session)], "")
+            .await,
+    );
+    let update = form_fields(&page, "update-form");
+    let reply = console
+        .call(
+            "POST",
+            "/alias/update",
+            &[("Cookie", &session), FORM, ("User-Agent", "<i>agent</i>")],
+            &form_body(&update, &[("target_key_id", &second)]),
+        )
+        .await;
+    assert_eq!(reply.status, 303, "{}", text(&reply));
+
+    let reply = console
+        .call(
+            "GET",
+            "/audit?action=kms:UpdateAlias",
+            &[("Cookie", &session)],
+            "",
+        )
+        .await;
+    let html = text(&reply);
+    assert_eq!(reply.status, 200, "{html}");
+    assert!(html.contains("<th>Door</th>"), "{html}");
+    let rows = audit_rows(&html, "kms:UpdateAlias");
+    assert_eq!(rows.len(), 1, "{html}");
+    let row = &rows[0];
+    assert!(row.contains(r#"<td class="door">console</td>"#), "{row}");
+    assert!(
+        row.contains(r#"<td class="source">127.0.0.1</td>"#),
+        "{row}"
+    );
+    assert!(
+        row.contains(r#"<td class="user-agent">&lt;i&gt;agent&lt;/i&gt;</td>"#),
+        "{row}"
+    );
+    assert!(!html.contains("<i>agent"), "{html}");
+    // The CreateAlias made over gRPC says so.
+    let created = text(
+        &console
+            .call(
+                "GET",
+                "/audit?action=kms:CreateAlias",
+                &[("Cookie", &session)],
+                "",
+            )
+            .await,
+    );
+    let rows = audit_rows(&created, "kms:CreateAlias");
+    assert_eq!(rows.len(), 1, "{created}");
+    assert!(
+        rows[0].contains(r#"<td class="door">grpc</td>"#),
+        "{}",
+        rows[0]
+    );
+}
+
+#[tokio::test]
+async fn a_bad_time_in_an_audit_filter_is_invalid_parameter_with_the_filters_kept() {
+    let console = Console::start().await;
+    let session = console.login(OPERATOR_TOKEN).await.unwrap();
+    for query in ["from=yesterday", "before=%3Cb%3Eyesterday"] {
+        let reply = console
+            .call(
+                "GET",
+                &format!("/audit?principal=operator&{query}"),
+                &[("Cookie", &session)],
+                "",
+            )
+            .await;
+        let html = text(&reply);
+        assert_eq!(reply.status, 400, "{html}");
+        assert!(html.contains("INVALID_PARAMETER"), "{html}");
+        assert!(!html.contains("MALFORMED_REQUEST"), "{html}");
+        // The page is the filter form, kept as given (and escaped).
+        assert!(
+            html.contains(r#"<input name="principal" value="operator">"#),
+            "{html}"
+        );
+        assert!(!html.contains("<b>yesterday"), "{html}");
+    }
+}
+
+#[tokio::test]
+async fn the_page_of_a_missing_alias_is_404() {
+    let console = Console::start().await;
+    let session = console.login(OPERATOR_TOKEN).await.unwrap();
+    let reply = console
+        .call(
+            "GET",
+            "/alias?name=alias/ghost",
+            &[("Cookie", &session)],
+            "",
+        )
+        .await;
+    let html = text(&reply);
+    assert_eq!(reply.status, 404, "{html}");
+    assert!(html.contains("ALIAS_NOT_FOUND"), "{html}");
+    // The same page as ever: the frame, who is looking.
+    assert!(html.contains(r#"<b id="principal">operator</b>"#), "{html}");
+}
+
+#[tokio::test]
+async fn a_failed_console_login_is_audited_as_console_login() {
+    let console = Console::start().await;
+    let refused = console.login("not-a-token").await.unwrap_err();
+    assert_eq!(refused.status, 401);
+    let mut audit =
+        pb::audit_service_client::AuditServiceClient::new(console.server.channel.clone());
+    let list = || pb::ListAuditEventsRequest {
+        principal: "unauthenticated".into(),
+        ..Default::default()
+    };
+    // The record is written in the background.
+    let mut events = Vec::new();
+    for _ in 0..500 {
+        events = audit
+            .list_audit_events(bearer(OPERATOR_TOKEN, list()))
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        if !events.is_empty() {
+            break;
+        }
+        // Hang guard only.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let event = &events[0];
+    assert_eq!(event.action, "console:Login");
+    assert_eq!(event.outcome, "UNAUTHENTICATED");
+    assert_eq!(event.door, "console");
+    assert_eq!(event.source_address, "127.0.0.1");
+}
+
+/// The value of the sample `series` in an exposition (0 when absent).
+fn sample(exposition: &str, series: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| value.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn console_calls_are_counted_under_door_console_and_their_route() {
+    let console = Console::start_with(|c| {
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let key = console.key("k").await;
+    console.alias("alias/app", &key).await;
+    let before = crate::metrics::scrape(&console.server).await;
+    assert_eq!(
+        sample(
+            &before,
+            r#"aliasd_denied_calls_total{door="console",reason="UNAUTHENTICATED"}"#
+        ),
+        0.0,
+        "the console's refusal series exist from the start: {before}"
+    );
+    assert!(
+        before.contains(r#"aliasd_denied_calls_total{door="console",reason="ACCESS_DENIED"} 0"#),
+        "{before}"
+    );
+
+    console.login("not-a-token").await.unwrap_err();
+    let operator = console.login(OPERATOR_TOKEN).await.unwrap();
+    let viewer = console.login(VIEWER_TOKEN).await.unwrap();
+    for (path, status) in [("/", 200), ("/alias?name=alias/ghost", 404)] {
+        let reply = console
+            .call("GET", path, &[("Cookie", &operator)], "")
+            .await;
+        assert_eq!(reply.status, status, "{path}");
+    }
+    assert_eq!(console.call("GET", "/nowhere", &[], "").await.status, 404);
+    // The viewer may not re-point alias/app.
+    let page = text(
+        &console
+            .call("GET", "/alias?name=alias/app", &[("Cookie", &viewer)], "")
+            .await,
+    );
+    let update = form_fields(&page, "update-form");
+    let reply = console
+        .call(
+            "POST",
+            "/alias/update",
+            &[("Cookie", &viewer), FORM],
+            &form_body(&update, &[("target_key_id", &key)]),
+        )
+        .await;
+    assert_eq!(reply.status, 403, "{}", text(&reply));
+
+    let text = crate::metrics::scrape(&console.server).await;
+    let console_calls = |method: &str, status: &str| {
+        sample(
+            &text,
+            &format!(r#"aliasd_calls_total{{door="console",method="{method}",status="{status}"}}"#),
+        )
+    };
+    assert_eq!(console_calls("POST /login", "401"), 1.0, "{text}");
+    assert_eq!(console_calls("POST /login", "303"), 2.0, "{text}");
+    assert_eq!(console_calls("GET /", "200"), 1.0, "{text}");
+    assert_eq!(console_calls("GET /alias", "404"), 1.0, "{text}");
+    assert_eq!(console_calls("GET /alias", "200"), 1.0, "{text}");
+    assert_eq!(console_calls("POST /alias/update", "403"), 1.0, "{text}");
+    for reason in ["UNAUTHENTICATED", "ACCESS_DENIED"] {
+        assert_eq!(
+            sample(
+                &text,
+                &format!(r#"aliasd_denied_calls_total{{door="console",reason="{reason}"}}"#)
+            ),
+            1.0,
+            "{text}"
+        );
+    }
+    assert!(
+        text.contains(
+            r#"aliasd_call_duration_seconds_count{door="console",method="POST /alias/update"} 1"#
+        ),
+        "{text}"
+    );
+    // Bounded labels: no login form, no unknown path, no alias name.
+    let console_lines: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains(r#"door="console""#))
+        .collect();
+    for absent in ["GET /login", "nowhere", "ghost", "alias/app"] {
+        assert!(
+            console_lines.iter().all(|line| !line.contains(absent)),
+            "{absent}: {console_lines:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn server_info_names_the_console_among_the_features_when_it_listens() {
+    let console = Console::start().await;
+    let mut diagnostics = pb::diagnostics_service_client::DiagnosticsServiceClient::new(
+        console.server.channel.clone(),
+    );
+    let features = diagnostics
+        .get_server_info(bearer(OPERATOR_TOKEN, pb::GetServerInfoRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .features;
+    assert_eq!(features, ["auth", "console"]);
 }

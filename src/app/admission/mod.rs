@@ -19,6 +19,10 @@ use crate::domain::error::Code;
 use crate::domain::policy::Caller;
 use crate::domain::{Error, Reason};
 
+/// The action an unauthenticated call to a method that does not exist is
+/// audited under.
+const UNKNOWN_ACTION: &str = "unknown";
+
 /// The throttle, the budget of audited unauthenticated calls, and the
 /// shares of the calls in progress.
 pub struct Admission {
@@ -59,6 +63,33 @@ impl App {
         origin: &Origin,
         x_request_id: &str,
     ) -> Result<Caller, Error> {
+        let recorded_as = action.unwrap_or(UNKNOWN_ACTION);
+        self.admit_recorded_as(credentials, action, recorded_as, origin, x_request_id)
+    }
+
+    /// [`App::admit`] for a door's login (the console's): the credentials
+    /// must name a principal; nothing is throttled, and a refusal is
+    /// audited under the action `recorded_as` (say, "console:Login").
+    pub fn admit_login(
+        &self,
+        credentials: &Credentials,
+        recorded_as: &'static str,
+        origin: &Origin,
+        x_request_id: &str,
+    ) -> Result<Caller, Error> {
+        self.admit_recorded_as(credentials, None, recorded_as, origin, x_request_id)
+    }
+
+    /// [`App::admit`], recording a refusal for want of credentials under
+    /// `recorded_as`.
+    fn admit_recorded_as(
+        &self,
+        credentials: &Credentials,
+        action: Option<&'static str>,
+        recorded_as: &'static str,
+        origin: &Origin,
+        x_request_id: &str,
+    ) -> Result<Caller, Error> {
         // One snapshot of the auth file for both checks of this call.
         let config = self.authenticator.as_ref().map(|auth| auth.current());
         let (caller, account) = match &config {
@@ -69,7 +100,7 @@ impl App {
                     (Caller::Principal(principal), account)
                 }
                 Err(error) => {
-                    self.record_unauthenticated(&error, action, origin, x_request_id);
+                    self.record_unauthenticated(&error, recorded_as, origin, x_request_id);
                     return Err(error);
                 }
             },
@@ -147,7 +178,7 @@ impl App {
     fn record_unauthenticated(
         &self,
         error: &Error,
-        action: Option<&'static str>,
+        action: &str,
         origin: &Origin,
         x_request_id: &str,
     ) {
@@ -168,7 +199,7 @@ impl App {
             time: self.clock.now(),
             principal: "unauthenticated".to_owned(),
             account: self.scope.account.clone(),
-            action: action.unwrap_or("unknown").to_owned(),
+            action: action.to_owned(),
             x_request_id: x_request_id.to_owned(),
             outcome: error.reason.as_str().to_owned(),
             message: error.message.clone(),
