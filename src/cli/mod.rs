@@ -43,8 +43,10 @@ pub enum Output {
 }
 
 /// How to reach the server and how to print; each flag also reads an
-/// environment variable.
+/// environment variable. Listed in `--help` under their own heading, after
+/// the command's own options.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Client options")]
 pub struct ClientArgs {
     /// The server: HOST:PORT, http://HOST:PORT or https://HOST:PORT (a
     /// profile's endpoint replaces the default; `aliasd config` shows which
