@@ -99,6 +99,11 @@ struct RetryLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ServedLabels {
+    served: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -312,6 +317,7 @@ pub struct Metrics {
     etcd_request_errors: Family<RequestLabels, Counter>,
     etcd_retries: Family<RetryLabels, Counter>,
     etcd_conflicts: Counter,
+    etcd_mirror_reads: Family<ServedLabels, Counter>,
     connections_open: Family<DoorLabels, Gauge>,
     reload_successful: Gauge,
     reload_success_time: Gauge<f64, AtomicU64>,
@@ -440,6 +446,17 @@ impl Metrics {
             "Group commits that found another process had changed what the group read (every member ran again)",
             etcd_conflicts.clone(),
         );
+        let etcd_mirror_reads = Family::<ServedLabels, Counter>::default();
+        registry.register(
+            "etcd_mirror_reads",
+            "Reads on etcd, by what answered them: mirror (the instance's watch-fed copy, caught up) or etcd (read from etcd itself)",
+            etcd_mirror_reads.clone(),
+        );
+        for served in ["mirror", "etcd"] {
+            etcd_mirror_reads
+                .get_or_create(&ServedLabels { served })
+                .inc_by(0);
+        }
         let connections_open = Family::<DoorLabels, Gauge>::default();
         registry.register(
             "connections_open",
@@ -536,6 +553,7 @@ impl Metrics {
             etcd_request_errors,
             etcd_retries,
             etcd_conflicts,
+            etcd_mirror_reads,
             connections_open,
             reload_successful,
             reload_success_time,
@@ -602,6 +620,12 @@ impl Metrics {
             }
             StoreEvent::Conflict => {
                 self.etcd_conflicts.inc();
+            }
+            StoreEvent::MirrorRead(from_mirror) => {
+                let served = if from_mirror { "mirror" } else { "etcd" };
+                self.etcd_mirror_reads
+                    .get_or_create(&ServedLabels { served })
+                    .inc();
             }
         }
     }

@@ -255,6 +255,10 @@ pub enum StoreEvent {
     /// A group's commit found that another process had changed what it
     /// read: nothing was applied and every member runs again.
     Conflict,
+    /// A read on etcd, answered from the instance's mirror (`true`) or
+    /// from etcd itself (`false`: the mirror was not caught up in time, or
+    /// the read needed a tree it does not hold).
+    MirrorRead(bool),
 }
 
 /// The requests a remote store (etcd) makes on a call's path.

@@ -247,7 +247,16 @@ impl EtcdBackend {
     /// The mirror, caught up with every acknowledged write (None: read
     /// etcd itself; see mirror.rs).
     fn fresh_mirror(&self) -> Option<std::sync::RwLockReadGuard<'_, super::mirror::State>> {
-        self.mirror.fresh(|| Source::latest_revision(self))
+        let fresh = self.mirror.fresh(|| Source::latest_revision(self));
+        if fresh.is_none() {
+            self.stats.report(&StoreEvent::MirrorRead(false));
+        }
+        fresh
+    }
+
+    /// Counts a read the mirror answered.
+    fn served_by_mirror(&self) {
+        self.stats.report(&StoreEvent::MirrorRead(true));
     }
 
     /// One range: its entries and the revision it was read at.
@@ -547,6 +556,7 @@ impl Reads for EtcdBackend {
         let key = self.key(tree, key);
         if self.mirror.holds(&key) {
             if let Some(mirror) = self.fresh_mirror() {
+                self.served_by_mirror();
                 return Ok(mirror.get(&key));
             }
         }
@@ -559,6 +569,7 @@ impl Reads for EtcdBackend {
     fn get_many(&self, tree: Tree, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, Error> {
         if MIRRORED.contains(&tree) {
             if let Some(mirror) = self.fresh_mirror() {
+                self.served_by_mirror();
                 return Ok(keys
                     .iter()
                     .map(|key| mirror.get(&self.key(tree, key)))
@@ -625,6 +636,7 @@ impl Reads for EtcdBackend {
         let skip = base.len();
         if MIRRORED.contains(&tree) {
             if let Some(mirror) = self.fresh_mirror() {
+                self.served_by_mirror();
                 return Ok(mirror.scan(&from, &to, limit, skip));
             }
         }
@@ -690,6 +702,7 @@ impl Backend for EtcdBackend {
                 missed: std::cell::Cell::new(false),
             };
             let outcome = body(&tx);
+            self.stats.report(&StoreEvent::MirrorRead(!tx.missed.get()));
             if !tx.missed.get() {
                 return match outcome {
                     Ok(()) => Ok(()),

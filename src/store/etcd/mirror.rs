@@ -429,6 +429,47 @@ impl Tx for MirrorTx<'_> {
 mod tests {
     use super::*;
 
+    /// A read waits until the mirror has applied the revision etcd named
+    /// (here an event that arrives after the read began), and reads etcd
+    /// instead when it never comes.
+    #[test]
+    fn a_read_waits_for_the_revision_etcd_names() {
+        use super::super::mvccpb::{Event, KeyValue};
+        let mirror = Arc::new(Mirror::new(vec![(b"/p/".to_vec(), b"/p0".to_vec())]));
+        mirror.set_applied(Applied {
+            revision: 5,
+            live: true,
+            progress: true,
+        });
+        let late = mirror.clone();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            late.apply(pb::WatchResponse {
+                events: vec![Event {
+                    r#type: 0,
+                    kv: Some(KeyValue {
+                        key: b"/p/k".to_vec(),
+                        value: b"v".to_vec(),
+                        mod_revision: 6,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+        });
+        let state = mirror.fresh(|| Ok(6)).expect("the event arrives");
+        assert_eq!(state.get(b"/p/k"), Some(b"v".to_vec()));
+        drop(state);
+        writer.join().unwrap();
+        // The watch went down: no answer from the mirror at all.
+        mirror.set_applied(Applied {
+            live: false,
+            ..mirror.applied()
+        });
+        assert!(mirror.fresh(|| Ok(6)).is_none());
+    }
+
     #[test]
     fn progress_is_trusted_only_where_etcd_fixed_it() {
         for (version, sound) in [
