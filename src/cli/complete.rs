@@ -36,7 +36,7 @@ fn settings() -> Option<ClientArgs> {
         .try_get_matches_from(["aliasd"])
         .ok()?;
     let mut client = FromEnvironment::from_arg_matches(&matches).ok()?.client;
-    profile::resolve(&mut client, &matches, profile::Purpose::Call).ok()?;
+    profile::resolve(&mut client, &matches, profile::Purpose::Complete).ok()?;
     client.timeout_secs = client.timeout_secs.min(PATIENCE.as_secs_f64());
     Some(client)
 }

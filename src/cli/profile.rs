@@ -125,6 +125,9 @@ pub enum Purpose {
     /// `aliasd config`: nothing runs, and a token that would be refused
     /// is shown as such rather than stopping the report.
     Show,
+    /// Tab completion: a `token_command` runs without the terminal (it
+    /// must not prompt, or read keystrokes, in the middle of a line).
+    Complete,
 }
 
 /// Fills in `args` from the chosen profile where neither a flag nor an
@@ -373,11 +376,15 @@ fn token_of(
                 format!("{from_profile} (token_command, not run by aliasd config)"),
             )));
         }
+        let terminal = || match purpose {
+            Purpose::Complete => std::process::Stdio::null(),
+            _ => std::process::Stdio::inherit(),
+        };
         let output = std::process::Command::new("sh")
             .arg("-c")
             .arg(command)
-            .stdin(std::process::Stdio::inherit())
-            .stderr(std::process::Stdio::inherit())
+            .stdin(terminal())
+            .stderr(terminal())
             .output()
             .map_err(|e| Failure::usage(format!("{from_profile}: token_command: {e}")))?;
         // Its first line, as a token_file's.

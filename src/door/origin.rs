@@ -64,7 +64,7 @@ impl FromStr for Cidr {
             Some((address, prefix)) => (address, Some(prefix)),
             None => (text, None),
         };
-        let network: IpAddr = address
+        let mut network: IpAddr = address
             .parse()
             .map_err(|_| format!("{text:?} is not an IP address or CIDR range"))?;
         let max = if network.is_ipv4() { 32 } else { 128 };
@@ -82,6 +82,14 @@ impl FromStr for Cidr {
                 "{text:?} has bits set beyond its prefix (did you mean {}/{prefix}?)",
                 zero_host_bits(network, prefix)
             ));
+        }
+        // Peers are compared as IPv4 when IPv4-mapped: so are such ranges.
+        let mut prefix = prefix;
+        if let IpAddr::V6(v6) = network {
+            if let (Some(v4), true) = (v6.to_ipv4_mapped(), prefix >= 96) {
+                network = IpAddr::V4(v4);
+                prefix -= 96;
+            }
         }
         Ok(Cidr { network, prefix })
     }
@@ -189,14 +197,20 @@ fn unmapped(ip: IpAddr) -> IpAddr {
 /// The forwarded hops of `header`, the client first: each an address, or
 /// None for a hop that names none.
 fn forwarded_hops(headers: &HeaderMap, header: ForwardedHeader) -> Vec<Option<IpAddr>> {
-    if header == ForwardedHeader::Forwarded {
-        return headers
-            .get_all(http::header::FORWARDED)
+    // Split as bytes, each hop parsed on its own: a client's hop that is
+    // not text must not take the whole line (the real address a proxy
+    // appended to it included) with it.
+    let hops = |name| {
+        headers
+            .get_all(name)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|value| value.split(','))
+            .flat_map(|value| value.as_bytes().split(|b| *b == b','))
+            .map(|hop| std::str::from_utf8(hop).ok())
+    };
+    if header == ForwardedHeader::Forwarded {
+        return hops(http::header::FORWARDED)
             .map(|element| {
-                element
+                element?
                     .split(';')
                     .filter_map(|pair| pair.split_once('='))
                     .find(|(name, _)| name.trim().eq_ignore_ascii_case("for"))
@@ -204,12 +218,8 @@ fn forwarded_hops(headers: &HeaderMap, header: ForwardedHeader) -> Vec<Option<Ip
             })
             .collect();
     }
-    headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(|hop| address(hop.trim()))
+    hops(http::header::HeaderName::from_static("x-forwarded-for"))
+        .map(|hop| address(hop?.trim()))
         .collect()
 }
 
@@ -303,6 +313,9 @@ mod tests {
 
     #[test]
     fn ranges_parse_and_match() {
+        let mapped: Cidr = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert!(mapped.contains("10.1.2.3".parse().unwrap()));
+        assert!(mapped.contains("::ffff:10.1.2.3".parse().unwrap()));
         let range: Cidr = "10.0.0.0/8".parse().unwrap();
         assert!(range.contains("10.255.0.1".parse().unwrap()));
         assert!(!range.contains("11.0.0.1".parse().unwrap()));
@@ -368,6 +381,16 @@ mod tests {
         // A hop that is no address stops the walk at the proxy that wrote it.
         let garbage = [("x-forwarded-for", "203.0.113.7, nonsense")];
         assert_eq!(source("127.0.0.1", "127.0.0.1:1", &garbage), "127.0.0.1");
+        // A client's hop that is not text does not hide the address the
+        // proxy appended after it.
+        let mut binary = HeaderMap::new();
+        binary.insert(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(b"\xff, 203.0.113.7").unwrap(),
+        );
+        let origin =
+            proxies("127.0.0.1").origin(Door::Grpc, Some("127.0.0.1:1".parse().unwrap()), &binary);
+        assert_eq!(origin.source_address, "203.0.113.7");
     }
 
     #[test]

@@ -67,6 +67,24 @@ struct Applied {
     progress: bool,
 }
 
+/// Ends a batch of the revision check with its answer, when dropped.
+struct BatchEnd<'a> {
+    mirror: &'a Mirror,
+    batch: u64,
+    answer: Result<i64, Error>,
+}
+
+impl Drop for BatchEnd<'_> {
+    fn drop(&mut self) {
+        let answer = std::mem::replace(&mut self.answer, Ok(0));
+        let mut check = self.mirror.check.lock().unwrap_or_else(|p| p.into_inner());
+        check.running = false;
+        check.done = self.batch;
+        check.answer = Some(answer);
+        self.mirror.checked.notify_all();
+    }
+}
+
 /// The shared revision check (see the module's documentation).
 #[derive(Default)]
 struct Check {
@@ -159,7 +177,10 @@ impl Mirror {
 
     /// etcd's revision, from a check that started after this call did,
     /// shared with every reader waiting for it.
+    /// A reader waits at most [`CATCH_UP`] for another's check; then it
+    /// reads etcd itself.
     fn current_revision(&self, latest: impl Fn() -> Result<i64, Error>) -> Result<i64, Error> {
+        let deadline = Instant::now() + CATCH_UP;
         let mut check = self.check.lock().unwrap_or_else(|p| p.into_inner());
         let mine = check.next;
         loop {
@@ -172,15 +193,26 @@ impl Mirror {
                 check.next = batch + 1;
                 check.running = true;
                 drop(check);
-                let answer = latest();
+                // Whatever happens in `latest` (a panic included), the
+                // batch ends and the readers waiting for it are woken.
+                let mut ending = BatchEnd {
+                    mirror: self,
+                    batch,
+                    answer: Err(Error::internal("the revision check did not finish")),
+                };
+                ending.answer = latest();
+                drop(ending);
                 check = self.check.lock().unwrap_or_else(|p| p.into_inner());
-                check.running = false;
-                check.done = batch;
-                check.answer = Some(answer);
-                self.checked.notify_all();
                 continue;
             }
-            check = self.checked.wait(check).unwrap_or_else(|p| p.into_inner());
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .ok_or_else(|| Error::internal("the revision check took too long"))?;
+            check = self
+                .checked
+                .wait_timeout(check, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 
@@ -257,10 +289,16 @@ impl Mirror {
                 }
             }
         }
-        self.state
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .entries = entries;
+        let old = std::mem::replace(
+            &mut self
+                .state
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .entries,
+            entries,
+        );
+        // Freed without the lock held.
+        drop(old);
         self.set_applied(Applied {
             revision,
             live: true,
