@@ -239,7 +239,7 @@ impl Visit {
             account,
             logout_csrf: matches!(
                 self.session.holder,
-                Holder::Login(_) | Holder::Certificate(_)
+                Holder::Login(..) | Holder::Certificate(_)
             )
             .then_some(self.session.csrf.as_str()),
         }
@@ -286,7 +286,9 @@ impl Console {
     ) -> Result<Option<Caller>, Error> {
         let admitted = match &session.holder {
             Holder::Pending => return Ok(None),
-            Holder::Login(name) => self.app.admit_principal(name, action),
+            Holder::Login(name, token_sha256) => {
+                self.app.admit_principal(name, token_sha256, action)
+            }
             Holder::Open if self.app.authenticator.is_none() => self.app.admit(
                 &Credentials::default(),
                 action,

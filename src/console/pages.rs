@@ -125,9 +125,10 @@ pub async fn login(State(console): State<Console>, request: Request) -> Response
     match admitted {
         Ok(caller) => {
             console.sessions.close(&pending.id);
-            let session = console
-                .sessions
-                .open(Holder::Login(caller.name().to_owned()));
+            let session = console.sessions.open(Holder::Login(
+                caller.name().to_owned(),
+                crate::app::admission::auth::token_sha256(token),
+            ));
             tracing::info!(principal = caller.name(), "console login");
             see_other("/", Some(session::set_cookie(&session, console.secure)))
         }

@@ -26,8 +26,10 @@ pub enum Holder {
     Pending,
     /// Anyone: the server has no auth file.
     Open,
-    /// The principal of that name, who logged in with a bearer token.
-    Login(String),
+    /// The principal of that name, who logged in with a bearer token (its
+    /// SHA-256, as the auth file names it: the session stands only while
+    /// the file admits that token).
+    Login(String, String),
     /// The principal of that name, named by the connection's client
     /// certificate (checked again on every request).
     Certificate(String),
@@ -164,8 +166,8 @@ mod tests {
     #[test]
     fn sessions_have_distinct_ids_and_csrf_tokens_and_end_when_closed() {
         let sessions = Sessions::default();
-        let one = sessions.open(Holder::Login("a".into()));
-        let two = sessions.open(Holder::Login("a".into()));
+        let one = sessions.open(Holder::Login("a".into(), "hash".into()));
+        let two = sessions.open(Holder::Login("a".into(), "hash".into()));
         assert_ne!(one.id, two.id);
         assert_ne!(one.csrf, one.id);
         assert_eq!(sessions.get(&one.id).unwrap().holder, one.holder);

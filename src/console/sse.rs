@@ -143,6 +143,31 @@ pub async fn events(State(console): State<Console>, request: Request) -> Respons
             ),
             Err(error) => Box::pin(tokio_stream::once(failure(&error))),
         };
+    // The session is checked again with every event and keep-alive: a
+    // logout, an expiry or an auth file that no longer admits the login
+    // ends the stream (with a last `failure` event), as it ends every page.
+    let session = visit.session.id.clone();
+    let mut ended = false;
+    let stream = stream
+        .map(move |item| {
+            if ended {
+                return None;
+            }
+            let admitted = console
+                .sessions
+                .get(&session)
+                .is_some_and(|s| matches!(console.admit_session(&parts, &s, None), Ok(Some(_))));
+            if admitted {
+                return Some(item);
+            }
+            ended = true;
+            Some(failure(&Error::new(
+                crate::domain::Reason::UNAUTHENTICATED,
+                "The console session ended; log in again.",
+            )))
+        })
+        .take_while(Option::is_some)
+        .map(|item| item.unwrap_or_default());
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/event-stream")

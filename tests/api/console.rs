@@ -854,3 +854,122 @@ async fn server_info_names_the_console_among_the_features_when_it_listens() {
         .features;
     assert_eq!(features, ["auth", "console"]);
 }
+
+/// The live stream checks the session with every event: after a logout,
+/// the next change ends the stream with a `failure` event and is not sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_stream_ends_when_its_session_does() {
+    let console = Console::start().await;
+    let key = console.key("streamed").await;
+    let session = console.login(OPERATOR_TOKEN).await.expect("logs in");
+    let page = console.call("GET", "/", &[("Cookie", &session)], "").await;
+    let token = csrf(&text(&page));
+
+    let addr = console
+        .server
+        .running
+        .as_ref()
+        .unwrap()
+        .console_addr
+        .unwrap();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (reader, mut writer) = stream.into_split();
+    writer
+        .write_all(
+            format!(
+                "GET /events HTTP/1.1\r\nHost: localhost\r\nCookie: {session}\r\n\
+                 Accept: text/event-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut lines = BufReader::new(reader).lines();
+    // The first change arrives while the session stands.
+    console.alias("alias/before", &key).await;
+    let mut seen = String::new();
+    async fn next_line(
+        lines: &mut tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
+    ) -> Option<String> {
+        tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("a line within 30 s (hang guard)")
+            .unwrap()
+    }
+    while !seen.contains("alias/before") {
+        seen.push_str(&next_line(&mut lines).await.expect("the stream goes on"));
+        seen.push('\n');
+    }
+
+    let reply = console
+        .call(
+            "POST",
+            "/logout",
+            &[
+                ("Cookie", &session),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            &format!("csrf={token}"),
+        )
+        .await;
+    assert_eq!(reply.status, 303);
+    console.alias("alias/after", &key).await;
+    let mut rest = String::new();
+    while let Some(line) = next_line(&mut lines).await {
+        rest.push_str(&line);
+        rest.push('\n');
+        if rest.contains("session ended") {
+            break;
+        }
+    }
+    assert!(rest.contains("event: failure"), "{rest}");
+    assert!(rest.contains("UNAUTHENTICATED"), "{rest}");
+    assert!(!rest.contains("alias/after"), "{rest}");
+}
+
+/// A login stands only while the auth file admits the token it was made
+/// with: rotating the principal's token (and reloading) ends the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_a_token_ends_the_console_sessions_made_with_it() {
+    let console = Console::start().await;
+    let session = console.login(OPERATOR_TOKEN).await.expect("logs in");
+    let page = console.call("GET", "/", &[("Cookie", &session)], "").await;
+    assert_eq!(page.status, 200);
+
+    // The operator gets a new token; the old one is gone from the file.
+    let auth = console._files.path().join("auth.toml");
+    let rotated = auth_file().replace(
+        &token_sha256(OPERATOR_TOKEN),
+        &token_sha256("console-operator-token-2"),
+    );
+    std::fs::write(&auth, rotated).unwrap();
+    // SAFETY: kill on our own process id, with a signal the server has
+    // taken over (its reload task re-reads the auth file).
+    assert_eq!(unsafe { libc::kill(libc::getpid(), libc::SIGHUP) }, 0);
+    // The reload has happened once the old token is refused at the gRPC
+    // door (hang guard: 500 × 20 ms).
+    let mut reloaded = false;
+    for _ in 0..500 {
+        let old = console
+            .server
+            .keys
+            .clone()
+            .list_keys(bearer(OPERATOR_TOKEN, pb::ListKeysRequest::default()))
+            .await;
+        if matches!(&old, Err(status) if status.code() == tonic::Code::Unauthenticated) {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(reloaded, "the auth file was not reloaded");
+
+    let reply = console.call("GET", "/", &[("Cookie", &session)], "").await;
+    assert_eq!(reply.status, 303, "{}", text(&reply));
+    assert_eq!(reply.headers["location"], "/login");
+    // The new token logs in.
+    console
+        .login("console-operator-token-2")
+        .await
+        .expect("the new token logs in");
+}

@@ -374,11 +374,13 @@ impl AuthConfig {
 
     /// The principal of a bearer token.
     fn by_token(&self, token: &str) -> Option<Arc<Principal>> {
-        let hash: String = Sha256::digest(token.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        self.by_token_hash.get(&hash).cloned()
+        self.by_token_hash.get(&token_sha256(token)).cloned()
+    }
+
+    /// The principal whose entry holds this token hash (a session made
+    /// with a token stands only while the file still admits that token).
+    pub fn by_token_sha256(&self, hash: &str) -> Option<Arc<Principal>> {
+        self.by_token_hash.get(hash).cloned()
     }
 
     /// The principal of a client certificate. URI SANs match only URI
@@ -613,6 +615,14 @@ impl CertIdentities {
         }
         Some(identities)
     }
+}
+
+/// A bearer token's SHA-256, in hex: how the auth file names it.
+pub fn token_sha256(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]

@@ -115,23 +115,32 @@ impl App {
         Ok(caller)
     }
 
-    /// [`App::admit`] for a caller a door authenticated earlier and
-    /// remembers by name (the console's login session): the principal of
-    /// that name in the auth file in force now (a principal removed by a
-    /// reload is UNAUTHENTICATED), throttled as any call.
+    /// [`App::admit`] for a caller a door authenticated earlier with a
+    /// bearer token and remembers by name and token hash (the console's
+    /// login session): the principal of that name, if the auth file in
+    /// force now still admits that token for it (a principal removed, or
+    /// its token rotated, by a reload is UNAUTHENTICATED), throttled as any
+    /// call.
     pub fn admit_principal(
         &self,
         name: &str,
+        token_sha256: &str,
         action: Option<&'static str>,
     ) -> Result<Caller, Error> {
         let config = self.authenticator.as_ref().map(|auth| auth.current());
         let (caller, throttle) = match &config {
             None => (Caller::Anonymous, None),
-            Some(config) => match config.principal(name) {
+            // The token it logged in with must still be the principal's: a
+            // rotated token ends its sessions.
+            Some(config) => match config
+                .by_token_sha256(token_sha256)
+                .filter(|principal| principal.name == name)
+            {
                 Some(principal) => (Caller::Principal(principal), config.throttle.as_ref()),
                 None => {
                     return Err(auth::unauthenticated(format!(
-                        "The principal {name} is no longer in the auth file; log in again."
+                        "The auth file no longer admits the token {name} logged in with; log in \
+                         again."
                     )))
                 }
             },
