@@ -885,8 +885,6 @@ async fn the_live_stream_ends_when_its_session_does() {
         .await
         .unwrap();
     let mut lines = BufReader::new(reader).lines();
-    // The first change arrives while the session stands.
-    console.alias("alias/before", &key).await;
     let mut seen = String::new();
     async fn next_line(
         lines: &mut tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
@@ -896,6 +894,12 @@ async fn the_live_stream_ends_when_its_session_does() {
             .expect("a line within 30 s (hang guard)")
             .unwrap()
     }
+    // The answer's head: the watch is open once it has come.
+    let status = next_line(&mut lines).await.expect("a status line");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    while !next_line(&mut lines).await.expect("headers").is_empty() {}
+    // The first change arrives while the session stands.
+    console.alias("alias/before", &key).await;
     while !seen.contains("alias/before") {
         seen.push_str(&next_line(&mut lines).await.expect("the stream goes on"));
         seen.push('\n');
