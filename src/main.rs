@@ -297,9 +297,9 @@ fn main() -> ExitCode {
             use aliasd::cli::profile;
             let leaf = profile::leaf(&matches);
             match profile::resolve(&mut client, leaf, profile::Purpose::Show)
-                .and_then(|resolved| Ok((resolved, query_output(leaf, &mut client)?)))
+                .and_then(|resolved| query_output(leaf, &mut client).map(|()| resolved))
             {
-                Ok((resolved, ())) => aliasd::cli::show_config(&client, &resolved),
+                Ok(resolved) => aliasd::cli::show_config(&client, &resolved),
                 Err(failure) => aliasd::cli::exit(&failure, client.output),
             }
         }

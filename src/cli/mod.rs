@@ -589,9 +589,6 @@ fn tls(args: &ClientArgs) -> Result<ClientTlsConfig, Failure> {
 /// the exit code says how it ended (docs/grpc-and-cli.md: "The command-line client").
 pub async fn run(args: &ClientArgs, command: ClientCommand) -> ExitCode {
     let outcome = async {
-        if let Some(query) = &args.query {
-            set_query(query)?;
-        }
         if let ClientCommand::Version = command {
             return commands::version(args).await;
         }
@@ -613,7 +610,8 @@ pub async fn run(args: &ClientArgs, command: ClientCommand) -> ExitCode {
     }
 }
 
-/// Applies `--query` to what this run prints as JSON.
+/// Applies `--query` to what this run prints as JSON (the command line's
+/// reader calls it before [`run`]).
 pub fn set_query(query: &str) -> Result<(), Failure> {
     render::set_query(query).map_err(|why| Failure::usage(format!("--query: {why}")))
 }

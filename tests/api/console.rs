@@ -144,6 +144,12 @@ impl Console {
             .target_key_id
     }
 
+    /// POSTs a form with the `session` cookie.
+    async fn post_form(&self, path: &str, session: &str, body: &str) -> HttpReply {
+        self.call("POST", path, &[("Cookie", session), FORM], body)
+            .await
+    }
+
     /// Logs in with `token`: the session cookie (`name=value`).
     async fn login(&self, token: &str) -> Result<String, HttpReply> {
         let form = self.call("GET", "/login", &[], "").await;
@@ -151,15 +157,7 @@ impl Console {
         let pending = cookie(&form);
         let csrf = csrf(&text(&form));
         let reply = self
-            .call(
-                "POST",
-                "/login",
-                &[
-                    ("Cookie", &pending),
-                    ("Content-Type", "application/x-www-form-urlencoded"),
-                ],
-                &format!("csrf={csrf}&token={token}"),
-            )
+            .post_form("/login", &pending, &format!("csrf={csrf}&token={token}"))
             .await;
         match reply.status {
             303 => {
@@ -295,28 +293,19 @@ async fn the_console_needs_a_login_and_a_csrf_token_and_escapes_what_it_shows() 
         .call("GET", "/alias?name=alias/app", &[("Cookie", &session)], "")
         .await;
     let token = csrf(&text(&alias));
-    let form = ("Content-Type", "application/x-www-form-urlencoded");
     for body in [
         format!("alias_name=alias/app&target_key_id={other}"),
         format!("csrf=x{token}&alias_name=alias/app&target_key_id={other}"),
     ] {
-        let reply = console
-            .call(
-                "POST",
-                "/alias/update",
-                &[("Cookie", &session), form],
-                &body,
-            )
-            .await;
+        let reply = console.post_form("/alias/update", &session, &body).await;
         assert_eq!(reply.status, 403, "{}", text(&reply));
     }
     assert_eq!(console.target_of("alias/app").await, hostile);
     // With it, the change is made.
     let reply = console
-        .call(
-            "POST",
+        .post_form(
             "/alias/update",
-            &[("Cookie", &session), form],
+            &session,
             &format!("csrf={token}&alias_name=alias/app&target_key_id={other}"),
         )
         .await;
@@ -326,10 +315,9 @@ async fn the_console_needs_a_login_and_a_csrf_token_and_escapes_what_it_shows() 
     // error, and nothing changes.
     let shown = etag(&text(&alias));
     let reply = console
-        .call(
-            "POST",
+        .post_form(
             "/alias/update",
-            &[("Cookie", &session), form],
+            &session,
             &format!("csrf={token}&alias_name=alias/app&target_key_id={hostile}&etag={shown}"),
         )
         .await;
@@ -339,12 +327,7 @@ async fn the_console_needs_a_login_and_a_csrf_token_and_escapes_what_it_shows() 
 
     // Logging out ends the session.
     let reply = console
-        .call(
-            "POST",
-            "/logout",
-            &[("Cookie", &session), form],
-            &format!("csrf={token}"),
-        )
+        .post_form("/logout", &session, &format!("csrf={token}"))
         .await;
     assert_eq!(reply.status, 303);
     let reply = console.call("GET", "/", &[("Cookie", &session)], "").await;
@@ -556,14 +539,7 @@ async fn each_alias_form_has_its_own_request_id_so_a_stale_delete_is_an_etag_mis
     // Re-pointed through the page's form; sent twice, it changes once.
     let body = form_body(&update, &[("target_key_id", &second)]);
     for _ in 0..2 {
-        let reply = console
-            .call(
-                "POST",
-                "/alias/update",
-                &[("Cookie", &session), FORM],
-                &body,
-            )
-            .await;
+        let reply = console.post_form("/alias/update", &session, &body).await;
         assert_eq!(reply.status, 303, "{}", text(&reply));
     }
     assert_eq!(console.target_of("alias/app").await, second);
@@ -571,12 +547,7 @@ async fn each_alias_form_has_its_own_request_id_so_a_stale_delete_is_an_etag_mis
     // The delete form of the same (now stale) page: refused for its etag,
     // which the user can act on, not for its request_id.
     let reply = console
-        .call(
-            "POST",
-            "/alias/delete",
-            &[("Cookie", &session), FORM],
-            &form_body(&delete, &[]),
-        )
+        .post_form("/alias/delete", &session, &form_body(&delete, &[]))
         .await;
     let html = text(&reply);
     assert_eq!(reply.status, 409, "{html}");
@@ -789,10 +760,9 @@ async fn console_calls_are_counted_under_door_console_and_their_route() {
     );
     let update = form_fields(&page, "update-form");
     let reply = console
-        .call(
-            "POST",
+        .post_form(
             "/alias/update",
-            &[("Cookie", &viewer), FORM],
+            &viewer,
             &form_body(&update, &[("target_key_id", &key)]),
         )
         .await;
@@ -906,15 +876,7 @@ async fn the_live_stream_ends_when_its_session_does() {
     }
 
     let reply = console
-        .call(
-            "POST",
-            "/logout",
-            &[
-                ("Cookie", &session),
-                ("Content-Type", "application/x-www-form-urlencoded"),
-            ],
-            &format!("csrf={token}"),
-        )
+        .post_form("/logout", &session, &format!("csrf={token}"))
         .await;
     assert_eq!(reply.status, 303);
     console.alias("alias/after", &key).await;

@@ -24,14 +24,6 @@ fn deploy_path(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn sha256(path: &Path) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(std::fs::read(path).unwrap_or_default())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// promtool, unpacked under `target/test-tools/prometheus` on first use;
 /// None when the package cannot be downloaded (no apt, no network): then
 /// the rules are only parsed.
@@ -43,66 +35,41 @@ fn promtool() -> Option<PathBuf> {
     if binary.exists() {
         return Some(binary);
     }
-    let deb = dir.join(PACKAGE);
-    if sha256(&deb) != PACKAGE_SHA256 {
-        let apt = Command::new("apt-get")
-            .args(["download", "prometheus=2.42.0+ds-5+b6"])
-            .current_dir(&dir)
-            .output();
-        match apt {
-            Ok(apt) if apt.status.success() && deb.exists() => {}
-            other => {
-                eprintln!(
-                    "cannot download {PACKAGE} ({other:?}); checking the rules with the parser only"
-                );
-                return None;
-            }
-        }
-    }
-    assert_eq!(
-        sha256(&deb),
+    let fetched = crate::etcd_support::unpack_pinned_package(
+        &dir,
+        "prometheus=2.42.0+ds-5+b6",
+        PACKAGE,
         PACKAGE_SHA256,
-        "{PACKAGE} is not the pinned package"
     );
-    let unpacked = Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(&deb)
-        .arg(dir.join("root"))
-        .status()
-        .expect("dpkg-deb runs");
-    assert!(
-        unpacked.success() && binary.exists(),
-        "promtool did not unpack"
-    );
+    if let Err(why) = fetched {
+        eprintln!("{why}; checking the rules with the parser only");
+        return None;
+    }
+    assert!(binary.exists(), "promtool did not unpack");
     Some(binary)
 }
 
 /// `promtool check rules FILE` succeeds.
 fn check_rules(promtool: &Path, file: &Path) {
-    let output = Command::new(promtool)
-        .args(["check", "rules"])
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "promtool check rules {}: {}{}",
-        file.display(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_promtool(promtool, &["check", "rules"], file);
 }
 
 /// `promtool test rules FILE` succeeds: every unit test in FILE passes.
 fn test_rules(promtool: &Path, file: &Path) {
+    run_promtool(promtool, &["test", "rules"], file);
+}
+
+/// `promtool ARGS FILE` succeeds.
+fn run_promtool(promtool: &Path, args: &[&str], file: &Path) {
     let output = Command::new(promtool)
-        .args(["test", "rules"])
+        .args(args)
         .arg(file)
         .output()
         .unwrap();
     assert!(
         output.status.success(),
-        "promtool test rules {}: {}{}",
+        "promtool {} {}: {}{}",
+        args.join(" "),
         file.display(),
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)

@@ -56,23 +56,17 @@ async fn a_node_client_reads_the_error_reason_enum_from_the_status_details() {
             .unwrap();
     let server = TestServer::start().await;
     let addr = server.running.as_ref().unwrap().addr.to_string();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(manifest.join("tests/node/error_reason.js"))
-            .arg(&addr)
-            .arg(manifest.join("proto"))
-            .env("NODE_PATH", &modules)
-            .output()
-            .expect("node runs")
+    let stdout = tokio::task::spawn_blocking(move || {
+        crate::python::run(
+            Command::new("node")
+                .arg(manifest.join("tests/node/error_reason.js"))
+                .arg(&addr)
+                .arg(manifest.join("proto"))
+                .env("NODE_PATH", &modules),
+        )
     })
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     // The Node client's enum values are the server's: name and number.
     for (what, reason) in [
         ("create-twice", ErrorReason::AliasAlreadyExists),

@@ -57,24 +57,44 @@ pub fn etcd_binary(cache: &Path) -> PathBuf {
     if binary.exists() {
         return binary;
     }
-    std::fs::create_dir_all(&dir).expect("the cache directory");
-    let deb = dir.join(PACKAGE);
-    if sha256(&deb) != PACKAGE_SHA256 {
+    if let Err(why) =
+        unpack_pinned_package(&dir, "etcd-server=3.4.23-4+b4", PACKAGE, PACKAGE_SHA256)
+    {
+        panic!("{why}");
+    }
+    assert!(binary.exists(), "etcd did not unpack");
+    binary
+}
+
+/// A pinned Debian package (`spec`, NAME=VERSION), fetched into `dir` with
+/// the system's package tools (`apt-get download`) unless its `file` is
+/// there already, checked against its SHA-256 and unpacked into
+/// `dir/root`. Err says why it could not be fetched; a file that is not
+/// the pinned one fails the test.
+pub fn unpack_pinned_package(
+    dir: &Path,
+    spec: &str,
+    file: &str,
+    pinned_sha256: &str,
+) -> Result<(), String> {
+    let deb = dir.join(file);
+    if sha256(&deb) != pinned_sha256 {
         let apt = Command::new("apt-get")
-            .args(["download", "etcd-server=3.4.23-4+b4"])
-            .current_dir(&dir)
+            .args(["download", spec])
+            .current_dir(dir)
             .output()
-            .expect("apt-get runs");
-        assert!(
-            apt.status.success() && deb.exists(),
-            "apt-get download etcd-server=3.4.23-4+b4: {}",
-            String::from_utf8_lossy(&apt.stderr)
-        );
+            .map_err(|e| format!("apt-get download {spec}: {e}"))?;
+        if !apt.status.success() || !deb.exists() {
+            return Err(format!(
+                "apt-get download {spec}: {}",
+                String::from_utf8_lossy(&apt.stderr)
+            ));
+        }
     }
     assert_eq!(
         sha256(&deb),
-        PACKAGE_SHA256,
-        "{PACKAGE} is not the pinned package"
+        pinned_sha256,
+        "{file} is not the pinned package"
     );
     let unpacked = Command::new("dpkg-deb")
         .arg("-x")
@@ -82,8 +102,8 @@ pub fn etcd_binary(cache: &Path) -> PathBuf {
         .arg(dir.join("root"))
         .status()
         .expect("dpkg-deb runs");
-    assert!(unpacked.success() && binary.exists(), "etcd did not unpack");
-    binary
+    assert!(unpacked.success(), "{file} did not unpack");
+    Ok(())
 }
 
 /// A member's name, data directory, and client and peer URLs.
