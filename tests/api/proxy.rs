@@ -271,15 +271,21 @@ const FORWARDING: &str = "      grpc_bind 127.0.0.2;\n      \
     grpc_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n      \
     grpc_set_header User-Agent \"$http_user_agent via-nginx\";";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_audit_log_names_the_client_a_trusted_proxy_forwarded() {
-    let server = TestServer::start_http(|c| {
-        c.trusted_proxies = aliasd::door::origin::parse_trusted_proxies("127.0.0.2").unwrap()
-    })
-    .await;
+/// A server with the HTTP door that trusts `trusted`, behind an nginx
+/// that forwards (FORWARDING), a key, and `alias/proxied` created for it
+/// through nginx.
+async fn behind_nginx(trusted: &str) -> (TestServer, Nginx, String) {
+    let trusted = aliasd::door::origin::parse_trusted_proxies(trusted).unwrap();
+    let server = TestServer::start_http(|c| c.trusted_proxies = trusted).await;
     let nginx = Nginx::start_with(server.running.as_ref().unwrap().addr, "10s", FORWARDING);
     let key = server.create_key().await.key_id;
     create_alias_through(&nginx, "alias/proxied", &key).await;
+    (server, nginx, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_names_the_client_a_trusted_proxy_forwarded() {
+    let (server, _nginx, key) = behind_nginx("127.0.0.2").await;
 
     // A direct call from an untrusted peer with a forwarded header of its
     // own: the header is ignored.
@@ -365,13 +371,7 @@ async fn the_audit_log_names_the_client_a_trusted_proxy_forwarded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_proxys_forwarded_headers_are_ignored() {
     // Trusts another address than the proxy's.
-    let server = TestServer::start_http(|c| {
-        c.trusted_proxies = aliasd::door::origin::parse_trusted_proxies("10.0.0.0/8").unwrap()
-    })
-    .await;
-    let nginx = Nginx::start_with(server.running.as_ref().unwrap().addr, "10s", FORWARDING);
-    let key = server.create_key().await.key_id;
-    create_alias_through(&nginx, "alias/proxied", &key).await;
+    let (server, _nginx, key) = behind_nginx("10.0.0.0/8").await;
     let events = audited(&server, "kms:CreateAlias").await;
     assert_eq!(events.len(), 1, "{events:?}");
     // The peer, nginx: neither address its header named.
