@@ -749,6 +749,28 @@ mod tests {
         assert!(allowed.validate().is_ok());
     }
 
+    /// The console changes aliases too: the same rule as the other doors.
+    #[test]
+    fn a_non_loopback_console_needs_an_auth_file_too() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["aliasd"];
+            all.extend_from_slice(args);
+            Wrapper::try_parse_from(all).unwrap().config
+        };
+        let error = parse(&["--console-listen", "0.0.0.0:8080"])
+            .validate()
+            .unwrap_err();
+        assert!(error.message.contains("0.0.0.0:8080"), "{}", error.message);
+        assert!(parse(&["--console-listen", "127.0.0.1:8080"])
+            .validate()
+            .is_ok());
+        assert!(
+            parse(&["--console-listen", "0.0.0.0:8080", "--allow-anonymous"])
+                .validate()
+                .is_ok()
+        );
+    }
+
     #[test]
     fn listen_without_a_port_is_refused_with_the_expected_form() {
         for bad in ["localhost", "localhost:http", ":50051", "localhost:70000"] {
