@@ -204,23 +204,27 @@ enum AuthCommand {
     },
 }
 
-/// Logs to stderr through a buffer a background thread writes out
-/// (tracing-appender's non-blocking writer): a call's log line is formatted
-/// on the call's thread but written by that thread, in batches, so no call
-/// waits on a write to stderr. A reader that cannot keep up loses lines
-/// (counted by tracing-appender) rather than stalling calls. The guard
-/// writes out what is buffered when dropped, at the end of `serve`.
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// Logs to stderr through a buffer a background thread writes out in
+/// batches ([`aliasd::operator::log_sink`]): a call's log line is formatted
+/// on the call's thread and appended to the buffer; no call waits on a
+/// write to stderr, nor wakes a thread per line. A reader that cannot keep
+/// up loses lines (counted, and reported in the log) rather than stalling
+/// calls. The guard writes out what is buffered when dropped, at the end of
+/// `serve`.
+fn init_logging(format: LogFormat) -> Option<aliasd::operator::log_sink::FlushGuard> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // tonic reports a failed TLS handshake on the gRPC port only at
         // DEBUG (and without the peer): shown by default.
         .unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new("info,tonic::transport::server::io_stream=debug")
         });
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .thread_name("aliasd-log")
-        .finish(std::io::stderr());
+    let (writer, guard) = match aliasd::operator::log_sink::batched(std::io::stderr()) {
+        Ok(started) => started,
+        Err(error) => {
+            eprintln!("aliasd: cannot start the log writer thread: {error}");
+            return None;
+        }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
@@ -239,7 +243,7 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
             .with_span_list(false)
             .init(),
     }
-    guard
+    Some(guard)
 }
 
 /// `[env: NAME=]` in help reads as if NAME were set to nothing: for a
@@ -414,7 +418,9 @@ fn block_on(multi_thread: bool, work: impl std::future::Future<Output = ExitCode
 }
 
 fn serve(config: ServeConfig) -> ExitCode {
-    let _log_writer = init_logging(config.log_format);
+    let Some(_log_writer) = init_logging(config.log_format) else {
+        return ExitCode::FAILURE;
+    };
     let Some(runtime) = runtime(true) else {
         return ExitCode::FAILURE;
     };
