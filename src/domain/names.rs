@@ -35,11 +35,22 @@ impl Scope {
         )
     }
 
+    /// `arn:PARTITION:kms:REGION:ACCOUNT:alias/NAME`, built in one
+    /// allocation of the exact size (a listing builds one per alias).
     pub fn alias_arn(&self, alias_name: &AliasName) -> String {
-        format!(
-            "arn:{}:kms:{}:{}:{}",
-            self.partition, self.region, self.account, alias_name
-        )
+        let parts = [
+            "arn:",
+            &self.partition,
+            ":kms:",
+            &self.region,
+            ":",
+            &self.account,
+            ":",
+            alias_name.as_str(),
+        ];
+        let mut arn = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+        parts.iter().for_each(|part| arn.push_str(part));
+        arn
     }
 }
 
@@ -157,6 +168,10 @@ impl AliasName {
     pub fn from_trusted(name: String) -> AliasName {
         AliasName(name)
     }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 impl fmt::Display for AliasName {
@@ -200,6 +215,10 @@ impl KeyId {
     /// For ids read back from storage, which were checked when written.
     pub fn from_trusted(id: String) -> KeyId {
         KeyId(id)
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
     }
 }
 

@@ -19,7 +19,7 @@ impl AliasApi {
         AliasApi(Door { app })
     }
 
-    fn alias(&self, call: &Call, alias: &Alias) -> pb::Alias {
+    fn alias(&self, call: &Call, alias: Alias) -> pb::Alias {
         convert::alias(&self.0.app.scope_of(call), alias)
     }
 }
@@ -40,7 +40,7 @@ impl AliasService for AliasApi {
             .create_alias(&call, &r.alias_name, &r.target_key_id, &r.request_id)
             .await?;
         Ok(Response::new(pb::CreateAliasResponse {
-            alias: Some(self.alias(&call, &alias)),
+            alias: Some(self.alias(&call, alias)),
         }))
     }
 
@@ -62,7 +62,7 @@ impl AliasService for AliasApi {
             )
             .await?;
         Ok(Response::new(pb::UpdateAliasResponse {
-            alias: Some(self.alias(&call, &alias)),
+            alias: Some(self.alias(&call, alias)),
         }))
     }
 
@@ -97,7 +97,7 @@ impl AliasService for AliasApi {
             )
             .await?;
         Ok(Response::new(pb::RenameAliasResponse {
-            alias: Some(self.alias(&call, &alias)),
+            alias: Some(self.alias(&call, alias)),
         }))
     }
 
@@ -112,7 +112,7 @@ impl AliasService for AliasApi {
             .get_alias(&call, &request.get_ref().alias_name)
             .await?;
         Ok(Response::new(pb::GetAliasResponse {
-            alias: Some(self.alias(&call, &alias)),
+            alias: Some(self.alias(&call, alias)),
         }))
     }
 
@@ -132,7 +132,7 @@ impl AliasService for AliasApi {
             aliases: listed
                 .page
                 .items
-                .iter()
+                .into_iter()
                 .map(|a| convert::alias(&scope, a))
                 .collect(),
             next_page_token: listed.page.next_page_token,

@@ -246,14 +246,15 @@ pub fn key(scope: &Scope, key: &Key) -> pb::Key {
     }
 }
 
-pub fn alias(scope: &Scope, alias: &Alias) -> pb::Alias {
+/// The alias's strings move into the message (a listing converts 50).
+pub fn alias(scope: &Scope, alias: Alias) -> pb::Alias {
     pb::Alias {
-        alias_name: alias.name.to_string(),
         alias_arn: scope.alias_arn(&alias.name),
-        target_key_id: alias.target.to_string(),
+        alias_name: alias.name.into_string(),
+        target_key_id: alias.target.into_string(),
         creation_time: Some(timestamp(alias.creation_time)),
         last_updated_time: Some(timestamp(alias.last_updated_time)),
-        etag: alias.etag.clone(),
+        etag: alias.etag,
     }
 }
 
@@ -267,7 +268,7 @@ pub fn event(scope: &Scope, event: &AliasEvent) -> pb::AliasEvent {
     pb::AliasEvent {
         revision: event.revision,
         r#type: kind as i32,
-        alias: Some(alias(scope, &event.alias)),
+        alias: Some(alias(scope, event.alias.clone())),
         previous_alias_name: event
             .previous_name
             .as_ref()

@@ -155,6 +155,22 @@ pub trait Reads {
         end: Option<&[u8]>,
         limit: usize,
     ) -> Result<Entries, Error>;
+    /// [`Reads::scan`], handing each entry (key, value) to `each` where it
+    /// lies: a local backend copies nothing (a listing page decodes its
+    /// records straight from sled's buffers).
+    fn scan_each(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+        each: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        for (key, value) in self.scan(tree, start, end, limit)? {
+            each(&key, &value)?;
+        }
+        Ok(())
+    }
 }
 
 /// A boxed future (the trait stays object-safe).

@@ -100,12 +100,13 @@ impl Store {
                     None => prefix.clone(),
                 };
                 let end = layout::prefix_end(&prefix);
-                for (_, bytes) in self
-                    .backend
-                    .scan(Tree::Aliases, &start, Some(&end), limit + 1)?
-                {
-                    page.push(decode_alias(&bytes)?);
-                }
+                self.backend.scan_each(
+                    Tree::Aliases,
+                    &start,
+                    Some(&end),
+                    limit + 1,
+                    &mut |_, bytes| Ok(page.push(decode_alias(bytes)?)),
+                )?;
             }
         }
         let more = page.len() > limit;

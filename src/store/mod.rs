@@ -144,6 +144,17 @@ impl Reads for BackendReads<'_> {
     ) -> Result<backend::Entries, Error> {
         self.0.scan(tree, start, end, limit)
     }
+
+    fn scan_each(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+        each: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        self.0.scan_each(tree, start, end, limit, each)
+    }
 }
 
 /// Counts a transaction as finished when dropped (however it ends).

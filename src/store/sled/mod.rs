@@ -73,6 +73,25 @@ impl Reads for Trees {
         }
         Ok(out)
     }
+
+    fn scan_each(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+        each: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let range = (
+            Bound::Included(start),
+            end.map_or(Bound::Unbounded, Bound::Excluded),
+        );
+        for entry in self.tree(tree).range::<&[u8], _>(range).take(limit) {
+            let (key, value) = entry.map_err(storage_error)?;
+            each(&key, &value)?;
+        }
+        Ok(())
+    }
 }
 
 /// Turns sled's errors into an existing directory's [`OpenError`].
@@ -253,6 +272,17 @@ impl Reads for SledBackend {
         limit: usize,
     ) -> Result<Entries, Error> {
         self.trees.scan(tree, start, end, limit)
+    }
+
+    fn scan_each(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+        each: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        self.trees.scan_each(tree, start, end, limit, each)
     }
 }
 
