@@ -137,6 +137,9 @@ impl Tx for ReadOnlyTx<'_> {
 /// Entries of a scan, in key order.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// What [`Reads::scan_each`] hands each entry to: its key and its value.
+pub type EachEntry<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> Result<(), Error>;
+
 /// Reads outside transactions. Each call sees committed data; two calls may
 /// see different commits (callers that need one view use a transaction).
 pub trait Reads {
@@ -164,7 +167,7 @@ pub trait Reads {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-        each: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), Error>,
+        each: EachEntry<'_>,
     ) -> Result<(), Error> {
         for (key, value) in self.scan(tree, start, end, limit)? {
             each(&key, &value)?;

@@ -105,7 +105,10 @@ impl Store {
                     &start,
                     Some(&end),
                     limit + 1,
-                    &mut |_, bytes| Ok(page.push(decode_alias(bytes)?)),
+                    &mut |_, bytes| {
+                        page.push(decode_alias(bytes)?);
+                        Ok(())
+                    },
                 )?;
             }
         }

@@ -46,7 +46,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use self::backend::{scan_all, Backend, Fail, ReadOnlyTx, Reads, Tree, Tx};
+use self::backend::{scan_all, Backend, EachEntry, Fail, ReadOnlyTx, Reads, Tree, Tx};
 use self::failure::{outcome_unknown, store_failed, FailureCause};
 use self::feed::Feed;
 use self::records::{Replayable, RequestRecord};
@@ -151,7 +151,7 @@ impl Reads for BackendReads<'_> {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-        each: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), Error>,
+        each: EachEntry<'_>,
     ) -> Result<(), Error> {
         self.0.scan_each(tree, start, end, limit, each)
     }

@@ -21,7 +21,7 @@ use ::sled::transaction::{
 
 use self::group_commit::GroupCommit;
 use self::sync::MakeSyncer;
-use super::backend::{Backend, Entries, Fail, FlushStats, Flushing, Reads, Tree, Tx};
+use super::backend::{Backend, EachEntry, Entries, Fail, FlushStats, Flushing, Reads, Tree, Tx};
 use super::failure::{outcome_unknown, store_failed, StoreHealth};
 use crate::domain::Error;
 
@@ -80,7 +80,7 @@ impl Reads for Trees {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-        each: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), Error>,
+        each: EachEntry<'_>,
     ) -> Result<(), Error> {
         let range = (
             Bound::Included(start),
@@ -280,7 +280,7 @@ impl Reads for SledBackend {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-        each: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), Error>,
+        each: EachEntry<'_>,
     ) -> Result<(), Error> {
         self.trees.scan_each(tree, start, end, limit, each)
     }
