@@ -134,6 +134,9 @@ impl Tx for ReadOnlyTx<'_> {
     }
 }
 
+/// What [`Backend::catch_up`] returns.
+pub type CatchingUp<'a> = Pin<Box<dyn Future<Output = Option<i64>> + Send + 'a>>;
+
 /// Entries of a scan, in key order.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -221,6 +224,25 @@ pub trait Backend: Reads + Send + Sync + 'static {
     /// backend (etcd) says no: its reads run on blocking threads.
     fn local_reads(&self) -> bool {
         true
+    }
+
+    /// For a backend without local reads: waits, as a task (no thread
+    /// held), until reads can be answered from memory with every write
+    /// acknowledged before this call; answers a mark for
+    /// [`Backend::read_in_memory`]. None: they cannot (etcd's mirror is
+    /// down or behind); read in a transaction instead.
+    fn catch_up(&self) -> CatchingUp<'_> {
+        Box::pin(std::future::ready(None))
+    }
+
+    /// Runs a read-only `body` on this thread over memory caught up to
+    /// `mark` (from [`Backend::catch_up`]). False when it could not (memory
+    /// moved on to a reload, or the body read a tree memory does not hold):
+    /// what the body answered is then to be dropped and the read run in a
+    /// transaction.
+    fn read_in_memory(&self, mark: i64, body: &mut dyn FnMut(&dyn Tx)) -> bool {
+        let _ = (mark, body);
+        false
     }
 
     /// Drops the history the backend keeps of past states, up to what was

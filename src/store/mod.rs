@@ -123,6 +123,19 @@ impl ReadGate {
     }
 }
 
+/// What a read run outside a transaction answered; `None` (run it in a
+/// transaction instead) when it conflicted.
+fn read_outside_transaction<T>(outcome: Result<T, Fail>) -> Option<Result<T, Error>> {
+    match outcome {
+        Ok(value) => Some(Ok(value)),
+        Err(Fail::Abort(error)) => Some(Err(error)),
+        Err(Fail::Conflict) => None,
+        Err(Fail::Storage(message)) => {
+            Some(Err(Error::internal(format!("storage error: {message}"))))
+        }
+    }
+}
+
 /// The backend's plain reads, as a [`Reads`] of their own.
 struct BackendReads<'a>(&'a dyn Backend);
 
@@ -367,7 +380,10 @@ impl Store {
         self.check_not_failed()?;
         let inline = match self.backend.local_reads() {
             true => self.read_view(account, &op),
-            false => None,
+            false => match self.backend.catch_up().await {
+                Some(mark) => self.read_in_memory(mark, account, &op),
+                None => None,
+            },
         };
         if let Some(value) = inline {
             let value = value?;
@@ -449,16 +465,25 @@ impl Store {
             else {
                 continue;
             };
-            return match outcome {
-                Ok(value) => Some(Ok(value)),
-                Err(Fail::Abort(error)) => Some(Err(error)),
-                Err(Fail::Conflict) => None,
-                Err(Fail::Storage(message)) => {
-                    Some(Err(Error::internal(format!("storage error: {message}"))))
-                }
-            };
+            return read_outside_transaction(outcome);
         }
         None
+    }
+
+    /// Runs a read-only `op` on this thread over the backend's memory
+    /// caught up to `mark` ([`Backend::read_in_memory`]). `None`: it could
+    /// not; run it in a transaction instead.
+    fn read_in_memory<T>(
+        &self,
+        mark: i64,
+        account: &str,
+        op: &dyn Fn(&AccountTxn) -> Result<T, Fail>,
+    ) -> Option<Result<T, Error>> {
+        let mut outcome = None;
+        let served = self.backend.read_in_memory(mark, &mut |tx| {
+            outcome = Some(op(&AccountTxn::new(tx, account)));
+        });
+        read_outside_transaction(outcome.filter(|_| served)?)
     }
 
     /// Runs a short read of several calls (a page of a listing: a bounded

@@ -42,8 +42,8 @@ use super::lease::{hold_maintenance, MAINTENANCE_KEY};
 use super::mirror::{Mirror, MirrorTx, MIRRORED};
 use crate::domain::{Error, Reason};
 use crate::store::backend::{
-    Backend, Entries, Fail, FlushStats, Flushing, Reads, RemoteRequest, RetryCause, StoreEvent,
-    Tree, Tx,
+    Backend, CatchingUp, Entries, Fail, FlushStats, Flushing, Reads, RemoteRequest, RetryCause,
+    StoreEvent, Tree, Tx,
 };
 use crate::store::failure::StoreHealth;
 use crate::store::feed::Feed;
@@ -267,6 +267,17 @@ impl EtcdBackend {
         limit: i64,
         revision: i64,
     ) -> Result<(Vec<Found>, i64), Error> {
+        self.run(self.range_future(key, range_end, limit, revision))
+    }
+
+    /// [`EtcdBackend::range`], to run on the etcd runtime.
+    fn range_future(
+        &self,
+        key: Vec<u8>,
+        range_end: Vec<u8>,
+        limit: i64,
+        revision: i64,
+    ) -> impl std::future::Future<Output = Result<(Vec<Found>, i64), Error>> + Send + 'static {
         let mut kv = self.kv.clone();
         let mut request = pb::RangeRequest {
             key,
@@ -285,8 +296,8 @@ impl EtcdBackend {
         // (at start, or after a member went away).
         let auth = self.auth.clone();
         let stats = self.stats.clone();
-        let response = self
-            .run(async move {
+        async move {
+            let response = async move {
                 let mut pause = Duration::from_millis(50);
                 loop {
                     let answer =
@@ -316,18 +327,20 @@ impl EtcdBackend {
                     };
                     stats.report(&StoreEvent::Retry(retry));
                 }
-            })
+            }
+            .await
             .map_err(|status| unavailable("read", status.message()))?
             .into_inner();
-        let revision = response.header.map_or(0, |h| h.revision);
-        Ok((
-            response
-                .kvs
-                .into_iter()
-                .map(|kv| (kv.key, kv.value, kv.mod_revision))
-                .collect(),
-            revision,
-        ))
+            let revision = response.header.map_or(0, |h| h.revision);
+            Ok((
+                response
+                    .kvs
+                    .into_iter()
+                    .map(|kv| (kv.key, kv.value, kv.mod_revision))
+                    .collect(),
+                revision,
+            ))
+        }
     }
 
     /// The forming group, joined, or a new one led by the caller (index 0).
@@ -731,6 +744,42 @@ impl Backend for EtcdBackend {
 
     fn local_reads(&self) -> bool {
         false
+    }
+
+    fn catch_up(&self) -> CatchingUp<'_> {
+        Box::pin(self.mirror.caught_up(|| {
+            // etcd's current revision, asked on the etcd runtime.
+            let key = self.key(Tree::Meta, MAINTENANCE_KEY);
+            let asked = self
+                .runtime
+                .as_ref()
+                .expect("the runtime is there until the backend is dropped")
+                .spawn(self.range_future(key, Vec::new(), 1, 0));
+            async move {
+                let (_, revision) = asked
+                    .await
+                    .map_err(|e| Error::internal(format!("the revision check failed: {e}")))??;
+                Ok(revision)
+            }
+        }))
+    }
+
+    fn read_in_memory(&self, mark: i64, body: &mut dyn FnMut(&dyn Tx)) -> bool {
+        let Some(state) = self.mirror.state_at(mark) else {
+            self.stats.report(&StoreEvent::MirrorRead(false));
+            return false;
+        };
+        let key = |tree: Tree, key: &[u8]| self.key(tree, key);
+        let tx = MirrorTx {
+            state: &state,
+            mirror: &self.mirror,
+            key: &key,
+            missed: std::cell::Cell::new(false),
+        };
+        body(&tx);
+        let served = !tx.missed.get();
+        self.stats.report(&StoreEvent::MirrorRead(served));
+        served
     }
 
     fn max_writes_per_transaction(&self) -> usize {

@@ -25,6 +25,11 @@
 //! and one etcd round trip serves them all. A read that cannot be served so
 //! within [`CATCH_UP`] (the watch is down, etcd slow) is read from etcd as
 //! before: the mirror never answers with something stale.
+//!
+//! A call's read waits for all this without holding a thread
+//! ([`Mirror::caught_up`], awaited on the call's own task), then reads the
+//! mirror on the call's thread ([`Mirror::state_at`]); only a read that
+//! needs a tree the mirror does not hold goes to a blocking thread and etcd.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -82,6 +87,7 @@ impl Drop for BatchEnd<'_> {
         check.done = self.batch;
         check.answer = Some(answer);
         self.mirror.checked.notify_all();
+        self.mirror.checked_async.notify_waiters();
     }
 }
 
@@ -105,6 +111,9 @@ pub(super) struct Mirror {
     advanced: Condvar,
     check: Mutex<Check>,
     checked: Condvar,
+    /// `advanced` and `checked`, for readers that wait as tasks.
+    advanced_async: tokio::sync::Notify,
+    checked_async: tokio::sync::Notify,
     /// Asks the feeder to request the watch's progress.
     progress: tokio::sync::Notify,
 }
@@ -118,6 +127,8 @@ impl Mirror {
             advanced: Condvar::new(),
             check: Mutex::default(),
             checked: Condvar::new(),
+            advanced_async: tokio::sync::Notify::new(),
+            checked_async: tokio::sync::Notify::new(),
             progress: tokio::sync::Notify::new(),
         }
     }
@@ -136,6 +147,7 @@ impl Mirror {
     fn set_applied(&self, applied: Applied) {
         *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = applied;
         self.advanced.notify_all();
+        self.advanced_async.notify_waiters();
     }
 
     /// The mirror, caught up with every write acknowledged before this
@@ -173,6 +185,106 @@ impl Mirror {
         }
         drop(applied);
         Some(self.state.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// [`Mirror::fresh`] for a task: waits, without holding a thread, until
+    /// the mirror has applied etcd's current revision (from a check that
+    /// started after this call did, shared as in [`Mirror::fresh`]), and
+    /// answers that revision: [`Mirror::state_at`] then reads it. None when
+    /// the mirror cannot catch up in time (read etcd instead).
+    pub(super) async fn caught_up<F, Fut>(&self, latest: F) -> Option<i64>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<i64, Error>>,
+    {
+        if !self.applied().live {
+            return None;
+        }
+        let target = self.current_revision_async(latest).await.ok()?;
+        let patience = match self.applied().progress {
+            true => CATCH_UP,
+            false => CATCH_UP_ON_EVENTS,
+        };
+        let deadline = Instant::now() + patience;
+        loop {
+            // Registered before looking, so no advance is missed between.
+            let advanced = self.advanced_async.notified();
+            tokio::pin!(advanced);
+            advanced.as_mut().enable();
+            let applied = self.applied();
+            if !applied.live {
+                return None;
+            }
+            if applied.revision >= target {
+                return Some(target);
+            }
+            if applied.progress {
+                self.progress.notify_one();
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(20)), advanced).await;
+        }
+    }
+
+    /// The mirror, if it is live and has applied `revision` (an answer of
+    /// [`Mirror::caught_up`]). The state is read under its lock and
+    /// `applied` moves only after the state has, so what this answers holds
+    /// at least `revision`.
+    pub(super) fn state_at(&self, revision: i64) -> Option<RwLockReadGuard<'_, State>> {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let applied = self.applied();
+        (applied.live && applied.revision >= revision).then_some(state)
+    }
+
+    /// [`Mirror::current_revision`] for a task. If the task is dropped while
+    /// its check runs, the batch ends (with an error) all the same.
+    async fn current_revision_async<F, Fut>(&self, latest: F) -> Result<i64, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<i64, Error>>,
+    {
+        let deadline = Instant::now() + CATCH_UP;
+        let mine = self.check.lock().unwrap_or_else(|p| p.into_inner()).next;
+        let mut latest = Some(latest);
+        loop {
+            let checked = self.checked_async.notified();
+            tokio::pin!(checked);
+            checked.as_mut().enable();
+            let lead = {
+                let mut check = self.check.lock().unwrap_or_else(|p| p.into_inner());
+                if check.done >= mine && check.answer.is_some() {
+                    return check.answer.clone().expect("checked");
+                }
+                match (check.running, latest.take()) {
+                    (false, Some(latest)) => {
+                        let batch = check.next.max(mine);
+                        check.next = batch + 1;
+                        check.running = true;
+                        Some((batch, latest))
+                    }
+                    (_, unused) => {
+                        latest = unused;
+                        None
+                    }
+                }
+            };
+            if let Some((batch, latest)) = lead {
+                let mut ending = BatchEnd {
+                    mirror: self,
+                    batch,
+                    answer: Err(Error::internal("the revision check did not finish")),
+                };
+                ending.answer = latest().await;
+                drop(ending);
+                continue;
+            }
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .ok_or_else(|| Error::internal("the revision check took too long"))?;
+            tokio::time::timeout(left, checked)
+                .await
+                .map_err(|_| Error::internal("the revision check took too long"))?;
+        }
     }
 
     /// etcd's revision, from a check that started after this call did,
@@ -559,5 +671,118 @@ mod tests {
         }
         let checks = checks.load(Ordering::SeqCst);
         assert!(checks < 32 * 50, "{checks} checks for {} reads", 32 * 50);
+    }
+
+    /// The same for reads that wait as tasks, mixed with reads on threads:
+    /// one batching, whichever way a reader waits; and a task dropped in
+    /// the middle of its check does not leave the others waiting.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tasks_share_revision_checks_with_threads_and_a_dropped_check_ends_its_batch() {
+        use std::sync::atomic::{AtomicI64, Ordering};
+        let mirror = Arc::new(Mirror::new(Vec::new()));
+        let revision = Arc::new(AtomicI64::new(0));
+        let checks = Arc::new(AtomicI64::new(0));
+        fn check(revision: &AtomicI64, checks: &AtomicI64) -> Result<i64, Error> {
+            checks.fetch_add(1, Ordering::SeqCst);
+            Ok(revision.load(Ordering::SeqCst))
+        }
+        let mut readers = tokio::task::JoinSet::new();
+        for task in 0..32 {
+            let (mirror, revision, checks) = (mirror.clone(), revision.clone(), checks.clone());
+            readers.spawn(async move {
+                for _ in 0..50 {
+                    let written = revision.fetch_add(1, Ordering::SeqCst) + 1;
+                    let seen = match task % 4 {
+                        // A quarter wait on blocking threads.
+                        0 => {
+                            let (mirror, revision, checks) =
+                                (mirror.clone(), revision.clone(), checks.clone());
+                            tokio::task::spawn_blocking(move || {
+                                mirror.current_revision(|| check(&revision, &checks))
+                            })
+                            .await
+                            .unwrap()
+                        }
+                        _ => {
+                            let (revision, checks) = (revision.clone(), checks.clone());
+                            mirror
+                                .current_revision_async(|| async move {
+                                    tokio::time::sleep(Duration::from_micros(200)).await;
+                                    check(&revision, &checks)
+                                })
+                                .await
+                        }
+                    }
+                    .unwrap();
+                    assert!(seen >= written, "read {seen} after writing {written}");
+                }
+            });
+        }
+        while let Some(done) = readers.join_next().await {
+            done.unwrap();
+        }
+        let counted = checks.load(Ordering::SeqCst);
+        assert!(counted < 32 * 50, "{counted} checks for {} reads", 32 * 50);
+
+        // A reader whose check never finishes, dropped mid-check.
+        let stuck = {
+            let mirror = mirror.clone();
+            tokio::spawn(async move {
+                mirror
+                    .current_revision_async(std::future::pending::<Result<i64, Error>>)
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        stuck.abort();
+        let _ = stuck.await;
+        let after = mirror
+            .current_revision_async(|| async { Ok(99) })
+            .await
+            .unwrap();
+        assert_eq!(after, 99, "a new check runs once the dropped one ended");
+    }
+
+    /// A task waits until the mirror has applied the revision etcd named,
+    /// then reads the state at it; not when the watch is down.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_task_waits_for_the_revision_etcd_names_and_reads_at_it() {
+        use super::super::mvccpb::{Event, KeyValue};
+        let mirror = Arc::new(Mirror::new(vec![(b"/p/".to_vec(), b"/p0".to_vec())]));
+        mirror.set_applied(Applied {
+            revision: 5,
+            live: true,
+            progress: true,
+        });
+        let late = mirror.clone();
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            late.apply(pb::WatchResponse {
+                events: vec![Event {
+                    r#type: 0,
+                    kv: Some(KeyValue {
+                        key: b"/p/k".to_vec(),
+                        value: b"v".to_vec(),
+                        mod_revision: 6,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+        });
+        let mark = mirror.caught_up(|| async { Ok(6) }).await;
+        assert_eq!(mark, Some(6), "the event arrives");
+        let state = mirror.state_at(6).expect("applied");
+        assert_eq!(state.get(b"/p/k"), Some(b"v".to_vec()));
+        drop(state);
+        writer.await.unwrap();
+        assert!(mirror.state_at(7).is_none(), "not yet applied");
+        mirror.set_applied(Applied {
+            live: false,
+            ..mirror.applied()
+        });
+        assert!(mirror.caught_up(|| async { Ok(6) }).await.is_none());
+        assert!(mirror.state_at(6).is_none(), "the watch is down");
     }
 }
