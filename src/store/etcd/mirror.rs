@@ -773,9 +773,10 @@ mod tests {
         });
         let mark = mirror.caught_up(|| async { Ok(6) }).await;
         assert_eq!(mark, Some(6), "the event arrives");
-        let state = mirror.state_at(6).expect("applied");
-        assert_eq!(state.get(b"/p/k"), Some(b"v".to_vec()));
-        drop(state);
+        {
+            let state = mirror.state_at(6).expect("applied");
+            assert_eq!(state.get(b"/p/k"), Some(b"v".to_vec()));
+        }
         writer.await.unwrap();
         assert!(mirror.state_at(7).is_none(), "not yet applied");
         mirror.set_applied(Applied {
