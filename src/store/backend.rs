@@ -235,12 +235,13 @@ pub trait Backend: Reads + Send + Sync + 'static {
         Box::pin(std::future::ready(None))
     }
 
-    /// Runs a read-only `body` on this thread over memory caught up to
-    /// `mark` (from [`Backend::catch_up`]). False when it could not (memory
-    /// moved on to a reload, or the body read a tree memory does not hold):
-    /// what the body answered is then to be dropped and the read run in a
-    /// transaction.
-    fn read_in_memory(&self, mark: i64, body: &mut dyn FnMut(&dyn Tx)) -> bool {
+    /// Runs `body` on this thread with the backend's plain reads
+    /// ([`Reads`]) answered from memory caught up to `mark` (from
+    /// [`Backend::catch_up`]), never from the network. False when one could
+    /// not be (memory went down meanwhile, or the body read a tree memory
+    /// does not hold; that read failed): what the body answered is then to
+    /// be dropped and the read run off the async threads.
+    fn in_memory(&self, mark: i64, body: &mut dyn FnMut()) -> bool {
         let _ = (mark, body);
         false
     }

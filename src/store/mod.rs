@@ -471,7 +471,7 @@ impl Store {
     }
 
     /// Runs a read-only `op` on this thread over the backend's memory
-    /// caught up to `mark` ([`Backend::read_in_memory`]). `None`: it could
+    /// caught up to `mark` ([`Backend::in_memory`]). `None`: it could
     /// not; run it in a transaction instead.
     fn read_in_memory<T>(
         &self,
@@ -479,9 +479,10 @@ impl Store {
         account: &str,
         op: &dyn Fn(&AccountTxn) -> Result<T, Fail>,
     ) -> Option<Result<T, Error>> {
+        let reads = BackendReads(&*self.backend);
         let mut outcome = None;
-        let served = self.backend.read_in_memory(mark, &mut |tx| {
-            outcome = Some(op(&AccountTxn::new(tx, account)));
+        let served = self.backend.in_memory(mark, &mut || {
+            outcome = Some(op(&AccountTxn::new(&ReadOnlyTx(&reads), account)));
         });
         read_outside_transaction(outcome.filter(|_| served)?)
     }
@@ -497,12 +498,26 @@ impl Store {
         self.check_not_failed()?;
         let value = match self.backend.local_reads() {
             true => self.consistent(f)?,
-            // Reads that wait on the network wait off the async threads.
             false => {
-                let store = self.clone();
-                tokio::task::spawn_blocking(move || store.consistent(f))
-                    .await
-                    .map_err(|e| Error::internal(format!("read task failed: {e}")))??
+                // From memory on this thread when the backend can (etcd's
+                // mirror, caught up), else off the async threads: reads
+                // that wait on the network wait there.
+                let mut inline = None;
+                if let Some(mark) = self.backend.catch_up().await {
+                    let served = self
+                        .backend
+                        .in_memory(mark, &mut || inline = Some(self.consistent(&f)));
+                    inline = inline.filter(|_| served);
+                }
+                match inline {
+                    Some(value) => value?,
+                    None => {
+                        let store = self.clone();
+                        tokio::task::spawn_blocking(move || store.consistent(f))
+                            .await
+                            .map_err(|e| Error::internal(format!("read task failed: {e}")))??
+                    }
+                }
             }
         };
         self.settle().await?;

@@ -247,11 +247,48 @@ impl EtcdBackend {
     /// The mirror, caught up with every acknowledged write (None: read
     /// etcd itself; see mirror.rs).
     fn fresh_mirror(&self) -> Option<std::sync::RwLockReadGuard<'_, super::mirror::State>> {
+        if let Some((mark, version)) = self.pinned() {
+            let state = self
+                .mirror
+                .state_at(mark)
+                .filter(|state| state.version() == version);
+            if state.is_none() {
+                MISSED.set(Some(Missed::Moved));
+            }
+            return state;
+        }
         let fresh = self.mirror.fresh(|| Source::latest_revision(self));
         if fresh.is_none() {
             self.stats.report(&StoreEvent::MirrorRead(false));
         }
         fresh
+    }
+
+    /// The mark and mirror version this thread's reads are pinned to
+    /// ([`Backend::in_memory`]).
+    fn pinned(&self) -> Option<(i64, u64)> {
+        PINNED.get().and_then(|(backend, mark, version)| {
+            (backend == self as *const Self as usize).then_some((mark, version))
+        })
+    }
+
+    /// Before a read goes to etcd: refused on a thread pinned to the mirror
+    /// (an async thread must not wait on the network), which then runs the
+    /// whole read again off the async threads.
+    fn may_read_etcd(&self) -> Result<(), Error> {
+        match self.pinned() {
+            Some(_) => {
+                // A miss of the mirror that moved is a reason to try again
+                // over the mirror, not to give up on it.
+                if MISSED.get().is_none() {
+                    MISSED.set(Some(Missed::Beyond));
+                }
+                Err(Error::internal(
+                    "a read beyond the mirror on an async thread",
+                ))
+            }
+            None => Ok(()),
+        }
     }
 
     /// Counts a read the mirror answered.
@@ -564,6 +601,43 @@ impl Source for EtcdBackend {
     }
 }
 
+thread_local! {
+    /// The backend (its address), mark and mirror version this thread's
+    /// reads are pinned to while [`Backend::in_memory`] runs a read on it.
+    static PINNED: std::cell::Cell<Option<(usize, i64, u64)>> =
+        const { std::cell::Cell::new(None) };
+    /// Why a pinned read could not be answered from the mirror, if it could not.
+    static MISSED: std::cell::Cell<Option<Missed>> = const { std::cell::Cell::new(None) };
+}
+
+/// Why a pinned read missed the mirror.
+#[derive(Clone, Copy)]
+enum Missed {
+    /// The mirror moved on from the version the read was pinned to (or
+    /// went down): the read may run again over it.
+    Moved,
+    /// The read needs what the mirror does not hold: it goes to etcd.
+    Beyond,
+}
+
+/// Pins this thread's reads of a backend to one version of the mirror, at
+/// or past a mark, until dropped (a panicking read included).
+struct Pinned(Option<(usize, i64, u64)>);
+
+impl Pinned {
+    fn new(backend: &EtcdBackend, mark: i64, version: u64) -> Pinned {
+        MISSED.set(None);
+        let pin = (backend as *const EtcdBackend as usize, mark, version);
+        Pinned(PINNED.replace(Some(pin)))
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        PINNED.set(self.0);
+    }
+}
+
 impl Reads for EtcdBackend {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
         let key = self.key(tree, key);
@@ -573,6 +647,7 @@ impl Reads for EtcdBackend {
                 return Ok(mirror.get(&key));
             }
         }
+        self.may_read_etcd()?;
         let (found, _) = self.range(key, Vec::new(), 1, 0)?;
         Ok(found.into_iter().next().map(|(_, value, _)| value))
     }
@@ -589,6 +664,7 @@ impl Reads for EtcdBackend {
                     .collect());
             }
         }
+        self.may_read_etcd()?;
         let mut values = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(MAX_TXN_OPS) {
             let success = chunk
@@ -653,6 +729,7 @@ impl Reads for EtcdBackend {
                 return Ok(mirror.scan(&from, &to, limit, skip));
             }
         }
+        self.may_read_etcd()?;
         let (found, _) = self.range(from, to, limit as i64, 0)?;
         Ok(found
             .into_iter()
@@ -764,22 +841,23 @@ impl Backend for EtcdBackend {
         }))
     }
 
-    fn read_in_memory(&self, mark: i64, body: &mut dyn FnMut(&dyn Tx)) -> bool {
-        let Some(state) = self.mirror.state_at(mark) else {
-            self.stats.report(&StoreEvent::MirrorRead(false));
-            return false;
-        };
-        let key = |tree: Tree, key: &[u8]| self.key(tree, key);
-        let tx = MirrorTx {
-            state: &state,
-            mirror: &self.mirror,
-            key: &key,
-            missed: std::cell::Cell::new(false),
-        };
-        body(&tx);
-        let served = !tx.missed.get();
-        self.stats.report(&StoreEvent::MirrorRead(served));
-        served
+    /// The body's reads each take the mirror's lock: they are pinned to
+    /// one version of its state, and the body runs again (it is short, and
+    /// in memory) if the mirror moved between them.
+    fn in_memory(&self, mark: i64, body: &mut dyn FnMut()) -> bool {
+        for _ in 0..4 {
+            let Some(version) = self.mirror.state_at(mark).map(|state| state.version()) else {
+                return false;
+            };
+            let _pinned = Pinned::new(self, mark, version);
+            body();
+            match MISSED.replace(None) {
+                None => return true,
+                Some(Missed::Moved) => continue,
+                Some(Missed::Beyond) => return false,
+            }
+        }
+        false
     }
 
     fn max_writes_per_transaction(&self) -> usize {

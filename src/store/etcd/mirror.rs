@@ -61,6 +61,9 @@ const LOAD_PAGE: i64 = 1000;
 pub(super) struct State {
     /// etcd key -> value.
     entries: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Counts the changes to `entries`: two reads that find the same
+    /// version read the same state.
+    version: u64,
 }
 
 /// The revision applied, and whether the watch is live.
@@ -401,14 +404,11 @@ impl Mirror {
                 }
             }
         }
-        let old = std::mem::replace(
-            &mut self
-                .state
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .entries,
-            entries,
-        );
+        let old = {
+            let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+            state.version += 1;
+            std::mem::replace(&mut state.entries, entries)
+        };
         // Freed without the lock held.
         drop(old);
         self.set_applied(Applied {
@@ -489,6 +489,7 @@ impl Mirror {
             }
         } else {
             let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+            state.version += 1;
             for event in message.events {
                 let Some(found) = event.kv else { continue };
                 revision = revision.max(found.mod_revision);
@@ -531,6 +532,10 @@ fn progress_is_sound(version: &str) -> bool {
 }
 
 impl State {
+    pub(super) fn version(&self) -> u64 {
+        self.version
+    }
+
     pub(super) fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
         self.entries.get(key).cloned()
     }
