@@ -587,9 +587,26 @@ mod tests {
     /// A read waits until the mirror has applied the revision etcd named
     /// (here an event that arrives after the read began), and reads etcd
     /// instead when it never comes.
+    /// A watch response: `/p/k` = `v` at revision 6.
+    fn put_at_6() -> pb::WatchResponse {
+        use super::super::mvccpb::{Event, KeyValue};
+        pb::WatchResponse {
+            events: vec![Event {
+                r#type: 0,
+                kv: Some(KeyValue {
+                    key: b"/p/k".to_vec(),
+                    value: b"v".to_vec(),
+                    mod_revision: 6,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn a_read_waits_for_the_revision_etcd_names() {
-        use super::super::mvccpb::{Event, KeyValue};
         let mirror = Arc::new(Mirror::new(vec![(b"/p/".to_vec(), b"/p0".to_vec())]));
         mirror.set_applied(Applied {
             revision: 5,
@@ -599,19 +616,7 @@ mod tests {
         let late = mirror.clone();
         let writer = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(20));
-            late.apply(pb::WatchResponse {
-                events: vec![Event {
-                    r#type: 0,
-                    kv: Some(KeyValue {
-                        key: b"/p/k".to_vec(),
-                        value: b"v".to_vec(),
-                        mod_revision: 6,
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            });
+            late.apply(put_at_6());
         });
         let state = mirror.fresh(|| Ok(6)).expect("the event arrives");
         assert_eq!(state.get(b"/p/k"), Some(b"v".to_vec()));
@@ -752,7 +757,6 @@ mod tests {
     /// then reads the state at it; not when the watch is down.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_task_waits_for_the_revision_etcd_names_and_reads_at_it() {
-        use super::super::mvccpb::{Event, KeyValue};
         let mirror = Arc::new(Mirror::new(vec![(b"/p/".to_vec(), b"/p0".to_vec())]));
         mirror.set_applied(Applied {
             revision: 5,
@@ -762,19 +766,7 @@ mod tests {
         let late = mirror.clone();
         let writer = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            late.apply(pb::WatchResponse {
-                events: vec![Event {
-                    r#type: 0,
-                    kv: Some(KeyValue {
-                        key: b"/p/k".to_vec(),
-                        value: b"v".to_vec(),
-                        mod_revision: 6,
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            });
+            late.apply(put_at_6());
         });
         let mark = mirror.caught_up(|| async { Ok(6) }).await;
         assert_eq!(mark, Some(6), "the event arrives");
