@@ -375,7 +375,9 @@ async fn watch_from_a_compacted_or_future_revision_is_out_of_range() {
     assert_error(result, Code::NotFound, "KEY_NOT_FOUND");
 
     // Pruning runs at start-up (then every minute): after a restart only
-    // revisions 4 and 5 are retained.
+    // revisions 4 and 5 are retained. (On etcd the first server prunes once
+    // it holds the maintenance lease, which may be while the aliases are
+    // being created: the floor may first be seen part of the way up.)
     let dir = server.stop().await;
     let server = TestServer::start_in(dir, retain, clock).await;
     let mut watch = server.aliases.clone();
@@ -388,7 +390,10 @@ async fn watch_from_a_compacted_or_future_revision_is_out_of_range() {
                 progress_notify: false,
             })
             .await;
-        if result.is_err() {
+        if result
+            .as_ref()
+            .is_err_and(|status| status.message().contains("revision 4"))
+        {
             compacted = Some(result);
             break;
         }
