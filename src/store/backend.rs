@@ -246,6 +246,15 @@ pub trait Backend: Reads + Send + Sync + 'static {
         false
     }
 
+    /// Runs `body` (on a blocking thread) with this thread's plain reads
+    /// ([`Reads`]) all answered from one state of the store. A local backend
+    /// needs nothing for it (the store's read gate orders its reads against
+    /// its transactions); a remote one whose reads would each see the latest
+    /// state pins them to one (etcd: the revision of the first).
+    fn one_state(&self, body: &mut dyn FnMut()) {
+        body()
+    }
+
     /// Drops the history the backend keeps of past states, up to what was
     /// current at the previous call (so at least one maintenance interval
     /// of history stays for readers and watchers behind). Returns the

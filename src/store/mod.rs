@@ -470,6 +470,16 @@ impl Store {
         None
     }
 
+    /// Runs `read` (on a blocking thread) with every plain read it makes
+    /// answered from one state of the store ([`Backend::one_state`]).
+    fn in_one_state<T>(&self, read: impl FnOnce() -> T) -> T {
+        let mut read = Some(read);
+        let mut value = None;
+        self.backend
+            .one_state(&mut || value = read.take().map(|read| read()));
+        value.expect("one_state runs its body")
+    }
+
     /// Runs a read-only `op` on this thread over the backend's memory
     /// caught up to `mark` ([`Backend::in_memory`]). `None`: it could
     /// not; run it in a transaction instead.
@@ -513,9 +523,11 @@ impl Store {
                     Some(value) => value?,
                     None => {
                         let store = self.clone();
-                        tokio::task::spawn_blocking(move || store.consistent(f))
-                            .await
-                            .map_err(|e| Error::internal(format!("read task failed: {e}")))??
+                        tokio::task::spawn_blocking(move || {
+                            store.in_one_state(|| store.consistent(&f))
+                        })
+                        .await
+                        .map_err(|e| Error::internal(format!("read task failed: {e}")))??
                     }
                 }
             }
@@ -532,7 +544,7 @@ impl Store {
     ) -> Result<T, Error> {
         self.check_not_failed()?;
         let store = self.clone();
-        let value = tokio::task::spawn_blocking(move || f(&store))
+        let value = tokio::task::spawn_blocking(move || store.in_one_state(|| f(&store)))
             .await
             .map_err(|e| Error::internal(format!("read task failed: {e}")))??;
         self.settle().await?;

@@ -257,6 +257,9 @@ impl EtcdBackend {
             }
             return state;
         }
+        if self.at_one_revision() {
+            return None;
+        }
         let fresh = self.mirror.fresh(|| Source::latest_revision(self));
         if fresh.is_none() {
             self.stats.report(&StoreEvent::MirrorRead(false));
@@ -270,6 +273,34 @@ impl EtcdBackend {
         PINNED.get().and_then(|(backend, mark, version)| {
             (backend == self as *const Self as usize).then_some((mark, version))
         })
+    }
+
+    /// The revision this thread's reads are made at, in
+    /// [`Backend::one_state`]: 0 (the latest) for the first, then the
+    /// first's; 0 outside it.
+    fn read_revision(&self) -> i64 {
+        match ONE_REVISION.get() {
+            Some((backend, revision)) if backend == self as *const Self as usize => revision,
+            _ => 0,
+        }
+    }
+
+    /// Notes the revision a read was made at: the first read in
+    /// [`Backend::one_state`] fixes the revision of the rest.
+    fn read_at(&self, revision: i64) {
+        if let Some((backend, 0)) = ONE_REVISION.get() {
+            if backend == self as *const Self as usize && revision > 0 {
+                ONE_REVISION.set(Some((backend, revision)));
+            }
+        }
+    }
+
+    /// Whether this thread's reads are pinned to one etcd revision (the
+    /// mirror, at whatever revision it has reached, is not used then).
+    fn at_one_revision(&self) -> bool {
+        ONE_REVISION
+            .get()
+            .is_some_and(|(backend, _)| backend == self as *const Self as usize)
     }
 
     /// Before a read goes to etcd: refused on a thread pinned to the mirror
@@ -610,6 +641,29 @@ thread_local! {
     static MISSED: std::cell::Cell<Option<Missed>> = const { std::cell::Cell::new(None) };
 }
 
+thread_local! {
+    /// The backend (its address) whose reads on this thread are made at one
+    /// etcd revision while [`Backend::one_state`] runs, and that revision (0
+    /// until the first read fixes it).
+    static ONE_REVISION: std::cell::Cell<Option<(usize, i64)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Makes this thread's reads of a backend at one revision, until dropped.
+struct AtOneRevision(Option<(usize, i64)>);
+
+impl AtOneRevision {
+    fn new(backend: &EtcdBackend) -> AtOneRevision {
+        AtOneRevision(ONE_REVISION.replace(Some((backend as *const EtcdBackend as usize, 0))))
+    }
+}
+
+impl Drop for AtOneRevision {
+    fn drop(&mut self) {
+        ONE_REVISION.set(self.0);
+    }
+}
+
 /// Why a pinned read missed the mirror.
 #[derive(Clone, Copy)]
 enum Missed {
@@ -648,7 +702,8 @@ impl Reads for EtcdBackend {
             }
         }
         self.may_read_etcd()?;
-        let (found, _) = self.range(key, Vec::new(), 1, 0)?;
+        let (found, revision) = self.range(key, Vec::new(), 1, self.read_revision())?;
+        self.read_at(revision);
         Ok(found.into_iter().next().map(|(_, value, _)| value))
     }
 
@@ -673,6 +728,7 @@ impl Reads for EtcdBackend {
                     request: Some(Request::RequestRange(pb::RangeRequest {
                         key: self.key(tree, key),
                         limit: 1,
+                        revision: self.read_revision(),
                         ..Default::default()
                     })),
                 })
@@ -693,6 +749,8 @@ impl Reads for EtcdBackend {
                 })
                 .map_err(|status| unavailable("read", status.message()))?
                 .into_inner();
+            // At revision 0 the ranges were read at the header's.
+            self.read_at(response.header.as_ref().map_or(0, |h| h.revision));
             for answer in response.responses {
                 let value = match answer.response {
                     Some(pb::response_op::Response::ResponseRange(range)) => {
@@ -730,7 +788,8 @@ impl Reads for EtcdBackend {
             }
         }
         self.may_read_etcd()?;
-        let (found, _) = self.range(from, to, limit as i64, 0)?;
+        let (found, revision) = self.range(from, to, limit as i64, self.read_revision())?;
+        self.read_at(revision);
         Ok(found
             .into_iter()
             .map(|(key, value, _)| (key[skip..].to_vec(), value))
@@ -844,6 +903,11 @@ impl Backend for EtcdBackend {
     /// The body's reads each take the mirror's lock: they are pinned to
     /// one version of its state, and the body runs again (it is short, and
     /// in memory) if the mirror moved between them.
+    fn one_state(&self, body: &mut dyn FnMut()) {
+        let _at = AtOneRevision::new(self);
+        body()
+    }
+
     fn in_memory(&self, mark: i64, body: &mut dyn FnMut()) -> bool {
         for _ in 0..4 {
             let Some(version) = self.mirror.state_at(mark).map(|state| state.version()) else {

@@ -262,6 +262,54 @@ mod tests {
         assert!(later.is_some_and(|r| r > noted), "{later:?}");
     }
 
+    /// Reads in `one_state` are made at the revision of the first, whatever
+    /// commits meanwhile, across gets, multi-gets and scans, of mirrored
+    /// trees and others; outside it each read sees the latest.
+    #[test]
+    fn reads_in_one_state_are_made_at_the_first_ones_revision() {
+        use crate::store::backend::{Backend, Reads, Tree};
+
+        let etcd = EtcdServer::start(&cache_dir());
+        let backend = super::EtcdBackend::connect(&etcd.config("/one-state/")).unwrap();
+        let set = |value: &[u8]| {
+            backend
+                .transact(&|tx| {
+                    for tree in [Tree::Meta, Tree::Changes] {
+                        tx.put(tree, b"a", value)?;
+                        tx.put(tree, b"b", value)?;
+                    }
+                    Ok(())
+                })
+                .unwrap()
+        };
+        set(b"1");
+        let mut seen = Vec::new();
+        backend.one_state(&mut || {
+            for tree in [Tree::Meta, Tree::Changes] {
+                seen.push(backend.get(tree, b"a").unwrap());
+                // Committed by another thread between two reads of this one.
+                std::thread::scope(|scope| scope.spawn(|| set(b"2")).join().unwrap());
+                seen.push(backend.get(tree, b"b").unwrap());
+                seen.extend(
+                    backend
+                        .get_many(tree, &[b"a".to_vec(), b"b".to_vec()])
+                        .unwrap(),
+                );
+                seen.extend(
+                    backend
+                        .scan(tree, b"a", Some(b"c"), 10)
+                        .unwrap()
+                        .into_iter()
+                        .map(|(_, value)| Some(value)),
+                );
+            }
+        });
+        assert_eq!(seen, vec![Some(b"1".to_vec()); 12], "one state throughout");
+        for tree in [Tree::Meta, Tree::Changes] {
+            assert_eq!(backend.get(tree, b"b").unwrap(), Some(b"2".to_vec()));
+        }
+    }
+
     /// A follower whose watch starts behind a compaction (as after a long
     /// disconnection) catches up: the counters' current values reach the
     /// feed, though the revisions that wrote them are gone.
