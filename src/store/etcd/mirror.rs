@@ -587,6 +587,17 @@ mod tests {
     /// A read waits until the mirror has applied the revision etcd named
     /// (here an event that arrives after the read began), and reads etcd
     /// instead when it never comes.
+    /// A live mirror of `/p/` at revision 5 (progress trusted).
+    fn live_at_5() -> Arc<Mirror> {
+        let mirror = Arc::new(Mirror::new(vec![(b"/p/".to_vec(), b"/p0".to_vec())]));
+        mirror.set_applied(Applied {
+            revision: 5,
+            live: true,
+            progress: true,
+        });
+        mirror
+    }
+
     /// A watch response: `/p/k` = `v` at revision 6.
     fn put_at_6() -> pb::WatchResponse {
         use super::super::mvccpb::{Event, KeyValue};
@@ -607,12 +618,7 @@ mod tests {
 
     #[test]
     fn a_read_waits_for_the_revision_etcd_names() {
-        let mirror = Arc::new(Mirror::new(vec![(b"/p/".to_vec(), b"/p0".to_vec())]));
-        mirror.set_applied(Applied {
-            revision: 5,
-            live: true,
-            progress: true,
-        });
+        let mirror = live_at_5();
         let late = mirror.clone();
         let writer = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(20));
@@ -757,12 +763,7 @@ mod tests {
     /// then reads the state at it; not when the watch is down.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_task_waits_for_the_revision_etcd_names_and_reads_at_it() {
-        let mirror = Arc::new(Mirror::new(vec![(b"/p/".to_vec(), b"/p0".to_vec())]));
-        mirror.set_applied(Applied {
-            revision: 5,
-            live: true,
-            progress: true,
-        });
+        let mirror = live_at_5();
         let late = mirror.clone();
         let writer = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -62,15 +62,11 @@ impl Reads for Trees {
         end: Option<&[u8]>,
         limit: usize,
     ) -> Result<Entries, Error> {
-        let range = (
-            Bound::Included(start),
-            end.map_or(Bound::Unbounded, Bound::Excluded),
-        );
         let mut out = Vec::new();
-        for entry in self.tree(tree).range::<&[u8], _>(range).take(limit) {
-            let (key, value) = entry.map_err(storage_error)?;
+        self.scan_each(tree, start, end, limit, &mut |key, value| {
             out.push((key.to_vec(), value.to_vec()));
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
