@@ -639,9 +639,6 @@ thread_local! {
         const { std::cell::Cell::new(None) };
     /// Why a pinned read could not be answered from the mirror, if it could not.
     static MISSED: std::cell::Cell<Option<Missed>> = const { std::cell::Cell::new(None) };
-}
-
-thread_local! {
     /// The backend (its address) whose reads on this thread are made at one
     /// etcd revision while [`Backend::one_state`] runs, and that revision (0
     /// until the first read fixes it).
