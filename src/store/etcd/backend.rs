@@ -260,7 +260,12 @@ impl EtcdBackend {
         if self.at_one_revision() {
             return None;
         }
-        let fresh = self.mirror.fresh(|| Source::latest_revision(self));
+        // On a blocking thread: the same wait as a call's, run on the etcd
+        // runtime.
+        let mirror = self.mirror.clone();
+        let check = self.revision_check();
+        let mark = self.run(async move { mirror.caught_up(|| check).await });
+        let fresh = mark.and_then(|mark| self.mirror.state_at(mark));
         if fresh.is_none() {
             self.stats.report(&StoreEvent::MirrorRead(false));
         }
@@ -336,6 +341,16 @@ impl EtcdBackend {
         revision: i64,
     ) -> Result<(Vec<Found>, i64), Error> {
         self.run(self.range_future(key, range_end, limit, revision))
+    }
+
+    /// etcd's current revision (one linearizable range of one key), to run
+    /// on the etcd runtime.
+    fn revision_check(
+        &self,
+    ) -> impl std::future::Future<Output = Result<i64, Error>> + Send + 'static {
+        let key = self.key(Tree::Meta, MAINTENANCE_KEY);
+        let range = self.range_future(key, Vec::new(), 1, 0);
+        async move { range.await.map(|(_, revision)| revision) }
     }
 
     /// [`EtcdBackend::range`], to run on the etcd runtime.
@@ -622,9 +637,7 @@ impl Source for EtcdBackend {
     }
 
     fn latest_revision(&self) -> Result<i64, Error> {
-        let key = self.key(Tree::Meta, MAINTENANCE_KEY);
-        self.range(key, Vec::new(), 1, 0)
-            .map(|(_, revision)| revision)
+        self.run(self.revision_check())
     }
 
     fn key(&self, tree: Tree, key: &[u8]) -> Vec<u8> {
@@ -881,18 +894,16 @@ impl Backend for EtcdBackend {
 
     fn catch_up(&self) -> CatchingUp<'_> {
         Box::pin(self.mirror.caught_up(|| {
-            // etcd's current revision, asked on the etcd runtime.
-            let key = self.key(Tree::Meta, MAINTENANCE_KEY);
+            // Asked on the etcd runtime, whose tasks drive its connections.
             let asked = self
                 .runtime
                 .as_ref()
                 .expect("the runtime is there until the backend is dropped")
-                .spawn(self.range_future(key, Vec::new(), 1, 0));
+                .spawn(self.revision_check());
             async move {
-                let (_, revision) = asked
+                asked
                     .await
-                    .map_err(|e| Error::internal(format!("the revision check failed: {e}")))??;
-                Ok(revision)
+                    .map_err(|e| Error::internal(format!("the revision check failed: {e}")))?
             }
         }))
     }

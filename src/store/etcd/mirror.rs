@@ -33,7 +33,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use super::client::{Auth, AuthChannel};
@@ -89,8 +89,7 @@ impl Drop for BatchEnd<'_> {
         check.running = false;
         check.done = self.batch;
         check.answer = Some(answer);
-        self.mirror.checked.notify_all();
-        self.mirror.checked_async.notify_waiters();
+        self.mirror.checked.notify_waiters();
     }
 }
 
@@ -111,12 +110,11 @@ pub(super) struct Mirror {
     ranges: Vec<(Vec<u8>, Vec<u8>)>,
     state: RwLock<State>,
     applied: Mutex<Applied>,
-    advanced: Condvar,
+    /// Wakes the readers waiting for `applied` to move.
+    advanced: tokio::sync::Notify,
     check: Mutex<Check>,
-    checked: Condvar,
-    /// `advanced` and `checked`, for readers that wait as tasks.
-    advanced_async: tokio::sync::Notify,
-    checked_async: tokio::sync::Notify,
+    /// Wakes the readers waiting for a revision check to end.
+    checked: tokio::sync::Notify,
     /// Asks the feeder to request the watch's progress.
     progress: tokio::sync::Notify,
 }
@@ -127,11 +125,9 @@ impl Mirror {
             ranges,
             state: RwLock::default(),
             applied: Mutex::default(),
-            advanced: Condvar::new(),
+            advanced: tokio::sync::Notify::new(),
             check: Mutex::default(),
-            checked: Condvar::new(),
-            advanced_async: tokio::sync::Notify::new(),
-            checked_async: tokio::sync::Notify::new(),
+            checked: tokio::sync::Notify::new(),
             progress: tokio::sync::Notify::new(),
         }
     }
@@ -149,52 +145,15 @@ impl Mirror {
 
     fn set_applied(&self, applied: Applied) {
         *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = applied;
-        self.advanced.notify_all();
-        self.advanced_async.notify_waiters();
+        self.advanced.notify_waiters();
     }
 
-    /// The mirror, caught up with every write acknowledged before this
-    /// call; None when it cannot be (the caller reads etcd instead).
-    /// `latest` asks etcd for its current revision.
-    pub(super) fn fresh(
-        &self,
-        latest: impl Fn() -> Result<i64, Error>,
-    ) -> Option<RwLockReadGuard<'_, State>> {
-        if !self.applied().live {
-            return None;
-        }
-        let target = self.current_revision(latest).ok()?;
-        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
-        let patience = match applied.progress {
-            true => CATCH_UP,
-            false => CATCH_UP_ON_EVENTS,
-        };
-        let deadline = Instant::now() + patience;
-        while applied.revision < target {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            if !applied.live {
-                return None;
-            }
-            // Nothing may be coming (the writes since were elsewhere in
-            // etcd): the watch's progress says how far it has come.
-            if applied.progress {
-                self.progress.notify_one();
-            }
-            applied = self
-                .advanced
-                .wait_timeout(applied, left.min(Duration::from_millis(20)))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        drop(applied);
-        Some(self.state.read().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    /// [`Mirror::fresh`] for a task: waits, without holding a thread, until
-    /// the mirror has applied etcd's current revision (from a check that
-    /// started after this call did, shared as in [`Mirror::fresh`]), and
-    /// answers that revision: [`Mirror::state_at`] then reads it. None when
-    /// the mirror cannot catch up in time (read etcd instead).
+    /// Waits, without holding a thread, until the mirror has caught up with
+    /// every write acknowledged before this call: until it has applied
+    /// etcd's current revision, from a check that started after this call
+    /// did ([`Mirror::current_revision`]; `latest` asks etcd). Answers that
+    /// revision, which [`Mirror::state_at`] then reads; None when the mirror
+    /// cannot catch up in time (read etcd instead).
     pub(super) async fn caught_up<F, Fut>(&self, latest: F) -> Option<i64>
     where
         F: FnOnce() -> Fut,
@@ -203,7 +162,7 @@ impl Mirror {
         if !self.applied().live {
             return None;
         }
-        let target = self.current_revision_async(latest).await.ok()?;
+        let target = self.current_revision(latest).await.ok()?;
         let patience = match self.applied().progress {
             true => CATCH_UP,
             false => CATCH_UP_ON_EVENTS,
@@ -211,7 +170,7 @@ impl Mirror {
         let deadline = Instant::now() + patience;
         loop {
             // Registered before looking, so no advance is missed between.
-            let advanced = self.advanced_async.notified();
+            let advanced = self.advanced.notified();
             tokio::pin!(advanced);
             advanced.as_mut().enable();
             let applied = self.applied();
@@ -239,9 +198,12 @@ impl Mirror {
         (applied.live && applied.revision >= revision).then_some(state)
     }
 
-    /// [`Mirror::current_revision`] for a task. If the task is dropped while
-    /// its check runs, the batch ends (with an error) all the same.
-    async fn current_revision_async<F, Fut>(&self, latest: F) -> Result<i64, Error>
+    /// etcd's revision, from a check that started after this call did,
+    /// shared with every reader waiting for it. A reader waits at most
+    /// [`CATCH_UP`] for another's check; then it gives up (and reads etcd
+    /// itself). If the task is dropped while its check runs, the batch ends
+    /// (with an error) all the same, and the readers waiting for it wake.
+    async fn current_revision<F, Fut>(&self, latest: F) -> Result<i64, Error>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<i64, Error>>,
@@ -250,7 +212,7 @@ impl Mirror {
         let mine = self.check.lock().unwrap_or_else(|p| p.into_inner()).next;
         let mut latest = Some(latest);
         loop {
-            let checked = self.checked_async.notified();
+            let checked = self.checked.notified();
             tokio::pin!(checked);
             checked.as_mut().enable();
             let lead = {
@@ -287,47 +249,6 @@ impl Mirror {
             tokio::time::timeout(left, checked)
                 .await
                 .map_err(|_| Error::internal("the revision check took too long"))?;
-        }
-    }
-
-    /// etcd's revision, from a check that started after this call did,
-    /// shared with every reader waiting for it.
-    /// A reader waits at most [`CATCH_UP`] for another's check; then it
-    /// reads etcd itself.
-    fn current_revision(&self, latest: impl Fn() -> Result<i64, Error>) -> Result<i64, Error> {
-        let deadline = Instant::now() + CATCH_UP;
-        let mut check = self.check.lock().unwrap_or_else(|p| p.into_inner());
-        let mine = check.next;
-        loop {
-            if check.done >= mine && check.answer.is_some() {
-                return check.answer.clone().expect("checked");
-            }
-            if !check.running {
-                // This batch starts now, after every reader in it arrived.
-                let batch = check.next.max(mine);
-                check.next = batch + 1;
-                check.running = true;
-                drop(check);
-                // Whatever happens in `latest` (a panic included), the
-                // batch ends and the readers waiting for it are woken.
-                let mut ending = BatchEnd {
-                    mirror: self,
-                    batch,
-                    answer: Err(Error::internal("the revision check did not finish")),
-                };
-                ending.answer = latest();
-                drop(ending);
-                check = self.check.lock().unwrap_or_else(|p| p.into_inner());
-                continue;
-            }
-            let left = deadline
-                .checked_duration_since(Instant::now())
-                .ok_or_else(|| Error::internal("the revision check took too long"))?;
-            check = self
-                .checked
-                .wait_timeout(check, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
         }
     }
 
@@ -617,26 +538,6 @@ mod tests {
     }
 
     #[test]
-    fn a_read_waits_for_the_revision_etcd_names() {
-        let mirror = live_at_5();
-        let late = mirror.clone();
-        let writer = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(20));
-            late.apply(put_at_6());
-        });
-        let state = mirror.fresh(|| Ok(6)).expect("the event arrives");
-        assert_eq!(state.get(b"/p/k"), Some(b"v".to_vec()));
-        drop(state);
-        writer.join().unwrap();
-        // The watch went down: no answer from the mirror at all.
-        mirror.set_applied(Applied {
-            live: false,
-            ..mirror.applied()
-        });
-        assert!(mirror.fresh(|| Ok(6)).is_none());
-    }
-
-    #[test]
     fn progress_is_trusted_only_where_etcd_fixed_it() {
         for (version, sound) in [
             ("3.4.23", false),
@@ -654,44 +555,11 @@ mod tests {
     }
 
     /// Readers that arrive while a check is under way share the next one,
-    /// which starts after all of them: each answer is at least the
-    /// revision when its reader arrived, and there are fewer checks than
-    /// readers.
-    #[test]
-    fn readers_share_revision_checks_that_start_after_they_arrive() {
-        use std::sync::atomic::{AtomicI64, Ordering};
-        let mirror = Arc::new(Mirror::new(Vec::new()));
-        let revision = Arc::new(AtomicI64::new(0));
-        let checks = Arc::new(AtomicI64::new(0));
-        let threads: Vec<_> = (0..32)
-            .map(|_| {
-                let (mirror, revision, checks) = (mirror.clone(), revision.clone(), checks.clone());
-                std::thread::spawn(move || {
-                    for _ in 0..50 {
-                        // A write acknowledged before the read begins.
-                        let written = revision.fetch_add(1, Ordering::SeqCst) + 1;
-                        let seen = mirror
-                            .current_revision(|| {
-                                checks.fetch_add(1, Ordering::SeqCst);
-                                std::thread::sleep(Duration::from_micros(200));
-                                Ok(revision.load(Ordering::SeqCst))
-                            })
-                            .unwrap();
-                        assert!(seen >= written, "read {seen} after writing {written}");
-                    }
-                })
-            })
-            .collect();
-        for thread in threads {
-            thread.join().unwrap();
-        }
-        let checks = checks.load(Ordering::SeqCst);
-        assert!(checks < 32 * 50, "{checks} checks for {} reads", 32 * 50);
-    }
-
-    /// The same for reads that wait as tasks, mixed with reads on threads:
-    /// one batching, whichever way a reader waits; and a task dropped in
-    /// the middle of its check does not leave the others waiting.
+    /// which starts after all of them: each answer is at least the revision
+    /// when its reader arrived, and there are fewer checks than readers,
+    /// whether a reader waits as a task or blocks a thread on it (as
+    /// EtcdBackend's sync reads do); and a task dropped in the middle of its
+    /// check does not leave the others waiting.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn tasks_share_revision_checks_with_threads_and_a_dropped_check_ends_its_batch() {
         use std::sync::atomic::{AtomicI64, Ordering};
@@ -714,7 +582,11 @@ mod tests {
                             let (mirror, revision, checks) =
                                 (mirror.clone(), revision.clone(), checks.clone());
                             tokio::task::spawn_blocking(move || {
-                                mirror.current_revision(|| check(&revision, &checks))
+                                tokio::runtime::Handle::current().block_on(
+                                    mirror.current_revision(
+                                        || async move { check(&revision, &checks) },
+                                    ),
+                                )
                             })
                             .await
                             .unwrap()
@@ -722,7 +594,7 @@ mod tests {
                         _ => {
                             let (revision, checks) = (revision.clone(), checks.clone());
                             mirror
-                                .current_revision_async(|| async move {
+                                .current_revision(|| async move {
                                     tokio::time::sleep(Duration::from_micros(200)).await;
                                     check(&revision, &checks)
                                 })
@@ -745,17 +617,14 @@ mod tests {
             let mirror = mirror.clone();
             tokio::spawn(async move {
                 mirror
-                    .current_revision_async(std::future::pending::<Result<i64, Error>>)
+                    .current_revision(std::future::pending::<Result<i64, Error>>)
                     .await
             })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
         stuck.abort();
         let _ = stuck.await;
-        let after = mirror
-            .current_revision_async(|| async { Ok(99) })
-            .await
-            .unwrap();
+        let after = mirror.current_revision(|| async { Ok(99) }).await.unwrap();
         assert_eq!(after, 99, "a new check runs once the dropped one ended");
     }
 
