@@ -13,6 +13,7 @@ use aliasd::pb;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::common::*;
+use crate::metrics::sample;
 
 const OPERATOR_TOKEN: &str = "console-operator-token";
 const VIEWER_TOKEN: &str = "console-viewer-token";
@@ -142,6 +143,24 @@ impl Console {
             .alias
             .unwrap()
             .target_key_id
+    }
+
+    /// A console with keys "first" and "second", `alias/app` on the first,
+    /// an operator's session, and the alias's page: (console, the second
+    /// key's id, the session, the page).
+    async fn alias_app_page() -> (Console, String, String, String) {
+        let console = Console::start().await;
+        let first = console.key("first").await;
+        let second = console.key("second").await;
+        console.alias("alias/app", &first).await;
+        let session = console.login(OPERATOR_TOKEN).await.unwrap();
+        let page = text(&console.get("/alias?name=alias/app", &session).await);
+        (console, second, session, page)
+    }
+
+    /// GETs `path` with the `session` cookie.
+    async fn get(&self, path: &str, session: &str) -> HttpReply {
+        self.call("GET", path, &[("Cookie", session)], "").await
     }
 
     /// POSTs a form with the `session` cookie.
@@ -275,7 +294,7 @@ async fn the_console_needs_a_login_and_a_csrf_token_and_escapes_what_it_shows() 
     // The right token: a session, and the keys with their aliases, the
     // description escaped.
     let session = console.login(OPERATOR_TOKEN).await.unwrap();
-    let page = console.call("GET", "/", &[("Cookie", &session)], "").await;
+    let page = console.get("/", &session).await;
     assert_eq!(page.status, 200);
     let html = text(&page);
     assert!(
@@ -289,9 +308,7 @@ async fn the_console_needs_a_login_and_a_csrf_token_and_escapes_what_it_shows() 
 
     // A form without the session's CSRF token, or with another, is 403 and
     // changes nothing.
-    let alias = console
-        .call("GET", "/alias?name=alias/app", &[("Cookie", &session)], "")
-        .await;
+    let alias = console.get("/alias?name=alias/app", &session).await;
     let token = csrf(&text(&alias));
     for body in [
         format!("alias_name=alias/app&target_key_id={other}"),
@@ -330,7 +347,7 @@ async fn the_console_needs_a_login_and_a_csrf_token_and_escapes_what_it_shows() 
         .post_form("/logout", &session, &format!("csrf={token}"))
         .await;
     assert_eq!(reply.status, 303);
-    let reply = console.call("GET", "/", &[("Cookie", &session)], "").await;
+    let reply = console.get("/", &session).await;
     assert_eq!(reply.status, 303);
     assert_eq!(reply.headers["location"], "/login");
 }
@@ -517,16 +534,7 @@ async fn in_chromium_an_operator_sees_a_cli_change_live_and_repoints_and_a_viewe
 
 #[tokio::test]
 async fn each_alias_form_has_its_own_request_id_so_a_stale_delete_is_an_etag_mismatch() {
-    let console = Console::start().await;
-    let first = console.key("first").await;
-    let second = console.key("second").await;
-    console.alias("alias/app", &first).await;
-    let session = console.login(OPERATOR_TOKEN).await.unwrap();
-    let page = text(
-        &console
-            .call("GET", "/alias?name=alias/app", &[("Cookie", &session)], "")
-            .await,
-    );
+    let (console, second, session, page) = Console::alias_app_page().await;
     let update = form_fields(&page, "update-form");
     let rename = form_fields(&page, "rename-form");
     let delete = form_fields(&page, "delete-form");
@@ -567,16 +575,7 @@ fn audit_rows(page: &str, action: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn the_audit_page_shows_the_door_source_address_and_user_agent_of_each_record() {
-    let console = Console::start().await;
-    let first = console.key("first").await;
-    let second = console.key("second").await;
-    console.alias("alias/app", &first).await;
-    let session = console.login(OPERATOR_TOKEN).await.unwrap();
-    let page = text(
-        &console
-            .call("GET", "/alias?name=alias/app", &[("Cookie", &session)], "")
-            .await,
-    );
+    let (console, second, session, page) = Console::alias_app_page().await;
     let update = form_fields(&page, "update-form");
     let reply = console
         .call(
@@ -711,15 +710,6 @@ async fn a_failed_console_login_is_audited_as_console_login() {
     assert_eq!(event.source_address, "127.0.0.1");
 }
 
-/// The value of the sample `series` in an exposition (0 when absent).
-fn sample(exposition: &str, series: &str) -> f64 {
-    exposition
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .map(|value| value.trim().parse().unwrap())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn console_calls_are_counted_under_door_console_and_their_route() {
     let console = Console::start_with(|c| {
@@ -746,18 +736,12 @@ async fn console_calls_are_counted_under_door_console_and_their_route() {
     let operator = console.login(OPERATOR_TOKEN).await.unwrap();
     let viewer = console.login(VIEWER_TOKEN).await.unwrap();
     for (path, status) in [("/", 200), ("/alias?name=alias/ghost", 404)] {
-        let reply = console
-            .call("GET", path, &[("Cookie", &operator)], "")
-            .await;
+        let reply = console.get(path, &operator).await;
         assert_eq!(reply.status, status, "{path}");
     }
     assert_eq!(console.call("GET", "/nowhere", &[], "").await.status, 404);
     // The viewer may not re-point alias/app.
-    let page = text(
-        &console
-            .call("GET", "/alias?name=alias/app", &[("Cookie", &viewer)], "")
-            .await,
-    );
+    let page = text(&console.get("/alias?name=alias/app", &viewer).await);
     let update = form_fields(&page, "update-form");
     let reply = console
         .post_form(
@@ -832,7 +816,7 @@ async fn the_live_stream_ends_when_its_session_does() {
     let console = Console::start().await;
     let key = console.key("streamed").await;
     let session = console.login(OPERATOR_TOKEN).await.expect("logs in");
-    let page = console.call("GET", "/", &[("Cookie", &session)], "").await;
+    let page = console.get("/", &session).await;
     let token = csrf(&text(&page));
 
     let addr = console
@@ -899,7 +883,7 @@ async fn the_live_stream_ends_when_its_session_does() {
 async fn rotating_a_token_ends_the_console_sessions_made_with_it() {
     let console = Console::start().await;
     let session = console.login(OPERATOR_TOKEN).await.expect("logs in");
-    let page = console.call("GET", "/", &[("Cookie", &session)], "").await;
+    let page = console.get("/", &session).await;
     assert_eq!(page.status, 200);
 
     // The operator gets a new token; the old one is gone from the file.
@@ -930,7 +914,7 @@ async fn rotating_a_token_ends_the_console_sessions_made_with_it() {
     }
     assert!(reloaded, "the auth file was not reloaded");
 
-    let reply = console.call("GET", "/", &[("Cookie", &session)], "").await;
+    let reply = console.get("/", &session).await;
     assert_eq!(reply.status, 303, "{}", text(&reply));
     assert_eq!(reply.headers["location"], "/login");
     // The new token logs in.

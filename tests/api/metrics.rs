@@ -29,7 +29,7 @@ pub async fn scrape(server: &TestServer) -> String {
 
 /// The value of the sample `series` (name and labels, as exposed); 0 when
 /// it is not there.
-fn sample(text: &str, series: &str) -> f64 {
+pub fn sample(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .map(|value| value.trim().parse().unwrap())

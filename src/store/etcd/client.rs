@@ -120,3 +120,20 @@ impl EtcdConfig {
         Ok(tls)
     }
 }
+
+/// One range read for a background task (the mirror's load, the
+/// follower's catch-up): its answer, or None after renewing a lapsed token
+/// (the task starts over).
+pub(super) async fn range_once(
+    kv: &mut super::etcdserverpb::kv_client::KvClient<AuthChannel>,
+    auth: &Auth,
+    request: pb::RangeRequest,
+) -> Option<pb::RangeResponse> {
+    match kv.range(request).await {
+        Ok(response) => Some(response.into_inner()),
+        Err(status) => {
+            auth.renewed(&status).await;
+            None
+        }
+    }
+}

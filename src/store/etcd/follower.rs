@@ -42,13 +42,7 @@ impl Counters {
             range_end: self.to.clone(),
             ..Default::default()
         };
-        let response = match kv.range(request).await {
-            Ok(response) => response.into_inner(),
-            Err(status) => {
-                auth.renewed(&status).await;
-                return None;
-            }
-        };
+        let response = super::client::range_once(kv, auth, request).await?;
         for kv in &response.kvs {
             self.publish(&kv.key, &kv.value);
         }

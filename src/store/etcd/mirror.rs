@@ -304,13 +304,7 @@ impl Mirror {
                     revision,
                     ..Default::default()
                 };
-                let response = match kv.range(request).await {
-                    Ok(response) => response.into_inner(),
-                    Err(status) => {
-                        auth.renewed(&status).await;
-                        return None;
-                    }
-                };
+                let response = super::client::range_once(kv, auth, request).await?;
                 if revision == 0 {
                     revision = response.header.as_ref()?.revision;
                 }
@@ -505,9 +499,6 @@ impl Tx for MirrorTx<'_> {
 mod tests {
     use super::*;
 
-    /// A read waits until the mirror has applied the revision etcd named
-    /// (here an event that arrives after the read began), and reads etcd
-    /// instead when it never comes.
     /// A live mirror of `/p/` at revision 5 (progress trusted).
     fn live_at_5() -> Arc<Mirror> {
         let mirror = Arc::new(Mirror::new(vec![(b"/p/".to_vec(), b"/p0".to_vec())]));
